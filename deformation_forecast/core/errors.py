@@ -1,0 +1,6 @@
+"""Errors raised by the core for bad input; the Processing layer turns them into
+QgsProcessingException with the same message."""
+
+
+class InputError(ValueError):
+    """The user's input cannot be used; the message names the input and how to fix it."""

@@ -1,0 +1,276 @@
+"""Deformation stacks: multi-band GeoTIFFs, band i = cumulative LOS displacement (mm) at date i.
+
+The date of each band is kept in its description (ISO ``YYYY-MM-DD``) and in a ``DATE`` band tag;
+NaN marks incoherent pixels. Reads are windowed (rasterio windows) so that callers touch only the
+pixels they need; writes go to a temporary file beside the target and are renamed on success.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from .dates import check_increasing, format_date, parse_date
+from .errors import InputError
+
+DATE_TAG = "DATE"
+UNITS_TAG = "UNITS"
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What a stack is, without its pixels."""
+
+    path: str
+    dates: list[dt.date]
+    crs: CRS | None
+    transform: Affine
+    width: int
+    height: int
+    nodata: float | None = None
+    units: str = "mm"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return len(self.dates)
+
+    @property
+    def res(self) -> tuple[float, float]:
+        return (abs(self.transform.a), abs(self.transform.e))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.count, self.height, self.width)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        return rasterio.transform.array_bounds(self.height, self.width, self.transform)[::1]
+
+
+def _band_dates(src: rasterio.DatasetReader) -> list[dt.date | None]:
+    out: list[dt.date | None] = []
+    for b in range(1, src.count + 1):
+        d = parse_date(src.descriptions[b - 1] or "")
+        if d is None:
+            tags = src.tags(b)
+            for key in (DATE_TAG, "ACQUISITION_DATE", "date"):
+                if key in tags:
+                    d = parse_date(tags[key])
+                    if d:
+                        break
+        out.append(d)
+    return out
+
+
+def read_info(path: str, require_dates: bool = True) -> StackInfo:
+    """Open `path` and describe it; with `require_dates`, every band must carry a date.
+
+    Dates come from the band descriptions, then band tags (``DATE``), then a dataset tag
+    ``DATES`` (comma-separated), then, for a single band, the file name.
+    """
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as e:
+        raise InputError(f"Cannot open raster {path!r}: {e}") from e
+    with src:
+        dates = _band_dates(src)
+        ds_tags = src.tags()
+        if any(d is None for d in dates) and "DATES" in ds_tags:
+            listed = [parse_date(t) for t in ds_tags["DATES"].split(",")]
+            if len(listed) == src.count and all(listed):
+                dates = listed
+        if src.count == 1 and dates[0] is None:
+            dates = [parse_date(os.path.basename(path))]
+        if require_dates and any(d is None for d in dates):
+            bad = [i + 1 for i, d in enumerate(dates) if d is None]
+            raise InputError(
+                f"Raster {os.path.basename(path)!r}: band(s) {bad[:10]} carry no date. A deformation "
+                "stack needs the acquisition date (YYYYMMDD or YYYY-MM-DD) in each band description; "
+                "use 'Build deformation stack' to make one from single-date rasters."
+            )
+        if require_dates:
+            check_increasing(dates, f"raster {os.path.basename(path)!r}")  # type: ignore[arg-type]
+        nodata = src.nodata
+        units = src.units[0] if src.units and src.units[0] else ds_tags.get(UNITS_TAG, "mm")
+        return StackInfo(
+            path=path,
+            dates=dates,  # type: ignore[arg-type]
+            crs=src.crs,
+            transform=src.transform,
+            width=src.width,
+            height=src.height,
+            nodata=nodata,
+            units=units or "mm",
+            tags=dict(ds_tags),
+        )
+
+
+def read_stack(
+    path: str,
+    window: Window | None = None,
+    bands: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Pixels as float32 (bands, rows, cols), nodata as NaN. `bands` are 0-based indexes."""
+    with rasterio.open(path) as src:
+        idx = [b + 1 for b in bands] if bands is not None else list(range(1, src.count + 1))
+        arr = src.read(idx, window=window, out_dtype="float32", boundless=False)
+        if src.nodata is not None and not np.isnan(src.nodata):
+            arr[arr == np.float32(src.nodata)] = np.nan
+        # masks from an internal mask band also count as nodata
+        return arr
+
+
+def iter_row_windows(info: StackInfo, max_bytes: int = 256 * 2**20) -> Iterator[Window]:
+    """Full-width row strips whose float32 pixels for all bands fit in `max_bytes`."""
+    row_bytes = info.width * info.count * 4
+    rows = max(1, int(max_bytes // max(row_bytes, 1)))
+    for r0 in range(0, info.height, rows):
+        yield Window(0, r0, info.width, min(rows, info.height - r0))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside `path`; rename it to `path` on success, remove it on error.
+
+    Nothing half-written is ever visible under the final name.
+    """
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(folder, exist_ok=True)
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".partial{ext}", dir=folder)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+        aux = tmp + ".aux.xml"
+        if os.path.exists(aux):
+            os.replace(aux, path + ".aux.xml")
+    except BaseException:
+        for p in (tmp, tmp + ".aux.xml"):
+            with contextlib.suppress(OSError):
+                os.unlink(p)
+        raise
+
+
+def _profile(
+    count: int, height: int, width: int, crs: CRS | str | None, transform: Affine
+) -> dict:
+    big = count * height * width * 4 > 3.5 * 2**30
+    prof = dict(
+        driver="GTiff",
+        count=count,
+        height=height,
+        width=width,
+        dtype="float32",
+        crs=CRS.from_user_input(crs) if crs else None,
+        transform=transform,
+        nodata=float("nan"),
+        compress="deflate",
+        predictor=3,
+        interleave="band",
+        BIGTIFF="YES" if big else "IF_SAFER",
+    )
+    if width >= 256 and height >= 256:
+        prof.update(tiled=True, blockxsize=256, blockysize=256)
+    return prof
+
+
+class StackWriter:
+    """Write a stack window by window into a temporary file; `close()` publishes it.
+
+    Use as a context manager: on an exception nothing is left under the final name.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        dates: Sequence[dt.date | str],
+        crs: CRS | str | None,
+        transform: Affine,
+        width: int,
+        height: int,
+        units: str = "mm",
+        tags: dict[str, str] | None = None,
+    ):
+        self.path = path
+        self._atomic = atomic_path(path)
+        self._tmp = self._atomic.__enter__()
+        self._dst = rasterio.open(
+            self._tmp, "w", **_profile(len(dates), height, width, crs, transform)
+        )
+        labels = [d if isinstance(d, str) else format_date(d) for d in dates]
+        for i, lab in enumerate(labels, start=1):
+            self._dst.set_band_description(i, lab)
+            self._dst.update_tags(i, **{DATE_TAG: lab})
+            self._dst.set_band_unit(i, units)
+        self._dst.update_tags(**{UNITS_TAG: units, **(tags or {})})
+
+    def write(self, data: np.ndarray, window: Window | None = None) -> None:
+        self._dst.write(np.asarray(data, dtype="float32"), window=window)
+
+    def close(self) -> None:
+        self._dst.close()
+        self._atomic.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        self._dst.close()
+        with contextlib.suppress(BaseException):
+            self._atomic.__exit__(type(exc) if exc else RuntimeError, exc, None)
+
+    def __enter__(self) -> StackWriter:
+        return self
+
+    def __exit__(self, et, ev, tb) -> None:
+        if et is None:
+            self.close()
+        else:
+            self.abort(ev)
+
+
+def write_stack(
+    path: str,
+    data: np.ndarray,
+    dates: Sequence[dt.date | str],
+    crs: CRS | str | None,
+    transform: Affine,
+    units: str = "mm",
+    tags: dict[str, str] | None = None,
+) -> str:
+    """Write a whole (bands, rows, cols) array as a stack; returns `path`."""
+    if data.ndim == 2:
+        data = data[None]
+    if data.shape[0] != len(dates):
+        raise ValueError(f"{data.shape[0]} bands but {len(dates)} dates")
+    with StackWriter(path, dates, crs, transform, data.shape[2], data.shape[1], units, tags) as w:
+        w.write(data)
+    return path
+
+
+def same_grid(a: StackInfo, b: StackInfo, tol: float = 1e-6) -> bool:
+    """True when both rasters share CRS, size and transform (to `tol` of a pixel)."""
+    if (a.width, a.height) != (b.width, b.height):
+        return False
+    if (a.crs or CRS()) != (b.crs or CRS()):
+        return False
+    ta, tb = np.array(a.transform)[:6], np.array(b.transform)[:6]
+    return bool(np.allclose(ta, tb, atol=tol * max(a.res)))
+
+
+def require_crs(info: StackInfo) -> None:
+    if info.crs is None:
+        raise InputError(
+            f"Raster {os.path.basename(info.path)!r} has no CRS; assign one (Raster > Projections > "
+            "Assign Projection) before using it."
+        )

@@ -1,0 +1,89 @@
+"""Worker entry point: ``python -m deformation_forecast.ml COMMAND --params FILE.json``.
+
+Commands are registered in COMMANDS: each takes the params dict and reports through
+:mod:`deformation_forecast.ml.protocol`, returning the result dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from . import protocol
+
+
+def cmd_info(params: dict[str, Any]) -> dict[str, Any]:
+    """TensorFlow version, the devices it sees, and a tiny real computation as proof of life."""
+    from .device import configure_device
+
+    device = configure_device(params.get("device", "auto"))
+    import numpy as np
+    import tensorflow as tf
+
+    protocol.progress(50, f"TensorFlow {tf.__version__} on {device['name']}")
+    a = np.arange(6, dtype="float32").reshape(2, 3)
+    b = np.arange(12, dtype="float32").reshape(3, 4)
+    with tf.device(device["tf_device"]):
+        prod = tf.linalg.matmul(tf.constant(a), tf.constant(b)).numpy()
+    protocol.progress(100, "done")
+    return {
+        "tensorflow": tf.__version__,
+        "keras": tf.keras.__version__ if hasattr(tf.keras, "__version__") else "",
+        "gpus": device["gpus"],
+        "device": device["name"],
+        "device_reason": device["reason"],
+        "matmul_sum": float(prod.sum()),
+    }
+
+
+def _commands() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    cmds: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"info": cmd_info}
+    try:
+        from .commands import COMMANDS  # train, forecast, compare (added as they land)
+
+        cmds.update(COMMANDS)
+    except ImportError as e:  # only a missing module of ours is tolerated here
+        if "deformation_forecast.ml.commands" not in str(e):
+            raise
+    return cmds
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argparse.ArgumentParser(prog="python -m deformation_forecast.ml")
+    parser.add_argument("command")
+    parser.add_argument("--params", help="JSON file with the command's parameters")
+    args = parser.parse_args(argv)
+    params: dict[str, Any] = {}
+    if args.params:
+        with open(args.params, encoding="utf-8") as f:
+            params = json.load(f)
+    cmds = _commands()
+    if args.command not in cmds:
+        protocol.error(f"unknown worker command {args.command!r}; known: {sorted(cmds)}")
+        return 2
+    try:
+        out = cmds[args.command](params)
+    except KeyboardInterrupt:
+        protocol.error("cancelled")
+        return 130
+    except Exception as e:  # the worker's top level: report, then fail
+        from ..core.errors import InputError
+
+        if isinstance(e, InputError):
+            protocol.error(str(e))
+        else:
+            traceback.print_exc(file=sys.stderr)
+            protocol.error(f"{type(e).__name__}: {e}")
+        return 1
+    protocol.result(**out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Check the TensorFlow worker: which Python, which TensorFlow, which devices."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+)
+
+from ..worker import find_python, run_worker
+from .base import DeformationAlgorithm
+
+DEVICES = ["auto", "gpu", "cpu"]
+
+
+class CheckWorker(DeformationAlgorithm):
+    NAME = "checkworker"
+    DISPLAY = "Check TensorFlow worker"
+    GROUP = "forecasting"
+    TAGS = "tensorflow,gpu,cuda"
+    HELP = (
+        "Starts the TensorFlow worker process (the one training and forecasting use), reports the "
+        "Python it runs, TensorFlow's version and the GPUs it sees, and checks a tiny matrix "
+        "product. TensorFlow never runs inside QGIS itself."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=0))
+        self.addOutput(QgsProcessingOutputString("PYTHON", "Worker Python"))
+        self.addOutput(QgsProcessingOutputString("TENSORFLOW", "TensorFlow version"))
+        self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
+        self.addOutput(QgsProcessingOutputNumber("GPU_COUNT", "GPUs visible"))
+        self.addOutput(QgsProcessingOutputNumber("CHECKSUM", "Matrix product checksum (394)"))
+
+    def canExecute(self):  # noqa: N802
+        python, why = find_python()
+        return (python is not None, why)
+
+    def compute(self, parameters, context, feedback):
+        device = DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]
+        python, why = find_python()
+        feedback.pushInfo(why)
+        res = run_worker("info", {"device": device}, feedback)
+        feedback.pushInfo(f"TensorFlow {res['tensorflow']} on {res['device']}: {res['device_reason']}")
+        return {
+            "PYTHON": python,
+            "TENSORFLOW": res["tensorflow"],
+            "DEVICE_USED": res["device"],
+            "GPU_COUNT": len(res["gpus"]),
+            "CHECKSUM": res["matmul_sum"],
+        }

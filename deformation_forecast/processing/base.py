@@ -1,0 +1,119 @@
+"""What every algorithm of the provider shares: groups, icon, help, error translation."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from ..core.errors import InputError
+from ..core.stack import StackInfo, read_info
+
+GROUPS = {
+    "stack": "Stack preparation",
+    "analysis": "Analysis",
+    "validation": "Validation",
+    "forecasting": "Forecasting",
+}
+ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", "icon.svg")
+
+
+class DeformationAlgorithm(QgsProcessingAlgorithm):
+    """Base class: subclasses set NAME, DISPLAY, GROUP, HELP and implement ``compute``.
+
+    ``processAlgorithm`` turns the core's InputError into a QgsProcessingException with the same
+    message, so a bad input never surfaces as a Python traceback.
+    """
+
+    NAME = ""
+    DISPLAY = ""
+    GROUP = "analysis"
+    HELP = ""
+    TAGS = ""
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.DISPLAY
+
+    def group(self) -> str:
+        return GROUPS[self.GROUP]
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP
+
+    def tags(self) -> list[str]:
+        return [t.strip() for t in ("insar,deformation," + self.TAGS).split(",") if t.strip()]
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.HELP
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON_PATH)
+
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def processAlgorithm(  # noqa: N802
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        try:
+            return self.compute(parameters, context, feedback)
+        except InputError as e:
+            raise QgsProcessingException(str(e)) from e
+
+    def compute(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- helpers shared by the adapters ---------------------------------------------------
+    def raster_path(self, parameters, name: str, context) -> str:
+        """File path of a raster layer parameter; it must be a GDAL file."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        if layer is None:
+            raise QgsProcessingException(f"{name}: no raster layer given.")
+        if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                f"{name}: layer {layer.name()!r} is not a GDAL raster file; save it as GeoTIFF first."
+            )
+        path = layer.source().split("|")[0]
+        if not os.path.exists(path):
+            raise QgsProcessingException(f"{name}: the file of layer {layer.name()!r} ({path}) is not on disk.")
+        return path
+
+    def stack_info(self, parameters, name: str, context, require_dates: bool = True) -> StackInfo:
+        """Describe the stack given in parameter `name`; names the parameter in any error."""
+        path = self.raster_path(parameters, name, context)
+        try:
+            return read_info(path, require_dates=require_dates)
+        except InputError as e:
+            raise QgsProcessingException(f"{name}: {e}") from e
+
+    @staticmethod
+    def check_output_not_input(out_path: str, *inputs: str) -> None:
+        for p in inputs:
+            if p and out_path and os.path.abspath(out_path) == os.path.abspath(p):
+                raise QgsProcessingException(
+                    f"The output {out_path} would overwrite an input; choose another file name."
+                )
+
+    @staticmethod
+    def check_canceled(feedback: QgsProcessingFeedback | None) -> None:
+        if feedback is not None and feedback.isCanceled():
+            raise QgsProcessingException("Cancelled; nothing was written.")

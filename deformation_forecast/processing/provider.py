@@ -1,0 +1,45 @@
+"""The Processing provider ``deformation_forecast``: finds every ``alg_*`` module's algorithms."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .base import ICON_PATH, DeformationAlgorithm
+
+
+def algorithm_classes() -> list[type[DeformationAlgorithm]]:
+    """All concrete algorithm classes of the ``alg_*`` modules, sorted by id."""
+    from .. import processing as pkg
+
+    found: dict[str, type[DeformationAlgorithm]] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("alg_"):
+            continue
+        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+        for _, cls in inspect.getmembers(mod, inspect.isclass):
+            if issubclass(cls, DeformationAlgorithm) and cls.NAME and cls.__module__ == mod.__name__:
+                found[cls.NAME] = cls
+    return [found[k] for k in sorted(found)]
+
+
+class DeformationForecastProvider(QgsProcessingProvider):
+    def id(self) -> str:
+        return "deformation_forecast"
+
+    def name(self) -> str:
+        return "Deformation forecast"
+
+    def longName(self) -> str:  # noqa: N802
+        return "Deformation forecast (InSAR time series, CNN-PhLSTM)"
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON_PATH)
+
+    def loadAlgorithms(self) -> None:  # noqa: N802
+        for cls in algorithm_classes():
+            self.addAlgorithm(cls())
