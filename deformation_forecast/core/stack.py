@@ -220,6 +220,10 @@ class StackWriter:
     def write(self, data: np.ndarray, window: Window | None = None) -> None:
         self._dst.write(np.asarray(data, dtype="float32"), window=window)
 
+    def write_band(self, index: int, data: np.ndarray, window: Window | None = None) -> None:
+        """Write one band (0-based `index`) of the stack."""
+        self._dst.write(np.asarray(data, dtype="float32"), index + 1, window=window)
+
     def close(self) -> None:
         self._dst.close()
         self._atomic.__exit__(None, None, None)

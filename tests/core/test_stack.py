@@ -1,0 +1,115 @@
+import datetime as dt
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from rasterio.windows import Window
+
+from deformation_forecast.core.errors import InputError
+from deformation_forecast.core.stack import StackWriter, atomic_path, read_info, read_stack, write_stack
+from tests.conftest import make_dates
+
+
+def test_round_trip_keeps_values_dates_grid(write_stack):
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(5, 30, 40)).astype("float32")
+    data[2, 3, 4] = np.nan
+    path = write_stack(data)
+    info = read_info(path)
+    assert info.dates == make_dates(5)
+    assert info.shape == (5, 30, 40)
+    assert info.crs.to_epsg() == 32647
+    assert info.res == (20.0, 20.0)
+    back = read_stack(path)
+    np.testing.assert_array_equal(back, data)
+    # windowed read of two bands
+    part = read_stack(path, Window(4, 3, 5, 2), bands=[1, 2])
+    np.testing.assert_array_equal(part, data[1:3, 3:5, 4:9])
+    with rasterio.open(path) as src:
+        assert src.descriptions[0] == "2018-01-01"
+        assert np.isnan(src.nodata)
+        assert src.tags(1)["DATE"] == "2018-01-01"
+
+
+def test_nodata_value_becomes_nan(tmp_path):
+    path = str(tmp_path / "nd.tif")
+    with rasterio.open(path, "w", driver="GTiff", width=3, height=2, count=1, dtype="float32",
+                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0), nodata=-9999) as dst:
+        dst.write(np.array([[[1, -9999, 3], [4, 5, 6]]], dtype="float32"))
+        dst.set_band_description(1, "20200101")
+    arr = read_stack(path)
+    assert np.isnan(arr[0, 0, 1]) and arr[0, 0, 0] == 1
+
+
+def test_no_dates_is_refused_with_the_fix(tmp_path):
+    path = str(tmp_path / "nodates.tif")
+    with rasterio.open(path, "w", driver="GTiff", width=3, height=2, count=2, dtype="float32",
+                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+        dst.write(np.zeros((2, 2, 3), dtype="float32"))
+    with pytest.raises(InputError, match=r"band\(s\) \[1, 2\] carry no date.*Build deformation stack"):
+        read_info(path)
+    assert read_info(path, require_dates=False).dates == [None, None]
+
+
+def test_dates_from_dataset_tag_and_file_name(tmp_path):
+    path = str(tmp_path / "x.tif")
+    with rasterio.open(path, "w", driver="GTiff", width=2, height=2, count=2, dtype="float32",
+                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+        dst.write(np.zeros((2, 2, 2), dtype="float32"))
+        dst.update_tags(DATES="2019-01-01,2019-01-13")
+    assert read_info(path).dates == [dt.date(2019, 1, 1), dt.date(2019, 1, 13)]
+    single = str(tmp_path / "cum_20190125.tif")
+    with rasterio.open(single, "w", driver="GTiff", width=2, height=2, count=1, dtype="float32",
+                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+        dst.write(np.zeros((1, 2, 2), dtype="float32"))
+    assert read_info(single).dates == [dt.date(2019, 1, 25)]
+
+
+def test_unsorted_or_duplicate_dates_refused(write_stack):
+    d = make_dates(3)
+    with pytest.raises(InputError, match="not in time order"):
+        read_info(write_stack(np.zeros((3, 2, 2)), [d[0], d[2], d[1]], name="u.tif"))
+    with pytest.raises(InputError, match="Duplicate date"):
+        read_info(write_stack(np.zeros((3, 2, 2)), [d[0], d[0], d[1]], name="d.tif"))
+
+
+def test_writer_failure_leaves_nothing(tmp_path):
+    out = str(tmp_path / "out.tif")
+    with pytest.raises(RuntimeError):
+        with StackWriter(out, make_dates(2), "EPSG:32647", Affine(10, 0, 0, 0, -10, 0), 4, 4) as w:
+            w.write_band(0, np.zeros((4, 4)))
+            raise RuntimeError("boom")
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_path_publishes_only_on_success(tmp_path):
+    target = tmp_path / "f.txt"
+    with atomic_path(str(target)) as tmp:
+        open(tmp, "w").write("x")
+        assert not target.exists()
+    assert target.read_text() == "x"
+    with pytest.raises(ValueError):
+        with atomic_path(str(tmp_path / "g.txt")) as tmp:
+            open(tmp, "w").write("y")
+            raise ValueError
+    assert sorted(os.listdir(tmp_path)) == ["f.txt"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    hnp.arrays("float32", hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=12),
+               elements=st.floats(-1e4, 1e4, width=32) | st.just(float("nan"))),
+    st.integers(1, 30),
+)
+def test_round_trip_property(tmp_path_factory, data, step):
+    dates = make_dates(data.shape[0], step=step)
+    path = str(tmp_path_factory.mktemp("rt") / "s.tif")
+    write_stack(path, data, dates, "EPSG:4326", Affine(0.001, 0, 100, 0, -0.001, 30))
+    info = read_info(path)
+    assert info.dates == dates
+    np.testing.assert_array_equal(read_stack(path), data)
