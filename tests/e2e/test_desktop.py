@@ -1,0 +1,66 @@
+"""The desktop path: a real qgis.bin under Xvfb loads the plugin and runs algorithms (the
+TensorFlow ones through the worker) from Processing inside the desktop, without a crash."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.e2e.conftest import ROOT, qgis_env
+
+pytestmark = [pytest.mark.e2e, pytest.mark.desktop]
+SCRIPT = os.path.join(ROOT, "tests", "e2e", "desktop", "desktop_script.py")
+ARTEFACTS = os.path.join(ROOT, "build", "test-artefacts")
+
+
+def run_desktop(jobs, tmp_path, timeout=600):
+    if not (shutil.which("qgis.bin") and shutil.which("xvfb-run")):
+        pytest.skip("qgis.bin or xvfb-run not installed")
+    subprocess.run(["bash", os.path.join(ROOT, "scripts", "build_plugin.sh")], check=True, capture_output=True)
+    profiles = tmp_path / "profiles"
+    ini = profiles / "profiles" / "default" / "QGIS"
+    ini.mkdir(parents=True)
+    (ini / "QGIS3.ini").write_text("[PythonPlugins]\ndeformation_forecast=true\n[qgis]\ncheckVersion=false\nshowTips=false\n")
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    env = qgis_env(str(tmp_path / "unused"))
+    env.pop("QGIS_CUSTOM_CONFIG_PATH")
+    env.pop("QT_QPA_PLATFORM")
+    env.update(DF_OUT=str(tmp_path), DF_JOBS=str(tmp_path / "jobs.json"))
+    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis.bin", "--profiles-path", str(profiles),
+           "--nologo", "--noversioncheck", "--code", SCRIPT]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"qgis.bin exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert "error" not in result, result["error"]
+    os.makedirs(ARTEFACTS, exist_ok=True)
+    if (tmp_path / "desktop.png").exists():
+        shutil.copy(tmp_path / "desktop.png", os.path.join(ARTEFACTS, f"desktop_{len(jobs)}jobs.png"))
+    return result
+
+
+@pytest.mark.tf
+def test_desktop_loads_plugin_and_runs_worker_and_stack_algorithms(tmp_path, write_stack):
+    import rasterio
+    from affine import Affine
+
+    layers = []
+    for i, day in enumerate(["20200101", "20200113"]):
+        p = str(tmp_path / f"cum_{day}.tif")
+        with rasterio.open(p, "w", driver="GTiff", width=4, height=3, count=1, dtype="float32",
+                           crs="EPSG:32647", transform=Affine(20, 0, 500000, 0, -20, 4300000)) as dst:
+            dst.write(np.full((1, 3, 4), float(i), dtype="float32"))
+        layers.append(p)
+    out = str(tmp_path / "stack.tif")
+    jobs = [
+        ["deformation_forecast:checkworker", {"DEVICE": 2}],
+        ["deformation_forecast:buildstack", {"LAYERS": layers, "OUTPUT": out}],
+    ]
+    res = run_desktop(jobs, tmp_path)
+    assert res["plugin_loaded"] and res["reloaded"]
+    assert res["jobs"][0]["results"]["CHECKSUM"] == "394.0"
+    assert os.path.exists(out)
+    assert res["tf_in_qgis"] is False
+    assert res["critical_log"] == []
