@@ -235,9 +235,7 @@ def _relay(obj: dict[str, Any], feedback: QgsProcessingFeedback | None) -> None:
     if obj.get("warning"):
         feedback.reportError(str(obj["warning"]), fatalError=False)
     if obj.get("metrics"):
-        feedback.pushInfo(
-            "  " + ", ".join(f"{k}={_fmt(v)}" for k, v in obj["metrics"].items())
-        )
+        feedback.pushInfo("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in obj["metrics"].items()))
 
 
 def _fmt(v: Any) -> str:
@@ -259,4 +257,3 @@ def _stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-

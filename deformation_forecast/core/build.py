@@ -123,3 +123,29 @@ def build_stack(
             progress(100.0 * (i + 1) / len(sources))
     return out_path
 
+
+def resample_stack_file(
+    src_path: str,
+    dst_path: str,
+    interval_days: int,
+    max_bytes: int = 256 * 2**20,
+    is_canceled: Callable[[], bool] = lambda: False,
+) -> int:
+    """Resample the stack at `src_path` to a regular interval (linear in time, gaps filled),
+    strip by strip, into `dst_path`; returns the number of dates written."""
+    from .resample import interpolate_time, regular_grid
+    from .stack import iter_row_windows, read_info, read_stack
+
+    info = read_info(src_path)
+    grid = regular_grid(info.dates, interval_days)
+    if len(grid) < 2:
+        raise InputError(
+            f"INTERVAL_DAYS: the stack spans {(info.dates[-1] - info.dates[0]).days} days, too short "
+            f"for an interval of {interval_days} days."
+        )
+    with StackWriter(dst_path, grid, info.crs, info.transform, info.width, info.height, info.units) as w:
+        for win in iter_row_windows(info, max_bytes // 2):
+            if is_canceled():
+                raise InputError("Cancelled; nothing was written.")
+            w.write(interpolate_time(read_stack(src_path, win), info.dates, grid), window=win)
+    return len(grid)

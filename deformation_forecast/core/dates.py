@@ -15,9 +15,7 @@ from .errors import InputError
 _COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)")
 _ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})[-/_.](0[1-9]|1[0-2])[-/_.](0[1-9]|[12]\d|3[01])(?!\d)")
 # Field names that carry one date each: D20170903, d20170903, 20170903, d_20170903, D_2017-09-03
-_FIELD = re.compile(
-    r"^(?:[dD]_?)?((?:19|20)\d{2})-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])$"
-)
+_FIELD = re.compile(r"^(?:[dD]_?)?((?:19|20)\d{2})-?(0[1-9]|1[0-2])-?(0[1-9]|[12]\d|3[01])$")
 
 
 def _make(y: str, m: str, d: str) -> dt.date | None:
@@ -76,7 +74,7 @@ def parse_dates(texts: Sequence[str], what: str = "band descriptions") -> list[d
 
 def check_increasing(dates: Sequence[dt.date], what: str = "the stack") -> None:
     """Raise InputError if dates repeat or are not sorted."""
-    for a, b in zip(dates, dates[1:]):
+    for a, b in zip(dates, dates[1:], strict=False):
         if b == a:
             raise InputError(f"Duplicate date {a.isoformat()} in {what}; each band needs its own date.")
         if b < a:

@@ -164,9 +164,7 @@ def atomic_path(path: str) -> Iterator[str]:
         raise
 
 
-def _profile(
-    count: int, height: int, width: int, crs: CRS | str | None, transform: Affine
-) -> dict:
+def _profile(count: int, height: int, width: int, crs: CRS | str | None, transform: Affine) -> dict:
     big = count * height * width * 4 > 3.5 * 2**30
     prof = dict(
         driver="GTiff",
@@ -207,9 +205,7 @@ class StackWriter:
         self.path = path
         self._atomic = atomic_path(path)
         self._tmp = self._atomic.__enter__()
-        self._dst = rasterio.open(
-            self._tmp, "w", **_profile(len(dates), height, width, crs, transform)
-        )
+        self._dst = rasterio.open(self._tmp, "w", **_profile(len(dates), height, width, crs, transform))
         labels = [d if isinstance(d, str) else format_date(d) for d in dates]
         for i, lab in enumerate(labels, start=1):
             self._dst.set_band_description(i, lab)

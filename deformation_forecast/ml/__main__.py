@@ -41,8 +41,37 @@ def cmd_info(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def cmd_selftest(params: dict[str, Any]) -> dict[str, Any]:
+    """Fault injection for the boundary's tests (no TensorFlow): ``mode`` = ok | fail | crash |
+    silent | slow. Writes ``touch`` (a file) first when given, to prove the process ran."""
+    import signal
+    import time
+
+    if params.get("touch"):
+        with open(params["touch"], "w", encoding="utf-8") as f:
+            f.write(str(os.getpid()))
+    mode = params.get("mode", "ok")
+    if mode == "fail":
+        print("selftest: something went wrong on purpose", file=sys.stderr)
+        raise RuntimeError("selftest failure")
+    if mode == "crash":
+        print("selftest: about to be killed", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "silent":
+        time.sleep(float(params.get("seconds", 60)))
+    if mode == "slow":
+        n = int(params.get("steps", 100))
+        for i in range(n):
+            protocol.progress(100.0 * i / n, f"step {i}")
+            time.sleep(float(params.get("step_seconds", 0.1)))
+    return {"mode": mode, "pid": os.getpid()}
+
+
 def _commands() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    cmds: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"info": cmd_info}
+    cmds: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        "info": cmd_info,
+        "_selftest": cmd_selftest,
+    }
     try:
         from .commands import COMMANDS  # train, forecast, compare (added as they land)
 

@@ -15,7 +15,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.build import build_stack, sources_with_dates
+from ..core.build import build_stack, resample_stack_file, sources_with_dates
 from ..core.dates import parse_date
 from .base import DeformationAlgorithm
 
@@ -50,7 +50,9 @@ class BuildStack(DeformationAlgorithm):
                 "DATES", "Dates (comma-separated, in layer order; empty = from names)", optional=True
             )
         )
-        self.addParameter(QgsProcessingParameterEnum("UNITS", "Units of the input values", UNITS, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum("UNITS", "Units of the input values", UNITS, defaultValue=0)
+        )
         self.addParameter(
             QgsProcessingParameterNumber(
                 "INTERVAL_DAYS",
@@ -78,7 +80,9 @@ class BuildStack(DeformationAlgorithm):
             for tok in text.replace(";", ",").split(","):
                 d = parse_date(tok.strip())
                 if d is None:
-                    raise QgsProcessingException(f"DATES: {tok.strip()!r} is not a date (YYYYMMDD or YYYY-MM-DD).")
+                    raise QgsProcessingException(
+                        f"DATES: {tok.strip()!r} is not a date (YYYYMMDD or YYYY-MM-DD)."
+                    )
                 dates.append(d)
         sources = sources_with_dates(paths, dates)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
@@ -90,14 +94,18 @@ class BuildStack(DeformationAlgorithm):
             f"grid of {sources[0].path}"
         )
         if interval > 0:
-            from ..core.resample import resample_stack_file
-
             fd, tmp = tempfile.mkstemp(suffix=".tif", dir=os.path.dirname(os.path.abspath(out)))
             os.close(fd)
             try:
-                build_stack(sources, tmp, factor, feedback.pushInfo,
-                            lambda p: feedback.setProgress(p * 0.5), feedback.isCanceled)
-                n = resample_stack_file(tmp, out, interval)
+                build_stack(
+                    sources,
+                    tmp,
+                    factor,
+                    feedback.pushInfo,
+                    lambda p: feedback.setProgress(p * 0.5),
+                    feedback.isCanceled,
+                )
+                n = resample_stack_file(tmp, out, interval, is_canceled=feedback.isCanceled)
                 feedback.pushInfo(f"Resampled to {n} dates every {interval} days (linear in time).")
             finally:
                 for p in (tmp, tmp + ".aux.xml"):

@@ -94,7 +94,9 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
             )
         path = layer.source().split("|")[0]
         if not os.path.exists(path):
-            raise QgsProcessingException(f"{name}: the file of layer {layer.name()!r} ({path}) is not on disk.")
+            raise QgsProcessingException(
+                f"{name}: the file of layer {layer.name()!r} ({path}) is not on disk."
+            )
         return path
 
     def stack_info(self, parameters, name: str, context, require_dates: bool = True) -> StackInfo:

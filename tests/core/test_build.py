@@ -12,8 +12,17 @@ from deformation_forecast.core.stack import read_info, read_stack
 
 
 def _single(path, value, crs="EPSG:32647", transform=Affine(20, 0, 500000, 0, -20, 4300000), shape=(10, 12)):
-    with rasterio.open(path, "w", driver="GTiff", width=shape[1], height=shape[0], count=1,
-                       dtype="float32", crs=crs, transform=transform) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=shape[1],
+        height=shape[0],
+        count=1,
+        dtype="float32",
+        crs=crs,
+        transform=transform,
+    ) as dst:
         dst.write(np.asarray(value, dtype="float32").reshape(1, *shape))
     return str(path)
 
@@ -34,7 +43,9 @@ def test_misaligned_raster_is_warped_onto_the_first(tmp_path):
     plane = (xx * 2.0 + yy).astype("float32")
     a = _single(tmp_path / "a_20180101.tif", plane)
     # same plane, on a grid shifted by exactly one pixel: warping must give the same values
-    shifted = _single(tmp_path / "b_20180113.tif", plane + 2.0, transform=Affine(20, 0, 500020, 0, -20, 4300000))
+    shifted = _single(
+        tmp_path / "b_20180113.tif", plane + 2.0, transform=Affine(20, 0, 500020, 0, -20, 4300000)
+    )
     logs = []
     out = build_stack(sources_with_dates([a, shifted]), str(tmp_path / "s.tif"), log=logs.append)
     assert any("warped" in m for m in logs)
@@ -49,7 +60,9 @@ def test_bad_inputs_name_the_culprit(tmp_path):
         sources_with_dates([x])
     with pytest.raises(InputError, match="2 dates given for 1 rasters"):
         sources_with_dates([x], [dt.date(2018, 1, 1), dt.date(2018, 1, 2)])
-    far = _single(tmp_path / "far_20180113.tif", np.zeros((10, 12)), transform=Affine(20, 0, 900000, 0, -20, 1000))
+    far = _single(
+        tmp_path / "far_20180113.tif", np.zeros((10, 12)), transform=Affine(20, 0, 900000, 0, -20, 1000)
+    )
     ok = _single(tmp_path / "ok_20180101.tif", np.zeros((10, 12)))
     with pytest.raises(InputError, match="does not overlap"):
         build_stack(sources_with_dates([ok, far]), str(tmp_path / "o.tif"))

@@ -44,14 +44,20 @@ def test_parse_field_date(name, expected):
     assert D.parse_field_date(name) == expected
 
 
-@given(st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2099, 12, 31)), st.sampled_from(["D", "d_", "", "d"]))
+@given(
+    st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2099, 12, 31)),
+    st.sampled_from(["D", "d_", "", "d"]),
+)
 def test_field_round_trip(d, prefix):
     assert D.parse_field_date(prefix + d.strftime("%Y%m%d")) == d
     assert D.parse_date(D.format_date(d)) == d
     assert D.parse_field_date(D.field_name(d)) == d
 
 
-@given(st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2099, 12, 31)), st.text(alphabet="abcxyz_-. ", max_size=8))
+@given(
+    st.dates(min_value=dt.date(1990, 1, 1), max_value=dt.date(2099, 12, 31)),
+    st.text(alphabet="abcxyz_-. ", max_size=8),
+)
 def test_parse_date_in_any_name(d, junk):
     assert D.parse_date(f"{junk}{d.strftime('%Y%m%d')}{junk}.tif") == d
 

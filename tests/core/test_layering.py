@@ -10,7 +10,11 @@ from tests.conftest import ROOT
 
 def _modules(pkg):
     folder = os.path.join(ROOT, "deformation_forecast", pkg)
-    return sorted(f"deformation_forecast.{pkg}.{f[:-3]}" for f in os.listdir(folder) if f.endswith(".py") and f != "__main__.py")
+    return sorted(
+        f"deformation_forecast.{pkg}.{f[:-3]}"
+        for f in os.listdir(folder)
+        if f.endswith(".py") and f != "__main__.py"
+    )
 
 
 def test_core_imports_neither_qgis_nor_tensorflow():
@@ -28,7 +32,7 @@ def test_core_imports_neither_qgis_nor_tensorflow():
 def test_nothing_outside_ml_imports_tensorflow():
     offenders = []
     for base, _, files in os.walk(os.path.join(ROOT, "deformation_forecast")):
-        if os.sep + "ml" in base[len(ROOT):]:
+        if os.sep + "ml" in base[len(ROOT) :]:
             continue
         for f in files:
             if f.endswith(".py"):

@@ -38,8 +38,18 @@ def test_round_trip_keeps_values_dates_grid(write_stack):
 
 def test_nodata_value_becomes_nan(tmp_path):
     path = str(tmp_path / "nd.tif")
-    with rasterio.open(path, "w", driver="GTiff", width=3, height=2, count=1, dtype="float32",
-                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0), nodata=-9999) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=3,
+        height=2,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32647",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+        nodata=-9999,
+    ) as dst:
         dst.write(np.array([[[1, -9999, 3], [4, 5, 6]]], dtype="float32"))
         dst.set_band_description(1, "20200101")
     arr = read_stack(path)
@@ -48,8 +58,17 @@ def test_nodata_value_becomes_nan(tmp_path):
 
 def test_no_dates_is_refused_with_the_fix(tmp_path):
     path = str(tmp_path / "nodates.tif")
-    with rasterio.open(path, "w", driver="GTiff", width=3, height=2, count=2, dtype="float32",
-                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=3,
+        height=2,
+        count=2,
+        dtype="float32",
+        crs="EPSG:32647",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+    ) as dst:
         dst.write(np.zeros((2, 2, 3), dtype="float32"))
     with pytest.raises(InputError, match=r"band\(s\) \[1, 2\] carry no date.*Build deformation stack"):
         read_info(path)
@@ -58,14 +77,32 @@ def test_no_dates_is_refused_with_the_fix(tmp_path):
 
 def test_dates_from_dataset_tag_and_file_name(tmp_path):
     path = str(tmp_path / "x.tif")
-    with rasterio.open(path, "w", driver="GTiff", width=2, height=2, count=2, dtype="float32",
-                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=2,
+        height=2,
+        count=2,
+        dtype="float32",
+        crs="EPSG:32647",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+    ) as dst:
         dst.write(np.zeros((2, 2, 2), dtype="float32"))
         dst.update_tags(DATES="2019-01-01,2019-01-13")
     assert read_info(path).dates == [dt.date(2019, 1, 1), dt.date(2019, 1, 13)]
     single = str(tmp_path / "cum_20190125.tif")
-    with rasterio.open(single, "w", driver="GTiff", width=2, height=2, count=1, dtype="float32",
-                       crs="EPSG:32647", transform=Affine(10, 0, 0, 0, -10, 0)) as dst:
+    with rasterio.open(
+        single,
+        "w",
+        driver="GTiff",
+        width=2,
+        height=2,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32647",
+        transform=Affine(10, 0, 0, 0, -10, 0),
+    ) as dst:
         dst.write(np.zeros((1, 2, 2), dtype="float32"))
     assert read_info(single).dates == [dt.date(2019, 1, 25)]
 
@@ -102,8 +139,11 @@ def test_atomic_path_publishes_only_on_success(tmp_path):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    hnp.arrays("float32", hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=12),
-               elements=st.floats(-1e4, 1e4, width=32) | st.just(float("nan"))),
+    hnp.arrays(
+        "float32",
+        hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=12),
+        elements=st.floats(-1e4, 1e4, width=32) | st.just(float("nan")),
+    ),
     st.integers(1, 30),
 )
 def test_round_trip_property(tmp_path_factory, data, step):

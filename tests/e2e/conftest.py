@@ -20,7 +20,9 @@ BIN = "/usr/bin/qgis_process.bin"
 def qgis_profile(tmp_path_factory):
     if not os.path.exists(BIN):
         pytest.skip("qgis_process.bin not installed")
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "build_plugin.sh")], check=True, capture_output=True)
+    subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "build_plugin.sh")], check=True, capture_output=True
+    )
     return str(tmp_path_factory.mktemp("qgis_profile"))
 
 
@@ -41,14 +43,18 @@ def qgis_env(profile: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def qgis_process(qgis_profile):
     env = qgis_env(qgis_profile)
-    subprocess.run([BIN, "plugins", "enable", "deformation_forecast"], env=env, capture_output=True, timeout=120)
+    subprocess.run(
+        [BIN, "plugins", "enable", "deformation_forecast"], env=env, capture_output=True, timeout=120
+    )
 
     def call(*args: str, timeout: int = 600, check: bool = True):
         args = list(args)
         cmd = [BIN, "--json", *args] if args and args[0] == "run" else [BIN, *args]
         p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         if check and p.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+            raise AssertionError(
+                f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}"
+            )
         if args and args[0] == "run" and p.returncode == 0:
             start = p.stdout.find("{")
             return json.loads(p.stdout[start:])

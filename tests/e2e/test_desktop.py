@@ -19,18 +19,33 @@ ARTEFACTS = os.path.join(ROOT, "build", "test-artefacts")
 def run_desktop(jobs, tmp_path, timeout=600):
     if not (shutil.which("qgis.bin") and shutil.which("xvfb-run")):
         pytest.skip("qgis.bin or xvfb-run not installed")
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "build_plugin.sh")], check=True, capture_output=True)
+    subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "build_plugin.sh")], check=True, capture_output=True
+    )
     profiles = tmp_path / "profiles"
     ini = profiles / "profiles" / "default" / "QGIS"
     ini.mkdir(parents=True)
-    (ini / "QGIS3.ini").write_text("[PythonPlugins]\ndeformation_forecast=true\n[qgis]\ncheckVersion=false\nshowTips=false\n")
+    (ini / "QGIS3.ini").write_text(
+        "[PythonPlugins]\ndeformation_forecast=true\n[qgis]\ncheckVersion=false\nshowTips=false\n"
+    )
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     env = qgis_env(str(tmp_path / "unused"))
     env.pop("QGIS_CUSTOM_CONFIG_PATH")
     env.pop("QT_QPA_PLATFORM")
     env.update(DF_OUT=str(tmp_path), DF_JOBS=str(tmp_path / "jobs.json"))
-    cmd = ["xvfb-run", "-a", "-s", "-screen 0 1280x900x24", "qgis.bin", "--profiles-path", str(profiles),
-           "--nologo", "--noversioncheck", "--code", SCRIPT]
+    cmd = [
+        "xvfb-run",
+        "-a",
+        "-s",
+        "-screen 0 1280x900x24",
+        "qgis.bin",
+        "--profiles-path",
+        str(profiles),
+        "--nologo",
+        "--noversioncheck",
+        "--code",
+        SCRIPT,
+    ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"qgis.bin exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     result = json.loads((tmp_path / "result.json").read_text())
@@ -49,8 +64,17 @@ def test_desktop_loads_plugin_and_runs_worker_and_stack_algorithms(tmp_path, wri
     layers = []
     for i, day in enumerate(["20200101", "20200113"]):
         p = str(tmp_path / f"cum_{day}.tif")
-        with rasterio.open(p, "w", driver="GTiff", width=4, height=3, count=1, dtype="float32",
-                           crs="EPSG:32647", transform=Affine(20, 0, 500000, 0, -20, 4300000)) as dst:
+        with rasterio.open(
+            p,
+            "w",
+            driver="GTiff",
+            width=4,
+            height=3,
+            count=1,
+            dtype="float32",
+            crs="EPSG:32647",
+            transform=Affine(20, 0, 500000, 0, -20, 4300000),
+        ) as dst:
             dst.write(np.full((1, 3, 4), float(i), dtype="float32"))
         layers.append(p)
     out = str(tmp_path / "stack.tif")

@@ -32,7 +32,10 @@ def run_alg(df_plugin):
         context = QgsProcessingContext()
         context.setProject(QgsProject.instance())
         return processing.run(
-            f"deformation_forecast:{alg}", params, context=context, feedback=feedback or QgsProcessingFeedback()
+            f"deformation_forecast:{alg}",
+            params,
+            context=context,
+            feedback=feedback or QgsProcessingFeedback(),
         )
 
     return run

@@ -11,8 +11,17 @@ from deformation_forecast.core.stack import read_info, read_stack
 
 
 def _single(path, value, crs="EPSG:32647"):
-    with rasterio.open(path, "w", driver="GTiff", width=6, height=5, count=1, dtype="float32", crs=crs,
-                       transform=Affine(20, 0, 500000, 0, -20, 4300000)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=6,
+        height=5,
+        count=1,
+        dtype="float32",
+        crs=crs,
+        transform=Affine(20, 0, 500000, 0, -20, 4300000),
+    ) as dst:
         dst.write(np.full((1, 5, 6), value, dtype="float32"))
     return str(path)
 
@@ -50,3 +59,18 @@ def test_buildstack_bad_inputs_write_nothing(run_alg, tmp_path):
         run_alg("buildstack", {"LAYERS": [dup1, dup2], "OUTPUT": out})
     assert not os.path.exists(out)
     assert not [f for f in os.listdir(tmp_path) if "partial" in f]
+
+
+def test_buildstack_resamples_irregular_dates(run_alg, tmp_path):
+    # 0, 10, 30 days with values 0, 10, 30: linear in time, so any regular grid reads its own day
+    for day, v in (("20200101", 0.0), ("20200111", 10.0), ("20200131", 30.0)):
+        _single(tmp_path / f"c_{day}.tif", v)
+    layers = sorted(str(p) for p in tmp_path.glob("c_*.tif"))
+    out = str(tmp_path / "reg.tif")
+    run_alg("buildstack", {"LAYERS": layers, "INTERVAL_DAYS": 6, "OUTPUT": out})
+    info = read_info(out)
+    assert info.dates[-1] == dt.date(2020, 1, 31)
+    assert all((b - a).days == 6 for a, b in zip(info.dates, info.dates[1:], strict=False))
+    expected = [(d - dt.date(2020, 1, 1)).days for d in info.dates]
+    np.testing.assert_allclose(read_stack(out)[:, 0, 0], expected, atol=1e-4)
+    assert [f for f in os.listdir(tmp_path) if f.startswith("tmp")] == []

@@ -38,7 +38,9 @@ def go():
     except Exception:
         res["error"] = traceback.format_exc()
     res["critical_log"] = [
-        m for m in messages if m["level"] >= int(Qgis.Critical) and "deformation" in (m["tag"] + m["message"]).lower()
+        m
+        for m in messages
+        if m["level"] >= int(Qgis.Critical) and "deformation" in (m["tag"] + m["message"]).lower()
     ]
     with open(os.path.join(OUT, "result.json"), "w") as f:
         json.dump(res, f, indent=1)

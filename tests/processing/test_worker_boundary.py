@@ -1,0 +1,88 @@
+"""The QGIS side of the process boundary (worker.py): relay, failure, crash, hang, cancel."""
+
+import os
+import threading
+import time
+
+import pytest
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+from deformation_forecast import worker
+
+
+class RecordingFeedback(QgsProcessingFeedback):
+    def __init__(self):
+        super().__init__()
+        self.infos, self.progresses = [], []
+
+    def pushInfo(self, info):  # noqa: N802
+        self.infos.append(info)
+
+    def setProgress(self, p):  # noqa: N802
+        self.progresses.append(p)
+        super().setProgress(p)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it must have been reaped
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
+
+
+def test_progress_and_messages_are_relayed(qgis_app):
+    fb = RecordingFeedback()
+    res = worker.run_worker("_selftest", {"mode": "slow", "steps": 5, "step_seconds": 0.01}, fb)
+    assert res["mode"] == "slow"
+    assert fb.progresses[:5] == [0, 20, 40, 60, 80]
+    assert "step 4" in fb.infos
+
+
+def test_failure_carries_the_workers_last_lines(qgis_app):
+    with pytest.raises(QgsProcessingException, match="selftest failure") as e:
+        worker.run_worker("_selftest", {"mode": "fail"})
+    assert "something went wrong on purpose" in str(e.value)
+
+
+def test_killed_worker_is_reported(qgis_app):
+    with pytest.raises(QgsProcessingException, match="killed by signal 9") as e:
+        worker.run_worker("_selftest", {"mode": "crash"})
+    assert "about to be killed" in str(e.value)
+
+
+def test_silent_worker_is_stopped_after_idle_timeout(qgis_app, tmp_path):
+    touch = tmp_path / "pid"
+    t0 = time.monotonic()
+    with pytest.raises(QgsProcessingException, match="printed nothing for 2 s"):
+        worker.run_worker("_selftest", {"mode": "silent", "seconds": 60, "touch": str(touch)}, idle_timeout=2)
+    assert time.monotonic() - t0 < 20
+    assert not _alive(int(touch.read_text()))
+
+
+def test_cancel_terminates_the_worker(qgis_app, tmp_path):
+    fb = QgsProcessingFeedback()
+    touch = tmp_path / "pid"
+    threading.Timer(1.5, fb.cancel).start()
+    with pytest.raises(QgsProcessingException, match="Cancelled"):
+        worker.run_worker("_selftest", {"mode": "slow", "steps": 600, "touch": str(touch)}, fb)
+    assert not _alive(int(touch.read_text()))
+
+
+def test_paths_with_spaces_quotes_and_non_ascii(qgis_app, tmp_path):
+    odd = tmp_path / 'dossier d\'été "x"' / "pid file.txt"
+    odd.parent.mkdir()
+    res = worker.run_worker("_selftest", {"mode": "ok", "touch": str(odd)})
+    assert int(odd.read_text()) == res["pid"]
+
+
+def test_missing_tensorflow_python_is_explained(qgis_app, monkeypatch, tmp_path):
+    monkeypatch.setenv("DEFORMATION_FORECAST_PYTHON", str(tmp_path / "nope"))
+    monkeypatch.setattr(worker, "PLUGIN_DIR", str(tmp_path / "a" / "b"))
+    worker._checked.clear()
+    python, why = worker.find_python()
+    assert python is None
+    assert "is not an executable file" in why and "tensorflow-cpu" in why
+    worker._checked.clear()
