@@ -1,0 +1,512 @@
+"""Point time series (PS/SBAS points) -> deformation stack.
+
+Inputs are tables with one row per point: either one numeric column per date (``D20170903``,
+``20170903``, ``d_20170903``, case-insensitive; DePSI exports are of this kind, in metres) or the
+StaMPS Visualizer export (header ``export_res_1..N``; first data row = reference lon, lat, NaN and
+the dates as MATLAB datenum - 1; then lon, lat, mean velocity, displacement in mm per date).
+
+Points are projected (GDAL through ``rasterio.warp.transform``) and gridded on a regular grid with
+a k-d tree: ``nearest`` takes the series of the nearest point, ``idw`` the inverse-distance (power
+2) mean of all points within the radius; cells with no point within the radius are NaN. The grid
+is the points' bounding box padded by half a pixel, so the outermost points sit on cell centres.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.warp import transform as warp_transform
+
+from .dates import check_increasing, date_fields
+from .errors import InputError
+
+FORMATS = ("auto", "fields", "stamps")
+UNITS = ("auto", "mm", "cm", "m")
+UNIT_FACTORS = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
+METHODS = ("nearest", "idw")
+
+# (x, y, lon/lat-like) candidates for CSV coordinate columns, first match wins.
+COORD_PAIRS: tuple[tuple[str, str, bool], ...] = (
+    ("x", "y", False),
+    ("lon", "lat", True),
+    ("longitude", "latitude", True),
+    ("lng", "lat", True),
+    ("easting", "northing", False),
+    ("east", "north", False),
+    ("pnt_lon", "pnt_lat", True),
+)
+_STAMPS_HEADER = re.compile(r"^export_res_\s*\d+$", re.IGNORECASE)
+_NULLS = {"", "nan", "-nan", "na", "n/a", "null", "none"}
+# Largest stack this module builds in memory (float32 cells x dates).
+MAX_CELLS = 400_000_000
+
+
+@dataclass
+class PointSeries:
+    """Points with one displacement series each (mm), in the CRS `crs`."""
+
+    x: np.ndarray
+    y: np.ndarray
+    values: np.ndarray  # (points, dates), mm, NaN = missing
+    dates: list[dt.date]
+    crs: CRS
+    source: str = ""
+    fmt: str = "fields"
+    units: str = "mm"  # units of the input values (converted to mm in `values`)
+    skipped: int = 0  # rows dropped because all their values were NaN
+    reference: tuple[float, float] | None = None  # StaMPS reference point (lon, lat)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return int(self.x.size)
+
+
+def to_float(value: Any) -> float:
+    """A cell as float: numbers as they are, empty / NaN / NULL as NaN; raise ValueError otherwise."""
+    if value is None:
+        return math.nan
+    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        return float(value)
+    s = str(value).strip()
+    if s.lower() in _NULLS:
+        return math.nan
+    return float(s)
+
+
+def read_csv_table(path: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a delimited text file (``,``, ``;`` or tab, detected from the header)."""
+    if not path or not os.path.isfile(path):
+        raise InputError(f"INPUT_CSV: the file {path!r} does not exist; give the path of a CSV file.")
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            first = f.readline()
+            delim = max((",", ";", "\t"), key=first.count)
+            f.seek(0)
+            reader = csv.reader(f, delimiter=delim)
+            header = next(reader, None)
+            rows = [r for r in reader if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError as e:
+        raise InputError(f"INPUT_CSV: {os.path.basename(path)!r} is not a UTF-8 text file ({e}).") from e
+    if not header:
+        raise InputError(
+            f"INPUT_CSV: {os.path.basename(path)!r} is empty; it needs a header and one row per point."
+        )
+    return [h.strip() for h in header], rows
+
+
+def detect_format(names: Sequence[str]) -> str:
+    """``stamps`` when every column is named ``export_res_N``, else ``fields``."""
+    if names and all(_STAMPS_HEADER.match(n.strip()) for n in names if n.strip()):
+        return "stamps"
+    return "fields"
+
+
+def find_coordinate_columns(names: Sequence[str]) -> tuple[int, int, bool] | None:
+    """Indexes of the (x, y) columns and whether they are lon/lat; None when there are none."""
+    lower = [n.strip().lower() for n in names]
+    for xn, yn, lonlat in COORD_PAIRS:
+        if xn in lower and yn in lower:
+            return lower.index(xn), lower.index(yn), lonlat
+    return None
+
+
+def stamps_date(value: float) -> dt.date:
+    """A StaMPS Visualizer export date (MATLAB datenum - 1) as a date."""
+    return dt.date.fromordinal(int(round(value)) + 1 - 366)
+
+
+def _cell(value: Any, column: str, line: int, what: str) -> float:
+    try:
+        return to_float(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{what}: field {column!r} in row {line} holds {str(value)!r}, which is not a number; "
+            "fix or empty that cell (empty and NaN cells count as missing)."
+        ) from None
+
+
+def _check_crs(crs: CRS | str | None, what: str) -> CRS | None:
+    if crs is None or crs == "":
+        return None
+    try:
+        return CRS.from_user_input(crs)
+    except Exception as e:  # rasterio raises CRSError (a ValueError) or others from GDAL
+        raise InputError(f"{what}: {crs!r} is not a coordinate reference system ({e}).") from e
+
+
+def series_from_table(
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    what: str = "INPUT",
+    fmt: str = "auto",
+    units: str = "auto",
+    crs: CRS | str | None = None,
+    xy: np.ndarray | None = None,
+    first_line: int = 2,
+) -> PointSeries:
+    """Parse a table (header `names`, `rows` of cells) into a PointSeries.
+
+    `xy` (points, 2) gives the coordinates from a layer's geometries (then no coordinate columns
+    are needed and `crs` is the layer's CRS). `first_line` is the line number of ``rows[0]`` in
+    error messages (2 for a CSV with one header line). `what` names the input in messages.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}")
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {UNITS}")
+    names = [str(n).strip() for n in names]
+    crs_in = _check_crs(crs, "CSV_CRS" if xy is None else what)
+    if fmt == "auto":
+        fmt = detect_format(names)
+    notes: list[str] = []
+    reference = None
+    if fmt == "stamps":
+        if len(names) < 4 or len(rows) < 2:
+            raise InputError(
+                f"{what}: not a StaMPS Visualizer export: it needs columns lon, lat, velocity and one "
+                "per date, a first row with the reference point and the dates, and one row per point."
+            )
+        head = [_cell(v, names[j], first_line, what) for j, v in enumerate(rows[0])]
+        if len(head) < len(names) or any(math.isnan(v) for v in head[3 : len(names)]):
+            raise InputError(
+                f"{what}: the first data row of a StaMPS export must hold the reference lon, lat, NaN "
+                "and one date (MATLAB datenum - 1) per acquisition; it has missing cells."
+            )
+        try:
+            dates = [stamps_date(v) for v in head[3 : len(names)]]
+        except (ValueError, OverflowError):
+            raise InputError(
+                f"{what}: the first data row of a StaMPS export must hold the dates as MATLAB datenums "
+                f"(about 7.3e5); found {head[3:6]}..."
+            ) from None
+        reference = (head[0], head[1])
+        date_cols = list(range(3, len(names)))
+        if xy is None:
+            xcol, ycol, lonlat = 0, 1, True
+        rows = rows[1:]
+        if xy is not None:
+            xy = np.asarray(xy, dtype="float64")[1:]
+        first_line += 1
+        in_units = "mm" if units == "auto" else units
+        if crs_in is None:
+            crs_in = CRS.from_epsg(4326)
+    else:
+        pairs = date_fields(names)
+        if not pairs:
+            raise InputError(
+                f"{what}: no date fields found among {names[:12]}{'...' if len(names) > 12 else ''}. "
+                "A point time series needs one numeric field per acquisition named DYYYYMMDD, "
+                "YYYYMMDD or d_YYYYMMDD (e.g. D20170903), or choose FORMAT 'StaMPS export' for a "
+                "StaMPS Visualizer export."
+            )
+        pairs.sort(key=lambda p: p[1])
+        dates = [d for _, d in pairs]
+        check_increasing(dates, f"the date fields of {what}")
+        date_cols = [names.index(n) for n, _ in pairs]
+        lower = {n.lower() for n in names}
+        depsi = "pnt_lat" in lower and "pnt_lon" in lower
+        if units == "auto":
+            in_units = "m" if depsi else "mm"
+            notes.append(
+                f"Units: {in_units} ({'DePSI layout (pnt_lat/pnt_lon), displacements in metres' if depsi else 'default'}); "
+                "set UNITS to override."
+            )
+        else:
+            in_units = units
+        if xy is None:
+            found = find_coordinate_columns(names)
+            if found is None:
+                raise InputError(
+                    f"{what}: no coordinate columns found; name them x/y, lon/lat, longitude/latitude, "
+                    "easting/northing or pnt_lon/pnt_lat (any case), or load the file as a point layer "
+                    "and give it as INPUT."
+                )
+            xcol, ycol, lonlat = found
+            if crs_in is None:
+                if not lonlat:
+                    raise InputError(
+                        f"{what}: the coordinates in columns {names[xcol]!r}/{names[ycol]!r} are not "
+                        "longitude/latitude; give their coordinate reference system in CSV_CRS."
+                    )
+                crs_in = CRS.from_epsg(4326)
+    if crs_in is None:
+        raise InputError(f"{what}: the layer has no coordinate reference system; assign one first.")
+
+    n = len(rows)
+    values = np.full((n, len(dates)), np.nan, dtype="float64")
+    if xy is None:
+        coords = np.full((n, 2), np.nan, dtype="float64")
+    else:
+        coords = np.asarray(xy, dtype="float64")
+        if coords.shape != (n, 2):
+            raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
+    width = max(date_cols) + 1
+    for i, row in enumerate(rows):
+        line = first_line + i
+        if len(row) < width:
+            raise InputError(
+                f"{what}: row {line} has {len(row)} cells but the header has {len(names)}; "
+                "every row needs a value (or an empty cell) for each column."
+            )
+        for k, j in enumerate(date_cols):
+            values[i, k] = _cell(row[j], names[j], line, what)
+        if xy is None:
+            coords[i, 0] = _cell(row[xcol], names[xcol], line, what)
+            coords[i, 1] = _cell(row[ycol], names[ycol], line, what)
+    keep = ~np.all(np.isnan(values), axis=1)
+    skipped = int(n - keep.sum())
+    bad_xy = keep & ~np.all(np.isfinite(coords), axis=1)
+    if bad_xy.any():
+        i = int(np.argmax(bad_xy))
+        raise InputError(
+            f"{what}: the point in row {first_line + i} has no coordinates; give both coordinates "
+            "of every point (or remove the row)."
+        )
+    values, coords = values[keep], coords[keep]
+    if values.shape[0] == 0:
+        raise InputError(
+            f"{what}: no point with a displacement value ({n} rows, "
+            f"{'all NaN' if n else 'none'}); give a file or layer with at least one point."
+        )
+    if skipped:
+        notes.append(f"{skipped} point(s) without any value (incoherent) skipped.")
+    values *= UNIT_FACTORS[in_units]
+    if units == "auto" and in_units == "mm":
+        typical = float(np.nanpercentile(np.abs(values), 99))
+        if 0 < typical < 0.5:
+            notes.append(
+                f"Warning: 99% of the values are below {typical:.3g} in magnitude; if they are metres, "
+                "set UNITS to m."
+            )
+    return PointSeries(
+        x=coords[:, 0].copy(),
+        y=coords[:, 1].copy(),
+        values=values,
+        dates=dates,
+        crs=crs_in,
+        fmt=fmt,
+        units=in_units,
+        skipped=skipped,
+        reference=reference,
+        notes=notes,
+    )
+
+
+def read_points_csv(
+    path: str, fmt: str = "auto", units: str = "auto", crs: CRS | str | None = None
+) -> PointSeries:
+    """Read a CSV point time series (date fields, DePSI or StaMPS export)."""
+    names, rows = read_csv_table(path)
+    s = series_from_table(
+        names, rows, what=f"INPUT_CSV {os.path.basename(path)!r}", fmt=fmt, units=units, crs=crs
+    )
+    s.source = path
+    return s
+
+
+def utm_epsg(lon: float, lat: float) -> int:
+    """EPSG code of the WGS 84 / UTM zone holding (lon, lat): 326zz north, 327zz south."""
+    zone = int(math.floor((lon + 180.0) / 6.0)) % 60 + 1
+    return (32600 if lat >= 0 else 32700) + zone
+
+
+def output_crs_for(series: PointSeries) -> CRS:
+    """The input CRS when projected, else the UTM zone of the points' centre."""
+    if series.crs.is_projected:
+        return series.crs
+    lon, lat = series.x, series.y
+    if not series.crs.is_geographic:
+        raise InputError("The points' CRS is neither projected nor geographic; choose OUTPUT_CRS.")
+    if series.crs.to_epsg() != 4326:
+        lon, lat = warp_transform(series.crs, CRS.from_epsg(4326), lon.tolist(), lat.tolist())
+    lon, lat = np.asarray(lon), np.asarray(lat)
+    cx = (float(lon.min()) + float(lon.max())) / 2
+    cy = (float(lat.min()) + float(lat.max())) / 2
+    return CRS.from_epsg(utm_epsg(cx, cy))
+
+
+def project(x: np.ndarray, y: np.ndarray, src: CRS, dst: CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates from `src` to `dst` (GDAL, x = easting / longitude)."""
+    if src == dst:
+        return np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
+    xs, ys = warp_transform(src, dst, np.asarray(x).tolist(), np.asarray(y).tolist())
+    xs, ys = np.asarray(xs, dtype="float64"), np.asarray(ys, dtype="float64")
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys))):
+        raise InputError(
+            f"Some points cannot be projected from {src.to_string()} to {dst.to_string()}; check "
+            "the input CRS (CSV_CRS) and OUTPUT_CRS."
+        )
+    return xs, ys
+
+
+def grid_for(x: np.ndarray, y: np.ndarray, pixel_size: float) -> tuple[Affine, int, int]:
+    """Transform, width, height of the grid over the points, padded by half a pixel.
+
+    The westernmost and northernmost points sit on cell centres.
+    """
+    if not (pixel_size > 0 and math.isfinite(pixel_size)):
+        raise InputError(f"PIXEL_SIZE must be a positive number, not {pixel_size}.")
+    x0 = float(np.min(x)) - pixel_size / 2
+    y1 = float(np.max(y)) + pixel_size / 2
+    width = int(math.floor((float(np.max(x)) - x0) / pixel_size)) + 1
+    height = int(math.floor((y1 - float(np.min(y))) / pixel_size)) + 1
+    return Affine(pixel_size, 0.0, x0, 0.0, -pixel_size, y1), width, height
+
+
+def _centres(transform: Affine, width: int, r0: int, r1: int) -> np.ndarray:
+    cols = np.arange(width, dtype="float64")
+    rows = np.arange(r0, r1, dtype="float64")
+    cx = transform.c + (cols + 0.5) * transform.a
+    cy = transform.f + (rows + 0.5) * transform.e
+    xx, yy = np.meshgrid(cx, cy)
+    return np.column_stack([xx.ravel(), yy.ravel()])
+
+
+def grid_points(
+    x: np.ndarray,
+    y: np.ndarray,
+    values: np.ndarray,
+    transform: Affine,
+    width: int,
+    height: int,
+    method: str = "nearest",
+    radius: float | None = None,
+    progress: Callable[[float], None] = lambda p: None,
+    is_canceled: Callable[[], bool] = lambda: False,
+) -> np.ndarray:
+    """Grid point series `values` (points, dates) onto a (dates, height, width) float32 array.
+
+    ``nearest``: each cell takes the series of its nearest point within `radius`.
+    ``idw``: each cell takes, date by date, the mean of the valid values of all points within
+    `radius` weighted by 1 / distance**2 (a point on the cell centre gives its value exactly).
+    Cells with no point within `radius` are NaN. `radius` defaults to 2 pixels.
+    """
+    from scipy import sparse
+    from scipy.spatial import cKDTree
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    values = np.asarray(values, dtype="float64")
+    npts, ndates = values.shape
+    pixel = abs(transform.a)
+    radius = 2.0 * pixel if radius is None or radius <= 0 else float(radius)
+    pts = np.column_stack([np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")])
+    tree = cKDTree(pts)
+    out = np.full((ndates, height, width), np.nan, dtype="float32")
+    valid = np.isfinite(values)
+    filled = np.where(valid, values, 0.0)
+    # rows per block: at most ~1e6 cells, and for IDW about 5e6 (cell, point) pairs
+    cells_per_block = 1_000_000
+    if method == "idw" and npts > 1:
+        area = max(float(np.ptp(pts[:, 0])) * float(np.ptp(pts[:, 1])), pixel * pixel)
+        pairs_per_cell = max(1.0, npts / area * math.pi * radius * radius)
+        cells_per_block = int(min(cells_per_block, 5_000_000 / pairs_per_cell))
+    chunk = max(1, cells_per_block // max(width, 1))
+    for r0 in range(0, height, chunk):
+        if is_canceled():
+            raise InputError("Cancelled; nothing was written.")
+        r1 = min(height, r0 + chunk)
+        cells = _centres(transform, width, r0, r1)
+        if method == "nearest":
+            d, idx = tree.query(cells, k=1, distance_upper_bound=radius * (1 + 1e-12))
+            hit = np.isfinite(d)
+            block = np.full((cells.shape[0], ndates), np.nan)
+            block[hit] = values[idx[hit]]
+        else:
+            lists = tree.query_ball_point(cells, r=radius)
+            lengths = np.fromiter((len(v) for v in lists), dtype="int64", count=len(lists))
+            cell_idx = np.repeat(np.arange(len(lists)), lengths)
+            pt_idx = (
+                np.concatenate([np.asarray(v, dtype="int64") for v in lists])
+                if lengths.sum()
+                else np.zeros(0, dtype="int64")
+            )
+            d2 = np.sum((cells[cell_idx] - pts[pt_idx]) ** 2, axis=1)
+            exact = d2 <= (1e-9 * pixel) ** 2
+            has_exact = np.zeros(len(lists), dtype=bool)
+            has_exact[cell_idx[exact]] = True
+            w = np.where(has_exact[cell_idx], exact.astype("float64"), 1.0 / np.maximum(d2, 1e-300))
+            wm = sparse.csr_matrix((w, (cell_idx, pt_idx)), shape=(len(lists), npts))
+            num = wm @ filled
+            den = wm @ valid.astype("float64")
+            with np.errstate(invalid="ignore", divide="ignore"):
+                block = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+        out[:, r0:r1, :] = block.T.reshape(ndates, r1 - r0, width)
+        progress(100.0 * r1 / height)
+    return out
+
+
+def points_to_stack(
+    series: PointSeries,
+    out_path: str,
+    pixel_size: float,
+    out_crs: CRS | str | None = None,
+    method: str = "nearest",
+    radius: float | None = None,
+    log: Callable[[str], None] = lambda m: None,
+    progress: Callable[[float], None] = lambda p: None,
+    is_canceled: Callable[[], bool] = lambda: False,
+) -> dict[str, Any]:
+    """Grid `series` and write the stack to `out_path` (mm, NaN nodata, dates in band descriptions).
+
+    Returns a summary: crs, width, height, points, dates, filled (cells with a value at any date).
+    """
+    from .stack import write_stack
+
+    dst = _check_crs(out_crs, "OUTPUT_CRS") or output_crs_for(series)
+    if dst.is_geographic:
+        log("Warning: the output CRS is geographic, so PIXEL_SIZE and RADIUS are in degrees.")
+    xs, ys = project(series.x, series.y, series.crs, dst)
+    transform, width, height = grid_for(xs, ys, pixel_size)
+    if width * height * len(series.dates) > MAX_CELLS:
+        raise InputError(
+            f"PIXEL_SIZE {pixel_size:g} gives a grid of {width} x {height} cells x {len(series.dates)} "
+            f"dates, more than this tool builds ({MAX_CELLS:,} values); use a larger pixel size "
+            f"(the points span {np.ptp(xs):.6g} x {np.ptp(ys):.6g} CRS units)."
+        )
+    radius = 2.0 * pixel_size if radius is None or radius <= 0 else float(radius)
+    label = dst.to_string()
+    log(
+        f"{series.count} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}; "
+        f"grid {width} x {height} cells of {pixel_size:g} in {label}, {method} within {radius:g}."
+    )
+    data = grid_points(
+        xs,
+        ys,
+        series.values,
+        transform,
+        width,
+        height,
+        method,
+        radius,
+        lambda p: progress(0.95 * p),
+        is_canceled,
+    )
+    if is_canceled():
+        raise InputError("Cancelled; nothing was written.")
+    tags = {"SOURCE_FORMAT": series.fmt, "GRIDDING": f"{method} radius={radius:g}"}
+    write_stack(out_path, data, series.dates, dst, transform, units="mm", tags=tags)
+    progress(100.0)
+    filled = int(np.any(np.isfinite(data), axis=0).sum())
+    log(f"{filled} of {width * height} cells have a value.")
+    return {
+        "crs": dst,
+        "width": width,
+        "height": height,
+        "points": series.count,
+        "dates": len(series.dates),
+        "filled": filled,
+        "transform": transform,
+    }
