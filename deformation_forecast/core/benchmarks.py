@@ -1,0 +1,542 @@
+"""Leveling benchmarks vs InSAR (paper §V-A-1, Fig. 15a).
+
+A benchmark table gives, per benchmark, its position and its cumulative vertical displacement (mm)
+at each survey date, in one of two forms:
+
+- wide: ``id, x, y, D20170903, D20171003, ...`` (one column per survey date; ``DYYYYMMDD``,
+  ``YYYYMMDD``, ``d_YYYYMMDD`` as for the stack tools);
+- long: ``id, x, y, date, value`` (one row per benchmark and survey).
+
+Coordinates come from ``x``/``y``, ``lon``/``lat`` (also ``longitude``/``latitude``) or
+``easting``/``northing`` columns, or from a point layer's geometry. The InSAR value at a
+benchmark is the mean of the pixels whose centres fall within RADIUS of it (20 m in the paper); when
+no centre does, the pixel under the benchmark is used instead, and the benchmark is flagged.
+Benchmarks outside the raster or on NaN pixels are reported and skipped, never averaged as zeros.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .crossorbit import check_incidence, los_to_vertical, nearest_pairs
+from .dates import date_fields, parse_date
+from .errors import InputError
+from .stack import StackInfo
+
+COORD_PAIRS = [
+    ("x", "y", False),
+    ("easting", "northing", False),
+    ("east", "north", False),
+    ("xcoord", "ycoord", False),
+    ("x_coord", "y_coord", False),
+    ("point_x", "point_y", False),
+    ("lon", "lat", True),
+    ("long", "lat", True),
+    ("lng", "lat", True),
+    ("longitude", "latitude", True),
+]
+ID_NAMES = ("id", "name", "benchmark", "bm", "point", "point_id", "station", "code", "fid")
+DATE_NAMES = ("date", "survey_date", "survey", "time", "epoch")
+VALUE_NAMES = (
+    "value",
+    "vertical",
+    "dv",
+    "displacement",
+    "deformation",
+    "leveling",
+    "levelling",
+    "subsidence",
+    "mm",
+    "dz",
+    "height_change",
+)
+_MISSING = {"", "na", "nan", "null", "none", "-", "n/a"}
+
+
+@dataclass
+class Benchmarks:
+    """Benchmarks with their vertical displacement per survey date (NaN = not surveyed)."""
+
+    ids: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    dates: list[dt.date]
+    values: np.ndarray  # (benchmarks, dates) mm
+    coord_columns: tuple[str, str] | None = None
+    geographic: bool = False  # the coordinates came from lon/lat columns
+    form: str = "wide"
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_csv(path: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a delimited text file (delimiter sniffed among , ; tab and space)."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
+    except OSError as e:
+        raise InputError(f"Cannot read the benchmark file {path!r}: {e}") from e
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise InputError(f"The benchmark file {os.path.basename(path)!r} is empty.")
+    try:
+        dialect = csv.Sniffer().sniff(lines[0], delimiters=",;\t ")
+        delim = dialect.delimiter
+    except csv.Error:
+        delim = ","
+    rows = list(csv.reader(lines, delimiter=delim, skipinitialspace=True))
+    header = [h.strip() for h in rows[0]]
+    return header, [[c.strip() for c in r] for r in rows[1:]]
+
+
+def _find(header: Sequence[str], names: Sequence[str]) -> int | None:
+    low = [h.strip().lower() for h in header]
+    for n in names:
+        if n in low:
+            return low.index(n)
+    return None
+
+
+def find_coordinate_columns(header: Sequence[str]) -> tuple[int, int, bool] | None:
+    """(x index, y index, geographic) of the first known coordinate column pair, or None."""
+    low = [h.strip().lower() for h in header]
+    for xn, yn, geo in COORD_PAIRS:
+        if xn in low and yn in low:
+            return low.index(xn), low.index(yn), geo
+    return None
+
+
+def _number(text: str, where: str) -> float:
+    t = (text or "").strip()
+    if t.lower() in _MISSING:
+        return float("nan")
+    try:
+        return float(t.replace(",", ".")) if t.count(",") == 1 and "." not in t else float(t)
+    except ValueError:
+        raise InputError(f"{where}: {text!r} is not a number.") from None
+
+
+def benchmarks_from_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence],
+    xy: Sequence[tuple[float, float]] | None = None,
+    source: str = "the benchmark table",
+) -> Benchmarks:
+    """Benchmarks from a table (CSV rows or a layer's attributes).
+
+    `xy`: one (x, y) per row from a layer's geometry; without it, coordinates come from columns.
+    """
+    header = [str(h) for h in header]
+    id_col = _find(header, ID_NAMES)
+    coords = None
+    if xy is None:
+        coords = find_coordinate_columns(header)
+        if coords is None:
+            raise InputError(
+                f"{source} has no coordinate columns. Expected a pair among "
+                + ", ".join(f"{a}/{b}" for a, b, _ in COORD_PAIRS[:2] + COORD_PAIRS[6:7] + COORD_PAIRS[9:])
+                + f"; found columns {list(header)[:12]}."
+            )
+    elif len(xy) != len(rows):
+        raise ValueError("one (x, y) per row")
+
+    def coord(r: int, row) -> tuple[float, float]:
+        if xy is not None:
+            return float(xy[r][0]), float(xy[r][1])
+        assert coords is not None
+        xi, yi, _ = coords
+        return (
+            _number(str(row[xi]), f"{source}, row {r + 2}, column {header[xi]!r}"),
+            _number(str(row[yi]), f"{source}, row {r + 2}, column {header[yi]!r}"),
+        )
+
+    def ident(r: int, row) -> str:
+        if id_col is not None and id_col < len(row) and str(row[id_col]).strip():
+            return str(row[id_col]).strip()
+        return str(r + 1)
+
+    wide = date_fields(header)
+    if wide:
+        cols = sorted(wide, key=lambda p: p[1])
+        idx = [header.index(c) for c, _ in cols]
+        dates = [d for _, d in cols]
+        if len(set(dates)) != len(dates):
+            raise InputError(f"{source}: two columns carry the same survey date.")
+        ids, xs, ys, vals = [], [], [], []
+        for r, row in enumerate(rows):
+            if not any(str(c).strip() for c in row):
+                continue
+            if len(row) < len(header):
+                row = list(row) + [""] * (len(header) - len(row))
+            x, y = coord(r, row)
+            ids.append(ident(r, row))
+            xs.append(x)
+            ys.append(y)
+            vals.append(
+                [
+                    _number(
+                        str(row[i]) if row[i] is not None else "",
+                        f"{source}, row {r + 2}, column {header[i]!r}",
+                    )
+                    for i in idx
+                ]
+            )
+        form = "wide"
+        values = np.array(vals, dtype="float64").reshape(len(ids), len(dates))
+    else:
+        dcol = _find(header, DATE_NAMES)
+        vcol = _find(header, VALUE_NAMES)
+        if dcol is None or vcol is None:
+            raise InputError(
+                f"{source} has no survey dates: give one column per date (D20170903, 20170903, "
+                "d_20170903) or a long table with 'date' and 'value' columns (one row per benchmark "
+                f"and survey); found columns {list(header)[:12]}."
+            )
+        order: dict[str, int] = {}
+        pos: list[tuple[float, float]] = []
+        recs: list[tuple[int, dt.date, float]] = []
+        for r, row in enumerate(rows):
+            if not any(str(c).strip() for c in row):
+                continue
+            name = ident(r, row) if id_col is not None else None
+            if name is None:
+                raise InputError(f"{source}: a long table needs an 'id' column naming the benchmark.")
+            d = parse_date(str(row[dcol]))
+            if d is None:
+                raise InputError(
+                    f"{source}, row {r + 2}: {row[dcol]!r} is not a date (YYYY-MM-DD or YYYYMMDD)."
+                )
+            if name not in order:
+                order[name] = len(order)
+                pos.append(coord(r, row))
+            recs.append(
+                (order[name], d, _number(str(row[vcol]), f"{source}, row {r + 2}, column {header[vcol]!r}"))
+            )
+        dates = sorted({d for _, d, _ in recs})
+        di = {d: k for k, d in enumerate(dates)}
+        values = np.full((len(order), len(dates)), np.nan)
+        for b, d, v in recs:
+            values[b, di[d]] = v
+        ids = list(order)
+        xs = [p[0] for p in pos]
+        ys = [p[1] for p in pos]
+        form = "long"
+    if not ids:
+        raise InputError(f"{source} holds no benchmark.")
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"{source}: benchmark {dup!r} appears twice.")
+    x = np.array(xs, dtype="float64")
+    y = np.array(ys, dtype="float64")
+    return Benchmarks(
+        ids=ids,
+        x=x,
+        y=y,
+        dates=dates,
+        values=values,
+        coord_columns=(header[coords[0]], header[coords[1]]) if coords else None,
+        geographic=bool(coords[2]) if coords else False,
+        form=form,
+    )
+
+
+def read_benchmarks(path: str) -> Benchmarks:
+    header, rows = read_csv(path)
+    return benchmarks_from_table(header, rows, source=f"Benchmark file {os.path.basename(path)!r}")
+
+
+# ---------------------------------------------------------------- sampling the stack
+
+
+@dataclass
+class Sampled:
+    """LOS values of a stack at benchmarks: (benchmarks, bands), with how each was taken."""
+
+    values: np.ndarray
+    pixels: np.ndarray  # pixels averaged per benchmark
+    method: list[str]  # "circle" | "nearest" | "outside" | "nan"
+
+
+def sample_circles(path: str, info: StackInfo, x, y, radius: float) -> Sampled:
+    """Mean of the pixels whose centres lie within `radius` of each point, per band.
+
+    Reads only a small window around each point. Falls back to the pixel under the point when no
+    centre is within the radius ("nearest"); points off the raster are "outside"; points whose
+    pixels are NaN at every date are "nan". Both of the latter get NaN values.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    from .faults import pixel_centres
+
+    if not radius >= 0:
+        raise InputError(f"The radius must be zero or positive, not {radius}.")
+    x = np.asarray(x, dtype="float64")
+    y = np.asarray(y, dtype="float64")
+    inv = ~info.transform
+    rx, ry = info.res
+    values = np.full((x.size, info.count), np.nan)
+    pixels = np.zeros(x.size, dtype=np.int64)
+    method = []
+    with rasterio.open(path) as src:
+        nodata = src.nodata
+        for k in range(x.size):
+            if not (np.isfinite(x[k]) and np.isfinite(y[k])):
+                method.append("outside")
+                continue
+            col, row = inv * (x[k], y[k])
+            if not (0 <= col < info.width and 0 <= row < info.height):
+                method.append("outside")
+                continue
+            pc, pr = radius / rx + 1, radius / ry + 1
+            c0, c1 = max(0, math.floor(col - pc)), min(info.width, math.ceil(col + pc))
+            r0, r1 = max(0, math.floor(row - pr)), min(info.height, math.ceil(row + pr))
+            win = Window(c0, r0, c1 - c0, r1 - r0)
+            block = src.read(window=win, out_dtype="float32").astype("float64")
+            if nodata is not None and not np.isnan(nodata):
+                block[block == np.float32(nodata)] = np.nan
+            cx, cy = pixel_centres(info.transform, info.width, info.height, win)
+            inside = (cx - x[k]) ** 2 + (cy - y[k]) ** 2 <= radius**2
+            how = "circle"
+            if not inside.any():
+                inside = np.zeros_like(inside)
+                inside[int(row) - r0, int(col) - c0] = True
+                how = "nearest"
+            vals = block[:, inside]  # (bands, pixels)
+            good = np.isfinite(vals)
+            if not good.any():
+                method.append("nan")
+                continue
+            with np.errstate(invalid="ignore"):
+                values[k] = np.where(good.any(axis=1), np.nansum(vals, axis=1) / good.sum(axis=1), np.nan)
+            pixels[k] = int(inside.sum())
+            method.append(how)
+    return Sampled(values, pixels, method)
+
+
+def incidence_at(path: str, x, y, crs=None) -> np.ndarray:
+    """Band 1 of an incidence raster at points (x, y) given in `crs` (the raster's own if None);
+    NaN off the raster."""
+    import rasterio
+    from rasterio.warp import transform as warp_transform
+
+    x = np.asarray(x, dtype="float64")
+    y = np.asarray(y, dtype="float64")
+    out = np.full(x.size, np.nan)
+    with rasterio.open(path) as src:
+        if crs is not None and src.crs is not None and src.crs != crs and x.size:
+            xx, yy = warp_transform(crs, src.crs, list(x), list(y))
+            x, y = np.array(xx), np.array(yy)
+        inv = ~src.transform
+        band = src.read(1, out_dtype="float32").astype("float64")
+        if src.nodata is not None and not np.isnan(src.nodata):
+            band[band == np.float32(src.nodata)] = np.nan
+        for k in range(x.size):
+            col, row = inv * (x[k], y[k])
+            if 0 <= col < src.width and 0 <= row < src.height:
+                out[k] = band[int(row), int(col)]
+    return out
+
+
+# ---------------------------------------------------------------- comparing
+
+
+def series_stats(lev: np.ndarray, ins: np.ndarray) -> dict:
+    """n, MAE, RMSE, max |diff|, bias (mean of InSAR - leveling) and Pearson r of paired values."""
+    lev = np.asarray(lev, dtype="float64")
+    ins = np.asarray(ins, dtype="float64")
+    d = ins - lev
+    n = int(d.size)
+    nan = float("nan")
+    if n == 0:
+        return dict(n=0, mae=nan, rmse=nan, max_abs=nan, bias=nan, r=nan)
+    r = nan
+    if n >= 3 and np.std(lev) > 0 and np.std(ins) > 0:
+        r = float(np.corrcoef(lev, ins)[0, 1])
+    return dict(
+        n=n,
+        mae=float(np.mean(np.abs(d))),
+        rmse=float(np.sqrt(np.mean(d**2))),
+        max_abs=float(np.max(np.abs(d))),
+        bias=float(np.mean(d)),
+        r=r,
+    )
+
+
+@dataclass
+class Comparison:
+    rows: list[dict]  # benchmark, survey_date, acquisition_date, gap_days, leveling, insar, diff, reference
+    summary: list[dict]  # benchmark, x, y, method, pixels, incidence, status, n, mae, rmse, max_abs, bias, r
+    overall: dict  # n, mae, rmse, max_abs, bias, r, benchmarks, skipped
+    warnings: list[str] = field(default_factory=list)
+
+
+def compare(
+    bms: Benchmarks,
+    sampled: Sampled,
+    acquisition_dates: Sequence[dt.date],
+    incidence,
+    max_days: float = 12,
+    reference_date: dt.date | None = None,
+) -> Comparison:
+    """Pair each survey with the nearest acquisition within `max_days`, convert the InSAR LOS
+    values to vertical (dv = dLOS / cos(incidence)), set both series to zero at the reference pair
+    (the survey nearest `reference_date`, default each benchmark's first pair where both have a
+    value), and measure InSAR - leveling. The reference pair is listed (difference 0 by
+    construction) but left out of the statistics.
+    """
+    inc = np.broadcast_to(np.asarray(incidence, dtype="float64"), (len(bms.ids),))
+    check_incidence(inc, "incidence angle")
+    pairs = nearest_pairs(bms.dates, acquisition_dates, max_days)
+    if not pairs:
+        raise InputError(
+            f"No survey date ({bms.dates[0]}..{bms.dates[-1]}) has an InSAR acquisition "
+            f"({acquisition_dates[0]}..{acquisition_dates[-1]}) within {max_days:g} days; "
+            "raise MAX_DAYS or check the dates."
+        )
+    ref_pair = None
+    if reference_date is not None:
+        gaps = [abs((bms.dates[i] - reference_date).days) for i, _, _ in pairs]
+        k = int(np.argmin(gaps))
+        if gaps[k] > max_days:
+            raise InputError(
+                f"The reference date {reference_date} is not within {max_days:g} days of any survey "
+                "that has an InSAR acquisition; choose one of the survey dates."
+            )
+        ref_pair = k
+    vert = los_to_vertical(sampled.values, inc[:, None])
+    rows, summary, warnings = [], [], []
+    all_lev, all_ins = [], []
+    skipped = 0
+    for b, name in enumerate(bms.ids):
+        info = dict(
+            benchmark=name,
+            x=float(bms.x[b]),
+            y=float(bms.y[b]),
+            method=sampled.method[b],
+            pixels=int(sampled.pixels[b]),
+            incidence=float(inc[b]),
+        )
+        status = "ok"
+        if sampled.method[b] == "outside":
+            status = "outside the raster"
+        elif sampled.method[b] == "nan":
+            status = "on NaN (incoherent) pixels"
+        lev = np.array([bms.values[b, i] for i, _, _ in pairs])
+        ins = np.array([vert[b, j] for _, j, _ in pairs])
+        both = np.isfinite(lev) & np.isfinite(ins)
+        r0 = None
+        if status == "ok":
+            if ref_pair is not None:
+                r0 = ref_pair if both[ref_pair] else None
+                if r0 is None:
+                    status = "no leveling or InSAR value at the reference date"
+            else:
+                r0 = int(np.argmax(both)) if both.any() else None
+                if r0 is None:
+                    status = "no survey paired with a coherent acquisition"
+        if status != "ok":
+            skipped += 1
+            warnings.append(f"Benchmark {name!r} skipped: {status}.")
+            summary.append(dict(**info, status=status, **series_stats(np.empty(0), np.empty(0))))
+            continue
+        if sampled.method[b] == "nearest":
+            warnings.append(
+                f"Benchmark {name!r}: no pixel centre within the radius; the pixel under it is used."
+            )
+        lev0, ins0 = lev - lev[r0], ins - ins[r0]
+        use = both.copy()
+        use[r0] = False
+        for k, (i, j, gap) in enumerate(pairs):
+            if not both[k]:
+                continue
+            rows.append(
+                dict(
+                    benchmark=name,
+                    survey_date=bms.dates[i],
+                    acquisition_date=acquisition_dates[j],
+                    gap_days=gap,
+                    leveling=float(lev0[k]),
+                    insar=float(ins0[k]),
+                    diff=float(ins0[k] - lev0[k]),
+                    reference=(k == r0),
+                )
+            )
+        st = series_stats(lev0[use], ins0[use])
+        if st["n"] == 0:
+            warnings.append(f"Benchmark {name!r}: only the reference date pairs with an acquisition.")
+        summary.append(dict(**info, status="ok", **st))
+        all_lev.append(lev0[use])
+        all_ins.append(ins0[use])
+    lev_all = np.concatenate(all_lev) if all_lev else np.empty(0)
+    ins_all = np.concatenate(all_ins) if all_ins else np.empty(0)
+    overall = series_stats(lev_all, ins_all)
+    overall.update(benchmarks=len(bms.ids) - skipped, skipped=skipped)
+    if overall["n"] == 0:
+        raise InputError(
+            "No benchmark could be compared: "
+            + "; ".join(warnings[:5])
+            + (" ..." if len(warnings) > 5 else "")
+        )
+    return Comparison(rows, summary, overall, warnings)
+
+
+def plot_comparison(cmp: Comparison, path: str, max_panels: int = 12) -> str:
+    """Fig. 15a: leveling and InSAR series per benchmark (up to `max_panels`), and a scatter of
+    all pairs with the 1:1 line. Format by extension (png, svg, pdf); written atomically."""
+    from matplotlib.figure import Figure
+
+    from .stack import atomic_path
+
+    names = [s["benchmark"] for s in cmp.summary if s["status"] == "ok"][:max_panels]
+    ncol = 4
+    nrow = max(1, math.ceil(len(names) / ncol)) + 1
+    fig = Figure(figsize=(4 * ncol, 3 * nrow), dpi=100)
+    for p, name in enumerate(names):
+        ax = fig.add_subplot(nrow, ncol, p + 1)
+        rs = [r for r in cmp.rows if r["benchmark"] == name]
+        d = [r["survey_date"] for r in rs]
+        ax.plot(d, [r["leveling"] for r in rs], "o-", ms=3, label="leveling")
+        ax.plot(d, [r["insar"] for r in rs], "s--", ms=3, label="InSAR vertical")
+        ax.set_title(str(name), fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if p == 0:
+            ax.legend(fontsize=7)
+            ax.set_ylabel("cumulative vertical (mm)", fontsize=8)
+    fig.autofmt_xdate()
+    ax = fig.add_subplot(nrow, 2, 2 * nrow - 1)
+    lev = np.array([r["leveling"] for r in cmp.rows if not r["reference"]])
+    ins = np.array([r["insar"] for r in cmp.rows if not r["reference"]])
+    ax.scatter(lev, ins, s=8, alpha=0.6)
+    if lev.size:
+        lo, hi = float(min(lev.min(), ins.min())), float(max(lev.max(), ins.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
+        ax.legend(fontsize=8)
+    ov = cmp.overall
+    ax.set_xlabel("leveling (mm)")
+    ax.set_ylabel("InSAR vertical (mm)")
+    ax.set_title(
+        f"MAE {ov['mae']:.2f} mm, RMSE {ov['rmse']:.2f} mm, r = {ov['r']:.3f}, n = {ov['n']}", fontsize=9
+    )
+    ax.grid(alpha=0.3)
+    ax2 = fig.add_subplot(nrow, 2, 2 * nrow)
+    diffs = np.array([r["diff"] for r in cmp.rows if not r["reference"]])
+    if diffs.size:
+        ax2.hist(diffs, bins=30)
+    ax2.set_xlabel("InSAR - leveling (mm)")
+    ax2.set_ylabel("pairs")
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    ext = os.path.splitext(path)[1].lower().lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=ext)
+    return path
