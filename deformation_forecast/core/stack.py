@@ -274,3 +274,23 @@ def require_crs(info: StackInfo) -> None:
             f"Raster {os.path.basename(info.path)!r} has no CRS; assign one (Raster > Projections > "
             "Assign Projection) before using it."
         )
+
+
+def pixel_index(info: StackInfo, x: float, y: float) -> tuple[int, int] | None:
+    """(row, col) of the pixel containing map coordinate (x, y) in the stack's CRS, or None outside."""
+    col, row = ~info.transform * (x, y)
+    r, c = int(np.floor(row)), int(np.floor(col))
+    if 0 <= r < info.height and 0 <= c < info.width:
+        return r, c
+    return None
+
+
+def read_pixel_series(path: str, x: float, y: float) -> tuple[list[dt.date], np.ndarray] | None:
+    """The dates and values (float32, NaN kept) of the pixel at (x, y), reading only that pixel;
+    None when (x, y) is outside the raster."""
+    info = read_info(path)
+    rc = pixel_index(info, x, y)
+    if rc is None:
+        return None
+    vals = read_stack(path, Window(rc[1], rc[0], 1, 1))[:, 0, 0]
+    return info.dates, vals

@@ -11,7 +11,14 @@ from hypothesis.extra import numpy as hnp
 from rasterio.windows import Window
 
 from deformation_forecast.core.errors import InputError
-from deformation_forecast.core.stack import StackWriter, atomic_path, read_info, read_stack, write_stack
+from deformation_forecast.core.stack import (
+    StackWriter,
+    atomic_path,
+    read_info,
+    read_pixel_series,
+    read_stack,
+    write_stack,
+)
 from tests.conftest import make_dates
 
 
@@ -153,3 +160,14 @@ def test_round_trip_property(tmp_path_factory, data, step):
     info = read_info(path)
     assert info.dates == dates
     np.testing.assert_array_equal(read_stack(path), data)
+
+
+def test_read_pixel_series_reads_the_clicked_pixel(write_stack):
+    data = np.arange(3 * 4 * 5, dtype="float32").reshape(3, 4, 5)
+    path = write_stack(data, res=10.0, origin=(1000.0, 2000.0))
+    # pixel (row 2, col 3) spans x 1030..1040, y 1980..1970
+    dates, vals = read_pixel_series(path, 1035.0, 1975.0)
+    np.testing.assert_array_equal(vals, data[:, 2, 3])
+    assert dates == make_dates(3)
+    assert read_pixel_series(path, 999.0, 1975.0) is None
+    assert read_pixel_series(path, 1035.0, 2000.5) is None

@@ -1,0 +1,57 @@
+import datetime as dt
+
+import numpy as np
+from qgis.core import QgsDateTimeRange, QgsProject, QgsRasterLayer
+from qgis.PyQt.QtCore import QDate, QDateTime, QTime
+
+from deformation_forecast.gui.styling import apply_diverging_style, symmetric_limit
+from deformation_forecast.gui.temporal import add_stack_as_temporal_layers
+from tests.conftest import make_dates
+
+
+def _qdt(d):
+    return QDateTime(QDate(d.year, d.month, d.day), QTime(0, 0))
+
+
+def test_stack_becomes_animated_layers_with_one_ramp(qgis_app, write_stack):
+    data = -np.arange(4 * 5 * 6, dtype="float32").reshape(4, 5, 6)
+    path = write_stack(data, make_dates(4))
+    project = QgsProject.instance()
+    group, layers = add_stack_as_temporal_layers(path, project, "series")
+    try:
+        assert len(layers) == 4 and group.name() == "series"
+        d = make_dates(4)
+        for i, lyr in enumerate(layers):
+            props = lyr.temporalProperties()
+            assert props.isActive()
+            end = d[i + 1] if i < 3 else d[3] + dt.timedelta(days=12)
+            assert props.fixedTemporalRange() == QgsDateTimeRange(_qdt(d[i]), _qdt(end), True, False)
+            r = lyr.renderer()
+            assert r.band() == i + 1
+            # one symmetric ramp centred on zero for every date
+            assert (
+                r.classificationMin() == -r.classificationMax() == -layers[0].renderer().classificationMax()
+            )
+        # the animation shows exactly one date at a time
+        t = _qdt(d[1] + dt.timedelta(days=3))
+        visible = [
+            lyr for lyr in layers if lyr.temporalProperties().isVisibleInTemporalRange(QgsDateTimeRange(t, t))
+        ]
+        assert visible == [layers[1]]
+    finally:
+        project.removeAllMapLayers()
+        project.layerTreeRoot().removeChildNode(group)
+
+
+def test_diverging_style_is_centred_and_labelled(qgis_app, write_stack):
+    path = write_stack(np.array([[[-10.0, 5.0]]], dtype="float32"))
+    lyr = QgsRasterLayer(path, "r", "gdal")
+    lim = symmetric_limit(np.array([-10.0, 5.0, np.nan]), percentile=100)
+    assert lim == 10.0
+    r = apply_diverging_style(lyr, lim, units="mm/yr")
+    items = r.shader().rasterShaderFunction().colorRampItemList()
+    assert items[0].value == -10.0 and items[-1].value == 10.0
+    assert items[len(items) // 2].value == 0.0
+    assert items[0].label.endswith("mm/yr")
+    # subsidence red, uplift blue
+    assert items[0].color.red() > items[0].color.blue() and items[-1].color.blue() > items[-1].color.red()
