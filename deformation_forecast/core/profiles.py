@@ -1,0 +1,334 @@
+"""Deformation profiles along lines (paper Fig. 11): densify, sample a stack, tabulate.
+
+Lines come in as plain coordinate arrays already in the stack's CRS (the Processing adapter
+reprojects them). Sampling reads only small rasterio windows around runs of consecutive samples,
+never the whole stack, so a few lines through a 3000 x 3000 x 156 stack touch a few MB of pixels.
+
+Pixel convention: a raster's inverse affine transform maps a map coordinate to fractional pixel
+coordinates (col, row) in which pixel (r, c) covers [c, c + 1) x [r, r + 1); its value belongs to its
+centre (c + 0.5, r + 0.5). Nearest takes the pixel that contains the point; bilinear interpolates
+between the four surrounding centres (edge pixels are replicated in the outer half pixel). A sample
+whose interpolation touches a NaN pixel is NaN; a sample outside the raster is NaN and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from .dates import format_date
+from .errors import InputError
+from .stack import atomic_path
+
+INTERPOLATIONS = ("nearest", "bilinear")
+
+# A line is a sequence of parts, each an (n, 2) array of x, y in the stack's CRS.
+Line = Sequence[np.ndarray]
+
+
+@dataclass
+class Profile:
+    """Samples of one line: positions, distance along the line and values per date."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    distance: np.ndarray
+    part: np.ndarray
+    values: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (dates, samples)
+    outside: int = 0  # samples that fall outside the raster (NaN)
+
+    @property
+    def size(self) -> int:
+        return int(self.x.size)
+
+
+def _clean_part(part: np.ndarray) -> np.ndarray:
+    xy = np.asarray(part, dtype="float64").reshape(-1, 2)
+    xy = xy[np.all(np.isfinite(xy), axis=1)]
+    if len(xy) > 1:  # drop repeated vertices: zero-length segments carry no distance
+        keep = np.ones(len(xy), dtype=bool)
+        keep[1:] = np.any(np.diff(xy, axis=0) != 0, axis=1)
+        xy = xy[keep]
+    return xy
+
+
+def densify(parts: Line, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Points every `spacing` map units along each part, plus each part's end point.
+
+    Returns x, y, distance, part. Distance runs along the line across its vertices, from the start
+    of the first part; for a multipart line it continues from one part to the next without counting
+    the gap between them.
+    """
+    if not spacing > 0 or not math.isfinite(spacing):
+        raise InputError(f"SPACING must be a positive distance, not {spacing}.")
+    xs, ys, ds, ps = [], [], [], []
+    offset = 0.0
+    for k, raw in enumerate(parts):
+        xy = _clean_part(raw)
+        if len(xy) == 0:
+            continue
+        seg = np.hypot(*np.diff(xy, axis=0).T) if len(xy) > 1 else np.zeros(0)
+        cum = np.concatenate([[0.0], np.cumsum(seg)])
+        length = float(cum[-1])
+        if length == 0.0:
+            s = np.zeros(1)
+        else:
+            n = int(math.floor(length / spacing + 1e-9))
+            if n + 1 > 5_000_000:
+                raise InputError(
+                    f"SPACING {spacing:g} gives {n + 1} samples on a line {length:g} map units long; "
+                    "choose a larger spacing."
+                )
+            s = np.arange(n + 1, dtype="float64") * spacing
+            if length - s[-1] > 1e-9 * max(length, 1.0):
+                s = np.append(s, length)
+        xs.append(np.interp(s, cum, xy[:, 0]) if length else np.full(1, xy[0, 0]))
+        ys.append(np.interp(s, cum, xy[:, 1]) if length else np.full(1, xy[0, 1]))
+        ds.append(s + offset)
+        ps.append(np.full(s.size, k, dtype="int32"))
+        offset += length
+    if not xs:
+        empty = np.zeros(0)
+        return empty, empty, empty, np.zeros(0, dtype="int32")
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ds), np.concatenate(ps)
+
+
+def pixel_coords(transform, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional (row, col) of map coordinates; pixel (r, c) covers [r, r+1) x [c, c+1)."""
+    inv = ~transform
+    cols = inv.a * x + inv.b * y + inv.c
+    rows = inv.d * x + inv.e * y + inv.f
+    return np.asarray(rows, dtype="float64"), np.asarray(cols, dtype="float64")
+
+
+def inside(rows: np.ndarray, cols: np.ndarray, height: int, width: int) -> np.ndarray:
+    return (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+
+
+def _support(rows: np.ndarray, cols: np.ndarray, method: str, height: int, width: int):
+    """Integer row/col indexes (clipped to the raster) and weights each sample reads."""
+    if method == "nearest":
+        r = np.clip(np.floor(rows).astype("int64"), 0, height - 1)
+        c = np.clip(np.floor(cols).astype("int64"), 0, width - 1)
+        return [(r, c, np.ones_like(rows))]
+    if method != "bilinear":
+        raise InputError(f"INTERPOLATION must be one of {INTERPOLATIONS}, not {method!r}.")
+    rr, cc = rows - 0.5, cols - 0.5
+    r0, c0 = np.floor(rr), np.floor(cc)
+    fr, fc = rr - r0, cc - c0
+    r0, c0 = r0.astype("int64"), c0.astype("int64")
+    ra, rb = np.clip(r0, 0, height - 1), np.clip(r0 + 1, 0, height - 1)
+    ca, cb = np.clip(c0, 0, width - 1), np.clip(c0 + 1, 0, width - 1)
+    return [
+        (ra, ca, (1 - fr) * (1 - fc)),
+        (ra, cb, (1 - fr) * fc),
+        (rb, ca, fr * (1 - fc)),
+        (rb, cb, fr * fc),
+    ]
+
+
+def sample_array(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, method: str = "bilinear") -> np.ndarray:
+    """Sample a (bands, height, width) array at fractional pixel coordinates -> (bands, n) float64.
+
+    Outside the array: NaN. Bilinear: NaN as soon as a pixel with a positive weight is NaN.
+    """
+    arr = np.asarray(arr)
+    if arr.ndim == 2:
+        arr = arr[None]
+    bands, height, width = arr.shape
+    rows, cols = np.asarray(rows, dtype="float64"), np.asarray(cols, dtype="float64")
+    out = np.full((bands, rows.size), np.nan)
+    ok = inside(rows, cols, height, width)
+    if not ok.any():
+        return out
+    acc = np.zeros((bands, int(ok.sum())))
+    bad = np.zeros_like(acc, dtype=bool)
+    for r, c, w in _support(rows[ok], cols[ok], method, height, width):
+        v = arr[:, r, c].astype("float64")
+        used = w > 0
+        nan = np.isnan(v)
+        bad |= nan & used
+        acc += np.where(used & ~nan, v * w, 0.0)
+    acc[bad] = np.nan
+    out[:, ok] = acc
+    return out
+
+
+def _runs(part: np.ndarray, n: int, per_run: int) -> list[tuple[int, int]]:
+    """Split sample indexes [0, n) into consecutive runs of at most `per_run`, breaking at parts."""
+    starts = [0] + [int(i) for i in np.flatnonzero(np.diff(part)) + 1]
+    ends = starts[1:] + [n]
+    runs = []
+    for a, b in zip(starts, ends, strict=False):
+        for s in range(a, b, per_run):
+            runs.append((s, min(s + per_run, b)))
+    return runs
+
+
+def _to_nan(arr: np.ndarray, nodata: float | None) -> np.ndarray:
+    if nodata is not None and not np.isnan(nodata):
+        arr[arr == np.float32(nodata)] = np.nan
+    return arr
+
+
+@dataclass
+class ReadStats:
+    windows: int = 0
+    pixels: int = 0  # pixels read, all bands counted
+
+    @property
+    def bytes(self) -> int:
+        return self.pixels * 4
+
+
+def extract_profiles(
+    path: str,
+    lines: Sequence[tuple[str, Line]],
+    spacing: float | None = None,
+    bands: Sequence[int] | None = None,
+    method: str = "bilinear",
+    max_window: int = 64,
+    progress: Callable[[float], None] | None = None,
+    stats: ReadStats | None = None,
+) -> list[Profile]:
+    """Sample the stack at `path` along each named line (coordinates in the stack's CRS).
+
+    `spacing` in map units (default: the pixel size); `bands` are 0-based indexes (default all).
+    Samples are read in runs whose window spans at most about `max_window` pixels each way.
+    A line wholly outside the raster raises InputError; samples outside it are NaN and counted
+    in ``Profile.outside``.
+    """
+    if method not in INTERPOLATIONS:
+        raise InputError(f"INTERPOLATION must be one of {INTERPOLATIONS}, not {method!r}.")
+    if not lines:
+        raise InputError("LINES: no line features given.")
+    with rasterio.open(path) as src:
+        transform, height, width = src.transform, src.height, src.width
+        res = (
+            min(abs(transform.a), abs(transform.e))
+            if transform.b == 0 == transform.d
+            else math.hypot(transform.a, transform.d)
+        )
+        step = float(spacing) if spacing else res
+        idx = [b + 1 for b in bands] if bands is not None else list(range(1, src.count + 1))
+        if not idx:
+            raise InputError("DATES: no date selected.")
+        per_run = max(1, int(max_window * res / step))
+        bounds = src.bounds
+        profiles: list[Profile] = []
+        for i, (name, parts) in enumerate(lines):
+            x, y, dist, part = densify(parts, step)
+            prof = Profile(name, x, y, dist, part, np.full((len(idx), x.size), np.nan))
+            rows, cols = pixel_coords(transform, x, y)
+            ok = inside(rows, cols, height, width)
+            if x.size == 0:
+                raise InputError(f"LINES: line {name!r} has no vertices (empty geometry).")
+            if not ok.any():
+                raise InputError(
+                    f"LINES: line {name!r} lies wholly outside the raster (raster extent "
+                    f"{bounds.left:.6g}, {bounds.bottom:.6g} : {bounds.right:.6g}, {bounds.top:.6g}; line "
+                    f"extent {x.min():.6g}, {y.min():.6g} : {x.max():.6g}, {y.max():.6g} in the raster's "
+                    "CRS). Check that the line layer and the raster cover the same area and that both "
+                    "CRS are set correctly."
+                )
+            prof.outside = int((~ok).sum())
+            for a, b in _runs(part, x.size, per_run):
+                sel = slice(a, b)
+                okr = ok[sel]
+                if not okr.any():
+                    continue
+                r_, c_ = rows[sel][okr], cols[sel][okr]
+                sup = _support(r_, c_, method, height, width)
+                r_lo = min(int(s[0].min()) for s in sup)
+                r_hi = max(int(s[0].max()) for s in sup) + 1
+                c_lo = min(int(s[1].min()) for s in sup)
+                c_hi = max(int(s[1].max()) for s in sup) + 1
+                win = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
+                block = _to_nan(src.read(idx, window=win, out_dtype="float32"), src.nodata)
+                if stats is not None:
+                    stats.windows += 1
+                    stats.pixels += block.size
+                vals = sample_array(block, r_ - r_lo, c_ - c_lo, method)
+                prof.values[:, np.flatnonzero(okr) + a] = vals
+            profiles.append(prof)
+            if progress is not None:
+                progress((i + 1) / len(lines))
+    return profiles
+
+
+def long_rows(profiles: Sequence[Profile], dates: Sequence[dt.date]):
+    """(profile, part, distance, x, y, date, value-or-None) rows, profile by profile, date by date."""
+    for p in profiles:
+        for k, d in enumerate(dates):
+            label = format_date(d)
+            for j in range(p.size):
+                v = p.values[k, j]
+                yield (
+                    p.name,
+                    int(p.part[j]),
+                    float(p.distance[j]),
+                    float(p.x[j]),
+                    float(p.y[j]),
+                    label,
+                    None if np.isnan(v) else float(v),
+                )
+
+
+def write_csv(path: str, profiles: Sequence[Profile], dates: Sequence[dt.date]) -> str:
+    """Long-form CSV (profile, part, distance, x, y, date, value); NaN is an empty cell."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["profile", "part", "distance", "x", "y", "date", "value"])
+        for row in long_rows(profiles, dates):
+            name, part, d, x, y, label, v = row
+            w.writerow(
+                [name, part, f"{d:.6f}", f"{x:.6f}", f"{y:.6f}", label, "" if v is None else f"{v:.6g}"]
+            )
+    return path
+
+
+def read_csv(path: str) -> tuple[list[Profile], list[dt.date]]:
+    """Read back a long-form CSV written by `write_csv` (for the plot dock and tests)."""
+    from .dates import parse_date
+
+    table: dict[str, dict[tuple[int, float], dict[dt.date, float]]] = {}
+    xy: dict[tuple[str, int, float], tuple[float, float]] = {}
+    dates: set[dt.date] = set()
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            d = parse_date(row["date"])
+            if d is None:
+                raise InputError(f"{path}: bad date {row['date']!r}")
+            dates.add(d)
+            key = (int(row["part"]), float(row["distance"]))
+            table.setdefault(row["profile"], {}).setdefault(key, {})[d] = (
+                float(row["value"]) if row["value"] != "" else np.nan
+            )
+            xy[(row["profile"], *key)] = (float(row["x"]), float(row["y"]))
+    order = sorted(dates)
+    return [
+        profile_from_table(name, rows, order, [xy[(name, *k)] for k in sorted(rows)])
+        for name, rows in table.items()
+    ], order
+
+
+def profile_from_table(name, rows: dict, dates: Sequence[dt.date], xy=None) -> Profile:
+    keys = sorted(rows)
+    values = np.array([[rows[k].get(d, np.nan) for k in keys] for d in dates], dtype="float64")
+    pts = np.asarray(xy if xy is not None else np.full((len(keys), 2), np.nan), dtype="float64")
+    return Profile(
+        name,
+        pts[:, 0],
+        pts[:, 1],
+        np.array([k[1] for k in keys], dtype="float64"),
+        np.array([k[0] for k in keys], dtype="int32"),
+        values.reshape(len(dates), len(keys)),
+    )
