@@ -117,16 +117,23 @@ def run_worker(
     params: dict[str, Any],
     feedback: QgsProcessingFeedback | None = None,
     idle_timeout: float | None = None,
+    python: str | None = None,
 ) -> dict[str, Any]:
     """Run one worker command to its end; returns its ``result`` dict.
 
     Raises QgsProcessingException on failure (with the worker's last lines), on cancel (after
     terminating the worker) and when the worker prints nothing for `idle_timeout` seconds
-    (default: env DEFORMATION_FORECAST_WORKER_IDLE_TIMEOUT, else no limit).
+    (default: env DEFORMATION_FORECAST_WORKER_IDLE_TIMEOUT, else no limit). `python` overrides the
+    lookup of :func:`find_python`.
     """
-    python, why = find_python()
-    if python is None:
-        raise QgsProcessingException(why)
+    if python is not None:
+        ok, why = check_python(python)
+        if not ok:
+            raise QgsProcessingException(f"{why} {INSTALL_HINT}")
+    else:
+        python, why = find_python()
+        if python is None:
+            raise QgsProcessingException(why)
     if idle_timeout is None:
         env_to = os.environ.get("DEFORMATION_FORECAST_WORKER_IDLE_TIMEOUT")
         idle_timeout = float(env_to) if env_to else None

@@ -1,0 +1,29 @@
+import pytest
+from qgis.core import QgsSettings
+
+from deformation_forecast import worker
+from deformation_forecast.gui.settings import DEVICE_KEY, SettingsFactory, SettingsPage, describe_python
+from tests.conftest import ROOT
+
+
+def test_settings_page_saves_python_and_device(qgis_app, tmp_path):
+    page = SettingsFactory().createWidget(None)
+    assert isinstance(page, SettingsPage)
+    page.python.setText(str(tmp_path / "py"))
+    page.device.setCurrentText("cpu")
+    page.apply()
+    s = QgsSettings()
+    try:
+        assert s.value(worker.SETTINGS_KEY) == str(tmp_path / "py")
+        assert s.value(DEVICE_KEY) == "cpu"
+        assert worker.candidate_pythons()[0] == (str(tmp_path / "py"), "plugin setting")
+    finally:
+        s.remove(worker.SETTINGS_KEY)
+        s.remove(DEVICE_KEY)
+
+
+@pytest.mark.tf
+def test_test_button_reports_tensorflow_and_gpus(qgis_app):
+    report = describe_python(f"{ROOT}/.venv/bin/python")
+    assert report.startswith("TensorFlow 2.") and "GPUs: none" in report
+    assert describe_python("/nonexistent/python").startswith("Failed:")
