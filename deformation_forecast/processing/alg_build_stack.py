@@ -8,6 +8,7 @@ import tempfile
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -28,6 +29,7 @@ class BuildStack(DeformationAlgorithm):
     DISPLAY = "Build deformation stack"
     GROUP = "stack"
     TAGS = "stack,time series,sbas,cumulative,bands"
+    ANIMATED_OUTPUTS = ("OUTPUT",)
     HELP = (
         "Stacks single-date cumulative displacement rasters into one multi-band GeoTIFF, one band "
         "per acquisition in time order, with the date (YYYY-MM-DD) in each band description, values "
@@ -36,7 +38,8 @@ class BuildStack(DeformationAlgorithm):
         "Rasters on another grid or CRS are warped onto the first one (bilinear), and the log says "
         "so. With INTERVAL_DAYS > 0, irregular acquisitions are resampled linearly in time to a "
         "regular interval (the forecasting network needs one); gaps in a pixel's series are filled "
-        "linearly between its valid dates."
+        "linearly between its valid dates. Loaded in QGIS, the stack gets a diverging colour ramp "
+        "centred on zero (mm); with ANIMATE, one layer per date is added for the Temporal Controller."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -60,6 +63,13 @@ class BuildStack(DeformationAlgorithm):
                 QgsProcessingParameterNumber.Integer,
                 defaultValue=0,
                 minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "ANIMATE",
+                "Add one layer per date to the Temporal Controller (when loaded)",
+                defaultValue=False,
             )
         )
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Deformation stack"))

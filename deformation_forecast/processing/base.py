@@ -38,6 +38,11 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     GROUP = "analysis"
     HELP = ""
     TAGS = ""
+    # units of raster outputs, for the style applied when the Toolbox loads them (default mm)
+    RASTER_UNITS: dict[str, str] = {}
+    # raster outputs that also go into the Temporal Controller (one layer per date) when the
+    # boolean parameter ANIMATE is true
+    ANIMATED_OUTPUTS: tuple[str, ...] = ()
 
     def name(self) -> str:
         return self.NAME
@@ -70,9 +75,28 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         try:
-            return self.compute(parameters, context, feedback)
+            results = self.compute(parameters, context, feedback)
         except InputError as e:
             raise QgsProcessingException(str(e)) from e
+        self._style_outputs(parameters, context, results)
+        return results
+
+    def _style_outputs(self, parameters, context, results: dict[str, Any]) -> None:
+        from qgis.core import QgsProcessingParameterRasterDestination
+
+        from .postprocess import style_on_load
+
+        animate = self.parameterDefinition("ANIMATE") is not None and self.parameterAsBoolean(
+            parameters, "ANIMATE", context
+        )
+        for p in self.parameterDefinitions():
+            if isinstance(p, QgsProcessingParameterRasterDestination) and results.get(p.name()):
+                style_on_load(
+                    context,
+                    str(results[p.name()]),
+                    self.RASTER_UNITS.get(p.name(), "mm"),
+                    temporal=animate and p.name() in self.ANIMATED_OUTPUTS,
+                )
 
     def compute(
         self,

@@ -4,8 +4,8 @@ import numpy as np
 from qgis.core import QgsDateTimeRange, QgsProject, QgsRasterLayer
 from qgis.PyQt.QtCore import QDate, QDateTime, QTime
 
-from deformation_forecast.gui.styling import apply_diverging_style, symmetric_limit
-from deformation_forecast.gui.temporal import add_stack_as_temporal_layers
+from deformation_forecast.processing.styling import apply_diverging_style, symmetric_limit
+from deformation_forecast.processing.temporal import add_stack_as_temporal_layers
 from tests.conftest import make_dates
 
 
@@ -55,3 +55,39 @@ def test_diverging_style_is_centred_and_labelled(qgis_app, write_stack):
     assert items[0].label.endswith("mm/yr")
     # subsidence red, uplift blue
     assert items[0].color.red() > items[0].color.blue() and items[-1].color.blue() > items[-1].color.red()
+
+
+def test_toolbox_load_styles_and_animates_the_output(qgis_app, df_plugin, tmp_path, write_stack):
+    """What the Toolbox does after a run: load the output, run our post-processor on it."""
+    import processing
+    from processing.gui.Postprocessing import handleAlgorithmResults
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProcessingOutputLayerDefinition,
+    )
+
+    paths = []
+    for i, d in enumerate(make_dates(3)):
+        paths.append(write_stack(np.full((1, 3, 4), -float(i), dtype="float32"), [d], name=f"c_{i}.tif"))
+    project = QgsProject.instance()
+    context = QgsProcessingContext()
+    context.setProject(project)
+    feedback = QgsProcessingFeedback()
+    out = QgsProcessingOutputLayerDefinition(str(tmp_path / "stack.tif"), project)
+    alg = QgsApplication.processingRegistry().createAlgorithmById("deformation_forecast:buildstack")
+    processing.run(alg, {"LAYERS": paths, "ANIMATE": True, "OUTPUT": out}, context=context, feedback=feedback)
+    try:
+        assert context.willLoadLayerOnCompletion(str(tmp_path / "stack.tif"))
+        handleAlgorithmResults(alg, context, feedback)
+        names = sorted(lyr.name() for lyr in project.mapLayers().values())
+        assert len(names) == 1 + 3
+        animated = [lyr for lyr in project.mapLayers().values() if lyr.temporalProperties().isActive()]
+        assert len(animated) == 3
+        main = [lyr for lyr in project.mapLayers().values() if not lyr.temporalProperties().isActive()][0]
+        r = main.renderer()
+        assert r.classificationMin() == -r.classificationMax() == -2.0  # centred, from the last date
+    finally:
+        project.removeAllMapLayers()
+        project.layerTreeRoot().removeAllChildren()

@@ -1,0 +1,49 @@
+"""Post-processors for layers that Processing loads after a Toolbox run (never under qgis_process,
+which loads nothing): a diverging ramp centred on zero with units, and optionally one layer per date
+in the Temporal Controller. Instances must outlive the algorithm, so they are kept here."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
+
+from ..core.errors import InputError
+from ..core.stack import read_info, read_stack
+from .styling import apply_diverging_style, symmetric_limit
+from .temporal import add_stack_as_temporal_layers
+
+_alive: list[QgsProcessingLayerPostProcessorInterface] = []
+
+
+class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    def __init__(self, units: str = "mm", temporal: bool = False):
+        super().__init__()
+        self.units = units
+        self.temporal = temporal
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        if not isinstance(layer, QgsRasterLayer):
+            return
+        path = layer.source().split("|")[0]
+        try:
+            info = read_info(path, require_dates=False)
+            step = max(1, max(info.width, info.height) // 512)
+            last = read_stack(path, bands=[info.count - 1])[:, ::step, ::step]
+        except (InputError, OSError) as e:
+            feedback.pushInfo(f"Styling skipped: {e}")
+            return
+        limit = symmetric_limit(last)
+        apply_diverging_style(layer, limit, band=layer.bandCount(), units=self.units)
+        if self.temporal and all(info.dates):
+            add_stack_as_temporal_layers(
+                path, context.project(), f"{layer.name()} (animation)", limit, self.units
+            )
+            feedback.pushInfo("Added one layer per date for the Temporal Controller.")
+
+
+def style_on_load(context, path: str, units: str = "mm", temporal: bool = False) -> None:
+    """Attach the style post-processor to output `path` if Processing will load it."""
+    if not path or not context.willLoadLayerOnCompletion(path):
+        return
+    pp = StylePostProcessor(units, temporal)
+    _alive.append(pp)
+    context.layerToLoadOnCompletionDetails(path).setPostProcessor(pp)
