@@ -1,0 +1,136 @@
+"""Deformation rate maps: linear velocity and its standard error, or one band per calendar year."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core.los import DEFAULT_INCIDENCE
+from ..core.rates import MODES, deformation_rate
+from .base import DeformationAlgorithm
+
+MODE_LABELS = [
+    "Linear velocity over the whole series (+ standard error)",
+    "Annual mean rate, one band per year",
+]
+
+
+def incidence_parameters(alg: DeformationAlgorithm, advanced: bool = False) -> None:
+    """INCIDENCE (constant, degrees) and INCIDENCE_RASTER (optional), shared with losvertical."""
+    inc = QgsProcessingParameterNumber(
+        "INCIDENCE",
+        "Incidence angle (degrees from the vertical)",
+        QgsProcessingParameterNumber.Double,
+        defaultValue=DEFAULT_INCIDENCE,
+        minValue=0.0,
+        maxValue=90.0,
+    )
+    inc.setHelp("Used when no incidence raster is given; must lie strictly between 0 and 90 degrees.")
+    ras = QgsProcessingParameterRasterLayer(
+        "INCIDENCE_RASTER", "Incidence angle raster (degrees)", optional=True
+    )
+    ras.setHelp(
+        "Per-pixel incidence angle in degrees; replaces INCIDENCE. A raster on another grid is "
+        "resampled (bilinear) onto the stack's grid."
+    )
+    for p in (inc, ras):
+        if advanced:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        alg.addParameter(p)
+
+
+def read_incidence(alg: DeformationAlgorithm, parameters, context, feedback) -> tuple[float, str | None]:
+    theta = alg.parameterAsDouble(parameters, "INCIDENCE", context)
+    layer = alg.parameterAsRasterLayer(parameters, "INCIDENCE_RASTER", context)
+    path = alg.raster_path(parameters, "INCIDENCE_RASTER", context) if layer is not None else None
+    return theta, path
+
+
+def report_incidence(feedback, theta: float, path: str | None, resampled: bool) -> None:
+    if path:
+        feedback.pushInfo(f"Incidence angle from raster {path}.")
+        if resampled:
+            feedback.pushInfo(
+                "The incidence raster is not on the stack's grid: it was resampled (bilinear, "
+                "rasterio.warp.reproject) onto the stack's grid."
+            )
+    else:
+        feedback.pushInfo(f"Constant incidence angle {theta:g} degrees.")
+
+
+class DeformationRate(DeformationAlgorithm):
+    NAME = "deformationrate"
+    DISPLAY = "Deformation rate"
+    GROUP = "analysis"
+    TAGS = "velocity,rate,annual,subsidence,vertical,least squares"
+    HELP = (
+        "Rate maps of a deformation stack (paper Fig. 9 and 12), NaN-aware: pixels use their valid "
+        "dates only.<br><br>"
+        "<b>Linear velocity</b> (default): per pixel, least-squares line through the cumulative "
+        "displacement against the real acquisition dates (decimal years). Band 1 = velocity "
+        "(stack units per year, mm/yr), band 2 = its standard error "
+        "sqrt(SSR / (n - 2) / sum((t - mean t)^2)), NaN with fewer than 3 valid dates.<br>"
+        "<b>Annual mean rate</b>: one band per calendar year the series touches: the displacement "
+        "between 1 January of the year and 1 January of the next (interpolated linearly in time, never "
+        "extrapolated), divided by the time between them. For a fully covered year that is the "
+        "deformation accumulated during the year; years only partly covered by the series (first and "
+        "last) give the mean rate over the covered part (their coverage is in the YEAR_COVERAGE tag and "
+        "the log).<br><br>"
+        "<b>VERTICAL</b>: divide by cos(incidence), dv = dLOS / cos(theta), assuming no horizontal "
+        "motion (see 'LOS to vertical'). INCIDENCE is a constant angle in degrees (default 34.17, the "
+        "paper's Sentinel-1 track), INCIDENCE_RASTER a per-pixel angle raster (resampled onto the "
+        "stack's grid when it is on another one)."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
+        self.addParameter(QgsProcessingParameterEnum("MODE", "Rate", MODE_LABELS, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterBoolean("VERTICAL", "Convert LOS to vertical", defaultValue=False)
+        )
+        incidence_parameters(self)
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Rate raster"))
+        self.addOutput(QgsProcessingOutputNumber("MIN_RATE", "Lowest rate (units/yr)"))
+        self.addOutput(QgsProcessingOutputNumber("MAX_RATE", "Highest rate (units/yr)"))
+
+    def compute(self, parameters, context, feedback):
+        info = self.stack_info(parameters, "INPUT", context)
+        mode = MODES[self.parameterAsEnum(parameters, "MODE", context)]
+        vertical = self.parameterAsBool(parameters, "VERTICAL", context)
+        theta, inc_path = read_incidence(self, parameters, context, feedback)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        self.check_output_not_input(out, info.path, inc_path or "")
+        feedback.pushInfo(
+            f"{info.count} dates from {info.dates[0].isoformat()} to {info.dates[-1].isoformat()}, "
+            f"{info.width} x {info.height} pixels; mode {mode}{', vertical' if vertical else ''}."
+        )
+
+        def progress(f):
+            self.check_canceled(feedback)
+            feedback.setProgress(100 * f)
+
+        res = deformation_rate(
+            info.path,
+            out,
+            mode=mode,
+            vertical=vertical,
+            incidence=theta,
+            incidence_path=inc_path if vertical else None,
+            progress=progress,
+        )
+        if vertical:
+            report_incidence(feedback, theta, inc_path, res["resampled"])
+        elif inc_path:
+            feedback.pushWarning("INCIDENCE_RASTER is ignored because VERTICAL is off.")
+        for year, cov in res["years"]:
+            if cov < 0.999:
+                feedback.pushInfo(f"Year {year} is covered for {cov:.0%} of its length by the series.")
+        feedback.pushInfo(f"Bands: {', '.join(res['labels'])}; range {res['min']:.4g} to {res['max']:.4g}.")
+        return {"OUTPUT": out, "MIN_RATE": res["min"], "MAX_RATE": res["max"]}

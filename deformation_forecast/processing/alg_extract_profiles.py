@@ -1,0 +1,298 @@
+"""Extract deformation profiles along lines (paper Fig. 11)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCsException,
+    QgsDistanceArea,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDistance,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core.dates import field_name, parse_date
+from ..core.errors import InputError
+from ..core.profiles import INTERPOLATIONS, extract_profiles, write_csv
+from . import result_hooks
+from .base import DeformationAlgorithm
+
+
+def select_bands(text: str, dates) -> list[int]:
+    """0-based band indexes of the dates listed in `text` (comma/space separated); all if empty."""
+    tokens = [t for t in text.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    if not tokens:
+        return list(range(len(dates)))
+    out = []
+    for tok in tokens:
+        d = parse_date(tok)
+        if d is None:
+            raise InputError(
+                f"DATES: {tok!r} is not a date; use YYYYMMDD or YYYY-MM-DD, separated by commas."
+            )
+        if d not in dates:
+            near = min(dates, key=lambda x: abs((x - d).days))
+            raise InputError(
+                f"DATES: {d.isoformat()} is not a date of the stack (nearest: {near.isoformat()}; "
+                f"the stack runs from {dates[0].isoformat()} to {dates[-1].isoformat()})."
+            )
+        i = dates.index(d)
+        if i not in out:
+            out.append(i)
+    return sorted(out)
+
+
+class ExtractProfiles(DeformationAlgorithm):
+    NAME = "extractprofiles"
+    DISPLAY = "Extract deformation profiles"
+    GROUP = "analysis"
+    TAGS = "profile,section,transect,line,subsidence,cumulative"
+    HELP = (
+        "Samples a deformation stack along lines (the paper's profiles I-III, Fig. 11): one point every "
+        "SPACING map units of the raster's CRS (default: the pixel size) along each line, from its start, "
+        "across its vertices, plus its end point. The lines may be in any CRS (they are reprojected to "
+        "the stack's); multipart lines are sampled part by part, the distance continuing from one part "
+        "to the next without the gap.<br><br>"
+        "<b>OUTPUT</b>: one point per sample with <i>profile</i> (ID_FIELD, else the feature id), "
+        "<i>part</i>, <i>distance</i> (metres on the ellipsoid for a geographic stack CRS, map units "
+        "otherwise) and one field per date (d20170903). Samples outside the raster or on incoherent "
+        "(NaN) pixels are NULL; a line partly outside gives a warning, a line wholly outside an error.<br>"
+        "<b>INTERPOLATION</b>: nearest pixel, or bilinear between pixel centres (NULL as soon as one of "
+        "the four pixels is NaN).<br>"
+        "<b>DATES</b>: optional subset (YYYYMMDD or YYYY-MM-DD, comma separated).<br>"
+        "<b>OUTPUT_CSV</b>: the same values in long form (profile, part, distance, x, y, date, value).<br>"
+        "<b>OUTPUT_PLOT</b>: PNG/SVG chart, one panel per profile, one curve per date coloured through "
+        "time.<br><br>"
+        "Only small windows around the lines are read from the stack, never the whole raster. In the "
+        "QGIS desktop the profile plot dock opens with the result."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource("LINES", "Profile lines", [QgsProcessing.TypeVectorLine])
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                "ID_FIELD", "Profile name field", parentLayerParameterName="LINES", optional=True
+            )
+        )
+        spacing = QgsProcessingParameterDistance(
+            "SPACING",
+            "Sample spacing (0 = pixel size)",
+            defaultValue=0.0,
+            parentParameterName="INPUT",
+            minValue=0.0,
+            optional=True,
+        )
+        self.addParameter(spacing)
+        dates = QgsProcessingParameterString("DATES", "Dates to extract (empty = all)", optional=True)
+        dates.setHelp("Comma-separated dates of the stack, YYYYMMDD or YYYY-MM-DD; empty for all dates.")
+        self.addParameter(dates)
+        self.addParameter(
+            QgsProcessingParameterEnum("INTERPOLATION", "Interpolation", list(INTERPOLATIONS), defaultValue=1)
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSink("OUTPUT", "Profile samples", QgsProcessing.TypeVectorPoint)
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_CSV",
+                "Profiles table (long CSV)",
+                "CSV files (*.csv)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_PLOT",
+                "Profile chart",
+                "PNG files (*.png);;SVG files (*.svg)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("PROFILE_COUNT", "Profiles"))
+        self.addOutput(QgsProcessingOutputNumber("SAMPLE_COUNT", "Samples per date"))
+        self.addOutput(QgsProcessingOutputNumber("OUTSIDE_COUNT", "Samples outside the raster"))
+
+    # -- lines ---------------------------------------------------------------------------
+    def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback):
+        """(name, parts) with parts as (n, 2) arrays in the stack's CRS."""
+        ct = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
+        idx = source.fields().lookupField(id_field) if id_field else -1
+        lines, seen = [], {}
+        for feat in source.getFeatures():
+            self.check_canceled(feedback)
+            geom = QgsGeometry(feat.geometry())
+            value = feat.attribute(idx) if idx >= 0 else None
+            name = str(value) if value not in (None, "") and not _is_null(value) else str(feat.id())
+            if name in seen:
+                seen[name] += 1
+                name = f"{name} ({seen[name]})"
+            else:
+                seen[name] = 1
+            if geom.isNull() or geom.isEmpty():
+                feedback.pushWarning(f"Line {name!r} has no geometry; skipped.")
+                continue
+            if ct.isValid() and not ct.isShortCircuited():
+                try:
+                    geom.transform(ct)
+                except QgsCsException as e:
+                    raise QgsProcessingException(
+                        f"LINES: line {name!r} cannot be transformed to the stack's CRS ({crs.authid()}): {e}"
+                    ) from e
+            if QgsWkbTypes.isMultiType(geom.wkbType()):
+                polylines = geom.asMultiPolyline()
+            else:
+                polylines = [geom.asPolyline()]
+            parts = [np.array([(p.x(), p.y()) for p in pl], dtype="float64") for pl in polylines if len(pl)]
+            lines.append((name, parts))
+        if not lines:
+            raise QgsProcessingException("LINES: the layer holds no line with a geometry.")
+        return lines
+
+    @staticmethod
+    def _ellipsoidal_distances(prof, crs, context) -> None:
+        """Replace planar distances in degrees by metres on the ellipsoid (geographic stack CRS)."""
+        da = QgsDistanceArea()
+        da.setSourceCrs(crs, context.transformContext())
+        da.setEllipsoid(crs.ellipsoidAcronym() or "EPSG:7030")
+        pts = [QgsPointXY(x, y) for x, y in zip(prof.x, prof.y, strict=True)]
+        d = np.zeros(prof.size)
+        for j in range(1, prof.size):
+            step = 0.0 if prof.part[j] != prof.part[j - 1] else da.measureLine(pts[j - 1], pts[j])
+            d[j] = d[j - 1] + step
+        prof.distance = d
+
+    def compute(self, parameters, context, feedback):
+        info = self.stack_info(parameters, "INPUT", context)
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        crs = layer.crs()
+        if not crs.isValid():
+            raise QgsProcessingException(
+                f"INPUT: raster {layer.name()!r} has no CRS; assign one before extracting profiles."
+            )
+        source = self.parameterAsSource(parameters, "LINES", context)
+        if source is None:
+            raise QgsProcessingException("LINES: no line layer given.")
+        id_field = self.parameterAsString(parameters, "ID_FIELD", context)
+        spacing = self.parameterAsDouble(parameters, "SPACING", context) or None
+        method = INTERPOLATIONS[self.parameterAsEnum(parameters, "INTERPOLATION", context)]
+        bands = select_bands(self.parameterAsString(parameters, "DATES", context) or "", info.dates)
+        dates = [info.dates[i] for i in bands]
+
+        lines = self._lines(source, id_field, crs, context, feedback)
+        feedback.pushInfo(
+            f"{len(lines)} line(s), {len(dates)} date(s), {method} sampling every "
+            f"{spacing or min(info.res):g} map units."
+        )
+
+        def progress(f):
+            self.check_canceled(feedback)
+            feedback.setProgress(80 * f)
+
+        profiles = extract_profiles(
+            info.path, lines, spacing=spacing, bands=bands, method=method, progress=progress
+        )
+        geographic = crs.isGeographic()
+        if geographic:
+            for p in profiles:
+                self._ellipsoidal_distances(p, crs, context)
+        outside = 0
+        for p in profiles:
+            if p.outside:
+                outside += p.outside
+                feedback.pushWarning(
+                    f"Line {p.name!r}: {p.outside} of {p.size} samples lie outside the raster; "
+                    "their values are NULL."
+                )
+
+        fields = QgsFields()
+        fields.append(QgsField("profile", QVariant.String))
+        fields.append(QgsField("part", QVariant.Int))
+        fields.append(QgsField("distance", QVariant.Double))
+        for d in dates:
+            fields.append(QgsField(field_name(d), QVariant.Double))
+        sink, dest_id = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.Point, crs)
+        if sink is None:
+            raise QgsProcessingException("OUTPUT: cannot create the output layer.")
+        total = sum(p.size for p in profiles)
+        done = 0
+        for p in profiles:
+            for j in range(p.size):
+                f = QgsFeature(fields)
+                f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(p.x[j]), float(p.y[j]))))
+                vals = p.values[:, j]
+                f.setAttributes(
+                    [p.name, int(p.part[j]), float(p.distance[j])]
+                    + [None if np.isnan(v) else float(v) for v in vals]
+                )
+                sink.addFeature(f, QgsFeatureSink.FastInsert)
+            done += p.size
+            self.check_canceled(feedback)
+            feedback.setProgress(80 + 15 * done / max(total, 1))
+        results = {
+            "OUTPUT": dest_id,
+            "PROFILE_COUNT": len(profiles),
+            "SAMPLE_COUNT": total,
+            "OUTSIDE_COUNT": outside,
+        }
+        csv_path = self.parameterAsFileOutput(parameters, "OUTPUT_CSV", context)
+        if csv_path:
+            write_csv(csv_path, profiles, dates)
+            results["OUTPUT_CSV"] = csv_path
+        plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)
+        if plot_path:
+            try:
+                from ..core.profile_plot import save_profile_plot
+            except ImportError as e:
+                raise QgsProcessingException(
+                    "OUTPUT_PLOT needs matplotlib (Debian: apt install python3-matplotlib)."
+                ) from e
+            if not os.path.splitext(plot_path)[1]:
+                plot_path += ".png"
+            curves = save_profile_plot(
+                plot_path,
+                profiles,
+                dates,
+                units=info.units,
+                distance_units="m" if geographic else _map_units(crs),
+            )
+            feedback.pushInfo(f"Profile chart with {curves} curve(s) written to {plot_path}.")
+            results["OUTPUT_PLOT"] = plot_path
+        # the desktop's profile dock (if loaded) shows the layer once QGIS has loaded it
+        result_hooks.attach(context, self.NAME, dest_id, feedback)
+        feedback.setProgress(100)
+        return results
+
+
+def _is_null(value) -> bool:
+    return hasattr(value, "isNull") and value.isNull()
+
+
+def _map_units(crs: QgsCoordinateReferenceSystem) -> str:
+    from qgis.core import QgsUnitTypes
+
+    return QgsUnitTypes.toAbbreviatedString(crs.mapUnits()) or "map units"

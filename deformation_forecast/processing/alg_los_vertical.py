@@ -1,0 +1,59 @@
+"""LOS displacement to vertical displacement: dv = dLOS / cos(theta)."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
+
+from ..core.los import convert_stack
+from .alg_deformation_rate import incidence_parameters, read_incidence, report_incidence
+from .base import DeformationAlgorithm
+
+
+class LosVertical(DeformationAlgorithm):
+    NAME = "losvertical"
+    DISPLAY = "LOS to vertical"
+    GROUP = "analysis"
+    TAGS = "los,vertical,incidence,projection,cosine"
+    HELP = (
+        "Converts line-of-sight (LOS) displacement into vertical displacement, band by band:<br><br>"
+        "<b>dv = dLOS / cos(theta)</b><br><br>"
+        "theta is the radar incidence angle in degrees, measured from the vertical (0 < theta < 90). "
+        "<b>Assumption: the ground moves vertically only, with no horizontal motion</b>; a LOS "
+        "displacement is then the projection dLOS = dv cos(theta) of the vertical one, so the "
+        "vertical displacement is obtained by <i>dividing</i> by cos(theta) (multiplying, a frequent "
+        "mistake, shrinks the signal instead). Where horizontal motion is significant (slopes, edges "
+        "of mining bowls) combine ascending and descending tracks instead.<br><br>"
+        "INPUT: a deformation stack or any single raster (e.g. a velocity map); band dates and names "
+        "are kept. INCIDENCE: constant angle (default 34.17 degrees, the paper's Sentinel-1 "
+        "ascending track 128); INCIDENCE_RASTER: per-pixel angle in degrees, resampled (bilinear) onto "
+        "the input's grid when it is on another one. Angles outside (0, 90) are refused."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "LOS raster or stack"))
+        incidence_parameters(self)
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Vertical displacement"))
+
+    def compute(self, parameters, context, feedback):
+        info = self.stack_info(parameters, "INPUT", context, require_dates=False)
+        theta, inc_path = read_incidence(self, parameters, context, feedback)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        self.check_output_not_input(out, info.path, inc_path or "")
+
+        def progress(f):
+            self.check_canceled(feedback)
+            feedback.setProgress(100 * f)
+
+        res = convert_stack(info.path, out, incidence=theta, incidence_path=inc_path, progress=progress)
+        report_incidence(feedback, theta, inc_path, res["resampled"])
+        feedback.pushInfo(
+            f"{info.count} band(s) converted; 1 / cos(theta) from {1 / _cos(res['incidence_min']):.4f} "
+            f"to {1 / _cos(res['incidence_max']):.4f}."
+        )
+        return {"OUTPUT": out}
+
+
+def _cos(deg: float) -> float:
+    import math
+
+    return math.cos(math.radians(deg))
