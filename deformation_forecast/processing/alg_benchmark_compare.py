@@ -1,0 +1,282 @@
+"""Compare with leveling benchmarks (paper §V-A-1, Fig. 15a)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsCsException,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsWkbTypes,
+)
+
+from ..core import benchmarks as cb
+from ..core.crossorbit import check_incidence
+from ..core.dates import parse_date
+from ..core.errors import InputError
+from ..core.stack import require_crs
+from .base import DeformationAlgorithm
+from .tables import GEOMETRY_NAMES, geometry_kind, plot_destination, table_sink, write_table
+
+PAIR_COLUMNS = [
+    ("benchmark", "str"),
+    ("survey_date", "date"),
+    ("acquisition_date", "date"),
+    ("gap_days", "int"),
+    ("leveling", "float"),
+    ("insar", "float"),
+    ("diff", "float"),
+    ("reference", "bool"),
+]
+SUMMARY_COLUMNS = [
+    ("benchmark", "str"),
+    ("x", "float"),
+    ("y", "float"),
+    ("status", "str"),
+    ("method", "str"),
+    ("pixels", "int"),
+    ("incidence", "float"),
+    ("n", "int"),
+    ("mae", "float"),
+    ("rmse", "float"),
+    ("max_abs", "float"),
+    ("bias", "float"),
+    ("r", "float"),
+]
+CSV_EXTENSIONS = (".csv", ".txt", ".tsv")
+
+
+class BenchmarkCompare(DeformationAlgorithm):
+    NAME = "benchmarkcompare"
+    DISPLAY = "Compare with leveling benchmarks"
+    GROUP = "validation"
+    TAGS = "leveling,levelling,benchmark,validation,accuracy,mae,rmse,ground truth"
+    HELP = (
+        "Validates an InSAR LOS stack against leveling benchmarks (He et al. 2022, §V-A-1, Fig. 15a).<br>"
+        "<b>Benchmarks</b>: a point layer, or a CSV file (path accepted directly), with one vertical "
+        "displacement column (mm) per survey date (D20170903, 20170903, d_20170903), or a long table "
+        "with id, date and value columns. A CSV's coordinates come from x/y, lon/lat or "
+        "easting/northing columns, in the raster's CRS unless <i>Benchmark CRS</i> says otherwise "
+        "(lon/lat columns default to WGS 84).<br>"
+        "The InSAR value at a benchmark is the mean of the pixels whose centres lie within "
+        "<i>Radius</i> (20 m in the paper); when none does, the pixel under the benchmark is used "
+        "with a warning. LOS becomes vertical with dv = dLOS / cos(incidence), the incidence being "
+        "a number or read from an incidence raster. Each survey is paired with the nearest "
+        "acquisition within <i>Max days</i>; both series are set to zero at the <i>Reference date</i> "
+        "(default: each benchmark's first common date), a pair left out of the statistics.<br>"
+        "Outputs: the pairs (benchmark, date, leveling, InSAR vertical, difference = InSAR - leveling), "
+        "per-benchmark n, MAE, RMSE, max |diff|, bias and Pearson r, the overall numbers, and an "
+        "optional plot. Benchmarks outside the raster or on NaN pixels are reported and skipped."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack (LOS, mm)"))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                "BENCHMARKS", "Benchmarks (point layer or CSV)", [QgsProcessing.TypeVector]
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterCrs(
+                "BENCHMARKS_CRS", "CRS of the CSV coordinates (default: the raster's)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "INCIDENCE", "Incidence angle (degrees)", QgsProcessingParameterNumber.Double, 34.17
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(
+                "INCIDENCE_RASTER", "Incidence angle raster (degrees; overrides the number)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "RADIUS", "Radius around a benchmark (map units)", QgsProcessingParameterNumber.Double, 20.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                "REFERENCE_DATE", "Reference date (YYYY-MM-DD; default the first common date)", optional=True
+            )
+        )
+        p = QgsProcessingParameterNumber(
+            "MAX_DAYS",
+            "Max days between a survey and its acquisition",
+            QgsProcessingParameterNumber.Double,
+            12.0,
+        )
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(p)
+        self.addParameter(table_sink("OUTPUT", "Benchmark vs InSAR pairs"))
+        self.addParameter(table_sink("OUTPUT_SUMMARY", "Per-benchmark summary"))
+        self.addParameter(plot_destination("OUTPUT_PLOT", "Plot (series per benchmark, scatter)"))
+        for key, label in (
+            ("MAE", "Mean absolute error (mm)"),
+            ("RMSE", "Root mean square error (mm)"),
+            ("MAX_ABS", "Largest |InSAR - leveling| (mm)"),
+            ("BIAS", "Mean InSAR - leveling (mm)"),
+            ("R", "Pearson r"),
+            ("N", "Pairs compared"),
+            ("BENCHMARKS_USED", "Benchmarks compared"),
+            ("BENCHMARKS_SKIPPED", "Benchmarks skipped"),
+        ):
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+
+    # ------------------------------------------------------------------ benchmarks in
+    def _benchmarks(self, parameters, context, raster_crs, feedback) -> cb.Benchmarks:
+        source = self.parameterAsSource(parameters, "BENCHMARKS", context)
+        if source is None:
+            raise QgsProcessingException("BENCHMARKS: no layer or file given.")
+        layer = self.parameterAsVectorLayer(parameters, "BENCHMARKS", context)
+        kind = geometry_kind(source)
+        file_path = ""
+        if layer is not None and layer.providerType() == "ogr":
+            file_path = layer.source().split("|")[0]
+        if kind not in (QgsWkbTypes.PointGeometry, QgsWkbTypes.NullGeometry, QgsWkbTypes.UnknownGeometry):
+            raise QgsProcessingException(
+                f"BENCHMARKS: layer {source.sourceName()!r} has {GEOMETRY_NAMES.get(kind, 'other')} geometries; "
+                "give a point layer or a CSV file with coordinate columns."
+            )
+        bm_crs = self.parameterAsCrs(parameters, "BENCHMARKS_CRS", context)
+        if kind == QgsWkbTypes.PointGeometry:
+            xform = None
+            if source.sourceCrs().isValid() and source.sourceCrs() != raster_crs:
+                xform = QgsCoordinateTransform(source.sourceCrs(), raster_crs, context.transformContext())
+            header = [f.name() for f in source.fields()]
+            rows, xy = [], []
+            for f in source.getFeatures():
+                g = f.geometry()
+                if g is None or g.isNull() or g.isEmpty():
+                    continue
+                pt = g.asMultiPoint()[0] if g.isMultipart() else g.asPoint()
+                if xform is not None:
+                    try:
+                        pt = xform.transform(pt)
+                    except QgsCsException as e:
+                        raise QgsProcessingException(
+                            f"BENCHMARKS: feature {f.id()} cannot be reprojected: {e}"
+                        ) from e
+                xy.append((pt.x(), pt.y()))
+                rows.append(["" if (v is None or str(v) == "NULL") else v for v in f.attributes()])
+            return cb.benchmarks_from_table(
+                header, rows, xy=xy, source=f"Benchmark layer {source.sourceName()!r}"
+            )
+        # a table: the CSV file itself (read by our own parser), or a layer's attributes
+        if file_path.lower().endswith(CSV_EXTENSIONS) and os.path.isfile(file_path):
+            bms = cb.read_benchmarks(file_path)
+        else:
+            header = [f.name() for f in source.fields()]
+            rows = [
+                ["" if (v is None or str(v) == "NULL") else v for v in f.attributes()]
+                for f in source.getFeatures()
+            ]
+            bms = cb.benchmarks_from_table(header, rows, source=f"Benchmark table {source.sourceName()!r}")
+        from_crs = bm_crs if bm_crs.isValid() else None
+        if from_crs is None and bms.geographic and not raster_crs.isGeographic():
+            from_crs = QgsCoordinateReferenceSystem("EPSG:4326")
+            feedback.pushInfo(
+                f"Coordinates from columns {bms.coord_columns} taken as WGS 84 longitude/latitude "
+                "(set BENCHMARKS_CRS otherwise)."
+            )
+        if from_crs is not None and from_crs != raster_crs:
+            xform = QgsCoordinateTransform(from_crs, raster_crs, context.transformContext())
+            for k in range(len(bms.ids)):
+                if not (np.isfinite(bms.x[k]) and np.isfinite(bms.y[k])):
+                    continue
+                try:
+                    p = xform.transform(QgsPointXY(bms.x[k], bms.y[k]))
+                except QgsCsException as e:
+                    raise QgsProcessingException(
+                        f"BENCHMARKS: benchmark {bms.ids[k]!r} cannot be reprojected: {e}"
+                    ) from e
+                bms.x[k], bms.y[k] = p.x(), p.y()
+        return bms
+
+    def compute(self, parameters, context, feedback):
+        info = self.stack_info(parameters, "INPUT", context)
+        require_crs(info)
+        raster_crs = self.parameterAsRasterLayer(parameters, "INPUT", context).crs()
+        plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)
+        self.check_output_not_input(plot_path, info.path)
+        radius = self.parameterAsDouble(parameters, "RADIUS", context)
+        max_days = self.parameterAsDouble(parameters, "MAX_DAYS", context)
+        ref_text = self.parameterAsString(parameters, "REFERENCE_DATE", context).strip()
+        ref_date = None
+        if ref_text:
+            ref_date = parse_date(ref_text)
+            if ref_date is None:
+                raise InputError(f"REFERENCE_DATE: {ref_text!r} is not a date (YYYY-MM-DD or YYYYMMDD).")
+        inc_layer = self.parameterAsRasterLayer(parameters, "INCIDENCE_RASTER", context)
+        incidence_value = self.parameterAsDouble(parameters, "INCIDENCE", context)
+        if inc_layer is None:
+            check_incidence(incidence_value, "INCIDENCE angle")
+
+        bms = self._benchmarks(parameters, context, raster_crs, feedback)
+        feedback.pushInfo(
+            f"{len(bms.ids)} benchmark(s), {len(bms.dates)} survey date(s) {bms.dates[0]}..{bms.dates[-1]} "
+            f"({bms.form} form); stack {info.dates[0]}..{info.dates[-1]}, {info.count} date(s)."
+        )
+        self.check_canceled(feedback)
+        if inc_layer is not None:
+            inc_path = self.raster_path(parameters, "INCIDENCE_RASTER", context)
+            incidence = cb.incidence_at(inc_path, bms.x, bms.y, info.crs)
+            usable = np.isfinite(incidence)
+            check_incidence(incidence[usable] if usable.any() else incidence, "INCIDENCE_RASTER angle")
+            if not usable.all():
+                raise InputError(
+                    "INCIDENCE_RASTER has no value under benchmark(s) "
+                    f"{[bms.ids[k] for k in np.flatnonzero(~usable)][:10]}; it must cover every benchmark."
+                )
+        else:
+            incidence = incidence_value
+        feedback.setProgressText("Sampling the stack around the benchmarks")
+        sampled = cb.sample_circles(info.path, info, bms.x, bms.y, radius)
+        feedback.setProgress(50)
+        cmp = cb.compare(bms, sampled, info.dates, incidence, max_days, ref_date)
+        for w in cmp.warnings:
+            feedback.reportError(w, fatalError=False)
+        ov = cmp.overall
+        feedback.pushInfo(
+            f"{ov['benchmarks']} benchmark(s), {ov['n']} pair(s): MAE {ov['mae']:.2f} mm, RMSE {ov['rmse']:.2f} mm, "
+            f"max |diff| {ov['max_abs']:.2f} mm, bias {ov['bias']:.2f} mm, r = {ov['r']:.3f}"
+        )
+        self.check_canceled(feedback)
+        results = {
+            "OUTPUT": write_table(self, parameters, "OUTPUT", context, PAIR_COLUMNS, cmp.rows),
+            "OUTPUT_SUMMARY": write_table(
+                self, parameters, "OUTPUT_SUMMARY", context, SUMMARY_COLUMNS, cmp.summary
+            ),
+            "OUTPUT_PLOT": None,
+            "MAE": ov["mae"],
+            "RMSE": ov["rmse"],
+            "MAX_ABS": ov["max_abs"],
+            "BIAS": ov["bias"],
+            "R": ov["r"] if np.isfinite(ov["r"]) else None,
+            "N": ov["n"],
+            "BENCHMARKS_USED": ov["benchmarks"],
+            "BENCHMARKS_SKIPPED": ov["skipped"],
+        }
+        if plot_path:
+            try:
+                cb.plot_comparison(cmp, plot_path)
+            except ImportError as e:
+                raise QgsProcessingException(
+                    f"OUTPUT_PLOT needs matplotlib (apt install python3-matplotlib): {e}"
+                ) from e
+            results["OUTPUT_PLOT"] = plot_path
+        feedback.setProgress(100)
+        return results
