@@ -1,0 +1,465 @@
+"""Baseline forecasters for the model comparison (Table III): persistence, per-pixel linear trend,
+per-pixel SVR and MLP (scikit-learn). No TensorFlow: these run inside the QGIS process.
+
+Every model predicts one frame from the frames before it. Two protocols over the test set of
+:mod:`core.split`:
+
+- **one-step-ahead** (the paper's Table III): the target frame ``t`` is predicted from the *observed*
+  frames before ``t``;
+- **iterative** (the forecasting case, paper Fig. 8): starting from the observed frames before the
+  first test frame, each prediction is appended to the history and used as input for the next.
+
+Models:
+
+- ``persistence``: the last frame (zero change). Published InSAR work finds it hard to beat on
+  noisy points.
+- ``linear-trend``: per pixel, a least-squares line through the last ``trend_window`` frames on real
+  time (days), evaluated at the target date. Exact on a linearly moving scene.
+- ``svr`` / ``mlp``: per pixel, "multistep to one step" as in the paper's comparison: the features are
+  the pixel's ``time_step`` lagged values, the target its next value. They are expressed as rates in
+  mm/day (the ``time_step - 1`` lag-to-lag velocities, and the velocity from the last lag to the
+  target), so the regressors see the same thing at any depth of the bowl, handle irregular dates and
+  can extrapolate subsidence deeper than anything seen in training (a regressor on raw cumulative
+  values cannot). Features and target are standardized on the training samples. One model is fitted
+  for all pixels from the training targets of the split. The SVR (RBF kernel, O(n^2) in memory and
+  time) is fitted on a random subsample of ``svr_samples`` (pixel, date) samples and predicts every
+  pixel; the MLP on at most ``mlp_samples``, with early stopping on the validation targets.
+
+Gaps (NaN samples of partly valid pixels) are filled linearly in time before the windows are cut, as
+for the networks; pixels without any valid sample stay NaN. Metrics compare against the original
+observations, so a filled target never counts.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .dates import to_ordinal
+from .errors import InputError
+from .split import Split
+
+BASELINES = ("persistence", "linear-trend", "svr", "mlp")
+LABELS = {
+    "persistence": "Persistence",
+    "linear-trend": "Linear trend",
+    "svr": "SVR",
+    "mlp": "MLP",
+    "cnn-lstm": "CNN-LSTM",
+    "cnn-phlstm": "CNN-PhLSTM",
+}
+
+Progress = Callable[[float, str], None]
+ShouldStop = Callable[[], bool]
+
+
+class Cancelled(Exception):  # noqa: N818 (a control-flow signal, not an error)
+    """The caller's `should_stop` said so; nothing is returned."""
+
+
+@dataclass
+class Forecasts:
+    """Test-set predictions of one model (``(n_test, rows, cols)`` float32, NaN where undefined)."""
+
+    model: str
+    one_step: np.ndarray
+    iterative: np.ndarray
+    train_seconds: float = 0.0
+    predict_seconds: float = 0.0
+    device: str = "CPU"
+    notes: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BaselineOptions:
+    trend_window: int = 5
+    svr_samples: int = 2000
+    mlp_samples: int = 200_000
+    mlp_hidden: tuple[int, ...] = (64, 32)
+    mlp_max_epochs: int = 200
+    mlp_patience: int = 10
+    seed: int = 42
+
+
+def _check(should_stop: ShouldStop | None) -> None:
+    if should_stop is not None and should_stop():
+        raise Cancelled()
+
+
+class Baseline:
+    """Interface: ``fit`` on the training targets, then ``predict`` one frame from a history."""
+
+    name = ""
+    notes = ""
+
+    def history_needed(self) -> int:
+        return 1
+
+    def fit(
+        self,
+        frames: np.ndarray,
+        times: np.ndarray,
+        split: Split,
+        progress: Progress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> None:
+        return None
+
+    def predict(self, history: np.ndarray, hist_times: np.ndarray, target_time: float) -> np.ndarray:
+        raise NotImplementedError
+
+
+class Persistence(Baseline):
+    name = "persistence"
+    notes = "last frame held"
+
+    def predict(self, history, hist_times, target_time):
+        return history[-1].astype("float32", copy=True)
+
+
+class LinearTrend(Baseline):
+    name = "linear-trend"
+
+    def __init__(self, window: int = 5):
+        if window < 1:
+            raise InputError(f"The trend window must be at least 1 frame, not {window}.")
+        self.window = window
+        self.notes = f"least squares over the last {window} frames, real time"
+
+    def history_needed(self) -> int:
+        return self.window
+
+    def predict(self, history, hist_times, target_time):
+        y = np.asarray(history[-self.window :], dtype="float64")
+        t = np.asarray(hist_times[-self.window :], dtype="float64")
+        if len(t) == 1:
+            return y[0].astype("float32")
+        tc = t - t.mean()
+        ym = y.mean(axis=0)
+        slope = np.tensordot(tc, y - ym, axes=(0, 0)) / float((tc**2).sum())
+        return (ym + slope * (target_time - t.mean())).astype("float32")
+
+
+def _rate_features(lags: np.ndarray, lag_times: np.ndarray) -> np.ndarray:
+    """(n, time_step) lags at `lag_times` -> (n, max(time_step - 1, 1)) velocities in mm/day."""
+    if lags.shape[1] < 2:
+        return np.zeros((lags.shape[0], 1))
+    dt_days = np.diff(lag_times, axis=-1)
+    return np.diff(lags, axis=1) / dt_days
+
+
+class LaggedRegressor(Baseline):
+    """Per-pixel regressor on lagged values (see the module docstring); subclasses make the model."""
+
+    def __init__(self, time_step: int, max_samples: int, seed: int):
+        self.time_step = time_step
+        self.max_samples = max_samples
+        self.seed = seed
+        self.model = None
+        self.x_mean = self.x_std = None
+        self.y_mean = 0.0
+        self.y_std = 1.0
+        self.fit_samples = 0
+
+    def history_needed(self) -> int:
+        return self.time_step
+
+    def _samples(
+        self, frames: np.ndarray, times: np.ndarray, targets: np.ndarray, max_samples: int, rng
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features and target rates of (pixel, target) samples, at most `max_samples` of them."""
+        ts = self.time_step
+        flat = frames.reshape(frames.shape[0], -1)
+        pix_ok = np.isfinite(flat).all(axis=0)
+        pix = np.flatnonzero(pix_ok)
+        n_all = len(pix) * len(targets)
+        if n_all == 0:
+            raise InputError("No pixel is valid over the whole stack; nothing to fit the baselines on.")
+        pick = rng.choice(n_all, size=min(max_samples, n_all), replace=False) if n_all > max_samples else None
+        if pick is None:
+            tgt_i = np.repeat(np.arange(len(targets)), len(pix))
+            pix_i = np.tile(pix, len(targets))
+        else:
+            tgt_i = pick // len(pix)
+            pix_i = pix[pick % len(pix)]
+        t = targets[tgt_i]
+        lag_idx = t[:, None] + np.arange(-ts, 0)[None, :]
+        lags = flat[lag_idx, pix_i[:, None]].astype("float64")
+        lag_t = times[lag_idx]
+        x = _rate_features(lags, lag_t)
+        y = (flat[t, pix_i] - lags[:, -1]) / (times[t] - lag_t[:, -1])
+        return x, y
+
+    def _scale_x(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.x_mean) / self.x_std
+
+    def fit(self, frames, times, split, progress=None, should_stop=None):
+        rng = np.random.default_rng(self.seed)
+        x, y = self._samples(frames, times, split.train, self.max_samples, rng)
+        self.fit_samples = len(y)
+        self.x_mean = x.mean(axis=0)
+        self.x_std = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
+        self.y_mean = float(y.mean())
+        self.y_std = float(y.std()) or 1.0
+        xv = yv = None
+        if len(split.val):
+            xv, yv = self._samples(frames, times, split.val, min(self.max_samples, 50_000), rng)
+        self._fit(self._scale_x(x), (y - self.y_mean) / self.y_std, xv, yv, progress, should_stop)
+
+    def _fit(self, x, y, xv, yv, progress, should_stop) -> None:
+        raise NotImplementedError
+
+    def predict(self, history, hist_times, target_time):
+        ts = self.time_step
+        h = np.asarray(history[-ts:], dtype="float64")
+        t = np.asarray(hist_times[-ts:], dtype="float64")
+        flat = h.reshape(ts, -1)
+        ok = np.isfinite(flat).all(axis=0)
+        out = np.full(flat.shape[1], np.nan)
+        if ok.any():
+            lags = flat[:, ok].T
+            x = _rate_features(lags, np.broadcast_to(t, lags.shape))
+            rate = self.model.predict(self._scale_x(x)) * self.y_std + self.y_mean
+            out[ok] = lags[:, -1] + rate * (target_time - t[-1])
+        return out.reshape(h.shape[1:]).astype("float32")
+
+
+class SVRBaseline(LaggedRegressor):
+    name = "svr"
+
+    def __init__(self, time_step: int, max_samples: int = 2000, seed: int = 42):
+        super().__init__(time_step, max_samples, seed)
+
+    def _fit(self, x, y, xv, yv, progress, should_stop):
+        from sklearn.svm import SVR
+
+        _check(should_stop)
+        if progress:
+            progress(0.0, f"SVR: fitting on {len(y)} (pixel, date) samples")
+        self.model = SVR(kernel="rbf", C=1.0, epsilon=0.05, gamma="scale", cache_size=500)
+        self.model.fit(x, y)
+        self.notes = (
+            f"RBF SVR on {self.time_step} lags, fitted on a random subsample of {len(y)} "
+            f"(pixel, date) samples, predicting every pixel"
+        )
+
+
+class MLPBaseline(LaggedRegressor):
+    name = "mlp"
+
+    def __init__(
+        self,
+        time_step: int,
+        max_samples: int = 200_000,
+        hidden: tuple[int, ...] = (64, 32),
+        max_epochs: int = 200,
+        patience: int = 10,
+        seed: int = 42,
+    ):
+        super().__init__(time_step, max_samples, seed)
+        self.hidden = tuple(hidden)
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.epochs_run = 0
+
+    def _fit(self, x, y, xv, yv, progress, should_stop):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPRegressor
+
+        self.model = MLPRegressor(
+            hidden_layer_sizes=self.hidden,
+            learning_rate_init=1e-3,
+            batch_size=min(256, len(y)),
+            random_state=self.seed,
+            max_iter=1,
+            shuffle=True,
+        )
+        if xv is not None:
+            xv = self._scale_x(xv)
+            yv = (yv - self.y_mean) / self.y_std
+        best, best_model, bad = math.inf, None, 0
+        for epoch in range(self.max_epochs):
+            _check(should_stop)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                self.model.partial_fit(x, y)
+            loss = float(np.mean((self.model.predict(xv) - yv) ** 2)) if xv is not None else self.model.loss_
+            self.epochs_run = epoch + 1
+            if progress:
+                progress((epoch + 1) / self.max_epochs, f"MLP epoch {epoch + 1}: validation MSE {loss:.4g}")
+            if loss < best - 1e-6:
+                best, best_model, bad = loss, copy.deepcopy(self.model), 0
+            else:
+                bad += 1
+                if bad >= self.patience:
+                    break
+        if best_model is not None:
+            self.model = best_model
+        self.notes = (
+            f"MLP {self.hidden} on {self.time_step} lags, fitted on {len(y)} (pixel, date) samples, "
+            f"{self.epochs_run} epochs (early stopping on validation)"
+        )
+
+
+def make_baseline(name: str, time_step: int, options: BaselineOptions | None = None) -> Baseline:
+    o = options or BaselineOptions()
+    if name == "persistence":
+        return Persistence()
+    if name == "linear-trend":
+        return LinearTrend(o.trend_window)
+    if name == "svr":
+        return SVRBaseline(time_step, o.svr_samples, o.seed)
+    if name == "mlp":
+        return MLPBaseline(time_step, o.mlp_samples, o.mlp_hidden, o.mlp_max_epochs, o.mlp_patience, o.seed)
+    raise InputError(f"Unknown baseline model {name!r}; known: {', '.join(BASELINES)}.")
+
+
+def times_of(dates: Sequence[dt.date]) -> np.ndarray:
+    """Days since the first date (float64), the time axis of trends and rates."""
+    t = to_ordinal(dates)
+    return t - t[0]
+
+
+def run_baseline(
+    model: Baseline,
+    frames: np.ndarray,
+    dates: Sequence[dt.date],
+    split: Split,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> Forecasts:
+    """Fit `model` on the split's training targets; predict the test set both ways.
+
+    `frames` (T, rows, cols) must be gap-filled (see :func:`prepare_frames`). `progress(fraction,
+    message)` gets 0-1 over the whole run; `should_stop()` is polled between frames and epochs.
+    """
+    if frames.shape[0] != split.n_frames or len(dates) != split.n_frames:
+        raise ValueError("frames, dates and split disagree on the number of frames")
+    times = times_of(dates)
+
+    def sub(a: float, b: float) -> Progress | None:
+        if progress is None:
+            return None
+        return lambda f, msg: progress(a + (b - a) * min(max(f, 0.0), 1.0), msg)
+
+    t0 = time.perf_counter()
+    fit_share = 0.0 if isinstance(model, Persistence | LinearTrend) else 0.5
+    model.fit(frames, times, split, sub(0.0, fit_share), should_stop)
+    train_s = time.perf_counter() - t0
+    need = model.history_needed()
+    n = len(split.test)
+    one = np.empty((n,) + frames.shape[1:], dtype="float32")
+    it = np.empty_like(one)
+    report = sub(fit_share, 1.0)
+    t1 = time.perf_counter()
+    for k, t in enumerate(split.test):
+        _check(should_stop)
+        lo = max(0, t - need)
+        one[k] = model.predict(frames[lo:t], times[lo:t], times[t])
+        if report:
+            report((k + 1) / (2 * n), f"{model.name}: one-step {k + 1}/{n}")
+    hist = list(frames[max(0, split.first_test - need) : split.first_test])
+    hist_t = list(times[max(0, split.first_test - need) : split.first_test])
+    for k, t in enumerate(split.test):
+        _check(should_stop)
+        p = model.predict(np.stack(hist[-need:]), np.array(hist_t[-need:]), times[t])
+        it[k] = p
+        hist.append(p)
+        hist_t.append(times[t])
+        if report:
+            report(0.5 + (k + 1) / (2 * n), f"{model.name}: iterative {k + 1}/{n}")
+    predict_s = time.perf_counter() - t1
+    extra: dict[str, float] = {}
+    if isinstance(model, LaggedRegressor):
+        extra["fit_samples"] = float(model.fit_samples)
+    if isinstance(model, MLPBaseline):
+        extra["epochs"] = float(model.epochs_run)
+    return Forecasts(
+        model=model.name,
+        one_step=one,
+        iterative=it,
+        train_seconds=train_s,
+        predict_seconds=predict_s,
+        device="CPU",
+        notes=model.notes,
+        extra=extra,
+    )
+
+
+def prepare_frames(data: np.ndarray, dates: Sequence[dt.date]) -> np.ndarray:
+    """Gap-filled float32 copy of a (T, rows, cols) stack: NaN samples of partly valid pixels filled
+    linearly in time (the end value held before the first / after the last valid sample)."""
+    from .resample import fill_gaps
+
+    return fill_gaps(np.asarray(data, dtype="float32"), dates)
+
+
+def load_network_predictions(path: str, model: str, test_dates: Sequence[dt.date]) -> Forecasts:
+    """The npz the worker's ``train`` command writes with ``predictions`` (one_step, iterative,
+    targets, test_dates, train_seconds, predict_seconds, device) as Forecasts for `model`.
+
+    Raises ValueError when its test dates are not `test_dates` (the split must be the same)."""
+    with np.load(path, allow_pickle=False) as z:
+        got = [str(d) for d in z["test_dates"].tolist()]
+        want = [d.isoformat() for d in test_dates]
+        if got != want:
+            raise ValueError(
+                f"{model}: the worker's test dates {got[:2]}..{got[-1:]} ({len(got)}) differ from the "
+                f"baselines' {want[:2]}..{want[-1:]} ({len(want)}); the split is not the same."
+            )
+        return Forecasts(
+            model=model,
+            one_step=z["one_step"].astype("float32"),
+            iterative=z["iterative"].astype("float32"),
+            train_seconds=float(z["train_seconds"]),
+            predict_seconds=float(z["predict_seconds"]),
+            device=str(z["device"]),
+        )
+
+
+@dataclass
+class Comparison:
+    """The frames every model of a comparison sees, and the split they share."""
+
+    frames: np.ndarray  # (T, rows, cols) on the regular grid, gaps filled
+    dates: list[dt.date]  # the regular grid
+    interval: int
+    split: Split
+    observed: np.ndarray  # observations at the grid dates (NaN kept where a date was acquired)
+    interpolated: int  # grid dates that were not acquisition dates (their "observation" is interpolated)
+
+    @property
+    def test_dates(self) -> list[dt.date]:
+        return [self.dates[t] for t in self.split.test]
+
+    @property
+    def observed_test(self) -> np.ndarray:
+        return self.observed[self.split.test]
+
+
+def prepare_comparison(
+    data: np.ndarray,
+    dates: Sequence[dt.date],
+    time_step: int = 5,
+    test_count: int = 20,
+    val_fraction: float = 0.2,
+    interval_days: int = 0,
+) -> Comparison:
+    """Resample `data` to the networks' regular grid and split it (core.split)."""
+    from .split import make_split, observed_on_grid, regular_stack
+
+    frames, grid, interval = regular_stack(np.asarray(data, dtype="float32"), dates, interval_days)
+    split = make_split(len(grid), time_step, test_count, val_fraction)
+    observed, n_interp = observed_on_grid(data, dates, grid, frames)
+    if not np.isfinite(frames).all(axis=0).any():
+        raise InputError("The stack has no pixel with a value at any date; nothing to compare.")
+    return Comparison(frames, list(grid), interval, split, observed, n_interp)

@@ -1,0 +1,377 @@
+"""Compare forecasting models (Table III): baselines in this process, networks in the worker."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+
+from qgis.core import (
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from .base import DeformationAlgorithm
+from .tables import table_sink, write_table
+
+MODELS = ["persistence", "linear-trend", "svr", "mlp", "cnn-lstm", "cnn-phlstm"]
+MODEL_NAMES = [
+    "Persistence (last frame)",
+    "Linear trend per pixel",
+    "SVR per pixel (scikit-learn)",
+    "MLP per pixel (scikit-learn)",
+    "CNN-LSTM (worker)",
+    "CNN-PhLSTM (worker)",
+]
+NETWORKS = ("cnn-lstm", "cnn-phlstm")
+DEVICES = ["auto", "gpu", "cpu"]
+NUMBER_METRICS = ("MAE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
+TABLE_COLUMNS = [
+    ("model", "str"),
+    ("mode", "str"),
+    ("MAE", "float"),
+    ("MSE", "float"),
+    ("RMSE", "float"),
+    ("SSIM", "float"),
+    ("MS_SSIM", "float"),
+    ("PSNR", "float"),
+    ("R2", "float"),
+    ("train_seconds", "float"),
+    ("predict_seconds", "float"),
+    ("device", "str"),
+]
+
+
+def key(model: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", model.upper())
+
+
+class CompareModels(DeformationAlgorithm):
+    NAME = "comparemodels"
+    DISPLAY = "Compare forecasting models"
+    GROUP = "forecasting"
+    TAGS = "table iii,svr,mlp,cnn-lstm,cnn-phlstm,baseline,persistence,trend,mae,ssim,psnr"
+    HELP = (
+        "<p>Scores forecasting models on the same test set of one deformation stack, as the paper's "
+        "Table III: persistence (the last frame), a per-pixel linear trend, per-pixel SVR and MLP "
+        "(scikit-learn, the pixel's TIME_STEP lagged values as features), and the CNN-LSTM and CNN-PhLSTM "
+        "networks (trained in the TensorFlow worker process with EPOCHS epochs).</p>"
+        "<p>The stack is resampled to a regular interval (INTERVAL_DAYS, 0 = the median spacing) and cut "
+        "into sliding windows of TIME_STEP frames; the last TEST_COUNT targets are the test set, the "
+        "others are split 80/20 in time order for training and validation. Every model is scored "
+        "<b>one step ahead</b> (each test frame predicted from the observed frames before it: the "
+        "paper's protocol) and <b>iteratively</b> over the test horizon (predictions fed back as "
+        "inputs: the forecasting case). Simple baselines are often hard to beat; check them before "
+        "trusting a network.</p>"
+        "<p>Outputs: a table (model, mode, MAE, MSE, RMSE, SSIM, MS-SSIM, PSNR, R², train and predict "
+        "seconds, device), an HTML report with the scatter plots (Fig. 19), the min/max trends "
+        "(Fig. 18) and error maps, and a folder of per-pixel absolute error stacks per model. SSIM and "
+        "PSNR use the observed data range of the test frames (DATA_RANGE to fix it). The SVR is fitted "
+        "on a random subsample of SVR_SAMPLES (pixel, date) samples and predicts every pixel.</p>"
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "MODELS", "Models", MODEL_NAMES, allowMultiple=True, defaultValue=list(range(len(MODELS)))
+            )
+        )
+        integer = QgsProcessingParameterNumber.Integer
+        self.addParameter(
+            QgsProcessingParameterNumber("TIME_STEP", "Time step (input frames)", integer, 5, False, 1)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("TEST_COUNT", "Test dates (last)", integer, 20, False, 1)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber("EPOCHS", "Epochs of the networks", integer, 30, False, 1)
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device for the networks", DEVICES, defaultValue=0)
+        )
+        self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", integer, 42, False, 0))
+        adv = [
+            QgsProcessingParameterNumber(
+                "VALIDATION_FRACTION",
+                "Validation fraction",
+                QgsProcessingParameterNumber.Double,
+                0.2,
+                False,
+                0,
+                0.9,
+            ),
+            QgsProcessingParameterNumber(
+                "INTERVAL_DAYS", "Regular interval (days, 0 = median)", integer, 0, False, 0
+            ),
+            QgsProcessingParameterNumber(
+                "TREND_WINDOW", "Linear trend window (frames)", integer, 5, False, 1
+            ),
+            QgsProcessingParameterNumber("SVR_SAMPLES", "SVR training samples", integer, 2000, False, 50),
+            QgsProcessingParameterNumber("MLP_SAMPLES", "MLP training samples", integer, 200000, False, 100),
+            QgsProcessingParameterNumber(
+                "MAX_SECONDS", "Time budget per network (s, 0 = none)", integer, 0, False, 0
+            ),
+            QgsProcessingParameterNumber(
+                "DATA_RANGE",
+                "Data range for SSIM/PSNR (0 = observed range)",
+                QgsProcessingParameterNumber.Double,
+                0.0,
+                False,
+                0.0,
+            ),
+        ]
+        helps = {
+            "INTERVAL_DAYS": "The networks need a regular time step; every model sees the same resampled frames.",
+            "TREND_WINDOW": "Frames of the least-squares line fitted per pixel (on real time).",
+            "SVR_SAMPLES": "(pixel, date) samples the RBF SVR is fitted on (its cost grows with their square).",
+            "MLP_SAMPLES": "At most this many (pixel, date) samples train the MLP (early stopping on validation).",
+            "MAX_SECONDS": "Stops a network's training after this long (the best weights are kept).",
+            "DATA_RANGE": "L in SSIM's constants and PSNR = 10 log10(L²/MSE); 0 = max - min of the observed test frames.",
+        }
+        for p in adv:
+            p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            if p.name() in helps and hasattr(p, "setHelp"):
+                p.setHelp(helps[p.name()])
+            self.addParameter(p)
+        self.addParameter(table_sink("OUTPUT_TABLE", "Comparison table", optional=False))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_REPORT",
+                "Comparison report",
+                "HTML files (*.html)",
+                optional=True,
+                createByDefault=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFolderDestination(
+                "OUTPUT_ERRORS", "Absolute error stacks", optional=True, createByDefault=False
+            )
+        )
+        self.addOutput(QgsProcessingOutputString("BEST_MODEL", "Best model (one-step MAE)"))
+        self.addOutput(QgsProcessingOutputNumber("DATA_RANGE_USED", "Data range used (mm)"))
+        self.addOutput(QgsProcessingOutputNumber("TEST_DATES", "Test dates"))
+        for m, label in zip(MODELS, MODEL_NAMES, strict=False):
+            for k in NUMBER_METRICS:
+                self.addOutput(QgsProcessingOutputNumber(f"{k}_{key(m)}", f"{label}: one-step {k}"))
+
+    def compute(self, parameters, context, feedback):
+        import numpy as np
+
+        from ..core import baselines as bl
+        from ..core import evaluation as ev
+        from ..core.stack import read_stack, write_stack
+
+        info = self.stack_info(parameters, "INPUT", context)
+        chosen = [MODELS[i] for i in self.parameterAsEnums(parameters, "MODELS", context)]
+        if not chosen:
+            raise QgsProcessingException("MODELS: choose at least one model.")
+        ts = self.parameterAsInt(parameters, "TIME_STEP", context)
+        test_count = self.parameterAsInt(parameters, "TEST_COUNT", context)
+        val_fraction = self.parameterAsDouble(parameters, "VALIDATION_FRACTION", context)
+        interval = self.parameterAsInt(parameters, "INTERVAL_DAYS", context)
+        epochs = self.parameterAsInt(parameters, "EPOCHS", context)
+        device = DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]
+        seed = self.parameterAsInt(parameters, "SEED", context)
+        data_range = self.parameterAsDouble(parameters, "DATA_RANGE", context) or None
+        options = bl.BaselineOptions(
+            trend_window=self.parameterAsInt(parameters, "TREND_WINDOW", context),
+            svr_samples=self.parameterAsInt(parameters, "SVR_SAMPLES", context),
+            mlp_samples=self.parameterAsInt(parameters, "MLP_SAMPLES", context),
+            seed=seed,
+        )
+        report_path = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        errors_dir = self.parameterAsString(parameters, "OUTPUT_ERRORS", context)
+        if errors_dir:
+            errors_dir = self.parameterAsFileOutput(parameters, "OUTPUT_ERRORS", context)
+        self.check_output_not_input(report_path, info.path)
+
+        feedback.pushInfo(f"Reading {info.path}: {info.count} dates, {info.width} x {info.height} pixels")
+        data = read_stack(info.path)
+        cmp = bl.prepare_comparison(data, info.dates, ts, test_count, val_fraction, interval)
+        del data
+        feedback.pushInfo(
+            f"Regular interval {cmp.interval} days, {len(cmp.dates)} frames; {cmp.split.describe()}"
+        )
+        if cmp.interpolated:
+            feedback.pushInfo(
+                f"{cmp.interpolated} grid dates are not acquisition dates: their observations are interpolated."
+            )
+        n_steps = len(chosen)
+        forecasts: list[bl.Forecasts] = []
+        notes: list[str] = []
+        for k, model in enumerate(chosen):
+            self.check_canceled(feedback)
+            base = 100.0 * k / (n_steps + 1)
+            span = 100.0 / (n_steps + 1)
+            feedback.pushInfo(f"— {ev.label(model)}")
+            if model in NETWORKS:
+                f = self._network(
+                    model,
+                    info.path,
+                    cmp,
+                    ts,
+                    test_count,
+                    val_fraction,
+                    epochs,
+                    device,
+                    seed,
+                    parameters,
+                    context,
+                    feedback,
+                    base,
+                    span,
+                )
+            else:
+                f = self._baseline(model, cmp, ts, options, feedback, base, span)
+            forecasts.append(f)
+            row, _ = ev.comparison_rows(
+                [f], cmp.observed_test, data_range or ev.mt.default_data_range(cmp.observed_test)
+            )
+            feedback.pushInfo(
+                f"{ev.label(model)}: one-step {ev.mt.format_metrics(row[0])}; iterative MAE {row[1]['MAE']:.5g}; "
+                f"train {f.train_seconds:.1f} s, predict {f.predict_seconds:.1f} s on {f.device}"
+            )
+        rows, L = ev.comparison_rows(forecasts, cmp.observed_test, data_range)
+        feedback.setProgress(100.0 * n_steps / (n_steps + 1))
+        feedback.pushInfo("\n" + ev.text_table(rows))
+        dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, rows)
+        results = {"OUTPUT_TABLE": dest, "DATA_RANGE_USED": L, "TEST_DATES": len(cmp.split.test)}
+        one = [r for r in rows if r["mode"] == "one-step"]
+        finite = [r for r in one if np.isfinite(r["MAE"])]
+        results["BEST_MODEL"] = min(finite, key=lambda r: r["MAE"])["model"] if finite else ""
+        for r in one:
+            for m in NUMBER_METRICS:
+                v = float(r[m])
+                results[f"{m}_{key(r['model'])}"] = v if np.isfinite(v) else None
+        if errors_dir:
+            os.makedirs(errors_dir, exist_ok=True)
+            for f in forecasts:
+                for mode, pred in (("one_step", f.one_step), ("iterative", f.iterative)):
+                    self.check_canceled(feedback)
+                    path = os.path.join(errors_dir, f"abs_error_{key(f.model).lower()}_{mode}.tif")
+                    write_stack(
+                        path,
+                        ev.mt.abs_error_stack(pred, cmp.observed_test),
+                        cmp.test_dates,
+                        info.crs,
+                        info.transform,
+                        units=info.units,
+                        tags={"MODEL": f.model, "MODE": mode, "CONTENT": "absolute error"},
+                    )
+            results["OUTPUT_ERRORS"] = errors_dir
+        if report_path:
+            if cmp.interpolated:
+                notes.append(
+                    f"{cmp.interpolated} grid dates were not acquired; their observations are interpolated."
+                )
+            page = ev.comparison_report(
+                rows,
+                forecasts,
+                cmp.dates,
+                cmp.observed,
+                cmp.test_dates,
+                cmp.observed_test,
+                L,
+                f"Regular interval {cmp.interval} days; {cmp.split.describe()}.",
+                notes,
+            )
+            with open(report_path, "w", encoding="utf-8") as fh:
+                fh.write(page)
+            results["OUTPUT_REPORT"] = report_path
+        feedback.setProgress(100)
+        return results
+
+    def _baseline(self, model, cmp, ts, options, feedback, base, span):
+        from ..core import baselines as bl
+
+        def progress(frac, msg):
+            feedback.setProgress(base + span * frac)
+
+        try:
+            return bl.run_baseline(
+                bl.make_baseline(model, ts, options),
+                cmp.frames,
+                cmp.dates,
+                cmp.split,
+                progress,
+                feedback.isCanceled,
+            )
+        except bl.Cancelled as e:
+            raise QgsProcessingException("Cancelled; nothing was written.") from e
+
+    def _network(
+        self,
+        model,
+        path,
+        cmp,
+        ts,
+        test_count,
+        val_fraction,
+        epochs,
+        device,
+        seed,
+        parameters,
+        context,
+        feedback,
+        base,
+        span,
+    ):
+        import shutil
+
+        from ..core import baselines as bl
+        from ..worker import run_worker
+
+        tmp = tempfile.mkdtemp(prefix=f"df_compare_{key(model).lower()}_")
+        params = {
+            "input": path,
+            "architecture": model,
+            "time_step": ts,
+            "test_count": test_count,
+            "validation_fraction": val_fraction,
+            "interval_days": cmp.interval,
+            "epochs": epochs,
+            "device": device,
+            "seed": seed,
+            "max_seconds": self.parameterAsInt(parameters, "MAX_SECONDS", context),
+            "output_model": os.path.join(tmp, "model.dfmodel"),
+            "predictions": os.path.join(tmp, "predictions.npz"),
+        }
+
+        class _Scaled:
+            """Map the worker's 0-100 onto this model's share of the run."""
+
+            def __init__(self, fb):
+                self.fb = fb
+
+            def __getattr__(self, name):
+                return getattr(self.fb, name)
+
+            def setProgress(self, v):  # noqa: N802
+                self.fb.setProgress(base + span * float(v) / 100.0)
+
+        t0 = time.perf_counter()
+        try:
+            res = run_worker("train", params, _Scaled(feedback))
+            f = bl.load_network_predictions(
+                res.get("predictions", params["predictions"]), model, cmp.test_dates
+            )
+        except ValueError as e:
+            raise QgsProcessingException(str(e)) from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        f.notes = (
+            f"trained in the TensorFlow worker: {res.get('epochs_run', '?')} epochs (EPOCHS={epochs}), "
+            f"worker wall time {time.perf_counter() - t0:.0f} s"
+        )
+        f.extra["epochs"] = float(res.get("epochs_run") or 0)
+        return f

@@ -1,0 +1,208 @@
+"""Baselines, the shared split and the comparison report (no QGIS, no TensorFlow)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+
+from deformation_forecast.core import baselines as bl
+from deformation_forecast.core import evaluation as ev
+from deformation_forecast.core.errors import InputError
+from deformation_forecast.core.split import make_split, observed_on_grid, regular_stack, windows
+from tests.conftest import make_dates
+
+
+def bowl_scene(n=40, h=24, w=28, seed=0, noise=0.3):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    bowl = np.exp(-(((yy - 12) / 6.0) ** 2 + ((xx - 14) / 8.0) ** 2))
+    t = np.arange(n)[:, None, None]
+    data = -60 * bowl * (1 - np.exp(-t / 25.0)) - 0.4 * t * bowl + rng.normal(scale=noise, size=(n, h, w))
+    return data.astype("float32"), make_dates(n)
+
+
+# -- split ---------------------------------------------------------------------------------------------
+def test_split_counts_and_order():
+    s = make_split(40, time_step=5, test_count=20, val_fraction=0.2)
+    assert (len(s.train), len(s.val), len(s.test)) == (12, 3, 20)
+    assert s.train[0] == 5 and s.test[-1] == 39 and s.first_test == 20
+    assert s.train[-1] < s.val[0] < s.val[-1] < s.test[0]
+    x, y = windows(np.arange(40)[:, None], s.test, 5)
+    assert x.shape == (20, 5, 1) and (x[:, -1, 0] + 1 == y[:, 0]).all()
+    assert "test 20" in s.describe()
+
+
+def test_split_too_short_says_what_to_do():
+    with pytest.raises(InputError, match="Lower TEST_COUNT"):
+        make_split(25, time_step=5, test_count=20)
+    with pytest.raises(InputError):
+        make_split(30, time_step=0)
+
+
+def test_regular_stack_and_observed_on_grid():
+    data, dates = bowl_scene(n=12)
+    data[3, 0, 0] = np.nan
+    frames, grid, interval = regular_stack(data, dates)
+    assert interval == 12 and grid == dates
+    assert np.isfinite(frames[3, 0, 0])  # gap filled for the models
+    obs, n_interp = observed_on_grid(data, dates, grid, frames)
+    assert n_interp == 0 and np.isnan(obs[3, 0, 0])  # but not in the observations
+
+
+# -- baselines -------------------------------------------------------------------------------------------
+def _run(name, data, dates, ts=5, test=8, **opt):
+    cmp = bl.prepare_comparison(data, dates, ts, test, 0.2)
+    f = bl.run_baseline(
+        bl.make_baseline(name, ts, bl.BaselineOptions(**opt)), cmp.frames, cmp.dates, cmp.split
+    )
+    return cmp, f
+
+
+def test_persistence_on_a_static_scene_scores_zero():
+    rng = np.random.default_rng(1)
+    frame = rng.normal(size=(20, 22)).cumsum(0) * 5
+    data = np.repeat(frame[None], 30, axis=0).astype("float32")
+    cmp, f = _run("persistence", data, make_dates(30))
+    rows, _ = ev.comparison_rows([f], cmp.observed_test)
+    for r in rows:
+        assert r["MAE"] == 0 and r["MSE"] == 0 and r["PSNR"] == math.inf
+        assert r["SSIM"] == pytest.approx(1.0) and r["MS_SSIM"] == pytest.approx(1.0)
+
+
+def test_linear_trend_is_exact_on_a_linear_scene_with_irregular_dates():
+    rng = np.random.default_rng(2)
+    rate = rng.uniform(-0.5, 0.1, size=(18, 20))  # mm/day
+    offset = rng.normal(size=(18, 20))
+    # irregular acquisitions: the comparison resamples them to a regular grid, linear in time
+    days = np.cumsum(np.r_[0, rng.choice([6, 12, 18], size=39)])
+    dates = [dt.date(2019, 1, 1) + dt.timedelta(days=int(d)) for d in days]
+    data = (offset + rate * days[:, None, None]).astype("float32")
+    cmp, f = _run("linear-trend", data, dates, trend_window=4)
+    for pred in (f.one_step, f.iterative):
+        np.testing.assert_allclose(pred, cmp.observed_test, atol=2e-3)
+    assert cmp.interpolated > 0
+
+
+def test_iterative_persistence_holds_the_last_observed_frame():
+    data, dates = bowl_scene()
+    cmp, f = _run("persistence", data, dates)
+    last = cmp.frames[cmp.split.first_test - 1]
+    assert all(np.array_equal(it, last) for it in f.iterative)
+    np.testing.assert_array_equal(f.one_step, cmp.frames[cmp.split.test - 1])
+
+
+@pytest.mark.parametrize("name", bl.BASELINES)
+def test_every_baseline_gives_finite_metrics(name):
+    data, dates = bowl_scene()
+    data[:, :2, :2] = np.nan  # incoherent corner: NaN in the predictions, ignored by the metrics
+    data[10, 5, 5] = np.nan
+    cmp, f = _run(name, data, dates, svr_samples=500, mlp_samples=5000, mlp_max_epochs=20)
+    assert f.one_step.shape == f.iterative.shape == cmp.observed_test.shape
+    assert np.isnan(f.one_step[:, 0, 0]).all()
+    rows, _ = ev.comparison_rows([f], cmp.observed_test)
+    for r in rows:
+        for k in ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2"):
+            assert np.isfinite(r[k]), (name, r["mode"], k)
+    assert f.train_seconds >= 0 and f.predict_seconds > 0 and f.device == "CPU"
+
+
+def test_lagged_regressors_learn_a_steady_subsidence():
+    """Steady per-pixel velocities: the rate features let SVR/MLP extrapolate deeper than training."""
+    rng = np.random.default_rng(3)
+    rate = rng.uniform(-2, 0, size=(16, 16))
+    data = (rate * np.arange(40)[:, None, None] + rng.normal(scale=0.05, size=(40, 16, 16))).astype("float32")
+    for name in ("svr", "mlp"):
+        cmp, f = _run(name, data, make_dates(40), svr_samples=800, mlp_samples=20000, mlp_max_epochs=40)
+        _, pers = _run("persistence", data, make_dates(40))
+        mae = ev.mt.mae(f.one_step, cmp.observed_test)
+        assert mae < 0.3 * ev.mt.mae(pers.one_step, cmp.observed_test), name
+
+
+def test_svr_states_its_subsample():
+    data, dates = bowl_scene()
+    _, f = _run("svr", data, dates, svr_samples=300)
+    assert "subsample of 300" in f.notes and "every pixel" in f.notes
+    assert f.extra["fit_samples"] == 300
+
+
+def test_cancel_stops():
+    data, dates = bowl_scene()
+    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    with pytest.raises(bl.Cancelled):
+        bl.run_baseline(
+            bl.make_baseline("mlp", 5), cmp.frames, cmp.dates, cmp.split, should_stop=lambda: True
+        )
+
+
+def test_progress_is_reported_in_order():
+    data, dates = bowl_scene()
+    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    seen = []
+    bl.run_baseline(
+        bl.make_baseline("linear-trend", 5), cmp.frames, cmp.dates, cmp.split, lambda f, m: seen.append(f)
+    )
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+
+
+def test_unknown_model():
+    with pytest.raises(InputError):
+        bl.make_baseline("arima", 5)
+
+
+def test_network_predictions_npz(tmp_path):
+    dates = make_dates(3)
+    p = tmp_path / "p.npz"
+    arr = np.zeros((3, 4, 4), "float32")
+    np.savez(
+        p,
+        one_step=arr,
+        iterative=arr + 1,
+        targets=arr,
+        test_dates=np.array([d.isoformat() for d in dates]),
+        train_seconds=np.float64(2.5),
+        predict_seconds=np.float64(0.5),
+        device=np.array("CPU"),
+    )
+    f = bl.load_network_predictions(str(p), "cnn-lstm", dates)
+    assert f.train_seconds == 2.5 and f.device == "CPU" and f.iterative.max() == 1
+    with pytest.raises(ValueError, match="split is not the same"):
+        bl.load_network_predictions(str(p), "cnn-lstm", make_dates(3, step=6))
+
+
+# -- tables and report ------------------------------------------------------------------------------------
+def test_match_dates():
+    pred = [dt.date(2021, 1, 1), dt.date(2021, 1, 13), dt.date(2021, 3, 1)]
+    obs = [dt.date(2021, 1, 3), dt.date(2021, 1, 12), dt.date(2021, 2, 1)]
+    assert ev.match_dates(pred, obs, 6) == [(0, 0), (1, 1)]
+    assert ev.match_dates(pred, obs[:1], 30) == [(0, 0)]  # one observation serves one prediction
+    assert ev.match_dates(pred, obs, 0) == []
+
+
+def test_comparison_report_and_csv(tmp_path):
+    data, dates = bowl_scene()
+    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    fs = [
+        bl.run_baseline(bl.make_baseline(m, 5), cmp.frames, cmp.dates, cmp.split)
+        for m in ("persistence", "linear-trend")
+    ]
+    rows, L = ev.comparison_rows(fs, cmp.observed_test)
+    assert [(r["model"], r["mode"]) for r in rows] == [
+        ("persistence", "one-step"),
+        ("persistence", "iterative"),
+        ("linear-trend", "one-step"),
+        ("linear-trend", "iterative"),
+    ]
+    page = ev.comparison_report(
+        rows, fs, cmp.dates, cmp.observed, cmp.test_dates, cmp.observed_test, L, "split"
+    )
+    assert page.count("data:image/png;base64,") == 5 and "Linear trend" in page and "3.7414" in page
+    csv_path = ev.write_csv(rows, str(tmp_path / "t.csv"), ev.TABLE_FIELDS)
+    assert open(csv_path).read().splitlines()[0].startswith("model,mode,MAE")
+    txt = ev.text_table(rows)
+    assert "Persistence" in txt and "paper" not in txt
+    per, total, _ = ev.per_date_rows(fs[1].one_step, cmp.observed_test, cmp.test_dates)
+    html = ev.evaluation_report(per, total, fs[1].one_step, cmp.observed_test, cmp.test_dates, L)
+    assert html.count("data:image/png;base64,") == 3
