@@ -19,6 +19,7 @@ from .profiles import Profile
 from .stack import atomic_path
 
 CMAP = "viridis"
+CURVE_GID = "profile-curve"  # the gid of every profile curve (count them with it)
 
 
 def default_date_indexes(n: int, max_curves: int = 12) -> list[int]:
@@ -69,7 +70,7 @@ def draw_profiles(
     for ax, p in zip(axes, profiles, strict=False):
         for k, year in zip(idx, years, strict=False):
             dist, vals = _with_breaks(p, p.values[k])
-            ax.plot(dist, vals, color=cmap(norm(year)), lw=1.0, label=dates[k].isoformat())
+            ax.plot(dist, vals, color=cmap(norm(year)), lw=1.0, label=dates[k].isoformat(), gid=CURVE_GID)
             curves += 1
         ax.axhline(0.0, color="0.6", lw=0.5, zorder=0)
         ax.set_title(f"Profile {p.name}", fontsize=9, loc="left")

@@ -1,0 +1,108 @@
+"""The desktop side of the plugin: a small registry of docks, their menu entries, and the hooks
+that open a dock with an algorithm's result.
+
+Only plugin.py imports this module, and only when QGIS gives an iface (never under qgis_process).
+
+Adding a dock: append a ``DockSpec`` to ``DOCKS``. The dock class is imported lazily from
+``deformation_forecast.gui.<module>``, built as ``cls(iface, parent)``, gets a "Plugins >
+Deformation forecast > <title>" menu entry, and, for each algorithm named in ``results``, is shown
+with ``dock.show_layer(layer)`` once QGIS has loaded that algorithm's output layer (see
+processing.result_hooks; the algorithm calls ``result_hooks.attach`` for its output).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from functools import partial
+
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import QAction, QDockWidget
+
+from ..processing import result_hooks
+
+MENU = "&Deformation forecast"
+
+
+@dataclass(frozen=True)
+class DockSpec:
+    key: str
+    title: str  # menu entry
+    module: str  # module under deformation_forecast.gui
+    cls: str
+    area: Qt.DockWidgetArea = Qt.RightDockWidgetArea
+    results: tuple[str, ...] = field(default_factory=tuple)  # algorithm names whose output it shows
+
+
+DOCKS: list[DockSpec] = [
+    DockSpec(
+        "profiles",
+        "Profile plot",
+        "profile_dock",
+        "ProfileDock",
+        Qt.BottomDockWidgetArea,
+        ("extractprofiles",),
+    ),
+]
+
+
+class PluginGui:
+    def __init__(self, iface, specs: list[DockSpec] | None = None):
+        self.iface = iface
+        self.specs = {s.key: s for s in (DOCKS if specs is None else specs)}
+        self.docks: dict[str, QDockWidget] = {}
+        self.actions: list[QAction] = []
+        self._listeners: list[tuple[str, object]] = []
+
+    def load(self) -> None:
+        parent = self.iface.mainWindow()
+        for spec in self.specs.values():
+            action = QAction(spec.title, parent)
+            action.setObjectName(f"deformation_forecast_{spec.key}")
+            action.triggered.connect(partial(self.show_dock, spec.key))
+            self.iface.addPluginToMenu(MENU, action)
+            self.actions.append(action)
+            for alg in spec.results:
+                listener = partial(self._on_result, spec.key)
+                result_hooks.connect(alg, listener)
+                self._listeners.append((alg, listener))
+
+    def unload(self) -> None:
+        for alg, listener in self._listeners:
+            result_hooks.disconnect(alg, listener)
+        self._listeners.clear()
+        for action in self.actions:
+            _call(self.iface, "removePluginMenu", MENU, action)
+            action.deleteLater()
+        self.actions.clear()
+        for dock in self.docks.values():
+            _call(self.iface, "removeDockWidget", dock)
+            dock.close()
+            dock.deleteLater()
+        self.docks.clear()
+
+    def dock(self, key: str) -> QDockWidget:
+        """The dock of `key`, built and added to the main window on first use."""
+        if key not in self.docks:
+            spec = self.specs[key]
+            mod = importlib.import_module(f"{__package__}.{spec.module}")
+            dock = getattr(mod, spec.cls)(self.iface, self.iface.mainWindow())
+            self.iface.addDockWidget(spec.area, dock)
+            self.docks[key] = dock
+        return self.docks[key]
+
+    def show_dock(self, key: str, *_args) -> QDockWidget:
+        dock = self.dock(key)
+        dock.show()
+        dock.raise_()
+        return dock
+
+    def _on_result(self, key: str, layer) -> None:
+        self.show_dock(key).show_layer(layer)
+
+
+def _call(obj, name: str, *args) -> None:
+    """Call iface.`name` when it exists (test stand-ins of QgisInterface lack some removers)."""
+    fn = getattr(obj, name, None)
+    if fn is not None:
+        fn(*args)

@@ -1,0 +1,152 @@
+"""The profile dock offscreen: curves per profile and date, PNG export, and the plugin's hook that
+opens it after extractprofiles ran with its output loaded (as from the Toolbox)."""
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer
+
+from tests.conftest import make_dates
+
+sys.path.insert(0, "/usr/share/qgis/python/plugins")
+
+X0, Y0 = 500000.0, 4300000.0
+
+
+def _profile_layer(n_profiles=2, n_samples=25, dates=None):
+    dates = dates or make_dates(5)
+    fields = "&".join(
+        ["field=profile:string", "field=part:integer", "field=distance:double"]
+        + [f"field={d.strftime('d%Y%m%d')}:double" for d in dates]
+    )
+    layer = QgsVectorLayer(f"Point?crs=EPSG:32647&{fields}", "profiles", "memory")
+    feats = []
+    for p in range(n_profiles):
+        for j in range(n_samples):
+            f = QgsFeature(layer.fields())
+            f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(X0 + 20 * j, Y0 - 100 * p)))
+            bowl = -np.exp(-(((j - n_samples / 2) / 5.0) ** 2))
+            vals = [float(bowl * 10 * (k + 1) * (p + 1)) for k in range(len(dates))]
+            if j == 3:
+                vals[0] = None  # a NULL sample
+            f.setAttributes([["I", "II", "III"][p], 0, 20.0 * j, *vals])
+            feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    return layer
+
+
+def _artifact(path):
+    """Keep a copy of a rendered image where DF_TEST_ARTIFACTS points (optional)."""
+    folder = os.environ.get("DF_TEST_ARTIFACTS")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        shutil.copy(path, folder)
+
+
+def test_dock_renders_offscreen_with_expected_curves(qgis_app, qgis_iface, tmp_path):
+    from deformation_forecast.gui.profile_dock import ProfileDock, profiles_from_layer
+
+    layer = _profile_layer(n_profiles=3, dates=make_dates(5))
+    profiles, dates = profiles_from_layer(layer)
+    assert [p.name for p in profiles] == ["I", "II", "III"] and len(dates) == 5
+    assert np.isnan(profiles[0].values[0, 3])
+
+    dock = ProfileDock(qgis_iface)
+    dock.resize(900, 600)
+    assert dock.show_layer(layer) == 3 * 5
+    assert dock.curve_count() == 15
+    # untick a profile and two dates: 2 profiles x 3 dates
+    dock.profile_list.item(1).setCheckState(0)
+    dock.date_list.item(0).setCheckState(0)
+    dock.date_list.item(4).setCheckState(0)
+    assert dock.curve_count() == 6
+    png = str(tmp_path / "profile_dock.png")
+    dock.export(png)
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(png) > 5000
+    shot = str(tmp_path / "profile_dock_widget.png")
+    dock.show()
+    assert dock.grab().save(shot, "PNG")
+    _artifact(png)
+    _artifact(shot)
+    dock.close()
+
+
+def test_many_dates_start_with_a_few_curves(qgis_app, qgis_iface):
+    from deformation_forecast.gui.profile_dock import ProfileDock
+
+    dock = ProfileDock(qgis_iface)
+    layer = _profile_layer(n_profiles=1, dates=make_dates(40))
+    assert dock.show_layer(layer) == 12  # default: 12 evenly spread dates
+    dock.all_button.click()
+    assert dock.curve_count() == 40
+
+
+def test_not_a_profile_layer_is_explained(qgis_app, qgis_iface):
+    from deformation_forecast.gui.profile_dock import ProfileDock
+
+    dock = ProfileDock(qgis_iface)
+    layer = QgsVectorLayer("Point?crs=EPSG:32647&field=id:integer", "pts", "memory")
+    assert dock.show_layer(layer) == 0
+    assert "not a profile layer" in dock.message.text()
+
+
+@pytest.fixture
+def gui(qgis_app, qgis_processing, qgis_iface):
+    """The plugin's desktop part on pytest-qgis's iface, with the provider registered if needed."""
+    from deformation_forecast.gui.plugin_gui import PluginGui
+    from deformation_forecast.processing.provider import DeformationForecastProvider
+
+    registry = QgsApplication.processingRegistry()
+    provider = None
+    if registry.providerById("deformation_forecast") is None:
+        provider = DeformationForecastProvider()
+        registry.addProvider(provider)
+    g = PluginGui(qgis_iface)
+    g.load()
+    yield g
+    g.unload()
+    if provider is not None:
+        registry.removeProvider(provider)
+
+
+def test_menu_entry_opens_the_dock(gui):
+    assert [a.text() for a in gui.actions] == ["Profile plot"]
+    gui.actions[0].trigger()
+    assert "profiles" in gui.docks and not gui.docks["profiles"].isHidden()
+
+
+def test_dock_opens_after_a_run_that_loads_its_output(gui, write_stack):
+    import processing
+
+    from deformation_forecast.processing import result_hooks
+
+    assert result_hooks.listeners("extractprofiles")
+    data = (np.arange(20 * 30).reshape(1, 20, 30) * -0.1 * np.arange(1, 5)[:, None, None]).astype("float32")
+    path = write_stack(data)
+    lines = QgsVectorLayer("LineString?crs=EPSG:32647&field=name:string", "lines", "memory")
+    f = QgsFeature(lines.fields())
+    f.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(X0 + 30, Y0 - 30), QgsPointXY(X0 + 500, Y0 - 300)]))
+    f.setAttributes(["I"])
+    lines.dataProvider().addFeatures([f])
+    assert "profiles" not in gui.docks
+    # as the Toolbox does with "Open output file after running": results loaded into the project
+    res = processing.runAndLoadResults(
+        "deformation_forecast:extractprofiles",
+        {"INPUT": path, "LINES": lines, "ID_FIELD": "name", "OUTPUT": "TEMPORARY_OUTPUT"},
+    )
+    assert res["PROFILE_COUNT"] == 1
+    dock = gui.docks["profiles"]
+    assert not dock.isHidden()
+    assert [p.name for p in dock.profiles] == ["I"]
+    assert dock.curve_count() == 4
+    for layer in list(QgsProject.instance().mapLayers().values()):
+        if layer.name().startswith("Profile samples"):
+            QgsProject.instance().removeMapLayer(layer.id())
+    # nobody listens any more once the GUI is unloaded
+    gui.unload()
+    assert not result_hooks.listeners("extractprofiles")
