@@ -1,0 +1,206 @@
+"""comparemodels and evaluateforecast through processing.run (pytest-qgis)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+from qgis.core import QgsProcessingException, QgsVectorLayer
+
+from deformation_forecast.core.stack import read_info, read_stack
+from tests.conftest import make_dates
+
+BASELINES = [0, 1, 2, 3]  # persistence, linear trend, SVR, MLP
+
+
+def scene(n=34, h=20, w=24, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    bowl = np.exp(-(((yy - 10) / 5.0) ** 2 + ((xx - 12) / 7.0) ** 2))
+    t = np.arange(n)[:, None, None]
+    data = -50 * bowl * (1 - np.exp(-t / 20.0)) - 0.3 * t * bowl + rng.normal(scale=0.3, size=(n, h, w))
+    data[:, 0, :3] = np.nan
+    return data.astype("float32")
+
+
+def _rows(layer_or_path):
+    layer = (
+        layer_or_path
+        if isinstance(layer_or_path, QgsVectorLayer)
+        else QgsVectorLayer(layer_or_path, "t", "ogr")
+    )
+    assert layer.isValid()
+    names = [f.name() for f in layer.fields()]
+    return [dict(zip(names, f.attributes(), strict=False)) for f in layer.getFeatures()]
+
+
+def test_comparemodels_baselines(run_alg, write_stack, tmp_path):
+    path = write_stack(scene())
+    res = run_alg(
+        "comparemodels",
+        {
+            "INPUT": path,
+            "MODELS": BASELINES,
+            "TIME_STEP": 4,
+            "TEST_COUNT": 6,
+            "SVR_SAMPLES": 300,
+            "MLP_SAMPLES": 3000,
+            "OUTPUT_TABLE": str(tmp_path / "table.csv"),
+            "OUTPUT_REPORT": str(tmp_path / "report.html"),
+            "OUTPUT_ERRORS": str(tmp_path / "errors"),
+        },
+    )
+    rows = _rows(res["OUTPUT_TABLE"])
+    assert [(r["model"], r["mode"]) for r in rows] == [
+        (m, mode) for m in ("persistence", "linear-trend", "svr", "mlp") for mode in ("one-step", "iterative")
+    ]
+    for r in rows:
+        for k in ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2", "train_seconds", "predict_seconds"):
+            assert r[k] is not None and math.isfinite(float(r[k])), (r["model"], k)
+        assert r["device"] == "CPU"
+    for m in ("PERSISTENCE", "LINEAR_TREND", "SVR", "MLP"):
+        assert math.isfinite(res[f"MAE_{m}"]) and 0 < res[f"SSIM_{m}"] <= 1
+    assert res.get("MAE_CNN_LSTM") is None
+    assert res["BEST_MODEL"] in ("persistence", "linear-trend", "svr", "mlp")
+    assert res["TEST_DATES"] == 6 and res["DATA_RANGE_USED"] > 0
+    html = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
+    assert html.count("data:image/png;base64,") == 5 and "subsample of 300" in html
+    err = os.path.join(res["OUTPUT_ERRORS"], "abs_error_svr_one_step.tif")
+    info = read_info(err)
+    assert info.count == 6 and info.dates == make_dates(34)[-6:]
+    assert np.isnan(read_stack(err)[:, 0, 0]).all()
+    assert "tensorflow" not in sys.modules
+
+
+def test_persistence_static_scene_mae_zero_and_trend_exact(run_alg, write_stack, tmp_path):
+    rng = np.random.default_rng(4)
+    frame = rng.normal(size=(16, 18)).cumsum(1) * 3
+    static = write_stack(np.repeat(frame[None], 20, axis=0), name="static.tif")
+    res = run_alg(
+        "comparemodels",
+        {
+            "INPUT": static,
+            "MODELS": [0],
+            "TIME_STEP": 3,
+            "TEST_COUNT": 5,
+            "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+            "OUTPUT_REPORT": "",
+        },
+    )
+    assert res["MAE_PERSISTENCE"] == 0
+    assert res["PSNR_PERSISTENCE"] is None  # infinite: no error at all
+    rate = rng.uniform(-1, 0, size=(16, 18))
+    linear = write_stack(rate * np.arange(20)[:, None, None] * 12 + frame, name="linear.tif")
+    res = run_alg(
+        "comparemodels",
+        {
+            "INPUT": linear,
+            "MODELS": [1],
+            "TIME_STEP": 3,
+            "TEST_COUNT": 5,
+            "TREND_WINDOW": 3,
+            "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+        },
+    )
+    assert res["MAE_LINEAR_TREND"] < 1e-3
+    rows = _rows(res["OUTPUT_TABLE"] if not isinstance(res["OUTPUT_TABLE"], str) else res["OUTPUT_TABLE"])
+    assert all(r["MAE"] < 1e-3 for r in rows)
+
+
+def test_comparemodels_short_stack_fails_clearly(run_alg, write_stack):
+    path = write_stack(scene(n=12))
+    with pytest.raises(QgsProcessingException, match="TEST_COUNT"):
+        run_alg("comparemodels", {"INPUT": path, "MODELS": [0], "OUTPUT_TABLE": "TEMPORARY_OUTPUT"})
+
+
+def test_comparemodels_cancel(run_alg, write_stack):
+    from qgis.core import QgsProcessingFeedback
+
+    fb = QgsProcessingFeedback()
+    fb.cancel()
+    with pytest.raises(QgsProcessingException, match="Cancel"):
+        run_alg(
+            "comparemodels",
+            {
+                "INPUT": write_stack(scene()),
+                "MODELS": [3],
+                "TIME_STEP": 4,
+                "TEST_COUNT": 6,
+                "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+            },
+            feedback=fb,
+        )
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_comparemodels_with_cnn_lstm_in_the_worker(run_alg, write_stack, tmp_path):
+    path = write_stack(scene(n=30, h=16, w=16))
+    res = run_alg(
+        "comparemodels",
+        {
+            "INPUT": path,
+            "MODELS": [0, 4],
+            "TIME_STEP": 3,
+            "TEST_COUNT": 4,
+            "EPOCHS": 1,
+            "DEVICE": 2,
+            "OUTPUT_TABLE": str(tmp_path / "t.csv"),
+            "OUTPUT_REPORT": str(tmp_path / "r.html"),
+        },
+    )
+    assert math.isfinite(res["MAE_CNN_LSTM"]) and math.isfinite(res["SSIM_CNN_LSTM"])
+    rows = _rows(res["OUTPUT_TABLE"])
+    assert {r["model"] for r in rows} == {"persistence", "cnn-lstm"}
+    assert "tensorflow" not in sys.modules
+
+
+# -- evaluateforecast ---------------------------------------------------------------------------------------
+def test_evaluateforecast(run_alg, write_stack, tmp_path):
+    obs = scene(n=10)
+    dates = make_dates(10)
+    pred = obs + np.random.default_rng(1).normal(scale=1.0, size=obs.shape).astype("float32")
+    pred[:, 5, 5] = np.nan
+    # the forecast covers the last 4 dates, each 2 days off the acquisitions
+    import datetime as dt
+
+    pdates = [d + dt.timedelta(days=2) for d in dates[-4:]]
+    p_path = write_stack(pred[-4:], pdates, name="pred.tif")
+    o_path = write_stack(obs, dates, name="obs.tif")
+    res = run_alg(
+        "evaluateforecast",
+        {
+            "PREDICTED": p_path,
+            "OBSERVED": o_path,
+            "MAX_DAYS": 3,
+            "OUTPUT_TABLE": str(tmp_path / "m.csv"),
+            "OUTPUT_ERRORS": str(tmp_path / "err.tif"),
+            "OUTPUT_REPORT": str(tmp_path / "r.html"),
+        },
+    )
+    assert res["MATCHED_DATES"] == 4
+    ok = np.isfinite(pred[-4:])
+    assert res["MAE"] == pytest.approx(np.abs(pred[-4:] - obs[-4:])[ok].mean(), rel=1e-5)
+    assert 0 < res["SSIM"] <= 1 and 0 < res["MS_SSIM"] <= 1 and res["R2"] > 0.9
+    rows = _rows(res["OUTPUT_TABLE"])
+    assert [r["date"] for r in rows] == [d.isoformat() for d in pdates] + ["overall"]
+    assert rows[0]["observed_date"] == dates[-4].isoformat()
+    err = read_stack(res["OUTPUT_ERRORS"])
+    assert err.shape == (4, 20, 24) and np.isnan(err[:, 5, 5]).all()
+    assert read_info(res["OUTPUT_ERRORS"]).dates == pdates
+    assert open(res["OUTPUT_REPORT"], encoding="utf-8").read().count("base64,") == 3
+    with pytest.raises(QgsProcessingException, match="MAX_DAYS"):
+        run_alg(
+            "evaluateforecast",
+            {"PREDICTED": p_path, "OBSERVED": o_path, "MAX_DAYS": 1, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"},
+        )
+
+
+def test_evaluateforecast_needs_the_same_grid(run_alg, write_stack):
+    a = write_stack(scene(n=4), name="a.tif")
+    b = write_stack(scene(n=4), name="b.tif", res=30.0)
+    with pytest.raises(QgsProcessingException, match="same grid"):
+        run_alg("evaluateforecast", {"PREDICTED": a, "OBSERVED": b, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"})
