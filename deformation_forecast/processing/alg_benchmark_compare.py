@@ -28,7 +28,7 @@ from ..core.dates import parse_date
 from ..core.errors import InputError
 from ..core.stack import require_crs
 from .base import DeformationAlgorithm
-from .tables import GEOMETRY_NAMES, geometry_kind, plot_destination, table_sink, write_table
+from .tables import GEOMETRY_NAMES, geometry_kind, plot_destination, save_plot, table_sink, write_table
 
 PAIR_COLUMNS = [
     ("benchmark", "str"),
@@ -271,12 +271,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             "BENCHMARKS_SKIPPED": ov["skipped"],
         }
         if plot_path:
-            try:
-                cb.plot_comparison(cmp, plot_path)
-            except ImportError as e:
-                raise QgsProcessingException(
-                    f"OUTPUT_PLOT needs matplotlib (apt install python3-matplotlib): {e}"
-                ) from e
+            save_plot(cb.plot_comparison, cmp, plot_path)
             results["OUTPUT_PLOT"] = plot_path
         feedback.setProgress(100)
         return results

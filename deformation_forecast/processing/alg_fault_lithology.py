@@ -21,7 +21,7 @@ from ..core import lithology as cl
 from ..core.errors import InputError
 from ..core.stack import iter_row_windows, read_stack, require_crs, write_stack
 from .base import DeformationAlgorithm
-from .tables import plot_destination, read_lines, read_polygons, table_sink, write_table
+from .tables import plot_destination, read_lines, read_polygons, save_plot, table_sink, write_table
 
 LITHOLOGY_COLUMNS = [
     ("unit", "str"),
@@ -282,12 +282,7 @@ class FaultLithology(DeformationAlgorithm):
             else None
         )
         if plot_path:
-            try:
-                cf.plot_controls(plot_path, fault_samples, profiles, unit_samples, info.units)
-            except ImportError as e:
-                raise QgsProcessingException(
-                    f"OUTPUT_PLOT needs matplotlib (apt install python3-matplotlib): {e}"
-                ) from e
+            save_plot(cf.plot_controls, plot_path, fault_samples, profiles, unit_samples, info.units)
             results["OUTPUT_PLOT"] = plot_path
         feedback.setProgress(100)
         return results

@@ -50,6 +50,25 @@ def plot_destination(
     )
 
 
+def save_plot(plot, *args, **kwargs) -> str:
+    """Run a core plot function; a missing matplotlib becomes a clear error.
+
+    Matplotlib leaves reference cycles behind (font-pattern parse tracebacks and figure trees);
+    they are collected here, while QGIS is alive, rather than at interpreter exit, where a
+    collection after QGIS has shut down was seen to crash the process (pytest-qgis, QGIS 3.22).
+    """
+    import gc
+
+    try:
+        out = plot(*args, **kwargs)
+    except ImportError as e:
+        raise QgsProcessingException(
+            f"The plot needs matplotlib (apt install python3-matplotlib): {e}"
+        ) from e
+    gc.collect()
+    return out
+
+
 def _value(v: Any, kind: str) -> Any:
     if v is None:
         return None

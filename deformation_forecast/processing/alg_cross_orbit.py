@@ -1,0 +1,167 @@
+"""Cross-orbit consistency (paper §V-A-2, Fig. 15b)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core import crossorbit as cx
+from ..core.stack import require_crs
+from .base import DeformationAlgorithm
+from .tables import plot_destination, save_plot, table_sink, write_table
+
+MODES = ["Cumulative displacement at paired dates", "Vertical velocity over the paired dates"]
+COLUMNS = [
+    ("date_a", "date"),
+    ("date_b", "date"),
+    ("gap_days", "int"),
+    ("n", "int"),
+    ("r", "float"),
+    ("slope", "float"),
+    ("intercept", "float"),
+    ("rmse", "float"),
+    ("bias", "float"),
+    ("max_abs", "float"),
+    ("mean_a", "float"),
+    ("mean_b", "float"),
+]
+
+
+class CrossOrbit(DeformationAlgorithm):
+    NAME = "crossorbit"
+    DISPLAY = "Cross-orbit consistency"
+    GROUP = "validation"
+    TAGS = "ascending,descending,orbit,track,validation,correlation,vertical"
+    HELP = (
+        "Checks two LOS stacks of the same area, e.g. ascending and descending (He et al. 2022, "
+        "§V-A-2, Fig. 15b: r = 0.68). Both are converted to vertical (dv = dLOS / cos(incidence)), "
+        "each date of stack A is paired with the nearest date of stack B within <i>Max days</i>, and "
+        "stack B is resampled onto A's grid where the grids differ (bilinear). Both series are set "
+        "to zero at the first pair.<br>"
+        "<b>Displacement</b>: every coherent pixel at every later pair is one sample. "
+        "<b>Velocity</b>: per pixel, the least-squares vertical rate (mm/yr) of each stack over the "
+        "paired dates is one sample.<br>"
+        "Outputs: Pearson r, the regression line B = slope x A + intercept, RMSE and bias of B - A, "
+        "as numbers and as a table (one row per pair and an overall row with empty dates), and an "
+        "optional scatter plot with the 1:1 and regression lines."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Stack A (e.g. ascending, LOS mm)"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "INCIDENCE", "Incidence angle of A (degrees)", QgsProcessingParameterNumber.Double, 34.17
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(
+                "INCIDENCE_RASTER", "Incidence raster of A (overrides)", optional=True
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_B", "Stack B (e.g. descending, LOS mm)"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "INCIDENCE_B", "Incidence angle of B (degrees)", QgsProcessingParameterNumber.Double, 41.42
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(
+                "INCIDENCE_RASTER_B", "Incidence raster of B (overrides)", optional=True
+            )
+        )
+        self.addParameter(QgsProcessingParameterEnum("MODE", "Compare", MODES, defaultValue=0))
+        p = QgsProcessingParameterNumber(
+            "MAX_DAYS", "Max days between paired acquisitions", QgsProcessingParameterNumber.Double, 6.0
+        )
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(p)
+        self.addParameter(table_sink("OUTPUT", "Cross-orbit statistics"))
+        self.addParameter(plot_destination("OUTPUT_PLOT", "Scatter plot"))
+        for key, label in (
+            ("R", "Pearson r"),
+            ("SLOPE", "Regression slope (B on A)"),
+            ("INTERCEPT", "Regression intercept"),
+            ("RMSE", "RMSE of B - A"),
+            ("BIAS", "Mean of B - A"),
+            ("N", "Samples compared"),
+            ("PAIRS", "Date pairs"),
+        ):
+            self.addOutput(QgsProcessingOutputNumber(key, label))
+
+    def _incidence(self, parameters, context, value_name, raster_name, target):
+        if self.parameterAsRasterLayer(parameters, raster_name, context) is not None:
+            path = self.raster_path(parameters, raster_name, context)
+            return cx.incidence_grid(path, target)
+        value = self.parameterAsDouble(parameters, value_name, context)
+        cx.check_incidence(value, f"{value_name} angle")
+        return value
+
+    def compute(self, parameters, context, feedback):
+        info_a = self.stack_info(parameters, "INPUT", context)
+        info_b = self.stack_info(parameters, "INPUT_B", context)
+        if os.path.abspath(info_a.path) == os.path.abspath(info_b.path):
+            feedback.reportError(
+                "INPUT and INPUT_B are the same file; the result is trivial.", fatalError=False
+            )
+        require_crs(info_a)
+        require_crs(info_b)
+        plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)
+        self.check_output_not_input(plot_path, info_a.path, info_b.path)
+        inc_a = self._incidence(parameters, context, "INCIDENCE", "INCIDENCE_RASTER", info_a)
+        inc_b = self._incidence(parameters, context, "INCIDENCE_B", "INCIDENCE_RASTER_B", info_a)
+        mode = cx.MODES[self.parameterAsEnum(parameters, "MODE", context)]
+        max_days = self.parameterAsDouble(parameters, "MAX_DAYS", context)
+
+        def progress(p):
+            self.check_canceled(feedback)
+            feedback.setProgress(p * 0.9)
+
+        res = cx.cross_orbit(
+            info_a.path,
+            info_a,
+            inc_a,
+            info_b.path,
+            info_b,
+            inc_b,
+            max_days=max_days,
+            mode=mode,
+            progress=progress,
+        )
+        ov = res.overall
+        unit = "mm/yr" if mode == "velocity" else "mm"
+        feedback.pushInfo(
+            f"{len(res.pairs)} date pair(s)"
+            + (f", zero at {res.reference[0]} / {res.reference[1]}" if res.reference else "")
+            + f"; {ov['n']} samples: r = {ov['r']:.3f}, B = {ov['slope']:.3f} A {ov['intercept']:+.2f}, "
+            f"RMSE {ov['rmse']:.2f} {unit}, bias {ov['bias']:.2f} {unit}"
+        )
+        results = {
+            "OUTPUT": write_table(self, parameters, "OUTPUT", context, COLUMNS, res.rows),
+            "OUTPUT_PLOT": None,
+            "R": ov["r"] if np.isfinite(ov["r"]) else None,
+            "SLOPE": ov["slope"] if np.isfinite(ov["slope"]) else None,
+            "INTERCEPT": ov["intercept"] if np.isfinite(ov["intercept"]) else None,
+            "RMSE": ov["rmse"],
+            "BIAS": ov["bias"],
+            "N": ov["n"],
+            "PAIRS": len(res.pairs),
+        }
+        if plot_path:
+            save_plot(
+                cx.plot_cross_orbit,
+                res,
+                plot_path,
+                os.path.basename(info_a.path),
+                os.path.basename(info_b.path),
+            )
+            results["OUTPUT_PLOT"] = plot_path
+        feedback.setProgress(100)
+        return results
