@@ -1,0 +1,101 @@
+"""comparemodels and evaluateforecast inside qgis_process.bin (a separate program, no GUI)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import make_dates
+
+pytestmark = pytest.mark.e2e
+
+
+def _scene(n=30, h=18, w=20):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:h, :w]
+    bowl = np.exp(-(((yy - 9) / 5.0) ** 2 + ((xx - 10) / 6.0) ** 2))
+    t = np.arange(n)[:, None, None]
+    return (-40 * bowl * (1 - np.exp(-t / 20.0)) + rng.normal(scale=0.3, size=(n, h, w))).astype("float32")
+
+
+def _csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_comparemodels_baselines_e2e(qgis_process, write_stack, tmp_path):
+    stack = write_stack(_scene())
+    res = qgis_process(
+        "run",
+        "deformation_forecast:comparemodels",
+        "--",
+        f"INPUT={stack}",
+        "MODELS=0,1,2,3",
+        "TIME_STEP=4",
+        "TEST_COUNT=5",
+        "SVR_SAMPLES=300",
+        "MLP_SAMPLES=3000",
+        f"OUTPUT_TABLE={tmp_path / 'table.csv'}",
+        f"OUTPUT_REPORT={tmp_path / 'report.html'}",
+        f"OUTPUT_ERRORS={tmp_path / 'errors'}",
+    )["results"]
+    rows = _csv(tmp_path / "table.csv")
+    assert {r["model"] for r in rows} == {"persistence", "linear-trend", "svr", "mlp"}
+    assert all(math.isfinite(float(r["MAE"])) and math.isfinite(float(r["SSIM"])) for r in rows)
+    for m in ("PERSISTENCE", "LINEAR_TREND", "SVR", "MLP"):
+        assert math.isfinite(float(res[f"MAE_{m}"]))
+    assert res["BEST_MODEL"] in {"persistence", "linear-trend", "svr", "mlp"}
+    assert "base64," in (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert len(os.listdir(tmp_path / "errors")) == 8
+
+
+def test_evaluateforecast_e2e(qgis_process, write_stack, tmp_path):
+    obs = _scene(n=8)
+    dates = make_dates(8)
+    pred = obs[-3:] + 0.5
+    pdates = [d + dt.timedelta(days=1) for d in dates[-3:]]
+    p = write_stack(pred, pdates, name="pred.tif")
+    o = write_stack(obs, dates, name="obs.tif")
+    res = qgis_process(
+        "run",
+        "deformation_forecast:evaluateforecast",
+        "--",
+        f"PREDICTED={p}",
+        f"OBSERVED={o}",
+        "MAX_DAYS=2",
+        f"OUTPUT_TABLE={tmp_path / 'm.csv'}",
+        f"OUTPUT_ERRORS={tmp_path / 'err.tif'}",
+        f"OUTPUT_REPORT={tmp_path / 'r.html'}",
+    )["results"]
+    assert float(res["MAE"]) == pytest.approx(0.5, abs=1e-4)
+    assert int(res["MATCHED_DATES"]) == 3
+    assert [r["date"] for r in _csv(tmp_path / "m.csv")][-1] == "overall"
+    assert os.path.exists(tmp_path / "err.tif") and os.path.exists(tmp_path / "r.html")
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_comparemodels_with_cnn_lstm_e2e(qgis_process, write_stack, tmp_path):
+    stack = write_stack(_scene(n=26, h=16, w=16))
+    res = qgis_process(
+        "run",
+        "deformation_forecast:comparemodels",
+        "--",
+        f"INPUT={stack}",
+        "MODELS=0,4",
+        "TIME_STEP=3",
+        "TEST_COUNT=4",
+        "EPOCHS=1",
+        "DEVICE=2",
+        f"OUTPUT_TABLE={tmp_path / 't.csv'}",
+        timeout=900,
+    )["results"]
+    assert math.isfinite(float(res["MAE_CNN_LSTM"]))
+    rows = _csv(tmp_path / "t.csv")
+    assert {r["model"] for r in rows} == {"persistence", "cnn-lstm"}
+    assert {r["device"] for r in rows if r["model"] == "cnn-lstm"} == {"CPU"}
