@@ -492,6 +492,7 @@ def compare(
 def plot_comparison(cmp: Comparison, path: str, max_panels: int = 12) -> str:
     """Fig. 15a: leveling and InSAR series per benchmark (up to `max_panels`), and a scatter of
     all pairs with the 1:1 line. Format by extension (png, svg, pdf); written atomically."""
+    import matplotlib.dates as mdates
     from matplotlib.figure import Figure
 
     from .stack import atomic_path
@@ -507,12 +508,14 @@ def plot_comparison(cmp: Comparison, path: str, max_panels: int = 12) -> str:
         ax.plot(d, [r["leveling"] for r in rs], "o-", ms=3, label="leveling")
         ax.plot(d, [r["insar"] for r in rs], "s--", ms=3, label="InSAR vertical")
         ax.set_title(str(name), fontsize=9)
+        loc = mdates.AutoDateLocator(maxticks=5)
+        ax.xaxis.set_major_locator(loc)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         if p == 0:
             ax.legend(fontsize=7)
             ax.set_ylabel("cumulative vertical (mm)", fontsize=8)
-    fig.autofmt_xdate()
     ax = fig.add_subplot(nrow, 2, 2 * nrow - 1)
     lev = np.array([r["leveling"] for r in cmp.rows if not r["reference"]])
     ins = np.array([r["insar"] for r in cmp.rows if not r["reference"]])

@@ -28,7 +28,7 @@ PLOT_FILTER = "PNG files (*.png);;SVG files (*.svg);;PDF files (*.pdf)"
 
 TYPES = {
     "str": QVariant.String,
-    "int": QVariant.LongLong,
+    "int": QVariant.Int,
     "float": QVariant.Double,
     "date": QVariant.Date,
     "bool": QVariant.Bool,

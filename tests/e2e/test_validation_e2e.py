@@ -3,6 +3,7 @@
 import csv
 import os
 
+import numpy as np
 import pytest
 
 from tests.processing.test_benchmark_compare_alg import truth_scene, write_csv
@@ -108,3 +109,47 @@ def test_crossorbit(qgis_process, tmp_path, write_stack):
     assert abs(res["SLOPE"] - 1.2) < 1e-3 and res["R"] > 0.999
     assert len(read_rows(tmp_path / "xo.csv")) == 10
     assert os.path.getsize(tmp_path / "xo.png") > 1000
+
+
+@pytest.mark.slow
+def test_sample_job_step_writes_tables_and_plots(qgis_profile, tmp_path):
+    """scripts/sample_job.d/40-validation.sh, as the main job runs it, on a (smaller) sample scene."""
+    import subprocess
+
+    from tests.e2e.conftest import ROOT, qgis_env
+
+    sample = pytest.importorskip("deformation_forecast.core.sample")
+    scene = tmp_path / "scene"
+    sample.make_sample_scene(str(scene), size=120, seed=42)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = qgis_env(qgis_profile)
+    env.update(
+        OUT=str(out),
+        SAMPLE=str(scene),
+        QP=os.path.join(ROOT, "scripts", "qgis_process.sh"),
+        PY=os.path.join(ROOT, ".venv", "bin", "python"),
+    )
+    p = subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "sample_job.d", "40-validation.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    for name in (
+        "benchmarks_pairs.csv",
+        "benchmarks_summary.csv",
+        "benchmarks_fig15a.png",
+        "crossorbit.csv",
+        "crossorbit_fig15b.png",
+        "lithology_stats.csv",
+        "lithology_history.csv",
+        "fault_stats.csv",
+        "fault_distance.tif",
+        "faults_lithology_fig16.png",
+    ):
+        assert (out / name).stat().st_size > 100, name
+    mae = [float(r["mae"]) for r in read_rows(out / "benchmarks_summary.csv") if r["mae"]]
+    assert 0 < np.median(mae) < 8
