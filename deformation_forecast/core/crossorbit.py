@@ -17,7 +17,10 @@ import numpy as np
 
 from .dates import to_decimal_year
 from .errors import InputError
+from .los import los_to_vertical  # dv = dLOS / cos(theta), shared with `losvertical`
 from .stack import StackInfo, read_stack, same_grid
+
+__all__ = ["los_to_vertical", "check_incidence", "cross_orbit", "nearest_pairs", "PairStats"]
 
 # ---------------------------------------------------------------- LOS geometry
 
@@ -35,12 +38,6 @@ def check_incidence(theta, what: str = "incidence angle") -> None:
             "Give the radar incidence angle in degrees from the vertical (e.g. 34.17 for the paper's "
             "Sentinel-1 ascending track)."
         )
-
-
-def los_to_vertical(dlos, theta_deg):
-    """Vertical displacement from LOS displacement, assuming purely vertical motion:
-    ``dv = dLOS / cos(theta)`` (theta = incidence angle in degrees)."""
-    return np.asarray(dlos, dtype="float64") / np.cos(np.radians(theta_deg))
 
 
 def read_band_on_grid(path: str, info: StackInfo, band: int, target: StackInfo) -> np.ndarray:
