@@ -115,7 +115,7 @@ class CompareModels(DeformationAlgorithm):
             QgsProcessingParameterNumber(
                 "TREND_WINDOW", "Linear trend window (frames)", integer, 5, False, 1
             ),
-            QgsProcessingParameterNumber("SVR_SAMPLES", "SVR training samples", integer, 2000, False, 50),
+            QgsProcessingParameterNumber("SVR_SAMPLES", "SVR training samples", integer, 1000, False, 50),
             QgsProcessingParameterNumber("MLP_SAMPLES", "MLP training samples", integer, 200000, False, 100),
             QgsProcessingParameterNumber(
                 "MAX_SECONDS", "Time budget per network (s, 0 = none)", integer, 0, False, 0

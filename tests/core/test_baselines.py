@@ -206,3 +206,12 @@ def test_comparison_report_and_csv(tmp_path):
     per, total, _ = ev.per_date_rows(fs[1].one_step, cmp.observed_test, cmp.test_dates)
     html = ev.evaluation_report(per, total, fs[1].one_step, cmp.observed_test, cmp.test_dates, L)
     assert html.count("data:image/png;base64,") == 3
+
+
+def test_svr_fast_decision_function_equals_sklearn():
+    data, dates = bowl_scene()
+    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    m = bl.make_baseline("svr", 5, bl.BaselineOptions(svr_samples=400))
+    m.fit(cmp.frames, bl.times_of(cmp.dates), cmp.split)
+    x = np.random.default_rng(0).normal(size=(1000, 4))
+    np.testing.assert_allclose(m._predict_scaled(x), m.model.predict(x), atol=1e-10)
