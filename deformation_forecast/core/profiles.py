@@ -198,69 +198,101 @@ def extract_profiles(
     max_window: int = 64,
     progress: Callable[[float], None] | None = None,
     stats: ReadStats | None = None,
+    threads: str | int = "ALL_CPUS",
+    cache_budget: int = 256 * 2**20,
 ) -> list[Profile]:
     """Sample the stack at `path` along each named line (coordinates in the stack's CRS).
 
     `spacing` in map units (default: the pixel size); `bands` are 0-based indexes (default all).
-    Samples are read in runs whose window spans at most about `max_window` pixels each way.
-    A line wholly outside the raster raises InputError; samples outside it are NaN and counted
-    in ``Profile.outside``.
+    Samples are read in runs whose window spans at most about `max_window` pixels each way. Every
+    line is checked before anything is read: a line wholly outside the raster raises InputError;
+    samples outside it are NaN and counted in ``Profile.outside``.
+
+    GDAL decodes whole tiles; those of the recent windows stay in its block cache so that
+    neighbouring windows and lines do not decode them again, and the file is reopened (which
+    empties the cache) before the tiles held would exceed `cache_budget` bytes, so memory stays flat
+    however many lines there are. `threads` is GDAL_NUM_THREADS: GDAL may decode the tiles of one
+    window in parallel.
     """
     if method not in INTERPOLATIONS:
         raise InputError(f"INTERPOLATION must be one of {INTERPOLATIONS}, not {method!r}.")
     if not lines:
         raise InputError("LINES: no line features given.")
     with rasterio.open(path) as src:
-        transform, height, width = src.transform, src.height, src.width
-        res = (
-            min(abs(transform.a), abs(transform.e))
-            if transform.b == 0 == transform.d
-            else math.hypot(transform.a, transform.d)
-        )
-        step = float(spacing) if spacing else res
-        idx = [b + 1 for b in bands] if bands is not None else list(range(1, src.count + 1))
-        if not idx:
-            raise InputError("DATES: no date selected.")
-        per_run = max(1, int(max_window * res / step))
-        bounds = src.bounds
-        profiles: list[Profile] = []
-        for i, (name, parts) in enumerate(lines):
-            x, y, dist, part = densify(parts, step)
-            prof = Profile(name, x, y, dist, part, np.full((len(idx), x.size), np.nan))
-            rows, cols = pixel_coords(transform, x, y)
-            ok = inside(rows, cols, height, width)
-            if x.size == 0:
-                raise InputError(f"LINES: line {name!r} has no vertices (empty geometry).")
-            if not ok.any():
-                raise InputError(
-                    f"LINES: line {name!r} lies wholly outside the raster (raster extent "
-                    f"{bounds.left:.6g}, {bounds.bottom:.6g} : {bounds.right:.6g}, {bounds.top:.6g}; line "
-                    f"extent {x.min():.6g}, {y.min():.6g} : {x.max():.6g}, {y.max():.6g} in the raster's "
-                    "CRS). Check that the line layer and the raster cover the same area and that both "
-                    "CRS are set correctly."
-                )
-            prof.outside = int((~ok).sum())
-            for a, b in _runs(part, x.size, per_run):
-                sel = slice(a, b)
-                okr = ok[sel]
-                if not okr.any():
-                    continue
-                r_, c_ = rows[sel][okr], cols[sel][okr]
-                sup = _support(r_, c_, method, height, width)
-                r_lo = min(int(s[0].min()) for s in sup)
-                r_hi = max(int(s[0].max()) for s in sup) + 1
-                c_lo = min(int(s[1].min()) for s in sup)
-                c_hi = max(int(s[1].max()) for s in sup) + 1
-                win = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
-                block = _to_nan(src.read(idx, window=win, out_dtype="float32"), src.nodata)
-                if stats is not None:
-                    stats.windows += 1
-                    stats.pixels += block.size
-                vals = sample_array(block, r_ - r_lo, c_ - c_lo, method)
-                prof.values[:, np.flatnonzero(okr) + a] = vals
-            profiles.append(prof)
-            if progress is not None:
-                progress((i + 1) / len(lines))
+        transform, height, width, count = src.transform, src.height, src.width, src.count
+        nodata, bounds = src.nodata, src.bounds
+    res = (
+        min(abs(transform.a), abs(transform.e))
+        if transform.b == 0 == transform.d
+        else math.hypot(transform.a, transform.d)
+    )
+    step = float(spacing) if spacing else res
+    idx = [b + 1 for b in bands] if bands is not None else list(range(1, count + 1))
+    if not idx:
+        raise InputError("DATES: no date selected.")
+    per_run = max(1, int(max_window * res / step))
+
+    planned = []
+    for name, parts in lines:
+        x, y, dist, part = densify(parts, step)
+        if x.size == 0:
+            raise InputError(f"LINES: line {name!r} has no vertices (empty geometry).")
+        rows, cols = pixel_coords(transform, x, y)
+        ok = inside(rows, cols, height, width)
+        if not ok.any():
+            raise InputError(
+                f"LINES: line {name!r} lies wholly outside the raster (raster extent "
+                f"{bounds.left:.6g}, {bounds.bottom:.6g} : {bounds.right:.6g}, {bounds.top:.6g}; line "
+                f"extent {x.min():.6g}, {y.min():.6g} : {x.max():.6g}, {y.max():.6g} in the raster's "
+                "CRS). Check that the line layer and the raster cover the same area and that both "
+                "CRS are set correctly."
+            )
+        prof = Profile(name, x, y, dist, part, np.full((len(idx), x.size), np.nan), int((~ok).sum()))
+        planned.append((prof, rows, cols, ok))
+
+    profiles: list[Profile] = []
+    with rasterio.Env(GDAL_NUM_THREADS=str(threads)):
+        src = rasterio.open(path)
+        try:
+            bh, bw = src.block_shapes[0]
+            tile_bytes = bh * bw * 4 * len(idx)
+            cached: set[tuple[int, int]] = set()
+            for i, (prof, rows, cols, ok) in enumerate(planned):
+                for a, b in _runs(prof.part, prof.size, per_run):
+                    sel = slice(a, b)
+                    okr = ok[sel]
+                    if not okr.any():
+                        continue
+                    r_, c_ = rows[sel][okr], cols[sel][okr]
+                    sup = _support(r_, c_, method, height, width)
+                    r_lo = min(int(s[0].min()) for s in sup)
+                    r_hi = max(int(s[0].max()) for s in sup) + 1
+                    c_lo = min(int(s[1].min()) for s in sup)
+                    c_hi = max(int(s[1].max()) for s in sup) + 1
+                    tiles = {
+                        (tr, tc)
+                        for tr in range(r_lo // bh, (r_hi - 1) // bh + 1)
+                        for tc in range(c_lo // bw, (c_hi - 1) // bw + 1)
+                    }
+                    if len(cached | tiles) * tile_bytes > cache_budget and cached - tiles:
+                        # closing the dataset drops its decoded tiles from GDAL's block cache
+                        src.close()
+                        src = rasterio.open(path)
+                        cached = set()
+                    cached |= tiles
+                    win = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
+                    block = _to_nan(src.read(idx, window=win, out_dtype="float32"), nodata)
+                    if stats is not None:
+                        stats.windows += 1
+                        stats.pixels += block.size
+                    prof.values[:, np.flatnonzero(okr) + a] = sample_array(
+                        block, r_ - r_lo, c_ - c_lo, method
+                    )
+                profiles.append(prof)
+                if progress is not None:
+                    progress((i + 1) / len(planned))
+        finally:
+            src.close()
     return profiles
 
 

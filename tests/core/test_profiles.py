@@ -180,3 +180,16 @@ def test_plot_has_one_curve_per_date_and_profile(analytic, tmp_path):
         save_profile_plot(str(tmp_path / "plot.txt"), profs, info.dates)
     assert default_date_indexes(156, 12)[0] == 0 and default_date_indexes(156, 12)[-1] == 155
     assert default_date_indexes(5) == [0, 1, 2, 3, 4]
+
+
+def test_small_cache_budget_reopens_without_changing_values(write_stack):
+    rng = np.random.default_rng(5)
+    path = write_stack(rng.normal(size=(3, 300, 300)).astype("float32"))
+    lines = [
+        ("a", [np.array([[X0 + 100.0, Y0 - 100.0], [X0 + 5900.0, Y0 - 5000.0]])]),
+        ("b", [np.array([[X0 + 5900.0, Y0 - 100.0], [X0 + 100.0, Y0 - 5900.0]])]),
+    ]
+    ref = extract_profiles(path, lines, threads=1)
+    tiny = extract_profiles(path, lines, cache_budget=1)
+    for p, q in zip(ref, tiny, strict=True):
+        np.testing.assert_array_equal(p.values, q.values)
