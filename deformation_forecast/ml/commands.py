@@ -1,0 +1,21 @@
+"""Worker commands of the forecasting part: ``train`` and ``forecast`` (see ml/__main__.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def train(params: dict[str, Any]) -> dict[str, Any]:
+    from .train import run_train
+
+    return run_train(params)
+
+
+def forecast(params: dict[str, Any]) -> dict[str, Any]:
+    from .forecast import run_forecast
+
+    return run_forecast(params)
+
+
+COMMANDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"train": train, "forecast": forecast}

@@ -1,0 +1,131 @@
+"""Iterative forecasting (Fig. 8) and the worker's ``forecast`` command.
+
+Each predicted frame joins the input window for the next step; frames are compressed with the
+observed extremes and scaled back with the GRU's predicted extremes of each future date (eq. 4).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from . import protocol
+from .compressor import ExtremumGRU, compress, decompress, frame_extremes
+from .dataset import predict_frames
+
+
+def iterate_compressed(
+    net, window: np.ndarray, steps: int, tile: int, overlap: int, mask: np.ndarray, on_step=None
+) -> np.ndarray:
+    """`steps` compressed frames after the (T, H, W) compressed `window`, each fed back as input."""
+    win = np.where(mask, np.nan_to_num(window, nan=0.0), 0.0).astype("float32")
+    out = []
+    for k in range(steps):
+        nxt = predict_frames(net, win[None], tile, overlap)[0]
+        nxt = np.where(mask, nxt, 0.0).astype("float32")
+        out.append(nxt)
+        win = np.concatenate([win[1:], nxt[None]], axis=0)
+        if on_step:
+            on_step(k + 1)
+    return np.stack(out) if out else np.zeros((0,) + window.shape[1:], "float32")
+
+
+def forecast_stack(
+    net,
+    gru: ExtremumGRU,
+    reg: np.ndarray,
+    time_step: int,
+    steps: int,
+    tile: int,
+    overlap: int,
+    on_step=None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forecast `steps` frames (mm) after the regular stack `reg`; returns (frames, fmin, fmax)."""
+    mask = np.isfinite(reg).all(axis=0)
+    fmin, fmax = frame_extremes(reg)
+    comp = compress(reg[-time_step:], fmin[-time_step:], fmax[-time_step:])
+    pmin, pmax = gru.iterate(fmin, fmax, steps)
+    frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step)
+    frames = decompress(frames_c, pmin, pmax)
+    frames[:, ~mask] = np.nan
+    return frames, pmin, pmax
+
+
+def annual_rates(
+    last_obs: np.ndarray, last_date: dt.date, frames: np.ndarray, dates: list[dt.date]
+) -> tuple[np.ndarray, list[dt.date]]:
+    """Annual rate (mm/yr) per forecast year: the change over each year of the forecast, per year.
+
+    Year k covers (k-1, k] years after the last observation; the band date is the last forecast date
+    in it. A trailing partial year is rated over its own length.
+    """
+    days = np.array([(d - last_date).days for d in dates], dtype="float64")
+    n_years = int(math.ceil(days[-1] / 365.25 - 1e-9))
+    rates, labels = [], []
+    prev, prev_day = last_obs, 0.0
+    for k in range(1, n_years + 1):
+        inside = np.flatnonzero((days > (k - 1) * 365.25) & (days <= k * 365.25 + 1e-9))
+        if not inside.size:
+            continue
+        j = inside[-1]
+        rates.append((frames[j] - prev) / ((days[j] - prev_day) / 365.25))
+        labels.append(dates[j])
+        prev, prev_day = frames[j], days[j]
+    return np.stack(rates).astype("float32"), labels
+
+
+def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
+    """Worker command ``forecast``: INPUT stack + MODEL -> OUTPUT stack (+ OUTPUT_RATE)."""
+    from ..core.stack import read_info, read_stack, write_stack
+    from .dataset import regularize
+    from .device import configure_device
+
+    device = configure_device(params.get("device", "auto"))
+    protocol.message(f"Device: {device['name']} ({device['reason']})")
+    import tensorflow as tf
+
+    from .modelfile import check_fits, load_model
+
+    t0 = time.monotonic()
+    net, gru_model, meta = load_model(params["model"])
+    info = read_info(params["input"])
+    stack = read_stack(params["input"])
+    interval = int(meta["interval_days"])
+    reg, grid, _ = regularize(stack, info.dates, interval)
+    check_fits(meta, info, len(reg))
+    steps = int(params.get("steps") or 0) or int(round(2 * 365.25 / interval))
+    gru = ExtremumGRU.from_params(meta["compressor"], gru_model)
+    tile, overlap, ts = int(meta["tile"]), int(meta["overlap"]), int(meta["time_step"])
+    protocol.progress(
+        5, f"Model {meta['architecture']} (interval {interval} d, time step {ts}); {steps} steps"
+    )
+
+    def on_step(k):
+        protocol.progress(5 + 90 * k / steps, f"step {k}/{steps}")
+
+    with tf.device(device["tf_device"]):
+        frames, pmin, pmax = forecast_stack(net, gru, reg, ts, steps, tile, overlap, on_step)
+    last = grid[-1]
+    dates = [last + dt.timedelta(days=interval * (k + 1)) for k in range(steps)]
+    tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"]}
+    write_stack(params["output"], frames, dates, info.crs, info.transform, units=info.units, tags=tags)
+    out: dict[str, Any] = {
+        "output": params["output"],
+        "dates": [d.isoformat() for d in dates],
+        "steps": steps,
+        "interval_days": interval,
+        "device": device["name"],
+        "seconds": time.monotonic() - t0,
+        "min_forecast": float(np.nanmin(frames[-1])) if np.isfinite(frames[-1]).any() else math.nan,
+    }
+    if params.get("output_rate"):
+        rates, labels = annual_rates(reg[-1], last, frames, dates)
+        write_stack(params["output_rate"], rates, labels, info.crs, info.transform, units="mm/yr", tags=tags)
+        out["output_rate"] = params["output_rate"]
+        out["rate_dates"] = [d.isoformat() for d in labels]
+    protocol.progress(100, f"Forecast of {steps} dates up to {dates[-1].isoformat()} written")
+    return out

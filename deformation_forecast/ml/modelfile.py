@@ -1,0 +1,139 @@
+"""The trained-model file: ONE zip with the network, the GRU compressor and a JSON description.
+
+Contents: ``meta.json`` (format id and version, architecture, time step, interval, tile, grid
+(CRS WKT, transform, width, height), training dates, compressor parameters, metrics, history),
+``network.keras`` and ``compressor.keras`` (Keras 3 native files). Loading uses Keras's safe mode
+(no Python code is deserialized, nothing is unpickled) and refuses a file that is not ours with a
+clear message; :func:`check_fits` says why a stack does not fit a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..core.stack import StackInfo, atomic_path
+
+FORMAT = "deformation_forecast.model"
+VERSION = 1
+EXTENSION = ".dfmodel"
+
+
+def grid_of(info: StackInfo) -> dict[str, Any]:
+    return {
+        "crs_wkt": info.crs.to_wkt() if info.crs else "",
+        "transform": [float(v) for v in tuple(info.transform)[:6]],
+        "width": int(info.width),
+        "height": int(info.height),
+    }
+
+
+def save_model(path: str, network, compressor_model, meta: dict[str, Any]) -> str:
+    """Write the model file atomically (temp name + rename): nothing partial is ever visible."""
+    meta = {"format": FORMAT, "version": VERSION, **meta}
+    with tempfile.TemporaryDirectory(prefix="df_model_") as tmp:
+        net_path = os.path.join(tmp, "network.keras")
+        gru_path = os.path.join(tmp, "compressor.keras")
+        network.save(net_path)
+        compressor_model.save(gru_path)
+        with atomic_path(path) as partial, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("meta.json", json.dumps(meta, indent=1, default=_json_default))
+            z.write(net_path, "network.keras")
+            z.write(gru_path, "compressor.keras")
+    return path
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    """The JSON description of a model file; InputError if the file is not one of ours."""
+    not_ours = (
+        f"MODEL: {os.path.basename(path)!r} is not a deformation forecast model (a {EXTENSION} file "
+        "written by 'Train CNN-PhLSTM forecaster')"
+    )
+    if not os.path.isfile(path):
+        raise InputError(f"MODEL: file {path!r} not found.")
+    if not zipfile.is_zipfile(path):
+        raise InputError(not_ours + ".")
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        if not {"meta.json", "network.keras", "compressor.keras"} <= names:
+            raise InputError(not_ours + f": it lacks {sorted({'meta.json', 'network.keras'} - names)}.")
+        try:
+            meta = json.loads(z.read("meta.json").decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(not_ours + f": its description is unreadable ({e}).") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(not_ours + ".")
+    if int(meta.get("version", 0)) > VERSION:
+        raise InputError(
+            f"MODEL: {os.path.basename(path)!r} was written by a newer plugin (model format "
+            f"{meta.get('version')}, this plugin reads up to {VERSION}); update the plugin."
+        )
+    return meta
+
+
+def load_model(path: str):
+    """(network, compressor Keras model, meta) of a model file, loaded in Keras safe mode."""
+    import keras
+
+    from . import network as _network  # noqa: F401  (registers the custom layers)
+
+    meta = read_meta(path)
+    with tempfile.TemporaryDirectory(prefix="df_model_") as tmp, zipfile.ZipFile(path) as z:
+        z.extract("network.keras", tmp)
+        z.extract("compressor.keras", tmp)
+        net = keras.saving.load_model(os.path.join(tmp, "network.keras"), compile=False, safe_mode=True)
+        gru = keras.saving.load_model(os.path.join(tmp, "compressor.keras"), compile=False, safe_mode=True)
+    return net, gru, meta
+
+
+def check_fits(meta: dict[str, Any], info: StackInfo, n_regular: int) -> None:
+    """Refuse a stack whose grid, interval or length does not fit the model, saying why."""
+    from rasterio.crs import CRS
+
+    g = meta["grid"]
+    name = os.path.basename(info.path)
+    if (info.width, info.height) != (g["width"], g["height"]):
+        raise InputError(
+            f"The model was trained on a {g['width']} x {g['height']} grid; INPUT {name!r} is "
+            f"{info.width} x {info.height}. Forecast the stack it was trained on (or one on the same grid)."
+        )
+    crs_model = CRS.from_wkt(g["crs_wkt"]) if g["crs_wkt"] else None
+    if (crs_model or CRS()) != (info.crs or CRS()):
+        raise InputError(
+            f"The model's CRS ({crs_model.to_string() if crs_model else 'none'}) differs from the CRS of "
+            f"INPUT {name!r} ({info.crs.to_string() if info.crs else 'none'})."
+        )
+    ta, tb = np.array(g["transform"]), np.array(tuple(info.transform)[:6])
+    if not np.allclose(ta, tb, atol=1e-6 * max(abs(ta[0]), abs(ta[4]), 1e-9)):
+        raise InputError(
+            f"INPUT {name!r} is not on the model's grid (geotransform {tuple(tb)} vs {tuple(ta)})."
+        )
+    from ..core.dates import median_interval
+
+    interval = int(meta["interval_days"])
+    if len(info.dates) > 1 and median_interval(info.dates) > 2 * interval:
+        raise InputError(
+            f"INPUT {name!r} has a median acquisition interval of {median_interval(info.dates)} days, more "
+            f"than twice the model's interval of {interval} days: resampling would invent most dates."
+        )
+    need = int(max(meta["time_step"], meta["compressor"]["time_step"] + 1)) + 1
+    if n_regular < need:
+        raise InputError(
+            f"INPUT {name!r} gives {n_regular} dates at the model's interval of {interval} days; the model "
+            f"needs at least {need} (its time step is {meta['time_step']}, the compressor's "
+            f"{meta['compressor']['time_step']})."
+        )

@@ -1,0 +1,170 @@
+"""The forecasting networks (Fig. 7): time-distributed CNN encoder, stacked (peephole) LSTM, decoder.
+
+Architectures (``ARCHITECTURE``):
+
+``cnn-phlstm-paper``
+    Fig. 7 as published: per date a CNN encoder (conv + 2x2 max-pool stages, channels doubling up to
+    ``16 * width``) and global average pooling to ONE vector per date; three stacked PhLSTM layers
+    (the last returns only its final state); a decoder that reshapes a dense projection to the
+    bottleneck grid and alternates 2x upsampling with a 2x2 convolution (kernel = upsampling factor),
+    ReLU, channels shrinking to 1. The output is the next compressed frame.
+``cnn-phlstm`` (default)
+    The same encoder and PhLSTM cell, but (1) a spatially resolved bottleneck: the stacked PhLSTM runs
+    over time at every cell of the bottleneck grid (weights shared), instead of squeezing a date into
+    one vector; (2) skip connections from the encoder of the last input date to each decoder stage;
+    (3) the network predicts the increment over the last input frame (output = last frame + increment).
+``cnn-lstm`` / ``cnn-lstm-paper``
+    The same two networks with Keras's standard LSTM (cuDNN kernel on a GPU), the paper's comparison.
+
+Depth adapts to the tile: ``depth = log2(tile / 4)`` (at most 5) downsamplings, so a 450 x 450 paper
+scene (tiles of 128) and a 32 x 32 test scene use the same code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from .peephole import PACKAGE, PeepholeLSTMCell
+
+ARCHITECTURES = ("cnn-phlstm", "cnn-phlstm-paper", "cnn-lstm", "cnn-lstm-paper")
+PAPER_UNITS = (512, 256, 128)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class LastStep(keras.layers.Layer):
+    """(B, T, ...) -> (B, ...): the last date of a time-distributed tensor."""
+
+    def call(self, x):
+        return x[:, -1]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],) + tuple(input_shape[2:])
+
+
+def depth_for(tile: int) -> int:
+    return int(max(1, min(5, math.floor(math.log2(max(tile, 8) / 4)))))
+
+
+def tile_multiple(tile: int) -> int:
+    """Tiles must be a multiple of 2**depth."""
+    return 2 ** depth_for(tile)
+
+
+def _rnn(cell_type: str, units: int, return_sequences: bool, name: str):
+    if cell_type == "phlstm":
+        return keras.layers.RNN(PeepholeLSTMCell(units), return_sequences=return_sequences, name=name)
+    return keras.layers.LSTM(units, return_sequences=return_sequences, name=name)
+
+
+def build_network(
+    architecture: str = "cnn-phlstm",
+    time_step: int = 5,
+    tile: int = 64,
+    width: int = 8,
+    lstm_units: tuple[int, ...] | None = None,
+) -> keras.Model:
+    """A model mapping (B, time_step, tile, tile, 1) compressed frames to (B, tile, tile, 1)."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; one of {ARCHITECTURES}")
+    depth = depth_for(tile)
+    if tile % (2**depth):
+        raise ValueError(f"tile {tile} is not a multiple of {2**depth}")
+    cell_type = "phlstm" if "phlstm" in architecture else "lstm"
+    paper = architecture.endswith("-paper")
+    chans = [width * 2**k for k in range(depth)]
+    b = tile // 2**depth
+    inp = keras.Input((time_step, tile, tile, 1), name="frames")
+    x = inp
+    skips = []
+    for k, c in enumerate(chans):
+        x = keras.layers.TimeDistributed(
+            keras.layers.Conv2D(c, 3, padding="same", activation="relu"), name=f"enc_conv{k + 1}"
+        )(x)
+        skips.append(x)
+        x = keras.layers.TimeDistributed(keras.layers.MaxPooling2D(2), name=f"enc_pool{k + 1}")(x)
+    if paper:
+        units = tuple(lstm_units or PAPER_UNITS)
+        v = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="enc_gap")(x)
+        for k, u in enumerate(units):
+            v = _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}")(v)
+        y = keras.layers.Dense(b * b * chans[-1], activation="relu", name="dec_dense")(v)
+        y = keras.layers.Reshape((b, b, chans[-1]), name="dec_reshape")(y)
+    else:
+        units = tuple(lstm_units or (2 * chans[-1], chans[-1]))
+        c_last = chans[-1]
+        seq = keras.layers.Reshape((time_step, b * b, c_last), name="cells")(x)
+        seq = keras.layers.Permute((2, 1, 3), name="cells_first")(seq)  # (B, cells, T, C)
+        for k, u in enumerate(units):
+            seq = keras.layers.TimeDistributed(
+                _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}"),
+                name=f"cellwise_{cell_type}{k + 1}",
+            )(seq)
+        y = keras.layers.Reshape((b, b, units[-1]), name="dec_reshape")(seq)
+    for k in range(depth - 1, -1, -1):
+        y = keras.layers.UpSampling2D(2, name=f"dec_up{k + 1}")(y)
+        y = keras.layers.Conv2D(chans[k], 2, padding="same", activation="relu", name=f"dec_conv{k + 1}")(y)
+        if not paper:
+            y = keras.layers.Concatenate(name=f"dec_skip{k + 1}")(
+                [y, LastStep(name=f"skip{k + 1}")(skips[k])]
+            )
+            y = keras.layers.Conv2D(chans[k], 3, padding="same", activation="relu", name=f"dec_mix{k + 1}")(y)
+    out = keras.layers.Conv2D(1, 1, name="dec_out")(y)
+    if not paper:
+        out = keras.layers.Add(name="residual")([LastStep(name="last_frame")(inp), out])
+    return keras.Model(inp, out, name=architecture.replace("-", "_"))
+
+
+def ms_ssim_scales(tile: int, filter_size: int = 11) -> int:
+    """How many MS-SSIM scales a tile allows (at most 5)."""
+    m = 1
+    while m < 5 and tile / 2**m >= filter_size:
+        m += 1
+    return m
+
+
+def make_loss(mae_weight: float = 0.7, tile: int = 64):
+    """Eq. 11: w * MAE + (1 - w) * (1 - MS-SSIM), masked; y_true is (B, S, S, 2) = [target, mask]."""
+    import tensorflow as tf
+
+    scales = ms_ssim_scales(tile)
+    filt = min(11, tile)
+    weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)[:scales]
+    power = tuple(w / sum(weights) for w in weights)
+    w_mae = float(mae_weight)
+
+    def loss(y_true, y_pred):
+        target, mask = y_true[..., :1], y_true[..., 1:]
+        err = ops.sum(ops.abs(y_pred - target) * mask, axis=(1, 2, 3)) / ops.maximum(
+            ops.sum(mask, axis=(1, 2, 3)), 1.0
+        )
+        if w_mae >= 1.0:
+            return err
+        pred = y_pred * mask + target * (1.0 - mask)
+        # compressed frames live in [-1, 1]: shift to [0, 1] with max_val 1
+        msssim = tf.image.ssim_multiscale(
+            (target + 1.0) / 2.0, (pred + 1.0) / 2.0, max_val=1.0, power_factors=power, filter_size=filt
+        )
+        return w_mae * err + (1.0 - w_mae) * (1.0 - msssim)
+
+    return loss
+
+
+def masked_mae(y_true, y_pred):
+    target, mask = y_true[..., :1], y_true[..., 1:]
+    return ops.sum(ops.abs(y_pred - target) * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def ssim_metric(tile: int):
+    import tensorflow as tf
+
+    filt = min(11, tile)
+
+    def ssim(y_true, y_pred):
+        target, mask = y_true[..., :1], y_true[..., 1:]
+        pred = y_pred * mask + target * (1.0 - mask)
+        return tf.reduce_mean(tf.image.ssim((target + 1.0) / 2.0, (pred + 1.0) / 2.0, 1.0, filter_size=filt))
+
+    return ssim

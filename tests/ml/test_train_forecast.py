@@ -1,0 +1,165 @@
+"""End to end in the worker's code: train a tiny network on a moving, deepening bowl, beat
+persistence on the test set; model file round trip; iterative forecast; refusals."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.ml.scene import bowl_scene
+
+pytestmark = pytest.mark.tf
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = {
+    "epochs": 6,
+    "gru_epochs": 20,
+    "test_count": 8,
+    "device": "cpu",
+    "seed": 7,
+    "width": 8,
+}
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from affine import Affine
+
+    from deformation_forecast.core.stack import write_stack
+
+    folder = tmp_path_factory.mktemp("scene")
+    data, dates = bowl_scene(56, 32)
+    path = str(folder / "stack.tif")
+    write_stack(path, data, dates, "EPSG:32647", Affine(20, 0, 500000, 0, -20, 4300000))
+    return folder, path, data, dates
+
+
+@pytest.fixture(scope="module")
+def trained(scene):
+    from deformation_forecast.ml.train import run_train
+
+    folder, path, _, _ = scene
+    params = dict(
+        TINY,
+        input=path,
+        output_model=str(folder / "m.dfmodel"),
+        output_report=str(folder / "report.html"),
+        predictions=str(folder / "pred.npz"),
+    )
+    return params, run_train(params)
+
+
+def test_training_beats_persistence_and_writes_everything(trained):
+    params, res = trained
+    assert os.path.isfile(params["output_model"])
+    assert not os.path.exists(params["output_model"] + ".checkpoint")
+    assert res["epochs_run"] >= 1
+    assert res["test_metrics"]["MAE"] < 0.8 * res["persistence_metrics"]["MAE"], res
+    assert res["test_metrics"]["SSIM"] > 0.95
+    html = open(params["output_report"], encoding="utf-8").read()
+    assert html.count("data:image/png;base64,") >= 3 and "persistence" in html
+    pred = np.load(params["predictions"])
+    assert pred["one_step"].shape == pred["iterative"].shape == pred["targets"].shape == (8, 32, 32)
+    assert len(pred["test_dates"]) == 8 and str(pred["test_dates"][0]).count("-") == 2
+    assert np.isnan(pred["one_step"][:, 0, 0]).all() and np.isnan(pred["targets"][:, 0, 0]).all()
+    assert float(pred["train_seconds"]) > 0 and str(pred["device"]) == "CPU"
+
+
+def test_model_file_round_trip_identical_predictions(trained, scene):
+    from deformation_forecast.ml.dataset import predict_frames
+    from deformation_forecast.ml.modelfile import load_model, read_meta, save_model
+
+    params, _ = trained
+    net, gru, meta = load_model(params["output_model"])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(2, meta["time_step"], 32, 32)).astype("float32")
+    a = predict_frames(net, x, meta["tile"], meta["overlap"])
+    copy = os.path.join(os.path.dirname(params["output_model"]), "copy.dfmodel")
+    save_model(copy, net, gru, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    net2, gru2, meta2 = load_model(copy)
+    np.testing.assert_array_equal(a, predict_frames(net2, x, meta2["tile"], meta2["overlap"]))
+    z = rng.normal(size=(3, meta["compressor"]["time_step"], 2)).astype("float32")
+    np.testing.assert_array_equal(
+        np.asarray(gru([z[..., :1], z[..., 1:]])), np.asarray(gru2([z[..., :1], z[..., 1:]]))
+    )
+    assert read_meta(copy)["grid"]["width"] == 32
+
+
+def test_forecast_command_and_refusals(trained, scene, tmp_path):
+    from deformation_forecast.core.errors import InputError
+    from deformation_forecast.core.stack import read_info, read_stack, write_stack
+    from deformation_forecast.ml.forecast import run_forecast
+    from deformation_forecast.ml.modelfile import read_meta
+
+    params, _ = trained
+    folder, path, data, dates = scene
+    out = str(tmp_path / "fc.tif")
+    rate = str(tmp_path / "rate.tif")
+    res = run_forecast(
+        {
+            "input": path,
+            "model": params["output_model"],
+            "steps": 40,
+            "device": "cpu",
+            "output": out,
+            "output_rate": rate,
+        }
+    )
+    info = read_info(out)
+    assert info.count == 40 and info.dates[0] > dates[-1]
+    assert (info.dates[1] - info.dates[0]).days == 12
+    fc = read_stack(out)
+    assert np.isnan(fc[:, 0, 0]).all() and np.isfinite(fc[:, 20, 20]).all()
+    # the bowl keeps deepening
+    assert np.nanmin(fc[-1]) < np.nanmin(data[-1])
+    assert read_info(rate).count == 2 and res["rate_dates"]
+    # another grid is refused with the reason
+    other = str(tmp_path / "other.tif")
+    from affine import Affine
+
+    write_stack(other, data[:, :16, :16], dates, "EPSG:32647", Affine(20, 0, 500000, 0, -20, 4300000))
+    with pytest.raises(InputError, match="32 x 32 grid"):
+        run_forecast({"input": other, "model": params["output_model"], "device": "cpu", "output": out})
+    # not a model of ours
+    junk = str(tmp_path / "junk.dfmodel")
+    with zipfile.ZipFile(junk, "w") as z:
+        z.writestr("meta.json", json.dumps({"format": "something else"}))
+        z.writestr("network.keras", b"")
+        z.writestr("compressor.keras", b"")
+    with pytest.raises(InputError, match="not a deformation forecast model"):
+        read_meta(junk)
+    open(junk, "wb").write(b"\x80\x04pickle")
+    with pytest.raises(InputError, match="not a deformation forecast model"):
+        read_meta(junk)
+
+
+def test_cpu_runs_are_reproducible(scene, tmp_path):
+    """Two runs with the same SEED on the CPU give the same weights (separate worker processes)."""
+    _, path, _, _ = scene
+    preds = []
+    for k in range(2):
+        params = dict(
+            TINY,
+            input=path,
+            output_model=str(tmp_path / f"m{k}.dfmodel"),
+            epochs=1,
+            gru_epochs=2,
+            predictions=str(tmp_path / f"p{k}.npz"),
+        )
+        pfile = tmp_path / f"p{k}.json"
+        pfile.write_text(json.dumps(params))
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        p = subprocess.run(
+            [sys.executable, "-m", "deformation_forecast.ml", "train", "--params", str(pfile)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        assert '"progress"' in p.stdout and "epoch 1/1" in p.stdout
+        preds.append(np.load(params["predictions"])["one_step"])
+    np.testing.assert_array_equal(preds[0], preds[1])
