@@ -259,7 +259,12 @@ def main(argv=None) -> int:
         )
     finally:
         if folder and not a.keep:
-            shutil.rmtree(folder, ignore_errors=True)
+            if a.dir:  # the user's folder: remove only what we wrote
+                for p in (stack, stack + ".aux.xml"):
+                    if os.path.exists(p):
+                        os.unlink(p)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
         elif folder:
             print(f"stack kept: {stack}")
     return 0
