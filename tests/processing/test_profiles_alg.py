@@ -210,3 +210,20 @@ def test_incidence_raster_on_another_grid_is_resampled_and_logged(run_alg, write
     run_alg("losvertical", {"INPUT": path, "INCIDENCE_RASTER": inc, "OUTPUT": out}, feedback=Log())
     np.testing.assert_allclose(read_stack(out), -20.0, rtol=1e-5)
     assert any("resampled" in m for m in logs)
+
+
+def test_geographic_stack_gives_distances_in_metres(run_alg, write_stack):
+    from qgis.core import QgsDistanceArea
+
+    path = write_stack(_surface(), crs="EPSG:4326", res=0.0002, origin=(102.0, 38.5))
+    a, b = (102.0011, 38.4989), (102.0071, 38.4989)
+    layer = _lines([[[a, b]]], crs="EPSG:4326")
+    res = run_alg("extractprofiles", {"INPUT": path, "LINES": layer, "OUTPUT": "TEMPORARY_OUTPUT"})
+    feats = list(res["OUTPUT"].getFeatures())
+    da = QgsDistanceArea()
+    da.setSourceCrs(QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance().transformContext())
+    da.setEllipsoid("EPSG:7030")
+    expected = da.measureLine(QgsPointXY(*a), QgsPointXY(*b))
+    assert 500 < expected < 550
+    assert feats[-1]["distance"] == pytest.approx(expected, rel=1e-6)
+    assert len(feats) == 31  # 0.006 deg every 0.0002 deg (the pixel size)
