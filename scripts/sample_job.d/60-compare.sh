@@ -2,7 +2,7 @@
 # Main-job step (paper Table III, Fig. 18-19): compare persistence, the per-pixel linear trend, SVR,
 # MLP, CNN-LSTM and CNN-PhLSTM on the sample scene's ascending stack (last 20 frames of the regular
 # 12-day grid for test, time step 5). The networks get a small budget (COMPARE_EPOCHS epochs, at most
-# COMPARE_MAX_SECONDS of training each) so that the step ends in a few minutes on 2 CPU cores; their
+# COMPARE_MAX_SECONDS of training each) to keep the step short; their
 # scores are those of briefly trained networks, the report says how many epochs ran. The worker also
 # fits its GRU extremum compressor and predicts every tile, so each network takes several minutes of
 # wall time on 2 shared cores (measured: ~10 min for CNN-LSTM with 2 epochs while others ran).
