@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass, field
 from functools import partial
 
+from qgis.core import Qgis
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QAction, QDockWidget
 
@@ -43,6 +44,9 @@ DOCKS: list[DockSpec] = [
         Qt.BottomDockWidgetArea,
         ("extractprofiles",),
     ),
+    DockSpec(
+        "timeseries", "Time series at a pixel", "timeseries_dock", "TimeSeriesDock", Qt.BottomDockWidgetArea
+    ),
 ]
 
 
@@ -53,9 +57,19 @@ class PluginGui:
         self.docks: dict[str, QDockWidget] = {}
         self.actions: list[QAction] = []
         self._listeners: list[tuple[str, object]] = []
+        self.settings_factory = None
 
     def load(self) -> None:
         parent = self.iface.mainWindow()
+        from .settings import SettingsFactory
+
+        self.settings_factory = SettingsFactory()
+        _call(self.iface, "registerOptionsWidgetFactory", self.settings_factory)
+        animate = QAction("Animate active stack in the Temporal Controller", parent)
+        animate.setObjectName("deformation_forecast_animate")
+        animate.triggered.connect(self.animate_active_layer)
+        self.iface.addPluginToMenu(MENU, animate)
+        self.actions.append(animate)
         for spec in self.specs.values():
             action = QAction(spec.title, parent)
             action.setObjectName(f"deformation_forecast_{spec.key}")
@@ -67,7 +81,29 @@ class PluginGui:
                 result_hooks.connect(alg, listener)
                 self._listeners.append((alg, listener))
 
+    def animate_active_layer(self, *_args) -> int:
+        """Add the active stack as one layer per date for the Temporal Controller; returns the
+        number of layers added (0 with a message bar note when the layer is no stack)."""
+        from ..processing.temporal import add_stack_as_temporal_layers
+        from .timeseries_dock import stack_path
+
+        layer = self.iface.activeLayer()
+        path = stack_path(layer)
+        if path is None:
+            self.iface.messageBar().pushMessage(
+                "Deformation forecast",
+                "Select a deformation stack (a raster with one date per band) first.",
+                Qgis.Warning,
+                5,
+            )
+            return 0
+        _, layers = add_stack_as_temporal_layers(path, group_name=f"{layer.name()} (animation)")
+        return len(layers)
+
     def unload(self) -> None:
+        if self.settings_factory is not None:
+            _call(self.iface, "unregisterOptionsWidgetFactory", self.settings_factory)
+            self.settings_factory = None
         for alg, listener in self._listeners:
             result_hooks.disconnect(alg, listener)
         self._listeners.clear()

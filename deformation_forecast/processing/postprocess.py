@@ -15,12 +15,20 @@ _alive: list[QgsProcessingLayerPostProcessorInterface] = []
 
 
 class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
-    def __init__(self, units: str = "mm", temporal: bool = False):
+    def __init__(self, units: str = "mm", temporal: bool = False, then=None):
         super().__init__()
         self.units = units
         self.temporal = temporal
+        self.then = then  # a post-processor set before this one (e.g. result_hooks'), called after
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        try:
+            self._style(layer, context, feedback)
+        finally:
+            if self.then is not None:
+                self.then.postProcessLayer(layer, context, feedback)
+
+    def _style(self, layer, context, feedback) -> None:
         if not isinstance(layer, QgsRasterLayer):
             return
         path = layer.source().split("|")[0]
@@ -44,6 +52,7 @@ def style_on_load(context, path: str, units: str = "mm", temporal: bool = False)
     """Attach the style post-processor to output `path` if Processing will load it."""
     if not path or not context.willLoadLayerOnCompletion(path):
         return
-    pp = StylePostProcessor(units, temporal)
+    details = context.layerToLoadOnCompletionDetails(path)
+    pp = StylePostProcessor(units, temporal, details.postProcessor())
     _alive.append(pp)
-    context.layerToLoadOnCompletionDetails(path).setPostProcessor(pp)
+    details.setPostProcessor(pp)

@@ -7,7 +7,15 @@ import sys
 
 import numpy as np
 import pytest
-from qgis.core import QgsApplication, QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
 
 from tests.conftest import make_dates
 
@@ -114,10 +122,37 @@ def gui(qgis_app, qgis_processing, qgis_iface):
         registry.removeProvider(provider)
 
 
-def test_menu_entry_opens_the_dock(gui):
-    assert [a.text() for a in gui.actions] == ["Profile plot"]
-    gui.actions[0].trigger()
+def test_menu_entries_open_the_docks(gui):
+    texts = [a.text() for a in gui.actions]
+    assert texts == [
+        "Animate active stack in the Temporal Controller",
+        "Profile plot",
+        "Time series at a pixel",
+    ]
+    gui.actions[1].trigger()
     assert "profiles" in gui.docks and not gui.docks["profiles"].isHidden()
+    gui.actions[2].trigger()
+    assert "timeseries" in gui.docks and not gui.docks["timeseries"].isHidden()
+
+
+def test_animate_action_on_a_stack_and_on_something_else(gui, write_stack):
+    path = write_stack(-np.arange(60, dtype="float32").reshape(3, 4, 5))
+    layer = QgsRasterLayer(path, "stack", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        gui.iface.setActiveLayer(layer)
+        assert gui.animate_active_layer() == 3
+        animated = [
+            lyr for lyr in QgsProject.instance().mapLayers().values() if lyr.temporalProperties().isActive()
+        ]
+        assert len(animated) == 3
+        other = QgsVectorLayer("Point?crs=EPSG:32647", "points", "memory")
+        QgsProject.instance().addMapLayer(other)
+        gui.iface.setActiveLayer(other)
+        assert gui.animate_active_layer() == 0
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+        QgsProject.instance().layerTreeRoot().removeAllChildren()
 
 
 def test_dock_opens_after_a_run_that_loads_its_output(gui, write_stack):
