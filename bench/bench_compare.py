@@ -118,6 +118,8 @@ def main(argv=None) -> int:
                 except RuntimeError as e:
                     print(f"  {arch}: skipped: {e}", file=sys.stderr)
                     continue
+                if f.notes:
+                    print(f"  {arch}: {f.notes}", file=sys.stderr)
                 forecasts.append(f)
         rows, L = ev.comparison_rows(forecasts, cmp.observed_test)
         print(f"\nTable III on the sample scene (data range L = {L:.1f} mm; PSNR = 10 log10(L^2/MSE))")

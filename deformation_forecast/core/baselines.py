@@ -436,7 +436,7 @@ def load_network_predictions(path: str, model: str, test_dates: Sequence[dt.date
                 f"{model}: the worker's test dates {got[:2]}..{got[-1:]} ({len(got)}) differ from the "
                 f"baselines' {want[:2]}..{want[-1:]} ({len(want)}); the split is not the same."
             )
-        return Forecasts(
+        f = Forecasts(
             model=model,
             one_step=z["one_step"].astype("float32"),
             iterative=z["iterative"].astype("float32"),
@@ -444,6 +444,15 @@ def load_network_predictions(path: str, model: str, test_dates: Sequence[dt.date
             predict_seconds=float(z["predict_seconds"]),
             device=str(z["device"]),
         )
+    if not np.isfinite(f.one_step).any():
+        f.notes = NO_FINITE_PREDICTION
+    return f
+
+
+NO_FINITE_PREDICTION = (
+    "WARNING: the worker returned no finite prediction (all NaN): the training probably diverged; "
+    "its metrics are n/a."
+)
 
 
 @dataclass

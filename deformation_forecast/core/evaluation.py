@@ -209,8 +209,11 @@ def extremes_figure(
 
     fig = Figure(figsize=(9, 4.2))
     ax = fig.add_subplot(1, 1, 1)
+    import warnings
+
     x = np.array(all_dates, dtype="datetime64[D]")
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a model without any finite prediction
         ax.plot(x, np.nanmin(observed_all.reshape(len(x), -1), axis=1), "k-", lw=1.5, label="raw min")
         ax.plot(x, np.nanmax(observed_all.reshape(len(x), -1), axis=1), "k--", lw=1.5, label="raw max")
         xt = np.array(test_dates, dtype="datetime64[D]")

@@ -369,6 +369,9 @@ class CompareModels(DeformationAlgorithm):
             raise QgsProcessingException(str(e)) from e
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        if f.notes == bl.NO_FINITE_PREDICTION:
+            feedback.reportError(f"{model}: {f.notes}", fatalError=False)
+            return f
         f.notes = (
             f"trained in the TensorFlow worker: {res.get('epochs_run', '?')} epochs (EPOCHS={epochs}), "
             f"worker wall time {time.perf_counter() - t0:.0f} s"

@@ -167,7 +167,19 @@ def test_network_predictions_npz(tmp_path):
         device=np.array("CPU"),
     )
     f = bl.load_network_predictions(str(p), "cnn-lstm", dates)
-    assert f.train_seconds == 2.5 and f.device == "CPU" and f.iterative.max() == 1
+    assert f.train_seconds == 2.5 and f.device == "CPU" and f.iterative.max() == 1 and not f.notes
+    nan = np.full_like(arr, np.nan)
+    np.savez(
+        p,
+        one_step=nan,
+        iterative=nan,
+        targets=arr,
+        test_dates=np.array([d.isoformat() for d in dates]),
+        train_seconds=np.float64(2.5),
+        predict_seconds=np.float64(0.5),
+        device=np.array("CPU"),
+    )
+    assert bl.load_network_predictions(str(p), "cnn-lstm", dates).notes == bl.NO_FINITE_PREDICTION
     with pytest.raises(ValueError, match="split is not the same"):
         bl.load_network_predictions(str(p), "cnn-lstm", make_dates(3, step=6))
 
