@@ -297,3 +297,35 @@ def read_pixel_series(path: str, x: float, y: float) -> tuple[list[dt.date], np.
         return None
     vals = read_stack(path, Window(rc[1], rc[0], 1, 1))[:, 0, 0]
     return info.dates, vals
+
+
+MAX_ABS_MM = 1e5  # 100 m of displacement: anything beyond is a unit or nodata mistake
+
+
+def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> None:
+    """Refuse stacks whose values are garbage, from a decimated read of the first, middle and last
+    bands (bounded memory): no valid pixel at all, infinities, or implausible magnitudes."""
+    bands = sorted({0, info.count // 2, info.count - 1})
+    shape = (min(info.height, max_side), min(info.width, max_side))
+    name = os.path.basename(info.path)
+    with rasterio.open(info.path) as src:
+        for b in bands:
+            arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
+            if src.nodata is not None and not np.isnan(src.nodata):
+                arr[arr == np.float32(src.nodata)] = np.nan
+            label = info.dates[b].isoformat() if info.dates and info.dates[b] else f"band {b + 1}"
+            if np.isinf(arr).any():
+                raise InputError(
+                    f"{what}: {name!r} has infinite values at {label}; set them to NaN (nodata) first."
+                )
+            finite = arr[np.isfinite(arr)]
+            if finite.size and np.abs(finite).max() > MAX_ABS_MM:
+                raise InputError(
+                    f"{what}: {name!r} has values up to {np.abs(finite).max():.3g} {info.units} at {label}, "
+                    "which is not a plausible displacement; check the units and the nodata value."
+                )
+            if b == info.count - 1 and finite.size == 0:
+                raise InputError(
+                    f"{what}: {name!r} has no valid pixel at {label} (all NaN/nodata); "
+                    "choose a stack with coherent pixels."
+                )

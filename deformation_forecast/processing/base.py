@@ -15,7 +15,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.errors import InputError
-from ..core.stack import StackInfo, read_info
+from ..core.stack import StackInfo, check_values, read_info
 
 GROUPS = {
     "stack": "Stack preparation",
@@ -74,12 +74,59 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
+        self._refuse_overwriting_inputs(parameters, context)
         try:
             results = self.compute(parameters, context, feedback)
         except InputError as e:
             raise QgsProcessingException(str(e)) from e
         self._style_outputs(parameters, context, results)
         return results
+
+    def _refuse_overwriting_inputs(self, parameters, context) -> None:
+        """No file output may be the file of an input layer or file (it would be destroyed)."""
+        from qgis.core import (
+            QgsProcessingDestinationParameter,
+            QgsProcessingParameterFeatureSource,
+            QgsProcessingParameterFile,
+            QgsProcessingParameterMapLayer,
+            QgsProcessingParameterMultipleLayers,
+            QgsProcessingParameterRasterLayer,
+            QgsProcessingParameterVectorLayer,
+        )
+
+        inputs: dict[str, str] = {}
+        for p in self.parameterDefinitions():
+            name = p.name()
+            if parameters.get(name) in (None, ""):
+                continue
+            layers = []
+            if isinstance(p, QgsProcessingParameterRasterLayer | QgsProcessingParameterMapLayer):
+                layers = [self.parameterAsLayer(parameters, name, context)]
+            elif isinstance(p, QgsProcessingParameterVectorLayer):
+                layers = [self.parameterAsVectorLayer(parameters, name, context)]
+            elif isinstance(p, QgsProcessingParameterMultipleLayers):
+                layers = self.parameterAsLayerList(parameters, name, context)
+            elif isinstance(p, QgsProcessingParameterFeatureSource):
+                layers = [self.parameterAsVectorLayer(parameters, name, context)]
+            elif isinstance(p, QgsProcessingParameterFile):
+                inputs[os.path.abspath(self.parameterAsFile(parameters, name, context))] = name
+            for lyr in layers:
+                if lyr is not None:
+                    inputs[os.path.abspath(lyr.source().split("|")[0])] = name
+        for p in self.destinationParameterDefinitions():
+            if not isinstance(p, QgsProcessingDestinationParameter):
+                continue
+            value = parameters.get(p.name())
+            if value in (None, "") or "TEMPORARY_OUTPUT" in str(value):
+                continue
+            sink = getattr(value, "sink", None)
+            path = sink.staticValue() if sink is not None else str(value)
+            path = os.path.abspath(str(path).split("|")[0])
+            if path in inputs:
+                raise QgsProcessingException(
+                    f"{p.name()}: {path} is the file of input {inputs[path]}; writing it would destroy "
+                    "the input. Choose another output file."
+                )
 
     def _style_outputs(self, parameters, context, results: dict[str, Any]) -> None:
         from qgis.core import QgsProcessingParameterRasterDestination
@@ -123,13 +170,22 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
             )
         return path
 
-    def stack_info(self, parameters, name: str, context, require_dates: bool = True) -> StackInfo:
-        """Describe the stack given in parameter `name`; names the parameter in any error."""
+    def stack_info(
+        self, parameters, name: str, context, require_dates: bool = True, check_data: bool = True
+    ) -> StackInfo:
+        """Describe the stack given in parameter `name`; names the parameter in any error. With
+        `check_data`, refuse an all-NaN stack, infinities and implausible magnitudes."""
         path = self.raster_path(parameters, name, context)
         try:
-            return read_info(path, require_dates=require_dates)
+            info = read_info(path, require_dates=require_dates)
         except InputError as e:
             raise QgsProcessingException(f"{name}: {e}") from e
+        if check_data:
+            try:
+                check_values(info, name)
+            except InputError as e:
+                raise QgsProcessingException(str(e)) from e
+        return info
 
     @staticmethod
     def check_output_not_input(out_path: str, *inputs: str) -> None:
