@@ -144,13 +144,25 @@ def predict_frames(model, windows: np.ndarray, tile: int, overlap: int, batch_si
     places = [(r, c) for r in rows for c in cols]
     for r, c in places:
         norm[r : r + tile, c : c + tile] += weight
+    call = _compiled(model)
     for r, c in places:
         batch = x[:, :, r : r + tile, c : c + tile, None]
-        pred = np.concatenate(
-            [np.asarray(model(batch[i : i + batch_size], training=False)) for i in range(0, n, batch_size)]
-        )[..., 0]
+        pred = np.concatenate([np.asarray(call(batch[i : i + batch_size])) for i in range(0, n, batch_size)])[
+            ..., 0
+        ]
         acc[:, r : r + tile, c : c + tile] += pred * weight
     return (acc / norm)[:, :h, :w].astype("float32")
+
+
+def _compiled(model):
+    """The model's inference as one traced graph (eager calls cost ~10x more per small batch)."""
+    fn = getattr(model, "_df_infer", None)
+    if fn is None:
+        import tensorflow as tf
+
+        fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        model._df_infer = fn
+    return fn
 
 
 def choose_tile(height: int, width: int, tile_size: int) -> int:

@@ -44,6 +44,42 @@ class LastStep(keras.layers.Layer):
         return (input_shape[0],) + tuple(input_shape[2:])
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class CellsToBatch(keras.layers.Layer):
+    """(B, T, b, b, C) -> (B * b * b, T, C): one sequence per bottleneck cell.
+
+    (A plain reshape: ``TimeDistributed(RNN)`` does the same through a vectorized map whose graph
+    takes over a minute to build on a small CPU.)
+    """
+
+    def call(self, x):
+        shape = ops.shape(x)
+        t, c = x.shape[1], x.shape[-1]
+        x = ops.transpose(x, (0, 2, 3, 1, 4))
+        return ops.reshape(x, (shape[0] * x.shape[1] * x.shape[2], t, c))
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[1], input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class BatchToCells(keras.layers.Layer):
+    """(B * b * b, U) -> (B, b, b, U), the inverse of :class:`CellsToBatch`."""
+
+    def __init__(self, cells: int, **kwargs):
+        super().__init__(**kwargs)
+        self.cells = int(cells)
+
+    def call(self, x):
+        return ops.reshape(x, (-1, self.cells, self.cells, x.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.cells, self.cells, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "cells": self.cells}
+
+
 def depth_for(tile: int) -> int:
     return int(max(1, min(5, math.floor(math.log2(max(tile, 8) / 4)))))
 
@@ -94,15 +130,10 @@ def build_network(
         y = keras.layers.Reshape((b, b, chans[-1]), name="dec_reshape")(y)
     else:
         units = tuple(lstm_units or (2 * chans[-1], chans[-1]))
-        c_last = chans[-1]
-        seq = keras.layers.Reshape((time_step, b * b, c_last), name="cells")(x)
-        seq = keras.layers.Permute((2, 1, 3), name="cells_first")(seq)  # (B, cells, T, C)
+        seq = CellsToBatch(name="cells_to_batch")(x)  # (B * cells, T, C)
         for k, u in enumerate(units):
-            seq = keras.layers.TimeDistributed(
-                _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}"),
-                name=f"cellwise_{cell_type}{k + 1}",
-            )(seq)
-        y = keras.layers.Reshape((b, b, units[-1]), name="dec_reshape")(seq)
+            seq = _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}")(seq)
+        y = BatchToCells(b, name="batch_to_cells")(seq)
     for k in range(depth - 1, -1, -1):
         y = keras.layers.UpSampling2D(2, name=f"dec_up{k + 1}")(y)
         y = keras.layers.Conv2D(chans[k], 2, padding="same", activation="relu", name=f"dec_conv{k + 1}")(y)

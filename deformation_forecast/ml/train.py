@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "gru_epochs": 64,
     "gru_batch_size": 64,
     "gru_learning_rate": 1e-3,
+    # XLA: compiling the network takes ~90 s on 2 CPU cores, longer than a small training
+    "jit_compile": False,
 }
 
 
@@ -195,6 +197,7 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
             loss=make_loss(float(p["mae_weight"]), tile),
             metrics=[masked_mae, ssim_metric(tile)],
+            jit_compile=bool(p["jit_compile"]),
         )
         protocol.message(
             f"Network {p['architecture']}: tile {tile} (overlap {overlap}), {net.count_params()} weights; "
@@ -362,18 +365,17 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
     if p.get("predictions"):
         from ..core.stack import atomic_path
 
-        with atomic_path(p["predictions"]) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    one_step=one_step.astype("float32"),
-                    iterative=iterative.astype("float32"),
-                    targets=targets.astype("float32"),
-                    test_dates=np.array([grid[t].isoformat() for t in test]),
-                    train_seconds=np.float64(train_seconds),
-                    predict_seconds=np.float64(predict_seconds),
-                    device=np.array(device["name"]),
-                )
+        with atomic_path(p["predictions"]) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                one_step=one_step.astype("float32"),
+                iterative=iterative.astype("float32"),
+                targets=targets.astype("float32"),
+                test_dates=np.array([grid[t].isoformat() for t in test]),
+                train_seconds=np.float64(train_seconds),
+                predict_seconds=np.float64(predict_seconds),
+                device=np.array(device["name"]),
+            )
         out["predictions"] = p["predictions"]
     protocol.progress(100, "Model written")
     return out

@@ -1,0 +1,86 @@
+"""Forecast deformation: the Processing adapter of the worker command ``forecast``."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..worker import find_python, run_worker
+from .base import DeformationAlgorithm
+
+DEVICES = ["auto", "gpu", "cpu"]
+
+
+class ForecastDeformation(DeformationAlgorithm):
+    NAME = "forecast"
+    DISPLAY = "Forecast deformation"
+    GROUP = "forecasting"
+    TAGS = "cnn,lstm,phlstm,deep learning,tensorflow,forecast,prediction,future"
+    HELP = (
+        "Forecasts the deformation stack into the future with a model from 'Train CNN-PhLSTM "
+        "forecaster' (He et al. 2022, Fig. 8): the stack is resampled to the model's interval, and "
+        "each predicted date joins the input window for the next one; the GRU compressor's predicted "
+        "extremes scale the frames back to mm. STEPS = 0 forecasts two years. OUTPUT is a stack on "
+        "the input's grid with the future dates in the band descriptions; OUTPUT_RATE (optional) "
+        "holds the annual rate (mm/yr) of each forecast year. A model trained on another grid, or "
+        "whose interval or time step the stack cannot provide, is refused with the reason."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "MODEL", "Trained model", QgsProcessingParameterFile.File, extension="dfmodel"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "STEPS",
+                "Dates to forecast (0 = two years at the model's interval)",
+                QgsProcessingParameterNumber.Integer,
+                defaultValue=0,
+                minValue=0,
+                maxValue=100000,
+            )
+        )
+        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Forecast stack"))
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT_RATE", "Annual rate per forecast year (mm/yr)", optional=True, createByDefault=False
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Dates forecast"))
+        self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last forecast date"))
+
+    def canExecute(self):  # noqa: N802
+        python, why = find_python()
+        return (python is not None, why)
+
+    def compute(self, parameters, context, feedback):
+        info = self.stack_info(parameters, "INPUT", context)
+        model = self.parameterAsFile(parameters, "MODEL", context)
+        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        rate = self.parameterAsOutputLayer(parameters, "OUTPUT_RATE", context) or ""
+        for p in (out, rate):
+            self.check_output_not_input(p, info.path)
+        params = {
+            "input": info.path,
+            "model": model,
+            "steps": self.parameterAsInt(parameters, "STEPS", context),
+            "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            "output": out,
+        }
+        if rate:
+            params["output_rate"] = rate
+        res = run_worker("forecast", params, feedback)
+        result = {"OUTPUT": res["output"], "STEPS_DONE": res["steps"], "LAST_DATE": res["dates"][-1]}
+        result["OUTPUT_RATE"] = res.get("output_rate")
+        return result

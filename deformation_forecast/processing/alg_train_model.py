@@ -1,0 +1,156 @@
+"""Train CNN-PhLSTM forecaster: the Processing adapter of the worker command ``train``."""
+
+from __future__ import annotations
+
+import math
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..worker import find_python, run_worker
+from .base import DeformationAlgorithm
+
+ARCHITECTURES = ["cnn-phlstm", "cnn-phlstm-paper", "cnn-lstm", "cnn-lstm-paper"]
+DEVICES = ["auto", "gpu", "cpu"]
+INT = QgsProcessingParameterNumber.Integer
+DOUBLE = QgsProcessingParameterNumber.Double
+# (name, label, type, default, min, max, advanced, help)
+NUMBERS = [
+    ("TIME_STEP", "Input length (dates per window)", INT, 5, 2, 60, False, None),
+    ("TEST_COUNT", "Test dates (the last ones)", INT, 20, 0, 1000, False, None),
+    ("VALIDATION_FRACTION", "Validation fraction of the rest", DOUBLE, 0.2, 0.0, 0.9, True, None),
+    ("EPOCHS", "Epochs (at most; early stopping on the validation loss)", INT, 30, 1, 10000, False, None),
+    ("BATCH_SIZE", "Batch size", INT, 4, 1, 1024, True, None),
+    ("LEARNING_RATE", "Learning rate (Adam)", DOUBLE, 5e-4, 1e-7, 1.0, True, None),
+    (
+        "MAE_WEIGHT",
+        "Loss weight of MAE (the rest goes to 1 - MS-SSIM, eq. 11)",
+        DOUBLE,
+        0.7,
+        0.0,
+        1.0,
+        True,
+        None,
+    ),
+    ("TILE_SIZE", "Tile size (pixels; rasters are tiled with overlap)", INT, 64, 16, 1024, True, None),
+    (
+        "INTERVAL_DAYS",
+        "Regular interval (days, 0 = median acquisition interval)",
+        INT,
+        0,
+        0,
+        3650,
+        False,
+        "Irregular acquisitions are resampled linearly in time to this interval.",
+    ),
+    ("SEED", "Random seed (CPU runs are reproducible)", INT, 42, 0, 2**31 - 1, True, None),
+    ("WIDTH", "Network width (channels of the first encoder stage)", INT, 8, 2, 64, True, None),
+    ("PATIENCE", "Early-stopping patience (epochs, 0 = off)", INT, 8, 0, 1000, True, None),
+    ("MAX_SECONDS", "Training time budget (seconds, 0 = none)", INT, 0, 0, 10**7, True, None),
+    ("GRU_EPOCHS", "Epochs of the GRU extremum compressor", INT, 64, 1, 10000, True, None),
+    ("SAMPLES_PER_EPOCH", "Training tiles per epoch (0 = all)", INT, 0, 0, 10**7, True, None),
+]
+METRICS = [
+    ("TEST_MAE", "MAE"),
+    ("TEST_RMSE", "RMSE"),
+    ("TEST_SSIM", "SSIM"),
+    ("TEST_MS_SSIM", "MS_SSIM"),
+    ("TEST_PSNR", "PSNR"),
+]
+
+
+class TrainModel(DeformationAlgorithm):
+    NAME = "trainmodel"
+    DISPLAY = "Train CNN-PhLSTM forecaster"
+    GROUP = "forecasting"
+    TAGS = "cnn,lstm,phlstm,peephole,gru,deep learning,tensorflow,forecast,prediction,train"
+    HELP = (
+        "Trains the CNN-PhLSTM network of He et al. (2022, §III-B) on a deformation stack, in a "
+        "separate TensorFlow process. The stack is resampled to a regular interval; the per-date "
+        "minimum and maximum are modelled by a GRU compressor (eqs. 1-4) that scales frames to "
+        "[-1, 1]; sliding windows of TIME_STEP dates predict the next date; the last TEST_COUNT "
+        "dates are the test set, the rest is split in time order into training and validation. "
+        "Loss: MAE_WEIGHT x MAE + (1 - MAE_WEIGHT) x (1 - MS-SSIM) (eq. 11), Adam, early stopping "
+        "with the best weights kept. ARCHITECTURE: cnn-phlstm (default: PhLSTM at every cell of a "
+        "spatial bottleneck, skip connections, increment over the last frame), cnn-phlstm-paper "
+        "(Fig. 7 as published: one vector per date), cnn-lstm(-paper) (standard LSTM, the paper's "
+        "comparison). Outputs: one model file (network, compressor, time step, interval, grid, dates, "
+        "metrics) for 'Forecast deformation', an HTML report (loss/SSIM curves, min/max trends, test "
+        "metrics) and the test metrics one step ahead. DEVICE auto uses a CUDA GPU when TensorFlow "
+        "sees one. Cancel stops the worker and writes no model; RESUME continues an interrupted run "
+        "with the same parameters from its checkpoint (OUTPUT_MODEL.checkpoint)."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
+        self.addParameter(
+            QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", ARCHITECTURES, defaultValue=0)
+        )
+        for name, label, kind, default, lo, hi, advanced, help_text in NUMBERS:
+            p = QgsProcessingParameterNumber(
+                name, label, kind, defaultValue=default, minValue=lo, maxValue=hi
+            )
+            if advanced:
+                p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            if help_text:
+                p.setHelp(help_text)
+            self.addParameter(p)
+        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=0))
+        resume = QgsProcessingParameterBoolean(
+            "RESUME", "Resume an interrupted run from its checkpoint", defaultValue=False
+        )
+        resume.setFlags(resume.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(resume)
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                "OUTPUT_MODEL", "Trained model", "Deformation forecast model (*.dfmodel)"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Training report", "HTML files (*.html)")
+        )
+        for name, label in METRICS:
+            self.addOutput(QgsProcessingOutputNumber(name, f"Test {label} (one step ahead)"))
+
+    def canExecute(self):  # noqa: N802
+        python, why = find_python()
+        return (python is not None, why)
+
+    def compute(self, parameters, context, feedback):
+        info = self.stack_info(parameters, "INPUT", context)
+        model = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
+        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        self.check_output_not_input(model, info.path)
+        self.check_output_not_input(report, info.path)
+        params = {
+            "input": info.path,
+            "output_model": model,
+            "output_report": report,
+            "architecture": ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)],
+            "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
+            "resume": self.parameterAsBool(parameters, "RESUME", context),
+        }
+        for name, _, kind, *_ in NUMBERS:
+            if kind == INT:
+                params[name.lower()] = self.parameterAsInt(parameters, name, context)
+            else:
+                params[name.lower()] = self.parameterAsDouble(parameters, name, context)
+        feedback.pushInfo(
+            f"Training {params['architecture']} on {info.count} dates of {info.width} x {info.height} pixels"
+        )
+        res = run_worker("train", params, feedback)
+        feedback.pushInfo(
+            f"Trained on {res['device']} ({res['device_reason']}) in {res['train_seconds']:.1f} s"
+        )
+        out = {"OUTPUT_MODEL": res["output_model"], "OUTPUT_REPORT": res.get("output_report", report)}
+        for name, key in METRICS:
+            v = res["test_metrics"].get(key, math.nan)
+            out[name] = float(v) if v is not None else math.nan
+        return out
