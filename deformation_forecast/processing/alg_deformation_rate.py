@@ -67,6 +67,7 @@ def report_incidence(feedback, theta: float, path: str | None, resampled: bool) 
 
 class DeformationRate(DeformationAlgorithm):
     NAME = "deformationrate"
+    RASTER_UNITS = {"OUTPUT": "mm/yr"}
     DISPLAY = "Deformation rate"
     GROUP = "analysis"
     TAGS = "velocity,rate,annual,subsidence,vertical,least squares"

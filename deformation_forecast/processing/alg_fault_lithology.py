@@ -58,6 +58,7 @@ PLOT_SAMPLES = 5000
 
 class FaultLithology(DeformationAlgorithm):
     NAME = "faultlithology"
+    RASTER_UNITS = {"OUTPUT_DISTANCE": "m"}
     DISPLAY = "Fault and lithology control"
     GROUP = "analysis"
     TAGS = "fault,lithology,geology,zonal,step,distance"
