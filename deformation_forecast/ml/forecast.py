@@ -60,15 +60,20 @@ def annual_rates(
 ) -> tuple[np.ndarray, list[dt.date]]:
     """Annual rate (mm/yr) per forecast year: the change over each year of the forecast, per year.
 
-    Year k covers (k-1, k] years after the last observation; the band date is the last forecast date
-    in it. A trailing partial year is rated over its own length.
+    Year k covers (k-1, k] years after the last observation (a date within half a step of a
+    boundary closes the year); the band date is the last forecast date in it. A trailing partial
+    year is rated over its own length.
     """
     days = np.array([(d - last_date).days for d in dates], dtype="float64")
-    n_years = int(math.ceil(days[-1] / 365.25 - 1e-9))
+    # a date within half a step of a year boundary belongs to the year it closes
+    tol = 0.5 * float(np.median(np.diff(np.concatenate([[0.0], days]))))
+    n_years = max(1, int(math.ceil((days[-1] - tol) / 365.25 - 1e-9)))
     rates, labels = [], []
     prev, prev_day = last_obs, 0.0
     for k in range(1, n_years + 1):
-        inside = np.flatnonzero((days > (k - 1) * 365.25) & (days <= k * 365.25 + 1e-9))
+        lo = (k - 1) * 365.25 + tol if k > 1 else 0.0
+        hi = k * 365.25 + tol if k < n_years else np.inf
+        inside = np.flatnonzero((days > lo) & (days <= hi))
         if not inside.size:
             continue
         j = inside[-1]

@@ -1,0 +1,99 @@
+"""trainmodel -> forecast, and the shipped graphical model, in qgis_process.bin (a separate program)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.e2e.conftest import ROOT
+from tests.ml.scene import bowl_scene
+
+pytestmark = [pytest.mark.e2e, pytest.mark.tf]
+MODEL3 = os.path.join(ROOT, "deformation_forecast", "models", "stack_train_forecast.model3")
+
+
+def test_trainmodel_then_forecast(qgis_process, write_stack, tmp_path):
+    from deformation_forecast.core.stack import read_info
+
+    data, dates = bowl_scene(30, 24)
+    stack = write_stack(data, dates)
+    model = str(tmp_path / "m.dfmodel")
+    res = qgis_process(
+        "run",
+        "deformation_forecast:trainmodel",
+        "--",
+        f"INPUT={stack}",
+        "EPOCHS=2",
+        "GRU_EPOCHS=3",
+        "TEST_COUNT=4",
+        "DEVICE=2",
+        "WIDTH=4",
+        f"OUTPUT_MODEL={model}",
+        f"OUTPUT_REPORT={tmp_path / 'r.html'}",
+    )["results"]
+    assert os.path.isfile(model) and np.isfinite(res["TEST_MAE"]) and res["TEST_SSIM"] > 0
+    out = str(tmp_path / "fc.tif")
+    fc = qgis_process(
+        "run",
+        "deformation_forecast:forecast",
+        "--",
+        f"INPUT={stack}",
+        f"MODEL={model}",
+        "STEPS=6",
+        "DEVICE=2",
+        f"OUTPUT={out}",
+    )["results"]
+    info = read_info(out)
+    assert fc["STEPS_DONE"] == 6 and info.count == 6 and info.dates[0] > dates[-1]
+    assert fc["LAST_DATE"] == info.dates[-1].isoformat()
+
+
+def test_forecast_refuses_foreign_file(qgis_process, write_stack, tmp_path):
+    data, dates = bowl_scene(12, 8)
+    stack = write_stack(data, dates)
+    junk = tmp_path / "junk.dfmodel"
+    junk.write_text("hello")
+    p = qgis_process(
+        "run",
+        "deformation_forecast:forecast",
+        "--",
+        f"INPUT={stack}",
+        f"MODEL={junk}",
+        "DEVICE=2",
+        f"OUTPUT={tmp_path / 'o.tif'}",
+        check=False,
+    )
+    assert p.returncode != 0
+    assert "not a deformation forecast model" in p.stdout + p.stderr
+
+
+def test_shipped_graphical_model_runs(qgis_process, tmp_path):
+    from affine import Affine
+
+    from deformation_forecast.core.dates import format_date
+    from deformation_forecast.core.stack import read_info, write_stack
+
+    data, dates = bowl_scene(30, 24)
+    args = []
+    for frame, d in zip(data, dates, strict=True):
+        path = str(tmp_path / f"cum_{d.strftime('%Y%m%d')}.tif")
+        write_stack(path, frame[None], [format_date(d)], "EPSG:32647", Affine(20, 0, 5e5, 0, -20, 4.3e6))
+        args.append(f"layers={path}")
+    out = str(tmp_path / "forecast.tif")
+    res = qgis_process(
+        "run",
+        MODEL3,
+        "--",
+        *args,
+        "epochs=2",
+        "test_count=4",
+        "steps=5",
+        "device=2",
+        f"train:Trained model={tmp_path / 'm.dfmodel'}",
+        f"train:Training report={tmp_path / 'r.html'}",
+        f"forecast:Forecast stack={out}",
+        f"build_stack:Deformation stack={tmp_path / 'stack.tif'}",
+    )
+    assert os.path.isfile(tmp_path / "m.dfmodel"), res
+    info = read_info(out)
+    assert info.count == 5 and info.dates[0] > dates[-1]
