@@ -156,10 +156,45 @@ def ms_ssim_scales(tile: int, filter_size: int = 11) -> int:
     return m
 
 
-def make_loss(mae_weight: float = 0.7, tile: int = 64):
-    """Eq. 11: w * MAE + (1 - w) * (1 - MS-SSIM), masked; y_true is (B, S, S, 2) = [target, mask]."""
+def _gauss(size: int, sigma: float = 1.5):
+    import numpy as np
+
+    x = np.arange(size, dtype="float64") - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    k = np.outer(g, g) / np.outer(g, g).sum()
+    return k[:, :, None, None].astype("float32")
+
+
+def ms_ssim_tf(x, y, max_val: float, power: tuple[float, ...], filter_size: int, eps: float = 1e-4):
+    """MS-SSIM of (B, H, W, 1) images as tf.image.ssim_multiscale, but with every factor clamped to
+    `eps` before its power: the library's relu(x) ** w has an infinite gradient at 0, which turned
+    the training loss into NaN after a few epochs on the sample scene."""
     import tensorflow as tf
 
+    k = tf.constant(_gauss(filter_size))
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+
+    def conv(a):
+        return tf.nn.conv2d(a, k, strides=1, padding="VALID")
+
+    out = 1.0
+    for i, w in enumerate(power):
+        mx, my = conv(x), conv(y)
+        sxx, syy, sxy = conv(x * x) - mx * mx, conv(y * y) - my * my, conv(x * y) - mx * my
+        cs = tf.reduce_mean((2 * sxy + c2) / (sxx + syy + c2), axis=(1, 2, 3))
+        if i == len(power) - 1:
+            lum = (2 * mx * my + c1) / (mx * mx + my * my + c1)
+            ssim = tf.reduce_mean(lum * (2 * sxy + c2) / (sxx + syy + c2), axis=(1, 2, 3))
+            out = out * tf.maximum(ssim, eps) ** w
+        else:
+            out = out * tf.maximum(cs, eps) ** w
+            x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+            y = tf.nn.avg_pool2d(y, 2, 2, "VALID")
+    return out
+
+
+def make_loss(mae_weight: float = 0.7, tile: int = 64):
+    """Eq. 11: w * MAE + (1 - w) * (1 - MS-SSIM), masked; y_true is (B, S, S, 2) = [target, mask]."""
     scales = ms_ssim_scales(tile)
     filt = min(11, tile)
     weights = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)[:scales]
@@ -175,9 +210,7 @@ def make_loss(mae_weight: float = 0.7, tile: int = 64):
             return err
         pred = y_pred * mask + target * (1.0 - mask)
         # compressed frames live in [-1, 1]: shift to [0, 1] with max_val 1
-        msssim = tf.image.ssim_multiscale(
-            (target + 1.0) / 2.0, (pred + 1.0) / 2.0, max_val=1.0, power_factors=power, filter_size=filt
-        )
+        msssim = ms_ssim_tf((target + 1.0) / 2.0, (pred + 1.0) / 2.0, 1.0, power, filt)
         return w_mae * err + (1.0 - w_mae) * (1.0 - msssim)
 
     return loss

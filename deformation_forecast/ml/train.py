@@ -194,7 +194,7 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         units = tuple(int(u) for u in p["lstm_units"]) if p["lstm_units"] else None
         net = build_network(p["architecture"], ts, tile, int(p["width"]), units)
         net.compile(
-            optimizer=keras.optimizers.Adam(float(p["learning_rate"])),
+            optimizer=keras.optimizers.Adam(float(p["learning_rate"]), clipnorm=1.0),
             loss=make_loss(float(p["mae_weight"]), tile),
             metrics=[masked_mae, ssim_metric(tile)],
             jit_compile=bool(p["jit_compile"]),
@@ -250,7 +250,10 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
                 json.dump(state, f)
             os.replace(os.path.join(ckpt_dir, "state.tmp.json"), os.path.join(ckpt_dir, "state.json"))
 
-        callbacks = [_Progress.make(epochs, start_epoch, (5, 85), float(p["max_seconds"]), checkpoint)]
+        callbacks = [
+            keras.callbacks.TerminateOnNaN(),
+            _Progress.make(epochs, start_epoch, (5, 85), float(p["max_seconds"]), checkpoint),
+        ]
         if val_ds is not None and int(p["patience"]) > 0:
             callbacks.append(
                 keras.callbacks.EarlyStopping(

@@ -73,3 +73,23 @@ def test_cell_saves_and_loads_in_safe_mode(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_loss_ms_ssim_matches_tensorflow_and_has_finite_gradients():
+    import tensorflow as tf
+
+    from deformation_forecast.ml.network import make_loss, ms_ssim_tf
+
+    rng = np.random.default_rng(3)
+    a = rng.uniform(size=(2, 64, 64, 1)).astype("float32")
+    b = np.clip(a + rng.normal(scale=0.1, size=a.shape), 0, 1).astype("float32")
+    power = (0.0448, 0.2856, 0.3001)
+    power = tuple(w / sum(power) for w in power)
+    want = tf.image.ssim_multiscale(a, b, 1.0, power_factors=power, filter_size=11)
+    np.testing.assert_allclose(ms_ssim_tf(a, b, 1.0, power, 11), want, rtol=1e-4)
+    # anti-correlated images: the library's gradient is NaN there, ours stays finite
+    x = tf.Variable(1.0 - a)
+    y_true = np.concatenate([a * 2 - 1, np.ones_like(a)], -1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(make_loss(0.7, 64)(y_true, x * 2 - 1))
+    assert np.isfinite(tape.gradient(loss, x).numpy()).all()
