@@ -37,6 +37,11 @@ def _geojson(path, geoms, props=None, crs="EPSG:32647"):
     return str(path)
 
 
+def _junk(path):
+    path.write_bytes(b"PK\x03\x04 this is not a model")
+    return str(path)
+
+
 @pytest.fixture
 def inputs(tmp_path, write_stack):
     d = tmp_path / "in"
@@ -56,6 +61,7 @@ def inputs(tmp_path, write_stack):
         "polys": _geojson(d / "polys.geojson", [poly], [{"unit": "A"}]),
         "bench": _geojson(d / "bench.geojson", [point], bm_props),
         "empty_lines": _geojson(d / "empty.geojson", [], []),
+        "junk_model": _junk(d / "junk.dfmodel"),
         "dir": tmp_path,
     }
 
@@ -89,7 +95,19 @@ ALGS = {
         "OUTPUT_TABLE": out(i, "t.csv"),
     },
     "evaluateforecast": lambda i, s: {"PREDICTED": s, "OBSERVED": i["good"], "OUTPUT_TABLE": out(i, "e.csv")},
+    "trainmodel": lambda i, s: {
+        "INPUT": s,
+        "EPOCHS": 1,
+        "TEST_COUNT": 2,
+        "TIME_STEP": 2,
+        "DEVICE": 2,
+        "OUTPUT_MODEL": out(i, "m.dfmodel"),
+        "OUTPUT_REPORT": out(i, "m.html"),
+    },
+    "forecast": lambda i, s: {"INPUT": s, "MODEL": i["junk_model"], "DEVICE": 2, "OUTPUT": out(i, "f.tif")},
 }
+# trained and run for real in test_train_forecast.py / tests/ml (TensorFlow): not re-run here
+GOOD_RUN_ELSEWHERE = {"trainmodel", "forecast"}
 # algorithms that accept a raster without dates (a single rate map, an incidence-free conversion)
 DATELESS_OK = {"losvertical", "faultlithology"}
 
@@ -142,6 +160,8 @@ def _no_outputs(inputs):
 @pytest.mark.parametrize("alg", sorted(ALGS))
 def test_good_input_runs(run_alg, inputs, alg):
     """The reference: with the good stack each algorithm runs (so the failures below are the inputs')."""
+    if alg in GOOD_RUN_ELSEWHERE:
+        pytest.skip("runs TensorFlow: see tests/processing/test_train_forecast.py")
     run_alg(alg, ALGS[alg](inputs, inputs["good"]))
     assert _no_outputs(inputs)
 
@@ -206,4 +226,14 @@ def test_too_few_dates(run_alg, inputs, write_stack):
     short = write_stack(_bowl(4), make_dates(4), name="in/short.tif")
     with pytest.raises(QgsProcessingException, match=r"(?i)dates|TIME_STEP|TEST_COUNT"):
         run_alg("comparemodels", ALGS["comparemodels"](inputs, short))
+    assert _no_outputs(inputs) == []
+
+
+@pytest.mark.tf
+def test_networks_refuse_too_few_dates_and_foreign_models(run_alg, inputs, write_stack):
+    short = write_stack(_bowl(4), make_dates(4), name="in/short4.tif")
+    with pytest.raises(QgsProcessingException, match=r"(?i)dates|TIME_STEP|TEST_COUNT"):
+        run_alg("trainmodel", ALGS["trainmodel"](inputs, short))
+    with pytest.raises(QgsProcessingException, match=r"(?i)not a .*model|deformation_forecast model"):
+        run_alg("forecast", ALGS["forecast"](inputs, inputs["good"]))
     assert _no_outputs(inputs) == []
