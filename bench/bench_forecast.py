@@ -52,7 +52,7 @@ def worker(command: str, params: dict) -> dict:
     for line in p.stdout.splitlines():
         if line.startswith("{"):
             obj = json.loads(line)
-            if "message" in obj:
+            if "message" in obj and not obj["message"].startswith("step "):
                 print("  ", obj["message"][:160], flush=True)
             result = obj.get("result", result)
     if p.returncode or result is None:
