@@ -88,3 +88,33 @@ def test_desktop_loads_plugin_and_runs_worker_and_stack_algorithms(tmp_path, wri
     assert os.path.exists(out)
     assert res["tf_in_qgis"] is False
     assert res["critical_log"] == []
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_desktop_trains_and_forecasts_without_a_crash(tmp_path, write_stack):
+    """trainmodel then forecast from Processing inside a real qgis.bin: TensorFlow runs in the
+    worker, the desktop survives, and the forecast lands on disk with future dates."""
+    from deformation_forecast.core.stack import read_info
+    from tests.ml.scene import bowl_scene
+
+    data, dates = bowl_scene(30, 24)
+    stack = write_stack(data, dates)
+    model, report, fc = (str(tmp_path / n) for n in ("m.dfmodel", "r.html", "fc.tif"))
+    tiny = {"EPOCHS": 1, "GRU_EPOCHS": 2, "TEST_COUNT": 4, "DEVICE": 2, "WIDTH": 4}
+    jobs = [
+        [
+            "deformation_forecast:trainmodel",
+            {"INPUT": stack, **tiny, "OUTPUT_MODEL": model, "OUTPUT_REPORT": report},
+        ],
+        [
+            "deformation_forecast:forecast",
+            {"INPUT": stack, "MODEL": model, "STEPS": 5, "DEVICE": 2, "OUTPUT": fc},
+        ],
+    ]
+    res = run_desktop(jobs, tmp_path, timeout=900)
+    assert res["tf_in_qgis"] is False
+    assert float(res["jobs"][0]["results"]["TEST_MAE"]) >= 0
+    info = read_info(fc)
+    assert info.count == 5 and info.dates[0] > dates[-1]
+    assert res["critical_log"] == []
