@@ -9,7 +9,8 @@ persistence (the last observation, gap-filled) and a per-pixel least-squares lin
 acquisitions, extrapolated to the forecast dates.
 
     .venv/bin/python bench/bench_forecast.py [--scene DIR] [--model FILE.dfmodel]
-        [--architecture cnn-phlstm] [--epochs 12] [--samples 256] [--max-seconds 150] [--small]
+        [--architecture cnn-phlstm] [--residual auto|trend|last|none] [--trend-window 0]
+        [--epochs 12] [--samples 256] [--max-seconds 150] [--small] [--json FILE]
 
 Run it once: it trains a network on shared CPUs.
 """
@@ -93,6 +94,9 @@ def main() -> int:
     ap.add_argument("--scene", help="sample scene folder (generated if not given)")
     ap.add_argument("--model", help="a trained .dfmodel of stack_asc.tif (skips training)")
     ap.add_argument("--architecture", default="cnn-phlstm")
+    ap.add_argument("--residual", default="auto", help="auto (trend for cnn-phlstm), trend, last, none")
+    ap.add_argument("--trend-window", type=int, default=0, help="dates in the trend line; 0 = chosen")
+    ap.add_argument("--json", help="write the scores here")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--max-seconds", type=int, default=150)
@@ -124,6 +128,8 @@ def main() -> int:
                 "input": stack,
                 "output_model": model,
                 "architecture": args.architecture,
+                "residual": args.residual,
+                "trend_window": args.trend_window,
                 "interval_days": 12,
                 "epochs": args.epochs,
                 "samples_per_epoch": args.samples,
@@ -159,15 +165,23 @@ def main() -> int:
         f"\ndeforming area: {int(area.sum())} px (> {args.deforming:g} mm over the 2 years); SSIM range {rng:.0f} mm"
     )
     cols = ["MAE", "RMSE", "SSIM", "MAE_def", "RMSE_def"]
+    label = args.architecture if args.residual == "auto" else f"{args.architecture}/{args.residual}"
+    scores = {}
     print(f"{'horizon':<9}{'method':<22}" + "".join(f"{c:>11}" for c in cols))
     for h in (20, len(future)):
         for name, pred in (
             ("persistence", persistence),
             ("linear trend (40)", trend),
-            (args.architecture, fc),
+            (label, fc),
         ):
             s = score(pred[:h], truth[:h], area, rng)
+            scores[f"{h}/{name}"] = s
             print(f"{h:<9}{name:<22}" + "".join(f"{s[c]:>11.4f}" for c in cols))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(
+                {"label": label, "scores": scores, "train": res if not args.model else None}, f, indent=1
+            )
     return 0
 
 

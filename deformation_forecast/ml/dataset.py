@@ -97,9 +97,15 @@ class WindowTiles(keras.utils.PyDataset):
         shuffle: bool = True,
         seed: int = 0,
         samples_per_epoch: int = 0,
+        trend: dict | None = None,
     ):
         super().__init__()
         self.comp = pad_frames(np.nan_to_num(comp, nan=0.0).astype("float32"), tile)
+        # residual over the linear trend (ml/trend.py): {reg (mm, 0 outside the mask), trend_window,
+        # residual_scale, frame_scale}
+        self.trend = dict(trend) if trend else None
+        if self.trend:
+            self.trend["reg"] = pad_frames(np.nan_to_num(trend["reg"], nan=0.0).astype("float32"), tile)
         self.mask = pad_frames(mask.astype("float32"), tile)
         self.time_step, self.tile, self.batch_size = time_step, tile, batch_size
         rows = tile_starts(self.comp.shape[1], tile, overlap)
@@ -122,6 +128,8 @@ class WindowTiles(keras.utils.PyDataset):
     def __getitem__(self, idx: int):
         sel = self.items[self.order[idx * self.batch_size : (idx + 1) * self.batch_size]]
         s, ts = self.tile, self.time_step
+        if self.trend:
+            return self._trend_item(sel)
         x = np.stack([self.comp[t - ts : t, r : r + s, c : c + s] for t, r, c in sel])[..., None]
         y = np.stack(
             [
@@ -131,12 +139,49 @@ class WindowTiles(keras.utils.PyDataset):
         )
         return x, y
 
+    def _trend_item(self, sel):
+        from .trend import label_inputs
 
-def predict_frames(model, windows: np.ndarray, tile: int, overlap: int, batch_size: int = 8) -> np.ndarray:
-    """Predict the next frame of each window (n, T, H, W) tile by tile; overlapping tiles blended."""
-    n, _, h, w = windows.shape
-    x = pad_frames(np.nan_to_num(windows, nan=0.0).astype("float32"), tile)
-    hp, wp = x.shape[-2:]
+        s, ts, tr = self.tile, self.time_step, self.trend
+        xs, lines, ys = [], [], []
+        for t, r, c in sel:
+            rows, cols = slice(r, r + s), slice(c, c + s)
+            x, line = label_inputs(
+                tr["reg"],
+                self.comp,
+                int(t),
+                ts,
+                tr["trend_window"],
+                tr["residual_scale"],
+                tr["frame_scale"],
+                rows,
+                cols,
+            )
+            xs.append(x)
+            lines.append(line[..., None])
+            ys.append(np.stack([tr["reg"][t, rows, cols] / tr["frame_scale"], self.mask[rows, cols]], -1))
+        return {"frames": np.stack(xs), "trend": np.stack(lines)}, np.stack(ys).astype("float32")
+
+
+def predict_frames(
+    model,
+    windows: np.ndarray,
+    tile: int,
+    overlap: int,
+    batch_size: int = 8,
+    trend: np.ndarray | None = None,
+) -> np.ndarray:
+    """Predict the next frame of each window (n, T, H, W) or (n, T, H, W, C) tile by tile; overlapping
+    tiles blended. `trend` (n, H, W): the second input of a "trend" network (ml/trend.py)."""
+    if windows.ndim == 4:
+        windows = windows[..., None]
+    n, _, h, w, _ = windows.shape
+    # pad the spatial axes (pad_frames pads the last two)
+    x = np.moveaxis(
+        pad_frames(np.moveaxis(np.nan_to_num(windows, nan=0.0).astype("float32"), -1, 0), tile), 0, -1
+    )
+    tr = None if trend is None else pad_frames(np.nan_to_num(trend, nan=0.0).astype("float32"), tile)
+    hp, wp = x.shape[2:4]
     rows, cols = tile_starts(hp, tile, overlap), tile_starts(wp, tile, overlap)
     weight = blend_window(tile, overlap) if len(rows) * len(cols) > 1 else np.ones((tile, tile), "float32")
     acc = np.zeros((n, hp, wp), "float64")
@@ -146,10 +191,16 @@ def predict_frames(model, windows: np.ndarray, tile: int, overlap: int, batch_si
         norm[r : r + tile, c : c + tile] += weight
     call = _compiled(model)
     for r, c in places:
-        batch = x[:, :, r : r + tile, c : c + tile, None]
-        pred = np.concatenate([np.asarray(call(batch[i : i + batch_size])) for i in range(0, n, batch_size)])[
-            ..., 0
-        ]
+        batch = x[:, :, r : r + tile, c : c + tile]
+        if tr is None:
+            parts = [call(batch[i : i + batch_size]) for i in range(0, n, batch_size)]
+        else:
+            tb = tr[:, r : r + tile, c : c + tile, None]
+            parts = [
+                call({"frames": batch[i : i + batch_size], "trend": tb[i : i + batch_size]})
+                for i in range(0, n, batch_size)
+            ]
+        pred = np.concatenate([np.asarray(p) for p in parts])[..., 0]
         acc[:, r : r + tile, c : c + tile] += pred * weight
     return (acc / norm)[:, :h, :w].astype("float32")
 

@@ -2,6 +2,8 @@
 
 Each predicted frame joins the input window for the next step; frames are compressed with the
 observed extremes and scaled back with the GRU's predicted extremes of each future date (eq. 4).
+A "trend" network (the default, ml/trend.py) predicts in mm over the linear trend fitted at the
+forecast origin; the frames it feeds back are compressed with the GRU's predicted extremes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,48 @@ def iterate_compressed(
     return np.stack(out) if out else np.zeros((0,) + window.shape[1:], "float32")
 
 
+def iterate_trend(
+    net,
+    hist: np.ndarray,
+    comp_win: np.ndarray,
+    pmin: np.ndarray,
+    pmax: np.ndarray,
+    steps: int,
+    tile: int,
+    overlap: int,
+    mask: np.ndarray,
+    trend: dict[str, Any],
+    on_step=None,
+) -> np.ndarray:
+    """`steps` frames (mm) after the observed (n, H, W) `hist` (mm) with a "trend" network.
+
+    The line is fitted at every pixel to the last ``trend_window`` dates of `hist` and extrapolated;
+    `comp_win` holds the last ``time_step`` observed frames compressed by eq. 3; predicted frames
+    are compressed with the GRU's predicted extremes (`pmin`, `pmax`) before they are fed back.
+    """
+    from .trend import fit_line, window_inputs
+
+    ts = comp_win.shape[0]
+    z = np.where(mask, np.nan_to_num(hist, nan=0.0), 0.0).astype("float32")
+    last, slope = fit_line(z[-int(trend["trend_window"]) :])
+    mm_win = z[-ts:]
+    cwin = np.where(mask, np.nan_to_num(comp_win, nan=0.0), 0.0).astype("float32")
+    rs, fs = float(trend["residual_scale"]), float(trend["frame_scale"])
+    out = []
+    for k in range(1, steps + 1):
+        x = window_inputs(cwin, mm_win, last + slope * (k - 1), slope, rs)
+        line = (last + slope * k) / fs
+        nxt = predict_frames(net, x[None], tile, overlap, trend=line[None])[0] * fs
+        nxt = np.where(mask, nxt, 0.0).astype("float32")
+        out.append(nxt)
+        c = compress(nxt[None], pmin[k - 1 : k], pmax[k - 1 : k])
+        cwin = np.concatenate([cwin[1:], np.where(mask, c, 0.0)], axis=0)
+        mm_win = np.concatenate([mm_win[1:], nxt[None]], axis=0)
+        if on_step:
+            on_step(k)
+    return np.stack(out) if out else np.zeros((0,) + hist.shape[1:], "float32")
+
+
 def forecast_stack(
     net,
     gru: ExtremumGRU,
@@ -43,16 +87,29 @@ def forecast_stack(
     tile: int,
     overlap: int,
     on_step=None,
+    trend: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Forecast `steps` frames (mm) after the regular stack `reg`; returns (frames, fmin, fmax)."""
+    """Forecast `steps` frames (mm) after the regular stack `reg`; returns (frames, fmin, fmax).
+
+    `trend` ({trend_window, residual_scale, frame_scale} of the model): a "trend" network."""
     mask = np.isfinite(reg).all(axis=0)
     fmin, fmax = frame_extremes(reg)
     comp = compress(reg[-time_step:], fmin[-time_step:], fmax[-time_step:])
     pmin, pmax = gru.iterate(fmin, fmax, steps)
-    frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step)
-    frames = decompress(frames_c, pmin, pmax)
+    if trend:
+        frames = iterate_trend(net, reg, comp, pmin, pmax, steps, tile, overlap, mask, trend, on_step)
+    else:
+        frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step)
+        frames = decompress(frames_c, pmin, pmax)
     frames[:, ~mask] = np.nan
     return frames, pmin, pmax
+
+
+def trend_params(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The trend settings of a model's metadata, None for a network without the trend residual."""
+    if meta.get("residual") != "trend":
+        return None
+    return {k: meta[k] for k in ("trend_window", "residual_scale", "frame_scale")}
 
 
 def annual_rates(
@@ -113,7 +170,9 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         protocol.progress(5 + 90 * k / steps, f"step {k}/{steps}")
 
     with tf.device(device["tf_device"]):
-        frames, pmin, pmax = forecast_stack(net, gru, reg, ts, steps, tile, overlap, on_step)
+        frames, pmin, pmax = forecast_stack(
+            net, gru, reg, ts, steps, tile, overlap, on_step, trend=trend_params(meta)
+        )
     last = grid[-1]
     dates = [last + dt.timedelta(days=interval * (k + 1)) for k in range(steps)]
     tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"]}

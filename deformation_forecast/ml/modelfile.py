@@ -21,7 +21,11 @@ from ..core.errors import InputError
 from ..core.stack import StackInfo, atomic_path
 
 FORMAT = "deformation_forecast.model"
-VERSION = 1
+# 1: compressed-frame networks only. 2: adds "residual" ("none" | "last" | "trend") and, for "trend"
+# (the default networks since format 2), trend_window / residual_scale / frame_scale (ml/trend.py).
+# Format-1 files are read as before (no "residual": the compressed pipeline); a plugin that reads only
+# format 1 refuses format 2 with "written by a newer plugin".
+VERSION = 2
 EXTENSION = ".dfmodel"
 
 

@@ -12,7 +12,11 @@ Architectures (``ARCHITECTURE``):
     The same encoder and PhLSTM cell, but (1) a spatially resolved bottleneck: the stacked PhLSTM runs
     over time at every cell of the bottleneck grid (weights shared), instead of squeezing a date into
     one vector; (2) skip connections from the encoder of the last input date to each decoder stage;
-    (3) the network predicts the increment over the last input frame (output = last frame + increment).
+    (3) a residual output. ``residual="trend"`` (the default, see ml/trend.py): three input channels
+    per date and a second input, the per-pixel linear trend extrapolated to the target date; the
+    output is that trend plus ``out_scale`` times a last layer that starts at zero (an untrained
+    network is the linear-trend forecast). ``residual="last"`` (model files of format 1): one channel,
+    output = last input frame + increment.
 ``cnn-lstm`` / ``cnn-lstm-paper``
     The same two networks with Keras's standard LSTM (cuDNN kernel on a GPU), the paper's comparison.
 
@@ -31,6 +35,13 @@ from .peephole import PACKAGE, PeepholeLSTMCell
 
 ARCHITECTURES = ("cnn-phlstm", "cnn-phlstm-paper", "cnn-lstm", "cnn-lstm-paper")
 PAPER_UNITS = (512, 256, 128)
+RESIDUALS = ("none", "last", "trend")
+TREND_CHANNELS = 3  # ml/trend.py: compressed frame, residual over the trend, trend slope
+
+
+def default_residual(architecture: str) -> str:
+    """ "trend" for the improved networks, "none" for the paper's."""
+    return "none" if architecture.endswith("-paper") else "trend"
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -101,8 +112,15 @@ def build_network(
     tile: int = 64,
     width: int = 8,
     lstm_units: tuple[int, ...] | None = None,
+    residual: str | None = None,
+    out_scale: float = 1.0,
 ) -> keras.Model:
-    """A model mapping (B, time_step, tile, tile, 1) compressed frames to (B, tile, tile, 1)."""
+    """A model mapping (B, time_step, tile, tile, C) frames to the next frame (B, tile, tile, 1).
+
+    ``residual``: "none" (the paper), "last" (increment over the last input frame) or "trend"
+    (inputs [frames with C = 3 channels, trend (B, tile, tile, 1)]; see the module doc); None:
+    :func:`default_residual`.
+    """
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; one of {ARCHITECTURES}")
     depth = depth_for(tile)
@@ -110,9 +128,15 @@ def build_network(
         raise ValueError(f"tile {tile} is not a multiple of {2**depth}")
     cell_type = "phlstm" if "phlstm" in architecture else "lstm"
     paper = architecture.endswith("-paper")
+    residual = residual or default_residual(architecture)
+    if residual not in RESIDUALS:
+        raise ValueError(f"unknown residual {residual!r}; one of {RESIDUALS}")
+    if paper and residual != "none":
+        raise ValueError(f"{architecture} is the paper's network: residual must be 'none'")
     chans = [width * 2**k for k in range(depth)]
     b = tile // 2**depth
-    inp = keras.Input((time_step, tile, tile, 1), name="frames")
+    n_in = TREND_CHANNELS if residual == "trend" else 1
+    inp = keras.Input((time_step, tile, tile, n_in), name="frames")
     x = inp
     skips = []
     for k, c in enumerate(chans):
@@ -142,8 +166,16 @@ def build_network(
                 [y, LastStep(name=f"skip{k + 1}")(skips[k])]
             )
             y = keras.layers.Conv2D(chans[k], 3, padding="same", activation="relu", name=f"dec_mix{k + 1}")(y)
+    if residual == "trend":
+        out = keras.layers.Conv2D(1, 1, kernel_initializer="zeros", bias_initializer="zeros", name="dec_out")(
+            y
+        )
+        out = keras.layers.Rescaling(float(out_scale), name="out_scale")(out)
+        trend = keras.Input((tile, tile, 1), name="trend")
+        out = keras.layers.Add(name="residual")([trend, out])
+        return keras.Model([inp, trend], out, name=architecture.replace("-", "_"))
     out = keras.layers.Conv2D(1, 1, name="dec_out")(y)
-    if not paper:
+    if residual == "last":
         out = keras.layers.Add(name="residual")([LastStep(name="last_frame")(inp), out])
     return keras.Model(inp, out, name=architecture.replace("-", "_"))
 

@@ -21,6 +21,12 @@ from . import protocol
 
 DEFAULTS: dict[str, Any] = {
     "architecture": "cnn-phlstm",
+    # "auto": "trend" for cnn-phlstm / cnn-lstm (residual over a per-pixel linear trend, ml/trend.py),
+    # "none" for the -paper networks; "last": increment over the last compressed frame (format 1)
+    "residual": "auto",
+    # dates in the per-pixel line; 0 = the best of trend.WINDOW_CANDIDATES (1 = persistence) at
+    # forecasting the validation dates 1..20 steps ahead (only dates before the test set)
+    "trend_window": 0,
     "time_step": 5,
     "test_count": 20,
     "validation_fraction": 0.2,
@@ -128,9 +134,11 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
     from ..core.stack import read_info, read_stack
     from .compressor import ExtremumGRU, compress, decompress, frame_extremes
     from .dataset import WindowTiles, choose_tile, predict_frames, regularize, split_windows
-    from .forecast import iterate_compressed
+    from .forecast import iterate_compressed, iterate_trend
     from .modelfile import grid_of, save_model
-    from .network import build_network, make_loss, masked_mae, ssim_metric
+    from .network import build_network, default_residual, make_loss, masked_mae, ssim_metric
+    from .trend import choose_window, label_inputs
+    from .trend import scales as trend_scales
 
     seed = int(p["seed"])
     keras.utils.set_random_seed(seed)
@@ -192,7 +200,36 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         tile = choose_tile(info.height, info.width, int(p["tile_size"]))
         overlap = tile // 4
         units = tuple(int(u) for u in p["lstm_units"]) if p["lstm_units"] else None
-        net = build_network(p["architecture"], ts, tile, int(p["width"]), units)
+        residual = (
+            default_residual(p["architecture"]) if p["residual"] in ("auto", "", None) else p["residual"]
+        )
+        trend: dict[str, Any] | None = None
+        if residual == "trend":
+            reg0 = np.where(mask, reg, 0.0).astype("float32")
+            tw = int(p["trend_window"])
+            if tw <= 0:
+                first_val = int(split.val[0]) if len(split.val) else max(ts, first_test - 20)
+                tw, errs = choose_window(reg0, mask, first_val, first_test)
+                protocol.message(
+                    "Trend window chosen on the validation dates (MAE 1..20 steps ahead): "
+                    + ", ".join(f"{w} dates {e:.4g}" for w, e in errs.items())
+                    + f" -> {tw}"
+                )
+            fscale, rscale = trend_scales(reg0, mask, np.concatenate([split.train, split.val]), ts, tw)
+            trend = {"trend_window": tw, "residual_scale": rscale, "frame_scale": fscale}
+            protocol.message(
+                f"Residual over the linear trend of the last {tw} dates: frame scale {fscale:.4g}, "
+                f"one-step trend residual RMS {rscale:.4g} ({info.units or 'stack units'})"
+            )
+        net = build_network(
+            p["architecture"],
+            ts,
+            tile,
+            int(p["width"]),
+            units,
+            residual,
+            trend["residual_scale"] / trend["frame_scale"] if trend else 1.0,
+        )
         net.compile(
             optimizer=keras.optimizers.Adam(float(p["learning_rate"]), clipnorm=1.0),
             loss=make_loss(float(p["mae_weight"]), tile),
@@ -214,9 +251,21 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             True,
             seed,
             int(p["samples_per_epoch"]),
+            trend=trend and {**trend, "reg": reg0},
         )
         val_ds = (
-            WindowTiles(comp, mask, split.val, ts, tile, overlap, int(p["batch_size"]), False, seed)
+            WindowTiles(
+                comp,
+                mask,
+                split.val,
+                ts,
+                tile,
+                overlap,
+                int(p["batch_size"]),
+                False,
+                seed,
+                trend=trend and {**trend, "reg": reg0},
+            )
             if len(split.val)
             else None
         )
@@ -280,20 +329,56 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         test_metrics: dict[str, float] = {}
         iter_metrics: dict[str, float] = {}
         pers_metrics: dict[str, float] = {}
+        trend_metrics: dict[str, float] = {}
         extremes: dict[str, list[float]] = {}
         if len(test):
             protocol.progress(87, f"Predicting the {len(test)} test dates")
-            windows = np.stack([comp[t - ts : t] for t in test])
-            windows = np.where(mask, windows, 0.0)
-            pred_c = predict_frames(net, windows, tile, overlap)
             smin, smax = gru.one_step(fmin, fmax, test)
-            one_step = decompress(pred_c, smin, smax)
-            one_step[:, ~mask] = np.nan
             imin, imax = gru.iterate(fmin[:first_test], fmax[:first_test], len(test))
-            it_c = iterate_compressed(net, comp[first_test - ts : first_test], len(test), tile, overlap, mask)
-            iterative = decompress(it_c, imin, imax)
+            if trend:
+                comp0 = np.where(mask, np.nan_to_num(comp, nan=0.0), 0.0)
+                xs, lines = zip(
+                    *(
+                        label_inputs(
+                            reg0,
+                            comp0,
+                            int(t),
+                            ts,
+                            trend["trend_window"],
+                            trend["residual_scale"],
+                            trend["frame_scale"],
+                        )
+                        for t in test
+                    ),
+                    strict=True,
+                )
+                one_step = predict_frames(net, np.stack(xs), tile, overlap, trend=np.stack(lines))
+                one_step = one_step * trend["frame_scale"]
+                iterative = iterate_trend(
+                    net,
+                    reg0[:first_test],
+                    comp[first_test - ts : first_test],
+                    imin,
+                    imax,
+                    len(test),
+                    tile,
+                    overlap,
+                    mask,
+                    trend,
+                )
+            else:
+                windows = np.stack([comp[t - ts : t] for t in test])
+                windows = np.where(mask, windows, 0.0)
+                pred_c = predict_frames(net, windows, tile, overlap)
+                one_step = decompress(pred_c, smin, smax)
+                it_c = iterate_compressed(
+                    net, comp[first_test - ts : first_test], len(test), tile, overlap, mask
+                )
+                iterative = decompress(it_c, imin, imax)
+            one_step[:, ~mask] = np.nan
             iterative[:, ~mask] = np.nan
             persistence = reg[test - 1]
+            trend_metrics = _metrics(_trend_one_step(reg, mask, test, 40), targets)
             test_metrics = _metrics(one_step, targets)
             iter_metrics = _metrics(iterative, targets)
             pers_metrics = _metrics(persistence, targets)
@@ -308,13 +393,16 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             protocol.message(
                 "Test (one step): "
                 + ", ".join(f"{k}={v:.5g}" for k, v in test_metrics.items())
-                + f"; persistence MAE={pers_metrics['MAE']:.5g}; iterative MAE={iter_metrics['MAE']:.5g}"
+                + f"; persistence MAE={pers_metrics['MAE']:.5g}; linear trend MAE={trend_metrics['MAE']:.5g}"
+                + f"; iterative MAE={iter_metrics['MAE']:.5g}"
             )
         predict_seconds = time.monotonic() - t_pred
 
     # 4. outputs
     meta = {
         "architecture": p["architecture"],
+        "residual": residual,
+        **(trend or {}),
         "time_step": ts,
         "interval_days": interval,
         "tile": tile,
@@ -332,6 +420,7 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             "test_one_step": test_metrics,
             "test_iterative": iter_metrics,
             "persistence": pers_metrics,
+            "linear_trend": trend_metrics,
         },
         "history": history,
         "gru_history": gru.history,
@@ -359,6 +448,7 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         "test_metrics": test_metrics,
         "iterative_metrics": iter_metrics,
         "persistence_metrics": pers_metrics,
+        "trend_metrics": trend_metrics,
     }
     if p.get("output_report"):
         from .report import write_report
@@ -382,6 +472,19 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         out["predictions"] = p["predictions"]
     protocol.progress(100, "Model written")
     return out
+
+
+def _trend_one_step(reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, trend_window: int) -> np.ndarray:
+    """Baseline: per-pixel line over the last `trend_window` dates before each label, one step on
+    (the bench's baseline uses 40 dates)."""
+    from .trend import fit_line
+
+    z = np.where(mask, reg, 0.0)
+    out = []
+    for t in labels:
+        last, slope = fit_line(z[max(0, int(t) - trend_window) : int(t)])
+        out.append(np.where(mask, last + slope, np.nan))
+    return np.stack(out).astype("float32")
 
 
 def _signature(p: dict[str, Any], info) -> str:

@@ -75,12 +75,14 @@ def test_model_file_round_trip_identical_predictions(trained, scene):
     params, _ = trained
     net, gru, meta = load_model(params["output_model"])
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, size=(2, meta["time_step"], 32, 32)).astype("float32")
-    a = predict_frames(net, x, meta["tile"], meta["overlap"])
+    assert meta["residual"] == "trend" and len(net.inputs) == 2  # the default: residual over the trend
+    x = rng.uniform(-1, 1, size=(2, meta["time_step"], 32, 32, 3)).astype("float32")
+    line = rng.uniform(-1, 1, size=(2, 32, 32)).astype("float32")
+    a = predict_frames(net, x, meta["tile"], meta["overlap"], trend=line)
     copy = os.path.join(os.path.dirname(params["output_model"]), "copy.dfmodel")
     save_model(copy, net, gru, {k: v for k, v in meta.items() if k not in ("format", "version")})
     net2, gru2, meta2 = load_model(copy)
-    np.testing.assert_array_equal(a, predict_frames(net2, x, meta2["tile"], meta2["overlap"]))
+    np.testing.assert_array_equal(a, predict_frames(net2, x, meta2["tile"], meta2["overlap"], trend=line))
     z = rng.normal(size=(3, meta["compressor"]["time_step"], 2)).astype("float32")
     np.testing.assert_array_equal(
         np.asarray(gru([z[..., :1], z[..., 1:]])), np.asarray(gru2([z[..., :1], z[..., 1:]]))

@@ -1,0 +1,139 @@
+"""Residual over a per-pixel linear trend: the inputs and the target of the default networks.
+
+The default ``cnn-phlstm`` / ``cnn-lstm`` (``residual = "trend"``) do not predict the next frame
+from scratch. For a window ending before date t, a least-squares line is fitted at every pixel to
+the last ``trend_window`` dates (fewer when fewer exist) and extrapolated one step to t; the network
+sees, per input date, three channels:
+
+0. the frame compressed by eq. 3 (the paper's extremum compression: observed extremes for observed
+   dates, the GRU's predicted extremes for forecast dates fed back);
+1. the residual of the frame over the line, divided by ``residual_scale`` (a global constant of the
+   training data: the RMS of the one-step residuals), so the channel is of order 1;
+2. the line's increment per step, divided by ``residual_scale``;
+
+plus the line's value at t (divided by the global ``frame_scale``) as a second input, and predicts
+the frame at t as ``line(t) + residual_scale * out`` (in units of ``frame_scale``). The last layer
+starts at zero, so an untrained network IS the linear-trend forecast, and training has to earn every
+deviation from it on the validation loss (early stopping keeps the best weights).
+
+Why not eq. 4 on the output: eq. 3/4 scale each date by its own extremes, and positive and negative
+pixels by different factors. A pixel that does not move, or moves on a straight line, is then not
+constant or straight in the compressed frames and must be re-learned by the network (persistence is
+not even an identity through compress -> decompress with predicted extremes). A single global scale
+keeps persistence and the trend exact. The compressor is still fitted and still used: it compresses
+the shape channel (0), observed and fed-back frames alike.
+
+During an iterative forecast (Fig. 8) the line is the one fitted at the forecast origin (the last
+``trend_window`` observed dates); the residual window is the observed residuals followed by the
+predicted ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-6
+CHANNELS = 3
+
+
+def fit_line(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel least-squares line through (n, ...) dates at unit steps: (value at the last date, slope)."""
+    n = hist.shape[0]
+    if n < 2:
+        return hist[-1].astype("float32"), np.zeros(hist.shape[1:], "float32")
+    u = np.arange(n, dtype="float64") - (n - 1) / 2.0
+    h = hist.astype("float64")
+    slope = np.tensordot(u, h, axes=(0, 0)) / float((u * u).sum())
+    last = h.mean(axis=0) + slope * u[-1]
+    return last.astype("float32"), slope.astype("float32")
+
+
+def line_at(last: np.ndarray, slope: np.ndarray, offsets) -> np.ndarray:
+    """The line at date offsets relative to its last fitted date (0 = that date, 1 = the next)."""
+    off = np.asarray(offsets, dtype="float32").reshape((-1,) + (1,) * last.ndim)
+    return last[None] + slope[None] * off
+
+
+def window_inputs(
+    comp_win: np.ndarray, mm_win: np.ndarray, last: np.ndarray, slope: np.ndarray, residual_scale: float
+) -> np.ndarray:
+    """(T, ..., 3) network input of a window: compressed frames, residuals over the line, slope.
+
+    `last` is the line at the window's last date; `mm_win` the window's frames in mm.
+    """
+    ts = mm_win.shape[0]
+    line = line_at(last, slope, np.arange(-(ts - 1), 1))
+    res = (mm_win - line) / residual_scale
+    slope_ch = np.broadcast_to(slope / residual_scale, mm_win.shape)
+    return np.stack([comp_win, res, slope_ch], axis=-1).astype("float32")
+
+
+def label_inputs(
+    reg: np.ndarray,
+    comp: np.ndarray,
+    t: int,
+    time_step: int,
+    trend_window: int,
+    residual_scale: float,
+    frame_scale: float,
+    rows: slice = slice(None),
+    cols: slice = slice(None),
+) -> tuple[np.ndarray, np.ndarray]:
+    """(x (T, h, w, 3), line at t / frame_scale (h, w)) for the window before label t, on a crop."""
+    hist = reg[t - time_step : t, rows, cols]
+    last, slope = fit_line(reg[max(0, t - int(trend_window)) : t, rows, cols])
+    x = window_inputs(comp[t - time_step : t, rows, cols], hist[-time_step:], last, slope, residual_scale)
+    return x, (line_at(last, slope, [1])[0] / frame_scale).astype("float32")
+
+
+def scales(
+    reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, time_step: int, trend_window: int
+) -> tuple[float, float]:
+    """(frame_scale, residual_scale) in mm from the training labels: max |frame| and the RMS of the
+    one-step residuals over the line."""
+    z = np.where(mask, reg, 0.0)
+    frame_scale = float(max(np.abs(z[: int(labels.max()) + 1]).max(), EPS)) if len(labels) else 1.0
+    sq, cnt = 0.0, 0
+    for t in labels:
+        last, slope = fit_line(z[max(0, int(t) - int(trend_window)) : int(t)])
+        r = (z[t] - last - slope)[mask]
+        sq += float((r.astype("float64") ** 2).sum())
+        cnt += r.size
+    residual_scale = float(max(np.sqrt(sq / max(cnt, 1)), frame_scale * 1e-4, EPS))
+    return frame_scale, residual_scale
+
+
+WINDOW_CANDIDATES = (1, 5, 10, 20, 40)
+
+
+def choose_window(
+    reg: np.ndarray,
+    mask: np.ndarray,
+    first_origin: int,
+    end: int,
+    horizon: int = 20,
+    candidates: tuple[int, ...] = WINDOW_CANDIDATES,
+) -> tuple[int, dict[int, float]]:
+    """The trend window (dates) whose line forecasts the dates [first_origin, end) best, 1..horizon
+    steps ahead from every origin in that range (mean absolute error over the mask); 1 = persistence.
+
+    Only dates before `end` (the first test date) are used. Returns (window, {window: error}).
+    """
+    z = np.where(mask, reg, 0.0).astype("float32")
+    errors: dict[int, float] = {}
+    for w in candidates:
+        if w > first_origin:
+            continue
+        tot, cnt = 0.0, 0
+        for o in range(first_origin, end):
+            last, slope = fit_line(z[o - w : o])
+            h = min(horizon, end - o)
+            pred = line_at(last, slope, np.arange(1, h + 1))
+            tot += float(np.abs(pred[:, mask] - z[o : o + h][:, mask]).mean())
+            cnt += 1
+        if cnt:
+            errors[w] = tot / cnt
+    if not errors:
+        return int(min(candidates)), {}
+    best = min(errors, key=errors.get)
+    return int(best), errors
