@@ -29,6 +29,7 @@ def run_desktop(jobs, tmp_path, timeout=600):
         "[PythonPlugins]\ndeformation_forecast=true\n[qgis]\ncheckVersion=false\nshowTips=false\n"
     )
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    n_jobs = len(jobs["jobs"] if isinstance(jobs, dict) else jobs)
     env = qgis_env(str(tmp_path / "unused"))
     env.pop("QGIS_CUSTOM_CONFIG_PATH")
     env.pop("QT_QPA_PLATFORM")
@@ -52,7 +53,7 @@ def run_desktop(jobs, tmp_path, timeout=600):
     assert "error" not in result, result["error"]
     os.makedirs(ARTEFACTS, exist_ok=True)
     if (tmp_path / "desktop.png").exists():
-        shutil.copy(tmp_path / "desktop.png", os.path.join(ARTEFACTS, f"desktop_{len(jobs)}jobs.png"))
+        shutil.copy(tmp_path / "desktop.png", os.path.join(ARTEFACTS, f"desktop_{n_jobs}jobs.png"))
     return result
 
 
@@ -118,3 +119,53 @@ def test_desktop_trains_and_forecasts_without_a_crash(tmp_path, write_stack):
     info = read_info(fc)
     assert info.count == 5 and info.dates[0] > dates[-1]
     assert res["critical_log"] == []
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_desktop_docks_and_animation_screenshots(tmp_path):
+    """The user's path in the desktop on a small sample scene: profiles, a tiny training and a
+    two-year forecast from Processing, then the time-series dock (pinned pixels with the forecast
+    continuation), the profile dock and a forecast animation frame; screenshots for the README."""
+    import json as _json
+
+    from deformation_forecast.core.sample import make_sample_scene
+
+    scene = make_sample_scene(str(tmp_path / "scene"), size=80, seed=1)
+    meta = _json.loads(open(scene["scene"]).read())
+    points = [a["centre_xy"] for a in meta["areas"] if a["kind"] == "subsidence"][:2]
+    prof, model, report, fc = (str(tmp_path / n) for n in ("profiles.gpkg", "m.dfmodel", "r.html", "fc.tif"))
+    tiny = {"EPOCHS": 1, "GRU_EPOCHS": 3, "DEVICE": 2, "WIDTH": 4, "SAMPLES_PER_EPOCH": 16, "MAX_SECONDS": 60}
+    spec = {
+        "jobs": [
+            [
+                "deformation_forecast:extractprofiles",
+                {"INPUT": scene["stack_asc"], "LINES": scene["profiles"], "ID_FIELD": "name", "OUTPUT": prof},
+            ],
+            [
+                "deformation_forecast:trainmodel",
+                {"INPUT": scene["stack_asc"], **tiny, "OUTPUT_MODEL": model, "OUTPUT_REPORT": report},
+            ],
+            [
+                "deformation_forecast:forecast",
+                {"INPUT": scene["stack_asc"], "MODEL": model, "STEPS": 0, "DEVICE": 2, "OUTPUT": fc},
+            ],
+        ],
+        "views": {
+            "stack": scene["stack_asc"],
+            "future": fc,
+            "future_name": "forecast",
+            "points": points,
+            "profiles": prof,
+            "frame_date": "2022-10-01",
+        },
+    }
+    res = run_desktop(spec, tmp_path, timeout=1200)
+    assert res["tf_in_qgis"] is False
+    views = res["views"]
+    assert views["timeseries_lines"] == 2 * 2  # each pinned pixel: observed + forecast
+    assert views["profile_curves"] > 0
+    assert views["animated_layers"] == 61
+    for name in ("timeseries_dock.png", "profile_dock.png", "forecast_animation.png"):
+        assert (tmp_path / name).stat().st_size > 20000, name
+        shutil.copy(tmp_path / name, os.path.join(ARTEFACTS, name))
