@@ -85,7 +85,9 @@ def per_date_rows(
 
 def write_csv(rows: Sequence[dict], path: str, fields: Sequence[str] | None = None) -> str:
     fields = list(fields or rows[0].keys())
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    from .stack import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.stack import atomic_path
 from .base import DeformationAlgorithm
 from .tables import table_sink, write_table
 
@@ -285,7 +286,7 @@ class CompareModels(DeformationAlgorithm):
                 f"Regular interval {cmp.interval} days; {cmp.split.describe()}.",
                 notes,
             )
-            with open(report_path, "w", encoding="utf-8") as fh:
+            with atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(page)
             results["OUTPUT_REPORT"] = report_path
         feedback.setProgress(100)

@@ -12,6 +12,7 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
+from ..core.stack import atomic_path
 from .base import DeformationAlgorithm
 from .tables import table_sink, write_table
 
@@ -161,7 +162,7 @@ class EvaluateForecast(DeformationAlgorithm):
             notes = [f"PREDICTED: {pred_info.path}", f"OBSERVED: {obs_info.path}"]
             if unmatched:
                 notes.append(f"{unmatched} predicted dates without an observation within {max_days} days.")
-            with open(report_path, "w", encoding="utf-8") as fh:
+            with atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(ev.evaluation_report(rows, total, pred, obs, dates, L, notes))
             results["OUTPUT_REPORT"] = report_path
         del np
