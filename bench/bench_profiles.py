@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         choices=["deflate", "zstd", "lzw", "none"],
         help="compression of the generated stack (StackWriter: deflate)",
     )
-    ap.add_argument("--threads", default="ALL_CPUS", help="GDAL_NUM_THREADS for the extraction (1 = off)")
+    ap.add_argument("--threads", default="1", help="GDAL_NUM_THREADS for the extraction (1 = off)")
     ap.add_argument("--stack", help="use this stack (made with the same --size) instead of generating one")
     ap.add_argument("--dir", help="where to write the generated stack (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated stack")

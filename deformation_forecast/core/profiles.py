@@ -198,7 +198,7 @@ def extract_profiles(
     max_window: int = 64,
     progress: Callable[[float], None] | None = None,
     stats: ReadStats | None = None,
-    threads: str | int = "ALL_CPUS",
+    threads: str | int = 1,
     cache_budget: int = 256 * 2**20,
 ) -> list[Profile]:
     """Sample the stack at `path` along each named line (coordinates in the stack's CRS).
@@ -211,7 +211,9 @@ def extract_profiles(
     GDAL decodes whole tiles; those of the recent windows stay in its block cache so that
     neighbouring windows and lines do not decode them again, and the file is reopened (which
     empties the cache) before the tiles held would exceed `cache_budget` bytes, so memory stays flat
-    however many lines there are. `threads` is GDAL_NUM_THREADS: GDAL may decode the tiles of one
+    however many lines there are. `threads` is GDAL_NUM_THREADS (default 1: GDAL 3.6, Debian 12's,
+    fails to decode multi-threaded reads of band-interleaved stacks with many bands - "Bad value for
+    ExtraSamples" - and qgis_process then crashed). With more threads GDAL may decode the tiles of one
     window in parallel.
     """
     if method not in INTERPOLATIONS:
