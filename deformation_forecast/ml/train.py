@@ -1,7 +1,9 @@
 """Training (§III-B-2) and the worker's ``train`` command.
 
 Steps: read the stack, resample it to a regular interval, fit the GRU extremum compressor on the
-dates before the test set, compress the frames (eq. 3), train the network on sliding windows
+dates before the test set, compress the frames (eq. 3), for the default networks (``residual`` "trend", ml/trend.py) pick the
+per-pixel trend window on the validation dates and fit the residual and frame scales, train the
+network on sliding windows
 (loss eq. 11, Adam, early stopping on the validation loss with the best weights kept), score the
 test set one step ahead and iteratively (Fig. 8), write the model file, the HTML report and, on
 request, the raw predictions (``predictions``: an npz for ``comparemodels``).

@@ -4,6 +4,8 @@
 # (FORECAST_EPOCHS epochs of FORECAST_SAMPLES tiles, at most FORECAST_MAX_SECONDS of training), then
 # forecast two years (61 steps of 12 days) and draw Fig. 14-style maps of the forecast cumulative
 # deformation at 6, 12, 18 and 24 months, plus the annual rate of each forecast year.
+# The default network (ARCHITECTURE=0, cnn-phlstm) predicts the residual over a per-pixel linear
+# trend (deformation_forecast/ml/trend.py); bench/bench_forecast.py scores it against the baselines.
 set -euo pipefail
 STACK="$SAMPLE/stack_asc.tif"
 EPOCHS=${FORECAST_EPOCHS:-12}
