@@ -18,10 +18,9 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import worker
-from ..processing.base import ICON_PATH
+from ..processing.base import DEVICES, ICON_PATH
 
-DEVICE_KEY = "deformation_forecast/device"
-DEVICES = ["auto", "gpu", "cpu"]
+DEVICE_KEY = worker.DEVICE_SETTINGS_KEY
 
 
 def describe_python(path: str) -> str:

@@ -9,12 +9,10 @@ from qgis.core import (
 )
 
 from ..worker import find_python, run_worker
-from .base import DeformationAlgorithm
-
-DEVICES = ["auto", "gpu", "cpu"]
+from .base import DEVICES, WorkerAlgorithm, default_device_index
 
 
-class CheckWorker(DeformationAlgorithm):
+class CheckWorker(WorkerAlgorithm):
     NAME = "checkworker"
     DISPLAY = "Check TensorFlow worker"
     GROUP = "forecasting"
@@ -26,16 +24,14 @@ class CheckWorker(DeformationAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=default_device_index())
+        )
         self.addOutput(QgsProcessingOutputString("PYTHON", "Worker Python"))
         self.addOutput(QgsProcessingOutputString("TENSORFLOW", "TensorFlow version"))
         self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
         self.addOutput(QgsProcessingOutputNumber("GPU_COUNT", "GPUs visible"))
         self.addOutput(QgsProcessingOutputNumber("CHECKSUM", "Matrix product checksum (394)"))
-
-    def canExecute(self):  # noqa: N802
-        python, why = find_python()
-        return (python is not None, why)
 
     def compute(self, parameters, context, feedback):
         device = DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]

@@ -20,7 +20,7 @@ from qgis.core import (
 )
 
 from ..core.stack import atomic_path
-from .base import DeformationAlgorithm
+from .base import DEVICES, DeformationAlgorithm, default_device_index
 from .tables import table_sink, write_table
 
 MODELS = ["persistence", "linear-trend", "svr", "mlp", "cnn-lstm", "cnn-phlstm"]
@@ -33,7 +33,6 @@ MODEL_NAMES = [
     "CNN-PhLSTM (worker)",
 ]
 NETWORKS = ("cnn-lstm", "cnn-phlstm")
-DEVICES = ["auto", "gpu", "cpu"]
 NUMBER_METRICS = ("MAE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
 TABLE_COLUMNS = [
     ("model", "str"),
@@ -97,7 +96,9 @@ class CompareModels(DeformationAlgorithm):
             QgsProcessingParameterNumber("EPOCHS", "Epochs of the networks", integer, 30, False, 1)
         )
         self.addParameter(
-            QgsProcessingParameterEnum("DEVICE", "Device for the networks", DEVICES, defaultValue=0)
+            QgsProcessingParameterEnum(
+                "DEVICE", "Device for the networks", DEVICES, defaultValue=default_device_index()
+            )
         )
         self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", integer, 42, False, 0))
         adv = [

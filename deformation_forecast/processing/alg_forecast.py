@@ -12,13 +12,11 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..worker import find_python, run_worker
-from .base import DeformationAlgorithm
-
-DEVICES = ["auto", "gpu", "cpu"]
+from ..worker import run_worker
+from .base import DEVICES, WorkerAlgorithm, default_device_index
 
 
-class ForecastDeformation(DeformationAlgorithm):
+class ForecastDeformation(WorkerAlgorithm):
     NAME = "forecast"
     DISPLAY = "Forecast deformation"
     GROUP = "forecasting"
@@ -50,7 +48,9 @@ class ForecastDeformation(DeformationAlgorithm):
                 maxValue=100000,
             )
         )
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=default_device_index())
+        )
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Forecast stack"))
         self.addParameter(
             QgsProcessingParameterRasterDestination(
@@ -59,10 +59,6 @@ class ForecastDeformation(DeformationAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Dates forecast"))
         self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last forecast date"))
-
-    def canExecute(self):  # noqa: N802
-        python, why = find_python()
-        return (python is not None, why)
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context)

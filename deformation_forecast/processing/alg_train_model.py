@@ -14,11 +14,10 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..worker import find_python, run_worker
-from .base import DeformationAlgorithm
+from ..worker import run_worker
+from .base import DEVICES, WorkerAlgorithm, default_device_index
 
 ARCHITECTURES = ["cnn-phlstm", "cnn-phlstm-paper", "cnn-lstm", "cnn-lstm-paper"]
-DEVICES = ["auto", "gpu", "cpu"]
 INT = QgsProcessingParameterNumber.Integer
 DOUBLE = QgsProcessingParameterNumber.Double
 # (name, label, type, default, min, max, advanced, help)
@@ -66,7 +65,7 @@ METRICS = [
 ]
 
 
-class TrainModel(DeformationAlgorithm):
+class TrainModel(WorkerAlgorithm):
     NAME = "trainmodel"
     DISPLAY = "Train CNN-PhLSTM forecaster"
     GROUP = "forecasting"
@@ -102,7 +101,9 @@ class TrainModel(DeformationAlgorithm):
             if help_text:
                 p.setHelp(help_text)
             self.addParameter(p)
-        self.addParameter(QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=default_device_index())
+        )
         resume = QgsProcessingParameterBoolean(
             "RESUME", "Resume an interrupted run from its checkpoint", defaultValue=False
         )
@@ -118,10 +119,6 @@ class TrainModel(DeformationAlgorithm):
         )
         for name, label in METRICS:
             self.addOutput(QgsProcessingOutputNumber(name, f"Test {label} (one step ahead)"))
-
-    def canExecute(self):  # noqa: N802
-        python, why = find_python()
-        return (python is not None, why)
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context)

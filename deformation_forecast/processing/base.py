@@ -199,3 +199,29 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     def check_canceled(feedback: QgsProcessingFeedback | None) -> None:
         if feedback is not None and feedback.isCanceled():
             raise QgsProcessingException("Cancelled; nothing was written.")
+
+
+DEVICES = ["auto", "gpu", "cpu"]
+
+
+def default_device_index() -> int:
+    """The DEVICE default: the plugin setting (Settings > Options > Deformation forecast), else auto."""
+    from qgis.core import QgsSettings
+
+    from ..worker import DEVICE_SETTINGS_KEY
+
+    choice = QgsSettings().value(DEVICE_SETTINGS_KEY, "auto", type=str)
+    return DEVICES.index(choice) if choice in DEVICES else 0
+
+
+class WorkerAlgorithm(DeformationAlgorithm):
+    """An algorithm that runs TensorFlow in the worker process: the Toolbox explains a missing
+    TensorFlow Python instead of failing (canExecute), and DEVICE uses these choices."""
+
+    DEVICES = DEVICES
+
+    def canExecute(self):  # noqa: N802
+        from ..worker import find_python
+
+        python, why = find_python()
+        return (python is not None, why)

@@ -27,3 +27,21 @@ def test_test_button_reports_tensorflow_and_gpus(qgis_app):
     report = describe_python(f"{ROOT}/.venv/bin/python")
     assert report.startswith("TensorFlow 2.") and "GPUs: none" in report
     assert describe_python("/nonexistent/python").startswith("Failed:")
+
+
+def test_default_device_setting_becomes_the_algorithms_default(qgis_app):
+    from deformation_forecast.processing.provider import algorithm_classes
+
+    s = QgsSettings()
+    s.setValue(DEVICE_KEY, "cpu")
+    try:
+        with_device = 0
+        for cls in algorithm_classes():
+            a = cls()
+            a.initAlgorithm()
+            if a.parameterDefinition("DEVICE") is not None:
+                assert a.parameterDefinition("DEVICE").defaultValue() == 2, a.name()
+                with_device += 1
+        assert with_device == 4
+    finally:
+        s.remove(DEVICE_KEY)
