@@ -86,3 +86,23 @@ def test_missing_tensorflow_python_is_explained(qgis_app, monkeypatch, tmp_path)
     assert python is None
     assert "is not an executable file" in why and "tensorflow-cpu" in why
     worker._checked.clear()
+
+
+def test_two_runs_at_once_get_their_own_workers(qgis_app):
+    """Two algorithms running at once (QGIS background tasks are threads) do not share a worker."""
+    results, errors = {}, []
+
+    def run(key):
+        try:
+            results[key] = worker.run_worker("_selftest", {"mode": "slow", "steps": 10, "step_seconds": 0.05})
+        except Exception as e:  # noqa: BLE001 - collected for the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert results["a"]["pid"] != results["b"]["pid"]
+    assert not _alive(results["a"]["pid"]) and not _alive(results["b"]["pid"])
