@@ -47,6 +47,14 @@ DOCKS: list[DockSpec] = [
     DockSpec(
         "timeseries", "Time series at a pixel", "timeseries_dock", "TimeSeriesDock", Qt.BottomDockWidgetArea
     ),
+    DockSpec(
+        "comparison",
+        "Model comparison",
+        "comparison_dock",
+        "ComparisonDock",
+        Qt.RightDockWidgetArea,
+        ("comparemodels", "evaluateforecast"),
+    ),
 ]
 
 

@@ -20,6 +20,7 @@ from qgis.core import (
 )
 
 from ..core.stack import atomic_path
+from . import result_hooks
 from .base import DEVICES, DeformationAlgorithm, default_device_index
 from .tables import table_sink, write_table
 
@@ -248,6 +249,8 @@ class CompareModels(DeformationAlgorithm):
         feedback.pushInfo("\n" + ev.text_table(rows))
         dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, rows)
         results = {"OUTPUT_TABLE": dest, "DATA_RANGE_USED": L, "TEST_DATES": len(cmp.split.test)}
+        # the desktop's comparison dock (if loaded) shows the table once QGIS has loaded it
+        result_hooks.attach(context, self.NAME, dest, feedback)
         one = [r for r in rows if r["mode"] == "one-step"]
         finite = [r for r in one if np.isfinite(r["MAE"])]
         results["BEST_MODEL"] = min(finite, key=lambda r: r["MAE"])["model"] if finite else ""

@@ -13,6 +13,7 @@ from qgis.core import (
 
 from ..core.errors import InputError
 from ..core.stack import atomic_path
+from . import result_hooks
 from .base import DeformationAlgorithm
 from .tables import table_sink, write_table
 
@@ -142,6 +143,8 @@ class EvaluateForecast(DeformationAlgorithm):
         feedback.setProgress(60)
         dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, [*rows, total])
         results = {"OUTPUT_TABLE": dest, "MATCHED_DATES": len(pairs), "DATA_RANGE_USED": L}
+        # the desktop's comparison dock (if loaded) shows the table once QGIS has loaded it
+        result_hooks.attach(context, self.NAME, dest, feedback)
         for k in METRICS:
             v = float(total[k])
             results[k] = v if math.isfinite(v) else None

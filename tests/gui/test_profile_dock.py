@@ -128,11 +128,14 @@ def test_menu_entries_open_the_docks(gui):
         "Animate active stack in the Temporal Controller",
         "Profile plot",
         "Time series at a pixel",
+        "Model comparison",
     ]
     gui.actions[1].trigger()
     assert "profiles" in gui.docks and not gui.docks["profiles"].isHidden()
     gui.actions[2].trigger()
     assert "timeseries" in gui.docks and not gui.docks["timeseries"].isHidden()
+    gui.actions[3].trigger()
+    assert "comparison" in gui.docks and not gui.docks["comparison"].isHidden()
 
 
 def test_animate_action_on_a_stack_and_on_something_else(gui, write_stack):

@@ -1,0 +1,355 @@
+"""The comparison dock: the metrics table of a `comparemodels` or `evaluateforecast` run and its chart.
+
+It shows the table of the last run of either algorithm (the plugin hands it over once QGIS has
+loaded it) or any table layer of the project with the same columns. The metrics are listed in a
+table widget and charted on a Figure owned by the dock's Qt canvas (pyplot is never used):
+
+* ``comparemodels`` (columns ``model``, ``mode``, MAE, ...): one bar per model for each chosen
+  metric, for the chosen mode (one-step or iterative);
+* ``evaluateforecast`` (columns ``date``, MAE, ...): each chosen metric per date as a line, with the
+  ``overall`` row as a dashed horizontal line.
+
+Only the desktop GUI imports this module (never under qgis_process).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from dataclasses import dataclass, field
+
+from qgis.core import QgsMapLayerProxyModel, QgsVectorLayer
+from qgis.gui import QgsMapLayerComboBox
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+try:  # matplotlib >= 3.5 picks the Qt binding already imported (PyQt5 in QGIS 3)
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+except ImportError:  # pragma: no cover - older matplotlib
+    from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+
+METRICS = ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
+DEFAULT_METRICS = ("MAE", "SSIM")
+MODELS_KIND = "comparemodels"
+DATES_KIND = "evaluateforecast"
+OVERALL = "overall"
+BAR_GID = "df-comparison-bar"
+LINE_GID = "df-comparison-line"
+
+
+@dataclass
+class MetricsTable:
+    """The rows of a comparison table as dicts (NULL -> None), with the kind of run they come from."""
+
+    kind: str  # MODELS_KIND or DATES_KIND
+    columns: list[str]
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> list[str]:
+        return [m for m in METRICS if m in self.columns]
+
+    @property
+    def modes(self) -> list[str]:
+        if self.kind != MODELS_KIND:
+            return []
+        return list(dict.fromkeys(str(r["mode"]) for r in self.rows if r.get("mode") is not None))
+
+    @property
+    def models(self) -> list[str]:
+        if self.kind != MODELS_KIND:
+            return []
+        return list(dict.fromkeys(str(r["model"]) for r in self.rows if r.get("model") is not None))
+
+
+def table_from_layer(layer: QgsVectorLayer) -> MetricsTable:
+    """Read a comparemodels/evaluateforecast table layer; ValueError when it is neither."""
+    names = layer.fields().names()
+    if not any(m in names for m in METRICS):
+        raise ValueError(f"layer {layer.name()!r} has no metric column (MAE, SSIM, ...): not a metrics table")
+    if "model" in names and "mode" in names:
+        kind = MODELS_KIND
+    elif "date" in names:
+        kind = DATES_KIND
+    else:
+        raise ValueError(
+            f"layer {layer.name()!r} has neither model/mode nor date columns: not a comparemodels or "
+            "evaluateforecast table"
+        )
+    rows = [{n: _value(v) for n, v in zip(names, f.attributes(), strict=False)} for f in layer.getFeatures()]
+    return MetricsTable(kind, list(names), rows)
+
+
+def _value(v):
+    if v is None or (hasattr(v, "isNull") and v.isNull()):
+        return None
+    return v
+
+
+def _num(v) -> float:
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.5g}"
+    return str(v)
+
+
+def _date(v):
+    try:
+        return dt.date.fromisoformat(str(v))
+    except ValueError:
+        return None
+
+
+def draw_metrics(fig: Figure, table: MetricsTable | None, metrics, mode: str | None = None) -> int:
+    """Draw `metrics` of `table` on `fig`, one axes per metric; returns the bars or lines drawn."""
+    fig.clear()
+    metrics = [m for m in metrics if table is not None and m in table.metrics]
+    if table is None or not table.rows or not metrics:
+        ax = fig.add_subplot(111)
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "No metrics to show", ha="center", va="center", transform=ax.transAxes)
+        return 0
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    drawn = 0
+    for ax, metric in zip(axes, metrics, strict=False):
+        if table.kind == MODELS_KIND:
+            drawn += _model_bars(ax, table, metric, mode)
+        else:
+            drawn += _date_lines(ax, table, metric)
+        ax.set_title(metric)
+        ax.grid(True, axis="y", alpha=0.3)
+    if table.kind == MODELS_KIND and mode:
+        fig.suptitle(f"Models compared ({mode})")
+    elif table.kind == DATES_KIND:
+        fig.suptitle("Forecast metrics per date")
+    return drawn
+
+
+def _model_bars(ax, table: MetricsTable, metric: str, mode: str | None) -> int:
+    rows = [r for r in table.rows if mode is None or str(r.get("mode")) == mode]
+    models = list(dict.fromkeys(str(r["model"]) for r in rows))
+    values = []
+    for m in models:
+        vals = [_num(r[metric]) for r in rows if str(r["model"]) == m]
+        values.append(vals[0] if vals else math.nan)
+    colors = [f"C{i % 10}" for i in range(len(models))]
+    bars = ax.bar(range(len(models)), [0.0 if math.isnan(v) else v for v in values], color=colors)
+    for b, v in zip(bars, values, strict=False):
+        b.set_gid(BAR_GID)
+        ax.annotate(
+            "n/a" if math.isnan(v) else f"{v:.3g}",
+            (b.get_x() + b.get_width() / 2, b.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
+    ax.set_xticks(range(len(models)))
+    ax.set_xticklabels(models, rotation=30, ha="right")
+    return len(bars)
+
+
+def _date_lines(ax, table: MetricsTable, metric: str) -> int:
+    rows = [r for r in table.rows if str(r.get("date")) != OVERALL]
+    dates = [_date(r.get("date")) for r in rows]
+    x = dates if all(d is not None for d in dates) else list(range(len(rows)))
+    (line,) = ax.plot(x, [_num(r[metric]) for r in rows], marker="o", label=metric)
+    line.set_gid(LINE_GID)
+    overall = [_num(r[metric]) for r in table.rows if str(r.get("date")) == OVERALL]
+    if overall and not math.isnan(overall[0]):
+        ax.axhline(overall[0], color="0.4", linestyle="--", linewidth=1, label=f"overall {overall[0]:.3g}")
+    ax.legend(fontsize="small")
+    if x and isinstance(x[0], dt.date):
+        ax.tick_params(axis="x", labelrotation=30)
+    return 1
+
+
+class ComparisonDock(QDockWidget):
+    """Dock with the metrics table and chart; `show_layer(layer)` loads a comparison table."""
+
+    TITLE = "Model comparison"
+
+    def __init__(self, iface=None, parent=None):
+        super().__init__(self.TITLE, parent)
+        self.setObjectName("DeformationForecastComparisonDock")
+        self.iface = iface
+        self.table: MetricsTable | None = None
+        self._filling = False
+
+        body = QWidget(self)
+        lay = QVBoxLayout(body)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Metrics table"))
+        self.layer_combo = QgsMapLayerComboBox(body)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.NoGeometry)
+        self.layer_combo.setAllowEmptyLayer(True)
+        self.layer_combo.setLayer(None)
+        self.layer_combo.layerChanged.connect(self._layer_chosen)
+        top.addWidget(self.layer_combo, 1)
+        top.addWidget(QLabel("Mode"))
+        self.mode_combo = QComboBox(body)
+        self.mode_combo.currentIndexChanged.connect(self._selection_changed)
+        top.addWidget(self.mode_combo)
+        self.export_button = QPushButton("Export PNG…", body)
+        self.export_button.clicked.connect(self._export_dialog)
+        top.addWidget(self.export_button)
+        lay.addLayout(top)
+
+        self.message = QLabel(
+            "Run 'Compare forecasting models' or 'Evaluate forecast' or pick its table.", body
+        )
+        self.message.setWordWrap(True)
+        lay.addWidget(self.message)
+
+        split = QSplitter(Qt.Horizontal, body)
+        left = QWidget(split)
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        self.table_widget = QTableWidget(left)
+        self.table_widget.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table_widget.setSortingEnabled(False)
+        ll.addWidget(self.table_widget, 4)
+        ll.addWidget(QLabel("Metrics charted"))
+        self.metric_list = QListWidget(left)
+        self.metric_list.itemChanged.connect(self._selection_changed)
+        ll.addWidget(self.metric_list, 1)
+
+        self.figure = Figure(figsize=(6, 4), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setParent(split)
+        split.addWidget(left)
+        split.addWidget(self.canvas)
+        split.setStretchFactor(1, 3)
+        lay.addWidget(split, 1)
+        self.setWidget(body)
+        self.plot()
+
+    # -- data ---------------------------------------------------------------------------
+    def show_layer(self, layer: QgsVectorLayer) -> int:
+        """Load a comparemodels/evaluateforecast table and chart it; returns the rows shown."""
+        if self.layer_combo.currentLayer() is not layer:
+            self._filling = True
+            try:
+                self.layer_combo.setLayer(layer)
+            finally:
+                self._filling = False
+        try:
+            table = table_from_layer(layer)
+        except ValueError as e:
+            self.set_table(None)
+            self.message.setText(str(e))
+            return 0
+        what = f"{len(table.models)} model(s)" if table.kind == MODELS_KIND else "metrics per date"
+        self.message.setText(f"{layer.name()}: {table.kind}, {what}, {len(table.rows)} row(s)")
+        return self.set_table(table)
+
+    def set_table(self, table: MetricsTable | None) -> int:
+        self.table = table
+        self._filling = True
+        try:
+            tw = self.table_widget
+            tw.clear()
+            cols = table.columns if table else []
+            rows = table.rows if table else []
+            tw.setColumnCount(len(cols))
+            tw.setRowCount(len(rows))
+            tw.setHorizontalHeaderLabels(cols)
+            for i, row in enumerate(rows):
+                for j, c in enumerate(cols):
+                    item = QTableWidgetItem(_text(row.get(c)))
+                    if isinstance(row.get(c), int | float):
+                        item.setTextAlignment(int(Qt.AlignRight | Qt.AlignVCenter))
+                    tw.setItem(i, j, item)
+            tw.resizeColumnsToContents()
+            self.mode_combo.clear()
+            modes = table.modes if table else []
+            self.mode_combo.addItems(modes)
+            self.mode_combo.setEnabled(bool(modes))
+            self.metric_list.clear()
+            for m in table.metrics if table else []:
+                it = QListWidgetItem(m, self.metric_list)
+                it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
+                it.setCheckState(Qt.Checked if m in DEFAULT_METRICS else Qt.Unchecked)
+        finally:
+            self._filling = False
+        self.plot()
+        return len(rows)
+
+    def selected_metrics(self) -> list[str]:
+        return [
+            self.metric_list.item(i).text()
+            for i in range(self.metric_list.count())
+            if self.metric_list.item(i).checkState() == Qt.Checked
+        ]
+
+    def selected_mode(self) -> str | None:
+        return self.mode_combo.currentText() or None
+
+    def _selection_changed(self, *_args) -> None:
+        if not self._filling:
+            self.plot()
+
+    def _layer_chosen(self, layer) -> None:
+        if self._filling:
+            return
+        if layer is None:
+            self.set_table(None)
+        else:
+            self.show_layer(layer)
+
+    # -- drawing ------------------------------------------------------------------------
+    def plot(self) -> int:
+        n = draw_metrics(self.figure, self.table, self.selected_metrics(), self.selected_mode())
+        self.canvas.draw_idle()
+        return n
+
+    def bar_counts(self) -> dict[str, int]:
+        """Bars drawn per metric axes (comparemodels), as counted from the figure."""
+        return {
+            ax.get_title(): sum(1 for p in ax.patches if p.get_gid() == BAR_GID)
+            for ax in self.figure.axes
+            if ax.get_title()
+        }
+
+    def line_count(self) -> int:
+        return sum(1 for ax in self.figure.axes for ln in ax.get_lines() if ln.get_gid() == LINE_GID)
+
+    def export(self, path: str, dpi: int = 150) -> str:
+        if not os.path.splitext(path)[1]:
+            path += ".png"
+        self.canvas.draw()
+        self.figure.savefig(path, format="png", dpi=dpi)
+        return path
+
+    def _export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export comparison chart", "comparison.png", "PNG (*.png)"
+        )
+        if path:
+            self.export(path)
