@@ -25,7 +25,6 @@ from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -38,6 +37,8 @@ from qgis.PyQt.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from .layer_dock import LayerDock
 
 try:  # matplotlib >= 3.5 picks the Qt binding already imported (PyQt5 in QGIS 3)
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -190,7 +191,7 @@ def _date_lines(ax, table: MetricsTable, metric: str) -> int:
     return 1
 
 
-class ComparisonDock(QDockWidget):
+class ComparisonDock(LayerDock):
     """Dock with the metrics table and chart; `show_layer(layer)` loads a comparison table."""
 
     TITLE = "Model comparison"
@@ -200,7 +201,6 @@ class ComparisonDock(QDockWidget):
         self.setObjectName("DeformationForecastComparisonDock")
         self.iface = iface
         self.table: MetricsTable | None = None
-        self._filling = False
 
         body = QWidget(self)
         lay = QVBoxLayout(body)
@@ -253,12 +253,7 @@ class ComparisonDock(QDockWidget):
     # -- data ---------------------------------------------------------------------------
     def show_layer(self, layer: QgsVectorLayer) -> int:
         """Load a comparemodels/evaluateforecast table and chart it; returns the rows shown."""
-        if self.layer_combo.currentLayer() is not layer:
-            self._filling = True
-            try:
-                self.layer_combo.setLayer(layer)
-            finally:
-                self._filling = False
+        self.select_layer_quietly(layer)
         try:
             table = table_from_layer(layer)
         except ValueError as e:
@@ -271,8 +266,7 @@ class ComparisonDock(QDockWidget):
 
     def set_table(self, table: MetricsTable | None) -> int:
         self.table = table
-        self._filling = True
-        try:
+        with self.filling():
             tw = self.table_widget
             tw.clear()
             cols = table.columns if table else []
@@ -296,8 +290,6 @@ class ComparisonDock(QDockWidget):
                 it = QListWidgetItem(m, self.metric_list)
                 it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
                 it.setCheckState(Qt.Checked if m in DEFAULT_METRICS else Qt.Unchecked)
-        finally:
-            self._filling = False
         self.plot()
         return len(rows)
 
@@ -311,17 +303,8 @@ class ComparisonDock(QDockWidget):
     def selected_mode(self) -> str | None:
         return self.mode_combo.currentText() or None
 
-    def _selection_changed(self, *_args) -> None:
-        if not self._filling:
-            self.plot()
-
-    def _layer_chosen(self, layer) -> None:
-        if self._filling:
-            return
-        if layer is None:
-            self.set_table(None)
-        else:
-            self.show_layer(layer)
+    def clear(self) -> None:
+        self.set_table(None)
 
     # -- drawing ------------------------------------------------------------------------
     def plot(self) -> int:

@@ -16,7 +16,6 @@ from qgis.core import QgsMapLayerProxyModel, QgsVectorLayer
 from qgis.gui import QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import (
-    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -31,6 +30,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.dates import date_fields
 from ..core.profile_plot import CURVE_GID, default_date_indexes, draw_profiles
 from ..core.profiles import Profile
+from .layer_dock import LayerDock
 
 try:  # matplotlib >= 3.5 picks the Qt binding already imported (PyQt5 in QGIS 3)
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -85,7 +85,7 @@ def _num(v) -> float:
         return np.nan
 
 
-class ProfileDock(QDockWidget):
+class ProfileDock(LayerDock):
     """Dock with the profile chart; `show_layer(layer)` loads an extractprofiles output."""
 
     TITLE = "Profile plot"
@@ -97,7 +97,6 @@ class ProfileDock(QDockWidget):
         self.profiles: list[Profile] = []
         self.dates: list[dt.date] = []
         self._curves = 0
-        self._filling = False
 
         body = QWidget(self)
         lay = QVBoxLayout(body)
@@ -154,12 +153,7 @@ class ProfileDock(QDockWidget):
     # -- data ---------------------------------------------------------------------------
     def show_layer(self, layer: QgsVectorLayer) -> int:
         """Load an extractprofiles point layer and plot it; returns the number of curves."""
-        if self.layer_combo.currentLayer() is not layer:
-            self._filling = True
-            try:
-                self.layer_combo.setLayer(layer)
-            finally:
-                self._filling = False
+        self.select_layer_quietly(layer)
         try:
             profiles, dates = profiles_from_layer(layer)
         except ValueError as e:
@@ -172,8 +166,7 @@ class ProfileDock(QDockWidget):
     def set_data(self, profiles: list[Profile], dates: list[dt.date], date_indexes=None) -> int:
         self.profiles, self.dates = list(profiles), list(dates)
         chosen = set(default_date_indexes(len(dates)) if date_indexes is None else date_indexes)
-        self._filling = True
-        try:
+        with self.filling():
             self.profile_list.clear()
             for p in self.profiles:
                 it = QListWidgetItem(p.name, self.profile_list)
@@ -184,8 +177,6 @@ class ProfileDock(QDockWidget):
                 it = QListWidgetItem(d.isoformat(), self.date_list)
                 it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
                 it.setCheckState(Qt.Checked if i in chosen else Qt.Unchecked)
-        finally:
-            self._filling = False
         return self.plot()
 
     def selected_profiles(self) -> list[Profile]:
@@ -198,25 +189,13 @@ class ProfileDock(QDockWidget):
 
     def _check_dates(self, indexes) -> None:
         keep = set(indexes)
-        self._filling = True
-        try:
+        with self.filling():
             for i in range(self.date_list.count()):
                 self.date_list.item(i).setCheckState(Qt.Checked if i in keep else Qt.Unchecked)
-        finally:
-            self._filling = False
         self.plot()
 
-    def _selection_changed(self, _item=None) -> None:
-        if not self._filling:
-            self.plot()
-
-    def _layer_chosen(self, layer) -> None:
-        if self._filling:
-            return
-        if layer is None:
-            self.set_data([], [])
-        else:
-            self.show_layer(layer)
+    def clear(self) -> None:
+        self.set_data([], [])
 
     # -- drawing ------------------------------------------------------------------------
     def plot(self) -> int:
