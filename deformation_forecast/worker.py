@@ -219,6 +219,11 @@ def run_worker(
         if error:
             raise QgsProcessingException(f"{error}" + (f"\nWorker log:\n{detail}" if detail else ""))
         how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
+        if rc == -9:
+            how += (
+                " (the system's out-of-memory killer sends this signal: lower the memory budget, "
+                "BATCH_SIZE or TILE_SIZE)"
+            )
         raise QgsProcessingException(f"The TensorFlow worker {how}. Last lines:\n{detail}")
     return result
 

@@ -16,6 +16,11 @@ from typing import Any
 
 from . import protocol
 
+OUT_OF_MEMORY = (
+    "The worker ran out of memory. Lower the memory budget (Settings > Options > Deformation "
+    "forecast, or DEFORMATION_FORECAST_MEMORY_MB), BATCH_SIZE or TILE_SIZE, or close other programs."
+)
+
 
 def cmd_info(params: dict[str, Any]) -> dict[str, Any]:
     """TensorFlow version, the devices it sees, and a tiny real computation as proof of life."""
@@ -43,7 +48,8 @@ def cmd_info(params: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_selftest(params: dict[str, Any]) -> dict[str, Any]:
     """Fault injection for the boundary's tests (no TensorFlow): ``mode`` = ok | fail | crash |
-    silent | slow. Writes ``touch`` (a file) first when given, to prove the process ran."""
+    silent | slow | oom. Writes ``touch`` (a file) first when given, to prove the process ran.
+    ``oom`` caps the worker's address space (RLIMIT_AS) and allocates beyond it."""
     import signal
     import time
 
@@ -57,6 +63,13 @@ def cmd_selftest(params: dict[str, Any]) -> dict[str, Any]:
     if mode == "crash":
         print("selftest: about to be killed", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "oom":
+        import resource
+
+        cap = int(params.get("limit_mb", 512)) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+        hog = [bytearray(64 * 2**20) for _ in range(4 * cap // (64 * 2**20))]
+        return {"mode": mode, "pid": os.getpid(), "allocated": len(hog)}
     if mode == "silent":
         time.sleep(float(params.get("seconds", 60)))
     if mode == "slow":
@@ -101,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         protocol.error("cancelled")
         return 130
+    except MemoryError:
+        traceback.print_exc(file=sys.stderr)
+        protocol.error(OUT_OF_MEMORY)
+        return 1
     except Exception as e:  # the worker's top level: report, then fail
         from ..core.errors import InputError
 

@@ -106,3 +106,15 @@ def test_two_runs_at_once_get_their_own_workers(qgis_app):
     assert errors == []
     assert results["a"]["pid"] != results["b"]["pid"]
     assert not _alive(results["a"]["pid"]) and not _alive(results["b"]["pid"])
+
+
+def test_out_of_memory_worker_is_explained(qgis_app):
+    """A worker that runs out of memory fails with advice on the memory budget, not a traceback."""
+    with pytest.raises(QgsProcessingException, match="ran out of memory") as e:
+        worker.run_worker("_selftest", {"mode": "oom", "limit_mb": 400})
+    assert "DEFORMATION_FORECAST_MEMORY_MB" in str(e.value) and "BATCH_SIZE" in str(e.value)
+
+
+def test_sigkill_mentions_the_out_of_memory_killer(qgis_app):
+    with pytest.raises(QgsProcessingException, match="out-of-memory killer"):
+        worker.run_worker("_selftest", {"mode": "crash"})
