@@ -21,7 +21,12 @@ BASE_OVERHEAD_MB = 256
 
 
 def budget_mb(mb: float | None = None) -> float:
-    """The budget in MB: `mb` if positive, else $DEFORMATION_FORECAST_MEMORY_MB, else 2048."""
+    """The budget in MB: `mb` if positive, else $DEFORMATION_FORECAST_MEMORY_MB, else 2048.
+
+    Values below 64 MB count as 64. An explicit `mb` of 0 or None means "not set"; so does an empty
+    or 0 variable. A variable that is not a number, or is negative, raises InputError (a typo must
+    not silently give the default).
+    """
     if mb is not None and float(mb) > 0:
         return max(float(mb), MIN_MB)
     raw = os.environ.get(ENV, "").strip()
@@ -29,7 +34,14 @@ def budget_mb(mb: float | None = None) -> float:
         try:
             value = float(raw)
         except ValueError:
-            value = 0.0
+            value = float("nan")
+        if not value >= 0 or value == float("inf"):
+            from .errors import InputError
+
+            raise InputError(
+                f"The environment variable {ENV}={raw!r} is not a memory budget: give a number of MB "
+                f"(e.g. {ENV}=4096), or unset it for the default of {DEFAULT_MB} MB."
+            )
         if value > 0:
             return max(value, MIN_MB)
     return float(DEFAULT_MB)
@@ -39,13 +51,20 @@ def budget_bytes(mb: float | None = None) -> int:
     return int(budget_mb(mb) * 2**20)
 
 
+def overhead_bytes(mb: float | None = None) -> int:
+    """What the budget sets aside for the interpreter, numpy, GDAL/PROJ (and TensorFlow in the
+    worker): 256 MB, or a quarter of a budget smaller than 1 GB."""
+    return int(min(BASE_OVERHEAD_MB * 2**20, budget_bytes(mb) / 4))
+
+
 def working_bytes(copies: float = 4.0, mb: float | None = None) -> int:
     """Bytes one window of float32 pixels may take when `copies` arrays of its size live at once.
 
-    The base overhead and the GDAL block cache are taken off the budget first.
+    The base overhead and the GDAL block cache are taken off the budget first (with the default
+    2048 MB: 1536 MB of pixels).
     """
-    usable = budget_bytes(mb) - (BASE_OVERHEAD_MB * 2**20) - gdal_cache_bytes(mb)
-    return max(8 * 2**20, int(usable / max(copies, 1.0)))
+    usable = budget_bytes(mb) - overhead_bytes(mb) - gdal_cache_bytes(mb)
+    return max(2**20, int(usable / max(copies, 1.0)))
 
 
 def gdal_cache_bytes(mb: float | None = None) -> int:

@@ -40,6 +40,7 @@ class StackInfo:
     nodata: float | None = None
     units: str = "mm"
     tags: dict[str, str] = field(default_factory=dict)
+    block: tuple[int, int] = (0, 0)  # (rows, cols) of the file's blocks (tiles or strips); 0 = unknown
 
     @property
     def count(self) -> int:
@@ -113,6 +114,7 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
             nodata=nodata,
             units=units or "mm",
             tags=dict(ds_tags),
+            block=tuple(int(v) for v in src.block_shapes[0]),  # type: ignore[arg-type]
         )
 
 
@@ -131,12 +133,75 @@ def read_stack(
         return arr
 
 
-def iter_row_windows(info: StackInfo, max_bytes: int = 256 * 2**20) -> Iterator[Window]:
-    """Full-width row strips whose float32 pixels for all bands fit in `max_bytes`."""
+def iter_row_windows(info: StackInfo, max_bytes: int | None = None) -> Iterator[Window]:
+    """Full-width row strips whose float32 pixels for all bands fit in `max_bytes` (default: the
+    memory budget's working size for 4 copies, core.budget)."""
+    if max_bytes is None:
+        from .budget import working_bytes
+
+        max_bytes = working_bytes(4)
     row_bytes = info.width * info.count * 4
     rows = max(1, int(max_bytes // max(row_bytes, 1)))
     for r0 in range(0, info.height, rows):
         yield Window(0, r0, info.width, min(rows, info.height - r0))
+
+
+def window_shape(
+    height: int, width: int, px_bytes: int, max_bytes: int, block: tuple[int, int] = (0, 0)
+) -> tuple[int, int]:
+    """(rows, cols) of windows of a `height` x `width` raster whose pixels take `px_bytes` each and
+    must fit in `max_bytes`, aligned to the file's `block` (rows, cols) where possible: whole rows
+    of blocks, full width when such a strip fits, else a whole number of blocks across, so that
+    every block of the file is decoded once."""
+    bh, bw = (max(1, int(block[0])), max(1, int(block[1]))) if all(block) else (1, width)
+    bh, bw = min(bh, height), min(bw, width)
+    px_bytes = max(1, int(px_bytes))
+    row_bytes = width * px_bytes
+    if max_bytes >= row_bytes * bh:  # full-width strips of whole block rows
+        rows = int(max_bytes // row_bytes)
+        rows = max(bh, rows // bh * bh)
+        return min(rows, height), width
+    if max_bytes >= bh * bw * px_bytes:  # one block row high, several blocks across
+        cols = int(max_bytes // (bh * px_bytes)) // bw * bw
+        return bh, min(max(bw, cols), width)
+    if max_bytes >= row_bytes and bw >= width:  # strips thinner than the file's strips
+        return max(1, min(int(max_bytes // row_bytes), height)), width
+    if max_bytes >= bw * px_bytes:  # part of a block row, one block wide
+        return max(1, min(int(max_bytes // (bw * px_bytes)), bh)), bw
+    # not even one block-wide row fits: part of a row
+    return 1, max(1, min(int(max_bytes // px_bytes), width))
+
+
+def iter_windows(
+    info: StackInfo,
+    max_bytes: int | None = None,
+    bands: int | None = None,
+    copies: float = 4.0,
+    mb: float | None = None,
+) -> list[Window]:
+    """Windows covering the raster, row-major, each holding at most `max_bytes` of float32 pixels
+    for `bands` bands (default all), aligned to the file's blocks (see :func:`window_shape`).
+
+    Without `max_bytes` the size comes from the memory budget (core.budget): the budget `mb`
+    (else $DEFORMATION_FORECAST_MEMORY_MB, else 2 GB) shared by `copies` arrays of a window's size.
+    """
+    if max_bytes is None:
+        from .budget import working_bytes
+
+        max_bytes = working_bytes(copies, mb)
+    nb = info.count if bands is None else max(1, int(bands))
+    rows, cols = window_shape(info.height, info.width, 4 * nb, int(max_bytes), info.block)
+    return [
+        Window(c0, r0, min(cols, info.width - c0), min(rows, info.height - r0))
+        for r0 in range(0, info.height, rows)
+        for c0 in range(0, info.width, cols)
+    ]
+
+
+def window_slices(win: Window) -> tuple[slice, slice]:
+    """(rows, cols) slices of `win` into an array that covers the whole raster."""
+    r0, c0 = int(win.row_off), int(win.col_off)
+    return slice(r0, r0 + int(win.height)), slice(c0, c0 + int(win.width))
 
 
 @contextlib.contextmanager

@@ -1,5 +1,5 @@
 """The plugin's page in Settings > Options: the TensorFlow Python (with a Test button that reports
-TensorFlow's version and the GPUs it sees) and the default device."""
+TensorFlow's version and the GPUs it sees), the default device and the memory budget."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from qgis.PyQt.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
 )
 
 from .. import worker
-from ..processing.base import DEVICES, ICON_PATH
+from ..core import budget
+from ..processing.base import DEVICES, ICON_PATH, MEMORY_SETTINGS_KEY, memory_setting_mb
 
 DEVICE_KEY = worker.DEVICE_SETTINGS_KEY
 
@@ -50,11 +52,23 @@ class SettingsPage(QgsOptionsPageWidget):
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.device.setCurrentText(settings.value(DEVICE_KEY, "auto", type=str))
+        self.memory = QSpinBox()
+        self.memory.setRange(0, 1024 * 1024)
+        self.memory.setSingleStep(256)
+        self.memory.setSuffix(" MB")
+        self.memory.setSpecialValueText(f"not set (${budget.ENV}, else {budget.DEFAULT_MB} MB)")
+        self.memory.setValue(int(memory_setting_mb()))
+        self.memory.setToolTip(
+            "The most memory one algorithm may hold for pixels: every algorithm streams the stack "
+            f"in windows that fit it (at least {budget.MIN_MB} MB). 0 = the environment variable "
+            f"{budget.ENV}, else {budget.DEFAULT_MB} MB. Training and forecasting get it too."
+        )
         self.report = QLabel("")
         self.report.setWordWrap(True)
         form = QFormLayout(self)
         form.addRow("TensorFlow Python", row)
         form.addRow("Default device", self.device)
+        form.addRow("Memory budget (MB)", self.memory)
         form.addRow("", self.report)
 
     def _browse(self) -> None:
@@ -76,6 +90,7 @@ class SettingsPage(QgsOptionsPageWidget):
         settings = QgsSettings()
         settings.setValue(worker.SETTINGS_KEY, self.python.text().strip())
         settings.setValue(DEVICE_KEY, self.device.currentText())
+        settings.setValue(MEMORY_SETTINGS_KEY, int(self.memory.value()))
         worker._checked.clear()
 
 

@@ -174,7 +174,7 @@ class CompareModels(DeformationAlgorithm):
         from ..core import evaluation as ev
         from ..core.stack import read_stack, write_stack
 
-        info = self.stack_info(parameters, "INPUT", context)
+        info = self.stack_info(parameters, "INPUT", context, observed=True)
         chosen = [MODELS[i] for i in self.parameterAsEnums(parameters, "MODELS", context)]
         if not chosen:
             raise QgsProcessingException("MODELS: choose at least one model.")
@@ -350,6 +350,7 @@ class CompareModels(DeformationAlgorithm):
             "max_seconds": self.parameterAsInt(parameters, "MAX_SECONDS", context),
             "output_model": os.path.join(tmp, "model.dfmodel"),
             "predictions": os.path.join(tmp, "predictions.npz"),
+            "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
         }
 
         class _Scaled:

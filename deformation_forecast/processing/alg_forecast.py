@@ -61,7 +61,7 @@ class ForecastDeformation(WorkerAlgorithm):
         self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last forecast date"))
 
     def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context)
+        info = self.stack_info(parameters, "INPUT", context, observed=True)
         model = self.parameterAsFile(parameters, "MODEL", context)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         rate = self.parameterAsOutputLayer(parameters, "OUTPUT_RATE", context) or ""
@@ -73,6 +73,7 @@ class ForecastDeformation(WorkerAlgorithm):
             "steps": self.parameterAsInt(parameters, "STEPS", context),
             "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             "output": out,
+            "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
         }
         if rate:
             params["output_rate"] = rate

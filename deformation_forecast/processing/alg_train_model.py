@@ -121,7 +121,7 @@ class TrainModel(WorkerAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, f"Test {label} (one step ahead)"))
 
     def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context)
+        info = self.stack_info(parameters, "INPUT", context, observed=True)
         model = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
         self.check_output_not_input(model, info.path)
@@ -133,6 +133,7 @@ class TrainModel(WorkerAlgorithm):
             "architecture": ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)],
             "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             "resume": self.parameterAsBool(parameters, "RESUME", context),
+            "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
         }
         for name, _, kind, *_ in NUMBERS:
             if kind == INT:

@@ -14,8 +14,39 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from ..core import budget
+from ..core.dates import check_observed
 from ..core.errors import InputError
 from ..core.stack import StackInfo, check_values, read_info
+
+# the plugin setting "Memory budget (MB)" (Settings > Options > Deformation forecast); 0 = not set
+MEMORY_SETTINGS_KEY = "deformation_forecast/memory_mb"
+
+
+def memory_setting_mb() -> float:
+    """The "Memory budget (MB)" plugin setting, 0 when not set (or not a positive number)."""
+    from qgis.core import QgsSettings
+
+    try:
+        value = float(QgsSettings().value(MEMORY_SETTINGS_KEY, 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return value if value > 0 else 0.0
+
+
+def configured_budget_mb() -> tuple[float, str]:
+    """The memory budget of a Processing run in MB and where it comes from: the plugin setting
+    when set, else $DEFORMATION_FORECAST_MEMORY_MB, else the default (core.budget)."""
+    setting = memory_setting_mb()
+    if setting:
+        return budget.budget_mb(setting), "plugin setting"
+    import os
+
+    value = budget.budget_mb(None)  # raises InputError on a malformed variable
+    if os.environ.get(budget.ENV, "").strip() not in ("", "0"):
+        return value, budget.ENV
+    return value, "default"
+
 
 GROUPS = {
     "stack": "Stack preparation",
@@ -43,6 +74,9 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     # raster outputs that also go into the Temporal Controller (one layer per date) when the
     # boolean parameter ANIMATE is true
     ANIMATED_OUTPUTS: tuple[str, ...] = ()
+    # the memory budget of the current run in MB (core.budget), set by processAlgorithm; core calls
+    # get it explicitly as `mb=self.memory_mb`
+    memory_mb: float | None = None
 
     def name(self) -> str:
         return self.NAME
@@ -76,7 +110,11 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     ) -> dict[str, Any]:
         self._refuse_overwriting_inputs(parameters, context)
         try:
-            results = self.compute(parameters, context, feedback)
+            self.memory_mb, origin = configured_budget_mb()
+            feedback.pushInfo(f"Memory budget: {self.memory_mb:g} MB ({origin}).")
+            # GDAL's block cache sized from the budget for every read and write of this run
+            with budget.gdal_env(self.memory_mb):
+                results = self.compute(parameters, context, feedback)
         except InputError as e:
             raise QgsProcessingException(str(e)) from e
         self._style_outputs(parameters, context, results)
@@ -171,13 +209,22 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         return path
 
     def stack_info(
-        self, parameters, name: str, context, require_dates: bool = True, check_data: bool = True
+        self,
+        parameters,
+        name: str,
+        context,
+        require_dates: bool = True,
+        check_data: bool = True,
+        observed: bool = False,
     ) -> StackInfo:
         """Describe the stack given in parameter `name`; names the parameter in any error. With
-        `check_data`, refuse an all-NaN stack, infinities and implausible magnitudes."""
+        `check_data`, refuse an all-NaN stack, infinities and implausible magnitudes; with
+        `observed` (inputs that must be observations: training, validation), dates after today."""
         path = self.raster_path(parameters, name, context)
         try:
             info = read_info(path, require_dates=require_dates)
+            if observed:
+                check_observed(info.dates, f"{name} ({os.path.basename(path)})")
         except InputError as e:
             raise QgsProcessingException(f"{name}: {e}") from e
         if check_data:
