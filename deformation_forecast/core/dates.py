@@ -84,6 +84,20 @@ def check_increasing(dates: Sequence[dt.date], what: str = "the stack") -> None:
             )
 
 
+def check_observed(dates: Sequence[dt.date], what: str = "the stack", today: dt.date | None = None) -> None:
+    """Raise InputError if an observation date lies after `today` (default: the system date, plus one
+    day for time zones): such a date is a mis-parsed label, not an acquisition."""
+    limit = (today or dt.date.today()) + dt.timedelta(days=1)
+    late = [d for d in dates if d is not None and d > limit]
+    if late:
+        raise InputError(
+            f"{what} has {len(late)} date(s) in the future (first {late[0].isoformat()}, today is "
+            f"{limit - dt.timedelta(days=1)}): observations cannot be dated later than today. Check the "
+            "dates in the band descriptions or file names (YYYYMMDD); a forecast stack is not an "
+            "observation input."
+        )
+
+
 def to_ordinal(dates: Sequence[dt.date]) -> np.ndarray:
     """Days since 0001-01-01 as float64 (differences are days)."""
     return np.array([d.toordinal() for d in dates], dtype="float64")

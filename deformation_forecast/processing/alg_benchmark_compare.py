@@ -207,7 +207,7 @@ class BenchmarkCompare(DeformationAlgorithm):
         return bms
 
     def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context)
+        info = self.stack_info(parameters, "INPUT", context, observed=True)
         require_crs(info)
         raster_crs = self.parameterAsRasterLayer(parameters, "INPUT", context).crs()
         plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)

@@ -105,8 +105,8 @@ class CrossOrbit(DeformationAlgorithm):
         return value
 
     def compute(self, parameters, context, feedback):
-        info_a = self.stack_info(parameters, "INPUT", context)
-        info_b = self.stack_info(parameters, "INPUT_B", context)
+        info_a = self.stack_info(parameters, "INPUT", context, observed=True)
+        info_b = self.stack_info(parameters, "INPUT_B", context, observed=True)
         if os.path.abspath(info_a.path) == os.path.abspath(info_b.path):
             feedback.reportError(
                 "INPUT and INPUT_B are the same file; the result is trivial.", fatalError=False

@@ -100,7 +100,7 @@ class EvaluateForecast(DeformationAlgorithm):
         from ..core.stack import read_stack, same_grid, write_stack
 
         pred_info = self.stack_info(parameters, "PREDICTED", context)
-        obs_info = self.stack_info(parameters, "OBSERVED", context)
+        obs_info = self.stack_info(parameters, "OBSERVED", context, observed=True)
         max_days = self.parameterAsInt(parameters, "MAX_DAYS", context)
         data_range = self.parameterAsDouble(parameters, "DATA_RANGE", context) or None
         if not same_grid(pred_info, obs_info):

@@ -237,3 +237,67 @@ def test_networks_refuse_too_few_dates_and_foreign_models(run_alg, inputs, write
     with pytest.raises(QgsProcessingException, match=r"(?i)not a .*model|deformation_forecast model"):
         run_alg("forecast", ALGS["forecast"](inputs, inputs["good"]))
     assert _no_outputs(inputs) == []
+
+
+# inputs that must be observations (training, validation, comparison); the descriptive algorithms
+# (profiles, rates, LOS, fault/lithology) also take forecast stacks, whose dates are in the future
+OBSERVED_KEY = {
+    "benchmarkcompare": "INPUT",
+    "comparemodels": "INPUT",
+    "crossorbit": "INPUT",
+    "evaluateforecast": "OBSERVED",
+    "forecast": "INPUT",
+    "trainmodel": "INPUT",
+}
+
+
+@pytest.mark.parametrize("alg", sorted(OBSERVED_KEY))
+def test_observation_dates_in_the_future(run_alg, inputs, write_stack, alg):
+    future = write_stack(
+        _bowl(), make_dates(N, start=dt.date.today() + dt.timedelta(days=400)), name="in/fut.tif"
+    )
+    params = ALGS[alg](inputs, inputs["good"])
+    params[OBSERVED_KEY[alg]] = future
+    with pytest.raises(QgsProcessingException, match=rf"{OBSERVED_KEY[alg]} .*in the future"):
+        run_alg(alg, params)
+    assert _no_outputs(inputs) == []
+
+
+@pytest.mark.parametrize("alg", sorted(set(ALGS) - GOOD_RUN_ELSEWHERE))
+def test_tiny_raster_runs_or_is_refused_clearly(run_alg, inputs, write_stack, alg):
+    """A 2 x 2 pixel stack: each algorithm either gives complete outputs or names the size problem."""
+    tiny = write_stack(_bowl(h=2, w=2), name="in/tiny.tif")
+    params = ALGS[alg](inputs, tiny)
+    if alg == "crossorbit":
+        params["INPUT_B"] = tiny
+    if alg == "evaluateforecast":
+        params["OBSERVED"] = tiny
+    try:
+        res = run_alg(alg, params)
+    except QgsProcessingException as e:
+        assert _no_outputs(inputs) == []
+        TINY_REFUSED[alg] = str(e)
+        print(f"tiny {alg}: refused: {e}")
+        assert any(w in str(e).lower() for w in ("pixel", "size", "small", "outside", "no ")), str(e)
+    else:
+        for key, value in res.items():
+            if key.startswith("OUTPUT") and isinstance(value, str) and value:
+                assert os.path.getsize(value) > 0, key
+
+
+TINY_REFUSED: dict[str, str] = {}
+
+
+@pytest.mark.tf
+def test_tiny_raster_is_padded_for_the_network(run_alg, inputs, write_stack):
+    """A 3 x 3 stack is smaller than the network's tile: it is padded, trained on and forecast."""
+    from deformation_forecast.core.stack import read_info, read_stack
+
+    tiny = write_stack(_bowl(n=24, h=3, w=3), make_dates(24), name="in/tiny3.tif")
+    params = ALGS["trainmodel"](inputs, tiny)
+    res = run_alg("trainmodel", params)
+    fc = out(inputs, "tiny_fc.tif")
+    run_alg("forecast", {"INPUT": tiny, "MODEL": res["OUTPUT_MODEL"], "STEPS": 3, "DEVICE": 2, "OUTPUT": fc})
+    info = read_info(fc)
+    assert (info.width, info.height, info.count) == (3, 3, 3)
+    assert np.isfinite(read_stack(fc)).all()
