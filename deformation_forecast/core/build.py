@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.warp import Resampling, reproject
+from rasterio.warp import Resampling
 
 from .dates import check_increasing, parse_date
 from .errors import InputError
@@ -61,15 +61,26 @@ def build_stack(
     log: Callable[[str], None] = lambda s: None,
     progress: Callable[[float], None] = lambda p: None,
     is_canceled: Callable[[], bool] = lambda: False,
+    mb: float | None = None,
+    max_bytes: int | None = None,
 ) -> str:
     """Write the stack of `sources` on the grid of the first one; others are warped onto it
-    (bilinear) when their CRS, size or transform differ. Values are multiplied by `units_factor`."""
+    (bilinear, through a rasterio WarpedVRT) when their CRS, size or transform differ. Values are
+    multiplied by `units_factor`. Each raster is read and written window by window, the windows
+    sized from the memory budget `mb` (core.budget; `max_bytes` overrides it)."""
+    from rasterio.vrt import WarpedVRT
+
+    from .stack import StackInfo, iter_windows
+
     with rasterio.open(sources[0].path) as ref:
         crs, transform, width, height = ref.crs, ref.transform, ref.width, ref.height
     if crs is None:
         raise InputError(
             f"LAYERS: {os.path.basename(sources[0].path)!r} has no CRS; assign one before stacking."
         )
+    # windows of the output grid, whole rows of its 128 x 128 tiles where they fit
+    grid = StackInfo(out_path, [], crs, transform, width, height, block=(128, 128))
+    windows = iter_windows(grid, max_bytes, bands=1, copies=4, mb=mb)
     with StackWriter(out_path, [s.date for s in sources], crs, transform, width, height) as w:
         for i, s in enumerate(sources):
             if is_canceled():
@@ -87,39 +98,57 @@ def build_stack(
                     and src.height == height
                     and np.allclose(np.array(src.transform)[:6], np.array(transform)[:6])
                 )
-                data = src.read(s.band, out_dtype="float32")
-                if nodata is not None and not np.isnan(nodata):
-                    data[data == np.float32(nodata)] = np.nan
+                ds = src
                 if not same:
                     log(
                         f"{os.path.basename(s.path)}: grid differs from the first raster "
                         f"({src.crs}, {src.width}x{src.height}); warped onto it (bilinear)."
                     )
-                    dst = np.full((height, width), np.nan, dtype="float32")
+                    float_src = np.dtype(src.dtypes[s.band - 1]).kind == "f"
                     try:
-                        reproject(
-                            data,
-                            dst,
-                            src_transform=src.transform,
-                            src_crs=src.crs,
-                            dst_transform=transform,
-                            dst_crs=crs,
-                            src_nodata=np.nan,
-                            dst_nodata=np.nan,
+                        ds = WarpedVRT(
+                            src,
+                            crs=crs,
+                            transform=transform,
+                            width=width,
+                            height=height,
                             resampling=Resampling.bilinear,
+                            src_nodata=nodata if nodata is not None else (np.nan if float_src else None),
+                            nodata=np.nan,
+                            dtype="float32",
                         )
                     except rasterio.errors.RasterioError as e:
                         raise InputError(
                             f"LAYERS: {os.path.basename(s.path)!r} cannot be aligned to the first "
                             f"raster ({e}); reproject it first."
                         ) from e
-                    if not np.isfinite(dst).any():
-                        raise InputError(
-                            f"LAYERS: {os.path.basename(s.path)!r} does not overlap the first raster "
-                            "at all; check its CRS and extent."
-                        )
-                    data = dst
-            w.write_band(i, data * units_factor)
+                overlap = False
+                try:
+                    for win in windows:
+                        try:
+                            data = ds.read(s.band, window=win, out_dtype="float32")
+                        except rasterio.errors.RasterioError as e:
+                            raise InputError(
+                                f"LAYERS: {os.path.basename(s.path)!r} cannot be read"
+                                + (" and aligned to the first raster" if not same else "")
+                                + f" ({e}); check the file"
+                                + (" or reproject it first." if not same else ".")
+                            ) from e
+                        if same and nodata is not None and not np.isnan(nodata):
+                            data[data == np.float32(nodata)] = np.nan
+                        if not same and not overlap:
+                            overlap = bool(np.isfinite(data).any())
+                        if units_factor != 1.0:
+                            data *= np.float32(units_factor)
+                        w.write_band(i, data, window=win)
+                finally:
+                    if ds is not src:
+                        ds.close()
+                if not same and not overlap:
+                    raise InputError(
+                        f"LAYERS: {os.path.basename(s.path)!r} does not overlap the first raster "
+                        "at all; check its CRS and extent."
+                    )
             progress(100.0 * (i + 1) / len(sources))
     return out_path
 
@@ -128,13 +157,15 @@ def resample_stack_file(
     src_path: str,
     dst_path: str,
     interval_days: int,
-    max_bytes: int = 256 * 2**20,
+    max_bytes: int | None = None,
     is_canceled: Callable[[], bool] = lambda: False,
+    mb: float | None = None,
 ) -> int:
     """Resample the stack at `src_path` to a regular interval (linear in time, gaps filled),
-    strip by strip, into `dst_path`; returns the number of dates written."""
+    window by window, into `dst_path`; returns the number of dates written. Windows are sized from
+    the memory budget `mb` (core.budget) or `max_bytes` (float32 bytes of one window's input)."""
     from .resample import interpolate_time, regular_grid
-    from .stack import iter_row_windows, read_info, read_stack
+    from .stack import iter_windows, read_info, read_stack
 
     info = read_info(src_path)
     grid = regular_grid(info.dates, interval_days)
@@ -143,8 +174,10 @@ def resample_stack_file(
             f"INTERVAL_DAYS: the stack spans {(info.dates[-1] - info.dates[0]).days} days, too short "
             f"for an interval of {interval_days} days."
         )
+    # the input window and its float64 copies in interpolate_time, the output and its float64 product
+    windows = iter_windows(info, max_bytes, copies=4 + 4 * max(1.0, len(grid) / info.count), mb=mb)
     with StackWriter(dst_path, grid, info.crs, info.transform, info.width, info.height, info.units) as w:
-        for win in iter_row_windows(info, max_bytes // 2):
+        for win in windows:
             if is_canceled():
                 raise InputError("Cancelled; nothing was written.")
             w.write(interpolate_time(read_stack(src_path, win), info.dates, grid), window=win)

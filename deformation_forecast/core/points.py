@@ -47,8 +47,9 @@ COORD_PAIRS: tuple[tuple[str, str, bool], ...] = (
 )
 _STAMPS_HEADER = re.compile(r"^export_res_\s*\d+$", re.IGNORECASE)
 _NULLS = {"", "nan", "-nan", "na", "n/a", "null", "none"}
-# Largest stack this module builds in memory (float32 cells x dates).
-MAX_CELLS = 400_000_000
+# Largest stack this module builds (cells x dates): a guard against a mistyped PIXEL_SIZE; the stack
+# is written window by window in bounded memory, so this is about disk (40 GB of float32).
+MAX_CELLS = 10_000_000_000
 
 
 @dataclass
@@ -365,13 +366,96 @@ def grid_for(x: np.ndarray, y: np.ndarray, pixel_size: float) -> tuple[Affine, i
     return Affine(pixel_size, 0.0, x0, 0.0, -pixel_size, y1), width, height
 
 
-def _centres(transform: Affine, width: int, r0: int, r1: int) -> np.ndarray:
-    cols = np.arange(width, dtype="float64")
+def _centres(
+    transform: Affine, width: int, r0: int, r1: int, c0: int = 0, c1: int | None = None
+) -> np.ndarray:
+    cols = np.arange(c0, width if c1 is None else c1, dtype="float64")
     rows = np.arange(r0, r1, dtype="float64")
     cx = transform.c + (cols + 0.5) * transform.a
     cy = transform.f + (rows + 0.5) * transform.e
     xx, yy = np.meshgrid(cx, cy)
     return np.column_stack([xx.ravel(), yy.ravel()])
+
+
+# arrays of a window's size (float32 units, all dates) alive at once while gridding: the float64
+# block, the IDW numerator and denominator, the transposed float32 copy written
+GRID_COPIES = 8
+
+
+def iter_grid_blocks(
+    x: np.ndarray,
+    y: np.ndarray,
+    values: np.ndarray,
+    transform: Affine,
+    width: int,
+    height: int,
+    method: str = "nearest",
+    radius: float | None = None,
+    max_bytes: int | None = None,
+    mb: float | None = None,
+):
+    """Grid point series `values` (points, dates) window by window: yields (window, block) with
+    block a (dates, rows, cols) float32 array, windows aligned to the output's 128 x 128 tiles and
+    sized from the memory budget `mb` (core.budget; `max_bytes`, float32 bytes of one window's
+    dates, overrides it). See :func:`grid_points` for the methods."""
+    from rasterio.windows import Window
+    from scipy import sparse
+    from scipy.spatial import cKDTree
+
+    from .budget import working_bytes
+    from .stack import window_shape
+
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}")
+    values = np.asarray(values, dtype="float64")
+    npts, ndates = values.shape
+    pixel = abs(transform.a)
+    radius = 2.0 * pixel if radius is None or radius <= 0 else float(radius)
+    pts = np.column_stack([np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")])
+    tree = cKDTree(pts)
+    valid = np.isfinite(values)
+    filled = np.where(valid, values, 0.0)
+    if max_bytes is None:
+        max_bytes = working_bytes(GRID_COPIES, mb)
+    # for IDW at most about 5e6 (cell, point) pairs per window
+    max_cells = max_bytes // (4 * max(ndates, 1))
+    if method == "idw" and npts > 1:
+        area = max(float(np.ptp(pts[:, 0])) * float(np.ptp(pts[:, 1])), pixel * pixel)
+        pairs_per_cell = max(1.0, npts / area * math.pi * radius * radius)
+        max_cells = min(max_cells, int(5_000_000 / pairs_per_cell))
+    rows, cols = window_shape(height, width, 1, max(1, int(max_cells)), (128, 128))
+    for r0 in range(0, height, rows):
+        r1 = min(height, r0 + rows)
+        for c0 in range(0, width, cols):
+            c1 = min(width, c0 + cols)
+            cells = _centres(transform, width, r0, r1, c0, c1)
+            if method == "nearest":
+                d, idx = tree.query(cells, k=1, distance_upper_bound=radius * (1 + 1e-12))
+                hit = np.isfinite(d)
+                block = np.full((cells.shape[0], ndates), np.nan)
+                block[hit] = values[idx[hit]]
+            else:
+                lists = tree.query_ball_point(cells, r=radius)
+                lengths = np.fromiter((len(v) for v in lists), dtype="int64", count=len(lists))
+                cell_idx = np.repeat(np.arange(len(lists)), lengths)
+                pt_idx = (
+                    np.concatenate([np.asarray(v, dtype="int64") for v in lists])
+                    if lengths.sum()
+                    else np.zeros(0, dtype="int64")
+                )
+                d2 = np.sum((cells[cell_idx] - pts[pt_idx]) ** 2, axis=1)
+                exact = d2 <= (1e-9 * pixel) ** 2
+                has_exact = np.zeros(len(lists), dtype=bool)
+                has_exact[cell_idx[exact]] = True
+                w = np.where(has_exact[cell_idx], exact.astype("float64"), 1.0 / np.maximum(d2, 1e-300))
+                wm = sparse.csr_matrix((w, (cell_idx, pt_idx)), shape=(len(lists), npts))
+                num = wm @ filled
+                den = wm @ valid.astype("float64")
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    block = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+                del num, den
+            win = Window(c0, r0, c1 - c0, r1 - r0)
+            yield win, block.T.astype("float32").reshape(ndates, r1 - r0, c1 - c0)
 
 
 def grid_points(
@@ -385,66 +469,27 @@ def grid_points(
     radius: float | None = None,
     progress: Callable[[float], None] = lambda p: None,
     is_canceled: Callable[[], bool] = lambda: False,
+    max_bytes: int | None = None,
 ) -> np.ndarray:
     """Grid point series `values` (points, dates) onto a (dates, height, width) float32 array.
 
     ``nearest``: each cell takes the series of its nearest point within `radius`.
     ``idw``: each cell takes, date by date, the mean of the valid values of all points within
     `radius` weighted by 1 / distance**2 (a point on the cell centre gives its value exactly).
-    Cells with no point within `radius` are NaN. `radius` defaults to 2 pixels.
+    Cells with no point within `radius` are NaN. `radius` defaults to 2 pixels. The whole grid is
+    returned: :func:`points_to_stack` writes it window by window instead (:func:`iter_grid_blocks`).
     """
-    from scipy import sparse
-    from scipy.spatial import cKDTree
-
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}")
-    values = np.asarray(values, dtype="float64")
-    npts, ndates = values.shape
-    pixel = abs(transform.a)
-    radius = 2.0 * pixel if radius is None or radius <= 0 else float(radius)
-    pts = np.column_stack([np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")])
-    tree = cKDTree(pts)
+    ndates = np.asarray(values).shape[1]
     out = np.full((ndates, height, width), np.nan, dtype="float32")
-    valid = np.isfinite(values)
-    filled = np.where(valid, values, 0.0)
-    # rows per block: at most ~1e6 cells, and for IDW about 5e6 (cell, point) pairs
-    cells_per_block = 1_000_000
-    if method == "idw" and npts > 1:
-        area = max(float(np.ptp(pts[:, 0])) * float(np.ptp(pts[:, 1])), pixel * pixel)
-        pairs_per_cell = max(1.0, npts / area * math.pi * radius * radius)
-        cells_per_block = int(min(cells_per_block, 5_000_000 / pairs_per_cell))
-    chunk = max(1, cells_per_block // max(width, 1))
-    for r0 in range(0, height, chunk):
+    done = 0
+    for win, block in iter_grid_blocks(x, y, values, transform, width, height, method, radius, max_bytes):
         if is_canceled():
             raise InputError("Cancelled; nothing was written.")
-        r1 = min(height, r0 + chunk)
-        cells = _centres(transform, width, r0, r1)
-        if method == "nearest":
-            d, idx = tree.query(cells, k=1, distance_upper_bound=radius * (1 + 1e-12))
-            hit = np.isfinite(d)
-            block = np.full((cells.shape[0], ndates), np.nan)
-            block[hit] = values[idx[hit]]
-        else:
-            lists = tree.query_ball_point(cells, r=radius)
-            lengths = np.fromiter((len(v) for v in lists), dtype="int64", count=len(lists))
-            cell_idx = np.repeat(np.arange(len(lists)), lengths)
-            pt_idx = (
-                np.concatenate([np.asarray(v, dtype="int64") for v in lists])
-                if lengths.sum()
-                else np.zeros(0, dtype="int64")
-            )
-            d2 = np.sum((cells[cell_idx] - pts[pt_idx]) ** 2, axis=1)
-            exact = d2 <= (1e-9 * pixel) ** 2
-            has_exact = np.zeros(len(lists), dtype=bool)
-            has_exact[cell_idx[exact]] = True
-            w = np.where(has_exact[cell_idx], exact.astype("float64"), 1.0 / np.maximum(d2, 1e-300))
-            wm = sparse.csr_matrix((w, (cell_idx, pt_idx)), shape=(len(lists), npts))
-            num = wm @ filled
-            den = wm @ valid.astype("float64")
-            with np.errstate(invalid="ignore", divide="ignore"):
-                block = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-        out[:, r0:r1, :] = block.T.reshape(ndates, r1 - r0, width)
-        progress(100.0 * r1 / height)
+        r0, c0 = int(win.row_off), int(win.col_off)
+        out[:, r0 : r0 + block.shape[1], c0 : c0 + block.shape[2]] = block
+        done += block.shape[1] * block.shape[2]
+        progress(100.0 * done / (height * width))
+    progress(100.0)
     return out
 
 
@@ -458,12 +503,16 @@ def points_to_stack(
     log: Callable[[str], None] = lambda m: None,
     progress: Callable[[float], None] = lambda p: None,
     is_canceled: Callable[[], bool] = lambda: False,
+    mb: float | None = None,
+    max_bytes: int | None = None,
 ) -> dict[str, Any]:
-    """Grid `series` and write the stack to `out_path` (mm, NaN nodata, dates in band descriptions).
+    """Grid `series` and write the stack to `out_path` (mm, NaN nodata, dates in band descriptions)
+    window by window, the windows sized from the memory budget `mb` (core.budget; `max_bytes`,
+    float32 bytes of one window's dates, overrides it).
 
     Returns a summary: crs, width, height, points, dates, filled (cells with a value at any date).
     """
-    from .stack import write_stack
+    from .stack import StackWriter
 
     dst = _check_crs(out_crs, "OUTPUT_CRS") or output_crs_for(series)
     if dst.is_geographic:
@@ -482,24 +531,22 @@ def points_to_stack(
         f"{series.count} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}; "
         f"grid {width} x {height} cells of {pixel_size:g} in {label}, {method} within {radius:g}."
     )
-    data = grid_points(
-        xs,
-        ys,
-        series.values,
-        transform,
-        width,
-        height,
-        method,
-        radius,
-        lambda p: progress(0.95 * p),
-        is_canceled,
-    )
-    if is_canceled():
-        raise InputError("Cancelled; nothing was written.")
     tags = {"SOURCE_FORMAT": series.fmt, "GRIDDING": f"{method} radius={radius:g}"}
-    write_stack(out_path, data, series.dates, dst, transform, units="mm", tags=tags)
+    filled = 0
+    done = 0
+    with StackWriter(out_path, series.dates, dst, transform, width, height, units="mm", tags=tags) as w:
+        for win, block in iter_grid_blocks(
+            xs, ys, series.values, transform, width, height, method, radius, max_bytes, mb
+        ):
+            if is_canceled():
+                raise InputError("Cancelled; nothing was written.")
+            w.write(block, window=win)
+            filled += int(np.any(np.isfinite(block), axis=0).sum())
+            done += block.shape[1] * block.shape[2]
+            progress(95.0 * done / (width * height))
+        if is_canceled():
+            raise InputError("Cancelled; nothing was written.")
     progress(100.0)
-    filled = int(np.any(np.isfinite(data), axis=0).sum())
     log(f"{filled} of {width * height} cells have a value.")
     return {
         "crs": dst,

@@ -21,8 +21,8 @@ import numpy as np
 
 from .dates import to_decimal_year
 from .errors import InputError
-from .los import DEFAULT_INCIDENCE, check_incidence, incidence_on_grid, los_to_vertical
-from .stack import StackWriter, iter_row_windows, read_info, read_stack
+from .los import DEFAULT_INCIDENCE, IncidenceGrid, check_incidence, los_to_vertical
+from .stack import StackWriter, iter_windows, read_info, read_stack
 
 MODES = ("linear", "annual")
 
@@ -135,6 +135,12 @@ def rate_labels(mode: str, dates: Sequence[dt.date], units: str, vertical: bool)
     return [f"{pre}rate_{s.year}_{u}" for s in year_spans(dates)]
 
 
+# arrays of a window's size (float32 units) that the rate computation holds at once: the window,
+# its float64 copy and the masked/centred float64 temporaries of linear_velocity (annual_rates
+# needs fewer)
+RATE_COPIES = 16
+
+
 def deformation_rate(
     path: str,
     out_path: str,
@@ -143,56 +149,68 @@ def deformation_rate(
     incidence: float | None = None,
     incidence_path: str | None = None,
     progress: Callable[[float], None] | None = None,
-    max_bytes: int = 64 * 2**20,
+    max_bytes: int | None = None,
+    mb: float | None = None,
 ) -> dict:
     """Write the rate raster of the stack at `path` to `out_path` (see the module doc).
 
     With `vertical`, rates are divided by cos(incidence) (constant `incidence` in degrees, or the
     `incidence_path` raster, resampled to the stack's grid when needed).
+    Streams the stack in windows sized from the memory budget `mb` (core.budget; `max_bytes`, the
+    float32 bytes of one window, overrides it).
     Returns a summary: labels, min/max of the rate bands, whether the incidence was resampled,
     and for ``annual`` the years and their coverage (fraction of the year).
     """
+    import contextlib
+
     if mode not in MODES:
         raise InputError(f"MODE must be one of {MODES}, not {mode!r}.")
     info = read_info(path)
     if info.count < 2:
         raise InputError(f"INPUT: a rate needs at least two dates; the stack has {info.count}.")
     t = to_decimal_year(info.dates)
-    theta = None
-    resampled = False
-    if vertical:
-        if incidence_path:
-            theta, resampled = incidence_on_grid(incidence_path, info)
-        else:
-            theta = check_incidence(DEFAULT_INCIDENCE if incidence is None else incidence)
     spans = year_spans(info.dates) if mode == "annual" else []
     labels = rate_labels(mode, info.dates, info.units, vertical)
     lo, hi = np.inf, -np.inf
-    windows = list(iter_row_windows(info, max_bytes=max_bytes))
+    windows = iter_windows(info, max_bytes, copies=RATE_COPIES, mb=mb)
     tags = {"RATE_MODE": mode, "VERTICAL": "yes" if vertical else "no"}
     if mode == "annual":
         tags["YEAR_COVERAGE"] = ",".join(f"{s.year}:{s.coverage:.4f}" for s in spans)
-    with StackWriter(
-        out_path,
-        labels,
-        info.crs,
-        info.transform,
-        info.width,
-        info.height,
-        units=f"{info.units}/yr",
-        tags=tags,
-    ) as w:
+    with contextlib.ExitStack() as stack:
+        theta = None
+        grid = None
+        resampled = False
+        if vertical:
+            if incidence_path:
+                grid = stack.enter_context(IncidenceGrid(incidence_path, info)).check(mb)
+                resampled = grid.resampled
+            else:
+                theta = check_incidence(DEFAULT_INCIDENCE if incidence is None else incidence)
+        w = stack.enter_context(
+            StackWriter(
+                out_path,
+                labels,
+                info.crs,
+                info.transform,
+                info.width,
+                info.height,
+                units=f"{info.units}/yr",
+                tags=tags,
+            )
+        )
         for k, win in enumerate(windows):
             data = read_stack(path, window=win)
             if mode == "linear":
                 v, se = linear_velocity(data, t)
+                del data
                 out = np.stack([v, se])
                 rate_bands = out[:1]
             else:
                 out = annual_rates(data, t, spans)
+                del data
                 rate_bands = out
             if vertical:
-                th = theta[win.row_off : win.row_off + win.height, :][None] if np.ndim(theta) else theta
+                th = grid.read(win)[None] if grid is not None else theta
                 out = los_to_vertical(out, th)
                 rate_bands = out[:1] if mode == "linear" else out
             if np.isfinite(rate_bands).any():

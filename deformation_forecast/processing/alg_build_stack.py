@@ -114,13 +114,24 @@ class BuildStack(DeformationAlgorithm):
                     feedback.pushInfo,
                     lambda p: feedback.setProgress(p * 0.5),
                     feedback.isCanceled,
+                    mb=self.memory_mb,
                 )
-                n = resample_stack_file(tmp, out, interval, is_canceled=feedback.isCanceled)
+                n = resample_stack_file(
+                    tmp, out, interval, is_canceled=feedback.isCanceled, mb=self.memory_mb
+                )
                 feedback.pushInfo(f"Resampled to {n} dates every {interval} days (linear in time).")
             finally:
                 for p in (tmp, tmp + ".aux.xml"):
                     if os.path.exists(p):
                         os.unlink(p)
         else:
-            build_stack(sources, out, factor, feedback.pushInfo, feedback.setProgress, feedback.isCanceled)
+            build_stack(
+                sources,
+                out,
+                factor,
+                feedback.pushInfo,
+                feedback.setProgress,
+                feedback.isCanceled,
+                mb=self.memory_mb,
+            )
         return {"OUTPUT": out}

@@ -125,6 +125,7 @@ class DeformationRate(DeformationAlgorithm):
             incidence=theta,
             incidence_path=inc_path if vertical else None,
             progress=progress,
+            mb=self.memory_mb,
         )
         if vertical:
             report_incidence(feedback, theta, inc_path, res["resampled"])

@@ -44,7 +44,9 @@ class LosVertical(DeformationAlgorithm):
             self.check_canceled(feedback)
             feedback.setProgress(100 * f)
 
-        res = convert_stack(info.path, out, incidence=theta, incidence_path=inc_path, progress=progress)
+        res = convert_stack(
+            info.path, out, incidence=theta, incidence_path=inc_path, progress=progress, mb=self.memory_mb
+        )
         report_incidence(feedback, theta, inc_path, res["resampled"])
         feedback.pushInfo(
             f"{info.count} band(s) converted; 1 / cos(theta) from {1 / _cos(res['incidence_min']):.4f} "

@@ -204,6 +204,7 @@ class PointsToStack(DeformationAlgorithm):
             log=lambda m: (feedback.pushWarning if m.startswith("Warning") else feedback.pushInfo)(m),
             progress=lambda p: feedback.setProgress(10 + 0.9 * p),
             is_canceled=feedback.isCanceled,
+            mb=self.memory_mb,
         )
         if not os.path.exists(out):
             raise QgsProcessingException(f"OUTPUT: {out} was not written.")
