@@ -364,6 +364,19 @@ def read_pixel_series(path: str, x: float, y: float) -> tuple[list[dt.date], np.
     return info.dates, vals
 
 
+def read_decimated(path: str, band: int = -1, max_side: int = 512) -> np.ndarray:
+    """One band (0-based, -1 = the last) read decimated by GDAL to at most `max_side` pixels a side
+    (nearest), float32 with NaN as nodata: a preview in bounded memory (never the whole band)."""
+    with rasterio.open(path) as src:
+        b = src.count + band if band < 0 else band
+        scale = max(1.0, max(src.height, src.width) / max_side)
+        shape = (max(1, int(round(src.height / scale))), max(1, int(round(src.width / scale))))
+        arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
+        if src.nodata is not None and not np.isnan(src.nodata):
+            arr[arr == np.float32(src.nodata)] = np.nan
+        return arr
+
+
 MAX_ABS_MM = 1e5  # 100 m of displacement: anything beyond is a unit or nodata mistake
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
 
 from ..core.errors import InputError
-from ..core.stack import read_info, read_stack
+from ..core.stack import read_decimated, read_info
 from .styling import apply_diverging_style, symmetric_limit
 from .temporal import add_stack_as_temporal_layers
 
@@ -34,8 +34,7 @@ class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         path = layer.source().split("|")[0]
         try:
             info = read_info(path, require_dates=False)
-            step = max(1, max(info.width, info.height) // 512)
-            last = read_stack(path, bands=[info.count - 1])[:, ::step, ::step]
+            last = read_decimated(path, -1, 512)  # bounded: never the whole band
         except (InputError, OSError) as e:
             feedback.pushInfo(f"Styling skipped: {e}")
             return

@@ -14,7 +14,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDate, QDateTime, QTime
 
-from ..core.stack import read_info, read_stack
+from ..core.stack import read_decimated, read_info
 from .styling import apply_diverging_style, symmetric_limit
 
 
@@ -36,8 +36,7 @@ def add_stack_as_temporal_layers(
     info = read_info(path)
     if limit is None:
         # a robust common range from a decimated read of the last date (the largest displacement)
-        step = max(1, max(info.width, info.height) // 512)
-        last = read_stack(path, bands=[info.count - 1])[:, ::step, ::step]
+        last = read_decimated(path, -1, 512)
         limit = symmetric_limit(last)
     name = group_name or os.path.splitext(os.path.basename(path))[0]
     group = project.layerTreeRoot().insertGroup(0, name)
