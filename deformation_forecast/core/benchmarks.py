@@ -265,16 +265,18 @@ class Sampled:
     method: list[str]  # "circle" | "nearest" | "outside" | "nan"
 
 
-def sample_circles(path: str, info: StackInfo, x, y, radius: float) -> Sampled:
+def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | None = None) -> Sampled:
     """Mean of the pixels whose centres lie within `radius` of each point, per band.
 
-    Reads only a small window around each point. Falls back to the pixel under the point when no
-    centre is within the radius ("nearest"); points off the raster are "outside"; points whose
-    pixels are NaN at every date are "nan". Both of the latter get NaN values.
+    Reads only a small window around each point (in groups of bands when the window of all bands
+    would not fit in the memory budget `mb`, core.budget). Falls back to the pixel under the point
+    when no centre is within the radius ("nearest"); points off the raster are "outside"; points
+    whose pixels are NaN at every date are "nan". Both of the latter get NaN values.
     """
     import rasterio
     from rasterio.windows import Window
 
+    from .budget import working_bytes
     from .faults import pixel_centres
 
     if not radius >= 0:
@@ -286,6 +288,8 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float) -> Sampled:
     values = np.full((x.size, info.count), np.nan)
     pixels = np.zeros(x.size, dtype=np.int64)
     method = []
+    # float32 read, its float64 copy and the selection: about 4 copies of a window's bands
+    limit = working_bytes(4, mb)
     with rasterio.open(path) as src:
         nodata = src.nodata
         for k in range(x.size):
@@ -300,23 +304,38 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float) -> Sampled:
             c0, c1 = max(0, math.floor(col - pc)), min(info.width, math.ceil(col + pc))
             r0, r1 = max(0, math.floor(row - pr)), min(info.height, math.ceil(row + pr))
             win = Window(c0, r0, c1 - c0, r1 - r0)
-            block = src.read(window=win, out_dtype="float32").astype("float64")
-            if nodata is not None and not np.isnan(nodata):
-                block[block == np.float32(nodata)] = np.nan
+            npx = int(win.width * win.height)
+            if npx * 2 * 4 * 2 > limit:  # one band of the window and its centre coordinates
+                raise InputError(
+                    f"RADIUS {radius:g} covers about {npx:,} pixels around each benchmark, more than "
+                    "the memory budget allows; choose a smaller radius (or raise the memory budget)."
+                )
             cx, cy = pixel_centres(info.transform, info.width, info.height, win)
             inside = (cx - x[k]) ** 2 + (cy - y[k]) ** 2 <= radius**2
+            del cx, cy
             how = "circle"
             if not inside.any():
                 inside = np.zeros_like(inside)
                 inside[int(row) - r0, int(col) - c0] = True
                 how = "nearest"
-            vals = block[:, inside]  # (bands, pixels)
-            good = np.isfinite(vals)
-            if not good.any():
+            per = max(1, int(limit // (npx * 4)))  # bands read at once
+            sums = np.zeros(info.count)
+            counts = np.zeros(info.count, dtype=np.int64)
+            for b0 in range(0, info.count, per):
+                idx = list(range(b0 + 1, min(info.count, b0 + per) + 1))
+                block = src.read(idx, window=win, out_dtype="float32")
+                if nodata is not None and not np.isnan(nodata):
+                    block[block == np.float32(nodata)] = np.nan
+                vals = block[:, inside].astype("float64")  # (bands, pixels)
+                del block
+                good = np.isfinite(vals)
+                sums[b0 : b0 + len(idx)] = np.nansum(vals, axis=1)
+                counts[b0 : b0 + len(idx)] = good.sum(axis=1)
+            if not counts.any():
                 method.append("nan")
                 continue
             with np.errstate(invalid="ignore"):
-                values[k] = np.where(good.any(axis=1), np.nansum(vals, axis=1) / good.sum(axis=1), np.nan)
+                values[k] = np.where(counts > 0, sums / counts, np.nan)
             pixels[k] = int(inside.sum())
             method.append(how)
     return Sampled(values, pixels, method)
@@ -324,7 +343,7 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float) -> Sampled:
 
 def incidence_at(path: str, x, y, crs=None) -> np.ndarray:
     """Band 1 of an incidence raster at points (x, y) given in `crs` (the raster's own if None);
-    NaN off the raster."""
+    NaN off the raster. Reads only the pixels under the points (rasterio's sample)."""
     import rasterio
     from rasterio.warp import transform as warp_transform
 
@@ -336,13 +355,20 @@ def incidence_at(path: str, x, y, crs=None) -> np.ndarray:
             xx, yy = warp_transform(crs, src.crs, list(x), list(y))
             x, y = np.array(xx), np.array(yy)
         inv = ~src.transform
-        band = src.read(1, out_dtype="float32").astype("float64")
-        if src.nodata is not None and not np.isnan(src.nodata):
-            band[band == np.float32(src.nodata)] = np.nan
+        inside = []
         for k in range(x.size):
             col, row = inv * (x[k], y[k])
             if 0 <= col < src.width and 0 <= row < src.height:
-                out[k] = band[int(row), int(col)]
+                inside.append(k)
+        if inside:
+            got = np.array(
+                [v[0] for v in src.sample([(x[k], y[k]) for k in inside], indexes=1, masked=False)],
+                dtype="float64",
+            )
+            if src.nodata is not None and not np.isnan(src.nodata):
+                got[got == np.float64(np.float32(src.nodata))] = np.nan
+                got[got == np.float64(src.nodata)] = np.nan
+            out[inside] = got
     return out
 
 

@@ -199,7 +199,8 @@ def extract_profiles(
     progress: Callable[[float], None] | None = None,
     stats: ReadStats | None = None,
     threads: str | int = 1,
-    cache_budget: int = 256 * 2**20,
+    cache_budget: int | None = None,
+    mb: float | None = None,
 ) -> list[Profile]:
     """Sample the stack at `path` along each named line (coordinates in the stack's CRS).
 
@@ -211,7 +212,9 @@ def extract_profiles(
     GDAL decodes whole tiles; those of the recent windows stay in its block cache so that
     neighbouring windows and lines do not decode them again, and the file is reopened (which
     empties the cache) before the tiles held would exceed `cache_budget` bytes, so memory stays flat
-    however many lines there are. `threads` is GDAL_NUM_THREADS (default 1: GDAL 3.6, Debian 12's,
+    however many lines there are; `cache_budget` defaults to the GDAL cache of the memory budget
+    `mb` (core.budget), and the sampled values of all lines (float64, dates x samples) must fit in
+    the budget too. `threads` is GDAL_NUM_THREADS (default 1: GDAL 3.6, Debian 12's,
     fails to decode multi-threaded reads of band-interleaved stacks with many bands - "Bad value for
     ExtraSamples" - and qgis_process then crashed). With more threads GDAL may decode the tiles of one
     window in parallel.
@@ -233,8 +236,13 @@ def extract_profiles(
     if not idx:
         raise InputError("DATES: no date selected.")
     per_run = max(1, int(max_window * res / step))
+    from .budget import gdal_cache_bytes, working_bytes
+
+    if cache_budget is None:
+        cache_budget = gdal_cache_bytes(mb)
 
     planned = []
+    total = 0
     for name, parts in lines:
         x, y, dist, part = densify(parts, step)
         if x.size == 0:
@@ -249,11 +257,19 @@ def extract_profiles(
                 "CRS). Check that the line layer and the raster cover the same area and that both "
                 "CRS are set correctly."
             )
+        total += x.size
+        need = total * len(idx) * 8
+        if need > working_bytes(2, mb):
+            raise InputError(
+                f"LINES: sampling every {step:g} map units gives {total:,} samples x {len(idx)} dates "
+                f"({need / 2**20:,.0f} MB) so far, more than the memory budget allows; choose a larger "
+                "SPACING, fewer DATES or fewer lines (or raise the memory budget)."
+            )
         prof = Profile(name, x, y, dist, part, np.full((len(idx), x.size), np.nan), int((~ok).sum()))
         planned.append((prof, rows, cols, ok))
 
     profiles: list[Profile] = []
-    with rasterio.Env(GDAL_NUM_THREADS=str(threads)):
+    with rasterio.Env(GDAL_NUM_THREADS=str(threads), GDAL_CACHEMAX=int(max(cache_budget, 2**20))):
         src = rasterio.open(path)
         try:
             bh, bw = src.block_shapes[0]

@@ -244,7 +244,7 @@ class BenchmarkCompare(DeformationAlgorithm):
         else:
             incidence = incidence_value
         feedback.setProgressText("Sampling the stack around the benchmarks")
-        sampled = cb.sample_circles(info.path, info, bms.x, bms.y, radius)
+        sampled = cb.sample_circles(info.path, info, bms.x, bms.y, radius, mb=self.memory_mb)
         feedback.setProgress(50)
         cmp = cb.compare(bms, sampled, info.dates, incidence, max_days, ref_date)
         for w in cmp.warnings:

@@ -214,7 +214,13 @@ class ExtractProfiles(DeformationAlgorithm):
             feedback.setProgress(80 * f)
 
         profiles = extract_profiles(
-            info.path, lines, spacing=spacing, bands=bands, method=method, progress=progress
+            info.path,
+            lines,
+            spacing=spacing,
+            bands=bands,
+            method=method,
+            progress=progress,
+            mb=self.memory_mb,
         )
         geographic = crs.isGeographic()
         if geographic:
