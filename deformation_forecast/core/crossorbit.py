@@ -40,44 +40,73 @@ def check_incidence(theta, what: str = "incidence angle") -> None:
         )
 
 
+class OnGrid:
+    """Bands of raster `path` read window by window on the grid of `target`: directly when the
+    grids agree, else through a rasterio WarpedVRT (bilinear; NaN outside `path`'s footprint).
+    A context manager; ``read(bands, window)`` gives float32 (bands, rows, cols), bands 0-based."""
+
+    def __init__(self, path: str, info: StackInfo, target: StackInfo):
+        import rasterio
+        from rasterio.vrt import WarpedVRT
+        from rasterio.warp import Resampling
+
+        self.same = same_grid(info, target)
+        if not self.same and (info.crs is None or target.crs is None):
+            raise InputError(
+                f"{os.path.basename(path)!r} is on another grid than {os.path.basename(target.path)!r} "
+                "and one of them has no CRS; assign a CRS or resample one onto the other's grid."
+            )
+        self._src = rasterio.open(path)
+        self._nodata = self._src.nodata
+        self._ds = self._src
+        if not self.same:
+            float_src = np.dtype(self._src.dtypes[0]).kind == "f"
+            self._ds = WarpedVRT(
+                self._src,
+                crs=target.crs,
+                transform=target.transform,
+                width=target.width,
+                height=target.height,
+                resampling=Resampling.bilinear,
+                src_nodata=self._nodata if self._nodata is not None else (np.nan if float_src else None),
+                nodata=np.nan,
+                dtype="float32",
+            )
+
+    def read(self, bands: Sequence[int], window=None) -> np.ndarray:
+        arr = self._ds.read([b + 1 for b in bands], window=window, out_dtype="float32")
+        if self.same and self._nodata is not None and not np.isnan(self._nodata):
+            arr[arr == np.float32(self._nodata)] = np.nan
+        return arr
+
+    def close(self) -> None:
+        if self._ds is not self._src:
+            self._ds.close()
+        self._src.close()
+
+    def __enter__(self) -> OnGrid:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def read_band_on_grid(path: str, info: StackInfo, band: int, target: StackInfo) -> np.ndarray:
     """Band `band` (0-based) of raster `path` on the grid of `target` (bilinear where the grids
-    differ; NaN outside `path`'s footprint), float64 (rows, cols)."""
-    if same_grid(info, target):
-        return read_stack(path, bands=[band])[0].astype("float64")
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
-    if info.crs is None or target.crs is None:
-        raise InputError(
-            f"{os.path.basename(path)!r} is on another grid than {os.path.basename(target.path)!r} "
-            "and one of them has no CRS; assign a CRS or resample one onto the other's grid."
-        )
-    src = read_stack(path, bands=[band])[0]
-    dst = np.full((target.height, target.width), np.nan, dtype="float32")
-    with rasterio.Env():
-        reproject(
-            src,
-            dst,
-            src_transform=info.transform,
-            src_crs=info.crs,
-            src_nodata=np.nan,
-            dst_transform=target.transform,
-            dst_crs=target.crs,
-            dst_nodata=np.nan,
-            resampling=Resampling.bilinear,
-        )
-    return dst.astype("float64")
+    differ; NaN outside `path`'s footprint), float64 (rows, cols). A whole band: the comparison
+    itself reads window by window (:class:`OnGrid`)."""
+    with OnGrid(path, info, target) as g:
+        return g.read([band])[0].astype("float64")
 
 
-def incidence_grid(path: str, target: StackInfo) -> np.ndarray:
-    """An incidence-angle raster (degrees, band 1) on `target`'s grid; checked to lie in (0, 90)."""
-    from .stack import read_info
+def incidence_grid(path: str, target: StackInfo) -> str:
+    """An incidence-angle raster (degrees, band 1) for `target`'s grid, checked to lie in (0, 90)
+    in one windowed pass; returns `path` (the comparison reads it window by window)."""
+    from .los import IncidenceGrid
 
-    info = read_info(path, require_dates=False)
-    grid = read_band_on_grid(path, info, 0, target)
-    check_incidence(grid, f"incidence raster {os.path.basename(path)!r}")
-    return grid
+    with IncidenceGrid(path, target, what=f"incidence raster {os.path.basename(path)!r}") as g:
+        g.check()
+    return path
 
 
 # ---------------------------------------------------------------- dates
@@ -148,6 +177,26 @@ class PairStats:
         self.sdd += float(d @ d)
         self.maxabs = max(self.maxabs, float(np.max(np.abs(d))))
 
+    def merge(self, other: PairStats) -> None:
+        """Add the pairs another PairStats has seen (exact combination)."""
+        if other.n == 0:
+            return
+        if self.n == 0:
+            self.__dict__.update(other.__dict__)
+            return
+        nb = other.n
+        n = self.n + nb
+        ddx, ddy = other.mx - self.mx, other.my - self.my
+        f = self.n * nb / n
+        self.cxx += other.cxx + ddx * ddx * f
+        self.cyy += other.cyy + ddy * ddy * f
+        self.cxy += other.cxy + ddx * ddy * f
+        self.mx += ddx * nb / n
+        self.my += ddy * nb / n
+        self.n = n
+        self.sdd += other.sdd
+        self.maxabs = max(self.maxabs, other.maxabs)
+
     def result(self) -> dict:
         nan = float("nan")
         n = self.n
@@ -186,6 +235,11 @@ class CrossOrbitResult:
     sample_b: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
+# arrays of a window's size (float32 units, all paired dates of one stack) alive at once: both
+# stacks' windows (float32) and their float64 vertical values, the differences of one pair
+CROSS_COPIES = 12
+
+
 def cross_orbit(
     path_a: str,
     info_a: StackInfo,
@@ -198,20 +252,38 @@ def cross_orbit(
     plot_points: int = 20000,
     progress: Callable[[float], None] | None = None,
     seed: int = 0,
+    mb: float | None = None,
+    max_bytes: int | None = None,
 ) -> CrossOrbitResult:
     """Compare the vertical deformation of stack B with stack A on A's grid.
 
-    `incidence_a` / `incidence_b`: a number (degrees) or an array on A's grid. Dates of A are
-    paired with the nearest date of B within `max_days` (one to one). Both series are set to zero
-    at the first pair. mode "displacement": every (pixel, later pair) is one sample of
-    (vertical A, vertical B); mode "velocity": per pixel, the least-squares vertical rate (mm/yr)
-    over the paired dates of each stack is one sample. Returns per-pair and overall r, slope and
-    intercept of B = slope * A + intercept, RMSE and mean of B - A, and a random subsample for a plot.
+    `incidence_a` / `incidence_b`: a number (degrees), the path of an incidence raster (read on
+    A's grid window by window), or an array on A's grid. Dates of A are paired with the nearest
+    date of B within `max_days` (one to one). Both series are set to zero at the first pair. mode
+    "displacement": every (pixel, later pair) is one sample of (vertical A, vertical B); mode
+    "velocity": per pixel, the least-squares vertical rate (mm/yr) over the paired dates of each
+    stack is one sample. Returns per-pair and overall r, slope and intercept of
+    B = slope * A + intercept, RMSE and mean of B - A, and a random subsample for a plot.
+
+    Both stacks are read window by window on A's grid (B through a WarpedVRT when its grid
+    differs), windows sized from the memory budget `mb` (core.budget; `max_bytes`, float32 bytes of
+    one window of A's paired dates, overrides it); statistics combine exactly across windows and
+    the plot subsample does not depend on the windows (core.streaming).
     """
+    import contextlib
+
+    from .los import IncidenceGrid
+    from .stack import iter_windows, window_slices
+    from .streaming import BottomK, hash_keys, pixel_index
+
     if mode not in MODES:
         raise InputError(f"Unknown comparison mode {mode!r}; use one of {MODES}.")
-    check_incidence(incidence_a, "incidence angle of stack A")
-    check_incidence(incidence_b, "incidence angle of stack B")
+    for inc, label in (
+        (incidence_a, "incidence angle of stack A"),
+        (incidence_b, "incidence angle of stack B"),
+    ):
+        if not isinstance(inc, str):
+            check_incidence(inc, label)
     pairs = nearest_pairs(info_a.dates, info_b.dates, max_days, one_to_one=True)
     if len(pairs) < 2:
         ra = f"{info_a.dates[0]}..{info_a.dates[-1]}"
@@ -220,97 +292,112 @@ def cross_orbit(
             f"Only {len(pairs)} date(s) of stack A ({ra}) have a date of stack B ({rb}) within "
             f"{max_days:g} days; at least two are needed. Raise MAX_DAYS or choose overlapping stacks."
         )
-    rng = np.random.default_rng(seed)
-    inc_a = np.asarray(incidence_a, dtype="float64")
-    inc_b = np.asarray(incidence_b, dtype="float64")
-
-    def vert_a(i):
-        return los_to_vertical(read_stack(path_a, bands=[i])[0], inc_a)
-
-    def vert_b(j):
-        return los_to_vertical(read_band_on_grid(path_b, info_b, j, info_a), inc_b)
-
-    total = PairStats()
-    rows: list[dict] = []
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
+    ia = [i for i, _, _ in pairs]
+    jb = [j for _, j, _ in pairs]
+    npairs = len(pairs)
     date_pairs = [(info_a.dates[i], info_b.dates[j]) for i, j, _ in pairs]
+    windows = iter_windows(info_a, max_bytes, bands=npairs, copies=CROSS_COPIES, mb=mb)
 
-    def keep_sample(x, y, quota):
-        if x.size > quota:
-            pick = rng.choice(x.size, size=quota, replace=False)
-            x, y = x[pick], y[pick]
-        xs.append(x)
-        ys.append(y)
+    with contextlib.ExitStack() as stack:
 
-    if mode == "displacement":
-        i0, j0, _ = pairs[0]
-        ref_a, ref_b = vert_a(i0), vert_b(j0)
-        if not np.any(np.isfinite(ref_a) & np.isfinite(ref_b)):
-            raise InputError(
-                "The two stacks share no coherent pixel (their footprints do not overlap, or every "
-                "pixel is NaN in one of them at the reference date)."
-            )
-        quota = max(1, plot_points // (len(pairs) - 1))
-        for k, (i, j, gap) in enumerate(pairs[1:], start=1):
-            x = vert_a(i) - ref_a
-            y = vert_b(j) - ref_b
-            ok = np.isfinite(x) & np.isfinite(y)
-            x, y = x[ok], y[ok]
-            st = PairStats()
-            st.add(x, y)
-            total.add(x, y)
-            rows.append(dict(date_a=info_a.dates[i], date_b=info_b.dates[j], gap_days=gap, **st.result()))
-            keep_sample(x, y, quota)
-            if progress:
-                progress(100.0 * k / (len(pairs) - 1))
-        reference = date_pairs[0]
-    else:
-        t_a = to_decimal_year([info_a.dates[i] for i, _, _ in pairs])
-        t_b = to_decimal_year([info_b.dates[j] for _, j, _ in pairs])
-        acc = {}
-        for name in ("a", "b"):
-            acc[name] = [np.zeros((info_a.height, info_a.width)) for _ in range(5)]  # n, st, stt, sv, stv
-        for k, (i, j, _) in enumerate(pairs):
-            for name, v, t in (("a", vert_a(i), t_a[k]), ("b", vert_b(j), t_b[k])):
-                ok = np.isfinite(v)
-                n, st_, stt, sv, stv = acc[name]
-                n += ok
-                st_ += np.where(ok, t, 0)
-                stt += np.where(ok, t * t, 0)
-                sv += np.where(ok, v, 0)
-                stv += np.where(ok, t * v, 0)
-            if progress:
-                progress(100.0 * (k + 1) / len(pairs))
-        rates = {}
-        for name in ("a", "b"):
-            n, st_, stt, sv, stv = acc[name]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                den = n * stt - st_**2
-                rate = (n * stv - st_ * sv) / den
-            rate[(n < 2) | ~(np.abs(den) > 1e-12)] = np.nan
-            rates[name] = rate
-        ok = np.isfinite(rates["a"]) & np.isfinite(rates["b"])
-        x, y = rates["a"][ok], rates["b"][ok]
-        st = PairStats()
-        st.add(x, y)
-        total = st
-        rows.append(dict(date_a=date_pairs[0][0], date_b=date_pairs[0][1], gap_days=None, **st.result()))
-        keep_sample(x, y, plot_points)
-        reference = None
+        def theta_of(inc, what):
+            if isinstance(inc, str):
+                g = stack.enter_context(IncidenceGrid(inc, info_a, what=what)).check(mb)
+                return lambda win: g.read(win).astype("float64")
+            arr = np.asarray(inc, dtype="float64")
+            if arr.ndim == 0:
+                return lambda win: arr
+            return lambda win: arr[window_slices(win)]
+
+        th_a = theta_of(incidence_a, "INCIDENCE_RASTER (stack A)")
+        th_b = theta_of(incidence_b, "INCIDENCE_RASTER_B (stack B)")
+        b_grid = stack.enter_context(OnGrid(path_b, info_b, info_a))
+
+        def vertical(win):
+            va = los_to_vertical(read_stack(path_a, window=win, bands=ia), th_a(win))
+            vb = los_to_vertical(b_grid.read(jb, win), th_b(win))
+            return va, vb
+
+        if mode == "displacement":
+            per_pair = [PairStats() for _ in range(npairs - 1)]
+            quota = max(1, plot_points // (npairs - 1))
+            samples = [BottomK(quota) for _ in range(npairs - 1)]
+            shared_reference = False
+            for k, win in enumerate(windows):
+                va, vb = vertical(win)
+                ref_a, ref_b = va[0], vb[0]
+                shared_reference |= bool(np.any(np.isfinite(ref_a) & np.isfinite(ref_b)))
+                pix = pixel_index(win, info_a.width)
+                for p in range(1, npairs):
+                    x = va[p] - ref_a
+                    y = vb[p] - ref_b
+                    ok = np.isfinite(x) & np.isfinite(y)
+                    x, y = x[ok], y[ok]
+                    per_pair[p - 1].add(x, y)
+                    samples[p - 1].add(hash_keys(pix[ok], seed * 1_000_003 + p), x=x, y=y)
+                del va, vb
+                if progress:
+                    progress(100.0 * (k + 1) / len(windows))
+            if not shared_reference:
+                raise InputError(
+                    "The two stacks share no coherent pixel (their footprints do not overlap, or every "
+                    "pixel is NaN in one of them at the reference date)."
+                )
+            rows: list[dict] = []
+            total = PairStats()
+            for p, st in enumerate(per_pair, start=1):
+                (i, j, gap) = pairs[p]
+                rows.append(dict(date_a=info_a.dates[i], date_b=info_b.dates[j], gap_days=gap, **st.result()))
+                total.merge(st)
+            reference = date_pairs[0]
+        else:
+            t_a = to_decimal_year([info_a.dates[i] for i in ia])[:, None, None]
+            t_b = to_decimal_year([info_b.dates[j] for j in jb])[:, None, None]
+            total = PairStats()
+            samples = [BottomK(plot_points)]
+            for k, win in enumerate(windows):
+                va, vb = vertical(win)
+                rates = [_rate(va, t_a), _rate(vb, t_b)]
+                del va, vb
+                ok = np.isfinite(rates[0]) & np.isfinite(rates[1])
+                x, y = rates[0][ok], rates[1][ok]
+                total.add(x, y)
+                samples[0].add(hash_keys(pixel_index(win, info_a.width)[ok], seed), x=x, y=y)
+                if progress:
+                    progress(100.0 * (k + 1) / len(windows))
+            rows = [dict(date_a=date_pairs[0][0], date_b=date_pairs[0][1], gap_days=None, **total.result())]
+            reference = None
     overall = total.result()
     if overall["n"] == 0:
         raise InputError("The two stacks share no coherent pixel at the paired dates.")
     rows.append(dict(date_a=None, date_b=None, gap_days=None, **overall))
+    picked = [s.result() for s in samples]
     return CrossOrbitResult(
         mode=mode,
         pairs=date_pairs,
         reference=reference,
         rows=rows,
         overall=overall,
-        sample_a=np.concatenate(xs) if xs else np.empty(0),
-        sample_b=np.concatenate(ys) if ys else np.empty(0),
+        sample_a=np.concatenate([p["x"] for p in picked if p]) if any(picked) else np.empty(0),
+        sample_b=np.concatenate([p["y"] for p in picked if p]) if any(picked) else np.empty(0),
     )
+
+
+def _rate(v: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per pixel least-squares slope of `v` (dates, rows, cols) over `t` (dates, 1, 1), NaN-aware
+    (the sums n, St, Stt, Sv, Stv over valid dates); NaN with fewer than 2 valid dates."""
+    ok = np.isfinite(v)
+    n = ok.sum(axis=0).astype("float64")
+    tt = np.broadcast_to(t, v.shape)
+    st_ = np.where(ok, tt, 0.0).sum(axis=0)
+    stt = np.where(ok, tt * tt, 0.0).sum(axis=0)
+    sv = np.where(ok, v, 0.0).sum(axis=0)
+    stv = np.where(ok, tt * v, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = n * stt - st_**2
+        rate = (n * stv - st_ * sv) / den
+    rate[(n < 2) | ~(np.abs(den) > 1e-12)] = np.nan
+    return rate
 
 
 def plot_cross_orbit(result: CrossOrbitResult, path: str, label_a: str = "A", label_b: str = "B") -> str:

@@ -98,8 +98,8 @@ class CrossOrbit(DeformationAlgorithm):
 
     def _incidence(self, parameters, context, value_name, raster_name, target):
         if self.parameterAsRasterLayer(parameters, raster_name, context) is not None:
-            path = self.raster_path(parameters, raster_name, context)
-            return cx.incidence_grid(path, target)
+            # a path: the comparison checks it and reads it on the grid window by window
+            return self.raster_path(parameters, raster_name, context)
         value = self.parameterAsDouble(parameters, value_name, context)
         cx.check_incidence(value, f"{value_name} angle")
         return value
@@ -134,6 +134,7 @@ class CrossOrbit(DeformationAlgorithm):
             max_days=max_days,
             mode=mode,
             progress=progress,
+            mb=self.memory_mb,
         )
         ov = res.overall
         unit = "mm/yr" if mode == "velocity" else "mm"

@@ -1,0 +1,75 @@
+"""Pieces shared by the algorithms that stream a stack window by window (issue 8).
+
+A random subsample that does not depend on how the stack was cut into windows: every item (a
+pixel, a (pixel, date) pair) gets a pseudo-random key from its global index, and the `k` items with
+the smallest keys are kept (a "bottom-k" sample: uniform, without replacement). Whatever the window
+size, hence whatever the memory budget, the same items are chosen, so a result computed with a tiny
+budget equals the one computed with a large one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def hash_keys(index, seed: int = 0) -> np.ndarray:
+    """SplitMix64 of the integer `index` (array) mixed with `seed`: well spread uint64 keys."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(index, dtype=np.uint64) + np.uint64(seed % 2**63) * _GOLDEN + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def pixel_index(window, width: int) -> np.ndarray:
+    """Global row-major pixel indexes (rows, cols) of a rasterio window of a raster `width` wide."""
+    r0, c0 = int(window.row_off), int(window.col_off)
+    rows = np.arange(r0, r0 + int(window.height), dtype=np.int64)[:, None]
+    cols = np.arange(c0, c0 + int(window.width), dtype=np.int64)[None, :]
+    return rows * int(width) + cols
+
+
+class BottomK:
+    """The `k` items with the smallest keys among all those added: a uniform random sample
+    without replacement that does not depend on the order or the grouping of the additions.
+
+    ``add(keys, a=..., b=...)`` adds items with columns of the same length; ``result()`` returns
+    the kept columns sorted by key. Memory: at most `k` items plus one addition.
+    """
+
+    def __init__(self, k: int):
+        self.k = max(0, int(k))
+        self.keys = np.empty(0, dtype=np.uint64)
+        self.columns: dict[str, np.ndarray] = {}
+
+    @property
+    def size(self) -> int:
+        return int(self.keys.size)
+
+    def add(self, keys: np.ndarray, **columns: np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.uint64).ravel()
+        if self.k == 0 or keys.size == 0:
+            return
+        if self.keys.size >= self.k:  # only keys below the current k-th can enter
+            keep = keys < self.keys.max()
+            if not keep.any():
+                return
+            keys = keys[keep]
+            columns = {n: np.asarray(c)[keep] for n, c in columns.items()}
+        if not self.columns:
+            self.columns = {n: np.asarray(c)[:0] for n, c in columns.items()}
+        keys = np.concatenate([self.keys, keys])
+        cols = {n: np.concatenate([self.columns[n], np.asarray(c)]) for n, c in columns.items()}
+        if keys.size > self.k:
+            part = np.argpartition(keys, self.k - 1)[: self.k]
+            keys = keys[part]
+            cols = {n: c[part] for n, c in cols.items()}
+        self.keys, self.columns = keys, cols
+
+    def result(self) -> dict[str, np.ndarray]:
+        order = np.argsort(self.keys, kind="stable")
+        return {n: c[order] for n, c in self.columns.items()}
