@@ -71,7 +71,7 @@ def _segments(faults: Sequence[Fault]) -> Segments:
 
 
 def signed_distance(
-    x: np.ndarray, y: np.ndarray, faults: Sequence[Fault]
+    x: np.ndarray, y: np.ndarray, faults: Sequence[Fault], chunk_elements: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Signed distance from points (x, y) to the nearest fault.
 
@@ -79,7 +79,8 @@ def signed_distance(
     direction, > 0 on its right; `alongside` is False where the nearest point of the fault is one
     of its free ends (the point lies beyond the fault's tip, where "side" means little).
     At a vertex shared by two segments the side follows the bisector of their normals, so that
-    bends do not flip the sign.
+    bends do not flip the sign. Pixels x segments are handled `chunk_elements` at a time (default
+    4 million, less when the memory budget is small: core.budget).
     """
     x = np.asarray(x, dtype="float64").ravel()
     y = np.asarray(y, dtype="float64").ravel()
@@ -88,7 +89,12 @@ def signed_distance(
     dist = np.empty(x.size)
     which = np.empty(x.size, dtype=np.int64)
     along = np.empty(x.size, dtype=bool)
-    chunk = max(1, _CHUNK_ELEMENTS // nseg)
+    if chunk_elements is None:
+        from .budget import working_bytes
+
+        # about a dozen float64 (pixels x segments) temporaries live at once
+        chunk_elements = min(_CHUNK_ELEMENTS, working_bytes(24) // 8)
+    chunk = max(1, int(chunk_elements) // nseg)
     ln = np.sqrt(s.length2)
     nx, ny = s.dy / ln, -s.dx / ln  # unit normal pointing to the RIGHT of the direction
     for i0 in range(0, x.size, chunk):
@@ -172,43 +178,50 @@ class FaultProfile:
     n_right: int
 
 
-def fault_profiles(
-    values: np.ndarray,
-    distance: np.ndarray,
-    fault_index: np.ndarray,
-    alongside: np.ndarray,
-    n_faults: int,
-    bin_width: float,
-    max_distance: float,
-) -> list[FaultProfile]:
-    """Bin `values` by distance to their nearest fault, on each side, up to `max_distance`.
-
-    Pixels beyond a fault's tips (`alongside` False) and NaN values are left out. The step across
-    a fault is the difference of the side means in the nearest bin (right minus left), with the
-    standard error sqrt(s_l^2/n_l + s_r^2/n_r).
-    """
+def n_bins(bin_width: float, max_distance: float) -> int:
+    """Distance bins on each side of a fault; refuses bad bin widths and distances."""
     if not bin_width > 0:
         raise InputError(f"The bin width must be positive, not {bin_width}.")
     if not max_distance >= bin_width:
         raise InputError(
             f"The maximum distance ({max_distance}) must be at least one bin width ({bin_width})."
         )
-    v = np.asarray(values, dtype="float64").ravel()
+    return int(np.ceil(max_distance / bin_width - 1e-9))
+
+
+def fault_groups(
+    values: np.ndarray,
+    distance: np.ndarray,
+    fault_index: np.ndarray,
+    alongside: np.ndarray,
+    bin_width: float,
+    max_distance: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels that count for the fault statistics and their group (fault, side, bin):
+    ``group = (fault * 2 + side) * nbins + bin`` with side 0 = left, 1 = right. Returns (selected
+    pixel indexes into the flattened arrays, groups, values)."""
+    nbins = n_bins(bin_width, max_distance)
+    v = np.asarray(values).ravel()
     d = np.asarray(distance, dtype="float64").ravel()
     f = np.asarray(fault_index).ravel()
     ok = np.isfinite(v) & np.isfinite(d) & np.asarray(alongside).ravel() & (np.abs(d) < max_distance)
-    nbins = int(np.ceil(max_distance / bin_width - 1e-9))
+    sel = np.flatnonzero(ok)
+    ds = d[sel]
+    b = np.minimum((np.abs(ds) // bin_width).astype(np.int64), nbins - 1)
+    side = (ds >= 0).astype(np.int64)
+    return sel, (f[sel].astype(np.int64) * 2 + side) * nbins + b, v[sel]
+
+
+def profiles_from_groups(groups, n_faults: int, bin_width: float, max_distance: float) -> list[FaultProfile]:
+    """Fault profiles from the values gathered per group (core.streaming.GroupValues)."""
+    nbins = n_bins(bin_width, max_distance)
     out = []
     for k in range(n_faults):
-        sel = ok & (f == k)
-        vk, dk = v[sel], d[sel]
-        b = np.minimum((np.abs(dk) // bin_width).astype(np.int64), nbins - 1)
         rows = []
         nearest = {}
-        for side, mask in (("left", dk < 0), ("right", dk >= 0)):
+        for s_, side in enumerate(("left", "right")):
             for i in range(nbins):
-                vals = vk[mask & (b == i)]
-                st = _stats(vals)
+                st = _stats(groups.pop((k * 2 + s_) * nbins + i))
                 rows.append(
                     dict(
                         side=side,
@@ -228,6 +241,29 @@ def fault_profiles(
             se = float("nan")
         out.append(FaultProfile(k, rows, float(step), se, lft["n"], rgt["n"]))
     return out
+
+
+def fault_profiles(
+    values: np.ndarray,
+    distance: np.ndarray,
+    fault_index: np.ndarray,
+    alongside: np.ndarray,
+    n_faults: int,
+    bin_width: float,
+    max_distance: float,
+) -> list[FaultProfile]:
+    """Bin `values` by distance to their nearest fault, on each side, up to `max_distance`.
+
+    Pixels beyond a fault's tips (`alongside` False) and NaN values are left out. The step across
+    a fault is the difference of the side means in the nearest bin (right minus left), with the
+    standard error sqrt(s_l^2/n_l + s_r^2/n_r). (Whole arrays; core.controls streams a raster.)
+    """
+    from .streaming import GroupValues
+
+    gv = GroupValues()
+    _, groups, vals = fault_groups(values, distance, fault_index, alongside, bin_width, max_distance)
+    gv.add(groups, vals)
+    return profiles_from_groups(gv, n_faults, bin_width, max_distance)
 
 
 def plot_controls(

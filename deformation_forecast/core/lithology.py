@@ -15,15 +15,11 @@ import numpy as np
 from .errors import InputError
 
 
-def rasterize_units(
-    geometries: Sequence[dict], units: Sequence[str], transform, width: int, height: int
-) -> tuple[np.ndarray, list[str]]:
-    """Burn polygons into an int32 label array: 0 = no unit, i = `names[i - 1]`.
+def unit_codes(geometries: Sequence[dict], units: Sequence[str]) -> tuple[list[tuple[dict, int]], list[str]]:
+    """(geometry, label) shapes to burn and the unit names: 0 = no unit, i = `names[i - 1]`.
 
-    Polygons that share a unit name share a label. Returns (labels, names), names in first-seen order.
+    Polygons that share a unit name share a label; names in first-seen order.
     """
-    from rasterio import features
-
     if len(geometries) != len(units):
         raise ValueError("one unit per geometry")
     names: list[str] = []
@@ -39,6 +35,20 @@ def rasterize_units(
         shapes.append((g, code[key]))
     if not shapes:
         raise InputError("The lithology layer holds no polygon.")
+    return shapes, names
+
+
+def rasterize_units(
+    geometries: Sequence[dict], units: Sequence[str], transform, width: int, height: int
+) -> tuple[np.ndarray, list[str]]:
+    """Burn polygons into an int32 label array: 0 = no unit, i = `names[i - 1]`.
+
+    Polygons that share a unit name share a label. Returns (labels, names), names in first-seen
+    order. (A whole grid; core.controls burns one window at a time.)
+    """
+    from rasterio import features
+
+    shapes, names = unit_codes(geometries, units)
     labels = features.rasterize(
         shapes, out_shape=(height, width), transform=transform, fill=0, dtype="int32", all_touched=False
     )
@@ -57,35 +67,62 @@ def unit_stats(
     Each row: unit, pixels (all pixels of the unit), valid (coherent ones), area (pixels x pixel
     area), mean, median, min, p5, p95, std, and share_subsiding: the share of the unit's coherent
     area where the value is below -|threshold| (subsiding more than `threshold` mm).
+    (Whole arrays; core.controls streams a raster with :class:`UnitGroups`.)
     """
-    v = np.asarray(values, dtype="float64").ravel()
+    v = np.asarray(values).ravel()
     lab = np.asarray(labels).ravel()
     if v.shape != lab.shape:
         raise ValueError("values and labels differ in shape")
-    limit = -abs(float(threshold))
-    nan = float("nan")
-    rows = []
-    for i, name in enumerate(names, start=1):
-        in_unit = lab == i
-        vals = v[in_unit]
-        vals = vals[np.isfinite(vals)]
-        n_all = int(np.count_nonzero(in_unit))
-        row = dict(unit=name, pixels=n_all, valid=int(vals.size), area=n_all * float(pixel_area))
-        if vals.size:
-            p5, med, p95 = np.percentile(vals, [5, 50, 95])
-            row.update(
-                mean=float(vals.mean()),
-                median=float(med),
-                min=float(vals.min()),
-                p5=float(p5),
-                p95=float(p95),
-                std=float(vals.std(ddof=1)) if vals.size > 1 else nan,
-                share_subsiding=float(np.count_nonzero(vals < limit) / vals.size),
-            )
-        else:
-            row.update(mean=nan, median=nan, min=nan, p5=nan, p95=nan, std=nan, share_subsiding=nan)
-        rows.append(row)
-    return rows
+    acc = UnitGroups(len(names))
+    acc.add(v, lab)
+    return acc.rows(names, pixel_area, threshold)
+
+
+class UnitGroups:
+    """The values of each unit (and its pixel count), gathered window by window."""
+
+    def __init__(self, n_units: int):
+        from .streaming import GroupValues
+
+        self.n_units = n_units
+        self.pixels = np.zeros(n_units + 1, dtype=np.int64)
+        self.values = GroupValues()
+
+    def add(self, values: np.ndarray, labels: np.ndarray) -> None:
+        v = np.asarray(values).ravel()
+        lab = np.asarray(labels).ravel()
+        n = self.n_units + 1
+        self.pixels += np.bincount(lab[(lab > 0) & (lab < n)], minlength=n)[:n]
+        ok = (lab > 0) & (lab < n) & np.isfinite(v)
+        self.values.add(lab[ok], v[ok])
+
+    def rows(self, names: Sequence[str], pixel_area: float, threshold: float = 10.0, keep=None) -> list[dict]:
+        """One row per unit (see :func:`unit_stats`); `keep(unit, values)` receives each unit's
+        sorted values (e.g. for a plot) before they are dropped."""
+        limit = -abs(float(threshold))
+        nan = float("nan")
+        rows = []
+        for i, name in enumerate(names, start=1):
+            vals = self.values.pop(i)
+            n_all = int(self.pixels[i])
+            row = dict(unit=name, pixels=n_all, valid=int(vals.size), area=n_all * float(pixel_area))
+            if vals.size:
+                p5, med, p95 = np.percentile(vals, [5, 50, 95])
+                row.update(
+                    mean=float(vals.mean()),
+                    median=float(med),
+                    min=float(vals[0]),
+                    p5=float(p5),
+                    p95=float(p95),
+                    std=float(vals.std(ddof=1)) if vals.size > 1 else nan,
+                    share_subsiding=float(np.count_nonzero(vals < limit) / vals.size),
+                )
+            else:
+                row.update(mean=nan, median=nan, min=nan, p5=nan, p95=nan, std=nan, share_subsiding=nan)
+            if keep is not None:
+                keep(name, vals)
+            rows.append(row)
+        return rows
 
 
 class UnitHistory:

@@ -73,3 +73,39 @@ class BottomK:
     def result(self) -> dict[str, np.ndarray]:
         order = np.argsort(self.keys, kind="stable")
         return {n: c[order] for n, c in self.columns.items()}
+
+
+class GroupValues:
+    """Values collected per integer group, window by window (in their dtype: float32 as read from
+    a raster).
+
+    ``pop(g)`` returns group `g`'s values sorted, as float64: sorted values make every statistic
+    (mean, median, percentiles, std) independent of the order of the windows, so a result computed
+    with a tiny memory budget equals the one computed with a large one.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: dict[int, list[np.ndarray]] = {}
+        self.nbytes = 0
+
+    def add(self, groups: np.ndarray, values: np.ndarray) -> None:
+        groups = np.asarray(groups).ravel()
+        values = np.asarray(values).ravel()  # float32 from a raster: kept so (half of float64)
+        if groups.size == 0:
+            return
+        order = np.argsort(groups, kind="stable")
+        g, v = groups[order], values[order]
+        uniq, starts = np.unique(g, return_index=True)
+        ends = np.append(starts[1:], g.size)
+        for u, a, b in zip(uniq.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            self.chunks.setdefault(int(u), []).append(v[a:b].copy())
+        self.nbytes += v.nbytes
+
+    def pop(self, group: int) -> np.ndarray:
+        parts = self.chunks.pop(int(group), [])
+        if not parts:
+            return np.empty(0)
+        arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        self.nbytes -= arr.nbytes
+        arr.sort()
+        return arr.astype("float64")

@@ -17,9 +17,9 @@ from qgis.core import (
 )
 
 from ..core import faults as cf
-from ..core import lithology as cl
+from ..core.controls import analyse_controls
 from ..core.errors import InputError
-from ..core.stack import iter_row_windows, read_stack, require_crs, write_stack
+from ..core.stack import require_crs
 from .base import DeformationAlgorithm
 from .tables import plot_destination, read_lines, read_polygons, save_plot, table_sink, write_table
 
@@ -185,67 +185,59 @@ class FaultLithology(DeformationAlgorithm):
             raise InputError(
                 f"BIN_WIDTH must be positive and MAX_DISTANCE at least one bin ({bin_width:g}, {max_dist:g})."
             )
-        values = read_stack(info.path, bands=[band])[0].astype("float64")
         label = date.isoformat() if date else f"band {band + 1}"
         feedback.pushInfo(f"Analysing band {band + 1} ({label}) of {info.path}.")
         self.check_canceled(feedback)
+        want_history = bool(geoms) and info.count > 1 and all(info.dates)
+        want_history = want_history and parameters.get("OUTPUT_HISTORY") is not None
+        feedback.setProgressText(
+            "Distances to the faults and statistics per unit"
+            if fault_geoms and geoms
+            else ("Distances to the faults" if fault_geoms else "Statistics per lithological unit")
+        )
 
-        fault_rows: list[dict] = []
-        profiles: list[cf.FaultProfile] = []
-        fault_samples = []
-        distance = None
-        if fault_geoms:
-            feedback.setProgressText("Distances to the faults")
-            distance, nearest, along = cf.distance_grid(fault_geoms, info.transform, info.width, info.height)
+        def progress(f):
             self.check_canceled(feedback)
-            profiles = cf.fault_profiles(
-                values, distance, nearest, along, len(fault_geoms), bin_width, max_dist
-            )
-            rng = np.random.default_rng(0)
-            for name, prof in zip(fault_names, profiles, strict=True):
-                for r in prof.rows:
-                    fault_rows.append(dict(fault=name, step=prof.step, step_se=prof.step_se, **r))
-                feedback.pushInfo(
-                    f"Fault {name}: step {prof.step:.2f} ± {prof.step_se:.2f} {info.units} "
-                    f"(right - left, nearest {bin_width:g} on each side; n = {prof.n_left}/{prof.n_right})"
-                )
-                if plot_path:
-                    sel = np.flatnonzero(
-                        (nearest.ravel() == prof.fault)
-                        & along.ravel()
-                        & (np.abs(distance.ravel()) < max_dist)
-                        & np.isfinite(values.ravel())
-                    )
-                    if sel.size > PLOT_SAMPLES:
-                        sel = rng.choice(sel, PLOT_SAMPLES, replace=False)
-                    fault_samples.append((name, distance.ravel()[sel], values.ravel()[sel]))
-        feedback.setProgress(40)
+            feedback.setProgress(90 * f)
 
-        litho_rows: list[dict] = []
+        res, names = analyse_controls(
+            info.path,
+            info,
+            band,
+            faults=fault_geoms,
+            unit_geometries=geoms,
+            units=units,
+            bin_width=bin_width,
+            max_distance=max_dist,
+            threshold=threshold,
+            distance_path=dist_path or None,
+            distance_units="m" if info.crs.is_projected else "map units",
+            history=want_history,
+            plot_samples=PLOT_SAMPLES if plot_path else 0,
+            unit_values=bool(plot_path),
+            progress=progress,
+            mb=self.memory_mb,
+        )
+        profiles = res.profiles
+        fault_rows: list[dict] = []
+        fault_samples = []
+        for name, prof in zip(fault_names, profiles, strict=True):
+            for r in prof.rows:
+                fault_rows.append(dict(fault=name, step=prof.step, step_se=prof.step_se, **r))
+            feedback.pushInfo(
+                f"Fault {name}: step {prof.step:.2f} ± {prof.step_se:.2f} {info.units} "
+                f"(right - left, nearest {bin_width:g} on each side; n = {prof.n_left}/{prof.n_right})"
+            )
+        for f, dist, vals in res.fault_samples:
+            fault_samples.append((fault_names[f], dist, vals))
+        litho_rows = [dict(date=date, **r) for r in res.unit_rows]
+        unit_samples = res.unit_samples
         history_rows: list[dict] = []
-        unit_samples = []
-        names: list[str] = []
-        if geoms:
-            feedback.setProgressText("Statistics per lithological unit")
-            labels, names = cl.rasterize_units(geoms, units, info.transform, info.width, info.height)
-            area = info.res[0] * info.res[1]
-            for r in cl.unit_stats(values, labels, names, area, threshold):
-                litho_rows.append(dict(date=date, **r))
-            if plot_path:
-                unit_samples = [(n, values[labels == i + 1]) for i, n in enumerate(names)]
-            want_history = info.count > 1 and all(info.dates) and parameters.get("OUTPUT_HISTORY") is not None
-            if want_history:
-                hist = cl.UnitHistory(len(names), info.count)
-                windows = list(iter_row_windows(info))
-                for k, win in enumerate(windows):
-                    self.check_canceled(feedback)
-                    r0, h = int(win.row_off), int(win.height)
-                    hist.add(read_stack(info.path, window=win), labels[r0 : r0 + h])
-                    feedback.setProgress(40 + 50 * (k + 1) / len(windows))
-                means, valid = hist.means(), hist.valid()
-                for u, n in enumerate(names):
-                    for t, d in enumerate(info.dates):
-                        history_rows.append(dict(unit=n, date=d, mean=means[t, u], valid=valid[t, u]))
+        if res.history_means is not None:
+            means, valid = res.history_means, res.history_valid
+            for u, n in enumerate(names):
+                for t, d in enumerate(info.dates):
+                    history_rows.append(dict(unit=n, date=d, mean=means[t, u], valid=valid[t, u]))
         self.check_canceled(feedback)
 
         # -- outputs
@@ -256,16 +248,7 @@ class FaultLithology(DeformationAlgorithm):
             "OUTPUT_DISTANCE": None,
             "OUTPUT_PLOT": None,
         }
-        if distance is not None and dist_path:
-            write_stack(
-                dist_path,
-                distance.astype("float32")[None],
-                ["signed distance to fault"],
-                info.crs,
-                info.transform,
-                units="m" if info.crs.is_projected else "map units",
-                tags={"DESCRIPTION": "signed distance to the nearest fault, negative on the left"},
-            )
+        if fault_geoms and dist_path:
             results["OUTPUT_DISTANCE"] = dist_path
         results["OUTPUT_FAULTS"] = (
             write_table(self, parameters, "OUTPUT_FAULTS", context, FAULT_COLUMNS, fault_rows)
