@@ -166,17 +166,20 @@ def build_network(
                 [y, LastStep(name=f"skip{k + 1}")(skips[k])]
             )
             y = keras.layers.Conv2D(chans[k], 3, padding="same", activation="relu", name=f"dec_mix{k + 1}")(y)
+    # the output head is float32 also under mixed precision (ml/distribute.py): the loss and the
+    # trend / last frame it is added to keep their precision
+    f32 = "float32"
     if residual == "trend":
-        out = keras.layers.Conv2D(1, 1, kernel_initializer="zeros", bias_initializer="zeros", name="dec_out")(
-            y
-        )
-        out = keras.layers.Rescaling(float(out_scale), name="out_scale")(out)
+        out = keras.layers.Conv2D(
+            1, 1, kernel_initializer="zeros", bias_initializer="zeros", name="dec_out", dtype=f32
+        )(y)
+        out = keras.layers.Rescaling(float(out_scale), name="out_scale", dtype=f32)(out)
         trend = keras.Input((tile, tile, 1), name="trend")
-        out = keras.layers.Add(name="residual")([trend, out])
+        out = keras.layers.Add(name="residual", dtype=f32)([trend, out])
         return keras.Model([inp, trend], out, name=architecture.replace("-", "_"))
-    out = keras.layers.Conv2D(1, 1, name="dec_out")(y)
+    out = keras.layers.Conv2D(1, 1, name="dec_out", dtype=f32)(y)
     if residual == "last":
-        out = keras.layers.Add(name="residual")([LastStep(name="last_frame")(inp), out])
+        out = keras.layers.Add(name="residual", dtype=f32)([LastStep(name="last_frame", dtype=f32)(inp), out])
     return keras.Model(inp, out, name=architecture.replace("-", "_"))
 
 
