@@ -13,6 +13,7 @@ import html
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -163,32 +164,125 @@ def pick_dates(n: int, k: int = 4) -> list[int]:
     return sorted({int(round(i)) for i in np.linspace(0, n - 1, k)})
 
 
-def scatter_figure(
-    preds: dict[str, np.ndarray], obs: np.ndarray, dates: Sequence[dt.date], idx: Sequence[int], seed: int = 0
-) -> str:
-    """Fig. 19: predicted vs observed per chosen date (columns) and model (rows), with R^2."""
+SCATTER_POINTS = 20000  # points per scatter panel
+PREVIEW = 400  # pixels on the longer side of an error-map preview
+
+
+@dataclass
+class FrameFigures:
+    """What the report's figures need from one (prediction, observation) frame: a few numbers, a
+    random subsample of the valid pairs and a decimated error map. Small whatever the frame size."""
+
+    obs_min: float = math.nan  # over the finite observations
+    obs_max: float = math.nan
+    pred_min: float = math.nan  # over the finite predictions
+    pred_max: float = math.nan
+    r2: float = math.nan
+    pearson_r2: float = math.nan
+    valid: int = 0
+    lo: float = math.nan  # min and max of both over the valid pairs (the 1:1 line)
+    hi: float = math.nan
+    sample_obs: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sample_pred: np.ndarray = field(default_factory=lambda: np.empty(0))
+    error_preview: np.ndarray | None = None
+
+
+def preview_step(shape: tuple[int, ...], side: int = PREVIEW) -> int:
+    return max(1, math.ceil(max(shape[-2:]) / side))
+
+
+def frame_figures(
+    pred: np.ndarray, obs: np.ndarray, sample: bool = True, preview: bool = True, seed: int = 0
+) -> FrameFigures:
+    """The :class:`FrameFigures` of one frame pair, computed in strips of rows (float32 frames
+    are not copied whole); the subsample is a window-independent bottom-k (core.streaming)."""
+    import warnings
+
+    from .crossorbit import PairStats
+    from .streaming import BottomK, hash_keys
+
+    p, o = np.asarray(pred), np.asarray(obs)
+    h, w = o.shape
+    out = FrameFigures()
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN frames
+        out.obs_min, out.obs_max = float(np.nanmin(o)), float(np.nanmax(o))
+        out.pred_min, out.pred_max = float(np.nanmin(p)), float(np.nanmax(p))
+    st = PairStats()
+    sums = mt.Sums()
+    pick = BottomK(SCATTER_POINTS if sample else 0)
+    lo, hi = math.inf, -math.inf
+    step = mt.STRIP
+    for r0 in range(0, h, step):
+        ps, os_ = p[r0 : r0 + step], o[r0 : r0 + step]
+        ok = np.isfinite(ps) & np.isfinite(os_)
+        if not ok.any():
+            continue
+        sums.merge(mt.Sums.of(ps, os_, ok))
+        pv, ov = ps[ok].astype("float64"), os_[ok].astype("float64")
+        st.add(ov, pv)
+        lo = min(lo, float(min(ov.min(), pv.min())))
+        hi = max(hi, float(max(ov.max(), pv.max())))
+        if sample:
+            idx = (np.arange(r0, r0 + ps.shape[0], dtype=np.int64)[:, None] * w + np.arange(w))[ok]
+            pick.add(hash_keys(idx, seed), o=ov, p=pv)
+    out.valid = sums.n
+    out.r2 = sums.r2
+    if st.n >= 2 and st.cxx > 0 and st.cyy > 0:
+        out.pearson_r2 = float(st.cxy**2 / (st.cxx * st.cyy))
+    if sums.n:
+        out.lo, out.hi = lo, hi
+    if sample and pick.size:
+        got = pick.result()
+        out.sample_obs, out.sample_pred = got["o"], got["p"]
+    if preview:
+        s_ = preview_step(o.shape)
+        with np.errstate(invalid="ignore"):
+            out.error_preview = np.abs(
+                p[::s_, ::s_].astype("float64") - o[::s_, ::s_].astype("float64")
+            ).astype("float32")
+    return out
+
+
+class MeanErrorMap:
+    """Mean |error| over dates on a decimated grid (the report's error maps), frame by frame."""
+
+    def __init__(self) -> None:
+        self.sum: np.ndarray | None = None
+        self.count: np.ndarray | None = None
+
+    def add(self, pred: np.ndarray, obs: np.ndarray) -> None:
+        s_ = preview_step(np.shape(obs))
+        with np.errstate(invalid="ignore"):
+            e = np.abs(np.asarray(pred)[::s_, ::s_].astype("float64") - np.asarray(obs)[::s_, ::s_])
+        ok = np.isfinite(e)
+        if self.sum is None:
+            self.sum, self.count = np.zeros(e.shape), np.zeros(e.shape, dtype=np.int64)
+        self.sum += np.where(ok, e, 0.0)
+        self.count += ok
+
+    def value(self) -> np.ndarray:
+        if self.sum is None:
+            return np.full((1, 1), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.count > 0, self.sum / np.maximum(self.count, 1), np.nan)
+
+
+def scatter_figure(panels: dict[str, Sequence[FrameFigures]], dates: Sequence[dt.date]) -> str:
+    """Fig. 19: predicted vs observed per chosen date (columns) and model (rows), with R^2;
+    `panels[name]` holds the FrameFigures of the chosen `dates`."""
     from matplotlib.figure import Figure
 
-    rows, cols = len(preds), len(idx)
-    fig = Figure(figsize=(3.0 * cols, 2.9 * rows))
-    rng = np.random.default_rng(seed)
-    for r, (name, pred) in enumerate(preds.items()):
-        for c, i in enumerate(idx):
+    rows, cols = len(panels), len(dates)
+    fig = Figure(figsize=(3.0 * max(cols, 1), 2.9 * max(rows, 1)))
+    for r, (name, figs) in enumerate(panels.items()):
+        for c, (d, f) in enumerate(zip(dates, figs, strict=True)):
             ax = fig.add_subplot(rows, cols, r * cols + c + 1)
-            o, p = obs[i].ravel(), pred[i].ravel()
-            ok = np.isfinite(o) & np.isfinite(p)
-            o, p = o[ok], p[ok]
-            if o.size > 20000:
-                sel = rng.choice(o.size, 20000, replace=False)
-                o_s, p_s = o[sel], p[sel]
-            else:
-                o_s, p_s = o, p
-            ax.scatter(o_s, p_s, s=2, alpha=0.4, rasterized=True)
-            if o.size:
-                lo, hi = float(min(o.min(), p.min())), float(max(o.max(), p.max()))
-                ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            ax.scatter(f.sample_obs, f.sample_pred, s=2, alpha=0.4, rasterized=True)
+            if f.valid:
+                ax.plot([f.lo, f.hi], [f.lo, f.hi], "k--", lw=0.8)
             ax.set_title(
-                f"{label(name)} {dates[i].isoformat()}\nR²={fmt(mt.r2(p, o), 4)}  r²={fmt(mt.pearson_r2(p, o), 4)}",
+                f"{label(name)} {d.isoformat()}\nR²={fmt(f.r2, 4)}  r²={fmt(f.pearson_r2, 4)}",
                 fontsize=8,
             )
             ax.tick_params(labelsize=7)
@@ -202,27 +296,24 @@ def scatter_figure(
 
 def extremes_figure(
     all_dates: Sequence[dt.date],
-    observed_all: np.ndarray,
+    observed_min: Sequence[float],
+    observed_max: Sequence[float],
     test_dates: Sequence[dt.date],
-    preds: dict[str, np.ndarray],
+    preds: dict[str, tuple[Sequence[float], Sequence[float]]],
 ) -> str:
-    """Fig. 18: per-date minimum and maximum of the raw stack and of each model's prediction."""
+    """Fig. 18: per-date minimum and maximum of the raw stack and of each model's prediction
+    (`preds[name]` = (minima, maxima) over `test_dates`)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, 4.2))
     ax = fig.add_subplot(1, 1, 1)
-    import warnings
-
     x = np.array(all_dates, dtype="datetime64[D]")
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a model without any finite prediction
-        ax.plot(x, np.nanmin(observed_all.reshape(len(x), -1), axis=1), "k-", lw=1.5, label="raw min")
-        ax.plot(x, np.nanmax(observed_all.reshape(len(x), -1), axis=1), "k--", lw=1.5, label="raw max")
-        xt = np.array(test_dates, dtype="datetime64[D]")
-        for name, pred in preds.items():
-            flat = pred.reshape(len(xt), -1)
-            (line,) = ax.plot(xt, np.nanmin(flat, axis=1), "-", lw=1, marker=".", label=f"{name} min")
-            ax.plot(xt, np.nanmax(flat, axis=1), "--", lw=1, color=line.get_color(), label=f"{name} max")
+    ax.plot(x, np.asarray(observed_min, dtype="float64"), "k-", lw=1.5, label="raw min")
+    ax.plot(x, np.asarray(observed_max, dtype="float64"), "k--", lw=1.5, label="raw max")
+    xt = np.array(test_dates, dtype="datetime64[D]")
+    for name, (lo, hi) in preds.items():
+        (line,) = ax.plot(xt, np.asarray(lo, dtype="float64"), "-", lw=1, marker=".", label=f"{name} min")
+        ax.plot(xt, np.asarray(hi, dtype="float64"), "--", lw=1, color=line.get_color(), label=f"{name} max")
     if len(test_dates):
         ax.axvspan(xt[0], xt[-1], color="0.9", zorder=0)
     ax.set_ylabel("deformation (mm)")
@@ -235,7 +326,7 @@ def extremes_figure(
 def error_maps_figure(
     errors: dict[str, np.ndarray], title: str = "mean |error| over the test set (mm)"
 ) -> str:
-    """Per-model maps of the mean absolute error, on one colour scale."""
+    """Per-model maps of the mean absolute error, on one colour scale (decimated maps)."""
     from matplotlib.figure import Figure
 
     n = len(errors)
@@ -258,12 +349,23 @@ def error_maps_figure(
 
 
 def mean_abs_error(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
+    """Mean |error| over the dates of two stacks, on the decimated preview grid."""
+    acc = MeanErrorMap()
+    for i in range(np.shape(obs)[0]):
+        acc.add(pred[i], obs[i])
+    return acc.value()
+
+
+def _frame_minmax(stack: np.ndarray) -> tuple[list[float], list[float]]:
     import warnings
 
-    err = mt.abs_error_stack(pred, obs)
+    lo, hi = [], []
     with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
-        return np.nanmean(err, axis=0)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for frame in stack:
+            lo.append(float(np.nanmin(frame)))
+            hi.append(float(np.nanmax(frame)))
+    return lo, hi
 
 
 # -- HTML -------------------------------------------------------------------------------------------
@@ -296,6 +398,33 @@ def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
     )
 
 
+@dataclass
+class ModelFigures:
+    """One model's figure data over the test dates, per mode (FrameFigures per test date, with a
+    subsample and a preview only for the dates the report shows) and its mean error maps."""
+
+    model: str
+    notes: str = ""
+    one_step: list[FrameFigures] = field(default_factory=list)
+    iterative: list[FrameFigures] = field(default_factory=list)
+    mean_error_one_step: np.ndarray | None = None
+    mean_error_iterative: np.ndarray | None = None
+
+
+def model_figures(f: Forecasts, observed_test: np.ndarray, shown: Sequence[int]) -> ModelFigures:
+    """The ModelFigures of in-memory forecasts (the streamed comparison builds them frame by frame)."""
+    out = ModelFigures(f.model, f.notes)
+    for mode, pred in (("one_step", f.one_step), ("iterative", f.iterative)):
+        err = MeanErrorMap()
+        figs = []
+        for i in range(observed_test.shape[0]):
+            figs.append(frame_figures(pred[i], observed_test[i], sample=i in shown, preview=False))
+            err.add(pred[i], observed_test[i])
+        setattr(out, mode, figs)
+        setattr(out, f"mean_error_{mode}", err.value())
+    return out
+
+
 def comparison_report(
     rows: Sequence[dict],
     forecasts: Sequence[Forecasts],
@@ -307,7 +436,25 @@ def comparison_report(
     split_text: str,
     notes: Sequence[str] = (),
 ) -> str:
-    """The HTML report of `comparemodels`."""
+    """The HTML report of `comparemodels` from in-memory stacks (see :func:`comparison_report_html`)."""
+    shown = pick_dates(len(test_dates))
+    figures = [model_figures(f, observed_test, shown) for f in forecasts]
+    lo, hi = _frame_minmax(observed_all)
+    return comparison_report_html(rows, figures, all_dates, lo, hi, test_dates, data_range, split_text, notes)
+
+
+def comparison_report_html(
+    rows: Sequence[dict],
+    figures: Sequence[ModelFigures],
+    all_dates: Sequence[dt.date],
+    observed_min: Sequence[float],
+    observed_max: Sequence[float],
+    test_dates: Sequence[dt.date],
+    data_range: float,
+    split_text: str,
+    notes: Sequence[str] = (),
+) -> str:
+    """The HTML report of `comparemodels` from the figure data gathered frame by frame."""
     fields = [f for f in TABLE_FIELDS]
     sections = [
         (
@@ -329,9 +476,11 @@ def comparison_report(
         "constants and PSNR = 10 log10(L² / MSE) use it; R² is the coefficient of determination.</li>",
         "<li>Metrics ignore pixels that are NaN in the observation or the prediction. SSIM: Gaussian "
         "window 11, σ 1.5; MS-SSIM as TensorFlow's ssim_multiscale (fewer scales on small images).</li>",
+        f"<li>Scatter plots show a random subsample of at most {SCATTER_POINTS} pixels per panel; "
+        f"error maps are decimated to at most {PREVIEW} pixels a side.</li>",
     ]
     items += [
-        f"<li><b>{html.escape(label(f.model))}</b>: {html.escape(f.notes)}</li>" for f in forecasts if f.notes
+        f"<li><b>{html.escape(label(f.model))}</b>: {html.escape(f.notes)}</li>" for f in figures if f.notes
     ]
     items += [f"<li>{html.escape(n)}</li>" for n in notes]
     sections.append(("How these numbers were made", "<ul>" + "\n".join(items) + "</ul>"))
@@ -343,25 +492,30 @@ def comparison_report(
         )
     )
     idx = pick_dates(len(test_dates))
-    one = {label(f.model): f.one_step for f in forecasts}
+    shown = [test_dates[i] for i in idx]
+
+    def extremes(mode: str) -> dict[str, tuple[list[float], list[float]]]:
+        return {
+            label(f.model): ([g.pred_min for g in getattr(f, mode)], [g.pred_max for g in getattr(f, mode)])
+            for f in figures
+        }
+
     sections.append(
         (
             "Predicted vs observed, one-step (Fig. 19)",
-            _img(
-                scatter_figure({f.model: f.one_step for f in forecasts}, observed_test, test_dates, idx),
-                "scatter",
-            ),
+            _img(scatter_figure({f.model: [f.one_step[i] for i in idx] for f in figures}, shown), "scatter"),
         )
     )
     sections.append(
         (
             "Minimum and maximum of raw and predicted frames (Fig. 18)",
-            _img(extremes_figure(all_dates, observed_all, test_dates, one), "one-step extremes")
+            _img(
+                extremes_figure(all_dates, observed_min, observed_max, test_dates, extremes("one_step")),
+                "one-step extremes",
+            )
             + '<p class="note">one-step-ahead predictions</p>'
             + _img(
-                extremes_figure(
-                    all_dates, observed_all, test_dates, {label(f.model): f.iterative for f in forecasts}
-                ),
+                extremes_figure(all_dates, observed_min, observed_max, test_dates, extremes("iterative")),
                 "iterative extremes",
             )
             + '<p class="note">iterative forecasts</p>',
@@ -370,15 +524,10 @@ def comparison_report(
     sections.append(
         (
             "Error maps",
-            _img(
-                error_maps_figure(
-                    {label(f.model): mean_abs_error(f.one_step, observed_test) for f in forecasts}
-                ),
-                "error maps",
-            )
+            _img(error_maps_figure({label(f.model): f.mean_error_one_step for f in figures}), "error maps")
             + _img(
                 error_maps_figure(
-                    {label(f.model): mean_abs_error(f.iterative, observed_test) for f in forecasts},
+                    {label(f.model): f.mean_error_iterative for f in figures},
                     "mean |error| of the iterative forecast (mm)",
                 ),
                 "iterative error maps",
@@ -397,30 +546,58 @@ def evaluation_report(
     data_range: float,
     notes: Sequence[str] = (),
 ) -> str:
-    """The HTML report of `evaluateforecast`."""
+    """The HTML report of `evaluateforecast` from in-memory stacks."""
+    idx = pick_dates(len(dates))
+    figs = [frame_figures(pred[i], obs[i], sample=i in idx, preview=i in idx) for i in range(len(dates))]
+    return evaluation_report_html(rows, total, figs, dates, data_range, notes)
+
+
+def evaluation_report_html(
+    rows: Sequence[dict],
+    total: dict,
+    figures: Sequence[FrameFigures],
+    dates: Sequence[dt.date],
+    data_range: float,
+    notes: Sequence[str] = (),
+) -> str:
+    """The HTML report of `evaluateforecast` from the figure data of every date (gathered frame by
+    frame; subsamples and previews are needed for the dates :func:`pick_dates` shows)."""
     fields = ["date", *mt.METRICS, "N"]
     idx = pick_dates(len(dates))
-    err = mt.abs_error_stack(pred, obs)
     items = [
         f"<li>Data range L = {data_range:.4g} (max - min of the observed frames compared).</li>",
         "<li>Overall: MAE/MSE/RMSE/R² pool every valid pixel, PSNR uses the pooled MSE, SSIM and MS-SSIM "
         "are the mean over dates. NaN pixels (either stack) are ignored.</li>",
+        f"<li>Scatter plots show a random subsample of at most {SCATTER_POINTS} pixels; error maps are "
+        f"decimated to at most {PREVIEW} pixels a side.</li>",
     ] + [f"<li>{html.escape(n)}</li>" for n in notes]
+    shown = [dates[i] for i in idx]
     sections = [
         ("Metrics per date and overall", html_table([*rows, total], fields)),
         ("Notes", "<ul>" + "".join(items) + "</ul>"),
         (
             "Predicted vs observed (Fig. 19)",
-            _img(scatter_figure({"forecast": pred}, obs, dates, idx), "scatter"),
+            _img(scatter_figure({"forecast": [figures[i] for i in idx]}, shown), "scatter"),
         ),
         (
             "Minimum and maximum per date (Fig. 18)",
-            _img(extremes_figure(dates, obs, dates, {"forecast": pred}), "extremes"),
+            _img(
+                extremes_figure(
+                    dates,
+                    [f.obs_min for f in figures],
+                    [f.obs_max for f in figures],
+                    dates,
+                    {"forecast": ([f.pred_min for f in figures], [f.pred_max for f in figures])},
+                ),
+                "extremes",
+            ),
         ),
         (
             "Absolute error maps",
             _img(
-                error_maps_figure({dates[i].isoformat(): err[i] for i in idx}, "|predicted - observed|"),
+                error_maps_figure(
+                    {dates[i].isoformat(): figures[i].error_preview for i in idx}, "|predicted - observed|"
+                ),
                 "errors",
             ),
         ),
@@ -447,3 +624,91 @@ def match_dates(
         if j not in used:
             used[j] = (i, gap)
     return sorted((i, j) for j, (i, _) in used.items())
+
+
+@dataclass
+class FileEvaluation:
+    rows: list[dict]  # per date: date, observed_date, metrics, N
+    total: dict  # the overall row
+    data_range: float
+    figures: list[FrameFigures]
+
+
+def evaluate_files(
+    pred_path: str,
+    obs_path: str,
+    pairs: Sequence[tuple[int, int]],
+    data_range: float | None = None,
+    errors_path: str | None = None,
+    errors_meta: dict | None = None,
+    progress=None,
+) -> FileEvaluation:
+    """Metrics of the predicted stack at `pred_path` against the observed one at `obs_path` (same
+    grid) for the band `pairs` (predicted index, observed index), one frame pair in memory at a
+    time: a first pass finds the observed data range (unless `data_range` is given), the second
+    scores each date, gathers the report's figure data and writes the absolute error band of
+    `errors_path` (a stack with the predicted dates; `errors_meta`: crs, transform, units, tags).
+    """
+    from .stack import StackWriter, read_info, read_stack
+
+    pred_info, obs_info = read_info(pred_path), read_info(obs_path)
+    steps = len(pairs) * (2 if data_range is None else 1)
+    done = 0
+
+    def frames():
+        nonlocal done
+        for i, j in pairs:
+            p = read_stack(pred_path, bands=[i])[0]
+            o = read_stack(obs_path, bands=[j])[0]
+            yield i, j, p, o
+            done += 1
+            if progress is not None:
+                progress(done / steps)
+
+    if data_range is None:
+        rng = mt.RangeAccumulator()
+        for _, _, p, o in frames():
+            rng.add(p, o)
+        L = rng.value()
+    else:
+        L = float(data_range)
+    acc = mt.StackAccumulator(L)
+    shown = set(pick_dates(len(pairs)))
+    rows, figures = [], []
+    meta = dict(errors_meta or {})
+    writer = None
+    if errors_path:
+        writer = StackWriter(
+            errors_path,
+            [pred_info.dates[i] for i, _ in pairs],
+            meta.get("crs", pred_info.crs),
+            meta.get("transform", pred_info.transform),
+            pred_info.width,
+            pred_info.height,
+            units=meta.get("units", obs_info.units),
+            tags=meta.get("tags"),
+        )
+    try:
+        for k, (i, j, p, o) in enumerate(frames()):
+            m = acc.add(p, o)
+            rows.append(
+                {
+                    "date": pred_info.dates[i].isoformat(),
+                    **{key: m[key] for key in mt.METRICS},
+                    "N": m["N"],
+                    "observed_date": obs_info.dates[j].isoformat(),
+                }
+            )
+            figures.append(frame_figures(p, o, sample=k in shown, preview=k in shown))
+            if writer is not None:
+                writer.write_band(k, mt.abs_error_stack(p, o))
+        if writer is not None:
+            writer.close()
+            writer = None
+    except BaseException as e:
+        if writer is not None:
+            writer.abort(e)
+        raise
+    ov = acc.overall()
+    total = {"date": "overall", **{key: ov[key] for key in mt.METRICS}, "N": ov["N"], "observed_date": ""}
+    return FileEvaluation(rows, total, L, figures)

@@ -34,6 +34,12 @@ MS-SSIM (Wang et al. 2003, the paper's eq. 15)
     that fit, with the first weights renormalized to sum 1; images smaller than the window use a
     window of the image's smaller (odd) side.
 
+Memory
+    SSIM and MS-SSIM are computed in tiles of :data:`TILE` pixels with a halo of the window's
+    radius (every local statistic depends on its window only, so the values are those of the whole
+    frame), and frames may be float32: a frame is never copied whole to float64. Stacks stream
+    frame by frame through :class:`StackAccumulator` (one frame in memory at a time).
+
 R^2
     The coefficient of determination ``1 - SS_res / SS_tot`` of `pred` as a prediction of `obs`
     (as ``sklearn.metrics.r2_score``); :func:`pearson_r2` is the squared Pearson correlation the
@@ -44,6 +50,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -55,14 +62,86 @@ SIGMA = 1.5
 K1 = 0.01
 K2 = 0.03
 MIN_SUPPORT = 0.5
+TILE = 512  # SSIM tile side (pixels), a multiple of 2**4 so that MS-SSIM's scales stay aligned
+STRIP = 1024  # rows per strip of the pixel-wise sums
+
+
+def _float(a) -> np.ndarray:
+    """`a` as a float array: float32 and float64 as they are (no copy), anything else float64."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype("float64")
 
 
 def _pair(pred, obs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    p = np.asarray(pred, dtype="float64")
-    o = np.asarray(obs, dtype="float64")
+    p = _float(pred)
+    o = _float(obs)
     if p.shape != o.shape:
         raise ValueError(f"prediction {p.shape} and observation {o.shape} differ in shape")
     return p, o, np.isfinite(p) & np.isfinite(o)
+
+
+def _strips(shape: tuple[int, ...]):
+    """Slices along the first axis of ~STRIP rows (a stack: one date at a time)."""
+    if len(shape) == 3:
+        for i in range(shape[0]):
+            for r in range(0, shape[1], STRIP):
+                yield (i, slice(r, r + STRIP))
+    else:
+        for r in range(0, shape[0], STRIP):
+            yield (slice(r, r + STRIP),)
+
+
+@dataclass
+class Sums:
+    """Pixel-wise sums of a pair of images over their valid pixels, merged exactly (Chan et al.):
+    what MAE, MSE and R^2 need. The observation's spread is kept as (mean, M2)."""
+
+    n: int = 0
+    abs_err: float = 0.0
+    sq_err: float = 0.0
+    o_mean: float = 0.0
+    o_m2: float = 0.0
+
+    @classmethod
+    def of(cls, p: np.ndarray, o: np.ndarray, ok: np.ndarray) -> Sums:
+        out = cls()
+        for sl in _strips(ok.shape):
+            m = ok[sl]
+            if not m.any():
+                continue
+            pv = p[sl][m].astype("float64")
+            ov = o[sl][m].astype("float64")
+            d = pv - ov
+            part = cls(int(ov.size), float(np.abs(d).sum()), float((d * d).sum()))
+            part.o_mean = float(ov.mean())
+            part.o_m2 = float(((ov - part.o_mean) ** 2).sum())
+            out.merge(part)
+        return out
+
+    def merge(self, other: Sums) -> None:
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        delta = other.o_mean - self.o_mean
+        self.o_m2 += other.o_m2 + delta * delta * self.n * other.n / n
+        self.o_mean += delta * other.n / n
+        self.n = n
+        self.abs_err += other.abs_err
+        self.sq_err += other.sq_err
+
+    @property
+    def mae(self) -> float:
+        return self.abs_err / self.n if self.n else math.nan
+
+    @property
+    def mse(self) -> float:
+        return self.sq_err / self.n if self.n else math.nan
+
+    @property
+    def r2(self) -> float:
+        if self.n < 2 or self.o_m2 == 0:
+            return math.nan
+        return 1.0 - self.sq_err / self.o_m2
 
 
 def default_data_range(obs, pred=None) -> float:
@@ -70,17 +149,27 @@ def default_data_range(obs, pred=None) -> float:
 
     A flat observation gives ``max|obs|``, and 1.0 if that is 0 or nothing is finite.
     """
-    o = np.asarray(obs, dtype="float64")
-    ok = np.isfinite(o)
-    if pred is not None:
-        ok &= np.isfinite(np.asarray(pred, dtype="float64"))
-    if not ok.any():
+    o = _float(obs)
+    p = None if pred is None else _float(pred)
+    lo, hi = math.inf, -math.inf
+    for sl in _strips(o.shape):
+        ok = np.isfinite(o[sl])
+        if p is not None:
+            ok &= np.isfinite(p[sl])
+        if ok.any():
+            v = o[sl][ok]
+            lo, hi = min(lo, float(v.min())), max(hi, float(v.max()))
+    return range_from(lo, hi)
+
+
+def range_from(lo: float, hi: float) -> float:
+    """The data range of observations between `lo` and `hi` (see :func:`default_data_range`)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         return 1.0
-    v = o[ok]
-    rng = float(v.max() - v.min())
+    rng = hi - lo
     if rng > 0:
         return rng
-    peak = float(np.abs(v).max())
+    peak = max(abs(lo), abs(hi))
     return peak if peak > 0 else 1.0
 
 
@@ -95,19 +184,18 @@ def _range(pred, obs, data_range) -> float:
 
 def mae(pred, obs, data_range=None) -> float:
     """Mean absolute error over pixels finite in both (NaN if none). `data_range` is unused."""
-    p, o, ok = _pair(pred, obs)
-    return float(np.abs(p[ok] - o[ok]).mean()) if ok.any() else math.nan
+    return Sums.of(*_pair(pred, obs)).mae
 
 
 def mse(pred, obs, data_range=None) -> float:
     """Mean squared error over pixels finite in both (NaN if none). `data_range` is unused."""
-    p, o, ok = _pair(pred, obs)
-    return float(((p[ok] - o[ok]) ** 2).mean()) if ok.any() else math.nan
+    return Sums.of(*_pair(pred, obs)).mse
 
 
 def rmse(pred, obs, data_range=None) -> float:
     """Root mean squared error over pixels finite in both."""
-    return math.sqrt(mse(pred, obs)) if np.isfinite(mse(pred, obs)) else math.nan
+    m = mse(pred, obs)
+    return math.sqrt(m) if np.isfinite(m) else math.nan
 
 
 def psnr_from_mse(m: float, data_range: float) -> float:
@@ -126,14 +214,7 @@ def psnr(pred, obs, data_range=None) -> float:
 
 def r2(pred, obs, data_range=None) -> float:
     """Coefficient of determination of `pred` for `obs` (NaN if < 2 pixels or `obs` is flat)."""
-    p, o, ok = _pair(pred, obs)
-    if ok.sum() < 2:
-        return math.nan
-    o, p = o[ok], p[ok]
-    ss_tot = float(((o - o.mean()) ** 2).sum())
-    if ss_tot == 0:
-        return math.nan
-    return 1.0 - float(((o - p) ** 2).sum()) / ss_tot
+    return Sums.of(*_pair(pred, obs)).r2
 
 
 def pearson_r2(pred, obs, data_range=None) -> float:
@@ -141,7 +222,7 @@ def pearson_r2(pred, obs, data_range=None) -> float:
     p, o, ok = _pair(pred, obs)
     if ok.sum() < 2:
         return math.nan
-    o, p = o[ok], p[ok]
+    o, p = o[ok].astype("float64"), p[ok].astype("float64")
     if o.std() == 0 or p.std() == 0:
         return math.nan
     return float(np.corrcoef(p, o)[0, 1] ** 2)
@@ -175,8 +256,8 @@ def _ssim_parts(
     """Luminance map, contrast-structure map and the pixels to average (all 'valid'-sized)."""
     g = _gauss(size, SIGMA)
     mf = m.astype("float64")
-    x0 = np.where(m, x, 0.0)
-    y0 = np.where(m, y, 0.0)
+    x0 = np.where(m, x.astype("float64", copy=False), 0.0)
+    y0 = np.where(m, y.astype("float64", copy=False), 0.0)
     w = _filter_valid(mf, g)
     safe = np.where(w > 0, w, 1.0)
     mx = _filter_valid(x0, g) / safe
@@ -194,6 +275,30 @@ def _ssim_parts(
     return lum, cs, use
 
 
+def _ssim_sums(
+    x: np.ndarray, y: np.ndarray, m: np.ndarray, L: float, size: int, tile: int = TILE
+) -> tuple[float, float, int]:
+    """Sums over the averaged pixels of the SSIM map and of the contrast-structure map, and their
+    count, computed tile by tile: each tile of the 'valid' output reads its input with a halo of
+    the window's radius, so its local statistics are those of the whole image."""
+    r = size // 2
+    H, W = m.shape
+    s_ssim = s_cs = 0.0
+    count = 0
+    for a in range(0, max(H - 2 * r, 0), tile):
+        b = min(a + tile, H - 2 * r)
+        for c in range(0, max(W - 2 * r, 0), tile):
+            d = min(c + tile, W - 2 * r)
+            sl = (slice(a, b + 2 * r), slice(c, d + 2 * r))
+            lum, cs, use = _ssim_parts(x[sl], y[sl], m[sl], L, size)
+            n = int(np.count_nonzero(use))
+            if n:
+                s_cs += float(cs[use].sum())
+                s_ssim += float((lum * cs)[use].sum())
+                count += n
+    return s_ssim, s_cs, count
+
+
 def ssim(pred, obs, data_range=None) -> float:
     """Mean structural similarity of two 2-D frames (see the module docstring for window and NaNs)."""
     p, o, ok = _pair(pred, obs)
@@ -202,10 +307,10 @@ def ssim(pred, obs, data_range=None) -> float:
     if not ok.any():
         return math.nan
     L = _range(p, o, data_range)
-    lum, cs, use = _ssim_parts(p, o, ok, L, _window_for(p.shape))
-    if not use.any():
+    s_ssim, _, n = _ssim_sums(p, o, ok, L, _window_for(p.shape))
+    if not n:
         return math.nan
-    return float((lum * cs)[use].mean())
+    return s_ssim / n
 
 
 def ssim_map(pred, obs, data_range=None) -> np.ndarray:
@@ -221,16 +326,27 @@ def ssim_map(pred, obs, data_range=None) -> np.ndarray:
 
 
 def _downsample(a: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2 x 2 average of the valid pixels; an odd side is padded by repeating its last row/column."""
-    ph, pw = a.shape[0] % 2, a.shape[1] % 2
-    if ph or pw:
-        a = np.pad(a, ((0, ph), (0, pw)), mode="symmetric")
-        m = np.pad(m, ((0, ph), (0, pw)), mode="symmetric")
-    h, w = a.shape[0] // 2, a.shape[1] // 2
-    mf = m.astype("float64")
-    s = np.where(m, a, 0.0).reshape(h, 2, w, 2).sum(axis=(1, 3))
-    n = mf.reshape(h, 2, w, 2).sum(axis=(1, 3))
-    return np.where(n > 0, s / np.where(n > 0, n, 1.0), 0.0), n > 0
+    """2 x 2 average of the valid pixels; an odd side is padded by repeating its last row/column.
+    Done in strips of rows (float64 output, a quarter of the input)."""
+    H, W = a.shape
+    h, w = (H + 1) // 2, (W + 1) // 2
+    out = np.empty((h, w), dtype="float64")
+    out_m = np.empty((h, w), dtype=bool)
+    step = max(1, STRIP // 2)
+    for r0 in range(0, h, step):
+        r1 = min(h, r0 + step)
+        sa = a[2 * r0 : 2 * r1].astype("float64")
+        sm = m[2 * r0 : 2 * r1]
+        ph, pw = 2 * (r1 - r0) - sa.shape[0], W % 2
+        if ph or pw:
+            sa = np.pad(sa, ((0, ph), (0, pw)), mode="symmetric")
+            sm = np.pad(sm, ((0, ph), (0, pw)), mode="symmetric")
+        mf = sm.astype("float64")
+        s_ = np.where(sm, sa, 0.0).reshape(r1 - r0, 2, w, 2).sum(axis=(1, 3))
+        n = mf.reshape(r1 - r0, 2, w, 2).sum(axis=(1, 3))
+        out[r0:r1] = np.where(n > 0, s_ / np.where(n > 0, n, 1.0), 0.0)
+        out_m[r0:r1] = n > 0
+    return out, out_m
 
 
 def ms_ssim_scales(shape: tuple[int, ...], size: int = WINDOW) -> int:
@@ -264,33 +380,100 @@ def ms_ssim(pred, obs, data_range=None) -> float:
             p, ok_p = _downsample(p, ok)
             o, _ = _downsample(o, ok)
             ok = ok_p
-        lum, cs, use = _ssim_parts(p, o, ok, L, size)
-        if not use.any():
+        s_ssim, s_cs, count = _ssim_sums(p, o, ok, L, size)
+        if not count:
             return math.nan
         if k < n - 1:
-            vals.append(max(float(cs[use].mean()), 0.0))
+            vals.append(max(s_cs / count, 0.0))
         else:
-            vals.append(max(float((lum * cs)[use].mean()), 0.0))
+            vals.append(max(s_ssim / count, 0.0))
     return float(np.prod(np.power(np.array(vals), weights)))
 
 
 # -- all metrics, per frame and per stack -------------------------------------------------------
 def frame_metrics(pred, obs, data_range=None) -> dict[str, float]:
     """Every metric of :data:`METRICS` for one frame, plus ``N`` (valid pixels) and ``DATA_RANGE``."""
-    p, o, ok = _pair(pred, obs)
+    return _frame_metrics(*_pair(pred, obs), data_range)[0]
+
+
+def _frame_metrics(p, o, ok, data_range=None) -> tuple[dict[str, float], Sums]:
     L = _range(p, o, data_range)
-    m = mse(p, o)
+    sums = Sums.of(p, o, ok)
+    m = sums.mse
     return {
-        "MAE": mae(p, o),
+        "MAE": sums.mae,
         "MSE": m,
         "RMSE": math.sqrt(m) if np.isfinite(m) else math.nan,
         "SSIM": ssim(p, o, L),
         "MS_SSIM": ms_ssim(p, o, L),
         "PSNR": psnr_from_mse(m, L),
-        "R2": r2(p, o),
-        "N": int(ok.sum()),
+        "R2": sums.r2,
+        "N": sums.n,
         "DATA_RANGE": L,
-    }
+    }, sums
+
+
+class StackAccumulator:
+    """Per-date and overall metrics of frames added one at a time (bounded memory).
+
+    ``add(pred, obs)`` scores one 2-D frame with the data range `data_range` (the same for every
+    date: give the observed range of all frames, e.g. from :class:`RangeAccumulator`) and returns
+    its metrics; ``overall()`` pools MAE/MSE/RMSE/R^2 over every valid pixel, PSNR from the pooled
+    MSE, SSIM and MS-SSIM as the mean over the dates that have a value (as :func:`stack_metrics`).
+    """
+
+    def __init__(self, data_range: float):
+        self.L = float(data_range)
+        if not self.L > 0:
+            raise ValueError(f"data_range must be positive, not {data_range}")
+        self.per: list[dict[str, float]] = []
+        self.sums = Sums()
+
+    def add(self, pred, obs) -> dict[str, float]:
+        p, o, ok = _pair(pred, obs)
+        if p.ndim != 2:
+            raise ValueError(f"frames must be 2-D, not shape {p.shape}")
+        row, sums = _frame_metrics(p, o, ok, self.L)
+        self.sums.merge(sums)
+        self.per.append(row)
+        return row
+
+    def overall(self) -> dict[str, float]:
+        def mean_of(key: str) -> float:
+            v = np.array([d[key] for d in self.per], dtype="float64")
+            v = v[np.isfinite(v)]
+            return float(v.mean()) if v.size else math.nan
+
+        m = self.sums.mse
+        return {
+            "MAE": self.sums.mae,
+            "MSE": m,
+            "RMSE": math.sqrt(m) if np.isfinite(m) else math.nan,
+            "SSIM": mean_of("SSIM"),
+            "MS_SSIM": mean_of("MS_SSIM"),
+            "PSNR": psnr_from_mse(m, self.L),
+            "R2": self.sums.r2,
+            "N": self.sums.n,
+            "DATA_RANGE": self.L,
+        }
+
+
+class RangeAccumulator:
+    """The default data range of a stack, frame by frame: observed min/max where both are finite."""
+
+    def __init__(self) -> None:
+        self.lo, self.hi = math.inf, -math.inf
+
+    def add(self, pred, obs) -> None:
+        p, o, ok = _pair(pred, obs)
+        for sl in _strips(ok.shape):
+            m = ok[sl]
+            if m.any():
+                v = o[sl][m]
+                self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+
+    def value(self) -> float:
+        return range_from(self.lo, self.hi)
 
 
 def stack_metrics(pred, obs, data_range=None) -> tuple[list[dict[str, float]], dict[str, float]]:
@@ -298,40 +481,26 @@ def stack_metrics(pred, obs, data_range=None) -> tuple[list[dict[str, float]], d
 
     ``L`` defaults to the observed range over the whole stack, the same for every date. Overall:
     MAE/MSE/RMSE/R^2 pool all valid pixels of all dates, PSNR uses the pooled MSE, SSIM and MS-SSIM
-    are the mean of the per-date values (dates without a valid pixel are skipped).
+    are the mean of the per-date values (dates without a valid pixel are skipped). Frame by frame
+    (:class:`StackAccumulator`): no whole-stack temporary.
     """
-    p, o, ok = _pair(pred, obs)
+    p, o, _ = _pair(pred, obs)
     if p.ndim == 2:
-        p, o, ok = p[None], o[None], ok[None]
+        p, o = p[None], o[None]
     if p.ndim != 3:
         raise ValueError(f"stack_metrics needs (dates, rows, cols) stacks, not shape {p.shape}")
     L = _range(p, o, data_range)
-    per = [frame_metrics(p[i], o[i], L) for i in range(p.shape[0])]
-    m = mse(p, o)
-
-    def mean_of(key: str) -> float:
-        v = np.array([d[key] for d in per], dtype="float64")
-        v = v[np.isfinite(v)]
-        return float(v.mean()) if v.size else math.nan
-
-    overall = {
-        "MAE": mae(p, o),
-        "MSE": m,
-        "RMSE": math.sqrt(m) if np.isfinite(m) else math.nan,
-        "SSIM": mean_of("SSIM"),
-        "MS_SSIM": mean_of("MS_SSIM"),
-        "PSNR": psnr_from_mse(m, L),
-        "R2": r2(p, o),
-        "N": int(ok.sum()),
-        "DATA_RANGE": L,
-    }
-    return per, overall
+    acc = StackAccumulator(L)
+    for i in range(p.shape[0]):
+        acc.add(p[i], o[i])
+    return acc.per, acc.overall()
 
 
 def abs_error_stack(pred, obs) -> np.ndarray:
     """Per-pixel ``|pred - obs|`` as float32, NaN where either is missing."""
-    p, o, ok = _pair(pred, obs)
-    return np.where(ok, np.abs(p - o), np.nan).astype("float32")
+    p, o, _ = _pair(pred, obs)
+    with np.errstate(invalid="ignore"):
+        return np.abs(p.astype("float64") - o).astype("float32")
 
 
 def format_metrics(values: dict[str, float], keys: Sequence[str] = METRICS) -> str:

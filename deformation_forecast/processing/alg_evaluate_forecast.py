@@ -94,10 +94,8 @@ class EvaluateForecast(DeformationAlgorithm):
     def compute(self, parameters, context, feedback):
         import math
 
-        import numpy as np
-
         from ..core import evaluation as ev
-        from ..core.stack import read_stack, same_grid, write_stack
+        from ..core.stack import same_grid
 
         pred_info = self.stack_info(parameters, "PREDICTED", context)
         obs_info = self.stack_info(parameters, "OBSERVED", context, observed=True)
@@ -120,27 +118,34 @@ class EvaluateForecast(DeformationAlgorithm):
             feedback.pushInfo(
                 f"{unmatched} predicted dates have no observation within {max_days} days; skipped."
             )
-        pi = [i for i, _ in pairs]
-        oi = [j for _, j in pairs]
         out_err = self.parameterAsOutputLayer(parameters, "OUTPUT_ERRORS", context)
         report_path = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
         self.check_output_not_input(out_err, pred_info.path, obs_info.path)
         self.check_output_not_input(report_path, pred_info.path, obs_info.path)
-        feedback.pushInfo(f"Comparing {len(pairs)} dates")
-        pred = read_stack(pred_info.path, bands=pi)
-        feedback.setProgress(20)
-        self.check_canceled(feedback)
-        obs = read_stack(obs_info.path, bands=oi)
-        feedback.setProgress(40)
-        self.check_canceled(feedback)
-        dates = [pred_info.dates[i] for i in pi]
-        rows, total, L = ev.per_date_rows(pred, obs, dates, data_range)
-        for r, j in zip(rows, oi, strict=False):
-            r["observed_date"] = obs_info.dates[j].isoformat()
+        feedback.pushInfo(f"Comparing {len(pairs)} dates, one frame pair at a time")
+
+        def progress(f):
+            self.check_canceled(feedback)
+            feedback.setProgress(80 * f)
+
+        res = ev.evaluate_files(
+            pred_info.path,
+            obs_info.path,
+            pairs,
+            data_range,
+            errors_path=out_err or None,
+            errors_meta={
+                "crs": pred_info.crs,
+                "transform": pred_info.transform,
+                "units": obs_info.units,
+                "tags": {"CONTENT": "absolute error |predicted - observed|"},
+            },
+            progress=progress,
+        )
+        rows, total, L = res.rows, res.total, res.data_range
+        for r in rows:
             feedback.pushInfo(f"{r['date']} (observed {r['observed_date']}): {ev.mt.format_metrics(r)}")
-        total["observed_date"] = ""
         feedback.pushInfo(f"overall: {ev.mt.format_metrics(total)} (data range {L:.4g})")
-        feedback.setProgress(60)
         dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, [*rows, total])
         results = {"OUTPUT_TABLE": dest, "MATCHED_DATES": len(pairs), "DATA_RANGE_USED": L}
         # the desktop's comparison dock (if loaded) shows the table once QGIS has loaded it
@@ -148,26 +153,16 @@ class EvaluateForecast(DeformationAlgorithm):
         for k in METRICS:
             v = float(total[k])
             results[k] = v if math.isfinite(v) else None
-        self.check_canceled(feedback)
         if out_err:
-            write_stack(
-                out_err,
-                ev.mt.abs_error_stack(pred, obs),
-                dates,
-                pred_info.crs,
-                pred_info.transform,
-                units=obs_info.units,
-                tags={"CONTENT": "absolute error |predicted - observed|"},
-            )
             results["OUTPUT_ERRORS"] = out_err
-        feedback.setProgress(75)
+        feedback.setProgress(85)
         if report_path:
             notes = [f"PREDICTED: {pred_info.path}", f"OBSERVED: {obs_info.path}"]
             if unmatched:
                 notes.append(f"{unmatched} predicted dates without an observation within {max_days} days.")
+            dates = [pred_info.dates[i] for i, _ in pairs]
             with atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(ev.evaluation_report(rows, total, pred, obs, dates, L, notes))
+                fh.write(ev.evaluation_report_html(rows, total, res.figures, dates, L, notes))
             results["OUTPUT_REPORT"] = report_path
-        del np
         feedback.setProgress(100)
         return results
