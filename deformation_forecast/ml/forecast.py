@@ -4,20 +4,29 @@ Each predicted frame joins the input window for the next step; frames are compre
 observed extremes and scaled back with the GRU's predicted extremes of each future date (eq. 4).
 A "trend" network (the default, ml/trend.py) predicts in mm over the linear trend fitted at the
 forecast origin; the frames it feeds back are compressed with the GRU's predicted extremes.
+
+``run_forecast`` works in bounded memory (issue 8, core/budget.py): a first pass streams the stack
+by windows (block-aligned row strips), resamples each to the model's interval, accumulates the
+per-date extremes of ALL dates (the GRU needs the whole series) and keeps only the last dates the
+network needs (``time_step``, and ``trend_window`` for a trend network); then the raster is
+forecast block by block (ml/blocks.py: cores with a halo, blended with weights that sum to one) and
+written window by window.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
+import os
 import time
 from typing import Any
 
 import numpy as np
 
 from . import protocol
+from .blocks import predict_tiles
 from .compressor import ExtremumGRU, compress, decompress, frame_extremes
-from .dataset import predict_frames
 
 
 def iterate_compressed(
@@ -27,7 +36,7 @@ def iterate_compressed(
     win = np.where(mask, np.nan_to_num(window, nan=0.0), 0.0).astype("float32")
     out = []
     for k in range(steps):
-        nxt = predict_frames(net, win[None], tile, overlap)[0]
+        nxt = predict_tiles(net, win[None], tile, overlap)[0]
         nxt = np.where(mask, nxt, 0.0).astype("float32")
         out.append(nxt)
         win = np.concatenate([win[1:], nxt[None]], axis=0)
@@ -67,7 +76,7 @@ def iterate_trend(
     for k in range(1, steps + 1):
         x = window_inputs(cwin, mm_win, last + slope * (k - 1), slope, rs)
         line = (last + slope * k) / fs
-        nxt = predict_frames(net, x[None], tile, overlap, trend=line[None])[0] * fs
+        nxt = predict_tiles(net, x[None], tile, overlap, trend=line[None])[0] * fs
         nxt = np.where(mask, nxt, 0.0).astype("float32")
         out.append(nxt)
         c = compress(nxt[None], pmin[k - 1 : k], pmax[k - 1 : k])
@@ -76,6 +85,35 @@ def iterate_trend(
         if on_step:
             on_step(k)
     return np.stack(out) if out else np.zeros((0,) + hist.shape[1:], "float32")
+
+
+def forecast_window(
+    net,
+    hist: np.ndarray,
+    fmin: np.ndarray,
+    fmax: np.ndarray,
+    pmin: np.ndarray,
+    pmax: np.ndarray,
+    time_step: int,
+    steps: int,
+    tile: int,
+    overlap: int,
+    on_step=None,
+    trend: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Forecast `steps` frames (mm) after `hist` (n, H, W): the last n regular dates of a stack or
+    of a crop of it (n >= time_step, and >= trend_window for a trend network), with the extremes
+    of the whole stack: observed `fmin`/`fmax` (whose last n entries are the dates of `hist`) and
+    the GRU's predicted `pmin`/`pmax` of the forecast dates. NaN where `hist` has NaN."""
+    mask = np.isfinite(hist).all(axis=0)
+    comp = compress(hist[-time_step:], fmin[-time_step:], fmax[-time_step:])
+    if trend:
+        frames = iterate_trend(net, hist, comp, pmin, pmax, steps, tile, overlap, mask, trend, on_step)
+    else:
+        frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step)
+        frames = decompress(frames_c, pmin, pmax)
+    frames[:, ~mask] = np.nan
+    return frames
 
 
 def forecast_stack(
@@ -89,20 +127,96 @@ def forecast_stack(
     on_step=None,
     trend: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Forecast `steps` frames (mm) after the regular stack `reg`; returns (frames, fmin, fmax).
+    """Forecast `steps` frames (mm) after the regular stack `reg`, held whole in memory; returns
+    (frames, fmin, fmax) (the GRU's predicted extremes).
 
     `trend` ({trend_window, residual_scale, frame_scale} of the model): a "trend" network."""
-    mask = np.isfinite(reg).all(axis=0)
     fmin, fmax = frame_extremes(reg)
-    comp = compress(reg[-time_step:], fmin[-time_step:], fmax[-time_step:])
     pmin, pmax = gru.iterate(fmin, fmax, steps)
-    if trend:
-        frames = iterate_trend(net, reg, comp, pmin, pmax, steps, tile, overlap, mask, trend, on_step)
-    else:
-        frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step)
-        frames = decompress(frames_c, pmin, pmax)
-    frames[:, ~mask] = np.nan
+    frames = forecast_window(
+        net, reg, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, on_step, trend
+    )
     return frames, pmin, pmax
+
+
+def forecast_blocks(
+    net,
+    read_hist,
+    plan,
+    fmin: np.ndarray,
+    fmax: np.ndarray,
+    pmin: np.ndarray,
+    pmax: np.ndarray,
+    time_step: int,
+    steps: int,
+    tile: int,
+    overlap: int,
+    trend: dict[str, Any] | None,
+    sink,
+    on_step=None,
+) -> None:
+    """Forecast a raster block by block (ml/blocks.py `plan`): ``read_hist(window)`` gives the kept
+    regular dates (n, h, w) of a block's region; each block is forecast whole (all steps) with
+    :func:`forecast_window`, the halos are blended, and every finished piece goes to
+    ``sink(window, frames (steps, h, w))``. ``on_step(block index, step)`` reports progress."""
+    from .blocks import BlendWriter
+
+    blender = BlendWriter(plan, steps, sink)
+    for b, (i, j, win) in enumerate(plan.blocks()):
+        hist = read_hist(win)
+        cb = (lambda k, b=b: on_step(b, k)) if on_step else None
+        frames = forecast_window(
+            net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend
+        )
+        del hist
+        blender.add(i, j, frames)
+        del frames
+    blender.finish()
+
+
+def kept_dates(meta: dict[str, Any], n_regular: int) -> int:
+    """How many of the last regular dates the network needs at the forecast origin."""
+    trend = trend_params(meta)
+    need = max(int(meta["time_step"]), int(trend["trend_window"]) if trend else 0, 1)
+    return int(min(need, n_regular))
+
+
+def stream_regular(
+    path: str,
+    info,
+    interval: int,
+    keep: int,
+    tail,
+    window_bytes: int,
+    on_window=None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One pass over the stack by windows of at most `window_bytes` (all bands; full-width strips
+    of the file's block rows when they fit): resample each window to the regular grid, return the
+    per-date (fmin, fmax) over all pixels and all regular dates and the number of valid pixels, and
+    write the last `keep` dates to `tail`."""
+    from ..core.stack import iter_windows, read_stack
+    from .dataset import regularize
+
+    fmin = fmax = None
+    n_valid = 0
+    windows = iter_windows(info, window_bytes)
+    for k, win in enumerate(windows):
+        raw = read_stack(path, window=win)
+        reg, _, _ = regularize(raw, info.dates, interval)
+        del raw
+        flat = reg.reshape(reg.shape[0], -1)
+        valid = np.isfinite(flat).all(axis=0)
+        n_valid += int(valid.sum())
+        if valid.any():
+            lo = flat[:, valid].min(axis=1).astype("float64")
+            hi = flat[:, valid].max(axis=1).astype("float64")
+            fmin = lo if fmin is None else np.minimum(fmin, lo)
+            fmax = hi if fmax is None else np.maximum(fmax, hi)
+        tail.write(win, reg[-keep:])
+        del reg, flat
+        if on_window:
+            on_window(k + 1, len(windows))
+    return fmin, fmax, n_valid
 
 
 def trend_params(meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -141,9 +255,15 @@ def annual_rates(
 
 
 def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
-    """Worker command ``forecast``: INPUT stack + MODEL -> OUTPUT stack (+ OUTPUT_RATE)."""
-    from ..core.stack import read_info, read_stack, write_stack
-    from .dataset import regularize
+    """Worker command ``forecast``: INPUT stack + MODEL -> OUTPUT stack (+ OUTPUT_RATE).
+
+    Optional params: ``memory_budget_mb`` (core/budget.py), ``block_size`` (block cores in pixels,
+    0 = as large as the budget allows)."""
+    from ..core.budget import budget_mb, gdal_env, working_bytes
+    from ..core.errors import InputError
+    from ..core.resample import regular_grid
+    from ..core.stack import StackWriter, read_info
+    from .blocks import TailStore, bytes_per_pixel, plan_blocks
     from .device import configure_device
 
     device = configure_device(params.get("device", "auto"))
@@ -153,30 +273,102 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     from .modelfile import check_fits, load_model
 
     t0 = time.monotonic()
+    mb = budget_mb(params.get("memory_budget_mb"))
     net, gru_model, meta = load_model(params["model"])
     info = read_info(params["input"])
-    stack = read_stack(params["input"])
     interval = int(meta["interval_days"])
-    reg, grid, _ = regularize(stack, info.dates, interval)
-    check_fits(meta, info, len(reg))
+    grid = regular_grid(info.dates, interval, anchor="end")
+    check_fits(meta, info, len(grid))
     steps = int(params.get("steps") or 0) or int(round(2 * 365.25 / interval))
     gru = ExtremumGRU.from_params(meta["compressor"], gru_model)
     tile, overlap, ts = int(meta["tile"]), int(meta["overlap"]), int(meta["time_step"])
-    protocol.progress(
-        5, f"Model {meta['architecture']} (interval {interval} d, time step {ts}); {steps} steps"
+    trend = trend_params(meta)
+    keep = kept_dates(meta, len(grid))
+
+    # the budget: the kept dates (in memory when they take at most a third), the windows of the
+    # first pass (~6 copies of a window of all bands while it is resampled), the blocks' forecasts
+    usable = working_bytes(1.0, mb)
+    tail_bytes = 4 * keep * info.height * info.width
+    in_memory = tail_bytes <= usable / 3
+    rest = usable - (tail_bytes if in_memory else 0)
+    plan = plan_blocks(
+        info.height,
+        info.width,
+        tile,
+        overlap,
+        rest,
+        bytes_per_pixel(keep, steps, ts),
+        steps,
+        int(params.get("block_size") or 0),
     )
-
-    def on_step(k):
-        protocol.progress(5 + 90 * k / steps, f"step {k}/{steps}")
-
-    with tf.device(device["tf_device"]):
-        frames, pmin, pmax = forecast_stack(
-            net, gru, reg, ts, steps, tile, overlap, on_step, trend=trend_params(meta)
-        )
     last = grid[-1]
     dates = [last + dt.timedelta(days=interval * (k + 1)) for k in range(steps)]
+    zero = np.zeros((1, 1), "float32")
+    _, rate_labels = annual_rates(zero, last, np.zeros((steps, 1, 1), "float32"), dates)
+    protocol.progress(
+        2,
+        f"Model {meta['architecture']} (interval {interval} d, time step {ts}); {steps} steps; "
+        f"{plan.n_blocks} block(s) of at most {' x '.join(map(str, plan.largest_region()))} pixels "
+        f"(halo {plan.halo}) within a memory budget of {mb:.0f} MB; the last {keep} dates kept "
+        + ("in memory" if in_memory else "in a temporary file"),
+    )
     tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"]}
-    write_stack(params["output"], frames, dates, info.crs, info.transform, units=info.units, tags=tags)
+    n_blocks = plan.n_blocks
+    stats = {"min_forecast": math.nan}
+    out_dir = os.path.dirname(os.path.abspath(params["output"]))
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(gdal_env(mb))
+        tail = stack.enter_context(TailStore(keep, info.height, info.width, in_memory, out_dir))
+
+        def on_window(k, n):
+            protocol.progress(2 + 18 * k / n, f"Reading and resampling: window {k}/{n}")
+
+        fmin, fmax, n_valid = stream_regular(
+            params["input"], info, interval, keep, tail, max(2**20, int(rest / 6)), on_window
+        )
+        if not n_valid:
+            raise InputError("INPUT: the stack has no pixel with a value at any date; nothing to forecast.")
+        with tf.device(device["tf_device"]):
+            pmin, pmax = gru.iterate(fmin, fmax, steps)
+        writer = stack.enter_context(
+            StackWriter(
+                params["output"], dates, info.crs, info.transform, info.width, info.height, info.units, tags
+            )
+        )
+        rate_writer = None
+        if params.get("output_rate"):
+            rate_writer = stack.enter_context(
+                StackWriter(
+                    params["output_rate"],
+                    rate_labels,
+                    info.crs,
+                    info.transform,
+                    info.width,
+                    info.height,
+                    "mm/yr",
+                    tags,
+                )
+            )
+
+        def sink(window, frames):
+            writer.write(frames, window)
+            if np.isfinite(frames[-1]).any():
+                m = float(np.nanmin(frames[-1]))
+                stats["min_forecast"] = (
+                    m if math.isnan(stats["min_forecast"]) else min(m, stats["min_forecast"])
+                )
+            if rate_writer is not None:
+                rates, _ = annual_rates(tail.read_last(window), last, frames, dates)
+                rate_writer.write(rates, window)
+
+        def on_step(b, k):
+            where = f", block {b + 1}/{n_blocks}" if n_blocks > 1 else ""
+            protocol.progress(20 + 78 * (b * steps + k) / (n_blocks * steps), f"step {k}/{steps}{where}")
+
+        with tf.device(device["tf_device"]):
+            forecast_blocks(
+                net, tail.read, plan, fmin, fmax, pmin, pmax, ts, steps, tile, overlap, trend, sink, on_step
+            )
     out: dict[str, Any] = {
         "output": params["output"],
         "dates": [d.isoformat() for d in dates],
@@ -184,12 +376,13 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         "interval_days": interval,
         "device": device["name"],
         "seconds": time.monotonic() - t0,
-        "min_forecast": float(np.nanmin(frames[-1])) if np.isfinite(frames[-1]).any() else math.nan,
+        "min_forecast": stats["min_forecast"],
+        "blocks": n_blocks,
+        "memory_budget_mb": mb,
+        "kept_in_memory": in_memory,
     }
     if params.get("output_rate"):
-        rates, labels = annual_rates(reg[-1], last, frames, dates)
-        write_stack(params["output_rate"], rates, labels, info.crs, info.transform, units="mm/yr", tags=tags)
         out["output_rate"] = params["output_rate"]
-        out["rate_dates"] = [d.isoformat() for d in labels]
+        out["rate_dates"] = [d.isoformat() for d in rate_labels]
     protocol.progress(100, f"Forecast of {steps} dates up to {dates[-1].isoformat()} written")
     return out
