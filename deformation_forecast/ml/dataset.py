@@ -5,15 +5,19 @@ frame. The last `test_count` labels are the test set; the labels before them are
 the first (1 - validation_fraction) for training, the rest for validation. Pixels that are NaN in the
 (resampled) stack are 0 in the inputs, masked out of the loss and restored as NaN in outputs.
 Rasters are cut into square tiles with overlap; predictions of overlapping tiles are blended.
+
+Training examples (one label date x one tile) are read from the regular stack on disk as they are
+needed (:func:`tile_reader`, ml/source.py) by a tf.data pipeline (:func:`tile_dataset`): the stack
+is never held whole in memory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import keras
 import numpy as np
 
 from ..core.dates import median_interval
@@ -82,85 +86,157 @@ def blend_window(tile: int, overlap: int) -> np.ndarray:
     return np.outer(r, r).astype("float32")
 
 
-class WindowTiles(keras.utils.PyDataset):
-    """Batches of (inputs (B, T, S, S, 1), labels (B, S, S, 2) = [target, mask]) for Keras fit."""
+def tile_grid(height: int, width: int, tile: int, overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top rows and left columns of the training tiles (a raster smaller than a tile is zero-padded
+    up to it, as :func:`pad_frames` does)."""
+    rows = tile_starts(max(height, tile), tile, overlap)
+    cols = tile_starts(max(width, tile), tile, overlap)
+    return np.array(rows, dtype="int64"), np.array(cols, dtype="int64")
 
-    def __init__(
-        self,
-        comp: np.ndarray,
-        mask: np.ndarray,
-        labels: np.ndarray,
-        time_step: int,
-        tile: int,
-        overlap: int,
-        batch_size: int,
-        shuffle: bool = True,
-        seed: int = 0,
-        samples_per_epoch: int = 0,
-        trend: dict | None = None,
-    ):
-        super().__init__()
-        self.comp = pad_frames(np.nan_to_num(comp, nan=0.0).astype("float32"), tile)
-        # residual over the linear trend (ml/trend.py): {reg (mm, 0 outside the mask), trend_window,
-        # residual_scale, frame_scale}
-        self.trend = dict(trend) if trend else None
-        if self.trend:
-            self.trend["reg"] = pad_frames(np.nan_to_num(trend["reg"], nan=0.0).astype("float32"), tile)
-        self.mask = pad_frames(mask.astype("float32"), tile)
-        self.time_step, self.tile, self.batch_size = time_step, tile, batch_size
-        rows = tile_starts(self.comp.shape[1], tile, overlap)
-        cols = tile_starts(self.comp.shape[2], tile, overlap)
-        self.items = np.array([(t, r, c) for t in labels for r in rows for c in cols], dtype="int64")
-        self.shuffle = shuffle
-        self.samples = int(samples_per_epoch) if samples_per_epoch else len(self.items)
-        self.samples = min(self.samples, len(self.items))
-        self.rng = np.random.default_rng(seed)
-        self.order = np.arange(len(self.items))
-        self.on_epoch_end()
 
-    def __len__(self) -> int:
-        return max(1, int(np.ceil(self.samples / self.batch_size)))
+def example_bands(t: int, time_step: int, trend_window: int = 0) -> tuple[int, int]:
+    """[b0, b1): the regular dates one example with label `t` reads (its window, the dates its line
+    is fitted to, and the label)."""
+    return max(0, int(t) - max(int(time_step), int(trend_window))), int(t) + 1
 
-    def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.items)) if self.shuffle else np.arange(len(self.items))
-        self.order = self.order[: self.samples]
 
-    def __getitem__(self, idx: int):
-        sel = self.items[self.order[idx * self.batch_size : (idx + 1) * self.batch_size]]
-        s, ts = self.tile, self.time_step
-        if self.trend:
-            return self._trend_item(sel)
-        x = np.stack([self.comp[t - ts : t, r : r + s, c : c + s] for t, r, c in sel])[..., None]
-        y = np.stack(
-            [
-                np.stack([self.comp[t, r : r + s, c : c + s], self.mask[r : r + s, c : c + s]], -1)
-                for t, r, c in sel
-            ]
+def make_example(
+    crop: np.ndarray,
+    b0: int,
+    t: int,
+    fmin: np.ndarray,
+    fmax: np.ndarray,
+    time_step: int,
+    trend: dict | None = None,
+) -> list[np.ndarray]:
+    """One training example from `crop`, the regular stack's dates [b0, t] on one tile (NaN outside
+    the all-dates-finite mask and outside the raster).
+
+    Returns [x (T, S, S, 1), y (S, S, 2)] for a compressed network, [frames (T, S, S, 3),
+    trend (S, S, 1), y (S, S, 2)] for a "trend" network (ml/trend.py); y = [target, mask]. Inputs
+    are 0 outside the mask, frames compressed by eq. 3 with the per-date extremes `fmin`, `fmax`."""
+    from .compressor import compress
+
+    tl = int(t) - int(b0)
+    mask = np.isfinite(crop[tl]).astype("float32")
+    comp = np.nan_to_num(compress(crop, fmin[b0 : t + 1], fmax[b0 : t + 1]), nan=0.0)
+    if not trend:
+        x = comp[tl - time_step : tl, ..., None]
+        return [x.astype("float32"), np.stack([comp[tl], mask], -1).astype("float32")]
+    from .trend import label_inputs
+
+    reg0 = np.where(mask > 0, crop, 0.0).astype("float32")
+    x, line = label_inputs(
+        reg0,
+        comp,
+        tl,
+        time_step,
+        trend["trend_window"],
+        trend["residual_scale"],
+        trend["frame_scale"],
+    )
+    y = np.stack([reg0[tl] / trend["frame_scale"], mask], -1).astype("float32")
+    return [x, line[..., None], y]
+
+
+def tile_reader(
+    work, fmin: np.ndarray, fmax: np.ndarray, time_step: int, tile: int, trend: dict | None = None
+):
+    """read(t, r, c) -> :func:`make_example` of label t on the tile at (r, c), reading only the bands
+    and the window it needs from the work file (ml/source.py WorkStack)."""
+    tw = int(trend["trend_window"]) if trend else 0
+
+    def read(t, r, c) -> list[np.ndarray]:
+        t, r, c = int(t), int(r), int(c)
+        b0, b1 = example_bands(t, time_step, tw)
+        return make_example(work.read(b0, b1, r, c, tile, tile), b0, t, fmin, fmax, time_step, trend)
+
+    return read
+
+
+EVAL_SEED = 7919  # the fixed subset of validation items (same every epoch)
+
+
+def tile_dataset(
+    read,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    time_step: int,
+    tile: int,
+    batch_size: int,
+    *,
+    trend: bool,
+    shuffle: bool,
+    seed: int = 0,
+    samples: int = 0,
+    epochs: tuple[int, int] = (0, 1),
+    ram_budget: int = 0,
+):
+    """A tf.data pipeline of (inputs, labels) batches for Keras ``fit``; returns (dataset, steps).
+
+    Items are (label, tile row, tile column), all combinations; `samples` (0 = all) per epoch.
+    ``shuffle``: every epoch e in ``range(*epochs)`` takes the first `samples` items of its own
+    seeded permutation (``tf.random.experimental.index_shuffle``: nothing is materialized), and
+    the epochs follow each other in one dataset (fit with ``steps_per_epoch`` = steps). Otherwise
+    one pass over a fixed subset (all items when `samples` covers them). Each item is read from
+    disk by `read` (:func:`tile_reader`) in a parallel ``map`` (``tf.numpy_function``, stateless so
+    that op determinism keeps it parallel), then batched and prefetched."""
+    import tensorflow as tf
+
+    n_items = len(labels) * len(rows) * len(cols)
+    samples = min(int(samples) or n_items, n_items)
+    steps = max(1, math.ceil(samples / batch_size))
+    lab_t = tf.constant(np.asarray(labels, dtype="int64"))
+    row_t, col_t = tf.constant(rows, tf.int64), tf.constant(cols, tf.int64)
+    nr, nc = len(rows), len(cols)
+    last = tf.constant(n_items - 1, tf.int64)
+    s, ts = tile, time_step
+    if trend:
+        tout = [tf.float32] * 3
+        shapes = [(ts, s, s, 3), (s, s, 1), (s, s, 2)]
+    else:
+        tout = [tf.float32] * 2
+        shapes = [(ts, s, s, 1), (s, s, 2)]
+
+    def decode(i):
+        return (
+            tf.gather(lab_t, i // (nr * nc)),
+            tf.gather(row_t, (i // nc) % nr),
+            tf.gather(col_t, i % nc),
         )
-        return x, y
 
-    def _trend_item(self, sel):
-        from .trend import label_inputs
+    def load(t, r, c):
+        out = tf.numpy_function(read, [t, r, c], tout, stateful=False)
+        for o, shape in zip(out, shapes, strict=True):
+            o.set_shape(shape)
+        if trend:
+            return {"frames": out[0], "trend": out[1]}, out[2]
+        return out[0], out[1]
 
-        s, ts, tr = self.tile, self.time_step, self.trend
-        xs, lines, ys = [], [], []
-        for t, r, c in sel:
-            rows, cols = slice(r, r + s), slice(c, c + s)
-            x, line = label_inputs(
-                tr["reg"],
-                self.comp,
-                int(t),
-                ts,
-                tr["trend_window"],
-                tr["residual_scale"],
-                tr["frame_scale"],
-                rows,
-                cols,
-            )
-            xs.append(x)
-            lines.append(line[..., None])
-            ys.append(np.stack([tr["reg"][t, rows, cols] / tr["frame_scale"], self.mask[rows, cols]], -1))
-        return {"frames": np.stack(xs), "trend": np.stack(lines)}, np.stack(ys).astype("float32")
+    def items(seed_pair):
+        idx = tf.data.Dataset.range(samples)
+        if samples < n_items or shuffle:
+            idx = idx.map(lambda k: tf.random.experimental.index_shuffle(k, seed_pair, last))
+        return (
+            idx.map(decode)
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .batch(batch_size)
+        )
+
+    if shuffle:
+        ds = tf.data.Dataset.range(int(epochs[0]), int(epochs[1])).flat_map(
+            lambda e: items(tf.stack([tf.constant(int(seed), tf.int64), e]))
+        )
+    else:
+        ds = items(tf.constant([int(seed), EVAL_SEED], tf.int64))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    opts = tf.data.Options()
+    opts.deterministic = True
+    if ram_budget:
+        opts.autotune.ram_budget = int(ram_budget)
+    return ds.with_options(opts), steps
 
 
 def predict_frames(

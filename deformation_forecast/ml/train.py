@@ -1,12 +1,16 @@
 """Training (§III-B-2) and the worker's ``train`` command.
 
-Steps: read the stack, resample it to a regular interval, fit the GRU extremum compressor on the
-dates before the test set, compress the frames (eq. 3), for the default networks (``residual`` "trend", ml/trend.py) pick the
-per-pixel trend window on the validation dates and fit the residual and frame scales, train the
-network on sliding windows
-(loss eq. 11, Adam, early stopping on the validation loss with the best weights kept), score the
-test set one step ahead and iteratively (Fig. 8), write the model file, the HTML report and, on
-request, the raw predictions (``predictions``: an npz for ``comparemodels``).
+Steps: resample the stack to a regular interval into a work file, streamed by windows within the
+memory budget (ml/source.py; the per-date extremes are gathered on the way), fit the GRU extremum
+compressor on the dates before the test set, for the default networks (``residual`` "trend",
+ml/trend.py) pick the per-pixel trend window on the validation dates and fit the residual scale
+(on a seeded sample of blocks), train the network on (time window x tile) examples read from the
+work file on the fly by a tf.data pipeline (ml/dataset.py tile_dataset; frames compressed by eq. 3
+as they are read) (loss eq. 11, Adam, early stopping on the validation loss with the best weights
+kept), score the test set one step ahead and iteratively (Fig. 8) block by block, write the model
+file, the HTML report and, on request, the raw predictions (``predictions``: an npz for
+``comparemodels``, when the whole raster's test arrays fit the budget). The stack is never held
+whole in memory.
 """
 
 from __future__ import annotations
@@ -53,38 +57,16 @@ DEFAULTS: dict[str, Any] = {
     "gru_learning_rate": 1e-3,
     # XLA: compiling the network takes ~90 s on 2 CPU cores, longer than a small training
     "jit_compile": False,
+    # the worker's memory budget in MB; 0 = $DEFORMATION_FORECAST_MEMORY_MB, else 2048 (core/budget.py)
+    "memory_budget_mb": 0,
+    # validation tiles per epoch (a fixed seeded subset); 0 = all, at most max(4096, samples_per_epoch)
+    "validation_samples": 0,
+    # finite pixels (whole 64 x 64 blocks, seeded sample) for the trend window and the residual scale;
+    # a raster with fewer is used whole
+    "stats_pixels": 2**20,
+    # test-set scoring: at most this many blocks (up to 512 x 512 px) are scored; 0 = all
+    "test_tiles": 16,
 }
-
-
-def _metrics(pred: np.ndarray, obs: np.ndarray) -> dict[str, float]:
-    try:
-        from ..core.metrics import stack_metrics
-    except ImportError:  # pragma: no cover - the shared metrics module not there yet
-        return _metrics_fallback(pred, obs)
-    return {k: float(v) for k, v in stack_metrics(pred, obs)[1].items()}
-
-
-def _metrics_fallback(pred: np.ndarray, obs: np.ndarray) -> dict[str, float]:
-    from skimage.metrics import structural_similarity
-
-    ok = np.isfinite(pred) & np.isfinite(obs)
-    d = pred[ok] - obs[ok]
-    rng = float(np.nanmax(obs) - np.nanmin(obs)) or 1.0
-    ssims = [
-        structural_similarity(
-            np.where(ok[i], obs[i], 0), np.where(ok[i], pred[i], 0), data_range=rng, gaussian_weights=True
-        )
-        for i in range(len(obs))
-    ]
-    mse = float(np.mean(d**2))
-    return {
-        "MAE": float(np.mean(np.abs(d))),
-        "MSE": mse,
-        "RMSE": math.sqrt(mse),
-        "SSIM": float(np.mean(ssims)),
-        "MS_SSIM": math.nan,
-        "PSNR": 10 * math.log10(rng**2 / mse) if mse > 0 else math.inf,
-    }
 
 
 class _Progress:
@@ -133,37 +115,49 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from ..core.stack import read_info, read_stack
-    from .compressor import ExtremumGRU, compress, decompress, frame_extremes
-    from .dataset import WindowTiles, choose_tile, predict_frames, regularize, split_windows
-    from .forecast import iterate_compressed, iterate_trend
-    from .modelfile import grid_of, save_model
-    from .network import build_network, default_residual, make_loss, masked_mae, ssim_metric
-    from .trend import choose_window, label_inputs
-    from .trend import scales as trend_scales
+    from ..core.budget import budget_mb, gdal_env
+    from ..core.dates import median_interval
+    from ..core.stack import read_info
+    from .dataset import split_windows
+    from .source import WorkStack, prepare, regular_dates
 
     seed = int(p["seed"])
     keras.utils.set_random_seed(seed)
     if device["tf_device"].startswith("/CPU"):
         tf.config.experimental.enable_op_determinism()
+    mb = float(p["memory_budget_mb"] or 0) or None
     info = read_info(p["input"])
-    stack = read_stack(p["input"])
-    reg, grid, interval = regularize(stack, info.dates, int(p["interval_days"]))
-    protocol.message(
-        f"{info.count} acquisitions {info.dates[0]}..{info.dates[-1]} resampled to {len(grid)} dates "
-        f"every {interval} days; raster {info.width} x {info.height}"
-    )
-    mask = np.isfinite(reg).all(axis=0)
-    if not mask.any():
-        from ..core.errors import InputError
-
-        raise InputError("INPUT: the stack has no pixel with a value at every date.")
+    interval = int(p["interval_days"]) or median_interval(info.dates)
+    grid = regular_dates(info, interval)
     ts = int(p["time_step"])
     split = split_windows(len(grid), ts, int(p["test_count"]), float(p["validation_fraction"]))
-    first_test = int(split.test[0]) if len(split.test) else len(grid)
-    fmin, fmax = frame_extremes(reg)
-
     ckpt_dir = p["output_model"] + ".checkpoint"
+    with gdal_env(mb):
+        protocol.progress(0, "Resampling the stack to the regular grid (work file)")
+        prep = prepare(info, interval, ckpt_dir, mb)
+        protocol.message(
+            f"{info.count} acquisitions {info.dates[0]}..{info.dates[-1]} resampled to {len(grid)} dates "
+            f"every {interval} days; raster {info.width} x {info.height}; work stack "
+            + (f"written in {prep.windows} window(s)" if prep.windows else "reused")
+            + f" (memory budget {budget_mb(mb):.0f} MB)"
+        )
+        with WorkStack(prep) as work:
+            return _train(p, info, device, prep, work, split, seed, mb, ckpt_dir)
+
+
+def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, Any]:
+    import keras
+    import tensorflow as tf
+
+    from .compressor import ExtremumGRU
+    from .dataset import choose_tile, tile_dataset, tile_grid, tile_reader
+    from .modelfile import grid_of, save_model
+    from .network import build_network, default_residual, make_loss, masked_mae, ssim_metric
+    from .source import pixel_bytes
+
+    grid, interval, fmin, fmax = prep.grid, prep.interval, prep.fmin, prep.fmax
+    ts = int(p["time_step"])
+    first_test = int(split.test[0]) if len(split.test) else len(grid)
     resume_state = None
     if p["resume"] and os.path.isfile(os.path.join(ckpt_dir, "state.json")):
         with open(os.path.join(ckpt_dir, "state.json"), encoding="utf-8") as f:
@@ -174,7 +168,8 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             )
             resume_state = None
 
-    # 1. the extremum compressor (eqs. 1-4), on the dates before the test set
+    # 1. the extremum compressor (eqs. 1-4), on the dates before the test set (global: per-date
+    #    extremes of the whole raster, gathered while the work file was written)
     gru = ExtremumGRU(
         time_step=int(p["gru_time_step"]),
         units=int(p["gru_units"]),
@@ -196,7 +191,6 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             5,
             f"GRU compressor: time step {gru.time_step}, final LogCosh {gru.history.get('loss', [math.nan])[-1]:.4g}",
         )
-        comp = compress(reg, fmin, fmax)
 
         # 2. the network
         tile = choose_tile(info.height, info.width, int(p["tile_size"]))
@@ -205,80 +199,17 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         residual = (
             default_residual(p["architecture"]) if p["residual"] in ("auto", "", None) else p["residual"]
         )
-        trend: dict[str, Any] | None = None
-        if residual == "trend":
-            reg0 = np.where(mask, reg, 0.0).astype("float32")
-            tw = int(p["trend_window"])
-            if tw <= 0:
-                first_val = int(split.val[0]) if len(split.val) else max(ts, first_test - 20)
-                tw, errs = choose_window(reg0, mask, first_val, first_test)
-                protocol.message(
-                    "Trend window chosen on the validation dates (MAE 1..20 steps ahead): "
-                    + ", ".join(f"{w} dates {e:.4g}" for w, e in errs.items())
-                    + f" -> {tw}"
-                )
-            fscale, rscale = trend_scales(reg0, mask, np.concatenate([split.train, split.val]), ts, tw)
-            trend = {"trend_window": tw, "residual_scale": rscale, "frame_scale": fscale}
-            protocol.message(
-                f"Residual over the linear trend of the last {tw} dates: frame scale {fscale:.4g}, "
-                f"one-step trend residual RMS {rscale:.4g} ({info.units or 'stack units'})"
-            )
-        net = build_network(
-            p["architecture"],
-            ts,
-            tile,
-            int(p["width"]),
-            units,
-            residual,
-            trend["residual_scale"] / trend["frame_scale"] if trend else 1.0,
-        )
-        net.compile(
-            optimizer=keras.optimizers.Adam(float(p["learning_rate"]), clipnorm=1.0),
-            loss=make_loss(float(p["mae_weight"]), tile),
-            metrics=[masked_mae, ssim_metric(tile)],
-            jit_compile=bool(p["jit_compile"]),
-        )
-        protocol.message(
-            f"Network {p['architecture']}: tile {tile} (overlap {overlap}), {net.count_params()} weights; "
-            f"windows train {len(split.train)}, validation {len(split.val)}, test {len(split.test)}"
-        )
-        train_ds = WindowTiles(
-            comp,
-            mask,
-            split.train,
-            ts,
-            tile,
-            overlap,
-            int(p["batch_size"]),
-            True,
-            seed,
-            int(p["samples_per_epoch"]),
-            trend=trend and {**trend, "reg": reg0},
-        )
-        val_ds = (
-            WindowTiles(
-                comp,
-                mask,
-                split.val,
-                ts,
-                tile,
-                overlap,
-                int(p["batch_size"]),
-                False,
-                seed,
-                trend=trend and {**trend, "reg": reg0},
-            )
-            if len(split.val)
-            else None
-        )
+        trend = _trend_settings(p, info, prep, work, split, seed, mb) if residual == "trend" else None
+        read = tile_reader(work, fmin, fmax, ts, tile, trend)
+        rows, cols = tile_grid(info.height, info.width, tile, overlap)
+        n_val = len(split.val) * len(rows) * len(cols)
+        val_samples = int(p["validation_samples"]) or min(n_val, max(4096, int(p["samples_per_epoch"])))
         epochs = int(p["epochs"])
         history: dict[str, list[float]] = {}
         start_epoch = 0
         if resume_state:
-            net.load_weights(os.path.join(ckpt_dir, "network.weights.h5"))
             start_epoch = int(resume_state["epoch"])
             history = resume_state.get("history", {})
-            protocol.message(f"RESUME: continuing after epoch {start_epoch} from {ckpt_dir}")
 
         def checkpoint(model, epoch, logs):
             os.makedirs(ckpt_dir, exist_ok=True)
@@ -288,8 +219,14 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             os.replace(
                 os.path.join(ckpt_dir, "network.tmp.weights.h5"), os.path.join(ckpt_dir, "network.weights.h5")
             )
-            if not os.path.exists(os.path.join(ckpt_dir, "compressor.weights.h5")):
-                gru.model.save_weights(os.path.join(ckpt_dir, "compressor.weights.h5"))
+            # a run that did not resume writes its own compressor (a stale one from an interrupted
+            # run with other parameters would otherwise be loaded on RESUME); temp name + rename
+            if not resume_state or not os.path.exists(os.path.join(ckpt_dir, "compressor.weights.h5")):
+                gru.model.save_weights(os.path.join(ckpt_dir, "compressor.tmp.weights.h5"))
+                os.replace(
+                    os.path.join(ckpt_dir, "compressor.tmp.weights.h5"),
+                    os.path.join(ckpt_dir, "compressor.weights.h5"),
+                )
             state = {
                 "signature": _signature(p, info),
                 "epoch": epoch,
@@ -301,106 +238,102 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
                 json.dump(state, f)
             os.replace(os.path.join(ckpt_dir, "state.tmp.json"), os.path.join(ckpt_dir, "state.json"))
 
-        callbacks = [
-            keras.callbacks.TerminateOnNaN(),
-            _Progress.make(epochs, start_epoch, (5, 85), float(p["max_seconds"]), checkpoint),
-        ]
-        if val_ds is not None and int(p["patience"]) > 0:
-            callbacks.append(
-                keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=int(p["patience"]), restore_best_weights=True
+        def fit_network(batch_size: int):
+            """Build, compile and fit the network with `batch_size`; the tf.data pipelines are built
+            here (tiles read from the work file on the fly). Returns the network. The one place to
+            wrap with a distribution strategy's scope or to retry with a smaller batch."""
+            net = build_network(
+                p["architecture"],
+                ts,
+                tile,
+                int(p["width"]),
+                units,
+                residual,
+                trend["residual_scale"] / trend["frame_scale"] if trend else 1.0,
+            )
+            net.compile(
+                optimizer=keras.optimizers.Adam(float(p["learning_rate"]), clipnorm=1.0),
+                loss=make_loss(float(p["mae_weight"]), tile),
+                metrics=[masked_mae, ssim_metric(tile)],
+                jit_compile=bool(p["jit_compile"]),
+            )
+            ram = pixel_bytes(mb) // 4
+            train_ds, steps = tile_dataset(
+                read,
+                split.train,
+                rows,
+                cols,
+                ts,
+                tile,
+                batch_size,
+                trend=bool(trend),
+                shuffle=True,
+                seed=seed,
+                samples=int(p["samples_per_epoch"]),
+                epochs=(start_epoch, epochs),
+                ram_budget=ram,
+            )
+            val_ds = (
+                tile_dataset(
+                    read,
+                    split.val,
+                    rows,
+                    cols,
+                    ts,
+                    tile,
+                    batch_size,
+                    trend=bool(trend),
+                    shuffle=False,
+                    seed=seed,
+                    samples=val_samples,
+                    ram_budget=ram,
+                )[0]
+                if len(split.val)
+                else None
+            )
+            protocol.message(
+                f"Network {p['architecture']}: tile {tile} (overlap {overlap}), {net.count_params()} weights; "
+                f"windows train {len(split.train)}, validation {len(split.val)}, test {len(split.test)}; "
+                f"{len(rows) * len(cols)} tiles per date; per epoch {steps} batches of {batch_size} "
+                f"(validation {min(val_samples, n_val)} tiles), read from {work.path}"
+            )
+            if resume_state:
+                net.load_weights(os.path.join(ckpt_dir, "network.weights.h5"))
+                protocol.message(f"RESUME: continuing after epoch {start_epoch} from {ckpt_dir}")
+            callbacks = [
+                keras.callbacks.TerminateOnNaN(),
+                _Progress.make(epochs, start_epoch, (5, 85), float(p["max_seconds"]), checkpoint),
+            ]
+            if val_ds is not None and int(p["patience"]) > 0:
+                callbacks.append(
+                    keras.callbacks.EarlyStopping(
+                        monitor="val_loss", patience=int(p["patience"]), restore_best_weights=True
+                    )
                 )
-            )
-        if start_epoch < epochs:
-            net.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=epochs,
-                initial_epoch=start_epoch,
-                callbacks=callbacks,
-                verbose=0,
-            )
+            if start_epoch < epochs:
+                net.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=epochs,
+                    initial_epoch=start_epoch,
+                    steps_per_epoch=steps,
+                    shuffle=False,  # tile_dataset shuffles, per epoch, with the seed
+                    callbacks=callbacks,
+                    verbose=0,
+                )
+            return net
+
+        net = fit_network(int(p["batch_size"]))
         train_seconds = time.monotonic() - t_start
         epochs_run = len(history.get("loss", []))
 
-        # 3. the test set: one step ahead and iterative (Fig. 8)
+        # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file
         t_pred = time.monotonic()
-        test = split.test
-        targets = reg[test] if len(test) else np.zeros((0,) + reg.shape[1:], "float32")
-        one_step = iterative = persistence = targets
-        test_metrics: dict[str, float] = {}
-        iter_metrics: dict[str, float] = {}
-        pers_metrics: dict[str, float] = {}
-        trend_metrics: dict[str, float] = {}
-        extremes: dict[str, list[float]] = {}
-        if len(test):
-            protocol.progress(87, f"Predicting the {len(test)} test dates")
-            smin, smax = gru.one_step(fmin, fmax, test)
-            imin, imax = gru.iterate(fmin[:first_test], fmax[:first_test], len(test))
-            if trend:
-                comp0 = np.where(mask, np.nan_to_num(comp, nan=0.0), 0.0)
-                xs, lines = zip(
-                    *(
-                        label_inputs(
-                            reg0,
-                            comp0,
-                            int(t),
-                            ts,
-                            trend["trend_window"],
-                            trend["residual_scale"],
-                            trend["frame_scale"],
-                        )
-                        for t in test
-                    ),
-                    strict=True,
-                )
-                one_step = predict_frames(net, np.stack(xs), tile, overlap, trend=np.stack(lines))
-                one_step = one_step * trend["frame_scale"]
-                iterative = iterate_trend(
-                    net,
-                    reg0[:first_test],
-                    comp[first_test - ts : first_test],
-                    imin,
-                    imax,
-                    len(test),
-                    tile,
-                    overlap,
-                    mask,
-                    trend,
-                )
-            else:
-                windows = np.stack([comp[t - ts : t] for t in test])
-                windows = np.where(mask, windows, 0.0)
-                pred_c = predict_frames(net, windows, tile, overlap)
-                one_step = decompress(pred_c, smin, smax)
-                it_c = iterate_compressed(
-                    net, comp[first_test - ts : first_test], len(test), tile, overlap, mask
-                )
-                iterative = decompress(it_c, imin, imax)
-            one_step[:, ~mask] = np.nan
-            iterative[:, ~mask] = np.nan
-            persistence = reg[test - 1]
-            trend_metrics = _metrics(_trend_one_step(reg, mask, test, 40), targets)
-            test_metrics = _metrics(one_step, targets)
-            iter_metrics = _metrics(iterative, targets)
-            pers_metrics = _metrics(persistence, targets)
-            extremes = {
-                "gru_one_step_min": smin.tolist(),
-                "gru_one_step_max": smax.tolist(),
-                "gru_iterative_min": imin.tolist(),
-                "gru_iterative_max": imax.tolist(),
-                "pred_min": np.nanmin(one_step.reshape(len(test), -1), axis=1).tolist(),
-                "pred_max": np.nanmax(one_step.reshape(len(test), -1), axis=1).tolist(),
-            }
-            protocol.message(
-                "Test (one step): "
-                + ", ".join(f"{k}={v:.5g}" for k, v in test_metrics.items())
-                + f"; persistence MAE={pers_metrics['MAE']:.5g}; linear trend MAE={trend_metrics['MAE']:.5g}"
-                + f"; iterative MAE={iter_metrics['MAE']:.5g}"
-            )
+        scored = _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, seed)
         predict_seconds = time.monotonic() - t_pred
 
     # 4. outputs
+    test = split.test
     meta = {
         "architecture": p["architecture"],
         "residual": residual,
@@ -418,19 +351,15 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         "source_dates": [d.isoformat() for d in info.dates],
         "test_dates": [grid[t].isoformat() for t in test],
         "compressor": gru.params(),
-        "metrics": {
-            "test_one_step": test_metrics,
-            "test_iterative": iter_metrics,
-            "persistence": pers_metrics,
-            "linear_trend": trend_metrics,
-        },
+        "metrics": scored["metrics"],
+        "test_scoring": scored["scoring"],
         "history": history,
         "gru_history": gru.history,
         "extremes": {
             "dates": [d.isoformat() for d in grid],
             "min": fmin.tolist(),
             "max": fmax.tolist(),
-            **extremes,
+            **scored["extremes"],
         },
         "train": {k: p[k] for k in DEFAULTS if k != "device"} | {"epochs_run": epochs_run},
         "device": device["name"],
@@ -438,7 +367,9 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     save_model(p["output_model"], net, gru.model, meta)
+    work.close()
     _remove_checkpoint(ckpt_dir)
+    m = scored["metrics"]
     out: dict[str, Any] = {
         "output_model": p["output_model"],
         "device": device["name"],
@@ -447,33 +378,295 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         "predict_seconds": predict_seconds,
         "epochs_run": epochs_run,
         "interval_days": interval,
-        "test_metrics": test_metrics,
-        "iterative_metrics": iter_metrics,
-        "persistence_metrics": pers_metrics,
-        "trend_metrics": trend_metrics,
+        "test_metrics": m["test_one_step"],
+        "iterative_metrics": m["test_iterative"],
+        "persistence_metrics": m["persistence"],
+        "trend_metrics": m["linear_trend"],
     }
     if p.get("output_report"):
         from .report import write_report
 
-        write_report(p["output_report"], meta, one_step, targets, test)
+        write_report(p["output_report"], meta, scored["report_pred"], scored["report_obs"], test)
         out["output_report"] = p["output_report"]
     if p.get("predictions"):
-        from ..core.stack import atomic_path
-
-        with atomic_path(p["predictions"]) as tmp, open(tmp, "wb") as f:
-            np.savez(
-                f,
-                one_step=one_step.astype("float32"),
-                iterative=iterative.astype("float32"),
-                targets=targets.astype("float32"),
-                test_dates=np.array([grid[t].isoformat() for t in test]),
-                train_seconds=np.float64(train_seconds),
-                predict_seconds=np.float64(predict_seconds),
-                device=np.array(device["name"]),
+        if scored["full"] is None:
+            protocol.warning(
+                f"PREDICTIONS: the test predictions of the whole {info.width} x {info.height} raster do not "
+                "fit the memory budget (or only a sample of blocks was scored, TEST_TILES); not written."
             )
-        out["predictions"] = p["predictions"]
+        else:
+            from ..core.stack import atomic_path
+
+            one_step, iterative, targets = scored["full"]
+            with atomic_path(p["predictions"]) as tmp, open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    one_step=one_step.astype("float32"),
+                    iterative=iterative.astype("float32"),
+                    targets=targets.astype("float32"),
+                    test_dates=np.array([grid[t].isoformat() for t in test]),
+                    train_seconds=np.float64(train_seconds),
+                    predict_seconds=np.float64(predict_seconds),
+                    device=np.array(device["name"]),
+                )
+            out["predictions"] = p["predictions"]
     protocol.progress(100, "Model written")
     return out
+
+
+def _trend_settings(p, info, prep, work, split, seed, mb) -> dict[str, Any]:
+    """The trend window (chosen on the validation dates when TREND_WINDOW is 0) and the frame and
+    residual scales (ml/trend.py). The frame scale comes from the per-date extremes (exact); the
+    window and the residual scale from the finite pixels of a seeded sample of 64 x 64 blocks of
+    at most ``stats_pixels`` pixels (the whole raster when it has fewer), read chunk by chunk."""
+    from .source import pixel_bytes, sample_blocks, sample_series
+    from .trend import EPS, pick_window, residual_scale_of, residual_sums, window_error_sums
+
+    ts = int(p["time_step"])
+    first_test = int(split.test[0]) if len(split.test) else len(prep.grid)
+    labels = np.concatenate([split.train, split.val])
+    top = int(labels.max()) + 1 if len(labels) else 0
+    fscale = float(max(np.abs(prep.fmin[:top]).max(), np.abs(prep.fmax[:top]).max(), EPS)) if top else 1.0
+    blocks = sample_blocks(prep, int(p["stats_pixels"]), seed)
+    chunk = pixel_bytes(mb) // 6
+
+    def series():
+        return sample_series(work, blocks, 0, first_test, chunk)
+
+    tw = int(p["trend_window"])
+    npix = 0
+    if tw <= 0:
+        first_val = int(split.val[0]) if len(split.val) else max(ts, first_test - 20)
+        sums: dict[int, np.ndarray] = {}
+        for z in series():
+            npix += z.shape[1]
+            for w, v in window_error_sums(z, first_val, first_test).items():
+                sums[w] = sums[w] + v if w in sums else v
+        tw, errs = pick_window(sums, npix, first_val, first_test)
+        protocol.message(
+            f"Trend window chosen on the validation dates (MAE 1..20 steps ahead, {npix} pixels in "
+            f"{len(blocks)} blocks): "
+            + ", ".join(f"{w} dates {e:.4g}" for w, e in errs.items())
+            + f" -> {tw}"
+        )
+    sq, cnt = 0.0, 0
+    for z in series():
+        a, b = residual_sums(z, labels, tw)
+        sq, cnt = sq + a, cnt + b
+    rscale = residual_scale_of(sq, cnt, fscale)
+    protocol.message(
+        f"Residual over the linear trend of the last {tw} dates: frame scale {fscale:.4g}, "
+        f"one-step trend residual RMS {rscale:.4g} ({info.units or 'stack units'})"
+    )
+    return {"trend_window": tw, "residual_scale": rscale, "frame_scale": fscale}
+
+
+SCORE_EDGE = 512  # test-set scoring blocks: at most this many pixels a side
+
+
+def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, seed) -> dict[str, Any]:
+    """Test-set scores, one step ahead and iterative (Fig. 8), persistence and the linear trend.
+
+    The raster is cut into nearly equal blocks of at most SCORE_EDGE pixels a side (fewer when the
+    budget is tight); at most ``test_tiles`` blocks with data are scored (a seeded sample), each read
+    from the work file and forecast with the ml/forecast.py functions on its own. One block = the
+    whole raster scored at once, as before; several: MAE/MSE/RMSE/PSNR/R2 pooled over their pixels,
+    SSIM and MS-SSIM the pixel-weighted mean of the blocks' values. The whole test arrays (for the
+    report and the ``predictions`` npz) are kept only when every block is scored and they fit the budget.
+    """
+    from ..core.metrics import psnr_from_mse, stack_metrics
+    from .compressor import compress, decompress
+    from .dataset import predict_frames
+    from .forecast import iterate_compressed, iterate_trend
+    from .source import BLOCK, pixel_bytes, score_blocks
+    from .trend import label_inputs
+
+    test = np.asarray(split.test)
+    n_test = len(test)
+    kinds = ("test_one_step", "test_iterative", "persistence", "linear_trend")
+    empty = np.zeros((0, prep.height, prep.width), "float32")
+    if not n_test:
+        return {
+            "metrics": {k: {} for k in kinds},
+            "extremes": {},
+            "scoring": {"blocks": 0, "of": 0, "pixels": 0},
+            "report_pred": empty,
+            "report_obs": empty,
+            "full": (empty, empty, empty),
+        }
+    protocol.progress(87, f"Predicting the {n_test} test dates")
+    fmin, fmax, n = prep.fmin, prep.fmax, prep.count
+    first_test = int(test[0])
+    smin, smax = gru.one_step(fmin, fmax, test)
+    imin, imax = gru.iterate(fmin[:first_test], fmax[:first_test], n_test)
+    tw = int(trend["trend_window"]) if trend else 0
+    b0 = max(0, first_test - max(ts, tw, TREND_BASELINE_DATES))
+    budget = pixel_bytes(mb)
+    per_px = 4 * (3 * (n - b0) + 16 * n_test)
+    edge = int(min(SCORE_EDGE, max(tile, math.isqrt(max(budget // per_px, 1)))))
+    blocks = score_blocks(prep.height, prep.width, edge)
+    has_data = [_block_has_data(prep.block_valid, b, BLOCK) for b in blocks]
+    chosen = [b for b, ok in zip(blocks, has_data, strict=True) if ok]
+    limit = int(p["test_tiles"])
+    if limit > 0 and len(chosen) > limit:
+        pick = np.sort(np.random.default_rng(seed + 1).choice(len(chosen), size=limit, replace=False))
+        chosen = [chosen[i] for i in pick]
+    every = len(chosen) == sum(has_data)
+    full = None
+    if every and 3 * n_test * prep.height * prep.width * 4 <= budget // 3:
+        full = tuple(np.full((n_test, prep.height, prep.width), np.nan, "float32") for _ in range(3))
+    chunk = max(1, int(budget // 4 // max(1, ts * edge * edge * 3 * 4 * 3)))
+    parts: dict[str, list] = {k: [] for k in kinds}
+    pmin = np.full(n_test, np.nan)
+    pmax = np.full(n_test, np.nan)
+    best = (-1, None, None)
+    data_range = None
+    if len(chosen) > 1:
+        data_range = float(np.max(fmax[test]) - np.min(fmin[test])) or None
+    tl = test - b0
+    ftl = first_test - b0
+    for k, (r, c, h, w) in enumerate(chosen):
+        crop = work.read(b0, n, r, c, h, w)
+        mask = np.isfinite(crop[ftl])
+        comp = compress(crop, fmin[b0:], fmax[b0:])
+        one_step = np.empty((n_test, h, w), "float32")
+        if trend:
+            reg0 = np.where(mask, crop, 0.0).astype("float32")
+            comp0 = np.where(mask, np.nan_to_num(comp, nan=0.0), 0.0)
+            fs = trend["frame_scale"]
+            for i in range(0, n_test, chunk):
+                xs, lines = zip(
+                    *(
+                        label_inputs(
+                            reg0, comp0, int(t), ts, tw, trend["residual_scale"], trend["frame_scale"]
+                        )
+                        for t in tl[i : i + chunk]
+                    ),
+                    strict=True,
+                )
+                one_step[i : i + chunk] = (
+                    predict_frames(net, np.stack(xs), tile, overlap, trend=np.stack(lines)) * fs
+                )
+            del xs, lines
+            iterative = iterate_trend(
+                net, reg0[:ftl], comp[ftl - ts : ftl], imin, imax, n_test, tile, overlap, mask, trend
+            )
+        else:
+            for i in range(0, n_test, chunk):
+                windows = np.stack([comp[t - ts : t] for t in tl[i : i + chunk]])
+                windows = np.where(mask, windows, 0.0)
+                pred_c = predict_frames(net, windows, tile, overlap)
+                one_step[i : i + chunk] = decompress(pred_c, smin[i : i + chunk], smax[i : i + chunk])
+            it_c = iterate_compressed(net, comp[ftl - ts : ftl], n_test, tile, overlap, mask)
+            iterative = decompress(it_c, imin, imax)
+        del comp
+        one_step[:, ~mask] = np.nan
+        iterative[:, ~mask] = np.nan
+        targets = crop[tl]
+        preds = {
+            "test_one_step": one_step,
+            "test_iterative": iterative,
+            "persistence": crop[tl - 1],
+            "linear_trend": _trend_one_step(crop, mask, tl, TREND_BASELINE_DATES),
+        }
+        for kind, pred in preds.items():
+            overall = stack_metrics(pred, targets, data_range)[1]
+            parts[kind].append((overall, _sums(pred, targets)))
+        flat = one_step.reshape(n_test, -1)
+        pmin = np.fmin(pmin, np.fmin.reduce(flat, axis=1))
+        pmax = np.fmax(pmax, np.fmax.reduce(flat, axis=1))
+        if full is not None:
+            for arr, val in zip(full, (one_step, iterative, targets), strict=True):
+                arr[:, r : r + h, c : c + w] = val
+        elif mask.sum() > best[0]:
+            best = (int(mask.sum()), one_step[-1:].copy(), targets[-1:].copy())
+        protocol.progress(87 + 12 * (k + 1) / len(chosen), f"Test block {k + 1}/{len(chosen)} scored")
+    metrics = {kind: _pool(parts[kind], data_range, psnr_from_mse) for kind in kinds}
+    scoring = {
+        "blocks": len(chosen),
+        "of": sum(has_data),
+        "edge": edge,
+        "pixels": int(sum(parts["test_one_step"][i][1][0] for i in range(len(chosen))) // max(n_test, 1)),
+    }
+    if not every:
+        protocol.message(
+            f"Test set scored on {len(chosen)} of {sum(has_data)} blocks of up to {edge} x {edge} pixels "
+            f"(TEST_TILES = {limit}, seeded sample)"
+        )
+    tm, pm = metrics["test_one_step"], metrics["persistence"]
+    protocol.message(
+        "Test (one step): "
+        + ", ".join(f"{k}={v:.5g}" for k, v in tm.items())
+        + f"; persistence MAE={pm['MAE']:.5g}; linear trend MAE={metrics['linear_trend']['MAE']:.5g}"
+        + f"; iterative MAE={metrics['test_iterative']['MAE']:.5g}"
+    )
+    extremes = {
+        "gru_one_step_min": smin.tolist(),
+        "gru_one_step_max": smax.tolist(),
+        "gru_iterative_min": imin.tolist(),
+        "gru_iterative_max": imax.tolist(),
+        "pred_min": pmin.tolist(),
+        "pred_max": pmax.tolist(),
+    }
+    if full is not None:
+        report_pred, report_obs = full[0], full[2]
+    else:
+        report_pred, report_obs = best[1], best[2]
+    return {
+        "metrics": metrics,
+        "extremes": extremes,
+        "scoring": scoring,
+        "report_pred": report_pred,
+        "report_obs": report_obs,
+        "full": full,
+    }
+
+
+TREND_BASELINE_DATES = 40  # the linear-trend baseline's line (the bench's baseline uses 40 dates)
+
+
+def _block_has_data(block_valid: np.ndarray, b: tuple[int, int, int, int], size: int) -> bool:
+    r, c, h, w = b
+    return bool(block_valid[r // size : -(-(r + h) // size), c // size : -(-(c + w) // size)].any())
+
+
+def _sums(pred: np.ndarray, obs: np.ndarray) -> tuple[int, float, float]:
+    """(valid pixels, sum of obs, sum of obs**2) over the pixels finite in both (for a pooled R^2)."""
+    ok = np.isfinite(pred) & np.isfinite(obs)
+    o = obs[ok].astype("float64")
+    return int(ok.sum()), float(o.sum()), float((o * o).sum())
+
+
+def _pool(parts: list, data_range: float | None, psnr_from_mse) -> dict[str, float]:
+    """One block: its metrics as they are. Several: pooled over their pixels (see _score_test)."""
+    if len(parts) == 1:
+        return {k: float(v) for k, v in parts[0][0].items()}
+    n = sum(s[0] for _, s in parts)
+    if not n:
+        return {k: math.nan for k in parts[0][0]}
+
+    def wmean(key: str) -> float:
+        vals = [(m[key], s[0]) for m, s in parts if s[0] and np.isfinite(m[key])]
+        wsum = sum(w for _, w in vals)
+        return float(sum(v * w for v, w in vals) / wsum) if wsum else math.nan
+
+    mse = wmean("MSE")
+    so = sum(s[1] for _, s in parts)
+    so2 = sum(s[2] for _, s in parts)
+    ss_tot = so2 - so * so / n
+    ss_res = mse * n
+    L = float(data_range) if data_range else float(parts[0][0]["DATA_RANGE"])
+    return {
+        "MAE": wmean("MAE"),
+        "MSE": mse,
+        "RMSE": math.sqrt(mse) if np.isfinite(mse) else math.nan,
+        "SSIM": wmean("SSIM"),
+        "MS_SSIM": wmean("MS_SSIM"),
+        "PSNR": psnr_from_mse(mse, L),
+        "R2": 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan,
+        "N": float(n),
+        "DATA_RANGE": L,
+    }
 
 
 def _trend_one_step(reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, trend_window: int) -> np.ndarray:
@@ -490,7 +683,12 @@ def _trend_one_step(reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, trend
 
 
 def _signature(p: dict[str, Any], info) -> str:
-    keys = [k for k in DEFAULTS if k not in ("epochs", "resume", "device", "max_seconds", "patience")]
+    keys = [
+        k
+        for k in DEFAULTS
+        if k
+        not in ("epochs", "resume", "device", "max_seconds", "patience", "memory_budget_mb", "test_tiles")
+    ]
     sig = {k: p[k] for k in keys} | {"input": os.path.abspath(p["input"]), "shape": list(info.shape)}
     return json.dumps(sig, sort_keys=True, default=str)
 

@@ -93,14 +93,24 @@ def scales(
     one-step residuals over the line."""
     z = np.where(mask, reg, 0.0)
     frame_scale = float(max(np.abs(z[: int(labels.max()) + 1]).max(), EPS)) if len(labels) else 1.0
+    sq, cnt = residual_sums(z[:, mask], labels, trend_window)
+    return frame_scale, residual_scale_of(sq, cnt, frame_scale)
+
+
+def residual_sums(series: np.ndarray, labels: np.ndarray, trend_window: int) -> tuple[float, int]:
+    """(sum of squares, count) of the one-step residuals over the line at `labels`, for pixel series
+    (T, ...) whose dates start at index 0; sums over pixel subsets add up (streamed training)."""
     sq, cnt = 0.0, 0
     for t in labels:
-        last, slope = fit_line(z[max(0, int(t) - int(trend_window)) : int(t)])
-        r = (z[t] - last - slope)[mask]
+        last, slope = fit_line(series[max(0, int(t) - int(trend_window)) : int(t)])
+        r = series[t] - last - slope
         sq += float((r.astype("float64") ** 2).sum())
         cnt += r.size
-    residual_scale = float(max(np.sqrt(sq / max(cnt, 1)), frame_scale * 1e-4, EPS))
-    return frame_scale, residual_scale
+    return sq, cnt
+
+
+def residual_scale_of(sq: float, cnt: int, frame_scale: float) -> float:
+    return float(max(np.sqrt(sq / max(cnt, 1)), frame_scale * 1e-4, EPS))
 
 
 WINDOW_CANDIDATES = (1, 5, 10, 20, 40)
@@ -119,20 +129,49 @@ def choose_window(
 
     Only dates before `end` (the first test date) are used. Returns (window, {window: error}).
     """
-    z = np.where(mask, reg, 0.0).astype("float32")
-    errors: dict[int, float] = {}
+    z = np.where(mask, reg, 0.0).astype("float32")[:, mask]
+    sums = window_error_sums(z, first_origin, end, horizon, candidates)
+    return pick_window(sums, z.shape[1], first_origin, end, horizon, candidates)
+
+
+def window_error_sums(
+    series: np.ndarray,
+    first_origin: int,
+    end: int,
+    horizon: int = 20,
+    candidates: tuple[int, ...] = WINDOW_CANDIDATES,
+) -> dict[int, np.ndarray]:
+    """Per candidate window, per origin in [first_origin, end): the sum of the absolute errors of the
+    line 1..horizon steps ahead over the pixel series (T, n) (dates from index 0). Sums over pixel
+    subsets add up; :func:`pick_window` turns them into :func:`choose_window`'s errors."""
+    out: dict[int, np.ndarray] = {}
     for w in candidates:
         if w > first_origin:
             continue
-        tot, cnt = 0.0, 0
-        for o in range(first_origin, end):
-            last, slope = fit_line(z[o - w : o])
+        sums = np.zeros(max(0, end - first_origin), dtype="float64")
+        for k, o in enumerate(range(first_origin, end)):
+            last, slope = fit_line(series[o - w : o])
             h = min(horizon, end - o)
             pred = line_at(last, slope, np.arange(1, h + 1))
-            tot += float(np.abs(pred[:, mask] - z[o : o + h][:, mask]).mean())
-            cnt += 1
-        if cnt:
-            errors[w] = tot / cnt
+            sums[k] = float(np.abs(pred - series[o : o + h]).sum(dtype="float64"))
+        out[w] = sums
+    return out
+
+
+def pick_window(
+    sums: dict[int, np.ndarray],
+    n_pixels: int,
+    first_origin: int,
+    end: int,
+    horizon: int = 20,
+    candidates: tuple[int, ...] = WINDOW_CANDIDATES,
+) -> tuple[int, dict[int, float]]:
+    """(best window, {window: mean absolute error}) from :func:`window_error_sums` over `n_pixels`."""
+    errors: dict[int, float] = {}
+    per = np.array([min(horizon, end - o) * max(n_pixels, 1) for o in range(first_origin, end)], "float64")
+    for w, s in sums.items():
+        if len(s):
+            errors[w] = float(np.mean(s / per))
     if not errors:
         return int(min(candidates)), {}
     best = min(errors, key=errors.get)
