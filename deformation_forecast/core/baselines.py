@@ -44,6 +44,7 @@ import numpy as np
 from .dates import to_ordinal
 from .errors import InputError
 from .split import Split
+from .streaming import BottomK, hash_keys
 
 BASELINES = ("persistence", "linear-trend", "svr", "mlp")
 LABELS = {
@@ -171,46 +172,70 @@ class LaggedRegressor(Baseline):
     def history_needed(self) -> int:
         return self.time_step
 
-    def _samples(
-        self, frames: np.ndarray, times: np.ndarray, targets: np.ndarray, max_samples: int, rng
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Features and target rates of (pixel, target) samples, at most `max_samples` of them."""
+    VAL_SAMPLES = 50_000  # at most this many validation samples (early stopping of the MLP)
+
+    def samplers(self) -> tuple[BottomK, BottomK]:
+        """Empty training and validation samples: at most `max_samples` (pixel, target) pairs,
+        chosen by a key hashed from (pixel, target, seed) (core.streaming), so that the same pairs
+        are chosen whether the stack is given whole or window by window."""
+        return BottomK(self.max_samples), BottomK(min(self.max_samples, self.VAL_SAMPLES))
+
+    def gather(
+        self,
+        frames: np.ndarray,
+        pixel_ids: np.ndarray,
+        times: np.ndarray,
+        split: Split,
+        train: BottomK,
+        val: BottomK,
+    ) -> None:
+        """Offer the (pixel, target) samples of gap-filled `frames` (T, ...) whose pixels have the
+        global indexes `pixel_ids` to the `train` and `val` samples (features: rates between the
+        ``time_step`` lags; target: the rate from the last lag to the target)."""
         ts = self.time_step
-        flat = frames.reshape(frames.shape[0], -1)
-        pix_ok = np.isfinite(flat).all(axis=0)
-        pix = np.flatnonzero(pix_ok)
-        n_all = len(pix) * len(targets)
-        if n_all == 0:
-            raise InputError("No pixel is valid over the whole stack; nothing to fit the baselines on.")
-        pick = rng.choice(n_all, size=min(max_samples, n_all), replace=False) if n_all > max_samples else None
-        if pick is None:
-            tgt_i = np.repeat(np.arange(len(targets)), len(pix))
-            pix_i = np.tile(pix, len(targets))
-        else:
-            tgt_i = pick // len(pix)
-            pix_i = pix[pick % len(pix)]
-        t = targets[tgt_i]
-        lag_idx = t[:, None] + np.arange(-ts, 0)[None, :]
-        lags = flat[lag_idx, pix_i[:, None]].astype("float64")
-        lag_t = times[lag_idx]
-        x = _rate_features(lags, lag_t)
-        y = (flat[t, pix_i] - lags[:, -1]) / (times[t] - lag_t[:, -1])
-        return x, y
+        n_frames = frames.shape[0]
+        flat = frames.reshape(n_frames, -1)
+        pix = np.flatnonzero(np.isfinite(flat).all(axis=0))
+        if pix.size == 0:
+            return
+        gid = np.asarray(pixel_ids, dtype=np.int64).ravel()[pix]
+        for bk, targets, tag in ((train, split.train, 1), (val, split.val, 2)):
+            for t in np.asarray(targets, dtype=np.int64).tolist():
+                keys = hash_keys(gid * n_frames + t, self.seed * 4 + tag)
+                m = keys < bk.threshold()
+                if not m.any():
+                    continue
+                sel = pix[m]
+                lags = flat[t - ts : t, sel].T.astype("float64")
+                lag_t = np.broadcast_to(times[t - ts : t], lags.shape)
+                x = _rate_features(lags, lag_t)
+                y = (flat[t, sel].astype("float64") - lags[:, -1]) / (times[t] - times[t - 1])
+                bk.add(keys[m], x=x, y=y)
 
     def _scale_x(self, x: np.ndarray) -> np.ndarray:
         return (x - self.x_mean) / self.x_std
 
     def fit(self, frames, times, split, progress=None, should_stop=None):
-        rng = np.random.default_rng(self.seed)
-        x, y = self._samples(frames, times, split.train, self.max_samples, rng)
+        train, val = self.samplers()
+        h_w = int(np.prod(frames.shape[1:]))
+        self.gather(frames, np.arange(h_w), times, split, train, val)
+        self.fit_from(train, val, split, progress, should_stop)
+
+    def fit_from(self, train: BottomK, val: BottomK, split: Split, progress=None, should_stop=None):
+        """Fit on the gathered samples (see :meth:`gather`)."""
+        if train.size == 0:
+            raise InputError("No pixel is valid over the whole stack; nothing to fit the baselines on.")
+        tr = train.result()
+        x, y = tr["x"], tr["y"]
         self.fit_samples = len(y)
         self.x_mean = x.mean(axis=0)
         self.x_std = np.where(x.std(axis=0) > 0, x.std(axis=0), 1.0)
         self.y_mean = float(y.mean())
         self.y_std = float(y.std()) or 1.0
         xv = yv = None
-        if len(split.val):
-            xv, yv = self._samples(frames, times, split.val, min(self.max_samples, 50_000), rng)
+        if len(split.val) and val.size:
+            va = val.result()
+            xv, yv = va["x"], va["y"]
         self._fit(self._scale_x(x), (y - self.y_mean) / self.y_std, xv, yv, progress, should_stop)
 
     def _fit(self, x, y, xv, yv, progress, should_stop) -> None:
@@ -375,28 +400,8 @@ def run_baseline(
     fit_share = 0.0 if isinstance(model, Persistence | LinearTrend) else 0.5
     model.fit(frames, times, split, sub(0.0, fit_share), should_stop)
     train_s = time.perf_counter() - t0
-    need = model.history_needed()
-    n = len(split.test)
-    one = np.empty((n,) + frames.shape[1:], dtype="float32")
-    it = np.empty_like(one)
-    report = sub(fit_share, 1.0)
     t1 = time.perf_counter()
-    for k, t in enumerate(split.test):
-        _check(should_stop)
-        lo = max(0, t - need)
-        one[k] = model.predict(frames[lo:t], times[lo:t], times[t])
-        if report:
-            report((k + 1) / (2 * n), f"{model.name}: one-step {k + 1}/{n}")
-    hist = list(frames[max(0, split.first_test - need) : split.first_test])
-    hist_t = list(times[max(0, split.first_test - need) : split.first_test])
-    for k, t in enumerate(split.test):
-        _check(should_stop)
-        p = model.predict(np.stack(hist[-need:]), np.array(hist_t[-need:]), times[t])
-        it[k] = p
-        hist.append(p)
-        hist_t.append(times[t])
-        if report:
-            report(0.5 + (k + 1) / (2 * n), f"{model.name}: iterative {k + 1}/{n}")
+    one, it = predict_test(model, frames, times, split, sub(fit_share, 1.0), should_stop)
     predict_s = time.perf_counter() - t1
     extra: dict[str, float] = {}
     if isinstance(model, LaggedRegressor):
@@ -413,6 +418,39 @@ def run_baseline(
         notes=model.notes,
         extra=extra,
     )
+
+
+def predict_test(
+    model: Baseline,
+    frames: np.ndarray,
+    times: np.ndarray,
+    split: Split,
+    report: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-step and iterative predictions ``(n_test, ...)`` float32 of a fitted `model` for the
+    gap-filled `frames` (T, ...): the whole stack or a window of it (every baseline is per pixel)."""
+    need = model.history_needed()
+    n = len(split.test)
+    one = np.empty((n,) + frames.shape[1:], dtype="float32")
+    it = np.empty_like(one)
+    for k, t in enumerate(split.test):
+        _check(should_stop)
+        lo = max(0, t - need)
+        one[k] = model.predict(frames[lo:t], times[lo:t], times[t])
+        if report:
+            report((k + 1) / (2 * n), f"{model.name}: one-step {k + 1}/{n}")
+    hist = list(frames[max(0, split.first_test - need) : split.first_test])
+    hist_t = list(times[max(0, split.first_test - need) : split.first_test])
+    for k, t in enumerate(split.test):
+        _check(should_stop)
+        p = model.predict(np.stack(hist[-need:]), np.array(hist_t[-need:]), times[t])
+        it[k] = p
+        hist.append(p)
+        hist_t.append(times[t])
+        if report:
+            report(0.5 + (k + 1) / (2 * n), f"{model.name}: iterative {k + 1}/{n}")
+    return one, it
 
 
 def prepare_frames(data: np.ndarray, dates: Sequence[dt.date]) -> np.ndarray:

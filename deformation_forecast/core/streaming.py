@@ -50,6 +50,12 @@ class BottomK:
     def size(self) -> int:
         return int(self.keys.size)
 
+    def threshold(self) -> np.uint64:
+        """Keys at or above this cannot enter (the largest kept key once `k` are kept)."""
+        if self.keys.size >= self.k and self.k:
+            return self.keys.max()
+        return np.uint64(np.iinfo(np.uint64).max)
+
     def add(self, keys: np.ndarray, **columns: np.ndarray) -> None:
         keys = np.asarray(keys, dtype=np.uint64).ravel()
         if self.k == 0 or keys.size == 0:

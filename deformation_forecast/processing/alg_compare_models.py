@@ -168,11 +168,14 @@ class CompareModels(DeformationAlgorithm):
                 self.addOutput(QgsProcessingOutputNumber(f"{k}_{key(m)}", f"{label}: one-step {k}"))
 
     def compute(self, parameters, context, feedback):
+        import shutil
+
         import numpy as np
+        from qgis.core import QgsProcessingUtils
 
         from ..core import baselines as bl
         from ..core import evaluation as ev
-        from ..core.stack import read_stack, write_stack
+        from ..core.comparison import StreamedComparison
 
         info = self.stack_info(parameters, "INPUT", context, observed=True)
         chosen = [MODELS[i] for i in self.parameterAsEnums(parameters, "MODELS", context)]
@@ -199,26 +202,41 @@ class CompareModels(DeformationAlgorithm):
         self.check_output_not_input(report_path, info.path)
 
         feedback.pushInfo(f"Reading {info.path}: {info.count} dates, {info.width} x {info.height} pixels")
-        data = read_stack(info.path)
-        cmp = bl.prepare_comparison(data, info.dates, ts, test_count, val_fraction, interval)
-        del data
-        feedback.pushInfo(
-            f"Regular interval {cmp.interval} days, {len(cmp.dates)} frames; {cmp.split.describe()}"
-        )
-        if cmp.interpolated:
-            feedback.pushInfo(
-                f"{cmp.interpolated} grid dates are not acquisition dates: their observations are interpolated."
+        work = tempfile.mkdtemp(prefix="df_compare_", dir=QgsProcessingUtils.tempFolder())
+        try:
+            cmp = StreamedComparison(
+                info.path, work, ts, test_count, val_fraction, interval, mb=self.memory_mb
             )
-        n_steps = len(chosen)
-        forecasts: list[bl.Forecasts] = []
-        notes: list[str] = []
-        for k, model in enumerate(chosen):
-            self.check_canceled(feedback)
-            base = 100.0 * k / (n_steps + 1)
-            span = 100.0 / (n_steps + 1)
-            feedback.pushInfo(f"— {ev.label(model)}")
-            if model in NETWORKS:
-                f = self._network(
+            feedback.pushInfo(
+                f"Regular interval {cmp.interval} days, {len(cmp.dates)} frames; {cmp.split.describe()}; "
+                f"streamed in {len(cmp.windows)} window(s)"
+            )
+            if cmp.interpolated:
+                feedback.pushInfo(
+                    f"{cmp.interpolated} grid dates are not acquisition dates: their observations are "
+                    "interpolated."
+                )
+            baselines = [m for m in chosen if m not in NETWORKS]
+            networks = [m for m in chosen if m in NETWORKS]
+            n_steps = len(networks) + 2  # baselines, each network, scores
+            notes: list[str] = []
+            if baselines:
+                feedback.pushInfo("— " + ", ".join(ev.label(m) for m in baselines))
+
+            def progress(frac, msg):
+                self.check_canceled(feedback)
+                feedback.setProgress(100.0 * frac / n_steps)
+
+            try:
+                runs = {
+                    r.model: r for r in cmp.run_baselines(baselines, options, progress, feedback.isCanceled)
+                }
+            except bl.Cancelled as e:
+                raise QgsProcessingException("Cancelled; nothing was written.") from e
+            for k, model in enumerate(networks):
+                self.check_canceled(feedback)
+                feedback.pushInfo(f"— {ev.label(model)}")
+                runs[model] = self._network(
                     model,
                     info.path,
                     cmp,
@@ -231,88 +249,68 @@ class CompareModels(DeformationAlgorithm):
                     parameters,
                     context,
                     feedback,
-                    base,
-                    span,
+                    100.0 * (k + 1) / n_steps,
+                    100.0 / n_steps,
                 )
-            else:
-                f = self._baseline(model, cmp, ts, options, feedback, base, span)
-            forecasts.append(f)
-            row, _ = ev.comparison_rows(
-                [f], cmp.observed_test, data_range or ev.mt.default_data_range(cmp.observed_test)
-            )
-            feedback.pushInfo(
-                f"{ev.label(model)}: one-step {ev.mt.format_metrics(row[0])}; iterative MAE {row[1]['MAE']:.5g}; "
-                f"train {f.train_seconds:.1f} s, predict {f.predict_seconds:.1f} s on {f.device}"
-            )
-        rows, L = ev.comparison_rows(forecasts, cmp.observed_test, data_range)
-        feedback.setProgress(100.0 * n_steps / (n_steps + 1))
-        feedback.pushInfo("\n" + ev.text_table(rows))
-        dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, rows)
-        results = {"OUTPUT_TABLE": dest, "DATA_RANGE_USED": L, "TEST_DATES": len(cmp.split.test)}
-        # the desktop's comparison dock (if loaded) shows the table once QGIS has loaded it
-        result_hooks.attach(context, self.NAME, dest, feedback)
-        one = [r for r in rows if r["mode"] == "one-step"]
-        finite = [r for r in one if np.isfinite(r["MAE"])]
-        results["BEST_MODEL"] = min(finite, key=lambda r: r["MAE"])["model"] if finite else ""
-        for r in one:
-            for m in NUMBER_METRICS:
-                v = float(r[m])
-                results[f"{m}_{key(r['model'])}"] = v if np.isfinite(v) else None
-        if errors_dir:
-            os.makedirs(errors_dir, exist_ok=True)
-            for f in forecasts:
-                for mode, pred in (("one_step", f.one_step), ("iterative", f.iterative)):
-                    self.check_canceled(feedback)
-                    path = os.path.join(errors_dir, f"abs_error_{key(f.model).lower()}_{mode}.tif")
-                    write_stack(
-                        path,
-                        ev.mt.abs_error_stack(pred, cmp.observed_test),
-                        cmp.test_dates,
-                        info.crs,
-                        info.transform,
-                        units=info.units,
-                        tags={"MODEL": f.model, "MODE": mode, "CONTENT": "absolute error"},
+            ordered = [runs[m] for m in chosen]
+            if errors_dir:
+                os.makedirs(errors_dir, exist_ok=True)
+            try:
+                rows, L, figures = cmp.score(
+                    ordered,
+                    data_range,
+                    errors_dir or None,
+                    lambda f: feedback.setProgress(100.0 * (n_steps - 1 + f) / n_steps),
+                    feedback.isCanceled,
+                )
+            except bl.Cancelled as e:
+                raise QgsProcessingException("Cancelled; nothing was written.") from e
+            for r in rows:
+                run = runs[r["model"]]
+                if r["mode"] == "one-step":
+                    feedback.pushInfo(
+                        f"{ev.label(r['model'])}: one-step {ev.mt.format_metrics(r)}; "
+                        f"train {run.train_seconds:.1f} s, predict {run.predict_seconds:.1f} s on {run.device}"
                     )
-            results["OUTPUT_ERRORS"] = errors_dir
-        if report_path:
-            if cmp.interpolated:
-                notes.append(
-                    f"{cmp.interpolated} grid dates were not acquired; their observations are interpolated."
+                if run.notes == bl.NO_FINITE_PREDICTION and r["mode"] == "one-step":
+                    feedback.reportError(f"{run.model}: {run.notes}", fatalError=False)
+            feedback.pushInfo("\n" + ev.text_table(rows))
+            dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, rows)
+            results = {"OUTPUT_TABLE": dest, "DATA_RANGE_USED": L, "TEST_DATES": len(cmp.split.test)}
+            # the desktop's comparison dock (if loaded) shows the table once QGIS has loaded it
+            result_hooks.attach(context, self.NAME, dest, feedback)
+            one = [r for r in rows if r["mode"] == "one-step"]
+            finite = [r for r in one if np.isfinite(r["MAE"])]
+            results["BEST_MODEL"] = min(finite, key=lambda r: r["MAE"])["model"] if finite else ""
+            for r in one:
+                for m in NUMBER_METRICS:
+                    v = float(r[m])
+                    results[f"{m}_{key(r['model'])}"] = v if np.isfinite(v) else None
+            if errors_dir:
+                results["OUTPUT_ERRORS"] = errors_dir
+            if report_path:
+                if cmp.interpolated:
+                    notes.append(
+                        f"{cmp.interpolated} grid dates were not acquired; their observations are interpolated."
+                    )
+                page = ev.comparison_report_html(
+                    rows,
+                    figures,
+                    cmp.dates,
+                    cmp.observed_min,
+                    cmp.observed_max,
+                    cmp.test_dates,
+                    L,
+                    f"Regular interval {cmp.interval} days; {cmp.split.describe()}.",
+                    notes,
                 )
-            page = ev.comparison_report(
-                rows,
-                forecasts,
-                cmp.dates,
-                cmp.observed,
-                cmp.test_dates,
-                cmp.observed_test,
-                L,
-                f"Regular interval {cmp.interval} days; {cmp.split.describe()}.",
-                notes,
-            )
-            with atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-                fh.write(page)
-            results["OUTPUT_REPORT"] = report_path
+                with atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+                    fh.write(page)
+                results["OUTPUT_REPORT"] = report_path
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         feedback.setProgress(100)
         return results
-
-    def _baseline(self, model, cmp, ts, options, feedback, base, span):
-        from ..core import baselines as bl
-
-        def progress(frac, msg):
-            feedback.setProgress(base + span * frac)
-
-        try:
-            return bl.run_baseline(
-                bl.make_baseline(model, ts, options),
-                cmp.frames,
-                cmp.dates,
-                cmp.split,
-                progress,
-                feedback.isCanceled,
-            )
-        except bl.Cancelled as e:
-            raise QgsProcessingException("Cancelled; nothing was written.") from e
 
     def _network(
         self,
@@ -368,19 +366,17 @@ class CompareModels(DeformationAlgorithm):
         t0 = time.perf_counter()
         try:
             res = run_worker("train", params, _Scaled(feedback))
-            f = bl.load_network_predictions(
-                res.get("predictions", params["predictions"]), model, cmp.test_dates
-            )
+            # copied frame by frame into a stack of the comparison's work folder
+            run = cmp.add_network(model, res.get("predictions", params["predictions"]))
         except ValueError as e:
             raise QgsProcessingException(str(e)) from e
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if f.notes == bl.NO_FINITE_PREDICTION:
-            feedback.reportError(f"{model}: {f.notes}", fatalError=False)
-            return f
-        f.notes = (
+        if run.notes == bl.NO_FINITE_PREDICTION:
+            return run
+        run.notes = (
             f"trained in the TensorFlow worker: {res.get('epochs_run', '?')} epochs (EPOCHS={epochs}), "
             f"worker wall time {time.perf_counter() - t0:.0f} s"
         )
-        f.extra["epochs"] = float(res.get("epochs_run") or 0)
-        return f
+        run.extra["epochs"] = float(res.get("epochs_run") or 0)
+        return run
