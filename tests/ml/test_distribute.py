@@ -258,6 +258,7 @@ MIRRORED = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_like_one_device_with_the_global_batch(tmp_path):
     """2 replicas x batch 2 == 1 device x batch 4: same losses, same weights after 2 epochs (4 steps)."""
     script = tmp_path / "mirrored.py"
