@@ -163,6 +163,19 @@ def bytes_per_pixel(keep: int, steps: int, time_step: int, channels: int = 3) ->
     return 4 * (keep + 3 * steps + 8 * time_step * channels + 16)
 
 
+def tile_activation_bytes(tile: int, time_step: int, width: int) -> int:
+    """What one tile adds to a network call's peak memory (TensorFlow's activations), measured on
+    the CPU for cnn-phlstm (tile 64, time step 5, width 8: ~5 MB per tile in a batch)."""
+    return 32 * int(tile) ** 2 * int(time_step) * int(width)
+
+
+def choose_tile_batch(budget: int, tile: int, time_step: int, width: int) -> int:
+    """Tiles per network call: 32 (where batching stops paying on the CPU), fewer when their
+    activations would take more than a tenth of the `budget` bytes; at least 4."""
+    per = tile_activation_bytes(tile, time_step, width)
+    return int(max(4, min(32, (budget // 10) // max(per, 1))))
+
+
 def plan_blocks(
     height: int,
     width: int,

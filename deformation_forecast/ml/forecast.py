@@ -30,13 +30,20 @@ from .compressor import ExtremumGRU, compress, decompress, frame_extremes
 
 
 def iterate_compressed(
-    net, window: np.ndarray, steps: int, tile: int, overlap: int, mask: np.ndarray, on_step=None
+    net,
+    window: np.ndarray,
+    steps: int,
+    tile: int,
+    overlap: int,
+    mask: np.ndarray,
+    on_step=None,
+    tile_batch: int = 32,
 ) -> np.ndarray:
     """`steps` compressed frames after the (T, H, W) compressed `window`, each fed back as input."""
     win = np.where(mask, np.nan_to_num(window, nan=0.0), 0.0).astype("float32")
     out = []
     for k in range(steps):
-        nxt = predict_tiles(net, win[None], tile, overlap)[0]
+        nxt = predict_tiles(net, win[None], tile, overlap, tile_batch)[0]
         nxt = np.where(mask, nxt, 0.0).astype("float32")
         out.append(nxt)
         win = np.concatenate([win[1:], nxt[None]], axis=0)
@@ -57,6 +64,7 @@ def iterate_trend(
     mask: np.ndarray,
     trend: dict[str, Any],
     on_step=None,
+    tile_batch: int = 32,
 ) -> np.ndarray:
     """`steps` frames (mm) after the observed (n, H, W) `hist` (mm) with a "trend" network.
 
@@ -76,7 +84,7 @@ def iterate_trend(
     for k in range(1, steps + 1):
         x = window_inputs(cwin, mm_win, last + slope * (k - 1), slope, rs)
         line = (last + slope * k) / fs
-        nxt = predict_tiles(net, x[None], tile, overlap, trend=line[None])[0] * fs
+        nxt = predict_tiles(net, x[None], tile, overlap, tile_batch, trend=line[None])[0] * fs
         nxt = np.where(mask, nxt, 0.0).astype("float32")
         out.append(nxt)
         c = compress(nxt[None], pmin[k - 1 : k], pmax[k - 1 : k])
@@ -100,6 +108,7 @@ def forecast_window(
     overlap: int,
     on_step=None,
     trend: dict[str, Any] | None = None,
+    tile_batch: int = 32,
 ) -> np.ndarray:
     """Forecast `steps` frames (mm) after `hist` (n, H, W): the last n regular dates of a stack or
     of a crop of it (n >= time_step, and >= trend_window for a trend network), with the extremes
@@ -108,9 +117,11 @@ def forecast_window(
     mask = np.isfinite(hist).all(axis=0)
     comp = compress(hist[-time_step:], fmin[-time_step:], fmax[-time_step:])
     if trend:
-        frames = iterate_trend(net, hist, comp, pmin, pmax, steps, tile, overlap, mask, trend, on_step)
+        frames = iterate_trend(
+            net, hist, comp, pmin, pmax, steps, tile, overlap, mask, trend, on_step, tile_batch
+        )
     else:
-        frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step)
+        frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step, tile_batch)
         frames = decompress(frames_c, pmin, pmax)
     frames[:, ~mask] = np.nan
     return frames
@@ -154,6 +165,7 @@ def forecast_blocks(
     trend: dict[str, Any] | None,
     sink,
     on_step=None,
+    tile_batch: int = 32,
 ) -> None:
     """Forecast a raster block by block (ml/blocks.py `plan`): ``read_hist(window)`` gives the kept
     regular dates (n, h, w) of a block's region; each block is forecast whole (all steps) with
@@ -166,7 +178,7 @@ def forecast_blocks(
         hist = read_hist(win)
         cb = (lambda k, b=b: on_step(b, k)) if on_step else None
         frames = forecast_window(
-            net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend
+            net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend, tile_batch
         )
         del hist
         blender.add(i, j, frames)
@@ -263,7 +275,13 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     from ..core.errors import InputError
     from ..core.resample import regular_grid
     from ..core.stack import StackWriter, read_info
-    from .blocks import TailStore, bytes_per_pixel, plan_blocks
+    from .blocks import (
+        TailStore,
+        bytes_per_pixel,
+        choose_tile_batch,
+        plan_blocks,
+        tile_activation_bytes,
+    )
     from .device import configure_device
 
     device = configure_device(params.get("device", "auto"))
@@ -288,6 +306,8 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     # the budget: the kept dates (in memory when they take at most a third), the windows of the
     # first pass (~6 copies of a window of all bands while it is resampled), the blocks' forecasts
     usable = working_bytes(1.0, mb)
+    tile_batch = choose_tile_batch(usable, tile, ts, int(meta.get("width") or 8))
+    usable = max(2**20, usable - tile_batch * tile_activation_bytes(tile, ts, int(meta.get("width") or 8)))
     tail_bytes = 4 * keep * info.height * info.width
     in_memory = tail_bytes <= usable / 3
     rest = usable - (tail_bytes if in_memory else 0)
@@ -309,8 +329,8 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         2,
         f"Model {meta['architecture']} (interval {interval} d, time step {ts}); {steps} steps; "
         f"{plan.n_blocks} block(s) of at most {' x '.join(map(str, plan.largest_region()))} pixels "
-        f"(halo {plan.halo}) within a memory budget of {mb:.0f} MB; the last {keep} dates kept "
-        + ("in memory" if in_memory else "in a temporary file"),
+        f"(halo {plan.halo}), {tile_batch} tiles per network call, within a memory budget of {mb:.0f} MB; "
+        f"the last {keep} dates kept " + ("in memory" if in_memory else "in a temporary file"),
     )
     tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"]}
     n_blocks = plan.n_blocks
@@ -367,7 +387,21 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
 
         with tf.device(device["tf_device"]):
             forecast_blocks(
-                net, tail.read, plan, fmin, fmax, pmin, pmax, ts, steps, tile, overlap, trend, sink, on_step
+                net,
+                tail.read,
+                plan,
+                fmin,
+                fmax,
+                pmin,
+                pmax,
+                ts,
+                steps,
+                tile,
+                overlap,
+                trend,
+                sink,
+                on_step,
+                tile_batch,
             )
     out: dict[str, Any] = {
         "output": params["output"],
@@ -380,6 +414,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         "blocks": n_blocks,
         "memory_budget_mb": mb,
         "kept_in_memory": in_memory,
+        "tile_batch": tile_batch,
     }
     if params.get("output_rate"):
         out["output_rate"] = params["output_rate"]
