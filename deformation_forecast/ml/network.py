@@ -31,7 +31,7 @@ import math
 import keras
 from keras import ops
 
-from .peephole import PACKAGE, PeepholeLSTMCell
+from .peephole import PACKAGE, phlstm
 
 ARCHITECTURES = ("cnn-phlstm", "cnn-phlstm-paper", "cnn-lstm", "cnn-lstm-paper")
 PAPER_UNITS = (512, 256, 128)
@@ -100,9 +100,10 @@ def tile_multiple(tile: int) -> int:
     return 2 ** depth_for(tile)
 
 
-def _rnn(cell_type: str, units: int, return_sequences: bool, name: str):
+def _rnn(cell_type: str, units: int, return_sequences: bool, name: str, time_step: int):
     if cell_type == "phlstm":
-        return keras.layers.RNN(PeepholeLSTMCell(units), return_sequences=return_sequences, name=name)
+        return phlstm(units, return_sequences, name, time_step)  # unrolled when short
+    # not unrolled: that would lose the cuDNN kernel on a GPU
     return keras.layers.LSTM(units, return_sequences=return_sequences, name=name)
 
 
@@ -149,14 +150,14 @@ def build_network(
         units = tuple(lstm_units or PAPER_UNITS)
         v = keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="enc_gap")(x)
         for k, u in enumerate(units):
-            v = _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}")(v)
+            v = _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}", time_step)(v)
         y = keras.layers.Dense(b * b * chans[-1], activation="relu", name="dec_dense")(v)
         y = keras.layers.Reshape((b, b, chans[-1]), name="dec_reshape")(y)
     else:
         units = tuple(lstm_units or (2 * chans[-1], chans[-1]))
         seq = CellsToBatch(name="cells_to_batch")(x)  # (B * cells, T, C)
         for k, u in enumerate(units):
-            seq = _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}")(seq)
+            seq = _rnn(cell_type, u, k < len(units) - 1, f"{cell_type}{k + 1}", time_step)(seq)
         y = BatchToCells(b, name="batch_to_cells")(seq)
     for k in range(depth - 1, -1, -1):
         y = keras.layers.UpSampling2D(2, name=f"dec_up{k + 1}")(y)

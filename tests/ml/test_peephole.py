@@ -1,5 +1,7 @@
 """The PhLSTM cell against a plain NumPy implementation of eqs. 5-10, and its save/load."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -33,14 +35,19 @@ def numpy_phlstm(x, kernel, recurrent, peephole, bias):
     return np.stack(out, axis=1)
 
 
-def test_cell_matches_numpy_equations():
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+@pytest.mark.parametrize("time_step", [None, 7], ids=["loop", "unrolled"])
+def test_cell_matches_numpy_equations(time_step):
     import keras
 
     from deformation_forecast.ml.peephole import phlstm
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3, 7, 5)).astype("float32")
-    layer = phlstm(4, return_sequences=True)
+    layer = phlstm(4, return_sequences=True, time_step=time_step)
+    assert layer.unroll is (time_step is not None)
     layer(x)  # build
     cell = layer.cell
     weights = [
@@ -73,6 +80,68 @@ def test_cell_saves_and_loads_in_safe_mode(tmp_path):
     model.save(path)
     again = keras.saving.load_model(path, safe_mode=True)
     np.testing.assert_array_equal(model.predict(x, verbose=0), again.predict(x, verbose=0))
+
+
+def test_unrolled_and_looped_layers_agree_in_value_and_gradient():
+    import tensorflow as tf
+
+    from deformation_forecast.ml.peephole import UNROLL_MAX_STEPS, phlstm, unroll_for
+
+    assert unroll_for(5) and unroll_for(UNROLL_MAX_STEPS)
+    assert not unroll_for(UNROLL_MAX_STEPS + 1) and not unroll_for(None)
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(size=(6, 5, 3)).astype("float32"))
+    looped, unrolled = phlstm(8, time_step=None), phlstm(8, time_step=5)
+    looped(x), unrolled(x)
+    for a, b in zip(looped.weights, unrolled.weights, strict=True):
+        b.assign(a)
+    grads = []
+    for layer in (looped, unrolled):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.range(1.0, 9.0))
+        grads.append((y, tape.gradient(loss, [x] + layer.trainable_weights)))
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-6)
+    for g0, g1 in zip(grads[0][1], grads[1][1], strict=True):
+        assert np.abs(g0.numpy()).max() > 0  # every weight (peepholes included) gets a gradient
+        np.testing.assert_allclose(g0, g1, rtol=1e-4, atol=1e-6)
+    # and the gradient is the equations': a central difference on one peephole weight
+    cell = looped.cell
+    eps = 1e-2
+    w = cell.peephole.numpy()
+    f = []
+    for d in (eps, -eps):
+        w2 = w.copy()
+        w2[2, 3] += d
+        cell.peephole.assign(w2)
+        f.append(float(tf.reduce_sum(looped(x) * tf.range(1.0, 9.0))))
+    cell.peephole.assign(w)
+    np.testing.assert_allclose(grads[0][1][3][2, 3], (f[0] - f[1]) / (2 * eps), rtol=2e-2, atol=1e-4)
+
+
+def test_model_file_written_by_the_first_cell_still_loads_and_predicts_the_same():
+    """tests/ml/data/phlstm_5e35b62.keras: two PhLSTM layers and a Dense head saved by the cell of
+    commit 5e35b62 (gates by slicing, no unroll); the .npz holds its input and prediction."""
+    import keras
+
+    from deformation_forecast.ml import peephole
+
+    model = keras.saving.load_model(os.path.join(DATA, "phlstm_5e35b62.keras"), safe_mode=True)
+    ref = np.load(os.path.join(DATA, "phlstm_5e35b62.npz"))
+    np.testing.assert_allclose(model.predict(ref["x"], verbose=0), ref["y"], rtol=1e-5, atol=1e-6)
+    layer = model.get_layer("ph1")
+    assert isinstance(layer.cell, peephole.PeepholeLSTMCell) and not layer.unroll
+    # the weights sit where the equations expect them: the NumPy eqs. on the loaded weights agree
+    cell = layer.cell
+    want = numpy_phlstm(
+        ref["x"].astype("float64"),
+        *[
+            keras.ops.convert_to_numpy(w).astype("float64")
+            for w in (cell.kernel, cell.recurrent_kernel, cell.peephole, cell.bias)
+        ],
+    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(ref["x"])), want, rtol=1e-5, atol=1e-5)
 
 
 def test_loss_ms_ssim_matches_tensorflow_and_has_finite_gradients():
