@@ -6,7 +6,10 @@ device that :func:`.device.configure_device` picked, which of them to use:
 
 - **strategy**: ``tf.distribute.MirroredStrategy`` over the GPUs when more than one is used
   (synchronous data parallelism: one model replica per GPU, gradients all-reduced); otherwise the
-  default strategy, with every op placed on the device (``/GPU:0`` or ``/CPU:0``).
+  default strategy, with every op placed on the device (``/GPU:0`` or ``/CPU:0``). Several
+  machines (``$TF_CONFIG`` naming more than one) are refused with the reason: they need
+  ``tf.distribute.MultiWorkerMirroredStrategy``, under which Keras 3's ``Model.fit`` fails
+  (keras-team/keras#20585; docs/multi_gpu.md).
 - **batch**: ``BATCH_SIZE`` is per replica; the datasets get the global batch
   ``batch_size * replicas`` and the strategy splits each batch between the GPUs (Keras scales the
   loss for the replicas itself).
@@ -41,9 +44,12 @@ Build the GRU compressor before :meth:`TrainingPlan.apply_policy` (it stays floa
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..core.errors import InputError
 
 MIXED = "mixed_float16"
 FLOAT32 = "float32"
@@ -101,8 +107,13 @@ class TrainingPlan:
             if self.distributed
             else f"batch {self.global_batch}"
         )
+        where = (
+            self.tf_device
+            if not self.distributed
+            else ("the GPUs" if "GPU" in self.tf_device else "the CPUs")
+        )
         text = (
-            f"Training plan: {self.strategy_name} on {self.tf_device if not self.distributed else 'the GPUs'}, "
+            f"Training plan: {self.strategy_name} on {where}, "
             f"{batch}, dtype policy {self.policy}, XLA {'on' if self.jit_compile else 'off'}"
         )
         return text + (" (" + "; ".join(self.notes) + ")" if self.notes else "")
@@ -163,6 +174,14 @@ def plan_training(
     on_gpu = bool(gpus) and not device.get("tf_device", "").upper().startswith("/CPU")
     devices = replica_devices if replica_devices is not None else [f"/gpu:{i}" for i in range(len(gpus))]
     notes: list[str] = []
+    cluster = cluster_workers()
+    if len(cluster) > 1:
+        raise InputError(
+            f"TF_CONFIG names {len(cluster)} machines ({', '.join(cluster)}), but training across machines "
+            "needs tf.distribute.MultiWorkerMirroredStrategy, which Keras 3 (the Keras of this plugin) does "
+            "not support: Model.fit fails under it (keras-team/keras#20585). Unset TF_CONFIG to train on "
+            "this machine's GPUs (all of them with DEVICE=auto); see docs/multi_gpu.md."
+        )
     if len(devices) > 1 and (on_gpu or replica_devices is not None):
         strategy = tf.distribute.MirroredStrategy(devices=list(devices))
         replicas = int(strategy.num_replicas_in_sync)
@@ -206,6 +225,17 @@ def plan_training(
         jit_compile=bool(jit),
         notes=tuple(notes),
     )
+
+
+def cluster_workers() -> list[str]:
+    """The machines of a multi-worker run: the chief and worker addresses of ``$TF_CONFIG``
+    (read by TensorFlow's own TFConfigClusterResolver); [] without TF_CONFIG."""
+    if not os.environ.get("TF_CONFIG"):
+        return []
+    import tensorflow as tf
+
+    spec = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec().as_dict()
+    return list(spec.get("chief", [])) + list(spec.get("worker", []))
 
 
 @contextlib.contextmanager
