@@ -465,6 +465,18 @@ def jobs(p: dict, out: str, a) -> list[tuple[str, str, list[str], list[str]]]:
     ]
 
 
+# outputs (and the worker's regular-grid copy of the stack) in fractions of the input stack's file
+DISK_NEED = {
+    "losvertical": 1.1,
+    "buildstack": 1.1,
+    "trainmodel": 1.1,
+    "comparemodels": 1.1,
+    "pointstostack": 0.5,
+    "evaluateforecast": 0.3,
+    "forecast": 0.3,
+}
+
+
 def _remove(path: str) -> None:
     if os.path.isdir(path):
         shutil.rmtree(path, ignore_errors=True)
@@ -557,6 +569,26 @@ def main(argv=None) -> int:
         if (only and alg not in only and label not in only) or alg in skip or label in skip:
             continue
         slug = label.replace(" ", "_").replace("(", "").replace(")", "")
+        need = DISK_NEED.get(alg, 0.0) * os.path.getsize(p["stack"]) + 2 * 2**30
+        free = shutil.disk_usage(out).free
+        if free < need:
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {label}: skipped, {free / 2**30:.0f} GiB free < {need / 2**30:.0f}"
+            )
+            results.append(
+                dict(
+                    label=label,
+                    alg=alg,
+                    rc="disk",
+                    wall_s=0,
+                    main_mb=0,
+                    worker_mb=0,
+                    tree_mb=0,
+                    workers=0,
+                    within=None,
+                )
+            )
+            continue
         cmd = [
             os.path.join(ROOT, "scripts", "qgis_process.sh"),
             "run",
@@ -603,7 +635,7 @@ def main(argv=None) -> int:
     for r in results:
         print(
             f"{r['label']:<28}{r['wall_s']:>9.0f}{r['main_mb']:>17}{(r['worker_mb'] or '-'):>11}{r['tree_mb']:>9}"
-            f"{('yes' if r['within'] else 'NO'):>8}{r['rc']:>5}"
+            f"{ ({True: 'yes', False: 'NO'}.get(r['within'], '-')):>8}{r['rc']:>5}"
         )
     print(
         f"within = peak RSS of qgis_process.bin and of the worker each <= {a.budget_mb} MB; rc -9 = killed after {a.timeout:.0f} s"
