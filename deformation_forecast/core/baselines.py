@@ -241,8 +241,12 @@ class LaggedRegressor(Baseline):
     def _fit(self, x, y, xv, yv, progress, should_stop) -> None:
         raise NotImplementedError
 
-    def _predict_scaled(self, x: np.ndarray) -> np.ndarray:
-        return self.model.predict(x)
+    def _predict_scaled(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+        """The model's prediction, `chunk` samples at a time (bounded activations)."""
+        out = np.empty(len(x))
+        for i in range(0, len(x), chunk):
+            out[i : i + chunk] = self.model.predict(x[i : i + chunk])
+        return out
 
     def predict(self, history, hist_times, target_time):
         ts = self.time_step
@@ -278,10 +282,15 @@ class SVRBaseline(LaggedRegressor):
             f"(pixel, date) samples, predicting every pixel"
         )
 
-    def _predict_scaled(self, x: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    def _predict_scaled(self, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
         """The SVR's decision function as matrix products (the same numbers as ``SVR.predict``,
-        a few times faster than libsvm's per-sample loop on many pixels)."""
+        a few times faster than libsvm's per-sample loop on many pixels), `chunk` samples at a
+        time (default: two (chunk, support vectors) float64 matrices within the memory budget)."""
         sv = self.model.support_vectors_
+        if chunk is None:
+            from .budget import working_bytes
+
+            chunk = int(min(8192, max(64, working_bytes(16) // (8 * max(len(sv), 1)))))
         coef = self.model.dual_coef_[0]
         gamma = float(self.model._gamma)
         sv2 = (sv**2).sum(axis=1)

@@ -52,9 +52,9 @@ from .stack import StackWriter, iter_windows, read_info, read_stack
 Progress = Callable[[float, str], None]
 
 # arrays of a window's size (float32, one per grid date) alive at once while predicting: the
-# stack's window and its float64 copies in the resampling, the frames, the observations, the
-# predictions of the test dates and the regressors' float64 histories
-COPIES = 10
+# stack's window and its float64 copies in the resampling (about 8), the frames, the observations,
+# the predictions of the test dates and the regressors' float64 histories
+COPIES = 12
 
 
 @dataclass

@@ -62,7 +62,7 @@ SIGMA = 1.5
 K1 = 0.01
 K2 = 0.03
 MIN_SUPPORT = 0.5
-TILE = 512  # SSIM tile side (pixels), a multiple of 2**4 so that MS-SSIM's scales stay aligned
+TILE = 256  # SSIM tile side (pixels): ~20 float64 temporaries of (TILE + 10)^2 = 11 MB
 STRIP = 1024  # rows per strip of the pixel-wise sums
 
 
@@ -497,10 +497,14 @@ def stack_metrics(pred, obs, data_range=None) -> tuple[list[dict[str, float]], d
 
 
 def abs_error_stack(pred, obs) -> np.ndarray:
-    """Per-pixel ``|pred - obs|`` as float32, NaN where either is missing."""
+    """Per-pixel ``|pred - obs|`` as float32, NaN where either is missing (in strips of rows: no
+    whole float64 temporary)."""
     p, o, _ = _pair(pred, obs)
+    out = np.empty(p.shape, dtype="float32")
     with np.errstate(invalid="ignore"):
-        return np.abs(p.astype("float64") - o).astype("float32")
+        for sl in _strips(p.shape):
+            out[sl] = np.abs(p[sl].astype("float64") - o[sl])
+    return out
 
 
 def format_metrics(values: dict[str, float], keys: Sequence[str] = METRICS) -> str:
