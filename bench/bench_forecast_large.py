@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 
@@ -138,7 +139,12 @@ def worker(command: str, params: dict, folder: str, timed: bool = False) -> dict
     t0 = time.monotonic()
     t_start = t_pass = None
     result, lines = None, []
+    phase = ["start"]
+    peaks = {"start": 0, "pass": 0, "forecast": 0}
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) as p:
+        done = threading.Event()
+        poller = threading.Thread(target=_poll_rss, args=(p.pid, phase, peaks, done), daemon=True)
+        poller.start()
         for line in p.stdout:
             lines.append(line)
             if not line.startswith("{"):
@@ -147,15 +153,26 @@ def worker(command: str, params: dict, folder: str, timed: bool = False) -> dict
             msg = obj.get("message", "")
             if t_start is None and "progress" in obj:
                 t_start = time.monotonic() - t0
+                phase[0] = "pass"
             if msg.startswith("Reading and resampling"):
                 t_pass = time.monotonic() - t0
+            elif t_pass is not None:
+                phase[0] = "forecast"
             if "result" in obj:
                 result = obj["result"]
         err = p.stderr.read()
+        done.set()
+        poller.join()
     wall = time.monotonic() - t0
     if p.returncode or result is None:
         raise SystemExit(f"worker {command} failed:\n{''.join(lines)[-3000:]}\n{err[-3000:]}")
-    result = dict(result, wall=wall, t_start=t_start, t_pass=t_pass)
+    result = dict(
+        result,
+        wall=wall,
+        t_start=t_start,
+        t_pass=t_pass,
+        phase_rss_mb={k: v / 1024 for k, v in peaks.items()},
+    )
     if timed:
         cpu = 0.0
         with open(tfile) as f:
@@ -166,6 +183,34 @@ def worker(command: str, params: dict, folder: str, timed: bool = False) -> dict
                     cpu += float(line.split()[-1])
         result["cpu_s"] = cpu
     return result
+
+
+def _poll_rss(pid: int, phase: list, peaks: dict, done: threading.Event) -> None:
+    """Largest VmRSS (kB) per phase of the process tree under `pid` (/usr/bin/time and the worker)."""
+
+    def tree(p: int) -> list[int]:
+        out = [p]
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    for c in f.read().split():
+                        out += tree(int(c))
+        except OSError:
+            pass
+        return out
+
+    while not done.is_set():
+        total = 0
+        for q in tree(pid):
+            try:
+                with open(f"/proc/{q}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1])
+            except OSError:
+                pass
+        peaks[phase[0]] = max(peaks[phase[0]], total)
+        done.wait(0.2)
 
 
 def regrid(model: str, out: str, stack: str) -> None:
@@ -212,28 +257,29 @@ def main() -> int:
         gb = args.size * args.size * args.bands * 4 / 1e9
         disk = os.path.getsize(stack) / 1e9
 
-        # a tiny network trained on a crop of the same field and dates
-        crop = os.path.join(work, "crop.tif")
-        c = 96 if args.small else 128
-        generate(crop, args.size, args.bands, r0=args.size // 3, c0=args.size // 3, crop=c)
-        model_crop = os.path.join(work, "crop.dfmodel")
-        t0 = time.monotonic()
-        train = {
-            "input": crop,
-            "output_model": model_crop,
-            "epochs": 1 if args.small else 2,
-            "samples_per_epoch": 8 if args.small else 32,
-            "test_count": 4,
-            "gru_epochs": 3 if args.small else 20,
-            "tile_size": 64,
-            "device": args.device,
-            "seed": 1,
-            "patience": 0,
-        }
-        res = worker("train", train, work)
-        print(f"model trained on a {c} x {c} crop in {time.monotonic() - t0:.0f} s", flush=True)
-        model = os.path.join(work, "large.dfmodel")
-        regrid(model_crop, model, stack)
+        # a tiny network trained on a crop of the same field and dates (reused from --workdir)
+        model = os.path.join(work, f"large_{args.size}_{args.bands}.dfmodel")
+        if not os.path.exists(model):
+            crop = os.path.join(work, "crop.tif")
+            c = 96 if args.small else 128
+            generate(crop, args.size, args.bands, r0=args.size // 3, c0=args.size // 3, crop=c)
+            model_crop = os.path.join(work, "crop.dfmodel")
+            t0 = time.monotonic()
+            train = {
+                "input": crop,
+                "output_model": model_crop,
+                "epochs": 1 if args.small else 2,
+                "samples_per_epoch": 8 if args.small else 32,
+                "test_count": 4,
+                "gru_epochs": 3 if args.small else 20,
+                "tile_size": 64,
+                "device": args.device,
+                "seed": 1,
+                "patience": 0,
+            }
+            res = worker("train", train, work)
+            print(f"model trained on a {c} x {c} crop in {time.monotonic() - t0:.0f} s", flush=True)
+            regrid(model_crop, model, stack)
 
         base = worker("info", {"device": args.device}, work, timed=True)
         head = (
@@ -248,6 +294,7 @@ def main() -> int:
             "CPU s",
             "peak RSS MB",
             "RSS - baseline MB",
+            "peak RSS pass / forecast MB",
         )
         rows = [
             [
@@ -261,7 +308,7 @@ def main() -> int:
                 f"{base['wall']:.0f}",
                 f"{base['cpu_s']:.0f}",
             ]
-            + [f"{base['peak_rss_mb']:.0f}", "0"]
+            + [f"{base['peak_rss_mb']:.0f}", "0", "-"]
         ]
         for mb in budgets:
             params = {
@@ -287,6 +334,7 @@ def main() -> int:
                     f"{res['cpu_s']:.0f}",
                     f"{res['peak_rss_mb']:.0f}",
                     f"{res['peak_rss_mb'] - base['peak_rss_mb']:.0f}",
+                    f"{res['phase_rss_mb']['pass']:.0f} / {res['phase_rss_mb']['forecast']:.0f}",
                 ]
             )
             print(f"  budget {mb} MB done in {res['wall']:.0f} s", flush=True)
@@ -305,7 +353,8 @@ def main() -> int:
             "\nstart: the worker's start, TensorFlow's import and the model's load; pass: the streamed pass "
             "(read, resample, per-date extremes, kept dates); forecast: the GRU and the blocks (network, "
             "blending, writing OUTPUT and OUTPUT_RATE). Peak RSS of the worker process (/usr/bin/time -v); "
-            "the baseline is the worker with TensorFlow imported and one matmul done."
+            "the baseline is the worker with TensorFlow imported and one matmul done; the peaks per phase "
+            "are sampled every 0.2 s from /proc."
         )
     finally:
         if not args.keep and not args.workdir:

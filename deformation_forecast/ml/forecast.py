@@ -41,15 +41,14 @@ def iterate_compressed(
 ) -> np.ndarray:
     """`steps` compressed frames after the (T, H, W) compressed `window`, each fed back as input."""
     win = np.where(mask, np.nan_to_num(window, nan=0.0), 0.0).astype("float32")
-    out = []
+    out = np.zeros((steps,) + window.shape[1:], "float32")
     for k in range(steps):
         nxt = predict_tiles(net, win[None], tile, overlap, tile_batch)[0]
-        nxt = np.where(mask, nxt, 0.0).astype("float32")
-        out.append(nxt)
-        win = np.concatenate([win[1:], nxt[None]], axis=0)
+        out[k] = np.where(mask, nxt, 0.0)
+        win = np.concatenate([win[1:], out[k : k + 1]], axis=0)
         if on_step:
             on_step(k + 1)
-    return np.stack(out) if out else np.zeros((0,) + window.shape[1:], "float32")
+    return out
 
 
 def iterate_trend(
@@ -75,24 +74,26 @@ def iterate_trend(
     from .trend import fit_line, window_inputs
 
     ts = comp_win.shape[0]
-    z = np.where(mask, np.nan_to_num(hist, nan=0.0), 0.0).astype("float32")
+    z = np.array(hist, dtype="float32")  # a copy, masked in place
+    z[:, ~mask] = 0.0
     last, slope = fit_line(z[-int(trend["trend_window"]) :])
     mm_win = z[-ts:]
     cwin = np.where(mask, np.nan_to_num(comp_win, nan=0.0), 0.0).astype("float32")
     rs, fs = float(trend["residual_scale"]), float(trend["frame_scale"])
-    out = []
+    out = np.zeros((steps,) + hist.shape[1:], "float32")
     for k in range(1, steps + 1):
         x = window_inputs(cwin, mm_win, last + slope * (k - 1), slope, rs)
         line = (last + slope * k) / fs
         nxt = predict_tiles(net, x[None], tile, overlap, tile_batch, trend=line[None])[0] * fs
-        nxt = np.where(mask, nxt, 0.0).astype("float32")
-        out.append(nxt)
+        del x
+        out[k - 1] = np.where(mask, nxt, 0.0)
+        nxt = out[k - 1]
         c = compress(nxt[None], pmin[k - 1 : k], pmax[k - 1 : k])
         cwin = np.concatenate([cwin[1:], np.where(mask, c, 0.0)], axis=0)
         mm_win = np.concatenate([mm_win[1:], nxt[None]], axis=0)
         if on_step:
             on_step(k)
-    return np.stack(out) if out else np.zeros((0,) + hist.shape[1:], "float32")
+    return out
 
 
 def forecast_window(
@@ -186,6 +187,22 @@ def forecast_blocks(
     blender.finish()
 
 
+# What the worker process holds before any pixel: Python, numpy, GDAL and TensorFlow (~580 MB RSS
+# after ``import tensorflow`` on the CPU), the model, its traced inference and TensorFlow's pools
+# (~400 MB more at the first network call), measured with bench/bench_forecast_large.py.
+WORKER_MB = 1024
+# The first pass resamples a window of all bands: the read float32 pixels, their float32 and
+# float64 copies inside interpolate_time, the float64 product and the float32 result (~7.5 copies).
+PASS_COPIES = 8
+# Windows of the first pass need not be large to read efficiently (whole block rows of the file).
+PASS_MAX_BYTES = 64 * 2**20
+
+
+def window_bytes(budget: int) -> int:
+    """Bytes of raw pixels (all bands) one window of the first pass may hold."""
+    return int(max(2**20, min(PASS_MAX_BYTES, budget / PASS_COPIES)))
+
+
 def kept_dates(meta: dict[str, Any], n_regular: int) -> int:
     """How many of the last regular dates the network needs at the forecast origin."""
     trend = trend_params(meta)
@@ -271,7 +288,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
 
     Optional params: ``memory_budget_mb`` (core/budget.py), ``block_size`` (block cores in pixels,
     0 = as large as the budget allows)."""
-    from ..core.budget import budget_mb, gdal_env, working_bytes
+    from ..core.budget import budget_mb, gdal_env, overhead_bytes, working_bytes
     from ..core.errors import InputError
     from ..core.resample import regular_grid
     from ..core.stack import StackWriter, read_info
@@ -303,9 +320,10 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     trend = trend_params(meta)
     keep = kept_dates(meta, len(grid))
 
-    # the budget: the kept dates (in memory when they take at most a third), the windows of the
-    # first pass (~6 copies of a window of all bands while it is resampled), the blocks' forecasts
-    usable = working_bytes(1.0, mb)
+    # the budget: TensorFlow itself (WORKER_MB, beyond what core.budget sets aside), the network's
+    # activations, the kept dates (in memory when they take at most a third), the windows of the
+    # first pass, the blocks' forecasts
+    usable = working_bytes(1.0, mb) - max(0, WORKER_MB * 2**20 - overhead_bytes(mb))
     tile_batch = choose_tile_batch(usable, tile, ts, int(meta.get("width") or 8))
     usable = max(2**20, usable - tile_batch * tile_activation_bytes(tile, ts, int(meta.get("width") or 8)))
     tail_bytes = 4 * keep * info.height * info.width
@@ -344,7 +362,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
             protocol.progress(2 + 18 * k / n, f"Reading and resampling: window {k}/{n}")
 
         fmin, fmax, n_valid = stream_regular(
-            params["input"], info, interval, keep, tail, max(2**20, int(rest / 6)), on_window
+            params["input"], info, interval, keep, tail, window_bytes(rest), on_window
         )
         if not n_valid:
             raise InputError("INPUT: the stack has no pixel with a value at any date; nothing to forecast.")
