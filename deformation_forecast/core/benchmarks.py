@@ -28,7 +28,7 @@ import numpy as np
 from .crossorbit import check_incidence, los_to_vertical, nearest_pairs
 from .dates import date_fields, parse_date
 from .errors import InputError
-from .stack import StackInfo
+from .stack import StackInfo, budget_gdal_cache
 
 COORD_PAIRS = [
     ("x", "y", False),
@@ -265,6 +265,7 @@ class Sampled:
     method: list[str]  # "circle" | "nearest" | "outside" | "nan"
 
 
+@budget_gdal_cache
 def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | None = None) -> Sampled:
     """Mean of the pixels whose centres lie within `radius` of each point, per band.
 

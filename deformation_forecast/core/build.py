@@ -14,7 +14,7 @@ from rasterio.warp import Resampling
 
 from .dates import check_increasing, parse_date
 from .errors import InputError
-from .stack import StackWriter
+from .stack import StackWriter, budget_gdal_cache
 
 
 @dataclass
@@ -54,6 +54,7 @@ def sources_with_dates(paths: Sequence[str], dates: Sequence[dt.date] | None = N
     return out
 
 
+@budget_gdal_cache
 def build_stack(
     sources: Sequence[Source],
     out_path: str,
@@ -153,6 +154,7 @@ def build_stack(
     return out_path
 
 
+@budget_gdal_cache
 def resample_stack_file(
     src_path: str,
     dst_path: str,

@@ -57,6 +57,20 @@ Progress = Callable[[float, str], None]
 COPIES = 12
 
 
+def _budget_cache(method):
+    """Run a StreamedComparison method with GDAL's block cache sized from the budget."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        from .budget import gdal_env
+
+        with gdal_env(self.mb):
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 @dataclass
 class ModelRun:
     """A model's test predictions, as two stacks in the work folder."""
@@ -88,6 +102,7 @@ class StreamedComparison:
     ):
         self.path = path
         self.work_dir = work_dir
+        self.mb = mb
         self.info = read_info(path)
         self.interval = int(interval_days) or median_interval(self.info.dates)
         grid = regular_grid(self.info.dates, self.interval, "end")
@@ -129,6 +144,7 @@ class StreamedComparison:
         i = self.info
         return StackWriter(path, dates, i.crs, i.transform, i.width, i.height, i.units, tags)
 
+    @_budget_cache
     def run_baselines(
         self,
         names: Sequence[str],
@@ -247,6 +263,7 @@ class StreamedComparison:
             out.append(r)
         return out
 
+    @_budget_cache
     def add_network(self, model: str, npz_path: str) -> ModelRun:
         """The predictions the worker's ``train`` wrote (npz: one_step, iterative, test_dates,
         train_seconds, predict_seconds, device) as a ModelRun, copied frame by frame into stacks.
@@ -289,6 +306,7 @@ class StreamedComparison:
         """The observed range of the test frames (SSIM's and PSNR's L), as core.metrics."""
         return mt.range_from(self.test_lo, self.test_hi)
 
+    @_budget_cache
     def score(
         self,
         runs: Sequence[ModelRun],

@@ -29,7 +29,7 @@ from .faults import (
     signed_distance,
 )
 from .lithology import UnitGroups, UnitHistory
-from .stack import StackInfo, StackWriter, iter_windows, read_stack
+from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_stack
 from .streaming import BottomK, hash_keys, pixel_index
 
 # float32 arrays of a window's size (one band) alive at once besides the bands read: the float64
@@ -48,6 +48,7 @@ class ControlsResult:
     history_valid: np.ndarray | None = None
 
 
+@budget_gdal_cache
 def analyse_controls(
     path: str,
     info: StackInfo,

@@ -18,7 +18,7 @@ import numpy as np
 from .dates import to_decimal_year
 from .errors import InputError
 from .los import los_to_vertical  # dv = dLOS / cos(theta), shared with `losvertical`
-from .stack import StackInfo, read_stack, same_grid
+from .stack import StackInfo, budget_gdal_cache, read_stack, same_grid
 
 __all__ = ["los_to_vertical", "check_incidence", "cross_orbit", "nearest_pairs", "PairStats"]
 
@@ -240,6 +240,7 @@ class CrossOrbitResult:
 CROSS_COPIES = 12
 
 
+@budget_gdal_cache
 def cross_orbit(
     path_a: str,
     info_a: StackInfo,

@@ -642,13 +642,31 @@ def evaluate_files(
     errors_path: str | None = None,
     errors_meta: dict | None = None,
     progress=None,
+    mb: float | None = None,
 ) -> FileEvaluation:
     """Metrics of the predicted stack at `pred_path` against the observed one at `obs_path` (same
     grid) for the band `pairs` (predicted index, observed index), one frame pair in memory at a
     time: a first pass finds the observed data range (unless `data_range` is given), the second
     scores each date, gathers the report's figure data and writes the absolute error band of
     `errors_path` (a stack with the predicted dates; `errors_meta`: crs, transform, units, tags).
+    GDAL's block cache is sized from the memory budget `mb` (core.budget).
     """
+    from .budget import gdal_env
+
+    with gdal_env(mb):  # GDAL's block cache sized from the memory budget
+        return _evaluate_files(pred_path, obs_path, pairs, data_range, errors_path, errors_meta, progress)
+
+
+def _evaluate_files(
+    pred_path: str,
+    obs_path: str,
+    pairs: Sequence[tuple[int, int]],
+    data_range: float | None = None,
+    errors_path: str | None = None,
+    errors_meta: dict | None = None,
+    progress=None,
+) -> FileEvaluation:
+    """The body of :func:`evaluate_files`."""
     from .stack import StackWriter, read_info, read_stack
 
     pred_info, obs_info = read_info(pred_path), read_info(obs_path)

@@ -17,7 +17,7 @@ from rasterio.warp import Resampling
 
 from .dates import format_date
 from .errors import InputError
-from .stack import StackInfo, StackWriter, iter_windows, read_info, read_stack, same_grid
+from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack, same_grid
 
 DEFAULT_INCIDENCE = 34.17  # Sentinel-1 track 128 ascending over Jinchuan (the paper)
 
@@ -174,6 +174,7 @@ def band_labels(path: str, info: StackInfo) -> list[str]:
     ]
 
 
+@budget_gdal_cache
 def convert_stack(
     path: str,
     out_path: str,

@@ -29,6 +29,7 @@ from rasterio.warp import transform as warp_transform
 
 from .dates import check_increasing, date_fields
 from .errors import InputError
+from .stack import budget_gdal_cache
 
 FORMATS = ("auto", "fields", "stamps")
 UNITS = ("auto", "mm", "cm", "m")
@@ -493,6 +494,7 @@ def grid_points(
     return out
 
 
+@budget_gdal_cache
 def points_to_stack(
     series: PointSeries,
     out_path: str,

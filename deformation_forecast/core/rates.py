@@ -22,7 +22,7 @@ import numpy as np
 from .dates import to_decimal_year
 from .errors import InputError
 from .los import DEFAULT_INCIDENCE, IncidenceGrid, check_incidence, los_to_vertical
-from .stack import StackWriter, iter_windows, read_info, read_stack
+from .stack import StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack
 
 MODES = ("linear", "annual")
 
@@ -141,6 +141,7 @@ def rate_labels(mode: str, dates: Sequence[dt.date], units: str, vertical: bool)
 RATE_COPIES = 16
 
 
+@budget_gdal_cache
 def deformation_rate(
     path: str,
     out_path: str,

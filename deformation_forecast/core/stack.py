@@ -133,6 +133,26 @@ def read_stack(
         return arr
 
 
+def budget_gdal_cache(fn):
+    """Decorator: run `fn` with GDAL's block cache sized from its `mb` argument (core.budget), so
+    that a streamed algorithm called directly (not through Processing, which does the same) does
+    not let GDAL cache up to 5 % of the RAM of decoded blocks."""
+    import functools
+    import inspect
+
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .budget import gdal_env
+
+        mb = sig.bind_partial(*args, **kwargs).arguments.get("mb")
+        with gdal_env(mb):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def iter_row_windows(info: StackInfo, max_bytes: int | None = None) -> Iterator[Window]:
     """Full-width row strips whose float32 pixels for all bands fit in `max_bytes` (default: the
     memory budget's working size for 4 copies, core.budget)."""

@@ -141,6 +141,7 @@ class EvaluateForecast(DeformationAlgorithm):
                 "tags": {"CONTENT": "absolute error |predicted - observed|"},
             },
             progress=progress,
+            mb=self.memory_mb,
         )
         rows, total, L = res.rows, res.total, res.data_range
         for r in rows:
