@@ -11,9 +11,9 @@ its bands. The work file and its summary (``prepared.npz``) are reused when the 
 and the interval are the same (RESUME, or a rerun into the same output) and removed with the
 checkpoint after a successful training.
 
-:class:`WorkStack` reads crops (a band range x a window) of the work file, with one GDAL handle per
-reading thread: tf.data runs the reader on several threads and a rasterio dataset is not
-thread-safe. :func:`sample_series` yields the pixel series of a seeded random sample of blocks, for
+:class:`WorkStack` reads crops (a band range x a window) of the work file through a small pool of
+rasterio handles, one per concurrent read: a rasterio dataset is not thread-safe, and tf.data calls
+the reader on short-lived threads (a handle per thread would pile up, ~1.7 MB each for 120 bands). :func:`sample_series` yields the pixel series of a seeded random sample of blocks, for
 statistics (the trend window, the scales) that would otherwise need the whole raster.
 """
 
@@ -40,8 +40,9 @@ from ..core.stack import StackInfo, atomic_path, read_stack
 BLOCK = 64  # the work file's tile edge: a 64 x 64 training crop touches at most 4 blocks per band
 WORK_NAME = "regular.tif"
 SUMMARY_NAME = "prepared.npz"
-# resident memory of the worker's TensorFlow (measured 0.5-0.7 GB RSS on the CPU build)
-TF_OVERHEAD_MB = 700
+# resident memory of the worker itself: TensorFlow, Keras, a compiled network, matplotlib (peak RSS
+# of a whole training on a 32 x 32 stack measured 0.98 GB with the CPU build of TF 2.21)
+TF_OVERHEAD_MB = 1024
 MIN_PIXEL_BYTES = 4 * 2**20
 
 
@@ -235,25 +236,27 @@ def _load_summary(summary, path, sig, grid, interval, info) -> Prepared | None:
 
 
 class WorkStack:
-    """Crops of the work file; one rasterio handle per calling thread (see the module doc)."""
+    """Crops of the work file, read through a pool of rasterio handles (see the module doc)."""
 
     def __init__(self, prep: Prepared):
         self.prep = prep
         self.path = prep.path
         self.height, self.width, self.count = prep.height, prep.width, prep.count
-        self._local = threading.local()
         self._lock = threading.Lock()
+        self._free: list = []
         self._handles: list = []
         self.reads = 0  # crops read (for tests and logs)
         self.max_crop_pixels = 0
 
-    def _src(self):
-        src = getattr(self._local, "src", None)
-        if src is None or src.closed:
-            src = rasterio.open(self.path)
-            self._local.src = src
-            with self._lock:
-                self._handles.append(src)
+    def _acquire(self):
+        """A handle no other thread is using. tf.data calls the reader on short-lived threads, so
+        handles are pooled (at most one per concurrent read), not kept per thread."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        src = rasterio.open(self.path)
+        with self._lock:
+            self._handles.append(src)
         return src
 
     def read(self, b0: int, b1: int, row: int, col: int, height: int, width: int) -> np.ndarray:
@@ -261,23 +264,31 @@ class WorkStack:
         window leaves the raster (a small raster is padded up to a tile)."""
         rr, cc = min(height, self.height - row), min(width, self.width - col)
         bands = list(range(b0 + 1, b1 + 1))
-        if (rr, cc) == (height, width) and bands:
-            out = self._src().read(bands, window=Window(col, row, cc, rr), out_dtype="float32")
-        else:
-            out = np.full((b1 - b0, height, width), np.nan, dtype="float32")
-            if rr > 0 and cc > 0 and bands:
-                out[:, :rr, :cc] = self._src().read(
-                    bands, window=Window(col, row, cc, rr), out_dtype="float32"
-                )
-        self.reads += 1
-        self.max_crop_pixels = max(self.max_crop_pixels, (b1 - b0) * height * width)
+        src = self._acquire()
+        try:
+            if (rr, cc) == (height, width) and bands:
+                out = src.read(bands, window=Window(col, row, cc, rr), out_dtype="float32")
+            else:
+                out = np.full((b1 - b0, height, width), np.nan, dtype="float32")
+                if rr > 0 and cc > 0 and bands:
+                    out[:, :rr, :cc] = src.read(bands, window=Window(col, row, cc, rr), out_dtype="float32")
+        finally:
+            with self._lock:
+                self._free.append(src)
+                self.reads += 1
+                self.max_crop_pixels = max(self.max_crop_pixels, (b1 - b0) * height * width)
         return out
+
+    @property
+    def handles(self) -> int:
+        return len(self._handles)
 
     def close(self) -> None:
         with self._lock:
             for src in self._handles:
                 src.close()
             self._handles.clear()
+            self._free.clear()
 
     def __enter__(self) -> WorkStack:
         return self

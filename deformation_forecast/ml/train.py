@@ -502,8 +502,11 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     tw = int(trend["trend_window"]) if trend else 0
     b0 = max(0, first_test - max(ts, tw, TREND_BASELINE_DATES))
     budget = pixel_bytes(mb)
-    per_px = 4 * (3 * (n - b0) + 16 * n_test)
-    edge = int(min(SCORE_EDGE, max(tile, math.isqrt(max(budget // per_px, 1)))))
+    # bytes per block pixel: its dates and their compressed copy, five test-date arrays and the
+    # float64 copies of the metrics; a third of the budget is kept for the whole test arrays and
+    # an eighth for the windows predicted at once
+    per_px = 8 * (n - b0) + 48 * n_test
+    edge = int(min(SCORE_EDGE, max(tile, math.isqrt(max((budget * 2 // 3 - budget // 8) // per_px, 1)))))
     blocks = score_blocks(prep.height, prep.width, edge)
     has_data = [_block_has_data(prep.block_valid, b, BLOCK) for b in blocks]
     chosen = [b for b, ok in zip(blocks, has_data, strict=True) if ok]
@@ -515,7 +518,6 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     full = None
     if every and 3 * n_test * prep.height * prep.width * 4 <= budget // 3:
         full = tuple(np.full((n_test, prep.height, prep.width), np.nan, "float32") for _ in range(3))
-    chunk = max(1, int(budget // 4 // max(1, ts * edge * edge * 3 * 4 * 3)))
     parts: dict[str, list] = {k: [] for k in kinds}
     pmin = np.full(n_test, np.nan)
     pmax = np.full(n_test, np.nan)
@@ -526,20 +528,19 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     tl = test - b0
     ftl = first_test - b0
     for k, (r, c, h, w) in enumerate(chosen):
-        crop = work.read(b0, n, r, c, h, w)
-        mask = np.isfinite(crop[ftl])
-        comp = compress(crop, fmin[b0:], fmax[b0:])
+        reg = work.read(b0, n, r, c, h, w)
+        mask = np.isfinite(reg[ftl])  # the work file is NaN at every date outside the mask
+        targets, persistence = reg[tl], reg[tl - 1]
+        reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
+        comp = compress(reg, fmin[b0:], fmax[b0:])
         one_step = np.empty((n_test, h, w), "float32")
+        chunk = max(1, int(budget // 8 // max(1, ts * h * w * 3 * 4 * 3)))  # windows predicted at once
         if trend:
-            reg0 = np.where(mask, crop, 0.0).astype("float32")
-            comp0 = np.where(mask, np.nan_to_num(comp, nan=0.0), 0.0)
             fs = trend["frame_scale"]
             for i in range(0, n_test, chunk):
                 xs, lines = zip(
                     *(
-                        label_inputs(
-                            reg0, comp0, int(t), ts, tw, trend["residual_scale"], trend["frame_scale"]
-                        )
+                        label_inputs(reg, comp, int(t), ts, tw, trend["residual_scale"], fs)
                         for t in tl[i : i + chunk]
                     ),
                     strict=True,
@@ -547,31 +548,32 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
                 one_step[i : i + chunk] = (
                     predict_frames(net, np.stack(xs), tile, overlap, trend=np.stack(lines)) * fs
                 )
-            del xs, lines
+                del xs, lines
             iterative = iterate_trend(
-                net, reg0[:ftl], comp[ftl - ts : ftl], imin, imax, n_test, tile, overlap, mask, trend
+                net, reg[:ftl], comp[ftl - ts : ftl], imin, imax, n_test, tile, overlap, mask, trend
             )
         else:
             for i in range(0, n_test, chunk):
                 windows = np.stack([comp[t - ts : t] for t in tl[i : i + chunk]])
-                windows = np.where(mask, windows, 0.0)
                 pred_c = predict_frames(net, windows, tile, overlap)
                 one_step[i : i + chunk] = decompress(pred_c, smin[i : i + chunk], smax[i : i + chunk])
+                del windows
             it_c = iterate_compressed(net, comp[ftl - ts : ftl], n_test, tile, overlap, mask)
             iterative = decompress(it_c, imin, imax)
         del comp
         one_step[:, ~mask] = np.nan
         iterative[:, ~mask] = np.nan
-        targets = crop[tl]
         preds = {
             "test_one_step": one_step,
             "test_iterative": iterative,
-            "persistence": crop[tl - 1],
-            "linear_trend": _trend_one_step(crop, mask, tl, TREND_BASELINE_DATES),
+            "persistence": persistence,
+            "linear_trend": _trend_one_step(reg, mask, tl, TREND_BASELINE_DATES),
         }
+        del reg
         for kind, pred in preds.items():
             overall = stack_metrics(pred, targets, data_range)[1]
             parts[kind].append((overall, _sums(pred, targets)))
+        del preds
         flat = one_step.reshape(n_test, -1)
         pmin = np.fmin(pmin, np.fmin.reduce(flat, axis=1))
         pmax = np.fmax(pmax, np.fmax.reduce(flat, axis=1))
@@ -674,12 +676,11 @@ def _trend_one_step(reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, trend
     (the bench's baseline uses 40 dates)."""
     from .trend import fit_line
 
-    z = np.where(mask, reg, 0.0)
-    out = []
-    for t in labels:
-        last, slope = fit_line(z[max(0, int(t) - trend_window) : int(t)])
-        out.append(np.where(mask, last + slope, np.nan))
-    return np.stack(out).astype("float32")
+    out = np.empty((len(labels),) + reg.shape[1:], "float32")
+    for i, t in enumerate(labels):
+        last, slope = fit_line(np.where(mask, reg[max(0, int(t) - trend_window) : int(t)], 0.0))
+        out[i] = np.where(mask, last + slope, np.nan)
+    return out
 
 
 def _signature(p: dict[str, Any], info) -> str:

@@ -145,6 +145,7 @@ def test_tf_data_items_equal_in_memory_construction(tmp_path, size, with_trend):
         batches = list(ds.as_numpy_iterator())
         assert steps == len(batches) == -(-len(items) // 3)
         assert work.max_crop_pixels <= (max(ts, 10) + 1) * tile * tile  # one tile, only its dates
+        assert work.handles <= 4  # pooled: not one per item (tf.data's threads are short-lived)
     ref = _reference_items(reg, mask, fmin, fmax, items, ts, tile, trend)
     k = 0
     for xb, yb in batches:
