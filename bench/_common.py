@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+# the package is imported from $DF_BENCH_SRC when set (a snapshot, see bench_memory.build_plugin, so
+# that a long run times one version of the code while others edit the tree), else from the tree
+SRC = os.environ.get("DF_BENCH_SRC") or ROOT
+if SRC not in sys.path:
+    sys.path.insert(0, SRC)
 
 RES = 20.0
 ORIGIN = (400000.0, 4300000.0)  # upper-left corner, UTM 47N

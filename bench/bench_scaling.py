@@ -182,16 +182,22 @@ def child_benchmarks(stack: str, csv_path: str) -> dict:
     }
 
 
-def _child(*args: str) -> dict:
+def _child(src: str, *args: str) -> dict:
     p = subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--child", *args],
         capture_output=True,
+        env=dict(os.environ, DF_BENCH_SRC=src),
         text=True,
         cwd=ROOT,
     )
     if p.returncode != 0:
         raise SystemExit(f"child {args} failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _commit() -> str:
+    p = subprocess.run(["git", "-C", ROOT, "log", "-1", "--format=%h %s"], capture_output=True, text=True)
+    return p.stdout.strip()[:70]
 
 
 def _qgis(alg: str, params: list[str], env: dict) -> tuple[int, float]:
@@ -222,7 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="1000,3000,6000")
     ap.add_argument("--bands", type=int, default=156)
     ap.add_argument("--length", type=float, default=600, help="profile line length in pixels")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5, help="rounds over all sizes; the best is kept")
     ap.add_argument("--workdir", default="/tmp/df_bench_scaling")
     ap.add_argument("--no-qgis", action="store_true", help="skip the qgis_process runs")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -256,28 +262,37 @@ def main(argv=None) -> int:
             print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
         stacks[s] = path
     lines_path, bm_path = write_inputs(a.workdir, sizes[0], a.length, dates)
+    print(f"commit: {_commit()}", flush=True)
 
-    env = None
-    if not a.no_qgis:
-        from bench_memory import build_plugin
+    from bench_memory import build_plugin
 
-        plugin = build_plugin(os.path.join(a.workdir, "plugin"))
-        prof_dir = os.path.join(a.workdir, "qgis_profile")
-        os.makedirs(prof_dir, exist_ok=True)
-        env = dict(
-            os.environ, QGIS_PLUGINPATH=plugin, QGIS_CUSTOM_CONFIG_PATH=prof_dir, QT_QPA_PLATFORM="offscreen"
-        )
+    # one version of the code for every measurement: a snapshot of the last commit
+    plugin = build_plugin(os.path.join(a.workdir, "plugin"))
+    prof_dir = os.path.join(a.workdir, "qgis_profile")
+    os.makedirs(prof_dir, exist_ok=True)
+    env = dict(
+        os.environ, QGIS_PLUGINPATH=plugin, QGIS_CUSTOM_CONFIG_PATH=prof_dir, QT_QPA_PLATFORM="offscreen"
+    )
 
+    # rounds over all sizes, so that a busy spell of the machine does not fall on one size only
+    runs: dict = {s: {"profiles": [], "benchmarks": []} for s in stacks}
+    for k in range(a.repeat):
+        for s, path in stacks.items():
+            runs[s]["profiles"].append(_child(plugin, "profiles", path, lines_path))
+            runs[s]["benchmarks"].append(_child(plugin, "benchmarks", path, bm_path))
+            print(
+                f"  round {k + 1}, {s}: profiles {runs[s]['profiles'][-1]['seconds']:.2f} s, "
+                f"benchmarks {runs[s]['benchmarks'][-1]['seconds']:.2f} s",
+                flush=True,
+            )
     rows = []
+    out = os.path.join(a.workdir, "out")
+    os.makedirs(out, exist_ok=True)
     for s, path in stacks.items():
-        prof = min(
-            (_child("profiles", path, lines_path) for _ in range(a.repeat)), key=lambda r: r["seconds"]
-        )
-        bm = min((_child("benchmarks", path, bm_path) for _ in range(a.repeat)), key=lambda r: r["seconds"])
+        prof = min(runs[s]["profiles"], key=lambda r: r["seconds"])
+        bm = min(runs[s]["benchmarks"], key=lambda r: r["seconds"])
         qp = qb = (None, float("nan"))
-        if env is not None:
-            out = os.path.join(a.workdir, "out")
-            os.makedirs(out, exist_ok=True)
+        if not a.no_qgis:
             qp = _qgis(
                 "extractprofiles",
                 [f"INPUT={path}", f"LINES={lines_path}", "ID_FIELD=name", "INTERPOLATION=1",
@@ -291,7 +306,6 @@ def main(argv=None) -> int:
                 env,
             )  # fmt: skip
         rows.append((s, os.path.getsize(path) / 1e9, prof, bm, qp, qb))
-        print(f"  {s}: profiles {prof['seconds']:.2f} s, benchmarks {bm['seconds']:.2f} s", flush=True)
 
     print()
     print(bc.machine())
@@ -299,6 +313,10 @@ def main(argv=None) -> int:
         f"{a.bands} dates; 10 lines of {a.length:g} px (bilinear, all dates) and 40 benchmarks (radius "
         f"{RADIUS:g} m = {RADIUS / bc.RES:g} px) on the same pixels of every stack; core: best of {a.repeat} "
         "(warm page cache); qgis_process: one run, QGIS start included"
+    )
+    print(
+        "a profile reads windows of up to 64 px around its samples (all dates); a benchmark a window of "
+        "the pixels within its radius; GDAL decodes the 128 x 128 tiles holding them"
     )
     for title, k, qk in (("extractprofiles", 2, 4), ("benchmarkcompare", 3, 5)):
         print()
