@@ -215,9 +215,10 @@ def convert_stack(
             tags={"LOS_TO_VERTICAL": "dv = dLOS / cos(incidence)"},
         ) as w:
             for k, win in enumerate(windows):
-                data = read_stack(path, window=win)
-                t = grid.read(win)[None] if grid is not None else theta
-                w.write(los_to_vertical(data, t).astype("float32"), window=win)
+                v = read_stack(path, window=win).astype("float64")  # dLOS / cos, in place
+                v /= np.cos(np.deg2rad(grid.read(win)[None] if grid is not None else theta))
+                w.write(v.astype("float32"), window=win)
+                del v
                 if progress is not None:
                     progress((k + 1) / len(windows))
     return {"resampled": resampled, "incidence_min": tmin, "incidence_max": tmax}
