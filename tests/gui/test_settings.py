@@ -45,3 +45,23 @@ def test_default_device_setting_becomes_the_algorithms_default(qgis_app):
         assert with_device == 4
     finally:
         s.remove(DEVICE_KEY)
+
+
+def test_settings_page_saves_the_memory_budget(qgis_app):
+    from deformation_forecast.core import budget
+    from deformation_forecast.processing.base import MEMORY_SETTINGS_KEY, configured_budget_mb
+
+    s = QgsSettings()
+    s.setValue(MEMORY_SETTINGS_KEY, 3072)
+    try:
+        page = SettingsFactory().createWidget(None)
+        assert page.memory.value() == 3072  # the page shows the stored value
+        page.memory.setValue(1536)
+        page.apply()
+        assert int(s.value(MEMORY_SETTINGS_KEY)) == 1536
+        assert configured_budget_mb() == (1536, "plugin setting")
+        page.memory.setValue(0)  # 0 = not set: the variable or the default
+        page.apply()
+        assert configured_budget_mb()[1] in ("default", budget.ENV)
+    finally:
+        s.remove(MEMORY_SETTINGS_KEY)
