@@ -449,7 +449,7 @@ def jobs(p: dict, out: str, a) -> list[tuple[str, str, list[str], list[str]]]:
                 f"INPUT={p['stack']}",
                 f"MODELS={a.models}",
                 "TIME_STEP=5",
-                f"TEST_COUNT={a.test_count}",
+                f"TEST_COUNT={a.compare_test_count}",
                 "EPOCHS=1",
                 "DEVICE=0",
                 "SEED=42",
@@ -508,8 +508,14 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=64, help="trainmodel SAMPLES_PER_EPOCH")
     ap.add_argument("--max-seconds", type=int, default=120, help="training time limit per network")
     ap.add_argument("--steps", type=int, default=24, help="forecast STEPS")
-    ap.add_argument("--test-count", type=int, default=20, help="TEST_COUNT of trainmodel and comparemodels")
+    ap.add_argument("--test-count", type=int, default=20, help="TEST_COUNT of trainmodel")
     ap.add_argument("--models", default="0,1,2,3,4,5", help="comparemodels MODELS")
+    ap.add_argument(
+        "--compare-test-count",
+        type=int,
+        default=5,
+        help="comparemodels TEST_COUNT (each model predicts every pixel of each test date)",
+    )
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per algorithm before it is killed")
     ap.add_argument("--only", help="comma-separated algorithm names or labels")
     ap.add_argument("--skip", help="comma-separated algorithm names or labels to leave out")
@@ -528,7 +534,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.small:
         a.size, a.bands, a.budget_mb, a.points = 600, 40, 1024, 2000
-        a.samples, a.max_seconds, a.steps, a.test_count = 8, 10, 6, 10
+        a.samples, a.max_seconds, a.steps, a.test_count, a.compare_test_count = 8, 10, 6, 10, 5
         if not a.worker:  # training takes minutes even tiny: the idle worker row checks the polling
             a.skip = ",".join(filter(None, [a.skip, "trainmodel,forecast"]))
             a.models = "0,1,2,3"
