@@ -56,7 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "gru_batch_size": 64,
     "gru_learning_rate": 1e-3,
     # XLA: compiling the network takes ~90 s on 2 CPU cores, longer than a small training
-    "jit_compile": False,
+    "jit_compile": "auto",
+    # "auto": float16 compute with float32 variables on GPUs of compute capability >= 7 (ml/distribute.py)
+    "mixed_precision": "auto",
     # the worker's memory budget in MB; 0 = $DEFORMATION_FORECAST_MEMORY_MB, else 2048 (core/budget.py)
     "memory_budget_mb": 0,
     # validation tiles per epoch (a fixed seeded subset); 0 = all, at most max(4096, samples_per_epoch)
@@ -151,8 +153,10 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
 
     from .compressor import ExtremumGRU
     from .dataset import choose_tile, tile_dataset, tile_grid, tile_reader
+    from .distribute import float32_twin, plan_training
     from .modelfile import grid_of, save_model
     from .network import build_network, default_residual, make_loss, masked_mae, ssim_metric
+    from .oom import fit_with_fallback
     from .source import pixel_bytes
 
     grid, interval, fmin, fmax = prep.grid, prep.interval, prep.fmin, prep.fmax
@@ -238,11 +242,8 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 json.dump(state, f)
             os.replace(os.path.join(ckpt_dir, "state.tmp.json"), os.path.join(ckpt_dir, "state.json"))
 
-        def fit_network(batch_size: int):
-            """Build, compile and fit the network with `batch_size`; the tf.data pipelines are built
-            here (tiles read from the work file on the fly). Returns the network. The one place to
-            wrap with a distribution strategy's scope or to retry with a smaller batch."""
-            net = build_network(
+        def build():
+            return build_network(
                 p["architecture"],
                 ts,
                 tile,
@@ -251,11 +252,33 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 residual,
                 trend["residual_scale"] / trend["frame_scale"] if trend else 1.0,
             )
+
+        def fit(batch_size: int, dev: dict[str, Any]):
+            """Build, compile and fit the network with a per-replica `batch_size` on `dev` under the
+            training plan (strategy, dtype policy, XLA: ml/distribute.py); the tf.data pipelines
+            are built here (tiles read from the work file on the fly). A retry after running out
+            of memory (ml/oom.py) continues from the last epoch checkpoint of this run."""
+            nonlocal start_epoch, history
+            plan = plan_training(dev, batch_size, p["architecture"], p["mixed_precision"], p["jit_compile"])
+            protocol.message(plan.describe())
+            plan.apply_policy()
+            if attempts and os.path.isfile(os.path.join(ckpt_dir, "state.json")):
+                with open(os.path.join(ckpt_dir, "state.json"), encoding="utf-8") as f:
+                    state = json.load(f)
+                if state.get("signature") == _signature(p, info):
+                    start_epoch, history = int(state["epoch"]), state.get("history", {})
+            attempts.append(batch_size)
+            with plan.scope():
+                net = _fit_in_scope(plan, plan.global_batch)
+            return net, plan
+
+        def _fit_in_scope(plan, batch_size: int):
+            net = build()
             net.compile(
                 optimizer=keras.optimizers.Adam(float(p["learning_rate"]), clipnorm=1.0),
                 loss=make_loss(float(p["mae_weight"]), tile),
                 metrics=[masked_mae, ssim_metric(tile)],
-                jit_compile=bool(p["jit_compile"]),
+                jit_compile=plan.jit_compile,
             )
             ram = pixel_bytes(mb) // 4
             train_ds, steps = tile_dataset(
@@ -297,7 +320,7 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 f"{len(rows) * len(cols)} tiles per date; per epoch {steps} batches of {batch_size} "
                 f"(validation {min(val_samples, n_val)} tiles), read from {work.path}"
             )
-            if resume_state:
+            if start_epoch and os.path.isfile(os.path.join(ckpt_dir, "network.weights.h5")):
                 net.load_weights(os.path.join(ckpt_dir, "network.weights.h5"))
                 protocol.message(f"RESUME: continuing after epoch {start_epoch} from {ckpt_dir}")
             callbacks = [
@@ -323,11 +346,16 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 )
             return net
 
-        net = fit_network(int(p["batch_size"]))
+        attempts: list[int] = []
+        outcome = fit_with_fallback(fit, int(p["batch_size"]), device)
+        net, plan = outcome.value
+        device = outcome.device
         train_seconds = time.monotonic() - t_start
         epochs_run = len(history.get("loss", []))
 
-        # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file
+    # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file,
+    #    on the device training finally ran on
+    with tf.device(device["tf_device"]):
         t_pred = time.monotonic()
         scored = _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, seed)
         predict_seconds = time.monotonic() - t_pred
@@ -366,7 +394,9 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         "train_seconds": train_seconds,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    save_model(p["output_model"], net, gru.model, meta)
+    # a network trained in mixed precision is saved as float32 (it would compute in float16 wherever
+    # it is loaded otherwise, also on a CPU)
+    save_model(p["output_model"], float32_twin(net, build), gru.model, meta)
     work.close()
     _remove_checkpoint(ckpt_dir)
     m = scored["metrics"]
@@ -374,6 +404,7 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         "output_model": p["output_model"],
         "device": device["name"],
         "device_reason": device["reason"],
+        "training_plan": plan.describe(),
         "train_seconds": train_seconds,
         "predict_seconds": predict_seconds,
         "epochs_run": epochs_run,
@@ -503,9 +534,10 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     b0 = max(0, first_test - max(ts, tw, TREND_BASELINE_DATES))
     budget = pixel_bytes(mb)
     # bytes per block pixel: its dates and their compressed copy, five test-date arrays and the
-    # float64 copies of the metrics; a third of the budget is kept for the whole test arrays and
-    # an eighth for the windows predicted at once
-    per_px = 8 * (n - b0) + 48 * n_test
+    # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
+    # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
+    # for the whole test arrays and an eighth for the windows predicted at once
+    per_px = 8 * (n - b0) + 96 * n_test
     edge = int(min(SCORE_EDGE, max(tile, math.isqrt(max((budget * 2 // 3 - budget // 8) // per_px, 1)))))
     blocks = score_blocks(prep.height, prep.width, edge)
     has_data = [_block_has_data(prep.block_valid, b, BLOCK) for b in blocks]
