@@ -228,9 +228,9 @@ class StreamedComparison:
                 del fin
                 obs_w.write(ot, window=win)
                 del ot
-                for n, m in models.items():
+                for n, model in models.items():
                     t0 = time.perf_counter()
-                    one, it = predict_test(m, frames, self.times, self.split, None, should_stop)
+                    one, it = predict_test(model, frames, self.times, self.split, None, should_stop)
                     predict_s[n] += time.perf_counter() - t0
                     out_w[n][0].write(one, window=win)
                     out_w[n][1].write(it, window=win)
@@ -253,12 +253,12 @@ class StreamedComparison:
         for n, r in runs.items():
             r.train_seconds, r.predict_seconds = train_s[n], predict_s[n]
             r.notes = models[n].notes
-            m = models[n]
-            if isinstance(m, LaggedRegressor):
-                r.extra["fit_samples"] = float(m.fit_samples)
-            if hasattr(m, "epochs_run"):
-                r.extra["epochs"] = float(m.epochs_run)
-            if isinstance(m, Persistence | LinearTrend):
+            fitted = models[n]
+            if isinstance(fitted, LaggedRegressor):
+                r.extra["fit_samples"] = float(fitted.fit_samples)
+            if hasattr(fitted, "epochs_run"):
+                r.extra["epochs"] = float(fitted.epochs_run)
+            if isinstance(fitted, Persistence | LinearTrend):
                 r.train_seconds = 0.0
             out.append(r)
         return out
@@ -363,7 +363,7 @@ class StreamedComparison:
                         writer.abort(e)
                     raise
                 ov = acc.overall()
-                row = {"model": run.model, "mode": MODES[m_i]}
+                row: dict[str, object] = {"model": run.model, "mode": MODES[m_i]}
                 row.update({k: ov[k] for k in mt.METRICS})
                 row.update(
                     train_seconds=round(run.train_seconds, 3),

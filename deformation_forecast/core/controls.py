@@ -129,7 +129,7 @@ def analyse_controls(
                         m = fsel == f
                         bk.add(hash_keys(pix[m], f), d=dist[sel][m], v=vals[m].astype("float64"))
                 del dist, nearest, along, sel, groups, vals
-            if names:
+            if unit_acc is not None:
                 labels = features.rasterize(
                     shapes,
                     out_shape=(h, w),
@@ -163,7 +163,7 @@ def analyse_controls(
         for f, bk in enumerate(samples):
             got = bk.result()
             res.fault_samples.append((f, got.get("d", np.empty(0)), got.get("v", np.empty(0))))
-    if names:
+    if unit_acc is not None:
         keep = (lambda name, vals: res.unit_samples.append((name, vals))) if unit_values else None
         area = info.res[0] * info.res[1]
         res.unit_rows = unit_acc.rows(names, area, threshold, keep)

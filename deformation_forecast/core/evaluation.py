@@ -12,7 +12,7 @@ import datetime as dt
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,7 +60,7 @@ def comparison_rows(
         for mode in MODES:
             pred = f.one_step if mode == "one-step" else f.iterative
             _, overall = mt.stack_metrics(pred, observed, L)
-            row = {"model": f.model, "mode": mode}
+            row: dict[str, object] = {"model": f.model, "mode": mode}
             row.update({k: overall[k] for k in mt.METRICS})
             row.update(
                 train_seconds=round(f.train_seconds, 3),
@@ -262,7 +262,7 @@ class MeanErrorMap:
         self.count += ok
 
     def value(self) -> np.ndarray:
-        if self.sum is None:
+        if self.sum is None or self.count is None:
             return np.full((1, 1), np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.count > 0, self.sum / np.maximum(self.count, 1), np.nan)
@@ -299,7 +299,7 @@ def extremes_figure(
     observed_min: Sequence[float],
     observed_max: Sequence[float],
     test_dates: Sequence[dt.date],
-    preds: dict[str, tuple[Sequence[float], Sequence[float]]],
+    preds: Mapping[str, tuple[Sequence[float], Sequence[float]]],
 ) -> str:
     """Fig. 18: per-date minimum and maximum of the raw stack and of each model's prediction
     (`preds[name]` = (minima, maxima) over `test_dates`)."""
@@ -324,7 +324,7 @@ def extremes_figure(
 
 
 def error_maps_figure(
-    errors: dict[str, np.ndarray], title: str = "mean |error| over the test set (mm)"
+    errors: Mapping[str, np.ndarray | None], title: str = "mean |error| over the test set (mm)"
 ) -> str:
     """Per-model maps of the mean absolute error, on one colour scale (decimated maps)."""
     from matplotlib.figure import Figure
@@ -334,9 +334,10 @@ def error_maps_figure(
     rows = int(math.ceil(n / cols))
     fig = Figure(figsize=(3.6 * cols, 3.2 * rows))
     with np.errstate(all="ignore"):
-        vals = np.concatenate([e[np.isfinite(e)].ravel() for e in errors.values()] or [np.zeros(1)])
+        maps = {k: np.full((1, 1), np.nan) if e is None else e for k, e in errors.items()}
+        vals = np.concatenate([e[np.isfinite(e)].ravel() for e in maps.values()] or [np.zeros(1)])
     vmax = float(np.percentile(vals, 99)) if vals.size else 1.0
-    for k, (name, err) in enumerate(errors.items()):
+    for k, (name, err) in enumerate(maps.items()):
         ax = fig.add_subplot(rows, cols, k + 1)
         im = ax.imshow(err, vmin=0, vmax=vmax or 1.0, cmap="magma")
         ax.set_title(name, fontsize=9)

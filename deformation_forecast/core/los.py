@@ -216,7 +216,8 @@ def convert_stack(
         ) as w:
             for k, win in enumerate(windows):
                 v = read_stack(path, window=win).astype("float64")  # dLOS / cos, in place
-                v /= np.cos(np.deg2rad(grid.read(win)[None] if grid is not None else theta))
+                th = grid.read(win)[None] if grid is not None else np.float64(theta)
+                v /= np.cos(np.deg2rad(th))
                 w.write(v.astype("float32"), window=win)
                 del v
                 if progress is not None:
