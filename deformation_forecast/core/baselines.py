@@ -38,6 +38,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -163,8 +164,9 @@ class LaggedRegressor(Baseline):
         self.time_step = time_step
         self.max_samples = max_samples
         self.seed = seed
-        self.model = None
-        self.x_mean = self.x_std = None
+        self.model: Any = None  # the scikit-learn estimator, once fitted
+        self.x_mean: Any = None
+        self.x_std: Any = None
         self.y_mean = 0.0
         self.y_std = 1.0
         self.fit_samples = 0
