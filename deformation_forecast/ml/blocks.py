@@ -180,6 +180,14 @@ def choose_tile_batch(budget: int, tile: int, time_step: int, width: int) -> int
     return int(max(4, min(32, (budget // 10) // max(per, 1))))
 
 
+def pending_bytes(plan: BlockPlan, bands: int) -> int:
+    """At most what :class:`BlendWriter` holds between blocks: the transition band under the
+    current block row (full width) and the one right of the current block, float32."""
+    h2 = 2 * plan.halo
+    core = max(b - a for a, b in zip(plan.rows.bounds[:-1], plan.rows.bounds[1:], strict=True))
+    return 4 * int(bands) * h2 * (plan.cols.size + core + h2)
+
+
 def plan_blocks(
     height: int,
     width: int,
@@ -191,24 +199,30 @@ def plan_blocks(
     block_size: int = 0,
     halo: int | None = None,
 ) -> BlockPlan:
-    """Cores as large as `budget` bytes allow (`per_pixel` bytes per region pixel, plus the pending
-    transition bands of :class:`BlendWriter`), a multiple of the tile stride and at least
-    :func:`tile_unit`'s smallest core; an explicit `block_size` (pixels, rounded up likewise) wins.
-    The whole raster is one block when it fits."""
+    """The largest cores whose largest region (`per_pixel` bytes a pixel) and pending transition
+    bands fit in `budget` bytes; multiples of the tile stride, at least :func:`tile_unit`'s
+    smallest core. An explicit `block_size` (pixels, rounded up likewise) wins. The whole raster is
+    one block when it fits."""
     unit, auto_halo = tile_unit(tile, overlap)
     stride = max(1, int(tile) - int(overlap))
     h = auto_halo if halo is None else int(halo)
+
+    def make(core: int) -> BlockPlan:
+        return BlockPlan(split_axis(height, core, h, tile, stride), split_axis(width, core, h, tile, stride))
+
     if block_size and block_size > 0:
-        core = max(unit, int(math.ceil(block_size / stride) * stride))
-    else:
-        if height * width * per_pixel <= budget:
-            return BlockPlan(split_axis(height, height, 0), split_axis(width, width, 0))
-        pending = 4 * steps * 2 * h * (width + height)
-        avail = max(budget - pending, 0)
-        # the region is the core plus a halo on each side, plus up to 2 halos of a merged remainder
-        side = math.sqrt(avail / max(per_pixel, 1)) - 4 * h
-        core = max(unit, int(side // stride) * stride)
-    return BlockPlan(split_axis(height, core, h, tile, stride), split_axis(width, core, h, tile, stride))
+        return make(max(unit, int(math.ceil(block_size / stride) * stride)))
+    if height * width * per_pixel <= budget:
+        return make(max(height, width))
+    # from the largest core the budget could hold (a square region, core + 2 halos) down
+    side = math.sqrt(max(budget, 0) / max(per_pixel, 1)) - 2 * h
+    core = max(unit, int(side // stride) * stride)
+    while True:
+        plan = make(core)
+        rh, rw = plan.largest_region()
+        if core <= unit or rh * rw * per_pixel + pending_bytes(plan, steps) <= budget:
+            return plan
+        core -= stride
 
 
 # -- blending and writing ---------------------------------------------------------------------------

@@ -191,6 +191,9 @@ def forecast_blocks(
 # after ``import tensorflow`` on the CPU), the model, its traced inference and TensorFlow's pools
 # (~400 MB more at the first network call), measured with bench/bench_forecast_large.py.
 WORKER_MB = 1024
+# The least memory for pixels: below it the blocks get so small that their halos multiply the work,
+# and the first pass would decode the file's tiles several times.
+MIN_DATA_MB = 256
 # The first pass resamples a window of all bands: the read float32 pixels, their float32 and
 # float64 copies inside interpolate_time, the float64 product and the float32 result (~7.5 copies).
 PASS_COPIES = 8
@@ -198,9 +201,13 @@ PASS_COPIES = 8
 PASS_MAX_BYTES = 64 * 2**20
 
 
-def window_bytes(budget: int) -> int:
-    """Bytes of raw pixels (all bands) one window of the first pass may hold."""
-    return int(max(2**20, min(PASS_MAX_BYTES, budget / PASS_COPIES)))
+def window_bytes(budget: int, info=None) -> int:
+    """Bytes of raw pixels (all bands) one window of the first pass may hold: at most
+    PASS_MAX_BYTES, at least one block of the file (all bands), so no block is decoded twice."""
+    least = 2**20
+    if info is not None and all(getattr(info, "block", (0, 0))):
+        least = max(least, int(info.block[0]) * int(info.block[1]) * info.count * 4)
+    return int(max(least, min(PASS_MAX_BYTES, budget / PASS_COPIES)))
 
 
 def kept_dates(meta: dict[str, Any], n_regular: int) -> int:
@@ -324,8 +331,16 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     # activations, the kept dates (in memory when they take at most a third), the windows of the
     # first pass, the blocks' forecasts
     usable = working_bytes(1.0, mb) - max(0, WORKER_MB * 2**20 - overhead_bytes(mb))
+    if usable < MIN_DATA_MB * 2**20:
+        protocol.warning(
+            f"The memory budget of {mb:.0f} MB is less than the forecast needs at least: about "
+            f"{WORKER_MB} MB for TensorFlow and the model plus {MIN_DATA_MB} MB of pixels. Forecasting "
+            "with that minimum; raise the budget (Settings > Options > Deformation forecast or "
+            "DEFORMATION_FORECAST_MEMORY_MB) to hold it."
+        )
+        usable = MIN_DATA_MB * 2**20
     tile_batch = choose_tile_batch(usable, tile, ts, int(meta.get("width") or 8))
-    usable = max(2**20, usable - tile_batch * tile_activation_bytes(tile, ts, int(meta.get("width") or 8)))
+    usable -= tile_batch * tile_activation_bytes(tile, ts, int(meta.get("width") or 8))
     tail_bytes = 4 * keep * info.height * info.width
     in_memory = tail_bytes <= usable / 3
     rest = usable - (tail_bytes if in_memory else 0)
@@ -362,7 +377,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
             protocol.progress(2 + 18 * k / n, f"Reading and resampling: window {k}/{n}")
 
         fmin, fmax, n_valid = stream_regular(
-            params["input"], info, interval, keep, tail, window_bytes(rest), on_window
+            params["input"], info, interval, keep, tail, window_bytes(rest, info), on_window
         )
         if not n_valid:
             raise InputError("INPUT: the stack has no pixel with a value at any date; nothing to forecast.")
