@@ -70,6 +70,13 @@ def read_meta(path: str) -> dict[str, Any]:
     if not os.path.isfile(path):
         raise InputError(f"MODEL: file {path!r} not found.")
     if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head == b"PK\x03\x04":  # a zip whose end (the central directory) is missing
+            raise InputError(
+                f"MODEL: {os.path.basename(path)!r} is damaged or truncated (an incomplete copy or "
+                "download?); copy it again or train a new model."
+            )
         raise InputError(not_ours + ".")
     with zipfile.ZipFile(path) as z:
         names = set(z.namelist())

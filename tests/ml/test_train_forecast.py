@@ -136,6 +136,19 @@ def test_forecast_command_and_refusals(trained, scene, tmp_path):
     open(junk, "wb").write(b"\x80\x04pickle")
     with pytest.raises(InputError, match="not a deformation forecast model"):
         read_meta(junk)
+    # a truncated copy of a real model
+    whole = open(params["output_model"], "rb").read()
+    open(junk, "wb").write(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="damaged or truncated"):
+        read_meta(junk)
+    # a stack at three times the model's interval
+    sparse = str(tmp_path / "sparse.tif")
+    write_stack(sparse, data[::3], dates[::3], "EPSG:32647", Affine(20, 0, 500000, 0, -20, 4300000))
+    with pytest.raises(InputError, match="more than twice the model's interval"):
+        run_forecast(
+            {"input": sparse, "model": params["output_model"], "device": "cpu", "output": out + "2.tif"}
+        )
+    assert not os.path.exists(out + "2.tif")
 
 
 def test_cpu_runs_are_reproducible(scene, tmp_path):
