@@ -11,6 +11,7 @@ QgsProcessingException carrying the child's last error lines.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import queue
@@ -207,6 +208,8 @@ def run_worker(
         for t in threads:
             t.join(timeout=2)
         os.unlink(pfile)
+        if rc != 0 or cancelled or hung:
+            _remove_partial_outputs(params)
     if cancelled:
         raise QgsProcessingException("Cancelled: the worker was stopped and nothing was written.")
     if hung:
@@ -226,6 +229,18 @@ def run_worker(
             )
         raise QgsProcessingException(f"The TensorFlow worker {how}. Last lines:\n{detail}")
     return result
+
+
+def _remove_partial_outputs(params: dict[str, Any]) -> None:
+    """Temporary output files a killed worker could not remove (the atomic writers' ``.partial``
+    files beside each output path of `params`); finished outputs and checkpoints are kept."""
+    from .core.stack import partial_paths
+
+    for key, value in params.items():
+        if isinstance(value, str) and value and (key.startswith("output") or key == "predictions"):
+            for path in partial_paths(value):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
 
 def _parse(line: str) -> dict[str, Any] | None:

@@ -224,6 +224,17 @@ def window_slices(win: Window) -> tuple[slice, slice]:
     return slice(r0, r0 + int(win.height)), slice(c0, c0 + int(win.width))
 
 
+def partial_paths(path: str) -> list[str]:
+    """The temporary files :func:`atomic_path` may have left for `path` when its process was killed
+    (SIGKILL gives no chance to clean up): ``.<name>.<random>.partial<ext>`` beside it."""
+    import glob
+
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    base, ext = os.path.splitext(os.path.basename(path))
+    pattern = os.path.join(glob.escape(folder), f".{glob.escape(base)}.*.partial{glob.escape(ext)}")
+    return sorted(glob.glob(pattern) + glob.glob(pattern + ".aux.xml"))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it to `path` on success, remove it on error.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -48,9 +49,8 @@ def cmd_info(params: dict[str, Any]) -> dict[str, Any]:
 
 def cmd_selftest(params: dict[str, Any]) -> dict[str, Any]:
     """Fault injection for the boundary's tests (no TensorFlow): ``mode`` = ok | fail | crash |
-    silent | slow | oom. Writes ``touch`` (a file) first when given, to prove the process ran.
+    silent | slow | oom | write. Writes ``touch`` (a file) first when given, to prove the process ran.
     ``oom`` caps the worker's address space (RLIMIT_AS) and allocates beyond it."""
-    import signal
     import time
 
     if params.get("touch"):
@@ -63,6 +63,16 @@ def cmd_selftest(params: dict[str, Any]) -> dict[str, Any]:
     if mode == "crash":
         print("selftest: about to be killed", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "write":  # an atomic output half-written, then killed (then="crash") or stalled
+        from ..core.stack import atomic_path
+
+        with atomic_path(params["output"]) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write("half")
+            f.flush()
+            protocol.progress(50, f"writing {os.path.basename(tmp)}")
+            if params.get("then") == "crash":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(float(params.get("seconds", 60)))
     if mode == "oom":
         import resource
 
@@ -95,6 +105,10 @@ def _commands() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     return cmds
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m deformation_forecast.ml")
@@ -105,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.params:
         with open(args.params, encoding="utf-8") as f:
             params = json.load(f)
+    # the plugin stops a worker with SIGTERM (cancel): raise KeyboardInterrupt instead of dying on
+    # the spot, so that the atomic writers remove their temporary files on the way out
+    signal.signal(signal.SIGTERM, _terminate)
     cmds = _commands()
     if args.command not in cmds:
         protocol.error(f"unknown worker command {args.command!r}; known: {sorted(cmds)}")

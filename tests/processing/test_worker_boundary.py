@@ -118,3 +118,17 @@ def test_out_of_memory_worker_is_explained(qgis_app):
 def test_sigkill_mentions_the_out_of_memory_killer(qgis_app):
     with pytest.raises(QgsProcessingException, match="out-of-memory killer"):
         worker.run_worker("_selftest", {"mode": "crash"})
+
+
+@pytest.mark.parametrize("how", ["cancel", "crash"])
+def test_a_stopped_worker_leaves_no_partial_output(qgis_app, tmp_path, how):
+    """Cancel (SIGTERM: the worker's writers clean up) and SIGKILL (the plugin cleans up after it)
+    while an output is half-written: nothing but the folder's previous content is left."""
+    (tmp_path / "keep.txt").write_text("a file of the user's")
+    params = {"mode": "write", "output": str(tmp_path / "out put.tif"), "then": how}
+    fb = QgsProcessingFeedback()
+    if how == "cancel":
+        fb.progressChanged.connect(lambda p: p >= 50 and fb.cancel())
+    with pytest.raises(QgsProcessingException, match="Cancelled" if how == "cancel" else "signal 9"):
+        worker.run_worker("_selftest", params, fb)
+    assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
