@@ -234,12 +234,10 @@ def benchmarks_from_table(
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise InputError(f"{source}: benchmark {dup!r} appears twice.")
-    x = np.array(xs, dtype="float64")
-    y = np.array(ys, dtype="float64")
     return Benchmarks(
         ids=ids,
-        x=x,
-        y=y,
+        x=np.array(xs, dtype="float64"),
+        y=np.array(ys, dtype="float64"),
         dates=dates,
         values=values,
         coord_columns=(header[coords[0]], header[coords[1]]) if coords else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from qgis.core import Qgis
 from qgis.PyQt.QtCore import Qt
@@ -64,8 +65,8 @@ class PluginGui:
         self.specs = {s.key: s for s in (DOCKS if specs is None else specs)}
         self.docks: dict[str, QDockWidget] = {}
         self.actions: list[QAction] = []
-        self._listeners: list[tuple[str, object]] = []
-        self.settings_factory = None
+        self._listeners: list[tuple[str, result_hooks.Listener]] = []
+        self.settings_factory: Any = None  # a SettingsFactory once loaded
 
     def load(self) -> None:
         parent = self.iface.mainWindow()

@@ -88,8 +88,9 @@ def series_at(
         if other and other != path:
             oinfo = read_info(other)
             if same_grid(info, oinfo) and oinfo.dates[0] > dates[-1]:
-                fdates, fvals = read_pixel_series(other, p.x(), p.y())
-                out.append(Series(f"{lyr.name()} (forecast)", "forecast", fdates, fvals))
+                series = read_pixel_series(other, p.x(), p.y())
+                if series is not None:
+                    out.append(Series(f"{lyr.name()} (forecast)", "forecast", *series))
         elif isinstance(lyr, QgsVectorLayer) and lyr.geometryType() == QgsWkbTypes.PointGeometry:
             benchmarks.extend(_benchmarks_near(lyr, p, stack_layer.crs(), 2 * max(info.res), project))
     return out + benchmarks
