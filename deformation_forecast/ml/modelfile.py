@@ -74,8 +74,8 @@ def read_meta(path: str) -> dict[str, Any]:
             head = f.read(4)
         if head == b"PK\x03\x04":  # a zip whose end (the central directory) is missing
             raise InputError(
-                f"MODEL: {os.path.basename(path)!r} is damaged or truncated (an incomplete copy or "
-                "download?); copy it again or train a new model."
+                f"MODEL: {os.path.basename(path)!r} is not a readable deformation forecast model: it is "
+                "damaged or truncated (an incomplete copy or download?); copy it again or train a new model."
             )
         raise InputError(not_ours + ".")
     with zipfile.ZipFile(path) as z:
