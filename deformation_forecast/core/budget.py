@@ -67,6 +67,21 @@ def working_bytes(copies: float = 4.0, mb: float | None = None) -> int:
     return max(2**20, int(usable / max(copies, 1.0)))
 
 
+def budget_for(working: int, copies: float = 1.0) -> int:
+    """The smallest budget (whole MB) whose :func:`working_bytes` with `copies` is at least
+    `working` bytes: what an error message asks the user to set."""
+    lo, hi = MIN_MB, MIN_MB
+    while working_bytes(copies, hi) < working:
+        lo, hi = hi, hi * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if working_bytes(copies, mid) >= working:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
 def gdal_cache_bytes(mb: float | None = None) -> int:
     """GDAL's block cache: 1/8 of the budget, at most 256 MB (GDAL's default is 5 % of the RAM)."""
     return int(min(256 * 2**20, budget_bytes(mb) / 8))

@@ -7,8 +7,11 @@ distance bin) and per unit. With a unit history, the window holds every band of 
 only the analysed one. Statistics are computed at the end from each group's sorted values, so they
 do not depend on the windows (core.streaming).
 
-Memory: the windows, plus the gathered values of the pixels that enter a statistic (float32, at
-most one band's worth); this must fit in the budget, else InputError says so.
+Memory: the gathered values of the pixels that enter a statistic (float32: at most one band's
+worth for the units and one for the faults, as every pixel belongs to one unit and one nearest
+fault) are set aside from the budget first; the windows get the rest. When the values alone would
+take more than half the budget, InputError says so before anything is read. The statistics and the
+plot's boxes are computed from each group's sorted float32 values without a float64 copy.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from .faults import (
 )
 from .lithology import UnitGroups, UnitHistory
 from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_stack
-from .streaming import BottomK, hash_keys, pixel_index
+from .streaming import BottomK, box_stats, hash_keys, pixel_index
 
 # float32 arrays of a window's size (one band) alive at once besides the bands read: the float64
 # values, the pixel centres (x, y), the distance, the nearest fault (int64), the labels, the groups
@@ -43,7 +46,7 @@ class ControlsResult:
     # per fault: (fault index, signed distance, value) of a random subsample for the plot
     fault_samples: list[tuple[int, np.ndarray, np.ndarray]] = field(default_factory=list)
     unit_rows: list[dict] = field(default_factory=list)
-    unit_samples: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    unit_boxes: list[dict] = field(default_factory=list)  # core.streaming.box_stats per unit
     history_means: np.ndarray | None = None  # (dates, units)
     history_valid: np.ndarray | None = None
 
@@ -73,13 +76,13 @@ def analyse_controls(
     raster at `path`; with `history`, the mean per unit and date of every band.
 
     `distance_path`: where to write the signed distance raster (faults only). `plot_samples`:
-    points per fault kept for a plot; `unit_values`: keep every unit's values for a box plot.
+    points per fault kept for a plot; `unit_values`: compute each unit's box for a box plot.
     Returns (result, unit names in first-seen order).
     """
     from rasterio import features
     from rasterio.windows import transform as window_transform
 
-    from .budget import working_bytes
+    from .budget import budget_for, budget_mb, working_bytes
     from .lithology import unit_codes
     from .streaming import GroupValues
 
@@ -89,8 +92,22 @@ def analyse_controls(
     history = history and bool(names) and info.count > 1
     bands = list(range(info.count)) if history else [band]
     read_bands = len(bands)
-    windows = iter_windows(info, max_bytes, bands=read_bands + EXTRA_BANDS, copies=1.25, mb=mb)
-    limit = working_bytes(1.25, mb)
+    usable = working_bytes(1.0, mb)
+    # every pixel enters at most one unit group and one fault group (its nearest fault)
+    reserve = 4 * info.width * info.height * (bool(names) + bool(faults))
+    if reserve > usable / 2:
+        need = budget_for(2 * reserve)
+        raise InputError(
+            f"The fault and unit statistics keep the value of every pixel they use: "
+            f"{reserve / 2**20:.0f} MB for this {info.width} x {info.height} raster, more than half the "
+            f"memory budget ({budget_mb(mb):.0f} MB) allows; raise the budget to at least {need} MB "
+            "(plugin setting or DEFORMATION_FORECAST_MEMORY_MB), or clip the raster to the area of interest."
+        )
+    windows = iter_windows(
+        info,
+        max_bytes if max_bytes is not None else int((usable - reserve) / 1.25),
+        bands=read_bands + EXTRA_BANDS,
+    )
 
     res = ControlsResult()
     fault_values = GroupValues()
@@ -143,12 +160,6 @@ def analyse_controls(
                     hist.add(block, labels)
                 del labels
             del block, values
-            if fault_values.nbytes + (unit_acc.values.nbytes if unit_acc else 0) > limit:
-                raise InputError(
-                    "The pixels that enter the fault and unit statistics take more memory than the "
-                    "memory budget allows; raise the budget (plugin setting or "
-                    "DEFORMATION_FORECAST_MEMORY_MB), or lower MAX_DISTANCE."
-                )
             if progress is not None:
                 progress((k + 1) / len(windows))
         if writer is not None:
@@ -164,9 +175,13 @@ def analyse_controls(
             got = bk.result()
             res.fault_samples.append((f, got.get("d", np.empty(0)), got.get("v", np.empty(0))))
     if unit_acc is not None:
-        keep = (lambda name, vals: res.unit_samples.append((name, vals))) if unit_values else None
+
+        def keep(name, vals):
+            if vals.size:
+                res.unit_boxes.append(box_stats(vals, str(name)))
+
         area = info.res[0] * info.res[1]
-        res.unit_rows = unit_acc.rows(names, area, threshold, keep)
+        res.unit_rows = unit_acc.rows(names, area, threshold, keep if unit_values else None)
         if hist is not None:
             res.history_means, res.history_valid = hist.means(), hist.valid()
     return res, names

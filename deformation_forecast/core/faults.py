@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
+from .streaming import sorted_stats
 
 Part = np.ndarray  # (N, 2) vertices, N >= 2
 Fault = Sequence[Part]
@@ -151,21 +152,6 @@ def distance_grid(
     return d.reshape(height, width), f.reshape(height, width), a.reshape(height, width)
 
 
-def _stats(v: np.ndarray) -> dict:
-    n = int(v.size)
-    if n == 0:
-        nan = float("nan")
-        return dict(n=0, mean=nan, median=nan, std=nan, min=nan, max=nan)
-    return dict(
-        n=n,
-        mean=float(np.mean(v)),
-        median=float(np.median(v)),
-        std=float(np.std(v, ddof=1)) if n > 1 else float("nan"),
-        min=float(np.min(v)),
-        max=float(np.max(v)),
-    )
-
-
 @dataclass
 class FaultProfile:
     """Deformation near one fault: per side and distance bin, and the step across the fault."""
@@ -221,7 +207,7 @@ def profiles_from_groups(groups, n_faults: int, bin_width: float, max_distance: 
         nearest = {}
         for s_, side in enumerate(("left", "right")):
             for i in range(nbins):
-                st = _stats(groups.pop((k * 2 + s_) * nbins + i))
+                st = sorted_stats(groups.pop((k * 2 + s_) * nbins + i))
                 rows.append(
                     dict(
                         side=side,
@@ -270,19 +256,21 @@ def plot_controls(
     path: str,
     fault_samples: Sequence[tuple[str, np.ndarray, np.ndarray]] = (),
     profiles: Sequence[FaultProfile] = (),
-    unit_samples: Sequence[tuple[str, np.ndarray]] = (),
+    unit_boxes: Sequence[dict] = (),
     units: str = "mm",
 ) -> str:
     """Deformation vs signed distance per fault (points and bin means, step annotated) and a box
-    plot per lithological unit. `fault_samples`: (name, distance, value) per fault; `unit_samples`:
-    (unit, values). Format by extension (png, svg, pdf); written atomically."""
+    plot per lithological unit. `fault_samples`: (name, distance, value) per fault; `unit_boxes`:
+    one :func:`core.streaming.box_stats` per unit with values (the values themselves are not
+    kept: a unit may cover the whole raster). Format by extension (png, svg, pdf); written
+    atomically."""
     import os
 
     from matplotlib.figure import Figure
 
     from .stack import atomic_path
 
-    panels = len(fault_samples) + (1 if unit_samples else 0)
+    panels = len(fault_samples) + (1 if unit_boxes else 0)
     ncol = min(3, max(1, panels))
     nrow = max(1, -(-panels // ncol))
     fig = Figure(figsize=(5 * ncol, 4 * nrow), dpi=100)
@@ -308,15 +296,11 @@ def plot_controls(
         ax.set_title(f"{name}: step {prof.step:.1f} ± {prof.step_se:.1f} {units}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    if unit_samples:
+    if unit_boxes:
         p += 1
         ax = fig.add_subplot(nrow, ncol, p)
-        data = [v[np.isfinite(v)] for _, v in unit_samples]
-        keep = [i for i, d in enumerate(data) if d.size]
-        if keep:
-            ax.boxplot([data[i] for i in keep], showfliers=False)
-            ax.set_xticks(range(1, len(keep) + 1))
-            ax.set_xticklabels([str(unit_samples[i][0]) for i in keep], rotation=30, ha="right", fontsize=8)
+        ax.bxp(list(unit_boxes), showfliers=False)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
         ax.set_ylabel(f"deformation ({units})")
         ax.set_title("Deformation per lithological unit", fontsize=10)
         ax.grid(alpha=0.3, axis="y")

@@ -98,7 +98,9 @@ class UnitGroups:
 
     def rows(self, names: Sequence[str], pixel_area: float, threshold: float = 10.0, keep=None) -> list[dict]:
         """One row per unit (see :func:`unit_stats`); `keep(unit, values)` receives each unit's
-        sorted values (e.g. for a plot) before they are dropped."""
+        sorted values (e.g. for a plot's box) before they are dropped."""
+        from .streaming import count_below, sorted_percentiles, sorted_stats
+
         limit = -abs(float(threshold))
         nan = float("nan")
         rows = []
@@ -107,15 +109,16 @@ class UnitGroups:
             n_all = int(self.pixels[i])
             row = dict(unit=name, pixels=n_all, valid=int(vals.size), area=n_all * float(pixel_area))
             if vals.size:
-                p5, med, p95 = np.percentile(vals, [5, 50, 95])
+                p5, p95 = sorted_percentiles(vals, [5, 95])
+                st = sorted_stats(vals)
                 row.update(
-                    mean=float(vals.mean()),
-                    median=float(med),
-                    min=float(vals[0]),
+                    mean=st["mean"],
+                    median=st["median"],
+                    min=st["min"],
                     p5=float(p5),
                     p95=float(p95),
-                    std=float(vals.std(ddof=1)) if vals.size > 1 else nan,
-                    share_subsiding=float(np.count_nonzero(vals < limit) / vals.size),
+                    std=st["std"],
+                    share_subsiding=count_below(vals, limit) / vals.size,
                 )
             else:
                 row.update(mean=nan, median=nan, min=nan, p5=nan, p95=nan, std=nan, share_subsiding=nan)

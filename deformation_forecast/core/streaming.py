@@ -108,10 +108,81 @@ class GroupValues:
         self.nbytes += v.nbytes
 
     def pop(self, group: int) -> np.ndarray:
+        """Group `group`'s values, sorted, in the dtype they were added in (float32 from a raster:
+        a float64 copy of a unit covering the whole raster would double the memory; the statistics
+        below accumulate in float64 chunk by chunk instead)."""
         parts = self.chunks.pop(int(group), [])
         if not parts:
-            return np.empty(0)
+            return np.empty(0, dtype=np.float32)
         arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        del parts
         self.nbytes -= arr.nbytes
         arr.sort()
-        return arr.astype("float64")
+        return arr
+
+
+_CHUNK = 1 << 20
+
+
+def sorted_percentiles(v: np.ndarray, q) -> np.ndarray:
+    """Percentiles `q` (0-100) of the sorted values `v`, numpy's default ("linear") definition,
+    without the copy :func:`numpy.percentile` makes."""
+    q = np.atleast_1d(np.asarray(q, dtype=np.float64))
+    n = int(v.size)
+    if n == 0:
+        return np.full(q.shape, np.nan)
+    h = (n - 1) * q / 100.0
+    lo = np.floor(h).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    a, b = v[lo].astype(np.float64), v[hi].astype(np.float64)
+    return a + (h - lo) * (b - a)
+
+
+def count_below(v: np.ndarray, x: float) -> int:
+    """How many of the sorted values `v` are strictly below `x`, exactly as ``(v < x).sum()`` with
+    `v` up-cast (the float32 nearest to `x` may lie on either side of it)."""
+    t = np.asarray(x, dtype=v.dtype)
+    return int(np.searchsorted(v, t, side="right" if float(t) < x else "left"))
+
+
+def sorted_stats(v: np.ndarray) -> dict[str, float]:
+    """n, mean, std (ddof 1), min, max and median of the sorted values `v`, accumulated in float64
+    over chunks of a million values (no float64 copy of `v`); NaN where undefined."""
+    n = int(v.size)
+    nan = float("nan")
+    if n == 0:
+        return dict(n=0, mean=nan, median=nan, std=nan, min=nan, max=nan)
+    total = sum(float(v[i : i + _CHUNK].sum(dtype=np.float64)) for i in range(0, n, _CHUNK))
+    mean = total / n
+    ss = 0.0
+    for i in range(0, n, _CHUNK):
+        d = v[i : i + _CHUNK].astype(np.float64) - mean
+        ss += float(d @ d)
+    return dict(
+        n=n,
+        mean=mean,
+        median=float(sorted_percentiles(v, 50.0)[0]),
+        std=float(np.sqrt(ss / (n - 1))) if n > 1 else nan,
+        min=float(v[0]),
+        max=float(v[-1]),
+    )
+
+
+def box_stats(v: np.ndarray, label: str = "", whis: float = 1.5) -> dict:
+    """What :meth:`matplotlib.axes.Axes.bxp` draws for the sorted values `v` (quartiles, whiskers
+    at the furthest values within `whis` IQR of the box, the mean), as
+    :func:`matplotlib.cbook.boxplot_stats` would compute it, without keeping the values."""
+    q1, med, q3 = sorted_percentiles(v, [25, 50, 75])
+    iqr = q3 - q1
+    lo = int(np.searchsorted(v, q1 - whis * iqr, side="left"))
+    hi = int(np.searchsorted(v, q3 + whis * iqr, side="right")) - 1
+    return dict(
+        label=label,
+        med=float(med),
+        q1=float(q1),
+        q3=float(q3),
+        whislo=float(v[lo]) if lo < v.size and v[lo] <= q1 else float(q1),
+        whishi=float(v[hi]) if hi >= 0 and v[hi] >= q3 else float(q3),
+        mean=sorted_stats(v)["mean"],
+        fliers=np.empty(0),
+    )

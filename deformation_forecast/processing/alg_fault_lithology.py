@@ -231,7 +231,6 @@ class FaultLithology(DeformationAlgorithm):
         for f, dist, vals in res.fault_samples:
             fault_samples.append((fault_names[f], dist, vals))
         litho_rows = [dict(date=date, **r) for r in res.unit_rows]
-        unit_samples = res.unit_samples
         history_rows: list[dict] = []
         if res.history_means is not None:
             means, valid = res.history_means, res.history_valid
@@ -266,7 +265,7 @@ class FaultLithology(DeformationAlgorithm):
             else None
         )
         if plot_path:
-            save_plot(cf.plot_controls, plot_path, fault_samples, profiles, unit_samples, info.units)
+            save_plot(cf.plot_controls, plot_path, fault_samples, profiles, res.unit_boxes, info.units)
             results["OUTPUT_PLOT"] = plot_path
         feedback.setProgress(100)
         return results

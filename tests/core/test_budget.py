@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import tracemalloc
 
 import numpy as np
@@ -452,6 +453,34 @@ def big_stack(tmp_path_factory):
     return path
 
 
+def _box(x0, y0, x1, y1) -> dict:
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+
+
+def test_controls_refuse_a_raster_whose_kept_values_exceed_the_budget(tmp_path):
+    """The values a statistic keeps (one float32 per pixel for the units, one for the faults) are
+    set aside before any window is read; when they alone need over half the budget the run is
+    refused up front, naming the budget that would do."""
+    from deformation_forecast.core.controls import analyse_controls
+
+    h = w = 1800  # 2 x 4 x 1800^2 = 24.7 MB kept against 40 MB usable of a 64 MB budget
+    path = _write(tmp_path / "wide.tif", np.zeros((1, h, w), "float32"))
+    info = read_info(path)
+    kw = dict(
+        faults=[[np.array([[X0 + 10, Y0 - 10], [X0 + w * RES, Y0 - h * RES]])]],
+        unit_geometries=[_box(X0 - 1, Y0 + 1, X0 + w * RES + 1, Y0 - h * RES - 1)],
+        units=["u"],
+    )
+    with pytest.raises(InputError, match=r"25 MB for this 1800 x 1800 raster.*at least (\d+) MB") as e:
+        analyse_controls(path, info, 0, mb=64, **kw)
+    need = int(re.search(r"at least (\d+) MB", str(e.value)).group(1))
+    assert 64 < need < 128
+    with pytest.raises(InputError):
+        analyse_controls(path, info, 0, mb=need - 2, **kw)
+    res, _ = analyse_controls(path, info, 0, mb=need, **kw)  # the budget it names is enough
+    assert res.unit_rows[0]["valid"] == h * w
+
+
 def _peak(fn) -> int:
     tracemalloc.start()
     tracemalloc.reset_peak()
@@ -465,6 +494,7 @@ def _peak(fn) -> int:
 @pytest.mark.slow
 def test_peak_memory_under_a_64_mb_budget(big_stack, tmp_path, monkeypatch):
     from deformation_forecast.core import evaluation as ev
+    from deformation_forecast.core.controls import analyse_controls
     from deformation_forecast.core.crossorbit import cross_orbit
     from deformation_forecast.core.profiles import extract_profiles
     from deformation_forecast.core.rates import deformation_rate
@@ -486,6 +516,24 @@ def test_peak_memory_under_a_64_mb_budget(big_stack, tmp_path, monkeypatch):
         "profiles": _peak(
             lambda: extract_profiles(
                 big_stack, [("I", [np.array([[X0 + 10, Y0 - 10], [X0 + 14000, Y0 - 13000]])])]
+            )
+        ),
+        # a unit over the whole raster and a fault through it: every pixel's value is kept twice,
+        # with the history (all 100 bands per window) and the box plot's statistics
+        "controls": _peak(
+            lambda: analyse_controls(
+                big_stack,
+                info,
+                99,
+                faults=[[np.array([[X0 + 10, Y0 - 10], [X0 + 14000, Y0 - 13000]])]],
+                unit_geometries=[_box(X0 - 100, Y0 + 100, X0 + 30000, Y0 - 30000)],
+                units=["all"],
+                max_distance=20000.0,
+                bin_width=1000.0,
+                history=True,
+                unit_values=True,
+                plot_samples=1000,
+                distance_path=str(tmp_path / "d.tif"),
             )
         ),
     }

@@ -52,4 +52,6 @@ def test_forecast_refuses_a_file_that_is_not_a_model(run_alg, write_stack, tmp_p
     junk = tmp_path / "junk.dfmodel"
     junk.write_bytes(b"not a zip")
     with pytest.raises(QgsProcessingException, match="not a deformation forecast model"):
-        run_alg("forecast", {"INPUT": stack, "MODEL": str(junk), "DEVICE": 2, "OUTPUT": str(tmp_path / "o.tif")})
+        run_alg(
+            "forecast", {"INPUT": stack, "MODEL": str(junk), "DEVICE": 2, "OUTPUT": str(tmp_path / "o.tif")}
+        )
