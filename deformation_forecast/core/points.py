@@ -13,12 +13,13 @@ is the points' bounding box padded by half a pixel, so the outermost points sit 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,25 +87,45 @@ def to_float(value: Any) -> float:
     return float(s)
 
 
-def read_csv_table(path: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a delimited text file (``,``, ``;`` or tab, detected from the header)."""
+@contextlib.contextmanager
+def open_csv_table(path: str) -> Iterator[tuple[list[str], Iterator[list[str]]]]:
+    """Header and a row iterator of a delimited text file (``,``, ``;`` or tab, detected from the
+    header). Rows are read one at a time (blank ones skipped): a PS export may hold millions of
+    points, whose cells as Python strings would take ten times their values' memory."""
     if not path or not os.path.isfile(path):
         raise InputError(f"INPUT_CSV: the file {path!r} does not exist; give the path of a CSV file.")
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
+    name = os.path.basename(path)
+
+    def decode_error(e: UnicodeDecodeError) -> InputError:
+        return InputError(f"INPUT_CSV: {name!r} is not a UTF-8 text file ({e}).")
+
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        try:
             first = f.readline()
             delim = max((",", ";", "\t"), key=first.count)
             f.seek(0)
             reader = csv.reader(f, delimiter=delim)
             header = next(reader, None)
-            rows = [r for r in reader if r and any(c.strip() for c in r)]
-    except UnicodeDecodeError as e:
-        raise InputError(f"INPUT_CSV: {os.path.basename(path)!r} is not a UTF-8 text file ({e}).") from e
-    if not header:
-        raise InputError(
-            f"INPUT_CSV: {os.path.basename(path)!r} is empty; it needs a header and one row per point."
-        )
-    return [h.strip() for h in header], rows
+        except UnicodeDecodeError as e:
+            raise decode_error(e) from e
+        if not header:
+            raise InputError(f"INPUT_CSV: {name!r} is empty; it needs a header and one row per point.")
+
+        def rows() -> Iterator[list[str]]:
+            try:
+                for r in reader:
+                    if r and any(c.strip() for c in r):
+                        yield r
+            except UnicodeDecodeError as e:
+                raise decode_error(e) from e
+
+        yield [h.strip() for h in header], rows()
+
+
+def read_csv_table(path: str) -> tuple[list[str], list[list[str]]]:
+    """Header and all rows of a delimited text file (see :func:`open_csv_table`)."""
+    with open_csv_table(path) as (header, rows):
+        return header, list(rows)
 
 
 def detect_format(names: Sequence[str]) -> str:
@@ -149,19 +170,20 @@ def _check_crs(crs: CRS | str | None, what: str) -> CRS | None:
 
 def series_from_table(
     names: Sequence[str],
-    rows: Sequence[Sequence[Any]],
+    rows: Iterable[Sequence[Any]],
     *,
     what: str = "INPUT",
     fmt: str = "auto",
     units: str = "auto",
     crs: CRS | str | None = None,
-    xy: np.ndarray | None = None,
+    xy: Any = None,
     first_line: int = 2,
 ) -> PointSeries:
-    """Parse a table (header `names`, `rows` of cells) into a PointSeries.
+    """Parse a table (header `names`, `rows` of cells, read once, row by row) into a PointSeries.
 
     `xy` (points, 2) gives the coordinates from a layer's geometries (then no coordinate columns
-    are needed and `crs` is the layer's CRS). `first_line` is the line number of ``rows[0]`` in
+    are needed and `crs` is the layer's CRS); it is read only after every row was, so a generator
+    of rows may fill a list `xy` as it goes. `first_line` is the line number of ``rows[0]`` in
     error messages (2 for a CSV with one header line). `what` names the input in messages.
     """
     if fmt not in FORMATS:
@@ -174,13 +196,15 @@ def series_from_table(
         fmt = detect_format(names)
     notes: list[str] = []
     reference = None
+    rows = iter(rows)
     if fmt == "stamps":
-        if len(names) < 4 or len(rows) < 2:
+        first = next(rows, None)
+        if len(names) < 4 or first is None:
             raise InputError(
                 f"{what}: not a StaMPS Visualizer export: it needs columns lon, lat, velocity and one "
                 "per date, a first row with the reference point and the dates, and one row per point."
             )
-        head = [_cell(v, names[j], first_line, what) for j, v in enumerate(rows[0])]
+        head = [_cell(v, names[j], first_line, what) for j, v in enumerate(first)]
         if len(head) < len(names) or any(math.isnan(v) for v in head[3 : len(names)]):
             raise InputError(
                 f"{what}: the first data row of a StaMPS export must hold the reference lon, lat, NaN "
@@ -197,9 +221,6 @@ def series_from_table(
         date_cols = list(range(3, len(names)))
         if xy is None:
             xcol, ycol, lonlat = 0, 1, True
-        rows = rows[1:]
-        if xy is not None:
-            xy = np.asarray(xy, dtype="float64")[1:]
         first_line += 1
         in_units = "mm" if units == "auto" else units
         if crs_in is None:
@@ -246,15 +267,13 @@ def series_from_table(
     if crs_in is None:
         raise InputError(f"{what}: the layer has no coordinate reference system; assign one first.")
 
-    n = len(rows)
-    values = np.full((n, len(dates)), np.nan, dtype="float64")
-    if xy is None:
-        coords = np.full((n, 2), np.nan, dtype="float64")
-    else:
-        coords = np.asarray(xy, dtype="float64")
-        if coords.shape != (n, 2):
-            raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
     width = max(date_cols) + 1
+    chunk = 4096
+    parts_v: list[np.ndarray] = []
+    parts_c: list[np.ndarray] = []
+    buf_v = np.full((chunk, len(dates)), np.nan, dtype="float64")
+    buf_c = np.full((chunk, 2), np.nan, dtype="float64")
+    n = k_ = 0
     for i, row in enumerate(rows):
         line = first_line + i
         if len(row) < width:
@@ -262,11 +281,36 @@ def series_from_table(
                 f"{what}: row {line} has {len(row)} cells but the header has {len(names)}; "
                 "every row needs a value (or an empty cell) for each column."
             )
+        k_ = i % chunk
+        if k_ == 0 and i:
+            parts_v.append(buf_v.copy())
+            parts_c.append(buf_c.copy())
+            buf_v.fill(np.nan)
+            buf_c.fill(np.nan)
         for k, j in enumerate(date_cols):
-            values[i, k] = _cell(row[j], names[j], line, what)
+            buf_v[k_, k] = _cell(row[j], names[j], line, what)
         if xy is None:
-            coords[i, 0] = _cell(row[xcol], names[xcol], line, what)
-            coords[i, 1] = _cell(row[ycol], names[ycol], line, what)
+            buf_c[k_, 0] = _cell(row[xcol], names[xcol], line, what)
+            buf_c[k_, 1] = _cell(row[ycol], names[ycol], line, what)
+        n = i + 1
+    if n:
+        parts_v.append(buf_v[: k_ + 1])
+        parts_c.append(buf_c[: k_ + 1])
+    del buf_v, buf_c
+    values = np.concatenate(parts_v) if parts_v else np.empty((0, len(dates)))
+    coords = np.concatenate(parts_c) if parts_c else np.empty((0, 2))
+    del parts_v, parts_c
+    if fmt == "stamps" and n == 0:
+        raise InputError(
+            f"{what}: not a StaMPS Visualizer export: it needs columns lon, lat, velocity and one "
+            "per date, a first row with the reference point and the dates, and one row per point."
+        )
+    if xy is not None:
+        coords = np.asarray(xy, dtype="float64")
+        if fmt == "stamps":
+            coords = coords[1:]
+        if coords.shape != (n, 2):
+            raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
     keep = ~np.all(np.isnan(values), axis=1)
     skipped = int(n - keep.sum())
     bad_xy = keep & ~np.all(np.isfinite(coords), axis=1)
@@ -310,10 +354,10 @@ def read_points_csv(
     path: str, fmt: str = "auto", units: str = "auto", crs: CRS | str | None = None
 ) -> PointSeries:
     """Read a CSV point time series (date fields, DePSI or StaMPS export)."""
-    names, rows = read_csv_table(path)
-    s = series_from_table(
-        names, rows, what=f"INPUT_CSV {os.path.basename(path)!r}", fmt=fmt, units=units, crs=crs
-    )
+    with open_csv_table(path) as (names, rows):
+        s = series_from_table(
+            names, rows, what=f"INPUT_CSV {os.path.basename(path)!r}", fmt=fmt, units=units, crs=crs
+        )
     s.source = path
     return s
 
@@ -379,7 +423,8 @@ def _centres(
 
 
 # arrays of a window's size (float32 units, all dates) alive at once while gridding: the float64
-# block, the IDW numerator and denominator, the transposed float32 copy written
+# IDW numerator (divided in place) and denominator, the mask, the transposed float32 copy written
+# and the writer's own buffer
 GRID_COPIES = 8
 
 
@@ -416,6 +461,8 @@ def iter_grid_blocks(
     tree = cKDTree(pts)
     valid = np.isfinite(values)
     filled = np.where(valid, values, 0.0)
+    valid_f = valid.astype("float64") if method == "idw" else None
+    del valid
     if max_bytes is None:
         max_bytes = working_bytes(GRID_COPIES, mb)
     # for IDW at most about 5e6 (cell, point) pairs per window
@@ -450,11 +497,12 @@ def iter_grid_blocks(
                 has_exact[cell_idx[exact]] = True
                 w = np.where(has_exact[cell_idx], exact.astype("float64"), 1.0 / np.maximum(d2, 1e-300))
                 wm = sparse.csr_matrix((w, (cell_idx, pt_idx)), shape=(len(lists), npts))
-                num = wm @ filled
-                den = wm @ valid.astype("float64")
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    block = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
-                del num, den
+                block = wm @ filled  # numerator, divided in place (IDW memory: about 5 copies)
+                den = wm @ valid_f
+                has = den > 0
+                np.divide(block, den, out=block, where=has)
+                block[~has] = np.nan
+                del den, has
             win = Window(c0, r0, c1 - c0, r1 - r0)
             yield win, block.T.astype("float32").reshape(ndates, r1 - r0, c1 - c0)
 

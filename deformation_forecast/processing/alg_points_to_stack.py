@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsProcessing,
@@ -130,32 +129,35 @@ class PointsToStack(DeformationAlgorithm):
 
     def _layer_series(self, source, fmt: str, units: str, feedback):
         names = [f.name() for f in source.fields()]
-        rows, xy = [], []
+        xy: list[tuple[float, float]] = []  # filled as the rows are read (series_from_table reads it last)
         total = max(1, source.featureCount())
-        for i, feat in enumerate(source.getFeatures()):
-            if i % 1000 == 0:
-                self.check_canceled(feedback)
-                feedback.setProgress(10.0 * i / total)
-            geom = feat.geometry()
-            if geom is None or geom.isNull() or geom.isEmpty():
-                raise QgsProcessingException(
-                    f"INPUT: feature {feat.id()} has no geometry; give every point a location or remove it."
-                )
-            pt = geom.asPoint() if not geom.isMultipart() else geom.centroid().asPoint()
-            xy.append((pt.x(), pt.y()))
-            rows.append([_plain(v) for v in feat.attributes()])
-        if not rows:
+
+        def rows():
+            for i, feat in enumerate(source.getFeatures()):
+                if i % 1000 == 0:
+                    self.check_canceled(feedback)
+                    feedback.setProgress(10.0 * i / total)
+                geom = feat.geometry()
+                if geom is None or geom.isNull() or geom.isEmpty():
+                    raise QgsProcessingException(
+                        f"INPUT: feature {feat.id()} has no geometry; give every point a location or remove it."
+                    )
+                pt = geom.asPoint() if not geom.isMultipart() else geom.centroid().asPoint()
+                xy.append((pt.x(), pt.y()))
+                yield [_plain(v) for v in feat.attributes()]
+
+        if source.featureCount() == 0:
             raise QgsProcessingException(
                 f"INPUT: the layer {source.sourceName()!r} has no features; give a layer with points."
             )
         return series_from_table(
             names,
-            rows,
+            rows(),
             what=f"INPUT {source.sourceName()!r}",
             fmt=fmt,
             units=units,
             crs=_crs_string(source.sourceCrs()),
-            xy=np.asarray(xy, dtype="float64"),
+            xy=xy,
             first_line=1,
         )
 

@@ -279,3 +279,68 @@ def test_output_is_a_valid_geotiff(tmp_path):
         assert src.count == 2 and np.isnan(src.nodata)
         assert src.descriptions == ("2020-01-01", "2020-02-01")
         assert src.read(1)[0, 0] == 1 and src.read(2)[0, 3] == 4
+
+
+def _write_csv(path, header, rows, delim=","):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(delim.join(header) + "\n")
+        for r in rows:
+            f.write(delim.join("" if isinstance(v, float) and np.isnan(v) else repr(v) for v in r) + "\n")
+
+
+def test_csv_is_read_row_by_row_across_chunks_and_within_its_values_memory(tmp_path):
+    """9001 points (two full chunks of 4096 rows and a part) x 60 dates: the series equals what
+    was written, row order kept, and reading it takes about the values' own memory (as strings
+    the cells would take ~8x that)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    n, nd = 9001, 60
+    dates = [dt.date(2019, 1, 1) + dt.timedelta(days=6 * i) for i in range(nd)]
+    xs = rng.uniform(5e5, 6e5, n).round(2)
+    ys = rng.uniform(4.3e6, 4.4e6, n).round(2)
+    vals = rng.normal(-5, 3, size=(n, nd)).round(3)
+    vals[4095, :] = np.nan  # incoherent, at a chunk's last row: skipped
+    vals[4096, 7] = np.nan  # one missing cell at the next chunk's first row
+    header, rows = _table(xs, ys, vals, dates)
+    path = str(tmp_path / "many.csv")
+    _write_csv(path, header, rows)
+    del rows
+    tracemalloc.start()
+    try:
+        s = read_points_csv(path, crs="EPSG:32647", units="mm")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    keep = np.ones(n, bool)
+    keep[4095] = False
+    assert s.count == n - 1 and s.skipped == 1 and s.dates == dates
+    np.testing.assert_array_equal(s.x, xs[keep])
+    np.testing.assert_array_equal(s.y, ys[keep])
+    np.testing.assert_array_equal(s.values, vals[keep])
+    values_bytes = n * nd * 8
+    assert peak < 3.5 * values_bytes, (
+        f"peak {peak / 2**20:.1f} MB for {values_bytes / 2**20:.1f} MB of values"
+    )
+
+
+def test_stamps_layout_with_layer_coordinates_given_as_the_rows_are_read():
+    """A layer's coordinates arrive as its rows are read (a generator filling a list): the StaMPS
+    reference row's point is dropped with it."""
+    header = ["lon", "lat", "v", "export_res_1", "export_res_2"]
+    head = [100.0, 30.0, float("nan"), 737000.0, 737012.0]
+    data = [[100.1, 30.1, -1.0, 0.0, -2.0], [100.2, 30.2, -3.0, 0.0, -4.0]]
+    xy: list[tuple[float, float]] = []
+    pts = [(0.0, 0.0), (10.0, 20.0), (30.0, 40.0)]
+
+    def rows():
+        for p, r in zip(pts, [head, *data], strict=True):
+            xy.append(p)
+            yield r
+
+    s = series_from_table(header, rows(), fmt="stamps", crs="EPSG:32647", xy=xy, first_line=1)
+    np.testing.assert_array_equal(np.column_stack([s.x, s.y]), [[10, 20], [30, 40]])
+    np.testing.assert_array_equal(s.values, [[0.0, -2.0], [0.0, -4.0]])
+    assert s.dates == [stamps_date(737000.0), stamps_date(737012.0)]
+    with pytest.raises(InputError, match="StaMPS"):
+        series_from_table(header, iter([head]), fmt="stamps", crs="EPSG:4326")
