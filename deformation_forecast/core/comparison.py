@@ -21,6 +21,7 @@ core.evaluation.comparison_rows) on the same stack.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
@@ -339,29 +340,19 @@ class StreamedComparison:
                         self.test_dates,
                         {"MODEL": run.model, "MODE": key, "CONTENT": "absolute error"},
                     )
-                try:
+                with writer or contextlib.nullcontext():  # published when complete
                     for k in range(len(self.split.test)):
                         if should_stop is not None and should_stop():
                             raise Cancelled()
                         pred = read_stack(path, bands=[k])[0]
                         obs = read_stack(self.observed_test_path, bands=[k])[0]
                         acc.add(pred, obs)
-                        figs.append(
-                            frame_figures(
-                                pred, obs, sample=(mode == "one-step" and k in shown), preview=False
-                            )
-                        )
+                        shown_k = mode == "one-step" and k in shown
+                        figs.append(frame_figures(pred, obs, sample=shown_k, preview=False))
                         err_map.add(pred, obs)
                         if writer is not None:
                             writer.write_band(k, mt.abs_error_stack(pred, obs))
                         del pred, obs
-                    if writer is not None:
-                        writer.close()
-                        writer = None
-                except BaseException as e:
-                    if writer is not None:
-                        writer.abort(e)
-                    raise
                 ov = acc.overall()
                 row: dict[str, object] = {"model": run.model, "mode": MODES[m_i]}
                 row.update({k: ov[k] for k in mt.METRICS})

@@ -7,6 +7,7 @@ base64 PNGs, so a report is one self-contained file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import datetime as dt
 import html
@@ -695,9 +696,8 @@ def _evaluate_files(
     shown = set(pick_dates(len(pairs)))
     rows, figures = [], []
     meta = dict(errors_meta or {})
-    writer = None
-    if errors_path:
-        writer = StackWriter(
+    writer = (
+        StackWriter(
             errors_path,
             [pred_info.dates[i] for i, _ in pairs],
             meta.get("crs", pred_info.crs),
@@ -707,7 +707,10 @@ def _evaluate_files(
             units=meta.get("units", obs_info.units),
             tags=meta.get("tags"),
         )
-    try:
+        if errors_path
+        else None
+    )
+    with writer or contextlib.nullcontext():  # published when complete, removed on an exception
         for k, (i, j, p, o) in enumerate(frames()):
             m = acc.add(p, o)
             rows.append(
@@ -721,13 +724,6 @@ def _evaluate_files(
             figures.append(frame_figures(p, o, sample=k in shown, preview=k in shown))
             if writer is not None:
                 writer.write_band(k, mt.abs_error_stack(p, o))
-        if writer is not None:
-            writer.close()
-            writer = None
-    except BaseException as e:
-        if writer is not None:
-            writer.abort(e)
-        raise
     ov = acc.overall()
     total = {"date": "overall", **{key: ov[key] for key in mt.METRICS}, "N": ov["N"], "observed_date": ""}
     return FileEvaluation(rows, total, L, figures)
