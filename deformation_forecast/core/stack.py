@@ -235,6 +235,23 @@ def partial_paths(path: str) -> list[str]:
     return sorted(glob.glob(pattern) + glob.glob(pattern + ".aux.xml"))
 
 
+def check_free_space(folder: str, need: int, what: str, hint: str) -> None:
+    """Refuse up front (InputError) when the file system of `folder` has less than `need` bytes
+    free, rather than failing with "No space left on device" after minutes of work. `what` names
+    the file, `hint` says where else it could go."""
+    import shutil
+
+    probe = os.path.abspath(folder)
+    while not os.path.isdir(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        raise InputError(
+            f"Not enough free disk space for {what}: it needs about {need / 2**30:.1f} GiB in "
+            f"{folder!r} and {free / 2**30:.1f} GiB are free; free some space or {hint}."
+        )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yield a temporary path beside `path`; rename it to `path` on success, remove it on error.

@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from ..core.budget import budget_bytes, gdal_cache_bytes
 from ..core.errors import InputError
 from ..core.resample import interpolate_time, regular_grid
-from ..core.stack import StackInfo, atomic_path, read_stack
+from ..core.stack import StackInfo, atomic_path, check_free_space, read_stack
 
 BLOCK = 64  # the work file's tile edge: a 64 x 64 training crop touches at most 4 blocks per band
 WORK_NAME = "regular.tif"
@@ -153,6 +153,13 @@ def prepare(
         if os.path.exists(stale):
             os.unlink(stale)
     h, w, n = info.height, info.width, len(grid)
+    check_free_space(
+        folder,
+        n * h * w * 4 + 64 * 2**20,
+        f"the training's work file (the stack on the regular {interval}-day grid, uncompressed, "
+        "removed after training)",
+        "write OUTPUT_MODEL to a disk with more room (the work file goes beside it)",
+    )
     with rasterio.open(info.path) as src:
         bh, bw = src.block_shapes[0] if src.block_shapes else (1, w)
     if window_pixels is None:

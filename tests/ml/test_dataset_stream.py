@@ -301,3 +301,31 @@ def test_training_reads_the_stack_from_disk_in_tiles(tmp_path, monkeypatch):
         assert res["persistence_metrics"][key] == pytest.approx(whole[key], rel=1e-6), key
     whole_net = stack_metrics(z["one_step"], z["targets"])[1]
     assert res["test_metrics"]["MAE"] == pytest.approx(whole_net["MAE"], rel=1e-6)
+
+
+def test_work_file_refused_up_front_when_the_disk_is_too_small(tmp_path, monkeypatch):
+    """The uncompressed work file (dates x rows x cols x 4 bytes) is checked against the free
+    space of its folder before a byte is written; the message names the need and the fix."""
+    import collections
+    import shutil
+
+    from deformation_forecast.core.errors import InputError
+    from deformation_forecast.core.stack import read_info
+    from deformation_forecast.ml.source import prepare
+
+    data, dates = irregular_scene(36, 40, 30, seed=2)
+    info = read_info(_write(tmp_path, data, dates))
+    usage = collections.namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    need = 34 * 40 * 30 * 4 + 64 * 2**20  # ~34 regular dates every 12 days over the 36 irregular
+
+    def fake(path, free=need - 2**20):
+        return usage(real(path).total, 0, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", fake)
+    with pytest.raises(InputError, match=r"Not enough free disk space.*work file.*OUTPUT_MODEL"):
+        prepare(info, 12, str(tmp_path / "work" / "deeper"), mb=64)
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("*.tif"))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1, 0, need + 2**20))
+    prep = prepare(info, 12, str(tmp_path / "work" / "deeper"), mb=64)
+    assert prep.count * prep.height * prep.width * 4 + 64 * 2**20 <= need + 2**20
