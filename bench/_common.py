@@ -36,17 +36,21 @@ STEP_DAYS = 12
 # ------------------------------------------------------------------------------------------ machine
 
 
-def machine() -> str:
-    """One line: cores, RAM, CPU model, OS, GPU (if nvidia-smi answers)."""
-    cpu = platform.processor() or platform.machine()
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what `platform` says."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """One line: cores, RAM, CPU model, OS, GPU (if nvidia-smi answers)."""
+    cpu = cpu_model()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     osname = platform.platform()
     try:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
@@ -39,22 +38,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
+from _common import cpu_model  # noqa: E402  (bench/ is the script's folder)
 
 from deformation_forecast.core.sample import synthetic_truth  # noqa: E402
 
 TIME_STEP = 5
 MODELS = ("cnn-phlstm", "cnn-lstm", "convlstm")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def windows(size: int, tile: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,48 @@ def make_dates(n: int, start: dt.date = dt.date(2018, 1, 1), step: int = 12) -> 
     return [start + dt.timedelta(days=step * i) for i in range(n)]
 
 
+def plain_raster(
+    path,
+    data,
+    transform=None,
+    crs: str | None = "EPSG:32647",
+    nodata: float | None = None,
+    descriptions: list[str] | None = None,
+    tags: dict[str, str] | None = None,
+    dtype: str = "float32",
+) -> str:
+    """Write `data` ((rows, cols) or (bands, rows, cols)) as a plain GeoTIFF with rasterio, not as a
+    stack: no dates unless given as band `descriptions` or dataset `tags`. `transform` defaults to
+    the write_stack fixture's grid (20 m, upper-left corner (500000, 4300000)); crs=None writes no
+    CRS, nodata=None no nodata value. Returns the path as a string."""
+    import rasterio
+    from affine import Affine
+
+    data = np.asarray(data, dtype=dtype)
+    if data.ndim == 2:
+        data = data[None]
+    if transform is None:
+        transform = Affine(20, 0, 500000, 0, -20, 4300000)
+    with rasterio.open(
+        str(path),
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
+        dst.write(data)
+        for band, text in enumerate(descriptions or [], start=1):
+            dst.set_band_description(band, text)
+        if tags:
+            dst.update_tags(**tags)
+    return str(path)
+
+
 @pytest.fixture
 def write_stack(tmp_path):
     """Factory: write_stack(data, dates=None, name='stack.tif', crs='EPSG:32647', res=20, origin=(500000, 4300000))."""

@@ -15,6 +15,7 @@ from deformation_forecast.core.los import (
     los_to_vertical,
 )
 from deformation_forecast.core.stack import read_info, read_stack
+from tests.conftest import plain_raster
 
 
 def test_divides_by_cosine():
@@ -40,20 +41,7 @@ def test_convert_stack_keeps_dates(write_stack, tmp_path):
 
 
 def test_convert_single_raster_without_date(tmp_path):
-    p = str(tmp_path / "velocity.tif")
-    with rasterio.open(
-        p,
-        "w",
-        driver="GTiff",
-        width=3,
-        height=2,
-        count=1,
-        dtype="float32",
-        crs="EPSG:32647",
-        transform=Affine(20, 0, 500000, 0, -20, 4300000),
-    ) as dst:
-        dst.write(np.full((1, 2, 3), -8.0, dtype="float32"))
-        dst.set_band_description(1, "velocity")
+    p = plain_raster(tmp_path / "velocity.tif", np.full((1, 2, 3), -8.0), descriptions=["velocity"])
     out = str(tmp_path / "vv.tif")
     convert_stack(p, out, incidence=60)
     np.testing.assert_allclose(read_stack(out), -16.0)
@@ -62,21 +50,9 @@ def test_convert_single_raster_without_date(tmp_path):
 
 
 def _incidence(path, values, res=20.0, origin=(500000.0, 4300000.0), crs="EPSG:32647"):
-    values = np.asarray(values, dtype="float32")
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=values.shape[1],
-        height=values.shape[0],
-        count=1,
-        dtype="float32",
-        crs=crs,
-        nodata=-9999,
-        transform=Affine(res, 0, origin[0], 0, -res, origin[1]),
-    ) as dst:
-        dst.write(values[None])
-    return str(path)
+    return plain_raster(
+        path, values, transform=Affine(res, 0, origin[0], 0, -res, origin[1]), crs=crs, nodata=-9999
+    )
 
 
 def test_incidence_raster_same_grid_and_resampled(write_stack, tmp_path):

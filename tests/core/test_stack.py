@@ -19,7 +19,9 @@ from deformation_forecast.core.stack import (
     read_stack,
     write_stack,
 )
-from tests.conftest import make_dates
+from tests.conftest import make_dates, plain_raster
+
+GRID_10M = Affine(10, 0, 0, 0, -10, 0)  # the grid of the plain rasters written below
 
 
 def test_round_trip_keeps_values_dates_grid(write_stack):
@@ -44,73 +46,33 @@ def test_round_trip_keeps_values_dates_grid(write_stack):
 
 
 def test_nodata_value_becomes_nan(tmp_path):
-    path = str(tmp_path / "nd.tif")
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=3,
-        height=2,
-        count=1,
-        dtype="float32",
-        crs="EPSG:32647",
-        transform=Affine(10, 0, 0, 0, -10, 0),
+    path = plain_raster(
+        tmp_path / "nd.tif",
+        [[[1, -9999, 3], [4, 5, 6]]],
+        transform=GRID_10M,
         nodata=-9999,
-    ) as dst:
-        dst.write(np.array([[[1, -9999, 3], [4, 5, 6]]], dtype="float32"))
-        dst.set_band_description(1, "20200101")
+        descriptions=["20200101"],
+    )
     arr = read_stack(path)
     assert np.isnan(arr[0, 0, 1]) and arr[0, 0, 0] == 1
 
 
 def test_no_dates_is_refused_with_the_fix(tmp_path):
-    path = str(tmp_path / "nodates.tif")
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=3,
-        height=2,
-        count=2,
-        dtype="float32",
-        crs="EPSG:32647",
-        transform=Affine(10, 0, 0, 0, -10, 0),
-    ) as dst:
-        dst.write(np.zeros((2, 2, 3), dtype="float32"))
+    path = plain_raster(tmp_path / "nodates.tif", np.zeros((2, 2, 3)), transform=GRID_10M)
     with pytest.raises(InputError, match=r"band\(s\) \[1, 2\] carry no date.*Build deformation stack"):
         read_info(path)
     assert read_info(path, require_dates=False).dates == [None, None]
 
 
 def test_dates_from_dataset_tag_and_file_name(tmp_path):
-    path = str(tmp_path / "x.tif")
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=2,
-        height=2,
-        count=2,
-        dtype="float32",
-        crs="EPSG:32647",
-        transform=Affine(10, 0, 0, 0, -10, 0),
-    ) as dst:
-        dst.write(np.zeros((2, 2, 2), dtype="float32"))
-        dst.update_tags(DATES="2019-01-01,2019-01-13")
+    path = plain_raster(
+        tmp_path / "x.tif",
+        np.zeros((2, 2, 2)),
+        transform=GRID_10M,
+        tags={"DATES": "2019-01-01,2019-01-13"},
+    )
     assert read_info(path).dates == [dt.date(2019, 1, 1), dt.date(2019, 1, 13)]
-    single = str(tmp_path / "cum_20190125.tif")
-    with rasterio.open(
-        single,
-        "w",
-        driver="GTiff",
-        width=2,
-        height=2,
-        count=1,
-        dtype="float32",
-        crs="EPSG:32647",
-        transform=Affine(10, 0, 0, 0, -10, 0),
-    ) as dst:
-        dst.write(np.zeros((1, 2, 2), dtype="float32"))
+    single = plain_raster(tmp_path / "cum_20190125.tif", np.zeros((1, 2, 2)), transform=GRID_10M)
     assert read_info(single).dates == [dt.date(2019, 1, 25)]
 
 

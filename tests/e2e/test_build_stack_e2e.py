@@ -2,10 +2,9 @@ import datetime as dt
 
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
 
 from deformation_forecast.core.stack import read_info, read_stack
+from tests.conftest import plain_raster
 
 pytestmark = pytest.mark.e2e
 
@@ -13,20 +12,8 @@ pytestmark = pytest.mark.e2e
 def test_buildstack_through_qgis_process(qgis_process, tmp_path):
     paths = []
     for i, day in enumerate(["20200101", "20200113", "20200125"]):
-        p = str(tmp_path / f"cum {day}.tif")  # a space in the path on purpose
-        with rasterio.open(
-            p,
-            "w",
-            driver="GTiff",
-            width=4,
-            height=3,
-            count=1,
-            dtype="float32",
-            crs="EPSG:32647",
-            transform=Affine(20, 0, 500000, 0, -20, 4300000),
-        ) as dst:
-            dst.write(np.full((1, 3, 4), float(i), dtype="float32"))
-        paths.append(p)
+        # a space in the path on purpose
+        paths.append(plain_raster(tmp_path / f"cum {day}.tif", np.full((1, 3, 4), float(i))))
     out = str(tmp_path / "stack.tif")
     args = (
         ["run", "deformation_forecast:buildstack", "--"] + [f"LAYERS={p}" for p in paths] + [f"OUTPUT={out}"]
@@ -38,19 +25,7 @@ def test_buildstack_through_qgis_process(qgis_process, tmp_path):
 
 
 def test_bad_input_fails_cleanly_through_qgis_process(qgis_process, tmp_path):
-    p = str(tmp_path / "nodate.tif")
-    with rasterio.open(
-        p,
-        "w",
-        driver="GTiff",
-        width=4,
-        height=3,
-        count=1,
-        dtype="float32",
-        crs="EPSG:32647",
-        transform=Affine(20, 0, 500000, 0, -20, 4300000),
-    ) as dst:
-        dst.write(np.zeros((1, 3, 4), dtype="float32"))
+    p = plain_raster(tmp_path / "nodate.tif", np.zeros((1, 3, 4)))
     out = str(tmp_path / "stack.tif")
     proc = qgis_process(
         "run", "deformation_forecast:buildstack", "--", f"LAYERS={p}", f"OUTPUT={out}", check=False

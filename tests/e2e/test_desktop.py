@@ -9,6 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from tests.conftest import plain_raster
 from tests.e2e.conftest import ROOT, qgis_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.desktop]
@@ -59,25 +60,10 @@ def run_desktop(jobs, tmp_path, timeout=600):
 
 @pytest.mark.tf
 def test_desktop_loads_plugin_and_runs_worker_and_stack_algorithms(tmp_path, write_stack):
-    import rasterio
-    from affine import Affine
-
-    layers = []
-    for i, day in enumerate(["20200101", "20200113"]):
-        p = str(tmp_path / f"cum_{day}.tif")
-        with rasterio.open(
-            p,
-            "w",
-            driver="GTiff",
-            width=4,
-            height=3,
-            count=1,
-            dtype="float32",
-            crs="EPSG:32647",
-            transform=Affine(20, 0, 500000, 0, -20, 4300000),
-        ) as dst:
-            dst.write(np.full((1, 3, 4), float(i), dtype="float32"))
-        layers.append(p)
+    layers = [
+        plain_raster(tmp_path / f"cum_{day}.tif", np.full((1, 3, 4), float(i)))
+        for i, day in enumerate(["20200101", "20200113"])
+    ]
     out = str(tmp_path / "stack.tif")
     jobs = [
         ["deformation_forecast:checkworker", {"DEVICE": 2}],

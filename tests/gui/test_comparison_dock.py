@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from qgis.core import QgsApplication, QgsFeature, QgsProject, QgsVectorLayer
+from qgis.core import QgsFeature, QgsVectorLayer
 
 from tests.conftest import make_dates
 
@@ -106,27 +106,6 @@ def test_not_a_metrics_table_is_explained(qgis_app, qgis_iface):
     assert dock.show_layer(layer) == 0
     assert "not a metrics table" in dock.message.text()
     assert dock.table_widget.rowCount() == 0 and dock.bar_counts() == {}
-
-
-@pytest.fixture
-def gui(qgis_app, qgis_processing, qgis_iface):
-    """The plugin's desktop part on pytest-qgis's iface, with the provider registered if needed
-    (as in test_profile_dock)."""
-    from deformation_forecast.gui.plugin_gui import PluginGui
-    from deformation_forecast.processing.provider import DeformationForecastProvider
-
-    registry = QgsApplication.processingRegistry()
-    provider = None
-    if registry.providerById("deformation_forecast") is None:
-        provider = DeformationForecastProvider()
-        registry.addProvider(provider)
-    g = PluginGui(qgis_iface)
-    g.load()
-    yield g
-    g.unload()
-    if provider is not None:
-        registry.removeProvider(provider)
-    QgsProject.instance().removeAllMapLayers()
 
 
 def _bowl(n=14, h=12, w=14):

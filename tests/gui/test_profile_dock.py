@@ -6,9 +6,7 @@ import shutil
 import sys
 
 import numpy as np
-import pytest
 from qgis.core import (
-    QgsApplication,
     QgsFeature,
     QgsGeometry,
     QgsPointXY,
@@ -101,25 +99,6 @@ def test_not_a_profile_layer_is_explained(qgis_app, qgis_iface):
     layer = QgsVectorLayer("Point?crs=EPSG:32647&field=id:integer", "pts", "memory")
     assert dock.show_layer(layer) == 0
     assert "not a profile layer" in dock.message.text()
-
-
-@pytest.fixture
-def gui(qgis_app, qgis_processing, qgis_iface):
-    """The plugin's desktop part on pytest-qgis's iface, with the provider registered if needed."""
-    from deformation_forecast.gui.plugin_gui import PluginGui
-    from deformation_forecast.processing.provider import DeformationForecastProvider
-
-    registry = QgsApplication.processingRegistry()
-    provider = None
-    if registry.providerById("deformation_forecast") is None:
-        provider = DeformationForecastProvider()
-        registry.addProvider(provider)
-    g = PluginGui(qgis_iface)
-    g.load()
-    yield g
-    g.unload()
-    if provider is not None:
-        registry.removeProvider(provider)
 
 
 def test_menu_entries_open_the_docks(gui):
