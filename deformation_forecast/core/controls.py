@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import InputError
 from .faults import (
+    CHUNK_ELEMENTS,
     Fault,
     FaultProfile,
     fault_groups,
@@ -103,9 +104,13 @@ def analyse_controls(
             f"memory budget ({budget_mb(mb):.0f} MB) allows; raise the budget to at least {need} MB "
             "(plugin setting or DEFORMATION_FORECAST_MEMORY_MB), or clip the raster to the area of interest."
         )
+    # the signed distances are computed before the window's bands are read, (pixels x segments)
+    # at a time with about a dozen float64 temporaries: an eighth of what is left, at most
+    avail = usable - reserve
+    chunk_elements = max(4096, min(CHUNK_ELEMENTS, avail // (8 * 12 * 8)))
     windows = iter_windows(
         info,
-        max_bytes if max_bytes is not None else int((usable - reserve) / 1.25),
+        max_bytes if max_bytes is not None else int(avail * 7 / 8 / 1.25),
         bands=read_bands + EXTRA_BANDS,
     )
 
@@ -128,15 +133,16 @@ def analyse_controls(
         )
     try:
         for k, win in enumerate(windows):
-            block = read_stack(path, window=win, bands=bands)
-            values = block[bands.index(band)]
-            h, w = values.shape
-            if faults:
+            h, w = int(win.height), int(win.width)
+            if faults:  # before the bands are read: its temporaries never meet the window's pixels
                 x, y = pixel_centres(info.transform, info.width, info.height, win)
-                dist, nearest, along = signed_distance(x, y, faults, working_bytes(24, mb) // 8)
+                dist, nearest, along = signed_distance(x, y, faults, chunk_elements)
                 del x, y
                 if writer is not None:
                     writer.write(dist.reshape(1, h, w), window=win)
+            block = read_stack(path, window=win, bands=bands)
+            values = block[bands.index(band)]
+            if faults:
                 sel, groups, vals = fault_groups(values, dist, nearest, along, bin_width, max_distance)
                 fault_values.add(groups, vals)
                 if samples:

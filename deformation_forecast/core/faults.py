@@ -20,7 +20,7 @@ from .streaming import sorted_stats
 Part = np.ndarray  # (N, 2) vertices, N >= 2
 Fault = Sequence[Part]
 
-_CHUNK_ELEMENTS = 4_000_000  # pixels x segments handled at once
+CHUNK_ELEMENTS = 4_000_000  # pixels x segments handled at once
 
 
 @dataclass
@@ -94,7 +94,7 @@ def signed_distance(
         from .budget import working_bytes
 
         # about a dozen float64 (pixels x segments) temporaries live at once
-        chunk_elements = min(_CHUNK_ELEMENTS, working_bytes(24) // 8)
+        chunk_elements = min(CHUNK_ELEMENTS, working_bytes(24) // 8)
     chunk = max(1, int(chunk_elements) // nseg)
     ln = np.sqrt(s.length2)
     nx, ny = s.dy / ln, -s.dx / ln  # unit normal pointing to the RIGHT of the direction
