@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 ENV = "DEFORMATION_FORECAST_MEMORY_MB"
 DEFAULT_MB = 2048
@@ -67,19 +67,50 @@ def working_bytes(copies: float = 4.0, mb: float | None = None) -> int:
     return max(2**20, int(usable / max(copies, 1.0)))
 
 
-def budget_for(working: int, copies: float = 1.0) -> int:
-    """The smallest budget (whole MB) whose :func:`working_bytes` with `copies` is at least
-    `working` bytes: what an error message asks the user to set."""
+# resident memory of the TensorFlow worker itself: TensorFlow, Keras, a compiled network, matplotlib
+# (peak RSS of a whole training on a 32 x 32 stack measured 0.98 GB with the CPU build of TF 2.21)
+TF_OVERHEAD_MB = 1024
+MIN_PIXEL_BYTES = 4 * 2**20
+
+
+def worker_pixel_bytes(mb: float | None = None) -> int:
+    """Bytes of pixel arrays the TensorFlow worker may hold at once: the budget less TensorFlow
+    itself and the GDAL block cache (at least 4 MB, so that a tiny budget still runs, in many
+    small windows)."""
+    usable = budget_bytes(mb) - TF_OVERHEAD_MB * 2**20 - gdal_cache_bytes(mb)
+    return max(MIN_PIXEL_BYTES, int(usable))
+
+
+def test_predictions_bytes(height: int, width: int, n_test: int) -> int:
+    """The whole test-set arrays a network's comparison needs (one-step and iterative predictions
+    and their targets, float32)."""
+    return 3 * int(n_test) * int(height) * int(width) * 4
+
+
+def test_predictions_fit(height: int, width: int, n_test: int, mb: float | None = None) -> bool:
+    """Whether the worker keeps (and writes for comparemodels) the whole test predictions of a
+    `height` x `width` raster: they may take a third of its pixel budget."""
+    return test_predictions_bytes(height, width, n_test) <= worker_pixel_bytes(mb) // 3
+
+
+def smallest_budget(enough: Callable[[int], bool]) -> int:
+    """The smallest budget (whole MB) for which `enough(mb)` holds (it must be monotonic): what an
+    error message asks the user to set."""
     lo, hi = MIN_MB, MIN_MB
-    while working_bytes(copies, hi) < working:
+    while not enough(hi):
         lo, hi = hi, hi * 2
     while lo < hi:
         mid = (lo + hi) // 2
-        if working_bytes(copies, mid) >= working:
+        if enough(mid):
             hi = mid
         else:
             lo = mid + 1
     return hi
+
+
+def budget_for(working: int, copies: float = 1.0) -> int:
+    """The smallest budget whose :func:`working_bytes` with `copies` is at least `working` bytes."""
+    return smallest_budget(lambda mb: working_bytes(copies, mb) >= working)
 
 
 def gdal_cache_bytes(mb: float | None = None) -> int:

@@ -268,7 +268,12 @@ class StreamedComparison:
     def add_network(self, model: str, npz_path: str) -> ModelRun:
         """The predictions the worker's ``train`` wrote (npz: one_step, iterative, test_dates,
         train_seconds, predict_seconds, device) as a ModelRun, copied frame by frame into stacks.
-        Raises ValueError when its test dates are not this split's."""
+        Raises ValueError when its test dates are not this split's, or when it wrote none."""
+        if not os.path.exists(npz_path):
+            raise ValueError(
+                f"{model}: the worker wrote no test predictions (they did not fit its memory budget; "
+                "see its warning above); give a smaller EXTENT or raise the memory budget."
+            )
         with np.load(npz_path, allow_pickle=False) as z:
             got = [str(d) for d in z["test_dates"].tolist()]
             train_s, predict_s = float(z["train_seconds"]), float(z["predict_seconds"])

@@ -355,6 +355,43 @@ class StackWriter:
             self.abort(ev)
 
 
+def extent_window(info: StackInfo, bounds: tuple[float, float, float, float], what: str = "EXTENT") -> Window:
+    """The whole-pixel window of the stack covering `bounds` (xmin, ymin, xmax, ymax in the stack's
+    CRS), clipped to the raster; InputError when they do not overlap it or cover less than 2 x 2."""
+    xmin, ymin, xmax, ymax = (float(v) for v in bounds)
+    inv = ~info.transform
+    cols, rows = zip(*(inv * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
+    c0, c1 = max(0, int(np.floor(min(cols) + 1e-9))), min(info.width, int(np.ceil(max(cols) - 1e-9)))
+    r0, r1 = max(0, int(np.floor(min(rows) + 1e-9))), min(info.height, int(np.ceil(max(rows) - 1e-9)))
+    if c1 - c0 < 2 or r1 - r0 < 2:
+        b = info.bounds
+        raise InputError(
+            f"{what} ({xmin:.6g}, {ymin:.6g}, {xmax:.6g}, {ymax:.6g}) covers "
+            f"{max(c1 - c0, 0)} x {max(r1 - r0, 0)} pixels of the stack, whose extent is "
+            f"({b[0]:.6g}, {b[1]:.6g}, {b[2]:.6g}, {b[3]:.6g}); choose an area inside it."
+        )
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def crop_stack(info: StackInfo, window: Window, out_path: str, mb: float | None = None) -> StackInfo:
+    """Copy `window` of the stack to a new stack at `out_path` (dates, units and tags kept), in row
+    strips sized from the memory budget; returns its StackInfo."""
+    from rasterio.windows import transform as window_transform
+
+    from .budget import working_bytes
+
+    c0, r0, w, h = int(window.col_off), int(window.row_off), int(window.width), int(window.height)
+    rows = max(1, min(h, working_bytes(3, mb) // max(1, 4 * info.count * w)))
+    tags = {k: v for k, v in info.tags.items() if k != UNITS_TAG}
+    with StackWriter(
+        out_path, info.dates, info.crs, window_transform(window, info.transform), w, h, info.units, tags
+    ) as wr:
+        for k in range(0, h, rows):
+            n = min(rows, h - k)
+            wr.write(read_stack(info.path, window=Window(c0, r0 + k, w, n)), window=Window(0, k, w, n))
+    return read_info(out_path)
+
+
 def write_stack(
     path: str,
     data: np.ndarray,

@@ -32,7 +32,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..core.budget import budget_bytes, gdal_cache_bytes
+from ..core.budget import worker_pixel_bytes
 from ..core.errors import InputError
 from ..core.resample import interpolate_time, regular_grid
 from ..core.stack import StackInfo, atomic_path, check_free_space, read_stack
@@ -40,17 +40,11 @@ from ..core.stack import StackInfo, atomic_path, check_free_space, read_stack
 BLOCK = 64  # the work file's tile edge: a 64 x 64 training crop touches at most 4 blocks per band
 WORK_NAME = "regular.tif"
 SUMMARY_NAME = "prepared.npz"
-# resident memory of the worker itself: TensorFlow, Keras, a compiled network, matplotlib (peak RSS
-# of a whole training on a 32 x 32 stack measured 0.98 GB with the CPU build of TF 2.21)
-TF_OVERHEAD_MB = 1024
-MIN_PIXEL_BYTES = 4 * 2**20
 
 
 def pixel_bytes(mb: float | None = None) -> int:
-    """Bytes of pixel arrays the worker may hold at once: the budget less TensorFlow itself and the
-    GDAL block cache (at least 4 MB, so that a tiny budget still runs, in many small windows)."""
-    usable = budget_bytes(mb) - TF_OVERHEAD_MB * 2**20 - gdal_cache_bytes(mb)
-    return max(MIN_PIXEL_BYTES, int(usable))
+    """Bytes of pixel arrays the worker may hold at once (core.budget.worker_pixel_bytes)."""
+    return worker_pixel_bytes(mb)
 
 
 @dataclass(frozen=True)

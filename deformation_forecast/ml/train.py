@@ -505,6 +505,7 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     SSIM and MS-SSIM the pixel-weighted mean of the blocks' values. The whole test arrays (for the
     report and the ``predictions`` npz) are kept only when every block is scored and they fit the budget.
     """
+    from ..core.budget import test_predictions_fit
     from ..core.metrics import psnr_from_mse, stack_metrics
     from .compressor import compress, decompress
     from .dataset import predict_frames
@@ -548,7 +549,7 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         chosen = [chosen[i] for i in pick]
     every = len(chosen) == sum(has_data)
     full = None
-    if every and 3 * n_test * prep.height * prep.width * 4 <= budget // 3:
+    if every and test_predictions_fit(prep.height, prep.width, n_test, mb):
         full = tuple(np.full((n_test, prep.height, prep.width), np.nan, "float32") for _ in range(3))
     parts: dict[str, list] = {k: [] for k in kinds}
     pmin = np.full(n_test, np.nan)

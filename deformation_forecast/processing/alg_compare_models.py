@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
@@ -13,13 +14,14 @@ from qgis.core import (
     QgsProcessingOutputString,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.stack import atomic_path
+from ..core.stack import atomic_path, crop_stack, extent_window
 from . import result_hooks
 from .base import DEVICES, DeformationAlgorithm, default_device_index
 from .tables import table_sink, write_table
@@ -77,6 +79,10 @@ class CompareModels(DeformationAlgorithm):
         "(Fig. 18) and error maps, and a folder of per-pixel absolute error stacks per model. SSIM and "
         "PSNR use the observed data range of the test frames (DATA_RANGE to fix it). The SVR is fitted "
         "on a random subsample of SVR_SAMPLES (pixel, date) samples and predicts every pixel.</p>"
+        "<p>EXTENT limits the comparison (training and scoring of every model) to an area of the "
+        "stack, e.g. around the subsidence bowls. The networks are scored on every pixel of the test "
+        "dates, whose predictions the worker must hold: on a stack too large for the memory budget "
+        "the run is refused up front, saying which EXTENT, TEST_COUNT or budget would do.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -102,6 +108,11 @@ class CompareModels(DeformationAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterNumber("SEED", "Random seed", integer, 42, False, 0))
+        self.addParameter(
+            QgsProcessingParameterExtent(
+                "EXTENT", "Compare on this area only (default: the whole stack)", optional=True
+            )
+        )
         adv = [
             QgsProcessingParameterNumber(
                 "VALIDATION_FRACTION",
@@ -202,10 +213,27 @@ class CompareModels(DeformationAlgorithm):
         self.check_output_not_input(report_path, info.path)
 
         feedback.pushInfo(f"Reading {info.path}: {info.count} dates, {info.width} x {info.height} pixels")
+        window = None
+        if parameters.get("EXTENT") not in (None, ""):
+            crs = self.parameterAsRasterLayer(parameters, "INPUT", context).crs()
+            ext = self.parameterAsExtent(parameters, "EXTENT", context, crs)
+            window = extent_window(info, (ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum()))
+        networks = [m for m in chosen if m in NETWORKS]
         work = tempfile.mkdtemp(prefix="df_compare_", dir=QgsProcessingUtils.tempFolder())
         try:
+            if window is not None:
+                self._check_networks_fit(networks, int(window.height), int(window.width), test_count, True)
+                info = crop_stack(info, window, os.path.join(work, "extent.tif"), self.memory_mb)
+                feedback.pushInfo(
+                    f"EXTENT: comparing on {info.width} x {info.height} pixels from column "
+                    f"{int(window.col_off)}, row {int(window.row_off)}"
+                )
+                self.check_canceled(feedback)
             cmp = StreamedComparison(
                 info.path, work, ts, test_count, val_fraction, interval, mb=self.memory_mb
+            )
+            self._check_networks_fit(
+                networks, info.height, info.width, len(cmp.split.test), window is not None
             )
             feedback.pushInfo(
                 f"Regular interval {cmp.interval} days, {len(cmp.dates)} frames; {cmp.split.describe()}; "
@@ -217,7 +245,6 @@ class CompareModels(DeformationAlgorithm):
                     "interpolated."
                 )
             baselines = [m for m in chosen if m not in NETWORKS]
-            networks = [m for m in chosen if m in NETWORKS]
             n_steps = len(networks) + 2  # baselines, each network, scores
             notes: list[str] = []
             if baselines:
@@ -312,6 +339,32 @@ class CompareModels(DeformationAlgorithm):
         feedback.setProgress(100)
         return results
 
+    def _check_networks_fit(self, networks, height: int, width: int, n_test: int, cropped: bool) -> None:
+        """Refuse before any work when the worker could not hold the networks' whole test
+        predictions (core.budget.test_predictions_fit), naming what would do."""
+        from ..core.budget import (
+            budget_mb,
+            smallest_budget,
+            test_predictions_bytes,
+            test_predictions_fit,
+            worker_pixel_bytes,
+        )
+
+        mb = self.memory_mb
+        if not networks or test_predictions_fit(height, width, n_test, mb):
+            return
+        need = smallest_budget(lambda b: test_predictions_fit(height, width, n_test, b))
+        side = math.isqrt(max(1, worker_pixel_bytes(mb) // 3 // test_predictions_bytes(1, 1, n_test)))
+        raise QgsProcessingException(
+            f"The networks ({', '.join(networks)}) are scored on every pixel of the {n_test} test dates: "
+            f"{test_predictions_bytes(height, width, n_test) / 2**20:.0f} MB of predictions for "
+            f"{'this EXTENT' if cropped else 'this stack'} of {width} x {height} pixels, more than the "
+            f"worker may hold with the {budget_mb(mb):.0f} MB memory budget. Give an EXTENT of at most "
+            f"about {side} x {side} pixels (e.g. around the deformation), fewer TEST_COUNT, leave the "
+            f"networks out of MODELS, or raise the memory budget to {need} MB (plugin setting or "
+            "DEFORMATION_FORECAST_MEMORY_MB)."
+        )
+
     def _network(
         self,
         model,
@@ -348,6 +401,7 @@ class CompareModels(DeformationAlgorithm):
             "max_seconds": self.parameterAsInt(parameters, "MAX_SECONDS", context),
             "output_model": os.path.join(tmp, "model.dfmodel"),
             "predictions": os.path.join(tmp, "predictions.npz"),
+            "test_tiles": 0,  # every block: the networks are scored on the baselines' pixels
             "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
         }
 

@@ -133,3 +133,30 @@ def test_read_pixel_series_reads_the_clicked_pixel(write_stack):
     assert dates == make_dates(3)
     assert read_pixel_series(path, 999.0, 1975.0) is None
     assert read_pixel_series(path, 1035.0, 2000.5) is None
+
+
+def test_crop_to_an_extent_equals_the_array_slice(tmp_path):
+    """extent_window snaps map bounds outwards to whole pixels and clips them to the raster;
+    crop_stack copies that window in strips (a tiny budget: many) with the dates, units and a
+    shifted transform; an extent off the raster is refused with both extents."""
+    from deformation_forecast.core.stack import crop_stack, extent_window, write_stack
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(7, 60, 50)).astype("float32")
+    data[2, 30:33, 20:22] = np.nan
+    tr = Affine(20, 0, 500000, 0, -20, 4300000)
+    path = str(tmp_path / "s.tif")
+    write_stack(path, data, make_dates(7), "EPSG:32647", tr)
+    info = read_info(path)
+    # x 500410..500790 -> cols 20.5..39.5 -> 20..40; y 4299390..4299010 -> rows 30.5..49.5 -> 30..50
+    win = extent_window(info, (500410.0, 4299010.0, 500790.0, 4299390.0))
+    assert (win.col_off, win.row_off, win.width, win.height) == (20, 30, 20, 20)
+    out = crop_stack(info, win, str(tmp_path / "c.tif"), mb=64)
+    np.testing.assert_array_equal(read_stack(out.path), data[:, 30:50, 20:40])
+    assert out.dates == info.dates and out.units == info.units and out.crs == info.crs
+    assert out.transform == Affine(20, 0, 500400, 0, -20, 4299400)
+    # partly outside: clipped to the raster
+    win = extent_window(info, (499000.0, 4298000.0, 500100.0, 4299900.0))
+    assert (win.col_off, win.row_off, win.width, win.height) == (0, 5, 5, 55)
+    with pytest.raises(InputError, match=r"EXTENT .* covers 0 x \d+ pixels .* choose an area inside"):
+        extent_window(info, (600000.0, 4299000.0, 601000.0, 4299500.0))

@@ -135,6 +135,55 @@ def test_comparemodels_cancel(run_alg, write_stack):
         )
 
 
+def test_comparemodels_on_an_extent_scores_only_that_area(run_alg, write_stack, tmp_path):
+    """Known answer: the left half of the scene is static, the right half moves, so persistence
+    is exact on an EXTENT over the left half only (given in the stack's CRS) and not on the whole."""
+    rng = np.random.default_rng(8)
+    n, h, w = 20, 16, 24
+    data = np.repeat((rng.normal(size=(h, w)).cumsum(1) * 3)[None], n, axis=0)
+    data[:, :, 12:] += rng.normal(scale=2.0, size=(n, h, 12)).cumsum(0)
+    path = write_stack(data)  # 20 m pixels from (500000, 4300000)
+    params = {
+        "INPUT": path,
+        "MODELS": [0],
+        "TIME_STEP": 3,
+        "TEST_COUNT": 5,
+        "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+    }
+    whole = run_alg("comparemodels", params)
+    assert whole["MAE_PERSISTENCE"] > 0.5
+    # columns 0..11 (x 500000..500240), rows 2..13, given a little inside the pixel edges
+    left = run_alg("comparemodels", {**params, "EXTENT": "500005,500235,4299725,4299955 [EPSG:32647]"})
+    assert left["MAE_PERSISTENCE"] == 0
+    with pytest.raises(QgsProcessingException, match=r"EXTENT .* choose an area inside"):
+        run_alg("comparemodels", {**params, "EXTENT": "600000,600500,4299000,4299500 [EPSG:32647]"})
+
+
+def test_comparemodels_refuses_networks_beyond_the_budget_up_front(run_alg, write_stack, monkeypatch):
+    """At a 256 MB budget the worker may hold ~1.3 MB of test predictions (12 bytes per pixel and
+    test date): a 200 x 200 stack with 6 test dates is refused before any worker starts, naming
+    the EXTENT that would do; an EXTENT still too large is refused the same way."""
+    from deformation_forecast.core import budget
+
+    monkeypatch.setenv(budget.ENV, "256")
+    path = write_stack(scene(n=30, h=200, w=200))
+    params = {
+        "INPUT": path,
+        "MODELS": [0, 5],
+        "TIME_STEP": 3,
+        "TEST_COUNT": 6,
+        "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+    }
+    side = int((budget.worker_pixel_bytes(256) // 3 // (12 * 6)) ** 0.5)
+    with pytest.raises(
+        QgsProcessingException, match=rf"this stack of 200 x 200 .* at most about {side} x {side}"
+    ):
+        run_alg("comparemodels", params)
+    with pytest.raises(QgsProcessingException, match="this EXTENT of 150 x 150 pixels"):
+        run_alg("comparemodels", {**params, "EXTENT": "500000,503000,4297000,4300000 [EPSG:32647]"})
+    assert "tensorflow" not in sys.modules
+
+
 @pytest.mark.tf
 @pytest.mark.slow
 def test_comparemodels_with_cnn_lstm_in_the_worker(run_alg, write_stack, tmp_path):
