@@ -73,6 +73,15 @@ def _xy(size: int, col: float, row: float) -> tuple[float, float]:
     return (bc.ORIGIN[0] + col * bc.RES, bc.ORIGIN[1] - row * bc.RES)
 
 
+def _extent(size: int, side: int) -> str:
+    """A centred square of `side` pixels as a qgis_process EXTENT (xmin,xmax,ymin,ymax [CRS])."""
+    side = min(side, size)
+    c0 = (size - side) // 2
+    x0, y1 = _xy(size, c0, c0)
+    x1, y0 = _xy(size, c0 + side, c0 + side)
+    return f"{x0:.2f},{x1:.2f},{y0:.2f},{y1:.2f} [{bc.CRS}]"
+
+
 def _monthly(first: dt.date, last: dt.date) -> list[dt.date]:
     out, y, m = [], first.year, first.month
     while True:
@@ -443,17 +452,14 @@ def jobs(p: dict, out: str, a) -> list[tuple[str, str, list[str], list[str]]]:
             [o("forecast.tif"), o("forecast_rate.tif")],
         ),  # fmt: skip
         (
-            "comparemodels",
+            "comparemodels (baselines)",
             "comparemodels",
             [
                 f"INPUT={p['stack']}",
-                f"MODELS={a.models}",
+                f"MODELS={a.baselines}",
                 "TIME_STEP=5",
                 f"TEST_COUNT={a.compare_test_count}",
-                "EPOCHS=1",
-                "DEVICE=0",
                 "SEED=42",
-                f"MAX_SECONDS={a.max_seconds}",
                 "SVR_SAMPLES=500",
                 "MLP_SAMPLES=2000",
                 f"OUTPUT_TABLE={o('compare.csv')}",
@@ -462,7 +468,32 @@ def jobs(p: dict, out: str, a) -> list[tuple[str, str, list[str], list[str]]]:
             ],
             [o("compare_errors")],
         ),  # fmt: skip
-    ]
+    ] + (
+        [
+            (
+                # the networks are scored on every test pixel, which the worker must hold: on the whole
+                # 6000^2 stack comparemodels refuses them up front; an EXTENT of --extent-px a side fits
+                f"comparemodels (networks, EXTENT {a.extent_px}^2)",
+                "comparemodels",
+                [
+                    f"INPUT={p['stack']}",
+                    f"MODELS={a.networks}",
+                    f"EXTENT={_extent(a.size, a.extent_px)}",
+                    "TIME_STEP=5",
+                    f"TEST_COUNT={a.compare_test_count}",
+                    "EPOCHS=1",
+                    "DEVICE=0",
+                    "SEED=42",
+                    f"MAX_SECONDS={a.max_seconds}",
+                    f"OUTPUT_TABLE={o('compare_net.csv')}",
+                    f"OUTPUT_REPORT={o('compare_net.html')}",
+                ],
+                [],
+            )  # fmt: skip
+        ]
+        if a.networks
+        else []
+    )
 
 
 # outputs (and the worker's regular-grid copy of the stack) in fractions of the input stack's file
@@ -509,7 +540,9 @@ def main(argv=None) -> int:
     ap.add_argument("--max-seconds", type=int, default=120, help="training time limit per network")
     ap.add_argument("--steps", type=int, default=24, help="forecast STEPS")
     ap.add_argument("--test-count", type=int, default=20, help="TEST_COUNT of trainmodel")
-    ap.add_argument("--models", default="0,1,2,3,4,5", help="comparemodels MODELS")
+    ap.add_argument("--baselines", default="0,1,2,3", help="comparemodels MODELS on the whole stack")
+    ap.add_argument("--networks", default="0,4,5", help="comparemodels MODELS on the EXTENT")
+    ap.add_argument("--extent-px", type=int, default=2000, help="comparemodels EXTENT side (pixels, centred)")
     ap.add_argument(
         "--compare-test-count",
         type=int,
@@ -537,7 +570,8 @@ def main(argv=None) -> int:
         a.samples, a.max_seconds, a.steps, a.test_count, a.compare_test_count = 8, 10, 6, 10, 5
         if not a.worker:  # training takes minutes even tiny: the idle worker row checks the polling
             a.skip = ",".join(filter(None, [a.skip, "trainmodel,forecast"]))
-            a.models = "0,1,2,3"
+            a.networks = ""
+        a.extent_px = min(a.extent_px, a.size // 2)
         a.workdir = a.workdir.rstrip("/") + "_small" if a.workdir == "/tmp/df_bench_memory" else a.workdir
 
     print(bc.machine())
