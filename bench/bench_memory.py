@@ -473,7 +473,7 @@ def jobs(p: dict, out: str, a) -> list[tuple[str, str, list[str], list[str]]]:
             (
                 # the networks are scored on every test pixel, which the worker must hold: on the whole
                 # 6000^2 stack comparemodels refuses them up front; an EXTENT of --extent-px a side fits
-                f"comparemodels (networks, EXTENT {a.extent_px}^2)",
+                f"comparemodels (networks on EXTENT {a.extent_px}^2)",
                 "comparemodels",
                 [
                     f"INPUT={p['stack']}",
