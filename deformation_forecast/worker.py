@@ -207,6 +207,11 @@ def run_worker(
         rc = proc.wait()
         for t in threads:
             t.join(timeout=2)
+        if not any(t.is_alive() for t in threads):  # else a reader still holds its pipe
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
         os.unlink(pfile)
         if rc != 0 or cancelled or hung:
             _remove_partial_outputs(params)

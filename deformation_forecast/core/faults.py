@@ -225,7 +225,7 @@ def profiles_from_groups(groups, n_faults: int, bin_width: float, max_distance: 
             se = float(np.sqrt(lft["std"] ** 2 / lft["n"] + rgt["std"] ** 2 / rgt["n"]))
         else:
             se = float("nan")
-        out.append(FaultProfile(k, rows, float(step), se, lft["n"], rgt["n"]))
+        out.append(FaultProfile(k, rows, float(step), se, int(lft["n"]), int(rgt["n"])))
     return out
 
 
