@@ -432,9 +432,9 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
             with atomic_path(p["predictions"]) as tmp, open(tmp, "wb") as f:
                 np.savez(
                     f,
-                    one_step=one_step.astype("float32"),
-                    iterative=iterative.astype("float32"),
-                    targets=targets.astype("float32"),
+                    one_step=np.asarray(one_step, dtype="float32"),
+                    iterative=np.asarray(iterative, dtype="float32"),
+                    targets=np.asarray(targets, dtype="float32"),
                     test_dates=np.array([grid[t].isoformat() for t in test]),
                     train_seconds=np.float64(train_seconds),
                     predict_seconds=np.float64(predict_seconds),
