@@ -81,6 +81,16 @@ def worker_pixel_bytes(mb: float | None = None) -> int:
     return max(MIN_PIXEL_BYTES, int(usable))
 
 
+def resident_bytes() -> int | None:
+    """This process's resident memory now (Linux /proc/self/statm), None where unknown."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def test_predictions_bytes(height: int, width: int, n_test: int) -> int:
     """The whole test-set arrays a network's comparison needs (one-step and iterative predictions
     and their targets, float32)."""

@@ -505,7 +505,13 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     SSIM and MS-SSIM the pixel-weighted mean of the blocks' values. The whole test arrays (for the
     report and the ``predictions`` npz) are kept only when every block is scored and they fit the budget.
     """
-    from ..core.budget import test_predictions_fit
+    from ..core.budget import (
+        budget_bytes,
+        gdal_cache_bytes,
+        resident_bytes,
+        test_predictions_bytes,
+        test_predictions_fit,
+    )
     from ..core.metrics import psnr_from_mse, stack_metrics
     from .compressor import compress, decompress
     from .dataset import predict_frames
@@ -539,7 +545,14 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
     # for the whole test arrays and an eighth for the windows predicted at once
     per_px = 8 * (n - b0) + 96 * n_test
-    edge = int(min(SCORE_EDGE, max(tile, math.isqrt(max((budget * 2 // 3 - budget // 8) // per_px, 1)))))
+    block_bytes = budget * 2 // 3 - budget // 8
+    rss = resident_bytes()
+    if rss is not None:  # what training left resident (the network, tf.data's buffers) counts too
+        fits = test_predictions_fit(prep.height, prep.width, n_test, mb)
+        keep = test_predictions_bytes(prep.height, prep.width, n_test) if fits else 0
+        left = budget_bytes(mb) - rss - gdal_cache_bytes(mb) - keep - budget // 8
+        block_bytes = max(min(block_bytes, left), 0)
+    edge = int(min(SCORE_EDGE, max(tile, math.isqrt(max(block_bytes // per_px, 1)))))
     blocks = score_blocks(prep.height, prep.width, edge)
     has_data = [_block_has_data(prep.block_valid, b, BLOCK) for b in blocks]
     chosen = [b for b, ok in zip(blocks, has_data, strict=True) if ok]
