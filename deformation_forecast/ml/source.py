@@ -32,7 +32,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..core.budget import worker_pixel_bytes
+from ..core.budget import worker_pixel_bytes as pixel_bytes  # the worker's share, one rule
 from ..core.errors import InputError
 from ..core.resample import interpolate_time, regular_grid
 from ..core.stack import StackInfo, atomic_path, check_free_space, read_stack
@@ -40,11 +40,6 @@ from ..core.stack import StackInfo, atomic_path, check_free_space, read_stack
 BLOCK = 64  # the work file's tile edge: a 64 x 64 training crop touches at most 4 blocks per band
 WORK_NAME = "regular.tif"
 SUMMARY_NAME = "prepared.npz"
-
-
-def pixel_bytes(mb: float | None = None) -> int:
-    """Bytes of pixel arrays the worker may hold at once (core.budget.worker_pixel_bytes)."""
-    return worker_pixel_bytes(mb)
 
 
 @dataclass(frozen=True)
