@@ -9,7 +9,7 @@ ROOT=$(pwd)
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
-apt_pkgs=(qgis python3-qgis qgis-providers xvfb xauth python3-venv python3-pip pyqt5-dev-tools libgdal-dev build-essential)
+apt_pkgs=(qgis python3-qgis qgis-providers xvfb xauth python3-venv python3-pip python3-dev pyqt5-dev-tools libgdal-dev build-essential)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
