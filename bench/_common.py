@@ -298,4 +298,13 @@ def run_monitored(
 
 def dump_json(path: str, obj) -> None:
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, default=str)
+        json.dump(obj, f, indent=1, default=_json_number)
+
+
+def _json_number(o):
+    """numpy scalars and arrays as JSON numbers and lists (str() would make them strings)."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

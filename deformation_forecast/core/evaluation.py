@@ -98,8 +98,12 @@ def write_csv(rows: Sequence[dict], path: str, fields: Sequence[str] | None = No
 
 
 def _csv_value(v):
-    if isinstance(v, float):
-        return "" if math.isnan(v) else repr(v)
+    """A cell: floats (numpy's too) as the shortest text that reads back exactly, NaN empty; never
+    repr() of a numpy scalar (numpy 2 spells it "np.float64(1.5)")."""
+    if isinstance(v, float | np.floating):
+        return "" if math.isnan(v) else repr(float(v))
+    if isinstance(v, np.integer):
+        return int(v)
     return v
 
 

@@ -220,6 +220,20 @@ def test_comparison_report_and_csv(tmp_path):
     assert html.count("data:image/png;base64,") == 3
 
 
+def test_metrics_csv_writes_numpy_numbers_as_plain_numbers(tmp_path):
+    """numpy scalars reach the CSV as plain numbers that read back exactly (numpy 2's repr would
+    write "np.float64(0.1)"), NaN as an empty cell."""
+    rows = [
+        {"model": "svr", "mode": "one-step", "MAE": np.float64(0.1), "MSE": np.float32(0.25),
+         "RMSE": np.float64("nan"), "SSIM": np.int64(3), "PSNR": 1 / 3},
+    ]  # fmt: skip
+    path = ev.write_csv(
+        rows, str(tmp_path / "m.csv"), ["model", "mode", "MAE", "MSE", "RMSE", "SSIM", "PSNR"]
+    )
+    lines = open(path).read().splitlines()
+    assert lines[1] == f"svr,one-step,0.1,0.25,,3,{1 / 3!r}"
+
+
 def test_svr_fast_decision_function_equals_sklearn():
     data, dates = bowl_scene()
     cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)

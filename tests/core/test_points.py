@@ -102,7 +102,8 @@ def test_utm_zones():
 
 def _table(xs, ys, values, dates, names=("x", "y")):
     header = [names[0], names[1]] + ["D" + d.strftime("%Y%m%d") for d in dates]
-    rows = [[x, y, *map(float, v)] for x, y, v in zip(xs, ys, values, strict=True)]
+    # plain Python floats: numpy 2 spells repr(np.float64(1.5)) "np.float64(1.5)"
+    rows = [[float(x), float(y), *map(float, v)] for x, y, v in zip(xs, ys, values, strict=True)]
     return header, rows
 
 
@@ -285,7 +286,9 @@ def _write_csv(path, header, rows, delim=","):
     with open(path, "w", encoding="utf-8") as f:
         f.write(delim.join(header) + "\n")
         for r in rows:
-            f.write(delim.join("" if isinstance(v, float) and np.isnan(v) else repr(v) for v in r) + "\n")
+            f.write(
+                delim.join("" if isinstance(v, float) and np.isnan(v) else repr(float(v)) for v in r) + "\n"
+            )
 
 
 def test_csv_is_read_row_by_row_across_chunks_and_within_its_values_memory(tmp_path):

@@ -48,7 +48,11 @@ def test_csv_round_trip(tmp_path_factory, dates, prefix, delimiter, coords, n, d
         w.writerow([coords[0], coords[1], *[prefix + d.strftime("%Y%m%d") for d in dates]])
         for i in range(n):
             w.writerow(
-                [repr(xs[i]), repr(ys[i]), *["" if np.isnan(v) else repr(float(v)) for v in values[i]]]
+                [
+                    repr(float(xs[i])),
+                    repr(float(ys[i])),
+                    *["" if np.isnan(v) else repr(float(v)) for v in values[i]],
+                ]
             )
     s = read_points_csv(str(path), units="mm", crs=None if lonlat else "EPSG:32647")
     order = np.argsort(dates)
