@@ -13,6 +13,9 @@
 # DIR/../fresh-DIST-logs/STEP.log. Exits non-zero when any step fails. Needs root, debootstrap,
 # network access to the Debian archive and PyPI. The system is left in DIR for inspection
 # (`chroot DIR`); delete it with `rm -rf --one-file-system DIR` once no mount is left (`findmnt -R DIR`).
+# Nothing of this machine's Python setup is carried in (no pip.conf, no PIP_* variables, no local
+# wheel folders): pip inside reaches PyPI itself. Only the CA certificates this machine trusts beyond
+# Debian's bundle are added to the system's (a network that inspects TLS needs them, as here).
 set -uo pipefail
 
 DIST=${1:-}
@@ -91,21 +94,32 @@ as_root() {
 }
 
 do_debootstrap() {
-  if [ -x "$DIR/usr/bin/apt-get" ] && [ -f "$DIR/.fresh-debootstrap-done" ]; then
-    echo "reusing $DIR"
-    return 0
-  fi
   [ ! -e "$DIR" ] || [ -z "$(ls -A "$DIR")" ] || {
-    echo "$DIR exists and is not a finished debootstrap: remove it first" >&2
+    echo "$DIR exists: the check starts from nothing; remove it first (findmnt -R $DIR shows no mount," \
+      "then rm -rf --one-file-system $DIR)" >&2
     return 1
   }
-  debootstrap --variant=minbase "$DIST" "$DIR" "$MIRROR" && touch "$DIR/.fresh-debootstrap-done"
+  debootstrap --variant=minbase "$DIST" "$DIR" "$MIRROR"
+}
+trust_host_cas() { # the CAs this machine trusts beyond Debian's bundle (a TLS-inspecting proxy's)
+  python3 - "$DIR/usr/local/share/ca-certificates" <<'PYEOF'
+import glob, os, re, sys
+pem = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+debian = {c for p in glob.glob("/usr/share/ca-certificates/*/*.crt") for c in pem.findall(open(p).read())}
+extra = [c for c in pem.findall(open("/etc/ssl/certs/ca-certificates.crt").read()) if c not in debian]
+for i, c in enumerate(extra):
+    with open(os.path.join(sys.argv[1], f"host-{i}.crt"), "w") as f:
+        f.write(c + "\n")
+print(f"{len(extra)} CA certificate(s) of this machine added to the system's")
+PYEOF
 }
 do_prepare() {
   cp /etc/resolv.conf "$DIR/etc/resolv.conf"
   hostname >"$DIR/etc/hostname"
   grep -q "$(hostname)" "$DIR/etc/hosts" 2>/dev/null || echo "127.0.1.1 $(hostname)" >>"$DIR/etc/hosts"
   as_root "apt-get update -q && apt-get install -y -q --no-install-recommends git ca-certificates sudo" || return 1
+  # pip reaches PyPI over HTTPS through this network as it does on this machine: same trust store
+  trust_host_cas && as_root "update-ca-certificates" || return 1
   as_root "id dev >/dev/null 2>&1 || useradd -m -s /bin/bash dev" || return 1
   echo 'dev ALL=(ALL) NOPASSWD:ALL' >"$DIR/etc/sudoers.d/dev"
   chmod 440 "$DIR/etc/sudoers.d/dev"
