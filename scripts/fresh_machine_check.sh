@@ -8,7 +8,8 @@
 # /dev/shm into it (always removed again on exit, failures included), installs only what cloning
 # needs (git, ca-certificates, sudo), clones the committed HEAD of this repository as a user `dev`
 # with password-less sudo, copies ../shared beside the clone, and runs, as that user in a clean
-# environment (env -i), `bash scripts/run_sample.sh` then `bash scripts/run_tests.sh`.
+# environment (env -i), `bash scripts/run_sample.sh` then `bash scripts/run_tests.sh` (the setup that
+# both do first is run as a step of its own before them, to time it apart from the main job).
 # Prints one line per step: `[fresh DIST] step  seconds  ok|FAILED`; each step's output goes to
 # DIR/../fresh-DIST-logs/STEP.log. Exits non-zero when any step fails. Needs root, debootstrap,
 # network access to the Debian archive and PyPI. The system is left in DIR for inspection
@@ -153,8 +154,10 @@ mount_all || {
 }
 step prepare do_prepare || exit 1
 step clone do_clone || exit 1
-step run_sample as_dev 'bash scripts/run_sample.sh'
+# what both commands do first, timed on its own (apt, the venv, pip, the plugin); then they find it done
+step setup as_dev 'bash scripts/setup.sh'
 system_versions 2>/dev/null | sed "s/^/[fresh $DIST] /"
+step run_sample as_dev 'bash scripts/run_sample.sh'
 step run_tests as_dev 'bash scripts/run_tests.sh'
 grep -E '^[0-9]+ passed' "$LOGS/run_tests.log" | tail -1 | sed "s/^/[fresh $DIST] tests: /"
 exit $FAILED

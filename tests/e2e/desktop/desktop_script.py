@@ -105,6 +105,20 @@ def go():
     ]
     with open(os.path.join(OUT, "result.json"), "w") as f:
         json.dump(res, f, indent=1)
+    quit_like_file_exit()
+
+
+def quit_like_file_exit():
+    """Close the project, then quit: what File > Exit does (QgisApp::fileExit -> closeProject),
+    without its "save changes?" dialogs. Quitting with layers still loaded makes QGIS >= 3.40 die
+    on signal 11 in ~QgisApp, with or without this plugin: the layer tree view is deleted before
+    QgsApplication::exitQgis() clears the project, whose layer removals still reach
+    QgisApp::updateNewLayerInsertionPoint() (qgis/QGIS#65667). Clearing here also takes the
+    plugin's docks through the user's exit path: every layer they show is removed under them."""
+    from qgis.core import QgsProject
+
+    QgsProject.instance().clear()
+    QgsApplication.processEvents()
     QgsApplication.instance().exit(0)
 
 
