@@ -13,7 +13,8 @@
 # Prints one line per step: `[fresh DIST] step  seconds  ok|FAILED`; each step's output goes to
 # DIR/../fresh-DIST-logs/STEP.log. Exits non-zero when any step fails. Needs root, debootstrap,
 # network access to the Debian archive and PyPI. The system is left in DIR for inspection
-# (`chroot DIR`); delete it with `rm -rf --one-file-system DIR` once no mount is left (`findmnt -R DIR`).
+# (`chroot DIR`); delete it with `rm -rf --one-file-system DIR` once no mount is left under it
+# (`findmnt -l | grep DIR` prints nothing).
 # Nothing of this machine's Python setup is carried in (no pip.conf, no PIP_* variables, no local
 # wheel folders): pip inside reaches PyPI itself. Only the CA certificates this machine trusts beyond
 # Debian's bundle are added to the system's (a network that inspects TLS needs them, as here).
@@ -96,8 +97,8 @@ as_root() {
 
 do_debootstrap() {
   [ ! -e "$DIR" ] || [ -z "$(ls -A "$DIR")" ] || {
-    echo "$DIR exists: the check starts from nothing; remove it first (findmnt -R $DIR shows no mount," \
-      "then rm -rf --one-file-system $DIR)" >&2
+    echo "$DIR exists: the check starts from nothing; remove it first (when findmnt -l | grep $DIR" \
+      "prints nothing: rm -rf --one-file-system $DIR)" >&2
     return 1
   }
   debootstrap --variant=minbase "$DIST" "$DIR" "$MIRROR"
@@ -146,18 +147,23 @@ system_versions() {
     .venv/bin/python -c "import numpy; from qgis.core import Qgis; print(\"QGIS\", Qgis.QGIS_VERSION, \"numpy\", numpy.__version__)"'
 }
 
-echo "[fresh $DIST] system in $DIR (mirror $MIRROR), logs in $LOGS, $(nproc) cores"
-step debootstrap do_debootstrap || exit 1
-mount_all || {
-  echo "[fresh $DIST] mounting /proc /sys /dev into $DIR failed" >&2
-  exit 1
+main() {
+  echo "[fresh $DIST] system in $DIR (mirror $MIRROR), logs in $LOGS, $(nproc) cores"
+  step debootstrap do_debootstrap || exit 1
+  mount_all || {
+    echo "[fresh $DIST] mounting /proc /sys /dev into $DIR failed" >&2
+    exit 1
+  }
+  step prepare do_prepare || exit 1
+  step clone do_clone || exit 1
+  # what both commands do first, timed on its own (apt, the venv, pip, the plugin); they then find it done
+  step setup as_dev 'bash scripts/setup.sh'
+  system_versions 2>/dev/null | sed "s/^/[fresh $DIST] /"
+  step run_sample as_dev 'bash scripts/run_sample.sh'
+  step run_tests as_dev 'bash scripts/run_tests.sh'
+  grep -E '^[0-9]+ passed' "$LOGS/run_tests.log" | tail -1 | sed "s/^/[fresh $DIST] tests: /"
+  exit $FAILED
 }
-step prepare do_prepare || exit 1
-step clone do_clone || exit 1
-# what both commands do first, timed on its own (apt, the venv, pip, the plugin); then they find it done
-step setup as_dev 'bash scripts/setup.sh'
-system_versions 2>/dev/null | sed "s/^/[fresh $DIST] /"
-step run_sample as_dev 'bash scripts/run_sample.sh'
-step run_tests as_dev 'bash scripts/run_tests.sh'
-grep -E '^[0-9]+ passed' "$LOGS/run_tests.log" | tail -1 | sed "s/^/[fresh $DIST] tests: /"
-exit $FAILED
+
+# parsed whole before it runs: editing this file during an hour-long run cannot derail it
+main "$@"
