@@ -118,7 +118,9 @@ PYEOF
 do_prepare() {
   cp /etc/resolv.conf "$DIR/etc/resolv.conf"
   hostname >"$DIR/etc/hostname"
-  grep -q "$(hostname)" "$DIR/etc/hosts" 2>/dev/null || echo "127.0.1.1 $(hostname)" >>"$DIR/etc/hosts"
+  # what Debian's installer writes (debootstrap writes none): localhost must resolve (sockets, sudo)
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\t%s\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
+    "$(hostname)" >"$DIR/etc/hosts"
   as_root "apt-get update -q && apt-get install -y -q --no-install-recommends git ca-certificates sudo" || return 1
   # pip reaches PyPI over HTTPS through this network as it does on this machine: same trust store
   trust_host_cas && as_root "update-ca-certificates" || return 1
