@@ -36,7 +36,12 @@ command -v debootstrap >/dev/null || {
 }
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# ../shared beside the checkout; from a git worktree, beside the main checkout
 SHARED=$(realpath -m "$ROOT/../shared")
+if [ ! -d "$SHARED" ]; then
+  common=$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null) &&
+    SHARED=$(realpath -m "$(dirname "$common")/../shared")
+fi
 DIR=$(realpath -m "${2:-/var/tmp/fresh-$DIST}")
 LOGS="$(dirname "$DIR")/fresh-$DIST-logs"
 # the Debian mirror this machine's apt uses (deb822 sources or the one-line format)
