@@ -11,7 +11,7 @@
 # environment (env -i), `bash scripts/run_sample.sh` then `bash scripts/run_tests.sh` (the setup that
 # both do first is run as a step of its own before them, to time it apart from the main job).
 # Prints one line per step: `[fresh DIST] step  seconds  ok|FAILED`; each step's output goes to
-# DIR/../fresh-DIST-logs/STEP.log. Exits non-zero when any step fails. Needs root, debootstrap,
+# DIR-logs/STEP.log. Exits non-zero when any step fails. Needs root, debootstrap,
 # network access to the Debian archive and PyPI. The system is left in DIR for inspection
 # (`chroot DIR`); delete it with `rm -rf --one-file-system DIR` once no mount is left under it
 # (`findmnt -l | grep DIR` prints nothing).
@@ -43,7 +43,7 @@ if [ ! -d "$SHARED" ]; then
     SHARED=$(realpath -m "$(dirname "$common")/../shared")
 fi
 DIR=$(realpath -m "${2:-/var/tmp/fresh-$DIST}")
-LOGS="$(dirname "$DIR")/fresh-$DIST-logs"
+LOGS="$DIR-logs"
 # the Debian mirror this machine's apt uses (deb822 sources or the one-line format)
 MIRROR=$(grep -hoE 'https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list \
   2>/dev/null | head -1 | tr -d ' ')
