@@ -190,3 +190,39 @@ def test_dates_that_do_not_overlap_refused(tmp_path, write_stack):
     assert not (tmp_path / "up.tif").exists()
     with pytest.raises(InputError, match="at least two are needed"):
         dc.common_dates([make_dates(3), make_dates(3, start=dt.date(2018, 1, 20))], "first")
+
+
+@pytest.mark.slow
+def test_peak_memory_within_a_64_mb_budget(tmp_path, monkeypatch):
+    """Two 37 MB stacks (and the rates) decomposed with a 64 MB budget: the traced peak stays under it."""
+    import tracemalloc
+
+    from affine import Affine
+
+    from deformation_forecast.core import budget
+    from deformation_forecast.core.stack import StackWriter
+
+    n, h, w = 40, 480, 480
+    yy, xx = np.mgrid[:h, :w]
+    bowl = np.exp(-(((yy - h / 2) / 90.0) ** 2 + ((xx - w / 2) / 120.0) ** 2)).astype("float32")
+    orbits = []
+    for name, start, geom in (("a.tif", START_A, ASC), ("d.tif", START_D, DESC)):
+        path = str(tmp_path / name)
+        dates = make_dates(n, start=start)
+        with StackWriter(path, dates, "EPSG:32647", Affine(20, 0, 5e5, 0, -20, 4.3e6), w, h) as wr:
+            for i in range(n):
+                wr.write_band(i, -0.5 * i * bowl)
+        orbits.append(dc.Orbit(path, read_info(path), *geom))
+    monkeypatch.setenv(budget.ENV, "64")
+    limit = budget.budget_bytes()
+    assert 2 * n * h * w * 4 > limit
+    out = dc.Outputs(str(tmp_path / "u.tif"), str(tmp_path / "e.tif"), str(tmp_path / "r.tif"))
+    tracemalloc.start()
+    try:
+        dc.decompose(orbits, out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(f"decompose peak {peak / 2**20:.1f} MB for a {limit / 2**20:.0f} MB budget")
+    assert peak < limit
+    assert np.isfinite(read_stack(out.vertical, bands=[n - 2])).all()
