@@ -1010,7 +1010,9 @@ def make_sample_scene(
     return paths
 
 
-def _write_3d(scene: SampleScene, outdir: str, geo, tags: dict, say) -> dict[str, str]:
+def _write_3d(
+    scene: SampleScene, outdir: str, geo: tuple[str, Affine, int, int], tags: dict, say: Callable[[str], None]
+) -> dict[str, str]:
     """The files of FILES_3D: observed LOS stacks with horizontal motion, and the U/E truth."""
     paths = {k: os.path.join(outdir, name) for k, (name, _) in FILES_3D.items()}
     say("3-D model: stacks with horizontal motion, U and E truth")
