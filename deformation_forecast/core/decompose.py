@@ -39,6 +39,7 @@ DATE_MODES = ("first", "union")
 DEFAULT_MAX_CONDITION = 10.0
 S1_HEADING_ASC = -10.0
 S1_HEADING_DESC = 190.0
+STDERR_LABELS = ("up_stderr_per_mm_of_los_noise", "east_stderr_per_mm_of_los_noise")
 RATE_LABELS = (
     "vertical_velocity_mm_per_yr",
     "vertical_velocity_stderr_mm_per_yr",
@@ -199,6 +200,7 @@ class Outputs:
     vertical: str
     east: str
     rates: str | None = None
+    stderr: str | None = None  # per pixel: standard error of U and E per mm of LOS noise
 
 
 @dataclass
@@ -289,7 +291,8 @@ def _writers(es, outputs: Outputs, info: StackInfo, dates, tags):
     up = writer(outputs.vertical, dates, "mm", "vertical")
     east = writer(outputs.east, dates, "mm", "east")
     rates = writer(outputs.rates, list(RATE_LABELS), "mm/yr", "velocity") if outputs.rates else None
-    return up, east, rates
+    se = writer(outputs.stderr, list(STDERR_LABELS), "mm/mm", "stderr") if outputs.stderr else None
+    return up, east, rates, se
 
 
 @budget_gdal_cache
@@ -327,7 +330,7 @@ def decompose(
         geoms = [_Geometry(o, target, es, mb) for o in orbits]
         cond, fu, fe = _check_geometries(geoms, windows, max_condition, progress)
         grids = [None] + [es.enter_context(OnGrid(o.path, o.info, target)) for o in orbits[1:]]
-        w_up, w_east, w_rates = _writers(es, outputs, target, dates, tags)
+        w_up, w_east, w_rates, w_se = _writers(es, outputs, target, dates, tags)
         valid = 0
         for k, win in enumerate(windows):
             los = []
@@ -336,8 +339,12 @@ def decompose(
                 series = interpolate_series(raw, o.info.dates, dates)
                 del raw
                 los.append(series - series[:1])  # zero at the first common date
-            up, east = solve_up_east(los, [g(win) for g in geoms])
+            gw = [g(win) for g in geoms]
+            up, east = solve_up_east(los, gw)
             del los
+            if w_se is not None:
+                factors = np.broadcast_arrays(*standard_errors(gw, [1.0] * len(gw)), up[0])[:2]
+                w_se.write(np.stack(factors).astype("float32"), window=win)
             valid += int(np.count_nonzero(np.isfinite(up[-1])))
             w_up.write(up.astype("float32"), window=win)
             w_east.write(east.astype("float32"), window=win)

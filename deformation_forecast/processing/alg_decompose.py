@@ -37,7 +37,8 @@ class Decompose(DeformationAlgorithm):
     RASTER = "_RASTER"  # suffix of the optional per-pixel versions of the four angles
     DATES, INTERVAL_DAYS, MAX_CONDITION, ANIMATE = "DATES", "INTERVAL_DAYS", "MAX_CONDITION", "ANIMATE"
     OUTPUT_VERTICAL, OUTPUT_EAST, OUTPUT_RATES = "OUTPUT_VERTICAL", "OUTPUT_EAST", "OUTPUT_RATES"
-    RASTER_UNITS = {OUTPUT_RATES: "mm/yr"}
+    OUTPUT_STDERR = "OUTPUT_STDERR"
+    RASTER_UNITS = {OUTPUT_RATES: "mm/yr", OUTPUT_STDERR: "mm/mm"}
     ANIMATED_OUTPUTS = (OUTPUT_VERTICAL, OUTPUT_EAST)
     HELP = (
         "Separates vertical (up) and east-west motion from an ascending and a descending LOS stack, "
@@ -59,8 +60,10 @@ class Decompose(DeformationAlgorithm):
         "The descending stack is aligned to the ascending grid (bilinear) when the grids differ.<br>"
         "<b>Outputs</b>: vertical and east stacks (mm, dated bands, NaN nodata; they feed profiles, "
         "rates, benchmarks, which then need no 1 / cos(theta)), optionally the vertical and east "
-        "velocities with their standard errors (mm/yr, least squares over the common dates), and "
-        "STDERR_FACTOR_UP / _EAST: the standard error of U and E per mm of LOS noise."
+        "velocities with their standard errors (mm/yr, least squares over the common dates), "
+        "optionally the per-pixel standard errors of U and E per mm of LOS noise (sqrt of the "
+        "diagonal of (G^T G)^-1; they vary with incidence and heading rasters), and "
+        "STDERR_FACTOR_UP / _EAST: their median (multiply by the LOS noise in mm)."
     )
 
     def _angle(self, name: str, label: str, default: float) -> None:
@@ -118,6 +121,14 @@ class Decompose(DeformationAlgorithm):
                 createByDefault=False,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_STDERR,
+                "Standard errors of U and E per mm of LOS noise (per pixel)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
         for key, label in (
             ("DATE_COUNT", "Common dates"),
             ("MAX_GAP_DAYS", "Largest distance of a common date to an acquisition (days)"),
@@ -156,8 +167,9 @@ class Decompose(DeformationAlgorithm):
             self.parameterAsOutputLayer(parameters, self.OUTPUT_VERTICAL, context),
             self.parameterAsOutputLayer(parameters, self.OUTPUT_EAST, context),
             self.parameterAsOutputLayer(parameters, self.OUTPUT_RATES, context) or None,
+            self.parameterAsOutputLayer(parameters, self.OUTPUT_STDERR, context) or None,
         )
-        for out in (outs.vertical, outs.east, outs.rates or ""):
+        for out in (outs.vertical, outs.east, outs.rates or "", outs.stderr or ""):
             self.check_output_not_input(out, *(o.path for o in orbits))
         mode = dc.DATE_MODES[self.parameterAsEnum(parameters, self.DATES, context)]
 
@@ -179,6 +191,7 @@ class Decompose(DeformationAlgorithm):
             self.OUTPUT_VERTICAL: outs.vertical,
             self.OUTPUT_EAST: outs.east,
             self.OUTPUT_RATES: outs.rates,
+            self.OUTPUT_STDERR: outs.stderr,
             "DATE_COUNT": len(res.dates),
             "MAX_GAP_DAYS": res.max_gap,
             "CONDITION_NUMBER": res.condition,

@@ -59,8 +59,10 @@ def test_union_dates_and_geometry_rasters(run_alg, tmp_path, write_stack):
     orbits = make_orbits(write_stack, up_rate, east_rate, res_d=40.0)
     with rasterio.open(orbits[0].path) as src:
         prof = dict(src.profile, count=1)
+    inc = np.full((1, 8, 8), DESC[0], "float32")
+    inc[0, :, 4:] = 30.0  # the right half seen more steeply: other standard errors there
     with rasterio.open(tmp_path / "inc.tif", "w", **prof) as dst:
-        dst.write(np.full((1, 8, 8), DESC[0], "float32"))
+        dst.write(inc)
     res = run_alg(
         "decompose",
         params(
@@ -70,8 +72,14 @@ def test_union_dates_and_geometry_rasters(run_alg, tmp_path, write_stack):
             INTERVAL_DAYS=24,
             INCIDENCE_DESC=20.0,
             INCIDENCE_DESC_RASTER=str(tmp_path / "inc.tif"),
+            OUTPUT_STDERR=str(tmp_path / "se.tif"),
         ),
     )
+    se = read_stack(res["OUTPUT_STDERR"])
+    for cols, theta in ((slice(0, 4), DESC[0]), (slice(4, 8), 30.0)):
+        su, se_e = dc.standard_errors([ASC, (theta, DESC[1])], [1.0, 1.0])
+        np.testing.assert_allclose(se[0][:, cols], float(su), rtol=1e-5)
+        np.testing.assert_allclose(se[1][:, cols], float(se_e), rtol=1e-5)
     dates = read_info(res["OUTPUT_EAST"]).dates
     assert dates[0] == dt.date(2018, 1, 7) and (dates[1] - dates[0]).days == 24
     assert 0 < res["MAX_GAP_DAYS"] <= 6 and res["VALID_PIXELS"] > 0
