@@ -87,6 +87,12 @@ ALGS = {
     },
     "benchmarkcompare": lambda i, s: {"INPUT": s, "BENCHMARKS": i["bench"], "OUTPUT": out(i, "b.csv")},
     "crossorbit": lambda i, s: {"INPUT": s, "INPUT_B": i["good"], "OUTPUT": out(i, "c.csv")},
+    "decompose": lambda i, s: {
+        "ASCENDING": s,
+        "DESCENDING": i["good"],
+        "OUTPUT_VERTICAL": out(i, "u.tif"),
+        "OUTPUT_EAST": out(i, "e.tif"),
+    },
     "comparemodels": lambda i, s: {
         "INPUT": s,
         "MODELS": [0, 1],
@@ -245,6 +251,7 @@ OBSERVED_KEY = {
     "benchmarkcompare": "INPUT",
     "comparemodels": "INPUT",
     "crossorbit": "INPUT",
+    "decompose": "ASCENDING",
     "evaluateforecast": "OBSERVED",
     "forecast": "INPUT",
     "trainmodel": "INPUT",
