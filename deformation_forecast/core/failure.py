@@ -8,27 +8,33 @@ For each point (a row of ``values``, mm, one column per acquisition, NaN = missi
    acquisitions), so ``a`` (mm/yr^2) is the acceleration of the recent span relative to a linear
    (+ annual, when the series spans at least 1.5 years) background. The recent velocity is the
    model's trend velocity at the last acquisition ``c1 + a (t_last - ts)`` (mm/yr).
-   Its standard error accounts for correlated noise: the OLS variance is inflated by
-   ``(1 + r) / (1 - r)`` with ``r`` the lag-1 autocorrelation of the residuals (AR(1) effective
-   sample size), and the Student-t test uses the effective degrees of freedom. The acceleration is
+   Its standard error accounts for correlated noise: the variance of the estimate under the
+   residuals' autocorrelation pooled over the scene (median over the points, lags up to the
+   span; :func:`pooled_acf`, :func:`correlated_variance`), and the Student-t test uses the
+   effective degrees of freedom. The acceleration is
    *significant* when it points in the direction of motion and ``|a| / se`` exceeds the two-sided
-   Student-t quantile at ``CONFIDENCE``; decelerating motion (Knothe-like subsidence after
-   extraction) has ``a`` opposite to the velocity and never alerts.
-2. **Local velocities** over ``VELOCITY_WINDOW`` consecutive acquisitions (least-squares slopes on
-   the real dates, after removing the fitted annual term; windows with fewer than 3 valid values
-   are skipped), each with the standard error ``sigma / sqrt(Sxx)``.
-3. **Inverse velocity**: ``u = 1 / v`` (v in the direction of motion) of the last ``FIT_WINDOW``
-   windows, fitted by weighted least squares ``u = A + B tau`` (weights ``v^4 / se_v^2``, the
-   delta-method variance of 1/v; the covariance scaled by the reduced chi^2 when above 1 and by the
-   overlap of the windows, ``F W / (F + W - 1)``). Where ``B`` is significantly negative (the
-   interval below is bounded) the failure date is where the line reaches zero, ``tau = -A / B``,
-   and the early/late dates are where the line's two-sided ``CONFIDENCE`` band reaches zero
-   (Fieller's interval). A window whose velocity does not point in the direction of motion voids
-   the forecast (1/v would change sign).
+   Student-t quantile at ``CONFIDENCE``, scaled by a calibration on the scene itself
+   (:func:`null_scale`). The direction of motion is the sign of the whole series' straight-line
+   velocity (the recent velocity's sign would correlate with the recent acceleration's noise).
+   Decelerating motion (Knothe-like subsidence after extraction) has ``a`` opposite to the
+   velocity and never alerts.
+2. **Failure time** where the acceleration is significant: Voight's relation with alpha = 2,
+   ``1/v = (tf - t) / k`` (inverse velocity linear in time), fitted to the displacement of the
+   same recent span in its integrated form ``d = c + k ln(1 / (tf - t))`` (:func:`voight_fit`):
+   this uses the displacements directly instead of differentiating them into noisy local
+   velocities. ``tf`` is where the fitted inverse velocity reaches zero; its early/late range is
+   the profile-likelihood interval at ``CONFIDENCE`` (widened for correlated noise). No date is
+   given where that interval is unbounded (1/v does not decrease significantly).
+3. **Local velocities** over ``VELOCITY_WINDOW`` consecutive acquisitions (least-squares slopes on
+   the real dates) are what the inverse-velocity chart draws, with the fitted line.
+   :func:`inverse_velocity_fit` is the classic weighted regression of 1/v of the last
+   ``FIT_WINDOW`` local velocities on time, kept as a cross-check (bench/bench_failuretime.py
+   compares both).
 
 Alert classes: 0 none (or not analysed: recent velocity below ``MIN_VELOCITY``), 1 significant
 acceleration, 2 failure forecast within ``HORIZON_DAYS`` of the last acquisition, 3 forecast date
-already reached at the last acquisition. Forecasts (and classes 2-3) need both the significant
+already reached at the last acquisition (the best Voight fit puts the failure within a day of
+it: the fit needs tf after the last date). Forecasts (and classes 2-3) need both the significant
 acceleration and the significant decrease of 1/v.
 """
 
@@ -408,7 +414,7 @@ def analyse(
     with np.errstate(invalid="ignore"):
         tstat = direction * bg.acceleration / (bg.acceleration_se * kappa)
         significant = analysed & (tstat > critical_t(params.confidence, bg.dof))
-    y_dir = (values - bg.seasonal) * direction[:, None]
+    y_dir = values * direction[:, None]
     inflation = float(1.0 + 2.0 * bg.acf[1:].sum())
     forecasts = {}
     sig_rows = np.flatnonzero(significant)

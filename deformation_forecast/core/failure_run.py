@@ -115,23 +115,37 @@ def analyse_points(
     y: np.ndarray,
     dates: Sequence[dt.date],
     params: Params,
-    labels: Sequence[str] | None = None,
+    ids: Sequence[int] | None = None,
+    mb: float | None = None,
 ) -> tuple[list[PointRecord], Critical, dict]:
-    """Analyse point series (points, dates) in mm; one record per point with enough data."""
+    """Analyse point series (points, dates) in mm; one record per point with enough data (its
+    `ids` entry, default 1..N, in the field point_id). Points are taken in blocks sized from the
+    memory budget `mb`; each block is one scene for the calibration of the acceleration test."""
+    from .budget import working_bytes
+
     if values.shape[0] == 0:
         raise InputError("No point to analyse (AREA may exclude them all).")
-    res = analyse(values, dates, params)
+    params.check(len(dates))
+    ids = list(range(1, values.shape[0] + 1)) if ids is None else list(ids)
+    block = max(2000, working_bytes(FAILURE_COPIES, mb) // (4 * max(1, len(dates))))
     last = dates[-1]
     records, crit = [], Critical()
-    for i in range(values.shape[0]):
-        if not np.isfinite(res.velocity[i]):
-            continue
-        row = row_values(res, i, last)
-        records.append(PointRecord(float(x[i]), float(y[i]), row))
-        label = labels[i] if labels is not None else f"point {i + 1}"
-        crit.offer(criticality(res, i), label, values[i], _chart_row(res, i))
-    summary = summary_of(res.alert[np.isfinite(res.velocity)], res.t_fail, last)
-    summary.update(kappa=res.kappa, analysed=int(res.analysed.sum()), points=len(records))
+    alerts, tfs, kappas, analysed = [], [], [], 0
+    for a in range(0, values.shape[0], block):
+        part = values[a : a + block]
+        res = analyse(part, dates, params)
+        kappas.append(res.kappa)
+        analysed += int(res.analysed.sum())
+        ok = np.isfinite(res.velocity)
+        alerts.append(res.alert[ok])
+        tfs.append(res.t_fail)
+        for i in np.flatnonzero(ok):
+            row = row_values(res, i, last)
+            row["point_id"] = int(ids[a + i])
+            records.append(PointRecord(float(x[a + i]), float(y[a + i]), row))
+            crit.offer(criticality(res, i), f"point {ids[a + i]}", part[i], _chart_row(res, i))
+    summary = summary_of(np.concatenate(alerts), np.concatenate(tfs), last)
+    summary.update(kappa=max(kappas), analysed=analysed, points=len(records))
     return records, crit, summary
 
 
@@ -241,21 +255,19 @@ def _collect(res: FailureResult, rows, vals, win, info, records, crit) -> None:
         idx = int(rows[j])
         r, c = int(win.row_off) + idx // w, int(win.col_off) + idx % w
         x, y = tr * (c + 0.5, r + 0.5)
-        records.append(PointRecord(float(x), float(y), row_values(res, j, info.dates[-1])))
+        row = row_values(res, j, info.dates[-1])
+        row["point_id"] = r * info.width + c + 1
+        records.append(PointRecord(float(x), float(y), row))
         crit.offer(criticality(res, j), f"pixel row {r} col {c}", vals[idx], _chart_row(res, j))
 
 
 def chart_data(values: np.ndarray, dates: Sequence[dt.date], params: Params, row: dict) -> dict:
-    """Inverse velocities of one series for the chart: local velocities of the de-seasoned series
-    in the direction of motion (days/mm, positive ones only) at their window times, and the fitted
-    line 1/v = (t_fail - t) / k from the last fit span to the forecast date."""
+    """Inverse velocities of one series for the chart: local velocities in the direction of
+    motion (days/mm, positive ones only) at their window times, and the fitted line
+    1/v = (t_fail - t) / k from the start of the fit span to the forecast date."""
     t_days = days_from_last(dates)
     span = params.velocity_window + params.fit_window - 1
-    bg = background_fit(values[None, :], t_days, t_days[max(0, len(dates) - span)], 0.0, span)
-    season = bg.seasonal[0] if np.isfinite(bg.sigma[0]) else 0.0
-    v, tau, _ = local_velocities(
-        (values - season)[None, :] * row["direction"], t_days, params.velocity_window
-    )
+    v, tau, _ = local_velocities(values[None, :] * row["direction"], t_days, params.velocity_window)
     v, tau = v[0], tau[0]
     # the fit span and as long again before it: the chart is about the recent trend
     start = t_days[max(0, len(dates) - 2 * span)]
