@@ -57,7 +57,6 @@ MIN_VELOCITY = 10.0  # mm/yr
 HORIZON_DAYS = 90.0
 CONFIDENCE = 0.99
 SEASONAL_MIN_YEARS = 1.5
-RHO_MAX = 0.95
 ALERT_NAMES = {
     0: "none",
     1: "significant acceleration",

@@ -24,7 +24,6 @@ from .failure import (
     FailureResult,
     Params,
     analyse,
-    background_fit,
     days_from_last,
     local_velocities,
     to_date,
