@@ -166,7 +166,7 @@ class FailureTime(DeformationAlgorithm):
             self.HORIZON_DAYS, "Alert horizon (days after the last acquisition)", failure.HORIZON_DAYS, 0.0
         )
         conf = self._number(self.CONFIDENCE, "Confidence", failure.CONFIDENCE, 0.5)
-        conf.setMaxValue(0.9999)
+        conf.setMaximum(0.9999)
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 self.OUTPUT, "Acceleration and failure forecast", QgsProcessing.TypeVectorPoint
@@ -343,11 +343,12 @@ class FailureTime(DeformationAlgorithm):
         if area is not None:
             engine = QgsGeometry.createGeometryEngine(area.constGet())
             engine.prepareGeometry()
-            keep = [
-                i
-                for i in keep
-                if engine.intersects(QgsGeometry.fromPointXY(QgsPointXY(series.x[i], series.y[i])).constGet())
-            ]
+            kept = []
+            for i in keep:
+                pt = QgsGeometry.fromPointXY(QgsPointXY(float(series.x[i]), float(series.y[i])))
+                if engine.intersects(pt.constGet()):
+                    kept.append(i)
+            keep = kept
             feedback.pushInfo(f"AREA keeps {len(keep)} of {series.count} points.")
         feedback.pushInfo(
             f"{len(keep)} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}."
