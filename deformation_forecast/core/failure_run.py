@@ -116,6 +116,8 @@ def analyse_points(
     params: Params,
     ids: Sequence[int] | None = None,
     mb: float | None = None,
+    progress: Callable[[float], None] = lambda f: None,
+    is_canceled: Callable[[], bool] = lambda: False,
 ) -> tuple[list[PointRecord], Critical, dict]:
     """Analyse point series (points, dates) in mm; one record per point with enough data (its
     `ids` entry, default 1..N, in the field point_id). Points are taken in blocks sized from the
@@ -126,11 +128,13 @@ def analyse_points(
         raise InputError("No point to analyse (AREA may exclude them all).")
     params.check(len(dates))
     ids = list(range(1, values.shape[0] + 1)) if ids is None else list(ids)
-    block = max(2000, working_bytes(FAILURE_COPIES, mb) // (4 * max(1, len(dates))))
+    block = min(50_000, max(2000, working_bytes(FAILURE_COPIES, mb) // (4 * max(1, len(dates)))))
     last = dates[-1]
     records, crit = [], Critical()
     alerts, tfs, kappas, analysed = [], [], [], 0
     for a in range(0, values.shape[0], block):
+        if is_canceled():
+            raise InputError("Cancelled; nothing was written.")
         part = values[a : a + block]
         res = analyse(part, dates, params)
         kappas.append(res.kappa)
@@ -143,6 +147,7 @@ def analyse_points(
             row["point_id"] = int(ids[a + i])
             records.append(PointRecord(float(x[a + i]), float(y[a + i]), row))
             crit.offer(criticality(res, i), f"point {ids[a + i]}", part[i], _chart_row(res, i))
+        progress(min(1.0, (a + block) / values.shape[0]))
     summary = summary_of(np.concatenate(alerts), np.concatenate(tfs), last)
     summary.update(kappa=max(kappas), analysed=analysed, points=len(records))
     return records, crit, summary

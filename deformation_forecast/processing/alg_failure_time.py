@@ -363,6 +363,8 @@ class FailureTime(DeformationAlgorithm):
             params,
             ids=[i + 1 for i in keep],
             mb=self.memory_mb,
+            progress=lambda f: feedback.setProgress(20 + 70 * f),
+            is_canceled=feedback.isCanceled,
         )
         feedback.setProgress(90)
         return records, crit, summary, crs, series.dates

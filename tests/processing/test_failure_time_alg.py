@@ -216,3 +216,35 @@ def test_refusals(run_alg, stack, shared_data, tmp_path, params, match):
     with pytest.raises(QgsProcessingException, match=match):
         run_alg("failuretime", {**real, "OUTPUT": str(tmp_path / "o.gpkg")})
     assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_alert_style_on_load(run_alg, stack):
+    """The point output loaded by the Toolbox gets the alert-class style (categories 0-3)."""
+    import processing
+    from qgis.core import (
+        QgsCategorizedSymbolRenderer,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProject,
+    )
+
+    path, _ = stack
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    res = processing.runAndLoadResults(
+        "deformation_forecast:failuretime",
+        {"STACK": path, "OUTPUT": "TEMPORARY_OUTPUT"},
+        context=context,
+        feedback=QgsProcessingFeedback(),
+    )
+    layer = QgsProject.instance().mapLayer(res["OUTPUT"]) if isinstance(res["OUTPUT"], str) else res["OUTPUT"]
+    if layer is None:
+        layer = [
+            lyr
+            for lyr in QgsProject.instance().mapLayers().values()
+            if lyr.fields().lookupField("alert") >= 0
+        ][0]
+    r = layer.renderer()
+    assert isinstance(r, QgsCategorizedSymbolRenderer) and r.classAttribute() == "alert"
+    assert [c.value() for c in r.categories()] == [0, 1, 2, 3]
+    QgsProject.instance().removeMapLayer(layer.id())
