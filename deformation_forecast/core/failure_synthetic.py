@@ -100,5 +100,5 @@ def field(
     else:
         raise ValueError(f"kind must be one of {KINDS}")
     if noise:
-        d = d + correlated_noise(d.shape, rng)
+        d = d + correlated_noise((len(dates), size, size), rng)
     return d
