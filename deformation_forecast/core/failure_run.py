@@ -110,8 +110,7 @@ def summary_of(alerts: np.ndarray, t_fail: np.ndarray, last: dt.date) -> dict:
 
 def analyse_points(
     values: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
+    xy: tuple[np.ndarray, np.ndarray],
     dates: Sequence[dt.date],
     params: Params,
     ids: Sequence[int] | None = None,
@@ -119,7 +118,8 @@ def analyse_points(
     progress: Callable[[float], None] = lambda f: None,
     is_canceled: Callable[[], bool] = lambda: False,
 ) -> tuple[list[PointRecord], Critical, dict]:
-    """Analyse point series (points, dates) in mm; one record per point with enough data (its
+    """Analyse point series (points, dates) in mm at `xy` = (x, y); one record per point with
+    enough data (its
     `ids` entry, default 1..N, in the field point_id). Points are taken in blocks sized from the
     memory budget `mb`; each block is one scene for the calibration of the acceleration test."""
     from .budget import working_bytes
@@ -130,6 +130,7 @@ def analyse_points(
     ids = list(range(1, values.shape[0] + 1)) if ids is None else list(ids)
     block = min(50_000, max(2000, working_bytes(FAILURE_COPIES, mb) // (4 * max(1, len(dates)))))
     last = dates[-1]
+    x, y = xy
     records, crit = [], Critical()
     alerts, tfs, kappas, analysed = [], [], [], 0
     for a in range(0, values.shape[0], block):

@@ -357,8 +357,7 @@ class FailureTime(DeformationAlgorithm):
         self.check_canceled(feedback)
         records, crit, summary = analyse_points(
             series.values[keep],
-            series.x[keep],
-            series.y[keep],
+            (series.x[keep], series.y[keep]),
             series.dates,
             params,
             ids=[i + 1 for i in keep],

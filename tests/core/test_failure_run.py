@@ -85,7 +85,7 @@ def test_points_records_and_ids(scene):
     keep = np.isfinite(vals).all(axis=1)
     x = np.arange(vals.shape[0], dtype=float)
     recs, crit, summary = R.analyse_points(
-        vals[keep], x[keep], x[keep], dates, F.Params(), ids=np.flatnonzero(keep) + 7
+        vals[keep], (x[keep], x[keep]), dates, F.Params(), ids=np.flatnonzero(keep) + 7
     )
     assert len(recs) == keep.sum() == summary["points"]
     assert recs[0].values["point_id"] == 7
