@@ -63,7 +63,6 @@ class FailureTime(DeformationAlgorithm):
     DISPLAY = "Acceleration and time of failure"
     GROUP = "analysis"
     TAGS = "landslide,early warning,inverse velocity,fukuzono,voight,acceleration,failure,mine,slope"
-    RASTER_UNITS = {"OUTPUT_RASTER": "class"}
 
     STACK = "STACK"
     POINTS = "POINTS"
@@ -300,7 +299,12 @@ class FailureTime(DeformationAlgorithm):
         from .postprocess import alert_style_on_load
 
         alert_style_on_load(context, results[self.OUTPUT])
+        if results.get(self.OUTPUT_RASTER):
+            alert_style_on_load(context, results[self.OUTPUT_RASTER])
         return results
+
+    def _style_outputs(self, parameters, context, results) -> None:
+        """The raster gets the alert-class style (compute attaches it), not the diverging ramp."""
 
     def _run_stack(self, parameters, context, feedback, params):
         info = self.stack_info(parameters, self.STACK, context)

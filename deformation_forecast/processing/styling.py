@@ -84,3 +84,12 @@ def apply_alert_style(layer, field: str = "alert") -> None:
         categories.append(QgsRendererCategory(value, symbol, label))
     layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
     layer.triggerRepaint()
+
+
+def apply_alert_raster_style(layer: QgsRasterLayer, band: int = 4) -> None:
+    """Paletted style of the alert band of a failure-time raster (same colours as the points)."""
+    from qgis.core import QgsPalettedRasterRenderer
+
+    classes = [QgsPalettedRasterRenderer.Class(v, QColor(c), label) for v, c, label in ALERT_STYLE]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), band, classes))
+    layer.triggerRepaint()

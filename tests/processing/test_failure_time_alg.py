@@ -233,7 +233,7 @@ def test_alert_style_on_load(run_alg, stack):
     context.setProject(QgsProject.instance())
     res = processing.runAndLoadResults(
         "deformation_forecast:failuretime",
-        {"STACK": path, "OUTPUT": "TEMPORARY_OUTPUT"},
+        {"STACK": path, "OUTPUT": "TEMPORARY_OUTPUT", "OUTPUT_RASTER": "TEMPORARY_OUTPUT"},
         context=context,
         feedback=QgsProcessingFeedback(),
     )
@@ -248,3 +248,10 @@ def test_alert_style_on_load(run_alg, stack):
     assert isinstance(r, QgsCategorizedSymbolRenderer) and r.classAttribute() == "alert"
     assert [c.value() for c in r.categories()] == [0, 1, 2, 3]
     QgsProject.instance().removeMapLayer(layer.id())
+    from qgis.core import QgsPalettedRasterRenderer, QgsRasterLayer
+
+    rasters = [lyr for lyr in QgsProject.instance().mapLayers().values() if isinstance(lyr, QgsRasterLayer)]
+    assert rasters and isinstance(rasters[-1].renderer(), QgsPalettedRasterRenderer)
+    assert rasters[-1].renderer().band() == 4
+    for lyr in rasters:
+        QgsProject.instance().removeMapLayer(lyr.id())
