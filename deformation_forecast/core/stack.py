@@ -336,6 +336,11 @@ class StackWriter:
         """Write one band (0-based `index`) of the stack."""
         self._dst.write(np.asarray(data, dtype="float32"), index + 1, window=window)
 
+    def set_band_units(self, units: Sequence[str]) -> None:
+        """Per-band units (one per band), for outputs whose bands are different quantities."""
+        for i, u in enumerate(units, start=1):
+            self._dst.set_band_unit(i, u)
+
     def close(self) -> None:
         self._dst.close()
         self._atomic.__exit__(None, None, None)

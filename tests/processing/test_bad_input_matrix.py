@@ -111,6 +111,13 @@ ALGS = {
         "OUTPUT_REPORT": out(i, "m.html"),
     },
     "forecast": lambda i, s: {"INPUT": s, "MODEL": i["junk_model"], "DEVICE": 2, "OUTPUT": out(i, "f.tif")},
+    "failuretime": lambda i, s: {
+        "STACK": s,
+        "VELOCITY_WINDOW": 3,
+        "FIT_WINDOW": 3,
+        "OUTPUT": out(i, "ft.gpkg"),
+        "OUTPUT_RASTER": out(i, "ft.tif"),
+    },
 }
 # trained and run for real in test_train_forecast.py / tests/ml (TensorFlow): not re-run here
 GOOD_RUN_ELSEWHERE = {"trainmodel", "forecast"}
