@@ -114,11 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deformation_forecast.ml")
     parser.add_argument("command")
     parser.add_argument("--params", help="JSON file with the command's parameters")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     params: dict[str, Any] = {}
-    if args.params:
-        with open(args.params, encoding="utf-8") as f:
-            params = json.load(f)
+    if argv[:1] == ["train-cluster"]:  # its own command line (ml/cluster.py)
+        from .cluster import parse_args
+
+        args = argparse.Namespace(command=argv[0])
+        params = parse_args(argv[1:])
+    else:
+        args = parser.parse_args(argv)
+        if args.params:
+            with open(args.params, encoding="utf-8") as f:
+                params = json.load(f)
     # the plugin stops a worker with SIGTERM (cancel): raise KeyboardInterrupt instead of dying on
     # the spot, so that the atomic writers remove their temporary files on the way out
     signal.signal(signal.SIGTERM, _terminate)
