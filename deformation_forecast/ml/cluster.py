@@ -66,10 +66,22 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:
-    """Worker command ``train-cluster`` (params from :func:`parse_args`)."""
+    """Worker command ``train-cluster`` (params from :func:`parse_args`). A peer that died, hung
+    or ran other steps fails the collective here: that becomes one clear message."""
+    import tensorflow as tf
+
     from .train import run_train
 
-    return run_train({**params, "cluster": True})
+    try:
+        return run_train({**params, "cluster": True})
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.InternalError) as e:
+        first = next((line for line in str(e).splitlines() if "aborted" in line or "unhealthy" in line), "")
+        raise InputError(
+            f"Training across machines stopped: another worker died, hung or could not be reached "
+            f"({type(e).__name__}{': ' + first.strip()[:300] if first else ''}). Start the same command on "
+            "every machine again with --resume to continue from the chief's last checkpoint "
+            f"({params['output_model']}.checkpoint)."
+        ) from e
 
 
 def stack_fingerprint(info: Any, path: str) -> tuple[int, str]:

@@ -182,3 +182,38 @@ def test_command_line_maps_onto_the_training_parameters(tmp_path):
     assert p["input"] == "s.tif" and p["output_model"] == "m.dfmodel"
     assert p["epochs"] == 2 and p["width"] == 4  # the option wins over the file
     assert p["cluster"] is True and p["resume"] is False and "seed" not in p
+
+
+def test_a_dead_worker_stops_the_other_and_resume_continues_from_the_chiefs_checkpoint(stack, tmp_path):
+    folder, path = stack
+    model = str(tmp_path / "m.dfmodel")
+    args = ["--stack", path, "--output-model", model, "--params", str(folder / "params.json")]
+    args += ["--seed", "3", "--tile-size", "16", "--samples-per-epoch", "16", "--timeout", "120"]
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    cfg = [{"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}} for i in range(2)]
+    chief, other = (_start([*args, "--epochs", "50"], c) for c in cfg)
+    try:
+        for line in chief.stdout:  # the first epoch checkpointed: kill the other worker
+            if '"epoch": 1' in line:
+                break
+        other.kill()
+        other.wait()
+        out, _ = chief.communicate(timeout=240)  # stops by itself: no hang
+    finally:
+        for p in (chief, other):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert chief.returncode == 1
+    error = json.loads(out.strip().splitlines()[-1])["error"]
+    assert "another worker died" in error and "--resume" in error and "m.dfmodel.checkpoint" in error
+    state = json.loads((tmp_path / "m.dfmodel.checkpoint" / "state.json").read_text())
+    done = state["epoch"]
+    assert done >= 1 and not os.path.exists(model)
+
+    results = _cluster([[*args, "--epochs", str(done + 1), "--resume"]] * 2)
+    for rc, lines, err in results:
+        assert rc == 0, err[-3000:]
+        assert any(f"RESUME: continuing after epoch {done}" in x.get("message", "") for x in lines)
+        assert [m["epoch"] for m in _epochs(lines)] == [done + 1]
+    assert os.path.isfile(model) and not os.path.exists(model + ".checkpoint")
