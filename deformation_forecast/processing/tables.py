@@ -214,3 +214,18 @@ def read_polygons(source, param: str, raster_crs, context, field: str, feedback=
     if not geoms:
         raise QgsProcessingException(f"{param}: layer {source.sourceName()!r} holds no polygon.")
     return geoms, units
+
+
+def verify_layer(dest_id: str, expected: int, name: str, context) -> None:
+    """After its sink was closed, the output layer `dest_id` must open and hold `expected`
+    features: a GeoPackage on a full disk is otherwise published corrupt or short."""
+    from qgis.core import QgsProcessingUtils
+
+    layer = QgsProcessingUtils.mapLayerFromString(dest_id, context)
+    count = layer.featureCount() if layer is not None and layer.isValid() else -1
+    if count != expected:
+        raise QgsProcessingException(
+            f"{name}: the output layer {dest_id!r} holds {max(count, 0)} of the {expected} features "
+            "written (a full or read-only disk?); free some space or choose another output file. "
+            "Nothing was kept."
+        )
