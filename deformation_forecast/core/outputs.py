@@ -109,3 +109,45 @@ def verify_raster(path: str, final: str) -> None:
         errs.raise_if_any(final)
     except rasterio.errors.RasterioError as e:
         raise write_error(final, OSError(errno.EIO, f"the written file cannot be read back ({e})")) from e
+
+
+def disk_problem(paths: list[str], min_free: int = 64 * 1024) -> str:
+    """A sentence naming the first output of `paths` whose folder is read-only or (almost) full,
+    '' when none is: explains a writer's failure that did not say why (QGIS's sinks)."""
+    for path in paths:
+        folder = os.path.dirname(os.path.abspath(path))
+        while folder and not os.path.isdir(folder):
+            folder = os.path.dirname(folder)
+        try:
+            st = os.statvfs(folder)
+        except OSError:
+            continue
+        if st.f_flag & os.ST_RDONLY or not os.access(folder, os.W_OK):
+            return str(write_error(path, OSError(errno.EROFS, os.strerror(errno.EROFS))))
+        if st.f_bavail * st.f_frsize < min_free:
+            return str(write_error(path, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
+    return ""
+
+
+def unreadable_raster(e: BaseException) -> str:
+    """The message for a rasterio read error (a truncated or corrupt file), '' for other errors."""
+    import re
+
+    import rasterio
+
+    errors = (rasterio.errors.RasterioError,)
+    try:
+        from rasterio._err import CPLE_BaseError
+
+        errors = (*errors, CPLE_BaseError)
+    except ImportError:  # pragma: no cover - rasterio's private module moved
+        pass
+    if not isinstance(e, errors):
+        return ""
+    detail = " ".join(str(x) for x in (e.__cause__ or e.__context__, e) if x)
+    found = re.search(r"(/[^\s,:]+\.(?:tif|tiff|vrt|img|nc|h5))", detail, re.I)
+    name = repr(os.path.basename(found.group(1))) if found else "an input raster"
+    return (
+        f"The raster {name} cannot be read ({detail[:200]}): the file is truncated or corrupt. "
+        "Copy or download it again, or rebuild it; nothing was written."
+    )

@@ -124,6 +124,13 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
                 raise QgsProcessingException(str(e)) from e
             if isinstance(e, OSError) and e.errno in outputs.DISK_ERRNOS:
                 raise QgsProcessingException(str(outputs.write_error(e.filename or "", e))) from e
+            if isinstance(e, QgsProcessingException):
+                disk = outputs.disk_problem(list(before))  # QGIS's "Could not create layer ..."
+                if disk and disk not in str(e):
+                    raise QgsProcessingException(f"{disk} ({str(e)[:200]})") from e
+            unreadable = outputs.unreadable_raster(e)
+            if unreadable:
+                raise QgsProcessingException(unreadable) from e
             raise
         finally:
             for w in validity.take_warnings():
@@ -162,6 +169,27 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
                 for p in (path, path + ".aux.xml"):
                     with contextlib.suppress(OSError):
                         os.unlink(p)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Refuse a folder given where a file is expected, naming the parameter."""
+        from qgis.core import QgsProcessingParameterFile
+
+        for p in self.parameterDefinitions():
+            value = parameters.get(p.name())
+            if not isinstance(value, str) or not value or not os.path.isdir(value.split("|")[0]):
+                continue
+            if (
+                isinstance(p, QgsProcessingParameterFile)
+                and p.behavior() == QgsProcessingParameterFile.Folder
+            ):
+                continue
+            if p.isDestination():
+                continue
+            return False, (
+                f"{p.name()}: {value} is a folder; give a file ({p.description()}), "
+                "not the folder that holds it."
+            )
+        return super().checkParameterValues(parameters, context)
 
     def _refuse_overwriting_inputs(self, parameters, context) -> None:
         """No file output may be the file of an input layer or file (it would be destroyed)."""
