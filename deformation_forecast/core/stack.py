@@ -106,7 +106,7 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
             check_increasing(dates, f"raster {os.path.basename(path)!r}")  # type: ignore[arg-type]
         nodata = src.nodata
         units = src.units[0] if src.units and src.units[0] else ds_tags.get(UNITS_TAG, "mm")
-        if validity.unit_scale(units) != 1.0:
+        if validity.unit_scale(units) != 1.0 and validity.is_dated(src):
             units = "mm"  # read_stack converts m / cm to mm (core.validity)
         return StackInfo(
             path=path,

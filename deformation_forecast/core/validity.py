@@ -49,6 +49,7 @@ SENTINELS = (
     1e30,
 )
 _SENTINELS32 = np.array(SENTINELS, dtype="float32")
+_SMALLEST = np.float32(min(abs(v) for v in SENTINELS))
 
 # unit labels (lower case) and their factor to millimetres
 UNIT_TO_MM = {
@@ -87,7 +88,14 @@ def sentinel_mask(arr: np.ndarray) -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype.kind not in "fiu":
         return np.zeros(a.shape, dtype=bool)
-    return np.isin(a.astype("float32", copy=False), _SENTINELS32)
+    a32 = a.astype("float32", copy=False)
+    with np.errstate(invalid="ignore"):
+        big = np.abs(a32) >= _SMALLEST  # one cheap pass; sentinels are rare
+    if not big.any():
+        return np.zeros(a.shape, dtype=bool)
+    out = np.zeros(a.shape, dtype=bool)
+    out[big] = np.isin(a32[big], _SENTINELS32)
+    return out
 
 
 def record(source: str, values: np.ndarray) -> None:
@@ -224,11 +232,22 @@ def warp_nodata(src, band: int = 1):
 
 
 def to_mm(arr: np.ndarray, src, indexes: Sequence[int] | int) -> np.ndarray:
-    """Multiply the bands of `arr` read from `src` whose unit is m or cm into mm (in place)."""
+    """Multiply the bands of `arr` read from dated raster `src` whose unit is m or cm into mm
+    (in place); undated rasters (distances, angles) are left alone."""
     idx = [indexes] if isinstance(indexes, int) else list(indexes)
-    scales = np.asarray([unit_scale(band_unit(src, i)) for i in idx], dtype="float32")
-    if np.any(scales != 1.0):
-        arr *= scales[0] if arr.ndim == 2 else scales[:, None, None]
+    units = src.units or ("",) * src.count
+    default = None
+    labels = []
+    for i in idx:
+        u = units[i - 1]
+        if not u:
+            default = src.tags().get("UNITS", "") if default is None else default
+            u = default
+        labels.append(u)
+    scales = np.asarray([unit_scale(u) for u in labels], dtype="float32")
+    if np.all(scales == 1.0) or not is_dated(src):
+        return arr  # millimetres, or not a displacement stack
+    arr *= scales[0] if arr.ndim == 2 else scales[:, None, None]
     return arr
 
 
@@ -251,3 +270,16 @@ def check_angle_range(lo: float, hi: float, what: str) -> None:
             "and the vertical displacement is noise. Give the incidence angle from the vertical "
             "(not the elevation angle 90 - theta) and set grazing pixels to nodata."
         )
+
+
+def is_dated(src) -> bool:
+    """True when the raster's bands carry dates (descriptions, DATE tags or a DATES dataset tag):
+    a displacement stack, whose length unit is converted to mm; other rasters keep their values."""
+    from .dates import parse_date
+
+    if src.tags().get("DATES"):
+        return True
+    for b in range(1, src.count + 1):
+        if parse_date(src.descriptions[b - 1] or "") or parse_date(src.tags(b).get("DATE", "")):
+            return True
+    return False
