@@ -36,7 +36,7 @@ from ..core.errors import InputError
 from ..core.profiles import INTERPOLATIONS, extract_profiles, write_csv
 from . import result_hooks
 from .base import DeformationAlgorithm
-from .tables import verify_layer
+from .tables import check_lonlat_extent, verify_layer
 
 
 def select_bands(text: str, dates) -> list[int]:
@@ -141,6 +141,7 @@ class ExtractProfiles(DeformationAlgorithm):
     # -- lines ---------------------------------------------------------------------------
     def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback):
         """(name, parts) with parts as (n, 2) arrays in the stack's CRS."""
+        check_lonlat_extent(source, "LINES")
         ct = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
         idx = source.fields().lookupField(id_field) if id_field else -1
         lines, seen = [], {}

@@ -509,6 +509,93 @@ def test_a_later_output_failing_removes_the_earlier_ones(run_alg, tmp_path, outd
     OUTCOMES["extractprofiles/later-output-fails"] = "refused"
 
 
+# ---------------------------------------------------------------- warnings, CRS, silent drops
+
+
+class Recorder:
+    """A QgsProcessingFeedback that keeps the warnings pushed to it."""
+
+    def __new__(cls):
+        from qgis.core import QgsProcessingFeedback
+
+        class _Feedback(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.warnings: list[str] = []
+
+            def pushWarning(self, warning):  # noqa: N802
+                self.warnings.append(warning)
+                super().pushWarning(warning)
+
+        return _Feedback()
+
+
+def test_sentinels_are_reported_to_the_user(run_alg, tmp_path, outdir):
+    stack = _hostile_stack(tmp_path, "sentinel-9999")
+    fb = Recorder()
+    run_alg("deformationrate", {"INPUT": stack, "OUTPUT": str(outdir / "r.tif")}, feedback=fb)
+    assert any("'sentinel-9999.tif'" in w and "-9999" in w and "nodata" in w for w in fb.warnings), (
+        fb.warnings
+    )
+
+
+def test_geojson_without_crs_holding_projected_coordinates(run_alg, tmp_path, outdir):
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    lines = _lines(tmp_path, crs=None)  # metres, read as WGS 84 (RFC 7946)
+    params = {"INPUT": stack, "LINES": lines, "OUTPUT": str(outdir / "p.gpkg")}
+    _refused(
+        run_alg,
+        "extractprofiles",
+        params,
+        "LINES: .*not longitude/latitude",
+        outdir,
+        "extractprofiles/geojson-no-crs",
+    )
+
+
+def test_features_without_geometry_are_counted(run_alg, tmp_path, outdir):
+    import json
+
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    line = {"type": "LineString", "coordinates": [[X0 + 100, Y0 - 10], [X0 + 100, Y0 - 230]]}
+    poly = {
+        "type": "Polygon",
+        "coordinates": [[[X0, Y0], [X0 + 320, Y0], [X0 + 320, Y0 - 240], [X0, Y0 - 240], [X0, Y0]]],
+    }
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32647"}}
+
+    def fc(path, feats):
+        doc = {
+            "type": "FeatureCollection",
+            "crs": crs,
+            "features": [{"type": "Feature", "properties": p, "geometry": g} for p, g in feats],
+        }
+        path.write_text(json.dumps(doc))
+        return str(path)
+
+    faults = fc(
+        tmp_path / "f.geojson", [({"name": "F1"}, line), ({"name": "F2"}, None), ({"name": "F3"}, None)]
+    )
+    litho = fc(tmp_path / "l.geojson", [({"unit": "A"}, poly), ({"unit": "B"}, None)])
+    fb = Recorder()
+    res = run_alg(
+        "faultlithology",
+        {
+            "INPUT": stack,
+            "FAULTS": faults,
+            "LITHOLOGY": litho,
+            "LITHOLOGY_FIELD": "unit",
+            "OUTPUT_FAULTS": str(outdir / "f.csv"),
+            "OUTPUT_LITHOLOGY": str(outdir / "l.csv"),
+        },
+        feedback=fb,
+    )
+    assert res["FAULT_COUNT"] == 1
+    assert any("FAULTS: 2 feature(s) without geometry" in w for w in fb.warnings), fb.warnings
+    assert any("LITHOLOGY: 1 feature(s) without geometry" in w for w in fb.warnings), fb.warnings
+    OUTCOMES["faultlithology/null-geometries-counted"] = "correct"
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
