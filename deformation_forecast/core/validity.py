@@ -283,3 +283,28 @@ def is_dated(src) -> bool:
         if parse_date(src.descriptions[b - 1] or "") or parse_date(src.tags(b).get("DATE", "")):
             return True
     return False
+
+
+MAX_MODEL_BYTES = 4 * 2**30  # what a model file may expand to (ours are tens of MB)
+MAX_ZIP_RATIO = 200  # deflate reaches ~3-10x on float weights; 1000x is a zip bomb
+
+
+def check_zip_sizes(z, what: str, max_total: int = MAX_MODEL_BYTES, max_ratio: float = MAX_ZIP_RATIO) -> None:
+    """Refuse an archive (a zipfile.ZipFile) that would expand far beyond its size before anything
+    is extracted: more than `max_total` bytes in all, or a large member compressed more than
+    `max_ratio` times (a zip bomb). `what` names the file in the message."""
+    total = 0
+    for info in z.infolist():
+        total += info.file_size
+        big = info.file_size > 16 * 2**20
+        if big and info.file_size > max_ratio * max(info.compress_size, 1):
+            raise InputError(
+                f"{what}: member {info.filename!r} expands from {info.compress_size:,} to "
+                f"{info.file_size:,} bytes ({info.file_size / max(info.compress_size, 1):,.0f}x): not a "
+                "model written by this plugin (a zip bomb?); nothing was extracted."
+            )
+    if total > max_total:
+        raise InputError(
+            f"{what}: the archive would expand to {total / 2**30:,.1f} GiB (the limit is "
+            f"{max_total / 2**30:,.0f} GiB): not a model written by this plugin; nothing was extracted."
+        )
