@@ -105,7 +105,8 @@ def write_table(
         f.setAttributes([_value(row.get(col), kind) for col, kind in columns])
         if not sink.addFeature(f, QgsFeatureSink.FastInsert):
             raise QgsProcessingException(f"{name}: cannot write a row: {sink.lastError()}")
-    del sink
+    del sink  # closes a file output: a full disk shows in what was written
+    verify_layer(dest, len(rows), name, context)
     return dest
 
 

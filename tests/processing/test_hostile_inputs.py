@@ -596,6 +596,54 @@ def test_features_without_geometry_are_counted(run_alg, tmp_path, outdir):
     OUTCOMES["faultlithology/null-geometries-counted"] = "correct"
 
 
+@pytest.mark.parametrize("readonly", [False, True], ids=["full", "readonly"])
+def test_table_sinks_on_full_or_readonly_disk(run_alg, tmp_path, readonly):
+    """benchmarkcompare's CSV tables (QGIS sinks) on a full / read-only disk: refused, nothing left."""
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
+    bm = _bench_csv(tmp_path / "bm.csv", [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]])
+    mnt = tmp_path / "mnt"
+    with tmpfs(mnt, "256k", readonly=readonly):
+        if not readonly:
+            _fill(mnt)
+        params = {
+            "INPUT": stack,
+            "BENCHMARKS": bm,
+            "RADIUS": 0,
+            "OUTPUT": str(mnt / "pairs.csv"),
+            "OUTPUT_SUMMARY": str(mnt / "sum.csv"),
+        }
+        with pytest.raises(
+            QgsProcessingException,
+            match=r"No space left|Read-only|cannot be written|a full or read-only disk",
+        ) as e:
+            run_alg("benchmarkcompare", params)
+        MESSAGES[f"benchmarkcompare-csv/{readonly}"] = str(e.value)
+        assert [f for f in os.listdir(mnt) if f != "filler"] == []
+    OUTCOMES[f"benchmarkcompare-csv/{'readonly' if readonly else 'full'}-disk"] = "refused"
+
+
+def test_the_plot_failing_after_two_tables_removes_them(run_alg, tmp_path, outdir):
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
+    bm = _bench_csv(tmp_path / "bm.csv", [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]])
+    mnt = tmp_path / "ro"
+    with tmpfs(mnt, "256k", readonly=True):
+        params = {
+            "INPUT": stack,
+            "BENCHMARKS": bm,
+            "RADIUS": 0,
+            "OUTPUT": str(outdir / "pairs.csv"),
+            "OUTPUT_SUMMARY": str(outdir / "sum.csv"),
+            "OUTPUT_PLOT": str(mnt / "plot.png"),
+        }
+        with pytest.raises(QgsProcessingException, match=r"Read-only|cannot be written"):
+            run_alg("benchmarkcompare", params)
+        assert os.listdir(mnt) == []
+    assert files_in(outdir) == []
+    OUTCOMES["benchmarkcompare/plot-fails-after-tables"] = "refused"
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
