@@ -644,6 +644,21 @@ def test_the_plot_failing_after_two_tables_removes_them(run_alg, tmp_path, outdi
     OUTCOMES["benchmarkcompare/plot-fails-after-tables"] = "refused"
 
 
+def test_forecast_steps_beyond_a_geotiff_refused_up_front(run_alg, tmp_path, outdir):
+    """STEPS = 70000 would need 70000 bands: refused before the worker (TensorFlow) starts."""
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    model = tmp_path / "m.dfmodel"
+    model.write_bytes(b"never opened")
+    params = {
+        "INPUT": stack,
+        "MODEL": str(model),
+        "STEPS": 70000,
+        "DEVICE": 2,
+        "OUTPUT": str(outdir / "f.tif"),
+    }
+    _refused(run_alg, "forecast", params, "STEPS: 70000 bands .*65535", outdir, "forecast/steps-70000")
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
