@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from typing import Any
 
 from .errors import InputError
 
@@ -30,7 +31,7 @@ class GdalErrors(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
         self.messages: list[str] = []
-        self._env = None
+        self._env: Any = None
         self._old_level = logging.NOTSET
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -41,8 +42,9 @@ class GdalErrors(logging.Handler):
     def __enter__(self) -> GdalErrors:
         import rasterio
 
-        self._env = rasterio.Env()
-        self._env.__enter__()
+        env = rasterio.Env()
+        env.__enter__()
+        self._env = env
         log = logging.getLogger(_GDAL_LOGGER)
         self._old_level = log.level
         if log.getEffectiveLevel() > logging.INFO:
@@ -135,7 +137,7 @@ def unreadable_raster(e: BaseException) -> str:
 
     import rasterio
 
-    errors = (rasterio.errors.RasterioError,)
+    errors: tuple[type[BaseException], ...] = (rasterio.errors.RasterioError,)
     try:
         from rasterio._err import CPLE_BaseError
 
