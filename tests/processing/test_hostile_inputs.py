@@ -659,6 +659,38 @@ def test_forecast_steps_beyond_a_geotiff_refused_up_front(run_alg, tmp_path, out
     _refused(run_alg, "forecast", params, "STEPS: 70000 bands .*65535", outdir, "forecast/steps-70000")
 
 
+def test_evaluateforecast_observed_in_metres(run_alg, tmp_path):
+    """A forecast in mm against observations stored in metres (band unit m): compared in mm."""
+    data = clean_data() - 5.0
+    pred = write_raster(tmp_path / "p.tif", data + 1.0, unit="mm")
+    obs_m = write_raster(tmp_path / "o.tif", data / 1000.0, unit="m")
+    obs_mm = write_raster(tmp_path / "omm.tif", data, unit="mm")
+    got = run_alg(
+        "evaluateforecast", {"PREDICTED": pred, "OBSERVED": obs_m, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"}
+    )
+    want = run_alg(
+        "evaluateforecast", {"PREDICTED": pred, "OBSERVED": obs_mm, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"}
+    )
+    assert got["MAE"] == pytest.approx(1.0, abs=1e-4)
+    for key in ("MAE", "RMSE", "MATCHED_DATES"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5), key
+    OUTCOMES["evaluateforecast/observed-in-m"] = "correct"
+
+
+def test_benchmarkcompare_stack_in_centimetres(run_alg, tmp_path):
+    data = clean_data()
+    x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
+    bm = _bench_csv(tmp_path / "bm.csv", [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]])
+    kw = {"BENCHMARKS": bm, "RADIUS": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    got = run_alg(
+        "benchmarkcompare", {"INPUT": write_raster(tmp_path / "cm.tif", data / 10.0, unit="cm"), **kw}
+    )
+    want = run_alg("benchmarkcompare", {"INPUT": write_raster(tmp_path / "mm.tif", data), **kw})
+    for key in ("MAE", "RMSE", "BIAS", "N"):
+        assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-5), key
+    OUTCOMES["benchmarkcompare/stack-in-cm"] = "correct"
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
