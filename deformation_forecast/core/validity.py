@@ -308,3 +308,39 @@ def check_zip_sizes(z, what: str, max_total: int = MAX_MODEL_BYTES, max_ratio: f
             f"{what}: the archive would expand to {total / 2**30:,.1f} GiB (the limit is "
             f"{max_total / 2**30:,.0f} GiB): not a model written by this plugin; nothing was extracted."
         )
+
+
+FILL_MIN_ABS = 500.0  # mm: a fill value this large, constant in time over many pixels, is no motion
+
+
+def check_repeated_fill(path: str, what: str = "INPUT", max_side: int = 512) -> None:
+    """Refuse a stack where many pixels hold one exact value of at least FILL_MIN_ABS in magnitude
+    at the first, middle and last dates: a nodata value that is neither declared nor one of
+    :data:`SENTINELS` (e.g. -10000, -999). Reads three decimated bands (bounded memory)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        bands = sorted({1, (src.count + 1) // 2, src.count})
+        scale = max(1.0, max(src.height, src.width) / max_side)
+        shape = (max(1, int(round(src.height / scale))), max(1, int(round(src.width / scale))))
+        arrs = [
+            clean_block(src.read(b, out_shape=shape, out_dtype="float32"), src, b, out_shape=shape)
+            for b in bands
+        ]
+    first = arrs[0]
+    same = np.isfinite(first) & (np.abs(first) >= FILL_MIN_ABS)
+    for a in arrs[1:]:
+        same &= a == first
+    if not same.any():
+        return
+    vals, counts = np.unique(first[same], return_counts=True)
+    k = int(np.argmax(counts))
+    valid = int(np.isfinite(first).sum())
+    if counts[k] >= max(3, 0.005 * valid):
+        v = fmt_value(float(vals[k]))
+        raise InputError(
+            f"{what}: {os.path.basename(path)!r} holds exactly {v} at {int(counts[k])} of {valid} sampled "
+            f"pixels at every sampled date: an undeclared nodata value, not a displacement. Declare it "
+            f"as the raster's nodata value (Raster > Conversion > Translate, or gdal_edit -a_nodata {v}) "
+            "and run again."
+        )

@@ -301,6 +301,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         if check_data:
             try:
                 check_values(info, name)
+                validity.check_repeated_fill(info.path, name)
             except InputError as e:
                 raise QgsProcessingException(str(e)) from e
         return info

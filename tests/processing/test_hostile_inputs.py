@@ -691,6 +691,18 @@ def test_benchmarkcompare_stack_in_centimetres(run_alg, tmp_path):
     OUTCOMES["benchmarkcompare/stack-in-cm"] = "correct"
 
 
+@pytest.mark.parametrize("fill", [-10000.0, -999.0, 5000.0])
+def test_other_repeated_fill_values_refused(run_alg, tmp_path, outdir, fill):
+    """A fill value outside the known sentinels, constant in time over many pixels: refused, named."""
+    spoilt = clean_data()
+    for r, c in BAD:
+        spoilt[:, r, c] = fill
+    stack = write_raster(tmp_path / "fill.tif", spoilt)
+    params = {"INPUT": stack, "OUTPUT": str(outdir / "r.tif")}
+    v = f"{fill:.0f}"
+    _refused(run_alg, "deformationrate", params, f"exactly {v} .*undeclared nodata", outdir, f"rate/fill{v}")
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
