@@ -703,6 +703,19 @@ def test_other_repeated_fill_values_refused(run_alg, tmp_path, outdir, fill):
     _refused(run_alg, "deformationrate", params, f"exactly {v} .*undeclared nodata", outdir, f"rate/fill{v}")
 
 
+def test_alpha_band_in_a_stack_refused(run_alg, tmp_path, outdir):
+    from rasterio.enums import ColorInterp
+
+    data = np.concatenate([clean_data(), np.full((1, H, W), 255.0, "float32")])
+    path = write_raster(tmp_path / "alpha.tif", data, labels=[*LABELS, ""])
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.gray] * N + [ColorInterp.alpha]
+    params = {"INPUT": path, "OUTPUT": str(outdir / "r.tif")}
+    _refused(
+        run_alg, "deformationrate", params, rf"band\(s\) \[{N + 1}\] carry no date", outdir, "rate/alpha-band"
+    )
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
