@@ -716,6 +716,41 @@ def test_alpha_band_in_a_stack_refused(run_alg, tmp_path, outdir):
     )
 
 
+def test_buildstack_single_rasters_with_sentinels(run_alg, tmp_path, outdir):
+    """Single-date rasters with undeclared sentinels, one on another grid (warped): the stack holds
+    NaN there, the clean values (m -> mm) elsewhere, and never -9999 mm or -32768 m."""
+    data = clean_data()[:3] - 1.0
+    paths = []
+    for k, sentinel in enumerate((-9999.0, None, -32768.0)):
+        one = (data[k] / 1000.0).astype("float32")
+        if sentinel is not None:
+            for r, c in BAD:
+                one[r, c] = sentinel
+        origin = X0 - RES * (k == 2)  # the third raster: one column more on the west (warped)
+        arr = one if k != 2 else np.concatenate([np.full((H, 1), 0.5, "float32"), one], axis=1)
+        with rasterio.open(
+            tmp_path / f"cum_{DATES[k].strftime('%Y%m%d')}.tif",
+            "w",
+            driver="GTiff",
+            width=arr.shape[1],
+            height=H,
+            count=1,
+            dtype="float32",
+            crs="EPSG:32647",
+            transform=Affine(RES, 0, origin, 0, -RES, Y0),
+        ) as dst:
+            dst.write(arr[None])
+        paths.append(str(tmp_path / f"cum_{DATES[k].strftime('%Y%m%d')}.tif"))
+    res = run_alg("buildstack", {"LAYERS": paths, "UNITS": 1, "OUTPUT": str(outdir / "stack.tif")})
+    got = read(res["OUTPUT"])
+    want = with_nan(data.astype("float64"), bands=[0, 2])
+    keep = np.isfinite(want)
+    assert np.array_equal(np.isnan(got[keep]), np.zeros(keep.sum(), bool))
+    np.testing.assert_allclose(got[keep], want[keep], rtol=1e-5, atol=1e-3)
+    assert np.isnan(got[~keep]).all()
+    OUTCOMES["buildstack/single-rasters-sentinels"] = "correct"
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
