@@ -71,7 +71,8 @@ UNIT_TO_MM = {
 }
 
 _lock = threading.Lock()
-_found: dict[tuple[str, float], int] = {}
+# per thread: QGIS runs algorithms in parallel background threads, each reading in its own thread
+_found: dict[int, dict[tuple[str, float], int]] = {}
 
 
 def unit_scale(unit: str | None) -> float:
@@ -102,9 +103,10 @@ def record(source: str, values: np.ndarray) -> None:
     """Count the sentinels among `values` (already known to be sentinels) found in `source`."""
     vals, counts = np.unique(np.asarray(values, dtype="float32"), return_counts=True)
     with _lock:
+        mine = _found.setdefault(threading.get_ident(), {})
         for v, n in zip(vals.tolist(), counts.tolist(), strict=True):
             key = (source, float(v))
-            _found[key] = _found.get(key, 0) + int(n)
+            mine[key] = mine.get(key, 0) + int(n)
 
 
 def mask_sentinels(arr: np.ndarray, source: str) -> np.ndarray:
@@ -117,10 +119,9 @@ def mask_sentinels(arr: np.ndarray, source: str) -> np.ndarray:
 
 
 def take_warnings() -> list[str]:
-    """One sentence per (source, sentinel) found since the last call; clears the record."""
+    """One sentence per (source, sentinel) found by this thread since its last call; clears them."""
     with _lock:
-        items = sorted(_found.items())
-        _found.clear()
+        items = sorted(_found.pop(threading.get_ident(), {}).items())
     return [
         f"{_name(src)}: values equal to {fmt_value(v)} (an undeclared nodata sentinel) "
         "were treated as nodata; declare it as the file's nodata value to silence this warning."
