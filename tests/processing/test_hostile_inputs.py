@@ -751,6 +751,30 @@ def test_buildstack_single_rasters_with_sentinels(run_alg, tmp_path, outdir):
     OUTCOMES["buildstack/single-rasters-sentinels"] = "correct"
 
 
+@pytest.mark.parametrize("readonly", [False, True], ids=["full", "readonly"])
+def test_html_report_on_full_or_readonly_disk(run_alg, tmp_path, outdir, readonly):
+    """evaluateforecast: its CSV table is written, then the HTML report fails: neither is left."""
+    data = clean_data() - 5.0
+    pred = write_raster(tmp_path / "p.tif", data + 1.0)
+    obs = write_raster(tmp_path / "o.tif", data)
+    mnt = tmp_path / "mnt"
+    with tmpfs(mnt, "256k", readonly=readonly):
+        if not readonly:
+            _fill(mnt)
+        params = {
+            "PREDICTED": pred,
+            "OBSERVED": obs,
+            "OUTPUT_TABLE": str(outdir / "t.csv"),
+            "OUTPUT_REPORT": str(mnt / "report.html"),
+        }
+        with pytest.raises(QgsProcessingException, match=r"'report.html': (No space left|Read-only)") as e:
+            run_alg("evaluateforecast", params)
+        MESSAGES[f"evaluateforecast-html/{readonly}"] = str(e.value)
+        assert [f for f in os.listdir(mnt) if f != "filler"] == []
+    assert files_in(outdir) == []
+    OUTCOMES[f"evaluateforecast-html/{'readonly' if readonly else 'full'}-disk"] = "refused"
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
