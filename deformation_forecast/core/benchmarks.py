@@ -415,10 +415,14 @@ def compare(
     values to vertical (dv = dLOS / cos(incidence)), set both series to zero at the reference pair
     (the survey nearest `reference_date`, default each benchmark's first pair where both have a
     value), and measure InSAR - leveling. The reference pair is listed (difference 0 by
-    construction) but left out of the statistics.
+    construction) but left out of the statistics. With `incidence` None the values are vertical
+    already (e.g. from ``decompose``) and are compared as they are.
     """
-    inc = np.broadcast_to(np.asarray(incidence, dtype="float64"), (len(bms.ids),))
-    check_incidence(inc, "incidence angle")
+    if incidence is None:  # the stack is vertical already (e.g. from `decompose`)
+        inc = np.full(len(bms.ids), np.nan)
+    else:
+        inc = np.broadcast_to(np.asarray(incidence, dtype="float64"), (len(bms.ids),))
+        check_incidence(inc, "incidence angle")
     pairs = nearest_pairs(bms.dates, acquisition_dates, max_days)
     if not pairs:
         raise InputError(
@@ -436,7 +440,11 @@ def compare(
                 "that has an InSAR acquisition; choose one of the survey dates."
             )
         ref_pair = k
-    vert = los_to_vertical(sampled.values, inc[:, None])
+    vert = (
+        np.asarray(sampled.values, dtype="float64")
+        if incidence is None
+        else los_to_vertical(sampled.values, inc[:, None])
+    )
     rows, summary, warnings = [], [], []
     all_lev, all_ins = [], []
     skipped = 0

@@ -390,6 +390,11 @@ class StackWriter:
                 self._atomic.__exit__(type(e), e, None)
             raise
 
+    def set_band_units(self, units: Sequence[str]) -> None:
+        """Per-band units (one per band), for outputs whose bands are different quantities."""
+        for i, u in enumerate(units, start=1):
+            self._dst.set_band_unit(i, u)
+
     def close(self) -> None:
         from .outputs import verify_raster
 

@@ -126,7 +126,9 @@ def watch_parent(
     import threading
     import time
 
-    parent = parent or int(os.environ.get(PARENT_ENV, "0") or 0) or os.getppid()
+    parent = parent or int(os.environ.get(PARENT_ENV, "0") or 0)
+    if not parent:  # not started by the plugin (a cluster worker started by hand): no watch
+        return
 
     def alive() -> bool:
         if os.getppid() != parent:  # re-parented: the parent died
@@ -168,8 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deformation_forecast.ml")
     parser.add_argument("command")
     parser.add_argument("--params", help="JSON file with the command's parameters")
-    args = parser.parse_args(argv)
-    params = _read_params(args.params)
+    argv = sys.argv[1:] if argv is None else argv
+    params: dict[str, Any] = {}
+    if argv[:1] == ["train-cluster"]:  # its own command line (ml/cluster.py)
+        from .cluster import parse_args
+
+        args = argparse.Namespace(command=argv[0])
+        params = parse_args(argv[1:])
+    else:
+        args = parser.parse_args(argv)
+        params = _read_params(args.params)
     # the plugin stops a worker with SIGTERM (cancel): raise KeyboardInterrupt instead of dying on
     # the spot, so that the atomic writers remove their temporary files on the way out
     signal.signal(signal.SIGTERM, _terminate)

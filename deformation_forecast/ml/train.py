@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
@@ -114,6 +116,11 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
 
     device = configure_device(p["device"])
     protocol.message(f"Device: {device['name']} ({device['reason']})")
+    strategy = None
+    if p.get("cluster"):  # several machines (ml/cluster.py): the strategy before any other op
+        from .distribute import start_cluster
+
+        strategy = start_cluster(float(p.get("cluster_timeout") or 0))
     import keras
     import tensorflow as tf
 
@@ -129,22 +136,33 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         tf.config.experimental.enable_op_determinism()
     mb = float(p["memory_budget_mb"] or 0) or None
     info = read_info(p["input"])
+    if strategy is not None:
+        from .cluster import check_same_stack
+
+        check_same_stack(strategy, info, p["input"])
     interval = int(p["interval_days"]) or median_interval(info.dates)
     grid = regular_dates(info, interval)
     ts = int(p["time_step"])
     split = split_windows(len(grid), ts, int(p["test_count"]), float(p["validation_fraction"]))
     ckpt_dir = p["output_model"] + ".checkpoint"
-    with gdal_env(mb):
-        protocol.progress(0, "Resampling the stack to the regular grid (work file)")
-        prep = prepare(info, interval, ckpt_dir, mb)
-        protocol.message(
-            f"{info.count} acquisitions {info.dates[0]}..{info.dates[-1]} resampled to {len(grid)} dates "
-            f"every {interval} days; raster {info.width} x {info.height}; work stack "
-            + (f"written in {prep.windows} window(s)" if prep.windows else "reused")
-            + f" (memory budget {budget_mb(mb):.0f} MB)"
-        )
-        with WorkStack(prep) as work:
-            return _train(p, info, device, prep, work, split, seed, mb, ckpt_dir)
+    # a worker other than the chief keeps its work file to itself and writes nothing beside the model
+    chief = strategy is None or not strategy.cluster_resolver.task_id
+    work_dir = ckpt_dir if chief else tempfile.mkdtemp(prefix="deformation_forecast_worker_")
+    try:
+        with gdal_env(mb):
+            protocol.progress(0, "Resampling the stack to the regular grid (work file)")
+            prep = prepare(info, interval, work_dir, mb)
+            protocol.message(
+                f"{info.count} acquisitions {info.dates[0]}..{info.dates[-1]} resampled to {len(grid)} dates "
+                f"every {interval} days; raster {info.width} x {info.height}; work stack "
+                + (f"written in {prep.windows} window(s)" if prep.windows else "reused")
+                + f" (memory budget {budget_mb(mb):.0f} MB)"
+            )
+            with WorkStack(prep) as work:
+                return _train(p, info, device, prep, work, split, seed, mb, ckpt_dir)
+    finally:
+        if work_dir != ckpt_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, Any]:
@@ -268,6 +286,10 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 if state.get("signature") == _signature(p, info):
                     start_epoch, history = int(state["epoch"]), state.get("history", {})
             attempts.append(batch_size)
+            if plan.custom_loop:  # the network in the strategy's scope; the checkpoints outside it
+                with plan.scope():
+                    net = build()
+                return _fit_custom(plan, net), plan
             with plan.scope():
                 net = _fit_in_scope(plan, plan.global_batch)
             return net, plan
@@ -346,12 +368,90 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 )
             return net
 
+        def _fit_custom(plan, net):
+            """Training across machines (ml/loop.py): each worker reads its share of every global
+            batch; only the chief writes checkpoints."""
+            from .loop import LoopSettings, fit_custom
+
+            gb = plan.global_batch
+            n_train = len(split.train) * len(rows) * len(cols)
+            train_n = _whole_batches(int(p["samples_per_epoch"]) or n_train, n_train, gb, "training")
+            val_n = _whole_batches(min(val_samples, n_val), n_val, gb, "validation") if len(split.val) else 0
+            ram = pixel_bytes(mb) // 4
+
+            def datasets(kind: str, ctx):
+                shard = (ctx.input_pipeline_id, ctx.num_input_pipelines, ctx.get_per_replica_batch_size(gb))
+                labels, samples = (split.train, train_n) if kind == "train" else (split.val, val_n)
+                return tile_dataset(
+                    read,
+                    labels,
+                    rows,
+                    cols,
+                    ts,
+                    tile,
+                    gb,
+                    trend=bool(trend),
+                    shuffle=kind == "train",
+                    seed=seed,
+                    samples=samples,
+                    epochs=(start_epoch, epochs),
+                    ram_budget=ram,
+                    shard=shard,
+                )[0]
+
+            if start_epoch and os.path.isfile(os.path.join(ckpt_dir, "network.weights.h5")):
+                net.load_weights(os.path.join(ckpt_dir, "network.weights.h5"))
+                protocol.message(f"RESUME: continuing after epoch {start_epoch} from {ckpt_dir}")
+            protocol.message(
+                f"Worker {plan.worker_index} of {plan.workers}: network {p['architecture']}, tile {tile}, "
+                f"{net.count_params()} weights; per epoch {train_n // gb} steps of {gb} tiles, this worker "
+                f"reads {gb // max(1, plan.workers)} of each; validation {val_n} tiles"
+            )
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                protocol.progress(
+                    5 + 80 * min(1.0, (epoch - start_epoch) / max(1, epochs - start_epoch)),
+                    f"epoch {epoch}/{epochs}: loss {logs['loss']:.5f}, val_loss {logs.get('val_loss', math.nan):.5f}",
+                    epoch=epoch,
+                    worker=plan.worker_index,
+                    **logs,
+                )
+                if plan.is_chief:
+                    checkpoint(net, epoch, logs)
+                else:
+                    for k, v in logs.items():
+                        history.setdefault(k, []).append(v)
+
+            settings = LoopSettings(
+                epochs=epochs,
+                start_epoch=start_epoch,
+                steps=train_n // gb,
+                val_steps=val_n // gb,
+                global_batch=gb,
+                learning_rate=float(p["learning_rate"]),
+                patience=int(p["patience"]),
+                max_seconds=float(p["max_seconds"]),
+            )
+            fit_custom(
+                net, make_loss(float(p["mae_weight"]), tile), plan.strategy, datasets, settings, on_epoch
+            )
+            return net
+
         attempts: list[int] = []
-        outcome = fit_with_fallback(fit, int(p["batch_size"]), device)
-        net, plan = outcome.value
-        device = outcome.device
+        if p.get("cluster"):  # no batch halving across machines: every worker would have to agree
+            net, plan = fit(int(p["batch_size"]), device)
+        else:
+            outcome = fit_with_fallback(fit, int(p["batch_size"]), device)
+            net, plan = outcome.value
+            device = outcome.device
         train_seconds = time.monotonic() - t_start
         epochs_run = len(history.get("loss", []))
+
+    if plan.custom_loop:
+        if not plan.is_chief:
+            protocol.progress(100, f"Worker {plan.worker_index}: training done; the chief writes the model")
+            return {"worker": plan.worker_index, "epochs_run": epochs_run, "train_seconds": train_seconds}
+        net = _local_copy(net, build)
 
     # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file,
     #    on the device training finally ran on
@@ -443,6 +543,27 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
             out["predictions"] = p["predictions"]
     protocol.progress(100, "Model written")
     return out
+
+
+def _whole_batches(wanted: int, available: int, global_batch: int, what: str) -> int:
+    """Samples per epoch across machines: whole global batches (every worker takes equal shares)."""
+    n = min(wanted, available) // global_batch * global_batch
+    if n == 0:
+        from ..core.errors import InputError
+
+        raise InputError(
+            f"Only {available} {what} tiles for a global batch of {global_batch} across the machines: "
+            "lower --batch-size or --tile-size, or train on fewer machines."
+        )
+    return n
+
+
+def _local_copy(net, build):
+    """`net` (trained under the cluster's strategy) as a plain network of this process, so that
+    scoring and saving run no collective with the other workers."""
+    twin = build()
+    twin.set_weights(net.get_weights())
+    return twin
 
 
 def _trend_settings(p, info, prep, work, split, seed, mb) -> dict[str, Any]:

@@ -55,3 +55,36 @@ def style_on_load(context, path: str, units: str = "mm", temporal: bool = False)
     pp = StylePostProcessor(units, temporal, details.postProcessor())
     _alive.append(pp)
     details.setPostProcessor(pp)
+
+
+class AlertStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
+    """The alert-class style (processing.styling) for a failure-time point layer or raster (band 4)."""
+
+    def __init__(self, then=None):
+        super().__init__()
+        self.then = then
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802
+        from qgis.core import QgsVectorLayer
+
+        from .styling import apply_alert_raster_style, apply_alert_style
+
+        try:
+            if isinstance(layer, QgsVectorLayer) and layer.fields().lookupField("alert") >= 0:
+                apply_alert_style(layer)
+            elif isinstance(layer, QgsRasterLayer) and layer.bandCount() >= 4:
+                apply_alert_raster_style(layer, 4)
+        finally:
+            if self.then is not None:
+                self.then.postProcessLayer(layer, context, feedback)
+
+
+def alert_style_on_load(context, dest: str) -> None:
+    """Attach the alert-class style to the output `dest` (points or raster) if Processing will
+    load it."""
+    if not dest or not context.willLoadLayerOnCompletion(dest):
+        return
+    details = context.layerToLoadOnCompletionDetails(dest)
+    pp = AlertStylePostProcessor(details.postProcessor())
+    _alive.append(pp)
+    details.setPostProcessor(pp)

@@ -61,3 +61,35 @@ def apply_diverging_style(
     layer.setRenderer(renderer)
     layer.triggerRepaint()
     return renderer
+
+
+# alert classes of the failure-time analysis (core.failure): colour, label
+ALERT_STYLE = [
+    (0, "#9e9e9e", "0 no alert"),
+    (1, "#fdd835", "1 significant acceleration"),
+    (2, "#fb8c00", "2 failure forecast within the horizon"),
+    (3, "#d50000", "3 forecast failure date reached"),
+]
+
+
+def apply_alert_style(layer, field: str = "alert") -> None:
+    """Categorised point style on the alert class: grey, yellow, orange, red (larger when higher)."""
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsMarkerSymbol, QgsRendererCategory
+
+    categories = []
+    for value, colour, label in ALERT_STYLE:
+        symbol = QgsMarkerSymbol.createSimple(
+            {"name": "circle", "color": colour, "outline_color": "#333333", "size": str(1.6 + 0.8 * value)}
+        )
+        categories.append(QgsRendererCategory(value, symbol, label))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+    layer.triggerRepaint()
+
+
+def apply_alert_raster_style(layer: QgsRasterLayer, band: int = 4) -> None:
+    """Paletted style of the alert band of a failure-time raster (same colours as the points)."""
+    from qgis.core import QgsPalettedRasterRenderer
+
+    classes = [QgsPalettedRasterRenderer.Class(v, QColor(c), label) for v, c, label in ALERT_STYLE]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), band, classes))
+    layer.triggerRepaint()

@@ -37,7 +37,8 @@ def test_worker_stops_when_its_parent_dies(tmp_path):
     params.write_text(json.dumps({"mode": "silent", "seconds": 300, "touch": str(pid_file)}))
     partial = tmp_path / "out.txt"
     code = (
-        "import subprocess, sys, time\n"
+        "import os, subprocess, sys, time\n"
+        "os.environ['DEFORMATION_FORECAST_PARENT_PID'] = str(os.getpid())  # as worker.py does\n"
         "subprocess.Popen([sys.executable, '-m', 'deformation_forecast.ml', '_selftest', '--params', "
         f"{str(params)!r}], start_new_session=True)\n"
         "time.sleep(600)\n"
