@@ -104,6 +104,7 @@ def _child_env() -> dict[str, str]:
     }
     env["PYTHONPATH"] = os.path.dirname(PLUGIN_DIR)
     env["PYTHONUNBUFFERED"] = "1"
+    env["DEFORMATION_FORECAST_PARENT_PID"] = str(os.getpid())  # the worker stops when we are gone
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
@@ -212,7 +213,8 @@ def run_worker(
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
-        os.unlink(pfile)
+        with contextlib.suppress(FileNotFoundError):  # the worker removes it once read
+            os.unlink(pfile)
         if rc != 0 or cancelled or hung:
             _remove_partial_outputs(params)
     if cancelled:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import validity
 from .crossorbit import check_incidence, los_to_vertical, nearest_pairs
 from .dates import date_fields, parse_date
 from .errors import InputError
@@ -239,7 +240,7 @@ def benchmarks_from_table(
         x=np.array(xs, dtype="float64"),
         y=np.array(ys, dtype="float64"),
         dates=dates,
-        values=values,
+        values=validity.mask_sentinels(np.asarray(values, dtype="float64"), source),
         coord_columns=(header[coords[0]], header[coords[1]]) if coords else None,
         geographic=bool(coords[2]) if coords else False,
         form=form,
@@ -290,7 +291,6 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
     # float32 read, its float64 copy and the selection: about 4 copies of a window's bands
     limit = working_bytes(4, mb)
     with rasterio.open(path) as src:
-        nodata = src.nodata
         for k in range(x.size):
             if not (np.isfinite(x[k]) and np.isfinite(y[k])):
                 method.append("outside")
@@ -323,8 +323,7 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
             for b0 in range(0, info.count, per):
                 idx = list(range(b0 + 1, min(info.count, b0 + per) + 1))
                 block = src.read(idx, window=win, out_dtype="float32")
-                if nodata is not None and not np.isnan(nodata):
-                    block[block == np.float32(nodata)] = np.nan
+                block = validity.clean_block(block, src, idx, window=win)  # nodata, masks, units
                 vals = block[:, inside].astype("float64")  # (bands, pixels)
                 del block
                 good = np.isfinite(vals)

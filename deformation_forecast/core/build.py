@@ -12,6 +12,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.warp import Resampling
 
+from . import validity
 from .dates import check_increasing, parse_date
 from .errors import InputError
 from .stack import StackWriter, budget_gdal_cache
@@ -87,7 +88,6 @@ def build_stack(
             if is_canceled():
                 raise InputError("Cancelled; nothing was written.")
             with rasterio.open(s.path) as src:
-                nodata = src.nodata
                 if src.crs is None:
                     raise InputError(
                         f"LAYERS: {os.path.basename(s.path)!r} has no CRS, so it cannot be aligned "
@@ -105,7 +105,6 @@ def build_stack(
                         f"{os.path.basename(s.path)}: grid differs from the first raster "
                         f"({src.crs}, {src.width}x{src.height}); warped onto it (bilinear)."
                     )
-                    float_src = np.dtype(src.dtypes[s.band - 1]).kind == "f"
                     try:
                         ds = WarpedVRT(
                             src,
@@ -114,7 +113,7 @@ def build_stack(
                             width=width,
                             height=height,
                             resampling=Resampling.bilinear,
-                            src_nodata=nodata if nodata is not None else (np.nan if float_src else None),
+                            src_nodata=validity.warp_nodata(src, s.band),
                             nodata=np.nan,
                             dtype="float32",
                         )
@@ -135,8 +134,8 @@ def build_stack(
                                 + f" ({e}); check the file"
                                 + (" or reproject it first." if not same else ".")
                             ) from e
-                        if same and nodata is not None and not np.isnan(nodata):
-                            data[data == np.float32(nodata)] = np.nan
+                        if same:  # nodata, GDAL masks, undeclared sentinels (core.validity)
+                            data = validity.clean_block(data, src, s.band, window=win, length=False)
                         if not same and not overlap:
                             overlap = bool(np.isfinite(data).any())
                         if units_factor != 1.0:

@@ -28,6 +28,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
 
+from . import validity
 from .dates import check_increasing, date_fields
 from .errors import InputError
 from .stack import budget_gdal_cache
@@ -311,6 +312,7 @@ def series_from_table(
             coords = coords[1:]
         if coords.shape != (n, 2):
             raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
+    notes.extend(_mask_sentinel_cells(values))
     keep = ~np.all(np.isnan(values), axis=1)
     skipped = int(n - keep.sum())
     bad_xy = keep & ~np.all(np.isfinite(coords), axis=1)
@@ -348,6 +350,20 @@ def series_from_table(
         reference=reference,
         notes=notes,
     )
+
+
+def _mask_sentinel_cells(values: np.ndarray) -> list[str]:
+    """Undeclared nodata sentinels (-9999, ...; core.validity) in the value cells become NaN, in
+    place; returns the warning to log (none when there were none)."""
+    hit = validity.sentinel_mask(values)
+    if not hit.any():
+        return []
+    found = ", ".join(validity.fmt_value(v) for v in np.unique(values[hit]).tolist())
+    values[hit] = np.nan
+    return [
+        f"Warning: {int(hit.sum())} value(s) equal to {found} (undeclared nodata) treated as "
+        "missing; write missing values as empty cells or NaN."
+    ]
 
 
 def read_points_csv(

@@ -23,6 +23,7 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from . import validity
 from .dates import format_date
 from .errors import InputError
 from .stack import atomic_path
@@ -225,7 +226,7 @@ def extract_profiles(
         raise InputError("LINES: no line features given.")
     with rasterio.open(path) as src:
         transform, height, width, count = src.transform, src.height, src.width, src.count
-        nodata, bounds = src.nodata, src.bounds
+        bounds = src.bounds
     res = (
         min(abs(transform.a), abs(transform.e))
         if transform.b == 0 == transform.d
@@ -299,7 +300,8 @@ def extract_profiles(
                         cached = set()
                     cached |= tiles
                     win = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
-                    block = _to_nan(src.read(idx, window=win, out_dtype="float32"), nodata)
+                    block = src.read(idx, window=win, out_dtype="float32")
+                    block = validity.clean_block(block, src, idx, window=win)  # nodata, masks, units
                     if stats is not None:
                         stats.windows += 1
                         stats.pixels += block.size

@@ -20,6 +20,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from . import validity
 from .dates import check_increasing, format_date, parse_date
 from .errors import InputError
 
@@ -101,9 +102,12 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
                 "use 'Build deformation stack' to make one from single-date rasters."
             )
         if require_dates:
+            _check_labels(src, path)
             check_increasing(dates, f"raster {os.path.basename(path)!r}")  # type: ignore[arg-type]
         nodata = src.nodata
         units = src.units[0] if src.units and src.units[0] else ds_tags.get(UNITS_TAG, "mm")
+        if validity.unit_scale(units) != 1.0 and validity.is_dated(src):
+            units = "mm"  # read_stack converts m / cm to mm (core.validity)
         return StackInfo(
             path=path,
             dates=dates,  # type: ignore[arg-type]
@@ -118,6 +122,11 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
         )
 
 
+def _check_labels(src: rasterio.DatasetReader, path: str) -> None:
+    """Band labels that are date pairs (interferograms) are refused (core.validity)."""
+    validity.check_not_interferograms(list(src.descriptions), f"raster {os.path.basename(path)!r}")
+
+
 def read_stack(
     path: str,
     window: Window | None = None,
@@ -127,10 +136,8 @@ def read_stack(
     with rasterio.open(path) as src:
         idx = [b + 1 for b in bands] if bands is not None else list(range(1, src.count + 1))
         arr = src.read(idx, window=window, out_dtype="float32", boundless=False)
-        if src.nodata is not None and not np.isnan(src.nodata):
-            arr[arr == np.float32(src.nodata)] = np.nan
-        # masks from an internal mask band also count as nodata
-        return arr
+        # nodata, GDAL masks (internal, .msk, alpha), undeclared sentinels, m/cm -> mm
+        return validity.clean_block(arr, src, idx, window=window)
 
 
 def budget_gdal_cache(fn):
@@ -261,20 +268,52 @@ def atomic_path(path: str) -> Iterator[str]:
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".partial{ext}", dir=folder)
+    fd, tmp = _mkstemp(path, prefix=f".{base}.", suffix=f".partial{ext}", dir=folder)
     os.close(fd)
     os.unlink(tmp)
     try:
         yield tmp
+        _finish(tmp, path)
         os.replace(tmp, path)
         aux = tmp + ".aux.xml"
         if os.path.exists(aux):
             os.replace(aux, path + ".aux.xml")
-    except BaseException:
+    except BaseException as e:
         for p in (tmp, tmp + ".aux.xml"):
             with contextlib.suppress(OSError):
                 os.unlink(p)
+        _raise_disk_error(path, e)
         raise
+
+
+def _mkstemp(path: str, **kw) -> tuple[int, str]:
+    try:
+        return tempfile.mkstemp(**kw)
+    except OSError as e:
+        _raise_disk_error(path, e)
+        raise
+
+
+def _raise_disk_error(path: str, e: BaseException) -> None:
+    """A full or read-only disk while writing `path` becomes an InputError saying so (core.outputs)."""
+    from .outputs import DISK_ERRNOS, write_error
+
+    if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+        raise write_error(path, e) from e
+    if isinstance(e, rasterio.errors.RasterioIOError) and any(
+        k in str(e) for k in ("No space left", "Read-only", "Permission denied")
+    ):
+        raise write_error(path, OSError(0, str(e))) from e
+
+
+def _finish(tmp: str, path: str) -> None:
+    """fsync the temporary file before its rename (core.outputs); a disk error names `path`."""
+    from .outputs import finish_file, write_error
+
+    try:
+        finish_file(tmp)
+    except OSError as e:
+        raise write_error(path, e) from e
 
 
 def _profile(count: int, height: int, width: int, crs: CRS | str | None, transform: Affine) -> dict:
@@ -319,9 +358,7 @@ class StackWriter:
         tags: dict[str, str] | None = None,
     ):
         self.path = path
-        self._atomic = atomic_path(path)
-        self._tmp = self._atomic.__enter__()
-        self._dst = rasterio.open(self._tmp, "w", **_profile(len(dates), height, width, crs, transform))
+        self._open(len(dates), _profile(len(dates), height, width, crs, transform))
         labels = [d if isinstance(d, str) else format_date(d) for d in dates]
         for i, lab in enumerate(labels, start=1):
             self._dst.set_band_description(i, lab)
@@ -336,17 +373,47 @@ class StackWriter:
         """Write one band (0-based `index`) of the stack."""
         self._dst.write(np.asarray(data, dtype="float32"), index + 1, window=window)
 
+    def _open(self, count: int, profile: dict) -> None:
+        """Refuse impossible band counts, then open the temporary file with GDAL's errors
+        collected (core.outputs): a full disk fails the run instead of leaving a corrupt file."""
+        from .outputs import GdalErrors
+
+        validity.check_bands_limit(count, os.path.basename(self.path))
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._errors = GdalErrors().__enter__()
+        try:
+            self._dst = rasterio.open(self._tmp, "w", **profile)
+        except BaseException as e:
+            self._errors.__exit__(None, None, None)
+            with contextlib.suppress(BaseException):
+                self._atomic.__exit__(type(e), e, None)
+            raise
+
     def set_band_units(self, units: Sequence[str]) -> None:
         """Per-band units (one per band), for outputs whose bands are different quantities."""
         for i, u in enumerate(units, start=1):
             self._dst.set_band_unit(i, u)
 
     def close(self) -> None:
-        self._dst.close()
+        from .outputs import verify_raster
+
+        try:
+            self._dst.close()
+            self._errors.raise_if_any(self.path)
+            verify_raster(self._tmp, self.path)
+        except BaseException as e:
+            self._errors.__exit__(None, None, None)
+            with contextlib.suppress(BaseException):
+                self._atomic.__exit__(type(e), e, None)
+            raise
+        self._errors.__exit__(None, None, None)
         self._atomic.__exit__(None, None, None)
 
     def abort(self, exc: BaseException | None = None) -> None:
-        self._dst.close()
+        with contextlib.suppress(BaseException):
+            self._dst.close()
+        self._errors.__exit__(None, None, None)
         with contextlib.suppress(BaseException):
             self._atomic.__exit__(type(exc) if exc else RuntimeError, exc, None)
 
@@ -462,9 +529,7 @@ def read_decimated(path: str, band: int = -1, max_side: int = 512) -> np.ndarray
         scale = max(1.0, max(src.height, src.width) / max_side)
         shape = (max(1, int(round(src.height / scale))), max(1, int(round(src.width / scale))))
         arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
-        if src.nodata is not None and not np.isnan(src.nodata):
-            arr[arr == np.float32(src.nodata)] = np.nan
-        return arr
+        return validity.clean_block(arr, src, b + 1, out_shape=shape)
 
 
 MAX_ABS_MM = 1e5  # 100 m of displacement: anything beyond is a unit or nodata mistake
@@ -479,8 +544,7 @@ def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> N
     with rasterio.open(info.path) as src:
         for b in bands:
             arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
-            if src.nodata is not None and not np.isnan(src.nodata):
-                arr[arr == np.float32(src.nodata)] = np.nan
+            arr = validity.clean_block(arr, src, b + 1, out_shape=shape)
             label = info.dates[b].isoformat() if info.dates and info.dates[b] else f"band {b + 1}"
             if np.isinf(arr).any():
                 raise InputError(

@@ -7,6 +7,7 @@ Commands are registered in COMMANDS: each takes the params dict and reports thro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -109,6 +110,61 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+PARENT_ENV = "DEFORMATION_FORECAST_PARENT_PID"
+PARENT_POLL_S = 1.0
+PARENT_GRACE_S = 10.0
+
+
+def watch_parent(
+    parent: int | None = None, poll: float = PARENT_POLL_S, grace: float = PARENT_GRACE_S
+) -> None:
+    """Stop this worker when the process that started it is gone (QGIS killed or crashed: nobody
+    would read its results and it would hold a CPU or GPU for hours). A daemon thread polls the
+    parent pid every `poll` s; when it is gone the worker gets SIGTERM (KeyboardInterrupt: the
+    atomic writers remove their temporary files), and exits hard `grace` s later if still busy in
+    native code."""
+    import threading
+    import time
+
+    parent = parent or int(os.environ.get(PARENT_ENV, "0") or 0)
+    if not parent:  # not started by the plugin (a cluster worker started by hand): no watch
+        return
+
+    def alive() -> bool:
+        if os.getppid() != parent:  # re-parented: the parent died
+            return False
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def loop() -> None:
+        while alive():
+            time.sleep(poll)
+        print(f"worker: parent process {parent} is gone; stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+        os._exit(130)
+
+    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
+
+
+def _read_params(path: str | None) -> dict[str, Any]:
+    """The parameters of the run; the temporary file is removed once read (it is this worker's:
+    nothing else would remove it if the parent died)."""
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        params = json.load(f)
+    if os.path.basename(path).startswith("df_params_"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m deformation_forecast.ml")
@@ -123,12 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         params = parse_args(argv[1:])
     else:
         args = parser.parse_args(argv)
-        if args.params:
-            with open(args.params, encoding="utf-8") as f:
-                params = json.load(f)
+        params = _read_params(args.params)
     # the plugin stops a worker with SIGTERM (cancel): raise KeyboardInterrupt instead of dying on
     # the spot, so that the atomic writers remove their temporary files on the way out
     signal.signal(signal.SIGTERM, _terminate)
+    watch_parent()
     cmds = _commands()
     if args.command not in cmds:
         protocol.error(f"unknown worker command {args.command!r}; known: {sorted(cmds)}")

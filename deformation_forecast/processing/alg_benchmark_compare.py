@@ -29,7 +29,15 @@ from ..core.dates import parse_date
 from ..core.errors import InputError
 from ..core.stack import require_crs
 from .base import DeformationAlgorithm
-from .tables import GEOMETRY_NAMES, geometry_kind, plot_destination, save_plot, table_sink, write_table
+from .tables import (
+    GEOMETRY_NAMES,
+    check_lonlat_extent,
+    geometry_kind,
+    plot_destination,
+    save_plot,
+    table_sink,
+    write_table,
+)
 
 PAIR_COLUMNS = [
     ("benchmark", "str"),
@@ -166,6 +174,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             )
         bm_crs = self.parameterAsCrs(parameters, "BENCHMARKS_CRS", context)
         if kind == QgsWkbTypes.PointGeometry:
+            check_lonlat_extent(source, "BENCHMARKS")
             xform = None
             if source.sourceCrs().isValid() and source.sourceCrs() != raster_crs:
                 xform = QgsCoordinateTransform(source.sourceCrs(), raster_crs, context.transformContext())

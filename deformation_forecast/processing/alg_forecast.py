@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.validity import check_bands_limit
 from ..worker import run_worker
 from .base import DEVICES, WorkerAlgorithm, default_device_index
 
@@ -67,10 +68,12 @@ class ForecastDeformation(WorkerAlgorithm):
         rate = self.parameterAsOutputLayer(parameters, "OUTPUT_RATE", context) or ""
         for p in (out, rate):
             self.check_output_not_input(p, info.path)
+        steps = self.parameterAsInt(parameters, "STEPS", context)
+        check_bands_limit(steps, "STEPS")  # refused before the worker starts (a GeoTIFF: 65535 bands)
         params = {
             "input": info.path,
             "model": model,
-            "steps": self.parameterAsInt(parameters, "STEPS", context),
+            "steps": steps,
             "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             "output": out,
             "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it

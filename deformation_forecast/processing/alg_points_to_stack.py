@@ -22,6 +22,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core.points import FORMATS, METHODS, UNITS, points_to_stack, read_points_csv, series_from_table
 from .base import DeformationAlgorithm
+from .tables import check_lonlat_extent
 
 FORMAT_LABELS = [
     "Auto-detect",
@@ -128,6 +129,7 @@ class PointsToStack(DeformationAlgorithm):
         self.addOutput(QgsProcessingOutputString("OUTPUT_CRS_USED", "Output CRS"))
 
     def _layer_series(self, source, fmt: str, units: str, feedback):
+        check_lonlat_extent(source, "INPUT")
         names = [f.name() for f in source.fields()]
         xy: list[tuple[float, float]] = []  # filled as the rows are read (series_from_table reads it last)
         total = max(1, source.featureCount())

@@ -14,7 +14,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..core import budget
+from ..core import budget, outputs, validity
 from ..core.dates import check_observed
 from ..core.errors import InputError
 from ..core.stack import StackInfo, check_values, read_info
@@ -109,16 +109,87 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         self._refuse_overwriting_inputs(parameters, context)
+        validity.take_warnings()  # forget what an earlier run found
+        before = self._output_files(parameters)
         try:
             self.memory_mb, origin = configured_budget_mb()
             feedback.pushInfo(f"Memory budget: {self.memory_mb:g} MB ({origin}).")
             # GDAL's block cache sized from the budget for every read and write of this run
             with budget.gdal_env(self.memory_mb):
                 results = self.compute(parameters, context, feedback)
-        except InputError as e:
-            raise QgsProcessingException(str(e)) from e
+        except BaseException as e:
+            # a later output failing (or cancel) leaves no earlier output of the run behind
+            self._remove_new_outputs(before)
+            if isinstance(e, InputError):
+                raise QgsProcessingException(str(e)) from e
+            if isinstance(e, OSError) and e.errno in outputs.DISK_ERRNOS:
+                raise QgsProcessingException(str(outputs.write_error(e.filename or "", e))) from e
+            if isinstance(e, QgsProcessingException):
+                disk = outputs.disk_problem(list(before))  # QGIS's "Could not create layer ..."
+                if disk and disk not in str(e):
+                    raise QgsProcessingException(f"{disk} ({str(e)[:200]})") from e
+            unreadable = outputs.unreadable_raster(e)
+            if unreadable:
+                raise QgsProcessingException(unreadable) from e
+            raise
+        finally:
+            for w in validity.take_warnings():
+                feedback.pushWarning(w)
         self._style_outputs(parameters, context, results)
         return results
+
+    def _output_files(self, parameters) -> dict[str, tuple | None]:
+        """The files named by the destination parameters (not temporary outputs) and their state
+        (size, mtime, inode; None when absent) before the run."""
+        from qgis.core import QgsProcessingDestinationParameter
+
+        files: dict[str, tuple | None] = {}
+        for p in self.destinationParameterDefinitions():
+            if not isinstance(p, QgsProcessingDestinationParameter):
+                continue
+            value = parameters.get(p.name())
+            sink = getattr(value, "sink", None)
+            path = str(sink.staticValue() if sink is not None else (value or ""))
+            path = path.split("|")[0]
+            if path.startswith("ogr:"):
+                path = path.split("dbname=")[-1].split(" ")[0].strip("'\"")
+            if not path or "TEMPORARY_OUTPUT" in path or path.startswith("memory:"):
+                continue
+            path = os.path.abspath(path)
+            files[path] = _stat(path)
+        return files
+
+    @staticmethod
+    def _remove_new_outputs(before: dict[str, tuple | None]) -> None:
+        """Remove the output files this run created or replaced (their state changed)."""
+        import contextlib
+
+        for path, state in before.items():
+            if os.path.isfile(path) and _stat(path) != state:
+                for p in (path, path + ".aux.xml"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(p)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Refuse a folder given where a file is expected, naming the parameter."""
+        from qgis.core import QgsProcessingParameterFile
+
+        for p in self.parameterDefinitions():
+            value = parameters.get(p.name())
+            if not isinstance(value, str) or not value or not os.path.isdir(value.split("|")[0]):
+                continue
+            if (
+                isinstance(p, QgsProcessingParameterFile)
+                and p.behavior() == QgsProcessingParameterFile.Folder
+            ):
+                continue
+            if p.isDestination():
+                continue
+            return False, (
+                f"{p.name()}: {value} is a folder; give a file ({p.description()}), "
+                "not the folder that holds it."
+            )
+        return super().checkParameterValues(parameters, context)
 
     def _refuse_overwriting_inputs(self, parameters, context) -> None:
         """No file output may be the file of an input layer or file (it would be destroyed)."""
@@ -230,6 +301,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         if check_data:
             try:
                 check_values(info, name)
+                validity.check_repeated_fill(info.path, name)
             except InputError as e:
                 raise QgsProcessingException(str(e)) from e
         return info
@@ -246,6 +318,14 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     def check_canceled(feedback: QgsProcessingFeedback | None) -> None:
         if feedback is not None and feedback.isCanceled():
             raise QgsProcessingException("Cancelled; nothing was written.")
+
+
+def _stat(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 DEVICES = ["auto", "gpu", "cpu"]
