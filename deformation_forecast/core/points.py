@@ -562,29 +562,35 @@ def points_to_stack(
 
     Returns a summary: crs, width, height, points, dates, filled (cells with a value at any date).
     """
+    from .metric import ground_scale
     from .stack import StackWriter
 
     dst = _check_crs(out_crs, "OUTPUT_CRS") or output_crs_for(series)
-    if dst.is_geographic:
-        log("Warning: the output CRS is geographic, so PIXEL_SIZE and RADIUS are in degrees.")
     xs, ys = project(series.x, series.y, series.crs, dst)
+    # PIXEL_SIZE and RADIUS are metres on the ground: grid in coordinates scaled to metres, then
+    # give the stack the transform back in the CRS's units (degrees: cells square on the ground)
+    scale = ground_scale(dst, (float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys))))
+    if scale.note:
+        log(scale.note + " PIXEL_SIZE and RADIUS are metres; the cells are square on the ground.")
+        xs, ys = xs * scale.kx, ys * scale.ky
     transform, width, height = grid_for(xs, ys, pixel_size)
     if width * height * len(series.dates) > MAX_CELLS:
         raise InputError(
             f"PIXEL_SIZE {pixel_size:g} gives a grid of {width} x {height} cells x {len(series.dates)} "
             f"dates, more than this tool builds ({MAX_CELLS:,} values); use a larger pixel size "
-            f"(the points span {np.ptp(xs):.6g} x {np.ptp(ys):.6g} CRS units)."
+            f"(the points span {np.ptp(xs):.6g} x {np.ptp(ys):.6g} m)."
         )
     radius = 2.0 * pixel_size if radius is None or radius <= 0 else float(radius)
     label = dst.to_string()
     log(
         f"{series.count} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}; "
-        f"grid {width} x {height} cells of {pixel_size:g} in {label}, {method} within {radius:g}."
+        f"grid {width} x {height} cells of {pixel_size:g} m in {label}, {method} within {radius:g} m."
     )
-    tags = {"SOURCE_FORMAT": series.fmt, "GRIDDING": f"{method} radius={radius:g}"}
+    tags = {"SOURCE_FORMAT": series.fmt, "GRIDDING": f"{method} radius={radius:g} m"}
     filled = 0
     done = 0
-    with StackWriter(out_path, series.dates, dst, transform, width, height, units="mm", tags=tags) as w:
+    crs_transform = Affine.scale(1.0 / scale.kx, 1.0 / scale.ky) * transform
+    with StackWriter(out_path, series.dates, dst, crs_transform, width, height, units="mm", tags=tags) as w:
         for win, block in iter_grid_blocks(
             xs, ys, series.values, transform, width, height, method, radius, max_bytes, mb
         ):
@@ -605,5 +611,5 @@ def points_to_stack(
         "points": series.count,
         "dates": len(series.dates),
         "filled": filled,
-        "transform": transform,
+        "transform": crs_transform,
     }

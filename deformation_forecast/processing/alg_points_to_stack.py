@@ -15,13 +15,13 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.points import FORMATS, METHODS, UNITS, points_to_stack, read_points_csv, series_from_table
 from .base import DeformationAlgorithm
+from .distance import metres_parameter
 
 FORMAT_LABELS = [
     "Auto-detect",
@@ -65,9 +65,9 @@ class PointsToStack(DeformationAlgorithm):
         "pnt_lon/pnt_lat; CSV_CRS gives their CRS (default EPSG:4326 for lon/lat-like columns). "
         "UNITS auto reads DePSI exports (pnt_lat/pnt_lon columns) as metres and everything else as "
         "mm; the output is always mm. Points with no value at any date (incoherent) are skipped.<br><br>"
-        "<b>Grid</b>: PIXEL_SIZE in units of OUTPUT_CRS (default: the input CRS when projected, else "
+        "<b>Grid</b>: PIXEL_SIZE and RADIUS in metres on the ground, whatever OUTPUT_CRS (default: the input CRS when projected, else "
         "the WGS 84 UTM zone of the points' centre). The grid covers the points, the outermost ones "
-        "on cell centres. METHOD nearest gives each cell the series of the nearest point; IDW the "
+        "on cell centres; on a geographic OUTPUT_CRS the cells are square on the ground (local scale). METHOD nearest gives each cell the series of the nearest point; IDW the "
         "1/d&sup2;-weighted mean of all points within RADIUS (default 2 x PIXEL_SIZE)."
     )
 
@@ -96,11 +96,12 @@ class PointsToStack(DeformationAlgorithm):
             QgsProcessingParameterEnum("UNITS", "Units of the displacements", UNIT_LABELS, defaultValue=0)
         )
         self.addParameter(
-            QgsProcessingParameterNumber(
+            metres_parameter(
                 "PIXEL_SIZE",
-                "Pixel size (output CRS units)",
-                QgsProcessingParameterNumber.Double,
-                minValue=0.0,
+                "Pixel size (metres on the ground)",
+                None,
+                "Cell size of the grid in metres, whatever the output CRS (on a geographic output "
+                "CRS the cells are square on the ground, converted with the local scale).",
             )
         )
         self.addParameter(
@@ -111,12 +112,11 @@ class PointsToStack(DeformationAlgorithm):
         self.addParameter(
             QgsProcessingParameterEnum("METHOD", "Gridding method", METHOD_LABELS, defaultValue=0)
         )
-        radius = QgsProcessingParameterNumber(
+        radius = metres_parameter(
             "RADIUS",
-            "Search radius (output CRS units, 0 = 2 x pixel size)",
-            QgsProcessingParameterNumber.Double,
-            defaultValue=0.0,
-            minValue=0.0,
+            "Search radius (metres on the ground, 0 = 2 x pixel size)",
+            0.0,
+            "Points farther than this from a cell centre do not fill it (metres, whatever the CRS).",
         )
         radius.setFlags(radius.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(radius)
@@ -176,7 +176,7 @@ class PointsToStack(DeformationAlgorithm):
         units = UNITS[self.parameterAsEnum(parameters, "UNITS", context)]
         pixel = self.parameterAsDouble(parameters, "PIXEL_SIZE", context)
         if not pixel > 0:
-            raise QgsProcessingException("PIXEL_SIZE must be greater than 0 (in units of the output CRS).")
+            raise QgsProcessingException("PIXEL_SIZE must be greater than 0 (metres on the ground).")
         radius = self.parameterAsDouble(parameters, "RADIUS", context)
         method = METHODS[self.parameterAsEnum(parameters, "METHOD", context)]
         out_crs = _crs_string(self.parameterAsCrs(parameters, "OUTPUT_CRS", context))

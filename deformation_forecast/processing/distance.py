@@ -6,7 +6,7 @@ from qgis.core import QgsProcessingParameterDistance, QgsUnitTypes
 
 
 def metres_parameter(
-    name: str, description: str, default: float, help_text: str, optional: bool = False
+    name: str, description: str, default: float | None, help_text: str, optional: bool = False
 ) -> QgsProcessingParameterDistance:
     """A QgsProcessingParameterDistance in metres, not tied to a layer's CRS units (on a
     geographic stack those would be degrees): the algorithm converts with core.metric."""
