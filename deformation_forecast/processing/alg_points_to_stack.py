@@ -121,7 +121,10 @@ class PointsToStack(DeformationAlgorithm):
         radius.setFlags(radius.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(radius)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Deformation stack"))
-        self.addOutput(QgsProcessingOutputNumber("POINT_COUNT", "Points gridded"))
+        self.addOutput(QgsProcessingOutputNumber("POINT_COUNT", "Points that entered the grid"))
+        self.addOutput(
+            QgsProcessingOutputNumber("MERGED_COUNT", "Points dropped: sharing a cell (METHOD nearest)")
+        )
         self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", "Points skipped (no value at any date)"))
         self.addOutput(QgsProcessingOutputNumber("DATE_COUNT", "Dates (bands)"))
         self.addOutput(QgsProcessingOutputNumber("FILLED_CELLS", "Cells with a value"))
@@ -213,6 +216,7 @@ class PointsToStack(DeformationAlgorithm):
         return {
             "OUTPUT": out,
             "POINT_COUNT": summary["points"],
+            "MERGED_COUNT": summary["merged"],
             "SKIPPED_COUNT": series.skipped,
             "DATE_COUNT": summary["dates"],
             "FILLED_CELLS": summary["filled"],
