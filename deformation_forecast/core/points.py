@@ -67,6 +67,7 @@ class PointSeries:
     fmt: str = "fields"
     units: str = "mm"  # units of the input values (converted to mm in `values`)
     skipped: int = 0  # rows dropped because all their values were NaN
+    null_geometry: int = 0  # layer features dropped because they had no geometry
     reference: tuple[float, float] | None = None  # StaMPS reference point (lon, lat)
     notes: list[str] = field(default_factory=list)
 

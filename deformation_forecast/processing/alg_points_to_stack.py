@@ -125,6 +125,9 @@ class PointsToStack(DeformationAlgorithm):
         self.addOutput(
             QgsProcessingOutputNumber("MERGED_COUNT", "Points dropped: sharing a cell (METHOD nearest)")
         )
+        self.addOutput(
+            QgsProcessingOutputNumber("NULL_GEOMETRY_COUNT", "Points dropped: features without geometry")
+        )
         self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", "Points skipped (no value at any date)"))
         self.addOutput(QgsProcessingOutputNumber("DATE_COUNT", "Dates (bands)"))
         self.addOutput(QgsProcessingOutputNumber("FILLED_CELLS", "Cells with a value"))
@@ -133,6 +136,7 @@ class PointsToStack(DeformationAlgorithm):
     def _layer_series(self, source, fmt: str, units: str, feedback):
         names = [f.name() for f in source.fields()]
         xy: list[tuple[float, float]] = []  # filled as the rows are read (series_from_table reads it last)
+        null_ids: list[int] = []
         total = max(1, source.featureCount())
 
         def rows():
@@ -142,9 +146,8 @@ class PointsToStack(DeformationAlgorithm):
                     feedback.setProgress(10.0 * i / total)
                 geom = feat.geometry()
                 if geom is None or geom.isNull() or geom.isEmpty():
-                    raise QgsProcessingException(
-                        f"INPUT: feature {feat.id()} has no geometry; give every point a location or remove it."
-                    )
+                    null_ids.append(feat.id())  # dropped, counted and reported
+                    continue
                 pt = geom.asPoint() if not geom.isMultipart() else geom.centroid().asPoint()
                 xy.append((pt.x(), pt.y()))
                 yield [_plain(v) for v in feat.attributes()]
@@ -153,7 +156,7 @@ class PointsToStack(DeformationAlgorithm):
             raise QgsProcessingException(
                 f"INPUT: the layer {source.sourceName()!r} has no features; give a layer with points."
             )
-        return series_from_table(
+        series = series_from_table(
             names,
             rows(),
             what=f"INPUT {source.sourceName()!r}",
@@ -163,6 +166,13 @@ class PointsToStack(DeformationAlgorithm):
             xy=xy,
             first_line=1,
         )
+        if null_ids:
+            series.notes.append(
+                f"Warning: {len(null_ids)} feature(s) without geometry dropped (ids {null_ids[:10]}"
+                f"{'...' if len(null_ids) > 10 else ''})."
+            )
+        series.null_geometry = len(null_ids)
+        return series
 
     def compute(self, parameters, context, feedback):
         source = self.parameterAsSource(parameters, "INPUT", context)
@@ -217,6 +227,7 @@ class PointsToStack(DeformationAlgorithm):
             "OUTPUT": out,
             "POINT_COUNT": summary["points"],
             "MERGED_COUNT": summary["merged"],
+            "NULL_GEOMETRY_COUNT": series.null_geometry,
             "SKIPPED_COUNT": series.skipped,
             "DATE_COUNT": summary["dates"],
             "FILLED_CELLS": summary["filled"],

@@ -52,3 +52,30 @@ def test_buildstack_warns_when_mm_values_look_like_metres(run_alg, tmp_path):
     log.lines.clear()
     run_alg("buildstack", {"LAYERS": paths, "UNITS": 1, "OUTPUT": str(tmp_path / "s2.tif")}, feedback=log)
     assert not log.lines
+
+
+def test_pointstostack_null_geometry_dropped_and_counted(run_alg, tmp_path):
+    """Issue 14 section 2: a feature without geometry is dropped, counted (NULL_GEOMETRY_COUNT)
+    and reported, not a failure of the whole layer."""
+    import rasterio
+    from qgis.core import QgsFeature, QgsField, QgsGeometry, QgsPointXY, QgsVectorLayer
+    from qgis.PyQt.QtCore import QVariant
+
+    layer = QgsVectorLayer("Point?crs=EPSG:32647", "pts", "memory")
+    pr = layer.dataProvider()
+    pr.addAttributes([QgsField("D20200101", QVariant.Double), QgsField("D20200113", QVariant.Double)])
+    layer.updateFields()
+    feats = []
+    for k, xy in enumerate([(500010, 4300090), (500090, 4300010), None]):
+        f = QgsFeature(layer.fields())
+        if xy is not None:
+            f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(*xy)))
+        f.setAttributes([float(k), float(k + 1)])
+        feats.append(f)
+    pr.addFeatures(feats)
+    out = str(tmp_path / "layer.tif")
+    res = run_alg("pointstostack", {"INPUT": layer, "PIXEL_SIZE": 20, "RADIUS": 5, "OUTPUT": out})
+    assert res["POINT_COUNT"] == 2 and res["NULL_GEOMETRY_COUNT"] == 1 and res["MERGED_COUNT"] == 0
+    with rasterio.open(out) as src:
+        arr = src.read(2)
+    assert arr[0, 0] == 1.0 and arr[4, 4] == 2.0
