@@ -265,8 +265,17 @@ class Sampled:
 
 
 @budget_gdal_cache
-def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | None = None) -> Sampled:
-    """Mean of the pixels whose centres lie within `radius` of each point, per band.
+def sample_circles(
+    path: str,
+    info: StackInfo,
+    x,
+    y,
+    radius: float,
+    mb: float | None = None,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> Sampled:
+    """Mean of the pixels whose centres lie within `radius` of each point, per band. With `scale`
+    (metres per CRS unit along x and y, core.metric), `radius` is in metres on the ground.
 
     Reads only a small window around each point (in groups of bands when the window of all bands
     would not fit in the memory budget `mb`, core.budget). Falls back to the pixel under the point
@@ -299,7 +308,7 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
             if not (0 <= col < info.width and 0 <= row < info.height):
                 method.append("outside")
                 continue
-            pc, pr = radius / rx + 1, radius / ry + 1
+            pc, pr = radius / (rx * scale[0]) + 1, radius / (ry * scale[1]) + 1
             c0, c1 = max(0, math.floor(col - pc)), min(info.width, math.ceil(col + pc))
             r0, r1 = max(0, math.floor(row - pr)), min(info.height, math.ceil(row + pr))
             win = Window(c0, r0, c1 - c0, r1 - r0)
@@ -310,7 +319,7 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
                     "the memory budget allows; choose a smaller radius (or raise the memory budget)."
                 )
             cx, cy = pixel_centres(info.transform, info.width, info.height, win)
-            inside = (cx - x[k]) ** 2 + (cy - y[k]) ** 2 <= radius**2
+            inside = ((cx - x[k]) * scale[0]) ** 2 + ((cy - y[k]) * scale[1]) ** 2 <= radius**2
             del cx, cy
             how = "circle"
             if not inside.any():

@@ -13,7 +13,7 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling
 
 from . import validity
-from .dates import check_increasing, parse_date
+from .dates import check_increasing, parse_date, parse_year_doy
 from .errors import InputError
 from .stack import StackWriter, budget_gdal_cache
 
@@ -43,11 +43,13 @@ def sources_with_dates(paths: Sequence[str], dates: Sequence[dt.date] | None = N
             d = None
             with rasterio.open(p) as src:
                 d = parse_date(src.descriptions[0] or "") or parse_date(src.tags(1).get("DATE", ""))
-            d = d or parse_date(os.path.basename(p))
+            # YYYYMMDD / YYYY-MM-DD, else year + day of year (GMTSAR: disp_2017246.grd)
+            d = d or parse_date(os.path.basename(p)) or parse_year_doy(os.path.basename(p))
         if d is None:
             raise InputError(
                 f"LAYERS: no date in the name of {os.path.basename(p)!r} (nor in its band "
-                "description). Rename it with YYYYMMDD or YYYY-MM-DD, or give DATES."
+                "description). Rename it with YYYYMMDD, YYYY-MM-DD or YYYYDDD (year + day of year), "
+                "or give DATES."
             )
         out.append(Source(p, d))
     out.sort(key=lambda s: s.date)

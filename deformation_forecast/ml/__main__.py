@@ -91,10 +91,22 @@ def cmd_selftest(params: dict[str, Any]) -> dict[str, Any]:
     return {"mode": mode, "pid": os.getpid()}
 
 
+def cmd_importproduct(params: dict[str, Any]) -> dict[str, Any]:
+    """MintPy / LiCSBAS HDF5 -> stack (core.products), for a QGIS process whose libhdf5 clashes
+    with h5py's (no TensorFlow needed)."""
+    from ..core.products import run_import
+
+    def log(line: str) -> None:
+        (protocol.warning if line.startswith("Warning") else protocol.message)(line)
+
+    return run_import(params, log, lambda p: protocol.progress(p))
+
+
 def _commands() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     cmds: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "info": cmd_info,
         "_selftest": cmd_selftest,
+        "importproduct": cmd_importproduct,
     }
     try:
         from .commands import COMMANDS  # train, forecast, compare (added as they land)

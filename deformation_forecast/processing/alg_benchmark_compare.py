@@ -27,8 +27,10 @@ from ..core import benchmarks as cb
 from ..core.crossorbit import check_incidence
 from ..core.dates import parse_date
 from ..core.errors import InputError
+from ..core.metric import ground_scale
 from ..core.stack import require_crs
 from .base import DeformationAlgorithm
+from .distance import metres_parameter
 from .tables import (
     GEOMETRY_NAMES,
     check_lonlat_extent,
@@ -116,8 +118,12 @@ class BenchmarkCompare(DeformationAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterNumber(
-                "RADIUS", "Radius around a benchmark (map units)", QgsProcessingParameterNumber.Double, 20.0
+            metres_parameter(
+                "RADIUS",
+                "Radius around a benchmark (metres on the ground)",
+                20.0,
+                "Pixels whose centres lie within this many metres of the benchmark are averaged; on a "
+                "geographic stack (EPSG:4326) the metres are converted with the local scale.",
             )
         )
         self.addParameter(
@@ -275,7 +281,12 @@ class BenchmarkCompare(DeformationAlgorithm):
         else:
             incidence = None if vertical else incidence_value
         feedback.setProgressText("Sampling the stack around the benchmarks")
-        sampled = cb.sample_circles(info.path, info, bms.x, bms.y, radius, mb=self.memory_mb)
+        scale = ground_scale(info.crs, info.bounds)
+        if scale.note:
+            feedback.pushInfo(scale.note)
+        sampled = cb.sample_circles(
+            info.path, info, bms.x, bms.y, radius, mb=self.memory_mb, scale=(scale.kx, scale.ky)
+        )
         feedback.setProgress(50)
         cmp = cb.compare(bms, sampled, info.dates, incidence, max_days, ref_date)
         for w in cmp.warnings:

@@ -35,8 +35,13 @@ class ForecastDeformation(WorkerAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
         self.addParameter(
+            # a file filter, not `extension`: a model saved under another name (model.dfm) is
+            # accepted here and checked by its content when it is loaded
             QgsProcessingParameterFile(
-                "MODEL", "Trained model", QgsProcessingParameterFile.File, extension="dfmodel"
+                "MODEL",
+                "Trained model",
+                QgsProcessingParameterFile.File,
+                fileFilter="Deformation forecast model (*.dfmodel);;All files (*)",
             )
         )
         self.addParameter(
