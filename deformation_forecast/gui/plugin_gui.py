@@ -79,6 +79,12 @@ class PluginGui:
         animate.triggered.connect(self.animate_active_layer)
         self.iface.addPluginToMenu(MENU, animate)
         self.actions.append(animate)
+        style = QAction("Style as deformation", parent)
+        style.setObjectName("deformation_forecast_style")
+        style.setToolTip("Colour the active raster on the band that carries its meaning, centred on zero")
+        style.triggered.connect(self.style_active_layer)
+        self.iface.addPluginToMenu(MENU, style)
+        self.actions.append(style)
         for spec in self.specs.values():
             action = QAction(spec.title, parent)
             action.setObjectName(f"deformation_forecast_{spec.key}")
@@ -93,6 +99,7 @@ class PluginGui:
     def animate_active_layer(self, *_args) -> int:
         """Add the active stack as one layer per date for the Temporal Controller; returns the
         number of layers added (0 with a message bar note when the layer is no stack)."""
+        from ..core.stack import read_info
         from ..processing.temporal import add_stack_as_temporal_layers
         from .timeseries_dock import stack_path
 
@@ -107,7 +114,41 @@ class PluginGui:
             )
             return 0
         _, layers = add_stack_as_temporal_layers(path, group_name=f"{layer.name()} (animation)")
+        self.show_temporal_controller(read_info(path).dates)
         return len(layers)
+
+    def style_active_layer(self, *_args) -> bool:
+        """Style the active raster as the plugin styles its outputs (a stack loaded by hand shows
+        as RGB bands 1-3 otherwise); False with a message bar note when it cannot."""
+        from qgis.core import QgsRasterLayer
+
+        from ..processing.styling import style_raster
+
+        layer = self.iface.activeLayer()
+        spec = style_raster(layer) if isinstance(layer, QgsRasterLayer) else None
+        if spec is None:
+            self.iface.messageBar().pushMessage(
+                "Deformation forecast", "Select a raster file layer (GeoTIFF) first.", Qgis.Warning, 5
+            )
+            return False
+        view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
+        if view is not None:
+            view.refreshLayerSymbology(layer.id())
+        return True
+
+    def show_temporal_controller(self, dates) -> None:
+        """Range first..last date, one frame per acquisition interval, animated mode, and the
+        Temporal Controller panel open."""
+        from ..processing.temporal import configure_navigation
+
+        canvas = self.iface.mapCanvas()
+        navigation = canvas.temporalController() if canvas is not None else None
+        if navigation is not None and hasattr(navigation, "setFrameDuration"):
+            configure_navigation(navigation, dates)
+        panel = temporal_panel(self.iface.mainWindow())
+        if panel is not None:
+            panel.show()
+            panel.raise_()
 
     def unload(self) -> None:
         if self.settings_factory is not None:
@@ -144,6 +185,16 @@ class PluginGui:
 
     def _on_result(self, key: str, layer) -> None:
         self.show_dock(key).show_layer(layer)
+
+
+def temporal_panel(main_window):
+    """QGIS's Temporal Controller dock of the main window, or None (test stand-ins have none)."""
+    if main_window is None:
+        return None
+    for dock in main_window.findChildren(QDockWidget):
+        if "Temporal" in dock.objectName() or dock.windowTitle() == "Temporal Controller":
+            return dock
+    return None
 
 
 def _call(obj, name: str, *args) -> None:
