@@ -67,6 +67,8 @@ class PluginGui:
         self.actions: list[QAction] = []
         self._listeners: list[tuple[str, result_hooks.Listener]] = []
         self.settings_factory: Any = None  # a SettingsFactory once loaded
+        self.toolbar = None
+        self.pick_action: QAction | None = None
 
     def load(self) -> None:
         parent = self.iface.mainWindow()
@@ -79,10 +81,22 @@ class PluginGui:
         animate.triggered.connect(self.animate_active_layer)
         self.iface.addPluginToMenu(MENU, animate)
         self.actions.append(animate)
+        self.toolbar = self.iface.addToolBar("Deformation forecast")
+        self.toolbar.setObjectName("DeformationForecastToolbar")
+        pick = QAction(_icon("/mActionIdentify.svg"), "Time series at a pixel (click the map)", parent)
+        pick.setObjectName("deformation_forecast_pick")
+        pick.setCheckable(True)
+        pick.toggled.connect(self.pick_on_map)
+        self.pick_action = pick
+        self.toolbar.addAction(pick)
+        animate.setIcon(_icon("/temporal.svg"))
+        self.toolbar.addAction(animate)
         style = QAction("Style as deformation", parent)
         style.setObjectName("deformation_forecast_style")
         style.setToolTip("Colour the active raster on the band that carries its meaning, centred on zero")
         style.triggered.connect(self.style_active_layer)
+        style.setIcon(_icon("/propertyicons/symbology.svg"))
+        self.toolbar.addAction(style)
         self.iface.addPluginToMenu(MENU, style)
         self.actions.append(style)
         for spec in self.specs.values():
@@ -116,6 +130,18 @@ class PluginGui:
         _, layers = add_stack_as_temporal_layers(path, group_name=f"{layer.name()} (animation)")
         self.show_temporal_controller(read_info(path).dates)
         return len(layers)
+
+    def pick_on_map(self, on: bool) -> None:
+        """The toolbar's map tool: clicks on the map show the time series in the dock."""
+        dock = self.show_dock("timeseries") if on else self.docks.get("timeseries")
+        if dock is None or dock.tool is None:
+            return
+        dock.tool.setAction(self.pick_action)  # another map tool unchecks the button
+        if dock.pick_button.isChecked() != on:
+            dock.pick_button.setChecked(on)
+        if not getattr(dock, "_synced", False):
+            dock.pick_button.toggled.connect(self.pick_action.setChecked)
+            dock._synced = True
 
     def style_active_layer(self, *_args) -> bool:
         """Style the active raster as the plugin styles its outputs (a stack loaded by hand shows
@@ -161,6 +187,10 @@ class PluginGui:
             _call(self.iface, "removePluginMenu", MENU, action)
             action.deleteLater()
         self.actions.clear()
+        if getattr(self, "toolbar", None) is not None:
+            self.toolbar.hide()
+            self.toolbar.deleteLater()
+            self.toolbar = None
         for dock in self.docks.values():
             _call(self.iface, "removeDockWidget", dock)
             dock.close()
@@ -185,6 +215,12 @@ class PluginGui:
 
     def _on_result(self, key: str, layer) -> None:
         self.show_dock(key).show_layer(layer)
+
+
+def _icon(name: str):
+    from qgis.core import QgsApplication
+
+    return QgsApplication.getThemeIcon(name)
 
 
 def temporal_panel(main_window):

@@ -121,3 +121,14 @@ def test_pixels_show_as_markers_on_the_canvas(gui, scene, qgis_iface):
     assert centres == [(1005, 1995), (1035, 1975)]
     dock.clear()
     assert not [item for item in canvas.scene().items() if isinstance(item, QgsVertexMarker)]
+
+
+def test_toolbar_button_is_the_dock_map_tool(gui, scene, qgis_iface):
+    toolbar_actions = [a.objectName() for a in gui.toolbar.actions()]
+    assert "deformation_forecast_pick" in toolbar_actions
+    gui.pick_action.setChecked(True)
+    dock = gui.docks["timeseries"]
+    assert not dock.isHidden() and qgis_iface.mapCanvas().mapTool() is dock.tool
+    assert dock.pick_button.isChecked()
+    dock.pick_button.setChecked(False)  # the dock's button and the toolbar's stay in step
+    assert not gui.pick_action.isChecked() and qgis_iface.mapCanvas().mapTool() is not dock.tool
