@@ -71,6 +71,7 @@ class PluginGui:
         self.pick_action: QAction | None = None
 
     def load(self) -> None:
+        quiet_matplotlib()
         parent = self.iface.mainWindow()
         from .settings import SettingsFactory
 
@@ -89,7 +90,7 @@ class PluginGui:
         pick.toggled.connect(self.pick_on_map)
         self.pick_action = pick
         self.toolbar.addAction(pick)
-        animate.setIcon(_icon("/temporal.svg"))
+        animate.setIcon(_icon("/mTemporalNavigationAnimated.svg"))
         self.toolbar.addAction(animate)
         style = QAction("Style as deformation", parent)
         style.setObjectName("deformation_forecast_style")
@@ -215,6 +216,26 @@ class PluginGui:
 
     def _on_result(self, key: str, layer) -> None:
         self.show_dock(key).show_layer(layer)
+
+
+# matplotlib's notes about its own layout or backends: QGIS shows every Python warning in its message
+# log as if something had gone wrong; the docks' charts draw fine without acting on them
+MATPLOTLIB_NOTES = (
+    "constrained_layout not applied",
+    "Tight layout not applied",
+    "tight_layout",
+    "Unable to import Axes3D",
+    "No artists with labels found",
+    "Attempting to set identical",
+)
+
+
+def quiet_matplotlib() -> None:
+    """Keep matplotlib's layout notes (raised while the docks paint) out of the QGIS log."""
+    import warnings
+
+    for note in MATPLOTLIB_NOTES:
+        warnings.filterwarnings("ignore", message=f".*{note}", category=UserWarning)
 
 
 def _icon(name: str):

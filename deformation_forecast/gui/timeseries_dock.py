@@ -391,13 +391,13 @@ class TimeSeriesDock(QDockWidget):
         styles = {
             "observed": dict(lw=1.5),
             "forecast": dict(lw=1.5, ls="--"),
-            "benchmark": dict(ls="", marker="o", ms=4),
+            "benchmark": dict(ls="", marker="o", ms=4, mfc="none"),
         }
         for k, group in enumerate(self.groups()):
             colour = marker_colour(k)
-            for j, s in enumerate(group):
-                shade = colour if j == 0 or s.kind == "forecast" else None
-                ax.plot(s.dates, s.values, label=_short(s.label, 40), color=shade, **styles[s.kind])
+            for s in group:
+                # a pixel's own colour for its line, its forecast and the benchmarks near it
+                ax.plot(s.dates, s.values, label=_short(s.label, 40), color=colour, **styles[s.kind])
                 if s.kind == "forecast":
                     boundary = s.dates[0]
         if boundary is not None:

@@ -156,8 +156,13 @@ def _ramp_style(
     shader_fn.setColorRampItemList(items)
     shader_fn.setClip(False)
     try:  # QGIS >= 3.18: legend suffix
+        from qgis.core import QgsBasicNumericFormat
+
         settings = shader_fn.legendSettings()
         settings.setSuffix(f" {units}")
+        number = QgsBasicNumericFormat()
+        number.setNumberDecimalPlaces(1)
+        settings.setNumericFormat(number)
         shader_fn.setLegendSettings(settings)
     except AttributeError:  # pragma: no cover
         pass
