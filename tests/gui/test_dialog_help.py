@@ -1,0 +1,18 @@
+"""Every algorithm has a Toolbox tooltip (shortDescription) in plain words and a help URL."""
+
+from deformation_forecast.processing.base import first_sentence, plugin_homepage
+from deformation_forecast.processing.provider import algorithm_classes
+
+
+def test_every_algorithm_has_a_short_description_and_a_help_url(qgis_app):
+    home = plugin_homepage()
+    assert home.startswith("http")
+    for cls in algorithm_classes():
+        alg = cls()
+        short = alg.shortDescription()
+        assert 10 < len(short) <= 200 and "<" not in short, (alg.name(), short)
+        assert alg.helpUrl() == f"{home}#{alg.HELP_ANCHOR}", alg.name()
+
+
+def test_first_sentence_drops_markup():
+    assert first_sentence("<b>Rate</b> maps of a stack (Fig. 9). More text.") == "Rate maps of a stack."
