@@ -16,3 +16,16 @@ def test_every_algorithm_has_a_short_description_and_a_help_url(qgis_app):
 
 def test_first_sentence_drops_markup():
     assert first_sentence("<b>Rate</b> maps of a stack (Fig. 9). More text.") == "Rate maps of a stack."
+
+
+def test_shipped_model_is_in_the_toolbox(qgis_app):
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    from deformation_forecast.processing.provider import DeformationForecastProvider
+
+    provider = DeformationForecastProvider()
+    provider.loadAlgorithms()
+    models = [a for a in provider.algorithms() if isinstance(a, QgsProcessingModelAlgorithm)]
+    assert [m.displayName() for m in models] == ["Stack, train and forecast (CNN-PhLSTM)"]
+    names = [p.name() for p in models[0].parameterDefinitions()]
+    assert names, "the model has inputs"
