@@ -67,8 +67,8 @@ class PluginGui:
         self.actions: list[QAction] = []
         self._listeners: list[tuple[str, result_hooks.Listener]] = []
         self.settings_factory: Any = None  # a SettingsFactory once loaded
-        self.toolbar = None
-        self.pick_action: QAction | None = None
+        self.toolbar: Any = None  # the plugin's QToolBar once loaded
+        self.pick_action: Any = None  # its pick-a-pixel QAction
 
     def load(self) -> None:
         quiet_matplotlib()
