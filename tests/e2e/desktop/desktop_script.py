@@ -72,7 +72,11 @@ def show_views(views):
     # the per-date group lies below the user's layers: hide the whole forecast to see the frame
     project.layerTreeRoot().findLayer(future.id()).setItemVisibilityChecked(False)
     t = QDateTime.fromString(views["frame_date"], "yyyy-MM-dd")
-    iface.mapCanvas().setTemporalRange(QgsDateTimeRange(t, t.addDays(1)))
+    nav = iface.mapCanvas().temporalController()
+    if hasattr(nav, "findBestFrameNumberForFrameStart"):  # the controller shows the same frame
+        nav.setCurrentFrameNumber(nav.findBestFrameNumberForFrameStart(t))
+    else:
+        iface.mapCanvas().setTemporalRange(QgsDateTimeRange(t, t.addDays(1)))
     iface.mapCanvas().refresh()
     settle()
     iface.mainWindow().grab().save(os.path.join(OUT, "forecast_animation.png"))
