@@ -241,7 +241,7 @@ def test_desktop_shows_styles_series_and_animation_as_a_person_sees_them(tmp_pat
     assert anim["animated"] and anim["panel_visible"] and anim["frames"] == -(-days // 12)  # 12-day frames
     assert anim["tree"][-1] == "observed stack (animation)"  # below the user's layers
     assert res["log"] == [], res["log"]
-    for name in ("timeseries_dock.png", "temporal_controller.png", "styled_outputs.png"):
+    for name in ("timeseries_dock_clicked.png", "temporal_controller.png", "styled_outputs.png"):
         assert (tmp_path / name).stat().st_size > 20000, name
     for name in os.listdir(tmp_path):
         if name.endswith(".png"):

@@ -139,7 +139,7 @@ def click_series(views, stack, layers):
     canvas.mapTool().canvasPressEvent(event)
     labels.append(dock.plotted_labels())
     settle()
-    shot("timeseries_dock.png")
+    shot("timeseries_dock_clicked.png")
     return {
         "offered": offered,
         "labels": labels,
