@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -55,6 +56,18 @@ GROUPS = {
     "forecasting": "Forecasting",
 }
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", "icon.svg")
+
+
+# the same setting, the same label and placement in every algorithm: name -> (label, advanced)
+SHARED_PARAMETERS = {
+    "TIME_STEP": ("Input length (dates per window)", False),
+    "TEST_COUNT": ("Test dates (the last ones)", False),
+    "EPOCHS": ("Epochs (at most)", False),
+    "VALIDATION_FRACTION": ("Validation fraction (of the dates before the test dates)", True),
+    "SEED": ("Random seed (CPU runs are reproducible)", True),
+    "MAX_SECONDS": ("Training time budget per network (seconds, 0 = none)", True),
+    "DEVICE": ("Device", False),
+}
 
 
 def first_sentence(html_text: str, limit: int = 200) -> str:
@@ -121,6 +134,19 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.HELP
+
+    def addParameter(self, definition, createOutput=True) -> bool:  # noqa: N802, N803 - QGIS's names
+        """Settings several algorithms share get the same label and the same place (basic or
+        advanced) in every dialog (SHARED_PARAMETERS)."""
+        shared = SHARED_PARAMETERS.get(definition.name())
+        if shared is not None:
+            label, advanced = shared
+            definition.setDescription(label)
+            flags = definition.flags() & ~QgsProcessingParameterDefinition.FlagAdvanced
+            if advanced:
+                flags |= QgsProcessingParameterDefinition.FlagAdvanced
+            definition.setFlags(flags)
+        return super().addParameter(definition, createOutput)
 
     def shortDescription(self) -> str:  # noqa: N802
         """The Toolbox tooltip: SHORT, else the first sentence of the help without markup."""

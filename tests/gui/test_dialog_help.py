@@ -29,3 +29,21 @@ def test_shipped_model_is_in_the_toolbox(qgis_app):
     assert [m.displayName() for m in models] == ["Stack, train and forecast (CNN-PhLSTM)"]
     names = [p.name() for p in models[0].parameterDefinitions()]
     assert names, "the model has inputs"
+
+
+def test_shared_settings_have_one_label_and_placement(qgis_app):
+    from qgis.core import QgsProcessingParameterDefinition
+
+    from deformation_forecast.processing.base import SHARED_PARAMETERS
+
+    seen = {}
+    for cls in algorithm_classes():
+        alg = cls()
+        alg.initAlgorithm()
+        for p in alg.parameterDefinitions():
+            if p.name() in SHARED_PARAMETERS:
+                advanced = bool(p.flags() & QgsProcessingParameterDefinition.FlagAdvanced)
+                seen.setdefault(p.name(), set()).add((p.description(), advanced))
+    assert {"TIME_STEP", "EPOCHS", "SEED", "TEST_COUNT"} <= set(seen)
+    assert {name: len(v) for name, v in seen.items()} == {name: 1 for name in seen}
+    assert seen["SEED"] == {("Random seed (CPU runs are reproducible)", True)}
