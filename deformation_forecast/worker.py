@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import subprocess
 import tempfile
 import threading
@@ -109,6 +110,25 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+# TensorFlow's (and absl's) own C++ log lines: information, warnings and non-fatal errors of its
+# runtime ("E0000 ... NodeDef mentions attribute ...", oneDNN and CPU-instruction notes, CUDA
+# factories registered twice). They are not errors of the run (those come as JSON "error" lines and
+# a non-zero exit), so they stay out of the Log tab; fatal (F) lines still show.
+TF_NOISE = re.compile(
+    r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]"  # absl: E0000 00:00:1733.1  123 file.cc:12]
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "  # TF < 2.16: 2024-01-01 12:00:00.1: I ...
+    r"|WARNING: All log messages before absl::InitializeLog"
+    r"|To enable the following instructions"
+    r"|This TensorFlow binary is optimized"
+    r"|oneDNN custom operations are on"
+    r"|Unable to register cu(?:DNN|FFT|BLAS) factory)"
+)
+
+
+def is_tensorflow_noise(line: str) -> bool:
+    return bool(TF_NOISE.match(line.strip()))
+
+
 def _reader(stream, sink: queue.Queue, tag: str) -> None:
     for line in iter(stream.readline, ""):
         sink.put((tag, line.rstrip("\n")))
@@ -188,8 +208,8 @@ def run_worker(
                 continue
             if tag == "err":
                 if line.strip():
-                    tail.append(line)
-                    if feedback:
+                    tail.append(line)  # kept for a crash report, even TensorFlow's own notes
+                    if feedback and not is_tensorflow_noise(line):
                         feedback.pushDebugInfo(line)
                 continue
             obj = _parse(line)

@@ -24,12 +24,19 @@ class ForecastDeformation(WorkerAlgorithm):
     TAGS = "cnn,lstm,phlstm,deep learning,tensorflow,forecast,prediction,future"
     HELP = (
         "Forecasts the deformation stack into the future with a model from 'Train CNN-PhLSTM "
-        "forecaster' (He et al. 2022, Fig. 8): the stack is resampled to the model's interval, and "
-        "each predicted date joins the input window for the next one; the GRU compressor's predicted "
-        "extremes scale the frames back to mm. STEPS = 0 forecasts two years. OUTPUT is a stack on "
-        "the input's grid with the future dates in the band descriptions; OUTPUT_RATE (optional) "
-        "holds the annual rate (mm/yr) of each forecast year. A model trained on another grid, or "
-        "whose interval or time step the stack cannot provide, is refused with the reason."
+        "forecaster'. Each predicted date joins the input window for the next one, as in He et al. "
+        "2022 (Fig. 8).<br><br>"
+        "<b>Deformation stack</b>: the observed stack the model should continue, on the grid it was "
+        "trained on (it is resampled to the model's interval first).<br>"
+        "<b>Trained model</b>: the <i>.dfmodel</i> file written by the training.<br>"
+        "<b>Dates to forecast</b>: how many future dates, at the model's interval; 0 gives two "
+        "years.<br>"
+        "<b>Device</b>: auto uses a CUDA GPU when TensorFlow sees one, else the CPU.<br>"
+        "<b>Forecast stack</b>: one band per future date (in mm, the date in each band's name); it "
+        "loads styled on its last date and carries its dates for the Temporal Controller.<br>"
+        "<b>Annual rate per forecast year</b> (optional): one band per forecast year in mm/yr.<br><br>"
+        "A model trained on another grid, or whose interval the stack cannot provide, is refused "
+        "with the reason. In qgis_process, Device is given by index (0 auto, 1 gpu, 2 cpu)."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 
 from qgis.core import (
+    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
@@ -83,8 +85,11 @@ class TrainModel(WorkerAlgorithm):
         "comparison). Outputs: one model file (network, compressor, time step, interval, grid, dates, "
         "metrics) for 'Forecast deformation', an HTML report (loss/SSIM curves, min/max trends, test "
         "metrics) and the test metrics one step ahead. DEVICE auto uses a CUDA GPU when TensorFlow "
-        "sees one. Cancel stops the worker and writes no model; RESUME continues an interrupted run "
-        "with the same parameters from its checkpoint (OUTPUT_MODEL.checkpoint)."
+        "sees one. <b>Trained model</b> left at 'Save to temporary file' is saved next to the stack "
+        "as <i>stack name</i>.dfmodel (the most expensive output, and resuming needs its path). "
+        "Cancel stops the worker and writes no model; the checkpoint of the last finished epoch stays "
+        "in <i>model file</i>.checkpoint: run again with the same parameters and 'Resume an "
+        "interrupted run' ticked to continue, or delete that folder."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -123,6 +128,9 @@ class TrainModel(WorkerAlgorithm):
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context, observed=True)
         model = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
+        if _is_temporary(parameters.get("OUTPUT_MODEL")):
+            model = default_model_path(info.path)
+            feedback.pushInfo(f"Trained model: {model} (next to the stack, not a temporary file)")
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
         self.check_output_not_input(model, info.path)
         self.check_output_not_input(report, info.path)
@@ -143,7 +151,12 @@ class TrainModel(WorkerAlgorithm):
         feedback.pushInfo(
             f"Training {params['architecture']} on {info.count} dates of {info.width} x {info.height} pixels"
         )
-        res = run_worker("train", params, feedback)
+        try:
+            res = run_worker("train", params, feedback)
+        except QgsProcessingException as e:
+            if feedback.isCanceled():
+                raise QgsProcessingException(cancel_message(model)) from e
+            raise
         feedback.pushInfo(
             f"Trained on {res['device']} ({res['device_reason']}) in {res['train_seconds']:.1f} s"
         )
@@ -152,3 +165,37 @@ class TrainModel(WorkerAlgorithm):
             v = res["test_metrics"].get(key, math.nan)
             out[name] = float(v) if v is not None else math.nan
         return out
+
+
+def _is_temporary(value) -> bool:
+    sink = getattr(value, "sink", None)
+    text = sink.staticValue() if sink is not None else value
+    return value in (None, "") or "TEMPORARY_OUTPUT" in str(text)
+
+
+def default_model_path(stack_path: str) -> str:
+    """<stack>.dfmodel beside the stack (then <stack>_2.dfmodel... when taken); in the user's home
+    when the stack's folder is not writable. A model whose run was interrupted (its checkpoint
+    exists, the model does not) keeps its name, so resuming finds it."""
+    stem = os.path.splitext(os.path.basename(stack_path))[0]
+    folder = os.path.dirname(os.path.abspath(stack_path))
+    if not os.access(folder, os.W_OK):
+        folder = os.path.expanduser("~")
+    for k in range(1, 1000):
+        path = os.path.join(folder, f"{stem}{'' if k == 1 else f'_{k}'}.dfmodel")
+        if not os.path.exists(path):
+            return path
+    raise QgsProcessingException(f"OUTPUT_MODEL: choose a file for the trained model; {folder} holds 999.")
+
+
+def cancel_message(model: str) -> str:
+    """What a person needs after a cancel: where the checkpoint is, how to resume or delete it."""
+    ckpt = model + ".checkpoint"
+    if os.path.isdir(ckpt):
+        return (
+            f"Cancelled: no model was written. The checkpoint of the last finished epoch is in {ckpt}. "
+            "To continue, run again with the same parameters and the same Trained model file, with "
+            "'Resume an interrupted run from its checkpoint' ticked (Advanced); to start afresh, "
+            "delete that folder."
+        )
+    return "Cancelled before the first epoch finished: no model and no checkpoint were written."

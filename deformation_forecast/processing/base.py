@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
@@ -57,6 +58,42 @@ GROUPS = {
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", "icon.svg")
 
 
+# the same setting, the same label and placement in every algorithm: name -> (label, advanced)
+SHARED_PARAMETERS = {
+    "TIME_STEP": ("Input length (dates per window)", False),
+    "TEST_COUNT": ("Test dates (the last ones)", False),
+    "EPOCHS": ("Epochs (at most)", False),
+    "VALIDATION_FRACTION": ("Validation fraction (of the dates before the test dates)", True),
+    "SEED": ("Random seed (CPU runs are reproducible)", True),
+    "MAX_SECONDS": ("Training time budget per network (seconds, 0 = none)", True),
+    "DEVICE": ("Device", False),
+}
+
+
+def first_sentence(html_text: str, limit: int = 200) -> str:
+    """The first sentence of `html_text` as plain text, without asides in parentheses, at most
+    `limit` characters: the Toolbox tooltip."""
+    import html
+    import re
+
+    text = re.split(r"<(?:br|p|/p|li|ul|ol|h\d)\b[^>]*>", html_text, maxsplit=1, flags=re.I)[0] or html_text
+    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    text = re.sub(r"\s+", " ", re.sub(r"\s\([^()]*\)", "", text)).strip()
+    m = re.search(r"(?<!Fig\.)(?<!al\.)(?<!e\.g\.)(?<!i\.e\.)(?<=[.!?:])\s+(?=[A-Z])", text)
+    text = text[: m.start()] if m else text
+    text = text.rstrip(":") + ("" if text.endswith((".", "!", "?")) else ".")
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def plugin_homepage() -> str:
+    """The homepage in metadata.txt (the README)."""
+    import configparser
+
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(os.path.join(os.path.dirname(os.path.dirname(__file__)), "metadata.txt"), encoding="utf-8")
+    return meta.get("general", "homepage", fallback="").rstrip("/")
+
+
 class DeformationAlgorithm(QgsProcessingAlgorithm):
     """Base class: subclasses set NAME, DISPLAY, GROUP, HELP and implement ``compute``.
 
@@ -68,6 +105,8 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     DISPLAY = ""
     GROUP = "analysis"
     HELP = ""
+    SHORT = ""  # one line for the Toolbox tooltip (default: the first sentence of HELP)
+    HELP_ANCHOR = "algorithms"  # README section of the dialog's Help button
     TAGS = ""
     # units of raster outputs, for the style applied when the Toolbox loads them (default mm)
     RASTER_UNITS: dict[str, str] = {}
@@ -95,6 +134,27 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802
         return self.HELP
+
+    def addParameter(self, definition, createOutput=True) -> bool:  # noqa: N802, N803 - QGIS's names
+        """Settings several algorithms share get the same label and the same place (basic or
+        advanced) in every dialog (SHARED_PARAMETERS)."""
+        shared = SHARED_PARAMETERS.get(definition.name())
+        if shared is not None:
+            label, advanced = shared
+            definition.setDescription(label)
+            flags = definition.flags() & ~QgsProcessingParameterDefinition.FlagAdvanced
+            if advanced:
+                flags |= QgsProcessingParameterDefinition.FlagAdvanced
+            definition.setFlags(flags)
+        return super().addParameter(definition, createOutput)
+
+    def shortDescription(self) -> str:  # noqa: N802
+        """The Toolbox tooltip: SHORT, else the first sentence of the help without markup."""
+        return self.SHORT or first_sentence(self.HELP)
+
+    def helpUrl(self) -> str:  # noqa: N802
+        """The README's section on the algorithms (the dialog's Help button)."""
+        return f"{plugin_homepage()}#{self.HELP_ANCHOR}"
 
     def icon(self) -> QIcon:
         return QIcon(ICON_PATH)

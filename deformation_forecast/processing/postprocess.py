@@ -7,9 +7,9 @@ from __future__ import annotations
 from qgis.core import QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
 
 from ..core.errors import InputError
-from ..core.stack import read_decimated, read_info
-from .styling import apply_diverging_style, symmetric_limit
-from .temporal import add_stack_as_temporal_layers
+from ..core.stack import read_info
+from .styling import ROLE_FORECAST, ROLE_STACK, style_raster, symmetric_limit
+from .temporal import add_stack_as_temporal_layers, set_layer_temporal_range
 
 _alive: list[QgsProcessingLayerPostProcessorInterface] = []
 
@@ -32,19 +32,32 @@ class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
         if not isinstance(layer, QgsRasterLayer):
             return
         path = layer.source().split("|")[0]
-        try:
-            info = read_info(path, require_dates=False)
-            last = read_decimated(path, -1, 512)  # bounded: never the whole band
-        except (InputError, OSError) as e:
-            feedback.pushInfo(f"Styling skipped: {e}")
+        spec = style_raster(layer, self.units)
+        if spec is None:
+            feedback.pushInfo(f"Styling skipped: {path} could not be read.")
             return
-        limit = symmetric_limit(last)
-        apply_diverging_style(layer, limit, band=layer.bandCount(), units=self.units)
-        if self.temporal and all(info.dates):
+        feedback.pushInfo(f"{layer.name()}: styled on band {spec.band} ({spec.band_name}), {spec.units}.")
+        if spec.role not in (ROLE_STACK, ROLE_FORECAST):
+            return
+        try:
+            info = read_info(path)
+        except (InputError, OSError):
+            return  # a stack without dates: styled, not animated
+        if spec.role == ROLE_FORECAST:
+            set_layer_temporal_range(layer, info.dates)
+        if self.temporal:
+            limit = symmetric_limit(_renderer_limit(layer))
             add_stack_as_temporal_layers(
-                path, context.project(), f"{layer.name()} (animation)", limit, self.units
+                path, context.project(), f"{layer.name()} (animation)", limit, spec.units
             )
             feedback.pushInfo("Added one layer per date for the Temporal Controller.")
+
+
+def _renderer_limit(layer):
+    import numpy as np
+
+    r = layer.renderer()
+    return np.array([abs(r.classificationMin()), abs(r.classificationMax())])
 
 
 def style_on_load(context, path: str, units: str = "mm", temporal: bool = False) -> None:

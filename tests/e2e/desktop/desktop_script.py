@@ -69,8 +69,14 @@ def show_views(views):
     gui.iface.setActiveLayer(future)
     out["animated_layers"] = gui.animate_active_layer()
     stack.setOpacity(0.0)
+    # the per-date group lies below the user's layers: hide the whole forecast to see the frame
+    project.layerTreeRoot().findLayer(future.id()).setItemVisibilityChecked(False)
     t = QDateTime.fromString(views["frame_date"], "yyyy-MM-dd")
-    iface.mapCanvas().setTemporalRange(QgsDateTimeRange(t, t.addDays(1)))
+    nav = iface.mapCanvas().temporalController()
+    if hasattr(nav, "findBestFrameNumberForFrameStart"):  # the controller shows the same frame
+        nav.setCurrentFrameNumber(nav.findBestFrameNumberForFrameStart(t))
+    else:
+        iface.mapCanvas().setTemporalRange(QgsDateTimeRange(t, t.addDays(1)))
     iface.mapCanvas().refresh()
     settle()
     iface.mainWindow().grab().save(os.path.join(OUT, "forecast_animation.png"))
@@ -105,6 +111,12 @@ def go():
     ]
     with open(os.path.join(OUT, "result.json"), "w") as f:
         json.dump(res, f, indent=1)
+    # QGIS 3.22 crashes at exit when it removes the layers after the widgets (active layer ->
+    # style dock): clear the project while the window is still whole
+    from qgis.core import QgsProject
+
+    QgsProject.instance().clear()
+    QgsApplication.processEvents()
     QgsApplication.instance().exit(0)
 
 
