@@ -465,30 +465,97 @@ def read_decimated(path: str, band: int = -1, max_side: int = 512) -> np.ndarray
 MAX_ABS_MM = 1e5  # 100 m of displacement: anything beyond is a unit or nodata mistake
 
 
-def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> None:
-    """Refuse stacks whose values are garbage, from a decimated read of the first, middle and last
-    bands (bounded memory): no valid pixel at all, infinities, or implausible magnitudes."""
-    bands = sorted({0, info.count // 2, info.count - 1})
-    shape = (min(info.height, max_side), min(info.width, max_side))
+# the input check reads at most this many bytes of float32 pixels and this many whole blocks (all
+# bands of each in one read) (issue 22): a bounded, deterministic sample of the file's own blocks,
+# never a decimated pass over whole bands (which decodes every tile once per band). A stack of up
+# to 64 MB is checked whole.
+CHECK_BLOCKS = 1024
+CHECK_BYTES = 64 * 2**20
+
+
+def sample_blocks(
+    info: StackInfo, max_blocks: int = CHECK_BLOCKS, max_bytes: int = CHECK_BYTES
+) -> list[Window]:
+    """Windows of whole blocks (tiles or strips) of the file, all bands of each taking at most
+    `max_bytes` together: every block when they fit, else a deterministic pseudo-random choice
+    (core.streaming keys of the block index), in file order. A block larger than `max_bytes` alone
+    (a strip holding the whole band) is cut to its first rows."""
+    from .streaming import hash_keys
+
+    bh, bw = (int(v) for v in info.block) if all(info.block) else (1, info.width)
+    bh, bw = max(1, min(bh, info.height)), max(1, min(bw, info.width))
+    px = 4 * max(1, info.count)
+    rows_fit = max(1, int(max_bytes // (bw * px)))
+    nr, nc = -(-info.height // bh), -(-info.width // bw)
+    k = max(1, min(nr * nc, int(max_blocks), int(max_bytes // (min(bh, rows_fit) * bw * px))))
+    chosen = np.sort(np.argsort(hash_keys(np.arange(nr * nc)), kind="stable")[:k])
+    out = []
+    for i in chosen.tolist():
+        r0, c0 = (i // nc) * bh, (i % nc) * bw
+        out.append(Window(c0, r0, min(bw, info.width - c0), min(bh, rows_fit, info.height - r0)))
+    return out
+
+
+def _check_block(info: StackInfo, arr: np.ndarray, what: str) -> None:
+    """Refuse infinities and implausible magnitudes in `arr` (bands, rows, cols) of the stack."""
     name = os.path.basename(info.path)
+    finite = np.isfinite(arr)
+    bad = ~finite & ~np.isnan(arr)
+    big = finite & (np.abs(np.where(finite, arr, 0)) > MAX_ABS_MM)
+    for mask, inf in ((bad, True), (big, False)):
+        per_band = mask.reshape(mask.shape[0], -1).any(axis=1)
+        if not per_band.any():
+            continue
+        b = int(np.argmax(per_band))
+        label = info.dates[b].isoformat() if info.dates and info.dates[b] else f"band {b + 1}"
+        if inf:
+            raise InputError(
+                f"{what}: {name!r} has infinite values at {label}; set them to NaN (nodata) first."
+            )
+        top = float(np.abs(arr[b][mask[b]]).max())
+        raise InputError(
+            f"{what}: {name!r} has values up to {top:.3g} {info.units} at {label}, "
+            "which is not a plausible displacement; check the units and the nodata value."
+        )
+
+
+def _read_checked(src, window: Window, bands: list[int] | None = None) -> np.ndarray:
+    arr = src.read(bands, window=window, out_dtype="float32")
+    if src.nodata is not None and not np.isnan(src.nodata):
+        arr[arr == np.float32(src.nodata)] = np.nan
+    return arr
+
+
+def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> None:
+    """Refuse stacks whose values are garbage: infinities or implausible magnitudes in a bounded
+    sample of the file's own blocks (:func:`sample_blocks`: each read once, all bands at a time, so
+    a pixel-interleaved or large-tiled file is not walked once per band), or no valid pixel at all
+    in the last band (then every remaining block of the last band is read, each once, until one
+    valid pixel is found). `max_side` is kept for callers; the sample is bounded by CHECK_BLOCKS
+    and CHECK_BYTES."""
+    del max_side
+    wins = sample_blocks(info, CHECK_BLOCKS, CHECK_BYTES)
+    name = os.path.basename(info.path)
+    last_valid = False
     with rasterio.open(info.path) as src:
-        for b in bands:
-            arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
-            if src.nodata is not None and not np.isnan(src.nodata):
-                arr[arr == np.float32(src.nodata)] = np.nan
+        for win in wins:
+            arr = _read_checked(src, win)
+            _check_block(info, arr, what)
+            last_valid = last_valid or bool(np.isfinite(arr[-1]).any())
+        if not last_valid:
+            bh, bw = src.block_shapes[0]
+            # blocks the sample read whole (a block cut to its first rows is read again)
+            seen = {(w.row_off, w.col_off) for w in wins if w.height == min(bh, info.height - w.row_off)}
+            for r0 in range(0, info.height, bh):
+                for c0 in range(0, info.width, bw):
+                    if (r0, c0) in seen:
+                        continue
+                    win = Window(c0, r0, min(bw, info.width - c0), min(bh, info.height - r0))
+                    if np.isfinite(_read_checked(src, win, [src.count])).any():
+                        return
+            b = info.count - 1
             label = info.dates[b].isoformat() if info.dates and info.dates[b] else f"band {b + 1}"
-            if np.isinf(arr).any():
-                raise InputError(
-                    f"{what}: {name!r} has infinite values at {label}; set them to NaN (nodata) first."
-                )
-            finite = arr[np.isfinite(arr)]
-            if finite.size and np.abs(finite).max() > MAX_ABS_MM:
-                raise InputError(
-                    f"{what}: {name!r} has values up to {np.abs(finite).max():.3g} {info.units} at {label}, "
-                    "which is not a plausible displacement; check the units and the nodata value."
-                )
-            if b == info.count - 1 and finite.size == 0:
-                raise InputError(
-                    f"{what}: {name!r} has no valid pixel at {label} (all NaN/nodata); "
-                    "choose a stack with coherent pixels."
-                )
+            raise InputError(
+                f"{what}: {name!r} has no valid pixel at {label} (all NaN/nodata); "
+                "choose a stack with coherent pixels."
+            )
