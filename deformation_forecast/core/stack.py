@@ -218,6 +218,42 @@ def iter_windows(
     ]
 
 
+def pixel_interleaved(path: str) -> bool:
+    """Whether a read of one band decodes the pixels of every band (a pixel-interleaved GeoTIFF: one
+    tile or strip carries all bands), so that reading several bands at once costs what one does."""
+    from rasterio.enums import Interleaving
+
+    with rasterio.open(path) as src:
+        return src.count > 1 and src.interleaving == Interleaving.pixel
+
+
+def frame_groups(path: str, bands: Sequence[int], max_bytes: int) -> list[list[int]]:
+    """`bands` (0-based) cut into consecutive groups read together by :func:`iter_frames`: one band
+    at a time from a band-interleaved file, as many whole frames as fit in `max_bytes` from a
+    pixel-interleaved one (each group decodes the whole file once, whatever its size)."""
+    bands = list(bands)
+    k = 1
+    if len(bands) > 1 and pixel_interleaved(path):
+        info = read_info(path, require_dates=False)
+        k = max(1, int(max_bytes // max(1, 4 * info.width * info.height)))
+    return [bands[i : i + k] for i in range(0, len(bands), k)]
+
+
+def iter_frames(path: str, bands: Sequence[int], max_bytes: int | None = None, mb: float | None = None):
+    """Yield (band, whole frame as float32 with NaN as nodata) for the 0-based `bands` in order,
+    reading them in :func:`frame_groups` of `max_bytes` (default: the memory budget `mb` shared by
+    4 copies, core.budget)."""
+    if max_bytes is None:
+        from .budget import working_bytes
+
+        max_bytes = working_bytes(4, mb)
+    for group in frame_groups(path, bands, max_bytes):
+        arr = read_stack(path, bands=group)
+        for k, b in enumerate(group):
+            yield b, arr[k]
+        del arr
+
+
 def window_slices(win: Window) -> tuple[slice, slice]:
     """(rows, cols) slices of `win` into an array that covers the whole raster."""
     r0, c0 = int(win.row_off), int(win.col_off)

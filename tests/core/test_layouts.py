@@ -186,3 +186,23 @@ def test_rates_identical_across_layouts(write_stack, tmp_path):
         if ref is None:
             ref = got
         np.testing.assert_array_equal(got, ref)
+
+
+def test_frames_of_a_pixel_interleaved_stack_are_read_in_groups(write_stack, tmp_path, monkeypatch):
+    from deformation_forecast.core.evaluation import evaluate_files
+    from deformation_forecast.core.stack import frame_groups
+
+    base = write_stack(_data(), make_dates(N))
+    band = _rewrite(base, str(tmp_path / "band.tif"), **LAYOUTS["band_tiles64"])
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"])
+    frame = H * W * 4
+    assert frame_groups(band, range(N), 5 * frame) == [[b] for b in range(N)]
+    assert frame_groups(pixel, range(N), 5 * frame) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+    pairs = [(i, i) for i in range(2, N)]
+    ref = evaluate_files(band, base, pairs)
+    got = evaluate_files(pixel, pixel, pairs)
+    assert got.rows == ref.rows and got.total == ref.total
+    # the whole evaluation (two passes over 10 frames of each of the two files) decodes each tile
+    # of the pixel-interleaved file at most 4 times: once per pass and file, not once per frame
+    counts = _reads_per_tile(pixel, monkeypatch, lambda: evaluate_files(pixel, pixel, pairs))
+    assert max(counts) <= 4, counts
