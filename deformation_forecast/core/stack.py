@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -562,6 +563,45 @@ def _read_checked(src, window: Window, bands: list[int] | None = None) -> np.nda
     return arr
 
 
+LOG = logging.getLogger("deformation_forecast")
+# the layout the plugin writes (see _profile and the README), as gdal_translate options
+PREFERRED_LAYOUT_OPTIONS = (
+    "-co TILED=YES -co BLOCKXSIZE=128 -co BLOCKYSIZE=128 -co INTERLEAVE=BAND "
+    "-co COMPRESS=DEFLATE -co ZLEVEL=1 -co PREDICTOR=3 -co BIGTIFF=IF_SAFER"
+)
+# a block that decodes to more than this (all the bands it carries) makes windows decode far more
+# than they use: one strip per band, or huge pixel-interleaved tiles/strips
+SLOW_BLOCK_BYTES = 32 * 2**20
+
+
+def layout_advice(path: str) -> str | None:
+    """A sentence naming what makes the file at `path` slow to stream and the command that rewrites
+    it in the plugin's layout, or None for a layout read efficiently (issue 22, bench_layouts.py)."""
+    from rasterio.enums import Interleaving
+
+    with rasterio.open(path) as src:
+        if src.driver != "GTiff" or src.count < 2:
+            return None
+        bh, bw = src.block_shapes[0]
+        pixel = src.interleaving == Interleaving.pixel
+        block = bh * bw * 4 * (src.count if pixel else 1)
+        compressed = src.compression is not None
+    what = None
+    if block > SLOW_BLOCK_BYTES and (compressed or pixel):
+        kind = "strip" if bw == src.width else "tile"
+        what = f"each {kind} ({bh} x {bw} pixels{' x every band' if pixel else ''}) decodes to {block / 2**20:.3g} MB"
+    elif pixel:
+        what = "it is pixel-interleaved, so reading one date decodes every date"
+    if what is None:
+        return None
+    name = os.path.basename(path)
+    out = os.path.splitext(name)[0] + "_plugin_layout.tif"
+    return (
+        f"{name!r} is slow to read: {what}. Rewrite it once in the plugin's layout (band-interleaved, "
+        f"128 px tiles, deflate): gdal_translate {PREFERRED_LAYOUT_OPTIONS} {name} {out}"
+    )
+
+
 def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> None:
     """Refuse stacks whose values are garbage: infinities or implausible magnitudes in a bounded
     sample of the file's own blocks (:func:`sample_blocks`: each read once, all bands at a time, so
@@ -570,6 +610,9 @@ def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> N
     valid pixel is found). `max_side` is kept for callers; the sample is bounded by CHECK_BLOCKS
     and CHECK_BYTES."""
     del max_side
+    advice = layout_advice(info.path)
+    if advice:
+        LOG.warning("%s: %s", what, advice)
     wins = sample_blocks(info, CHECK_BLOCKS, CHECK_BYTES)
     name = os.path.basename(info.path)
     last_valid = False

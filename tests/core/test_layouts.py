@@ -206,3 +206,21 @@ def test_frames_of_a_pixel_interleaved_stack_are_read_in_groups(write_stack, tmp
     # of the pixel-interleaved file at most 4 times: once per pass and file, not once per frame
     counts = _reads_per_tile(pixel, monkeypatch, lambda: evaluate_files(pixel, pixel, pairs))
     assert max(counts) <= 4, counts
+
+
+def test_a_slow_layout_is_named_once_with_the_fix(write_stack, tmp_path, monkeypatch, caplog):
+    from deformation_forecast.core.stack import layout_advice
+
+    base = write_stack(_data(), make_dates(N))
+    strip = _rewrite(base, str(tmp_path / "strip.tif"), **LAYOUTS["band_strip_per_band"])
+    tiles = _rewrite(base, str(tmp_path / "tiles.tif"), **LAYOUTS["band_tiles64"])
+    monkeypatch.setattr(stack_mod, "SLOW_BLOCK_BYTES", 32 * 1024)  # a 96 x 160 strip is 60 KiB
+    assert layout_advice(base) is None  # the plugin's own layout
+    assert layout_advice(tiles) is None
+    advice = layout_advice(strip)
+    assert "strip (96 x 160 pixels) decodes to" in advice
+    assert "gdal_translate" in advice and "-co INTERLEAVE=BAND" in advice and "-co TILED=YES" in advice
+    with caplog.at_level("WARNING", logger="deformation_forecast"):
+        check_values(read_info(strip), "INPUT")
+        check_values(read_info(tiles), "INPUT")
+    assert [r.getMessage() for r in caplog.records] == [f"INPUT: {advice}"]
