@@ -212,6 +212,7 @@ def iter_windows(
         max_bytes = working_bytes(copies, mb)
     nb = info.count if bands is None else max(1, int(bands))
     rows, cols = window_shape(info.height, info.width, 4 * nb, int(max_bytes), info.block)
+    _warn_cut_blocks(info, rows, cols, mb)
     return [
         Window(c0, r0, min(cols, info.width - c0), min(rows, info.height - r0))
         for r0 in range(0, info.height, rows)
@@ -253,6 +254,30 @@ def iter_frames(path: str, bands: Sequence[int], max_bytes: int | None = None, m
         for k, b in enumerate(group):
             yield b, arr[k]
         del arr
+
+
+def _warn_cut_blocks(info: StackInfo, rows: int, cols: int, mb: float | None) -> None:
+    """Log (once per call) when windows of `rows` x `cols` cut the file's blocks and one block (all
+    the bands it carries) is larger than GDAL's block cache of the budget: each block is then
+    decoded once per window that touches it."""
+    from .budget import gdal_cache_bytes, smallest_budget
+
+    bh, bw = (min(int(info.block[0]), info.height), min(int(info.block[1]), info.width))
+    if not all(info.block) or (rows >= bh and cols >= bw):
+        return
+    block = bh * bw * 4 * (info.count if pixel_interleaved(info.path) else 1)
+    if block <= gdal_cache_bytes(mb):
+        return
+    raise_budget = ""
+    if block <= gdal_cache_bytes(1e9):  # the cache grows with the budget up to its cap
+        need = smallest_budget(lambda m: gdal_cache_bytes(m) >= block)
+        raise_budget = f"raise the memory budget to at least {need} MB, or "
+    LOG.warning(
+        "%r: its blocks (%d x %d pixels, %.0f MB decoded) do not fit in GDAL's block cache of the "
+        "memory budget, so each is decoded several times; %srewrite the stack in the plugin's "
+        "layout: gdal_translate %s",
+        os.path.basename(info.path), bh, bw, block / 2**20, raise_budget, PREFERRED_LAYOUT_OPTIONS,
+    )  # fmt: skip
 
 
 def window_slices(win: Window) -> tuple[slice, slice]:

@@ -224,3 +224,30 @@ def test_a_slow_layout_is_named_once_with_the_fix(write_stack, tmp_path, monkeyp
         check_values(read_info(strip), "INPUT")
         check_values(read_info(tiles), "INPUT")
     assert [r.getMessage() for r in caplog.records] == [f"INPUT: {advice}"]
+
+
+def test_windows_that_cut_blocks_larger_than_the_cache_are_named(write_stack, tmp_path, caplog):
+    from deformation_forecast.core.stack import iter_windows
+
+    base = write_stack(_data(), make_dates(N))
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"])
+    info = read_info(pixel)
+    with caplog.at_level("WARNING", logger="deformation_forecast"):
+        # windows of 64 KiB cut the 192 KiB tiles; the cache of a 1 GB budget holds them: quiet
+        wins = iter_windows(info, max_bytes=64 * 1024, mb=1024)
+        assert not caplog.records
+        assert all(w.height < 64 for w in wins)
+        iter_windows(info, max_bytes=4 * 2**20, mb=1024)  # whole tiles: quiet
+        assert not caplog.records
+    from deformation_forecast.core import budget
+
+    orig = budget.gdal_cache_bytes
+    try:
+        budget.gdal_cache_bytes = lambda mb=None: 100_000 if mb == 64 else orig(mb)
+        with caplog.at_level("WARNING", logger="deformation_forecast"):
+            iter_windows(info, max_bytes=64 * 1024, mb=64)
+    finally:
+        budget.gdal_cache_bytes = orig
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "'pixel.tif': its blocks (64 x 64 pixels, 0 MB decoded) do not fit" in msg
+    assert "raise the memory budget to at least" in msg and "gdal_translate -co TILED=YES" in msg
