@@ -225,8 +225,11 @@ def pixel_interleaved(path: str) -> bool:
     tile or strip carries all bands), so that reading several bands at once costs what one does."""
     from rasterio.enums import Interleaving
 
-    with rasterio.open(path) as src:
-        return src.count > 1 and src.interleaving == Interleaving.pixel
+    try:
+        with rasterio.open(path) as src:
+            return src.count > 1 and src.interleaving == Interleaving.pixel
+    except rasterio.errors.RasterioIOError:  # not a file (a StackInfo describing a grid): no
+        return False
 
 
 def frame_groups(path: str, bands: Sequence[int], max_bytes: int) -> list[list[int]]:
