@@ -237,7 +237,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=3000)
     ap.add_argument("--bands", type=int, default=60)
     ap.add_argument("--algs", default=",".join(ALGS))
-    ap.add_argument("--layouts", default="", help="comma-separated prefixes of layout names (default all)")
+    ap.add_argument("--layouts", default="", help="'|'-separated prefixes of layout names (default all)")
     ap.add_argument("--dir", default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", default=None, help="write the figures to this file")
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
         return 0
     size, bands = (400, 24) if a.small else (a.size, a.bands)
     algs = [x for x in a.algs.split(",") if x]
-    names = [n for n in LAYOUTS if not a.layouts or any(n.startswith(p) for p in a.layouts.split(","))]
+    names = [n for n in LAYOUTS if not a.layouts or any(n.startswith(p) for p in a.layouts.split("|"))]
     print(bc.machine())
     print(f"stack: {size} x {size} x {bands} float32 ({size * size * bands * 4 / 2**30:.2f} GiB of pixels)")
     work = a.dir or tempfile.mkdtemp(prefix="bench_layouts_")
