@@ -251,3 +251,21 @@ def test_windows_that_cut_blocks_larger_than_the_cache_are_named(write_stack, tm
     (msg,) = [r.getMessage() for r in caplog.records]
     assert "'pixel.tif': its blocks (64 x 64 pixels, 0 MB decoded) do not fit" in msg
     assert "raise the memory budget to at least" in msg and "gdal_translate -co TILED=YES" in msg
+
+
+def test_profiles_identical_across_layouts(write_stack, tmp_path):
+    """Profiles read with GDAL's direct I/O from uncompressed files equal those from the plugin's."""
+    from deformation_forecast.core.profiles import extract_profiles
+
+    base = write_stack(_data(), make_dates(N))
+    t = read_info(base).transform
+    lines = [
+        ("a", [np.array([t * (3.5, 5.2), t * (150.1, 90.3)])]),
+        ("b", [np.array([t * (2, 80), t * (158, 7)])]),
+    ]
+    ref = extract_profiles(base, lines)
+    for name, layout in LAYOUTS.items():
+        got = extract_profiles(_rewrite(base, str(tmp_path / f"{name}.tif"), **layout), lines)
+        for r, g in zip(ref, got, strict=True):
+            np.testing.assert_array_equal(g.values, r.values)
+            assert np.isfinite(g.values).sum() > 100
