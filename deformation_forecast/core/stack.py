@@ -597,9 +597,11 @@ PREFERRED_LAYOUT_OPTIONS = (
     "-co TILED=YES -co BLOCKXSIZE=128 -co BLOCKYSIZE=128 -co INTERLEAVE=BAND "
     "-co COMPRESS=DEFLATE -co ZLEVEL=1 -co PREDICTOR=3 -co BIGTIFF=IF_SAFER"
 )
-# a block that decodes to more than this (all the bands it carries) makes windows decode far more
-# than they use: one strip per band, or huge pixel-interleaved tiles/strips
-SLOW_BLOCK_BYTES = 32 * 2**20
+# a compressed block that decodes to more than this (all the bands it carries) makes small windows
+# (profiles) decode far more than they use: one strip per band (1500 x 1500: 130x slower profiles in
+# bench_layouts.py), large pixel-interleaved tiles (COG, 512 px x 30 dates: 5x). Uncompressed
+# blocks are read in part (GDAL's direct I/O, strip chopping)
+SLOW_BLOCK_BYTES = 8 * 2**20
 
 
 def layout_advice(path: str) -> str | None:
@@ -616,7 +618,7 @@ def layout_advice(path: str) -> str | None:
         compressed = src.compression is not None
     # pixel-interleaved files with reasonable blocks are read within 2x of the plugin's layout
     # (windows of whole blocks, frames in groups: bench_layouts.py), so they are not named
-    if block <= SLOW_BLOCK_BYTES or not (compressed or pixel):
+    if block <= SLOW_BLOCK_BYTES or not compressed:
         return None
     kind = "strip" if bw == src.width else "tile"
     what = f"each {kind} ({bh} x {bw} pixels{' x every band' if pixel else ''}) decodes to {block / 2**20:.3g} MB"
