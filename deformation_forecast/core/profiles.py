@@ -270,7 +270,12 @@ def extract_profiles(
         planned.append((prof, rows, cols, ok))
 
     profiles: list[Profile] = []
-    with rasterio.Env(GDAL_NUM_THREADS=str(threads), GDAL_CACHEMAX=int(max(cache_budget, 2**20))):
+    # GTIFF_DIRECT_IO: from an uncompressed GeoTIFF GDAL reads only the pixels of each small window
+    # instead of whole tiles (ignored for compressed files): on 512 px pixel-interleaved tiles the
+    # profiles of bench_layouts.py take 1.3 CPU s instead of 8.5 (issue 22)
+    with rasterio.Env(
+        GDAL_NUM_THREADS=str(threads), GDAL_CACHEMAX=int(max(cache_budget, 2**20)), GTIFF_DIRECT_IO="YES"
+    ):
         src = rasterio.open(path)
         try:
             bh, bw = src.block_shapes[0]

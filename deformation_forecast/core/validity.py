@@ -314,20 +314,11 @@ def check_zip_sizes(z, what: str, max_total: int = MAX_MODEL_BYTES, max_ratio: f
 FILL_MIN_ABS = 500.0  # mm: a fill value this large, constant in time over many pixels, is no motion
 
 
-def check_repeated_fill(path: str, what: str = "INPUT", max_side: int = 512) -> None:
+def check_repeated_fill(path: str, arrs: Sequence[np.ndarray], what: str = "INPUT") -> None:
     """Refuse a stack where many pixels hold one exact value of at least FILL_MIN_ABS in magnitude
-    at the first, middle and last dates: a nodata value that is neither declared nor one of
-    :data:`SENTINELS` (e.g. -10000, -999). Reads three decimated bands (bounded memory)."""
-    import rasterio
-
-    with rasterio.open(path) as src:
-        bands = sorted({1, (src.count + 1) // 2, src.count})
-        scale = max(1.0, max(src.height, src.width) / max_side)
-        shape = (max(1, int(round(src.height / scale))), max(1, int(round(src.width / scale))))
-        arrs = [
-            clean_block(src.read(b, out_shape=shape, out_dtype="float32"), src, b, out_shape=shape)
-            for b in bands
-        ]
+    at the first, middle and last dates (`arrs`: those dates' cleaned values over the same sampled
+    pixels, e.g. the blocks core.stack.check_values samples): a nodata value that is neither
+    declared nor one of :data:`SENTINELS` (e.g. -10000, -999)."""
     first = arrs[0]
     same = np.isfinite(first) & (np.abs(first) >= FILL_MIN_ABS)
     for a in arrs[1:]:

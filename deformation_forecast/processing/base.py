@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from qgis.core import (
@@ -33,6 +36,29 @@ def memory_setting_mb() -> float:
     except (TypeError, ValueError):
         return 0.0
     return value if value > 0 else 0.0
+
+
+class _FeedbackHandler(logging.Handler):
+    """Forwards the core's warnings (logger ``deformation_forecast``) to the run's feedback."""
+
+    def __init__(self, feedback: QgsProcessingFeedback):
+        super().__init__(logging.WARNING)
+        self.feedback = feedback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.feedback.pushWarning(record.getMessage())
+
+
+@contextlib.contextmanager
+def core_warnings_to(feedback: QgsProcessingFeedback) -> Iterator[None]:
+    """While the block runs, warnings the core logs (a slow file layout...) reach `feedback`."""
+    logger = logging.getLogger("deformation_forecast")
+    handler = _FeedbackHandler(feedback)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def configured_budget_mb() -> tuple[float, str]:
@@ -175,7 +201,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
             self.memory_mb, origin = configured_budget_mb()
             feedback.pushInfo(f"Memory budget: {self.memory_mb:g} MB ({origin}).")
             # GDAL's block cache sized from the budget for every read and write of this run
-            with budget.gdal_env(self.memory_mb):
+            with budget.gdal_env(self.memory_mb), core_warnings_to(feedback):
                 results = self.compute(parameters, context, feedback)
         except BaseException as e:
             # a later output failing (or cancel) leaves no earlier output of the run behind
@@ -360,8 +386,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{name}: {e}") from e
         if check_data:
             try:
-                check_values(info, name)
-                validity.check_repeated_fill(info.path, name)
+                check_values(info, name)  # also refuses undeclared fill values (core.validity)
             except InputError as e:
                 raise QgsProcessingException(str(e)) from e
         return info
