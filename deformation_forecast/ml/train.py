@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.intervals import calibrate, pixel_scale
 from . import protocol
 
 DEFAULTS: dict[str, Any] = {
@@ -381,6 +382,8 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         "compressor": gru.params(),
         "metrics": scored["metrics"],
         "test_scoring": scored["scoring"],
+        # prediction intervals (core/intervals.py): calibrated on the iterative test backtest
+        "calibration": scored["calibration"],
         "history": history,
         "gru_history": gru.history,
         "extremes": {
@@ -531,6 +534,7 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
             "report_pred": empty,
             "report_obs": empty,
             "full": (empty, empty, empty),
+            "calibration": None,
         }
     protocol.progress(87, f"Predicting the {n_test} test dates")
     fmin, fmax, n = prep.fmin, prep.fmax, prep.count
@@ -573,9 +577,11 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         data_range = float(np.max(fmax[test]) - np.min(fmin[test])) or None
     tl = test - b0
     ftl = first_test - b0
+    cal = CalibrationSample(n_test, len(chosen), seed)
     for k, (r, c, h, w) in enumerate(chosen):
         reg = work.read(b0, n, r, c, h, w)
         mask = np.isfinite(reg[ftl])  # the work file is NaN at every date outside the mask
+        scale = pixel_scale(reg[:ftl])  # each pixel's dispersion at the backtest's origin
         targets, persistence = reg[tl], reg[tl - 1]
         reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
         comp = compress(reg, fmin[b0:], fmax[b0:])
@@ -609,6 +615,7 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         del comp
         one_step[:, ~mask] = np.nan
         iterative[:, ~mask] = np.nan
+        cal.add(iterative - targets, scale)
         preds = {
             "test_one_step": one_step,
             "test_iterative": iterative,
@@ -667,7 +674,36 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         "report_pred": report_pred,
         "report_obs": report_obs,
         "full": full,
+        "calibration": cal.result(),
     }
+
+
+class CalibrationSample:
+    """The iterative backtest's errors (horizons 1..n_test from the first test date) and the pixels'
+    scales, gathered block by block (at most MAX_PIXELS pixels in all, a seeded sample), for the
+    prediction intervals' calibration (core/intervals.py) stored in the model file."""
+
+    MAX_PIXELS = 200_000
+
+    def __init__(self, n_test: int, n_blocks: int, seed: int):
+        self.per_block = max(1, self.MAX_PIXELS // max(n_blocks, 1))
+        self.rng = np.random.default_rng(seed + 2)
+        self.errors: list[np.ndarray] = []
+        self.scales: list[np.ndarray] = []
+
+    def add(self, errors: np.ndarray, scale: np.ndarray) -> None:
+        e = errors.reshape(errors.shape[0], -1)
+        s = scale.reshape(-1)
+        ok = np.flatnonzero(np.isfinite(e).all(axis=0) & np.isfinite(s))
+        if ok.size > self.per_block:
+            ok = np.sort(self.rng.choice(ok, size=self.per_block, replace=False))
+        self.errors.append(e[:, ok].astype("float32"))
+        self.scales.append(s[ok].astype("float32"))
+
+    def result(self) -> dict[str, Any] | None:
+        if not self.errors or not sum(s.size for s in self.scales):
+            return None
+        return calibrate(np.concatenate(self.errors, axis=1), np.concatenate(self.scales))
 
 
 TREND_BASELINE_DATES = 40  # the linear-trend baseline's line (the bench's baseline uses 40 dates)

@@ -178,3 +178,50 @@ def test_cpu_runs_are_reproducible(scene, tmp_path):
         assert '"progress"' in p.stdout and "epoch 1/1" in p.stdout
         preds.append(np.load(params["predictions"])["one_step"])
     np.testing.assert_array_equal(preds[0], preds[1])
+
+
+def test_forecast_bounds_from_the_models_calibration(trained, scene, tmp_path):
+    """Issue 17: the model carries per-horizon conformal quantiles from its test backtest; the forecast
+    writes lower/upper stacks around it (tagged), NaN where it is NaN, wider at longer horizons;
+    a model without calibration (an older file) still forecasts but refuses the bounds, saying why."""
+    import rasterio
+
+    from deformation_forecast.core.errors import InputError
+    from deformation_forecast.core.stack import read_info, read_stack
+    from deformation_forecast.ml.forecast import run_forecast
+    from deformation_forecast.ml.modelfile import load_model, read_meta, save_model
+
+    params, _ = trained
+    _, path, _, _ = scene
+    cal = read_meta(params["output_model"])["calibration"]
+    assert len(cal["quantiles"]) == 8 and min(cal["counts"]) > 500
+    q = np.array(cal["quantiles"])
+    assert (np.diff(q, axis=0) >= 0).all() and (np.diff(q, axis=1) >= 0).all() and q[0, 0] > 0
+    out, lo_p, hi_p = (str(tmp_path / f"{k}.tif") for k in ("fc", "lo", "hi"))
+    base = {"input": path, "model": params["output_model"], "steps": 12, "device": "cpu", "output": out}
+    res = run_forecast(dict(base, output_lower=lo_p, output_upper=hi_p, confidence=0.8))
+    assert res["confidence"] == 0.8 and res["calibrated_horizons"] == 8
+    fc, lo, hi = read_stack(out), read_stack(lo_p), read_stack(hi_p)
+    assert read_info(lo_p).dates == read_info(out).dates
+    np.testing.assert_array_equal(np.isnan(fc), np.isnan(lo))
+    np.testing.assert_array_equal(np.isnan(fc), np.isnan(hi))
+    ok = np.isfinite(fc)
+    assert ok.sum() > 0.9 * fc.size and (lo[ok] < fc[ok]).all() and (fc[ok] < hi[ok]).all()
+    # symmetric about the forecast, never narrower at a longer horizon
+    np.testing.assert_allclose((hi - fc)[ok], (fc - lo)[ok], atol=1e-3)
+    width = hi - lo
+    assert (np.diff(width[:, 20, 20]) >= -1e-3).all() and width[-1, 20, 20] > width[0, 20, 20]
+    with rasterio.open(hi_p) as src:
+        tags = src.tags()
+    assert tags["INTERVAL"] == "upper" and tags["CONFIDENCE"] == "0.8"
+    # a wider level gives a wider band
+    run_forecast(dict(base, output_upper=hi_p, confidence=0.95))
+    assert (read_stack(hi_p)[ok] - fc[ok] >= (hi - fc)[ok] - 1e-4).all()
+    # an older model file (no calibration): forecasts, but refuses the bounds with the fix
+    net, gru, meta = load_model(params["output_model"])
+    old = str(tmp_path / "old.dfmodel")
+    keep = {k: v for k, v in meta.items() if k not in ("format", "version", "calibration")}
+    save_model(old, net, gru, keep)
+    run_forecast(dict(base, model=old))
+    with pytest.raises(InputError, match="no interval calibration.*TEST_COUNT"):
+        run_forecast(dict(base, model=old, output_lower=lo_p))
