@@ -137,3 +137,45 @@ def coverage_width(observed: np.ndarray, lower: np.ndarray, upper: np.ndarray) -
         return math.nan, math.nan, 0
     inside = (o[ok] >= lo[ok]) & (o[ok] <= hi[ok])
     return float(inside.mean()), float((hi[ok] - lo[ok]).mean()), n
+
+
+class CoverageAccumulator:
+    """Coverage and mean width of a band pooled over frames (pixel-dates finite in all three)."""
+
+    def __init__(self):
+        self.inside = 0
+        self.width = 0.0
+        self.n = 0
+
+    def add(self, observed: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[float, float, int]:
+        cov, width, n = coverage_width(observed, lower, upper)
+        if n:
+            self.inside += int(round(cov * n))
+            self.width += width * n
+            self.n += n
+        return cov, width, n
+
+    def overall(self) -> tuple[float, float, int]:
+        if not self.n:
+            return math.nan, math.nan, 0
+        return self.inside / self.n, self.width / self.n, self.n
+
+
+def band_coverage_files(
+    lower_path: str, upper_path: str, obs_path: str, pairs, progress=None
+) -> tuple[list[tuple[float, float, int]], tuple[float, float, int]]:
+    """Per paired date (lower/upper band index, observed band index) and overall: (coverage, mean
+    width, pixel-dates) of the band in the stacks at `lower_path`/`upper_path` against the observed
+    stack, one frame of each in memory at a time."""
+    from .stack import read_stack
+
+    acc = CoverageAccumulator()
+    rows = []
+    for k, (i, j) in enumerate(pairs):
+        lo = read_stack(lower_path, bands=[i])[0]
+        hi = read_stack(upper_path, bands=[i])[0]
+        obs = read_stack(obs_path, bands=[j])[0]
+        rows.append(acc.add(obs, lo, hi))
+        if progress is not None:
+            progress((k + 1) / len(pairs))
+    return rows, acc.overall()

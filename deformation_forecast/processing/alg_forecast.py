@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.intervals import LEVELS
 from ..worker import run_worker
 from .base import DEVICES, WorkerAlgorithm, default_device_index
 
@@ -20,7 +21,10 @@ class ForecastDeformation(WorkerAlgorithm):
     NAME = "forecast"
     DISPLAY = "Forecast deformation"
     GROUP = "forecasting"
-    TAGS = "cnn,lstm,phlstm,deep learning,tensorflow,forecast,prediction,future"
+    TAGS = "cnn,lstm,phlstm,deep learning,tensorflow,forecast,prediction,future,interval,uncertainty"
+    CONFIDENCE = "CONFIDENCE"
+    OUTPUT_LOWER = "OUTPUT_LOWER"
+    OUTPUT_UPPER = "OUTPUT_UPPER"
     HELP = (
         "Forecasts the deformation stack into the future with a model from 'Train CNN-PhLSTM "
         "forecaster' (He et al. 2022, Fig. 8): the stack is resampled to the model's interval, and "
@@ -29,6 +33,21 @@ class ForecastDeformation(WorkerAlgorithm):
         "the input's grid with the future dates in the band descriptions; OUTPUT_RATE (optional) "
         "holds the annual rate (mm/yr) of each forecast year. A model trained on another grid, or "
         "whose interval or time step the stack cannot provide, is refused with the reason."
+        "<p><b>Prediction intervals</b> (OUTPUT_LOWER, OUTPUT_UPPER, optional): stacks on the "
+        "forecast's dates (mm) that hold the future observations with probability CONFIDENCE "
+        "(default 0.9). They are calibrated on your own series when the model is trained: the network "
+        "forecasts the held-out test dates iteratively from the first of them (a backtest), and the "
+        "errors at each horizon, divided by each pixel's own dispersion (the robust spread, MAD, of "
+        "its one-step changes over its last 40 dates), give split-conformal quantiles per horizon. "
+        "The band is forecast +/- quantile x the pixel's dispersion at the forecast origin, so stable "
+        "ground gets a narrow band and noisy or deforming ground a wide one, and it widens with the "
+        "horizon. Assumption: scaled that way, the errors of the test dates are representative of "
+        "the future ones (the ground keeps behaving as in the test dates); the coverage is over all "
+        "pixels and dates, not guaranteed at every single pixel. Beyond the number of test dates the "
+        "band grows with the square root of the horizon (said in the log; not calibrated). A model "
+        "trained by an older plugin has no calibration: the bounds are then refused (train again), "
+        "the forecast itself works. The bound layers carry the tags INTERVAL = lower | upper and "
+        "CONFIDENCE.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -57,6 +76,25 @@ class ForecastDeformation(WorkerAlgorithm):
                 "OUTPUT_RATE", "Annual rate per forecast year (mm/yr)", optional=True, createByDefault=False
             )
         )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.CONFIDENCE,
+                "Confidence of the prediction interval",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=0.9,
+                minValue=LEVELS[0],
+                maxValue=LEVELS[-1],
+            )
+        )
+        for name, label in ((self.OUTPUT_LOWER, "Lower"), (self.OUTPUT_UPPER, "Upper")):
+            self.addParameter(
+                QgsProcessingParameterRasterDestination(
+                    name,
+                    f"{label} bound of the prediction interval (mm)",
+                    optional=True,
+                    createByDefault=False,
+                )
+            )
         self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Dates forecast"))
         self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last forecast date"))
 
@@ -65,7 +103,9 @@ class ForecastDeformation(WorkerAlgorithm):
         model = self.parameterAsFile(parameters, "MODEL", context)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         rate = self.parameterAsOutputLayer(parameters, "OUTPUT_RATE", context) or ""
-        for p in (out, rate):
+        lower = self.parameterAsOutputLayer(parameters, self.OUTPUT_LOWER, context) or ""
+        upper = self.parameterAsOutputLayer(parameters, self.OUTPUT_UPPER, context) or ""
+        for p in (out, rate, lower, upper):
             self.check_output_not_input(p, info.path)
         params = {
             "input": info.path,
@@ -77,7 +117,12 @@ class ForecastDeformation(WorkerAlgorithm):
         }
         if rate:
             params["output_rate"] = rate
+        if lower or upper:
+            params["confidence"] = self.parameterAsDouble(parameters, self.CONFIDENCE, context)
+            params.update({k: v for k, v in (("output_lower", lower), ("output_upper", upper)) if v})
         res = run_worker("forecast", params, feedback)
         result = {"OUTPUT": res["output"], "STEPS_DONE": res["steps"], "LAST_DATE": res["dates"][-1]}
         result["OUTPUT_RATE"] = res.get("output_rate")
+        result[self.OUTPUT_LOWER] = res.get("output_lower")
+        result[self.OUTPUT_UPPER] = res.get("output_upper")
         return result

@@ -41,11 +41,20 @@ def test_trainmodel_then_forecast(qgis_process, write_stack, tmp_path):
         f"MODEL={model}",
         "STEPS=6",
         "DEVICE=2",
+        "CONFIDENCE=0.8",
         f"OUTPUT={out}",
+        f"OUTPUT_LOWER={tmp_path / 'lo.tif'}",
+        f"OUTPUT_UPPER={tmp_path / 'hi.tif'}",
     )["results"]
     info = read_info(out)
     assert fc["STEPS_DONE"] == 6 and info.count == 6 and info.dates[0] > dates[-1]
     assert fc["LAST_DATE"] == info.dates[-1].isoformat()
+    from deformation_forecast.core.stack import read_stack
+
+    f, lo, hi = (read_stack(p) for p in (out, fc["OUTPUT_LOWER"], fc["OUTPUT_UPPER"]))
+    ok = np.isfinite(f)
+    assert ok.any() and (lo[ok] < f[ok]).all() and (f[ok] < hi[ok]).all()
+    assert np.array_equal(ok, np.isfinite(hi))
 
 
 def test_forecast_refuses_foreign_file(qgis_process, write_stack, tmp_path):
