@@ -35,7 +35,7 @@ def test_comparemodels_baselines_e2e(qgis_process, write_stack, tmp_path):
         "deformation_forecast:comparemodels",
         "--",
         f"INPUT={stack}",
-        "MODELS=0,1,2,3",
+        "MODELS=0,1,2,3,6",
         "TIME_STEP=4",
         "TEST_COUNT=5",
         "SVR_SAMPLES=300",
@@ -45,13 +45,15 @@ def test_comparemodels_baselines_e2e(qgis_process, write_stack, tmp_path):
         f"OUTPUT_ERRORS={tmp_path / 'errors'}",
     )["results"]
     rows = _csv(tmp_path / "table.csv")
-    assert {r["model"] for r in rows} == {"persistence", "linear-trend", "svr", "mlp"}
+    models = {"persistence", "linear-trend", "svr", "mlp", "trend-annual"}
+    assert {r["model"] for r in rows} == models
     assert all(math.isfinite(float(r["MAE"])) and math.isfinite(float(r["SSIM"])) for r in rows)
-    for m in ("PERSISTENCE", "LINEAR_TREND", "SVR", "MLP"):
+    assert all(float(r["SKILL"]) == 0 for r in rows if r["model"] == "persistence")
+    for m in ("PERSISTENCE", "LINEAR_TREND", "SVR", "MLP", "TREND_ANNUAL"):
         assert math.isfinite(float(res[f"MAE_{m}"]))
-    assert res["BEST_MODEL"] in {"persistence", "linear-trend", "svr", "mlp"}
+    assert res["BEST_MODEL"] in models and res["BEST_MODEL_ITERATIVE"] in models
     assert "base64," in (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert len(os.listdir(tmp_path / "errors")) == 8
+    assert len(os.listdir(tmp_path / "errors")) == 10
 
 
 def test_evaluateforecast_e2e(qgis_process, write_stack, tmp_path):

@@ -274,3 +274,28 @@ def test_evaluateforecast_interval_coverage_and_width(run_alg, write_stack, tmp_
     assert res["MEAN_WIDTH"] == pytest.approx(2 * 1.645, rel=1e-4)
     with pytest.raises(QgsProcessingException, match="UPPER: give both"):
         run_alg("evaluateforecast", {**base, "LOWER": paths[2]})
+
+
+def test_comparemodels_ranks_a_strong_trend_above_persistence_iteratively(run_alg, write_stack):
+    """Issue 17: the trend's window is chosen on the validation dates (not 5 frames), the table has
+    SKILL against persistence, BEST_MODEL_ITERATIVE names the best iterative model."""
+    rng = np.random.default_rng(4)
+    t = np.arange(100)[:, None, None]
+    data = (0.15 * t + rng.normal(size=(100, 12, 14))).astype("float32")
+    res = run_alg(
+        "comparemodels",
+        {
+            "INPUT": write_stack(data, make_dates(100)),
+            "MODELS": [0, 1, 6],  # persistence, linear trend, trend + annual
+            "TIME_STEP": 5,
+            "TEST_COUNT": 20,
+            "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+            "OUTPUT_REPORT": "",
+        },
+    )
+    rows = {(r["model"], r["mode"]): r for r in _rows(res["OUTPUT_TABLE"])}
+    trend, pers = rows[("linear-trend", "iterative")], rows[("persistence", "iterative")]
+    assert trend["MAE"] < 0.75 * pers["MAE"]
+    assert trend["SKILL"] == pytest.approx(1 - trend["MAE"] / pers["MAE"], rel=1e-6) and pers["SKILL"] == 0
+    assert res["BEST_MODEL_ITERATIVE"] in ("linear-trend", "trend-annual")
+    assert math.isfinite(res["MAE_TREND_ANNUAL"])
