@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     # forecasting the validation dates 1..20 steps ahead (only dates before the test set)
     "trend_window": 0,
     "time_step": 5,
-    "test_count": 20,
+    "test_count": -1,  # -1: test_count_of (the smaller of 20 and a fifth of the dates)
     "validation_fraction": 0.2,
     "epochs": 30,
     "batch_size": 4,
@@ -108,6 +108,19 @@ class _Progress:
         return Progress()
 
 
+def test_count_of(p: dict[str, Any], n_dates: int) -> int:
+    """``test_count``, or for -1 what the series can spare: min(20, n_dates // 5), said in the log."""
+    tc = int(p["test_count"])
+    if tc >= 0:
+        return tc
+    tc = max(1, min(20, n_dates // 5))
+    protocol.message(
+        f"TEST_COUNT: the last {tc} of the {n_dates} dates at the training interval are the test set "
+        "(the smaller of 20 and a fifth of the dates; set TEST_COUNT to choose)"
+    )
+    return tc
+
+
 def run_train(params: dict[str, Any]) -> dict[str, Any]:
     """Worker command ``train``; see the module doc. Returns the result dict."""
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
@@ -133,7 +146,7 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
     interval = int(p["interval_days"]) or median_interval(info.dates)
     grid = regular_dates(info, interval)
     ts = int(p["time_step"])
-    split = split_windows(len(grid), ts, int(p["test_count"]), float(p["validation_fraction"]))
+    split = split_windows(len(grid), ts, test_count_of(p, len(grid)), float(p["validation_fraction"]))
     ckpt_dir = p["output_model"] + ".checkpoint"
     with gdal_env(mb):
         protocol.progress(0, "Resampling the stack to the regular grid (work file)")

@@ -23,7 +23,17 @@ DOUBLE = QgsProcessingParameterNumber.Double
 # (name, label, type, default, min, max, advanced, help)
 NUMBERS = [
     ("TIME_STEP", "Input length (dates per window)", INT, 5, 2, 60, False, None),
-    ("TEST_COUNT", "Test dates (the last ones)", INT, 20, 0, 1000, False, None),
+    (
+        "TEST_COUNT",
+        "Test dates (the last ones; -1 = the smaller of 20 and a fifth of the dates)",
+        INT,
+        -1,
+        -1,
+        1000,
+        False,
+        "The test dates score the model and calibrate the forecast's prediction intervals; 0 = none "
+        "(then the model has no intervals). -1 takes what a short series can spare.",
+    ),
     ("VALIDATION_FRACTION", "Validation fraction of the rest", DOUBLE, 0.2, 0.0, 0.9, True, None),
     ("EPOCHS", "Epochs (at most; early stopping on the validation loss)", INT, 30, 1, 10000, False, None),
     ("BATCH_SIZE", "Batch size", INT, 4, 1, 1024, True, None),
@@ -75,7 +85,10 @@ class TrainModel(WorkerAlgorithm):
         "separate TensorFlow process. The stack is resampled to a regular interval; the per-date "
         "minimum and maximum are modelled by a GRU compressor (eqs. 1-4) that scales frames to "
         "[-1, 1]; sliding windows of TIME_STEP dates predict the next date; the last TEST_COUNT "
-        "dates are the test set, the rest is split in time order into training and validation. "
+        "dates are the test set (default -1: the smaller of 20 and a fifth of the dates), the rest "
+        "is split in time order into training and validation. The network then forecasts the test "
+        "dates iteratively from the first of them, and those errors calibrate the prediction "
+        "intervals of 'Forecast deformation' (stored in the model file). "
         "Loss: MAE_WEIGHT x MAE + (1 - MAE_WEIGHT) x (1 - MS-SSIM) (eq. 11), Adam, early stopping "
         "with the best weights kept. ARCHITECTURE: cnn-phlstm (default: PhLSTM at every cell of a "
         "spatial bottleneck, skip connections, increment over the last frame), cnn-phlstm-paper "

@@ -225,3 +225,13 @@ def test_forecast_bounds_from_the_models_calibration(trained, scene, tmp_path):
     run_forecast(dict(base, model=old))
     with pytest.raises(InputError, match="no interval calibration.*TEST_COUNT"):
         run_forecast(dict(base, model=old, output_lower=lo_p))
+
+
+def test_default_test_count_fits_short_series():
+    """TEST_COUNT -1 (the default): the smaller of 20 and a fifth of the dates, not half a short series."""
+    from deformation_forecast.ml.train import DEFAULTS, test_count_of
+
+    assert DEFAULTS["test_count"] == -1
+    assert test_count_of({"test_count": -1}, 40) == 8
+    assert test_count_of({"test_count": -1}, 156) == 20
+    assert test_count_of({"test_count": 5}, 40) == 5 and test_count_of({"test_count": 0}, 40) == 0
