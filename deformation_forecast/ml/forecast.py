@@ -167,20 +167,27 @@ def forecast_blocks(
     sink,
     on_step=None,
     tile_batch: int = 32,
+    baseline: dict[str, Any] | None = None,
 ) -> None:
     """Forecast a raster block by block (ml/blocks.py `plan`): ``read_hist(window)`` gives the kept
     regular dates (n, h, w) of a block's region; each block is forecast whole (all steps) with
     :func:`forecast_window`, the halos are blended, and every finished piece goes to
-    ``sink(window, frames (steps, h, w))``. ``on_step(block index, step)`` reports progress."""
+    ``sink(window, frames (steps, h, w))``. ``on_step(block index, step)`` reports progress.
+    `baseline` ({method, trend_window}): forecast with that simple method instead of the network."""
     from .blocks import BlendWriter
 
     blender = BlendWriter(plan, steps, sink)
     for b, (i, j, win) in enumerate(plan.blocks()):
         hist = read_hist(win)
         cb = (lambda k, b=b: on_step(b, k)) if on_step else None
-        frames = forecast_window(
-            net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend, tile_batch
-        )
+        if baseline:
+            frames = baseline_frames(hist, steps, baseline)
+            if cb:
+                cb(steps)
+        else:
+            frames = forecast_window(
+                net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend, tile_batch
+            )
         del hist
         blender.add(i, j, frames)
         del frames
@@ -296,6 +303,50 @@ def annual_rates(
     return np.stack(rates).astype("float32"), labels
 
 
+METHODS = ("network", "best", "persistence", "trend")
+
+
+def baseline_frames(hist: np.ndarray, steps: int, baseline: dict[str, Any]) -> np.ndarray:
+    """`steps` frames after `hist` (n, H, W) by persistence (the last date held) or the per-pixel
+    line over the last ``trend_window`` dates extrapolated; NaN where `hist` has NaN."""
+    from .trend import fit_line, line_at
+
+    mask = np.isfinite(hist).all(axis=0)
+    if baseline["method"] == "persistence":
+        frames = np.repeat(hist[-1:], steps, axis=0).astype("float32")
+    else:
+        last, slope = fit_line(np.where(mask, hist[-int(baseline["trend_window"]) :], 0.0))
+        frames = line_at(last, slope, np.arange(1, steps + 1)).astype("float32")
+    frames[:, ~mask] = np.nan
+    return frames
+
+
+def resolve_method(params: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The method ``params["method"]`` asks for (network | best | persistence | trend), "best"
+    resolved on the model's iterative backtest; says in one line when the network loses there."""
+    from ..core.errors import InputError
+
+    method = params.get("method") or "network"
+    if method not in METHODS:
+        raise InputError(f"METHOD: {method!r} is not one of {', '.join(METHODS)}.")
+    bt = meta.get("backtest")
+    if not bt:
+        if method != "network":
+            raise InputError(
+                f"METHOD: the model {os.path.basename(params['model'])!r} has no iterative backtest (trained "
+                "by an older plugin or without test dates); forecast with the network or train it again."
+            )
+        return method
+    maes = {k: float(bt[f"{k}_overall_mae"]) for k in ("network", "persistence", "trend")}
+    best = min(maes, key=lambda k: maes[k] if math.isfinite(maes[k]) else math.inf)
+    if best != "network":
+        protocol.warning(
+            f"On its iterative backtest the network (MAE {maes['network']:.4g}) does not beat {best} (MAE "
+            f"{maes[best]:.4g}); METHOD = best forecasts with {best}."
+        )
+    return best if method == "best" else method
+
+
 def interval_setup(params: dict[str, Any], meta: dict[str, Any], steps: int) -> dict[str, Any] | None:
     """The prediction intervals asked for by ``output_lower``/``output_upper`` at ``confidence``
     (default 0.9): {confidence, quantiles (steps,), floor, calibrated (horizons)}; None when no bound
@@ -310,7 +361,11 @@ def interval_setup(params: dict[str, Any], meta: dict[str, Any], steps: int) -> 
         check_confidence(confidence)
     except ValueError as e:
         raise InputError(str(e)) from e
-    cal = meta.get("calibration")
+    method = params.get("resolved_method", "network")
+    if method == "network":
+        cal = meta.get("calibration")
+    else:
+        cal = ((meta.get("backtest") or {}).get("calibration") or {}).get(method)
     name = os.path.basename(params["model"])
     if not cal:
         raise InputError(
@@ -369,7 +424,13 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     tile, overlap, ts = int(meta["tile"]), int(meta["overlap"]), int(meta["time_step"])
     trend = trend_params(meta)
     keep = kept_dates(meta, len(grid))
-    bands = interval_setup(params, meta, steps)
+    method = resolve_method(params, meta)
+    baseline = None
+    if method != "network":
+        baseline = {"method": method, "trend_window": int(meta["backtest"]["trend_window"])}
+        keep = int(min(max(keep, baseline["trend_window"]), len(grid)))
+        protocol.message(f"METHOD: forecasting with {method} (the network is not used)")
+    bands = interval_setup(dict(params, resolved_method=method), meta, steps)
 
     # the budget: TensorFlow itself (WORKER_MB, beyond what core.budget sets aside), the network's
     # activations, the kept dates (in memory when they take at most a third), the windows of the
@@ -409,7 +470,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         f"(halo {plan.halo}), {tile_batch} tiles per network call, within a memory budget of {mb:.0f} MB; "
         f"the last {keep} dates kept " + ("in memory" if in_memory else "in a temporary file"),
     )
-    tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"]}
+    tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"], "METHOD": method}
     n_blocks = plan.n_blocks
     stats = {"min_forecast": math.nan}
     out_dir = os.path.dirname(os.path.abspath(params["output"]))
@@ -484,6 +545,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
                 sink,
                 on_step,
                 tile_batch,
+                baseline,
             )
     out: dict[str, Any] = {
         "output": params["output"],
@@ -497,6 +559,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         "memory_budget_mb": mb,
         "kept_in_memory": in_memory,
         "tile_batch": tile_batch,
+        "method": method,
     }
     if params.get("output_rate"):
         out["output_rate"] = params["output_rate"]

@@ -374,6 +374,20 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         scored = _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, seed)
         predict_seconds = time.monotonic() - t_pred
 
+    hz = scored["horizons"]
+    if hz:
+        protocol.message(
+            f"Iterative backtest over the {len(hz['horizon'])} test dates (the way 'forecast' is used): MAE "
+            f"network {hz['network_overall_mae']:.4g}, persistence {hz['persistence_overall_mae']:.4g}, "
+            f"trend {hz['trend_overall_mae']:.4g}; skill vs persistence {hz['skill_vs_persistence']:.3f}, "
+            f"vs trend {hz['skill_vs_trend']:.3f}"
+        )
+        best = min(("persistence", "trend"), key=lambda k: hz[f"{k}_overall_mae"])
+        if hz["network_overall_mae"] > hz[f"{best}_overall_mae"]:
+            protocol.warning(
+                f"The network does not beat the {best} baseline on the iterative backtest (MAE "
+                f"{hz['network_overall_mae']:.4g} vs {hz[f'{best}_overall_mae']:.4g})."
+            )
     cal = scored["calibration"]
     if cal:
         q90 = [row[cal["levels"].index(0.9)] for row in cal["quantiles"]]
@@ -405,6 +419,8 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         "test_scoring": scored["scoring"],
         # prediction intervals (core/intervals.py): calibrated on the iterative test backtest
         "calibration": scored["calibration"],
+        # the iterative backtest per horizon: network, persistence, trend (issue 17)
+        "backtest": scored["horizons"],
         "history": history,
         "gru_history": gru.history,
         "extremes": {
@@ -437,6 +453,7 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         "iterative_metrics": m["test_iterative"],
         "persistence_metrics": m["persistence"],
         "trend_metrics": m["linear_trend"],
+        "backtest": scored["horizons"],
     }
     if p.get("output_report"):
         from .report import write_report
@@ -545,7 +562,14 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
 
     test = np.asarray(split.test)
     n_test = len(test)
-    kinds = ("test_one_step", "test_iterative", "persistence", "linear_trend")
+    kinds = (
+        "test_one_step",
+        "test_iterative",
+        "persistence",
+        "linear_trend",
+        "persistence_iterative",
+        "trend_iterative",
+    )
     empty = np.zeros((0, prep.height, prep.width), "float32")
     if not n_test:
         return {
@@ -556,6 +580,7 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
             "report_obs": empty,
             "full": (empty, empty, empty),
             "calibration": None,
+            "horizons": None,
         }
     protocol.progress(87, f"Predicting the {n_test} test dates")
     fmin, fmax, n = prep.fmin, prep.fmax, prep.count
@@ -569,7 +594,7 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
     # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
     # for the whole test arrays and an eighth for the windows predicted at once
-    per_px = 8 * (n - b0) + 96 * n_test
+    per_px = 8 * (n - b0) + 104 * n_test  # + the iterative persistence and trend (issue 17)
     block_bytes = budget * 2 // 3 - budget // 8
     rss = resident_bytes()
     if rss is not None:  # what training left resident (the network, tf.data's buffers) counts too
@@ -599,11 +624,14 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     tl = test - b0
     ftl = first_test - b0
     cal = CalibrationSample(n_test, len(chosen), seed)
+    cal_base = {k: CalibrationSample(n_test, len(chosen), seed) for k in ("persistence", "trend")}
+    horizons = HorizonTable(n_test, tw or TREND_BASELINE_DATES)
     for k, (r, c, h, w) in enumerate(chosen):
         reg = work.read(b0, n, r, c, h, w)
         mask = np.isfinite(reg[ftl])  # the work file is NaN at every date outside the mask
         scale = pixel_scale(reg[:ftl])  # each pixel's dispersion at the backtest's origin
         targets, persistence = reg[tl], reg[tl - 1]
+        persistence_it = np.repeat(reg[ftl - 1 : ftl], n_test, axis=0)  # the last observation held
         reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
         comp = compress(reg, fmin[b0:], fmax[b0:])
         one_step = np.empty((n_test, h, w), "float32")
@@ -642,7 +670,15 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
             "test_iterative": iterative,
             "persistence": persistence,
             "linear_trend": _trend_one_step(reg, mask, tl, TREND_BASELINE_DATES),
+            "persistence_iterative": persistence_it,
+            # the line the network's trend uses (its window chosen on the validation dates)
+            "trend_iterative": _trend_iterative(reg[:ftl], mask, n_test, tw or TREND_BASELINE_DATES),
         }
+        horizons.add(
+            targets, preds["test_iterative"], preds["persistence_iterative"], preds["trend_iterative"]
+        )
+        cal_base["persistence"].add(persistence_it - targets, scale)
+        cal_base["trend"].add(preds["trend_iterative"] - targets, scale)
         del reg
         for kind, pred in preds.items():
             overall = stack_metrics(pred, targets, data_range)[1]
@@ -696,7 +732,53 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         "report_obs": report_obs,
         "full": full,
         "calibration": cal.result(),
+        "horizons": horizons.result() | {"calibration": {k: c.result() for k, c in cal_base.items()}},
     }
+
+
+class HorizonTable:
+    """Iterative backtest MAE per horizon 1..n_test from the first test date: the network, persistence
+    and the trend line (pooled over the scored blocks' pixels)."""
+
+    NAMES = ("network", "persistence", "trend")
+
+    def __init__(self, n_test: int, trend_window: int):
+        self.trend_window = int(trend_window)
+        self.sums = np.zeros((3, n_test))
+        self.counts = np.zeros((3, n_test))
+
+    def add(self, targets: np.ndarray, *preds: np.ndarray) -> None:
+        for i, pred in enumerate(preds):
+            e = np.abs(pred.astype("float64") - targets).reshape(targets.shape[0], -1)
+            ok = np.isfinite(e)
+            self.sums[i] += np.where(ok, e, 0.0).sum(axis=1)
+            self.counts[i] += ok.sum(axis=1)
+
+    def result(self) -> dict[str, Any]:
+        with np.errstate(all="ignore"):
+            mae = self.sums / self.counts
+            overall = self.sums.sum(axis=1) / self.counts.sum(axis=1)
+        out: dict[str, Any] = {
+            "horizon": list(range(1, self.sums.shape[1] + 1)),
+            "trend_window": self.trend_window,
+        }
+        for i, name in enumerate(self.NAMES):
+            out[f"{name}_mae"] = [float(v) for v in mae[i]]
+            out[f"{name}_overall_mae"] = float(overall[i])
+        net, pers, trend = (float(v) for v in overall)
+        out["skill_vs_persistence"] = 1.0 - net / pers if pers > 0 else math.nan
+        out["skill_vs_trend"] = 1.0 - net / trend if trend > 0 else math.nan
+        return out
+
+
+def _trend_iterative(hist: np.ndarray, mask: np.ndarray, steps: int, window: int) -> np.ndarray:
+    """Baseline: the per-pixel line over the last `window` dates of `hist`, extrapolated `steps` dates."""
+    from .trend import fit_line, line_at
+
+    last, slope = fit_line(np.where(mask, hist[-window:], 0.0))
+    out = line_at(last, slope, np.arange(1, steps + 1)).astype("float32")
+    out[:, ~mask] = np.nan
+    return out
 
 
 class CalibrationSample:

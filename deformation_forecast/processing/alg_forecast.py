@@ -25,6 +25,14 @@ class ForecastDeformation(WorkerAlgorithm):
     CONFIDENCE = "CONFIDENCE"
     OUTPUT_LOWER = "OUTPUT_LOWER"
     OUTPUT_UPPER = "OUTPUT_UPPER"
+    METHOD = "METHOD"
+    METHODS = ["network", "best", "persistence", "trend"]
+    METHOD_NAMES = [
+        "Network (the trained model)",
+        "Best on the model's iterative backtest (network, persistence or trend)",
+        "Persistence (the last observation held)",
+        "Linear trend per pixel (the model's trend window)",
+    ]
     HELP = (
         "Forecasts the deformation stack into the future with a model from 'Train CNN-PhLSTM "
         "forecaster' (He et al. 2022, Fig. 8): the stack is resampled to the model's interval, and "
@@ -48,6 +56,11 @@ class ForecastDeformation(WorkerAlgorithm):
         "trained by an older plugin has no calibration: the bounds are then refused (train again), "
         "the forecast itself works. The bound layers carry the tags INTERVAL = lower | upper and "
         "CONFIDENCE.</p>"
+        "<p><b>METHOD</b>: the trained model's test dates are also forecast iteratively by persistence "
+        "and by the per-pixel line; when the network does not beat the better of them there, the log "
+        "says so with the numbers. METHOD = best forecasts with whichever was best on that backtest, "
+        "persistence / trend with that simple method (intervals calibrated on its own backtest errors); "
+        "METHOD_USED says which ran.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -77,6 +90,9 @@ class ForecastDeformation(WorkerAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterEnum(self.METHOD, "Forecasting method", self.METHOD_NAMES, defaultValue=0)
+        )
+        self.addParameter(
             QgsProcessingParameterNumber(
                 self.CONFIDENCE,
                 "Confidence of the prediction interval",
@@ -97,6 +113,7 @@ class ForecastDeformation(WorkerAlgorithm):
             )
         self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Dates forecast"))
         self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last forecast date"))
+        self.addOutput(QgsProcessingOutputString("METHOD_USED", "Method used (network, persistence, trend)"))
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context, observed=True)
@@ -114,6 +131,7 @@ class ForecastDeformation(WorkerAlgorithm):
             "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             "output": out,
             "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
+            "method": self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
         }
         if rate:
             params["output_rate"] = rate
@@ -123,6 +141,7 @@ class ForecastDeformation(WorkerAlgorithm):
         res = run_worker("forecast", params, feedback)
         result = {"OUTPUT": res["output"], "STEPS_DONE": res["steps"], "LAST_DATE": res["dates"][-1]}
         result["OUTPUT_RATE"] = res.get("output_rate")
+        result["METHOD_USED"] = res.get("method", "network")
         result[self.OUTPUT_LOWER] = res.get("output_lower")
         result[self.OUTPUT_UPPER] = res.get("output_upper")
         return result

@@ -66,6 +66,11 @@ NUMBERS = [
     ("GRU_EPOCHS", "Epochs of the GRU extremum compressor", INT, 64, 1, 10000, True, None),
     ("SAMPLES_PER_EPOCH", "Training tiles per epoch (0 = all)", INT, 0, 0, 10**7, True, None),
 ]
+# skill of the iterative backtest over the test dates: 1 - MAE(network) / MAE(baseline)
+SKILLS = [
+    ("SKILL_VS_PERSISTENCE", "Iterative test skill vs persistence (1 - MAE / MAE of persistence)"),
+    ("SKILL_VS_TREND", "Iterative test skill vs the linear trend (1 - MAE / MAE of the trend)"),
+]
 METRICS = [
     ("TEST_MAE", "MAE"),
     ("TEST_RMSE", "RMSE"),
@@ -88,7 +93,9 @@ class TrainModel(WorkerAlgorithm):
         "dates are the test set (default -1: the smaller of 20 and a fifth of the dates), the rest "
         "is split in time order into training and validation. The network then forecasts the test "
         "dates iteratively from the first of them, and those errors calibrate the prediction "
-        "intervals of 'Forecast deformation' (stored in the model file). "
+        "intervals of 'Forecast deformation' (stored in the model file); SKILL_VS_PERSISTENCE and "
+        "SKILL_VS_TREND compare that iterative backtest with persistence and with the per-pixel line "
+        "(1 - MAE / MAE of the baseline: above 0, the network is better), per horizon in the model file. "
         "Loss: MAE_WEIGHT x MAE + (1 - MAE_WEIGHT) x (1 - MS-SSIM) (eq. 11), Adam, early stopping "
         "with the best weights kept. ARCHITECTURE: cnn-phlstm (default: PhLSTM at every cell of a "
         "spatial bottleneck, skip connections, increment over the last frame), cnn-phlstm-paper "
@@ -132,6 +139,8 @@ class TrainModel(WorkerAlgorithm):
         )
         for name, label in METRICS:
             self.addOutput(QgsProcessingOutputNumber(name, f"Test {label} (one step ahead)"))
+        for name, label in SKILLS:
+            self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context, observed=True)
@@ -164,4 +173,8 @@ class TrainModel(WorkerAlgorithm):
         for name, key in METRICS:
             v = res["test_metrics"].get(key, math.nan)
             out[name] = float(v) if v is not None else math.nan
+        backtest = res.get("backtest") or {}
+        for name, _ in SKILLS:
+            v = backtest.get(name.lower())
+            out[name] = float(v) if v is not None and math.isfinite(v) else None
         return out

@@ -59,6 +59,14 @@ def test_training_beats_persistence_and_writes_everything(trained):
     assert res["epochs_run"] >= 1
     assert res["test_metrics"]["MAE"] < 0.8 * res["persistence_metrics"]["MAE"], res
     assert res["test_metrics"]["SSIM"] > 0.95
+    # issue 17: the iterative backtest per horizon, next to persistence and the trend line
+    bt = res["backtest"]
+    assert len(bt["network_mae"]) == len(bt["persistence_mae"]) == len(bt["trend_mae"]) == 8
+    assert bt["skill_vs_persistence"] == pytest.approx(
+        1 - bt["network_overall_mae"] / bt["persistence_overall_mae"]
+    )
+    assert bt["persistence_mae"][-1] > bt["persistence_mae"][0]  # the bowl deepens: holding it lags
+    assert bt["skill_vs_persistence"] > 0.3  # the trend-residual network beats holding a deepening bowl
     html = open(params["output_report"], encoding="utf-8").read()
     assert html.count("data:image/png;base64,") >= 3 and "persistence" in html
     pred = np.load(params["predictions"])
@@ -235,3 +243,35 @@ def test_default_test_count_fits_short_series():
     assert test_count_of({"test_count": -1}, 40) == 8
     assert test_count_of({"test_count": -1}, 156) == 20
     assert test_count_of({"test_count": 5}, 40) == 5 and test_count_of({"test_count": 0}, 40) == 0
+
+
+def test_forecast_methods_from_the_backtest(trained, scene, tmp_path):
+    """Issue 17: METHOD persistence holds the last (regularized) date, trend extrapolates the line,
+    best takes the least iterative backtest MAE; each with its own calibrated bounds."""
+    from deformation_forecast.core.errors import InputError
+    from deformation_forecast.core.stack import read_stack
+    from deformation_forecast.ml.forecast import run_forecast
+    from deformation_forecast.ml.modelfile import load_model, read_meta, save_model
+
+    params, _ = trained
+    _, path, data, _ = scene
+    bt = read_meta(params["output_model"])["backtest"]
+    assert set(bt["calibration"]) == {"persistence", "trend"}
+    out, lo_p, hi_p = (str(tmp_path / f"{k}.tif") for k in ("fc", "lo", "hi"))
+    base = {"input": path, "model": params["output_model"], "steps": 6, "device": "cpu", "output": out}
+    res = run_forecast(dict(base, method="persistence", output_lower=lo_p, output_upper=hi_p))
+    fc = read_stack(out)
+    assert res["method"] == "persistence"
+    np.testing.assert_allclose(fc[:, 20, 20], data[-1, 20, 20], atol=1e-4)  # 12-day data: no resampling
+    assert (read_stack(lo_p)[:, 20, 20] < fc[:, 20, 20]).all() and np.isnan(fc[:, 0, 0]).all()
+    run_forecast(dict(base, method="trend"))
+    tr = read_stack(out)[:, 20, 20]
+    np.testing.assert_allclose(np.diff(np.diff(tr)), 0, atol=1e-3)  # a straight line
+    res = run_forecast(dict(base, method="best"))
+    maes = {k: bt[f"{k}_overall_mae"] for k in ("network", "persistence", "trend")}
+    assert res["method"] == min(maes, key=maes.get)
+    net, gru, meta = load_model(params["output_model"])
+    old = str(tmp_path / "old.dfmodel")
+    save_model(old, net, gru, {k: v for k, v in meta.items() if k not in ("format", "version", "backtest")})
+    with pytest.raises(InputError, match="METHOD: .*no iterative backtest"):
+        run_forecast(dict(base, model=old, method="best"))

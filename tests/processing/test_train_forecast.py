@@ -30,6 +30,7 @@ def test_train_then_forecast(run_alg, write_stack, tmp_path):
     for k in ("TEST_MAE", "TEST_RMSE", "TEST_SSIM", "TEST_MS_SSIM", "TEST_PSNR"):
         assert np.isfinite(res[k]), k
     assert "<img" in open(report, encoding="utf-8").read()
+    assert all(np.isfinite(res[k]) and res[k] < 1 for k in ("SKILL_VS_PERSISTENCE", "SKILL_VS_TREND"))
     out = str(tmp_path / "fc.tif")
     rate = str(tmp_path / "rate.tif")
     lower, upper = str(tmp_path / "lo.tif"), str(tmp_path / "hi.tif")
