@@ -425,10 +425,11 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     trend = trend_params(meta)
     keep = kept_dates(meta, len(grid))
     method = resolve_method(params, meta)
-    baseline = None
+    baseline: dict[str, Any] | None = None
     if method != "network":
-        baseline = {"method": method, "trend_window": int(meta["backtest"]["trend_window"])}
-        keep = int(min(max(keep, baseline["trend_window"]), len(grid)))
+        window = int(meta["backtest"]["trend_window"])
+        baseline = {"method": method, "trend_window": window}
+        keep = int(min(max(keep, window), len(grid)))
         protocol.message(f"METHOD: forecasting with {method} (the network is not used)")
     bands = interval_setup(dict(params, resolved_method=method), meta, steps)
 
