@@ -10,7 +10,7 @@ Method (pure numpy, no model needed):
    (rolling origin, horizons 1..H); the normalized scores r = |forecast - observed| / s(p) of every
    pixel at horizon h give the conformal quantile q_h(c) = the ceil((n + 1) c)-th smallest of the n
    scores (split conformal), for a grid of confidence levels ``LEVELS``.
-   The quantiles never shrink with the horizon (running maximum over h).
+   The quantiles never shrink with the horizon (isotonic regression over h, per level).
 3. Bounds: forecast -/+ q_h(c) s(p). Beyond the calibrated horizons, q grows with sqrt(h / H) (the
    growth of a random walk's spread), an extrapolation the help says is not calibrated.
 
@@ -71,6 +71,23 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(s[max(k, 1) - 1])
 
 
+def monotone_in_horizon(table: np.ndarray) -> np.ndarray:
+    """Per level (column), the least-squares non-decreasing fit over the horizons (rows): isotonic
+    regression, which averages a dip instead of carrying one bad date's quantile (the running
+    maximum would) to every later horizon. Infinite quantiles stay infinite."""
+    from sklearn.isotonic import IsotonicRegression
+
+    out = np.array(table, dtype="float64")
+    h = np.arange(out.shape[0], dtype="float64")
+    for j in range(out.shape[1]):
+        col = out[:, j]
+        if np.isfinite(col).all() and col.size > 1:
+            out[:, j] = IsotonicRegression(increasing=True).fit_transform(h, col)
+        else:
+            out[:, j] = np.maximum.accumulate(col)
+    return out
+
+
 def calibrate(errors: np.ndarray, scale: np.ndarray, floor: float | None = None) -> dict[str, Any]:
     """The calibration of a backtest: `errors` (H, ...) forecast - observed at horizons 1..H, `scale`
     (...) the pixels' scale at the backtest's origin (:func:`pixel_scale`). Returns the JSON-ready
@@ -82,7 +99,7 @@ def calibrate(errors: np.ndarray, scale: np.ndarray, floor: float | None = None)
     with np.errstate(all="ignore"):
         r = np.abs(e) / s[None]
     table = np.array([[conformal_quantile(r[h], c) for c in LEVELS] for h in range(e.shape[0])])
-    table = np.maximum.accumulate(table, axis=0)  # never narrower at a longer horizon
+    table = np.maximum.accumulate(monotone_in_horizon(table), axis=1)  # and never narrower at a higher level
     counts = np.isfinite(r.reshape(e.shape[0], -1)).sum(axis=1)
     return {
         "format": FORMAT,

@@ -112,3 +112,12 @@ def test_conformal_quantile_known_answers():
     assert math.isinf(iv.conformal_quantile(np.arange(5.0), 0.9))  # 5 scores cannot give 90 %
     with pytest.raises(ValueError, match="CONFIDENCE"):
         iv.horizon_quantiles({"levels": [0.5], "quantiles": [[1.0]]}, 0.999, 1)
+
+
+def test_one_bad_date_is_averaged_not_carried_to_every_later_horizon():
+    """Per-date noise shared by all pixels (atmosphere) can make one horizon's quantile high: the
+    monotone fit averages it with the later ones, where a running maximum would keep it."""
+    table = np.array([[1.0], [5.0], [1.0], [1.0]])
+    np.testing.assert_allclose(iv.monotone_in_horizon(table)[:, 0], [1.0, 7 / 3, 7 / 3, 7 / 3])
+    ok = np.array([[1.0, 2.0], [1.5, 2.5]])
+    np.testing.assert_array_equal(iv.monotone_in_horizon(ok), ok)  # already monotone: unchanged
