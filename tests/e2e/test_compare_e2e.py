@@ -78,6 +78,23 @@ def test_evaluateforecast_e2e(qgis_process, write_stack, tmp_path):
     assert int(res["MATCHED_DATES"]) == 3
     assert [r["date"] for r in _csv(tmp_path / "m.csv")][-1] == "overall"
     assert os.path.exists(tmp_path / "err.tif") and os.path.exists(tmp_path / "r.html")
+    # issue 17: a band of +-0.6 around a forecast 0.5 off covers everything, +-0.4 nothing
+    for half, cover in ((0.6, 1.0), (0.4, 0.0)):
+        lo = write_stack(pred - half, pdates, name=f"lo{half}.tif")
+        hi = write_stack(pred + half, pdates, name=f"hi{half}.tif")
+        res = qgis_process(
+            "run",
+            "deformation_forecast:evaluateforecast",
+            "--",
+            f"PREDICTED={p}",
+            f"OBSERVED={o}",
+            f"LOWER={lo}",
+            f"UPPER={hi}",
+            "MAX_DAYS=2",
+            f"OUTPUT_TABLE={tmp_path / f'b{half}.csv'}",
+        )["results"]
+        assert float(res["COVERAGE"]) == pytest.approx(cover)
+        assert float(res["MEAN_WIDTH"]) == pytest.approx(2 * half, abs=1e-4)
 
 
 @pytest.mark.tf
