@@ -25,7 +25,17 @@ DOUBLE = QgsProcessingParameterNumber.Double
 # (name, label, type, default, min, max, advanced, help)
 NUMBERS = [
     ("TIME_STEP", "Input length (dates per window)", INT, 5, 2, 60, False, None),
-    ("TEST_COUNT", "Test dates (the last ones)", INT, 20, 0, 1000, False, None),
+    (
+        "TEST_COUNT",
+        "Test dates (the last ones; -1 = the smaller of 20 and a fifth of the dates)",
+        INT,
+        -1,
+        -1,
+        1000,
+        False,
+        "The test dates score the model and calibrate the forecast's prediction intervals; 0 = none "
+        "(then the model has no intervals). -1 takes what a short series can spare.",
+    ),
     ("VALIDATION_FRACTION", "Validation fraction of the rest", DOUBLE, 0.2, 0.0, 0.9, True, None),
     ("EPOCHS", "Epochs (at most; early stopping on the validation loss)", INT, 30, 1, 10000, False, None),
     ("BATCH_SIZE", "Batch size", INT, 4, 1, 1024, True, None),
@@ -58,6 +68,11 @@ NUMBERS = [
     ("GRU_EPOCHS", "Epochs of the GRU extremum compressor", INT, 64, 1, 10000, True, None),
     ("SAMPLES_PER_EPOCH", "Training tiles per epoch (0 = all)", INT, 0, 0, 10**7, True, None),
 ]
+# skill of the iterative backtest over the test dates: 1 - MAE(network) / MAE(baseline)
+SKILLS = [
+    ("SKILL_VS_PERSISTENCE", "Iterative test skill vs persistence (1 - MAE / MAE of persistence)"),
+    ("SKILL_VS_TREND", "Iterative test skill vs the linear trend (1 - MAE / MAE of the trend)"),
+]
 METRICS = [
     ("TEST_MAE", "MAE"),
     ("TEST_RMSE", "RMSE"),
@@ -77,7 +92,12 @@ class TrainModel(WorkerAlgorithm):
         "separate TensorFlow process. The stack is resampled to a regular interval; the per-date "
         "minimum and maximum are modelled by a GRU compressor (eqs. 1-4) that scales frames to "
         "[-1, 1]; sliding windows of TIME_STEP dates predict the next date; the last TEST_COUNT "
-        "dates are the test set, the rest is split in time order into training and validation. "
+        "dates are the test set (default -1: the smaller of 20 and a fifth of the dates), the rest "
+        "is split in time order into training and validation. The network then forecasts the test "
+        "dates iteratively from the first of them, and those errors calibrate the prediction "
+        "intervals of 'Forecast deformation' (stored in the model file); SKILL_VS_PERSISTENCE and "
+        "SKILL_VS_TREND compare that iterative backtest with persistence and with the per-pixel line "
+        "(1 - MAE / MAE of the baseline: above 0, the network is better), per horizon in the model file. "
         "Loss: MAE_WEIGHT x MAE + (1 - MAE_WEIGHT) x (1 - MS-SSIM) (eq. 11), Adam, early stopping "
         "with the best weights kept. ARCHITECTURE: cnn-phlstm (default: PhLSTM at every cell of a "
         "spatial bottleneck, skip connections, increment over the last frame), cnn-phlstm-paper "
@@ -124,6 +144,8 @@ class TrainModel(WorkerAlgorithm):
         )
         for name, label in METRICS:
             self.addOutput(QgsProcessingOutputNumber(name, f"Test {label} (one step ahead)"))
+        for name, label in SKILLS:
+            self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context, observed=True)
@@ -164,6 +186,10 @@ class TrainModel(WorkerAlgorithm):
         for name, key in METRICS:
             v = res["test_metrics"].get(key, math.nan)
             out[name] = float(v) if v is not None else math.nan
+        backtest = res.get("backtest") or {}
+        for name, _ in SKILLS:
+            v = backtest.get(name.lower())
+            out[name] = float(v) if v is not None and math.isfinite(v) else None
         return out
 
 
