@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 
-REQUIRED = ("rasterio", "skimage", "sklearn", "scipy")
+REQUIRED = ("rasterio", "skimage", "sklearn", "scipy", "h5py")
 
 
 def missing() -> list[str]:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import subprocess
 import tempfile
 import threading
@@ -104,8 +105,28 @@ def _child_env() -> dict[str, str]:
     }
     env["PYTHONPATH"] = os.path.dirname(PLUGIN_DIR)
     env["PYTHONUNBUFFERED"] = "1"
+    env["DEFORMATION_FORECAST_PARENT_PID"] = str(os.getpid())  # the worker stops when we are gone
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
+
+
+# TensorFlow's (and absl's) own C++ log lines: information, warnings and non-fatal errors of its
+# runtime ("E0000 ... NodeDef mentions attribute ...", oneDNN and CPU-instruction notes, CUDA
+# factories registered twice). They are not errors of the run (those come as JSON "error" lines and
+# a non-zero exit), so they stay out of the Log tab; fatal (F) lines still show.
+TF_NOISE = re.compile(
+    r"^(?:[IWE]\d{4} [\d:.]+\s+\d+ [\w.]+:\d+\]"  # absl: E0000 00:00:1733.1  123 file.cc:12]
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] "  # TF < 2.16: 2024-01-01 12:00:00.1: I ...
+    r"|WARNING: All log messages before absl::InitializeLog"
+    r"|To enable the following instructions"
+    r"|This TensorFlow binary is optimized"
+    r"|oneDNN custom operations are on"
+    r"|Unable to register cu(?:DNN|FFT|BLAS) factory)"
+)
+
+
+def is_tensorflow_noise(line: str) -> bool:
+    return bool(TF_NOISE.match(line.strip()))
 
 
 def _reader(stream, sink: queue.Queue, tag: str) -> None:
@@ -187,8 +208,8 @@ def run_worker(
                 continue
             if tag == "err":
                 if line.strip():
-                    tail.append(line)
-                    if feedback:
+                    tail.append(line)  # kept for a crash report, even TensorFlow's own notes
+                    if feedback and not is_tensorflow_noise(line):
                         feedback.pushDebugInfo(line)
                 continue
             obj = _parse(line)
@@ -212,7 +233,8 @@ def run_worker(
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
-        os.unlink(pfile)
+        with contextlib.suppress(FileNotFoundError):  # the worker removes it once read
+            os.unlink(pfile)
         if rc != 0 or cancelled or hung:
             _remove_partial_outputs(params)
     if cancelled:

@@ -15,7 +15,7 @@ export PY="$ROOT/.venv/bin/python"
 export QGIS_CUSTOM_CONFIG_PATH="$OUT/.qgis_profile"
 mkdir -p "$QGIS_CUSTOM_CONFIG_PATH"
 echo "[sample] generating the sample scene in $SAMPLE"
-"$PY" -m deformation_forecast.core.sample "$SAMPLE"
+"$PY" -m deformation_forecast.core.sample "$SAMPLE" --horizontal
 for step in scripts/sample_job.d/*.sh; do
   echo "[sample] step $(basename "$step")"
   bash "$step"

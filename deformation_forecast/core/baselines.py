@@ -47,10 +47,11 @@ from .errors import InputError
 from .split import Split
 from .streaming import BottomK, hash_keys
 
-BASELINES = ("persistence", "linear-trend", "svr", "mlp")
+BASELINES = ("persistence", "linear-trend", "trend-annual", "svr", "mlp")
 LABELS = {
     "persistence": "Persistence",
     "linear-trend": "Linear trend",
+    "trend-annual": "Trend + annual",
     "svr": "SVR",
     "mlp": "MLP",
     "cnn-lstm": "CNN-LSTM",
@@ -81,7 +82,7 @@ class Forecasts:
 
 @dataclass
 class BaselineOptions:
-    trend_window: int = 5
+    trend_window: int = 0  # 0 = chosen on the validation dates (LinearTrend)
     svr_samples: int = 1000
     mlp_samples: int = 200_000
     mlp_hidden: tuple[int, ...] = (64, 32)
@@ -126,17 +127,94 @@ class Persistence(Baseline):
         return history[-1].astype("float32", copy=True)
 
 
+# the trend windows tried on the validation dates, and the horizons they are scored at: the same as
+# the default networks' own trend (ml/trend.py WINDOW_CANDIDATES, choose_window)
+TREND_CANDIDATES = (1, 5, 10, 20, 40)
+TREND_HORIZON = 20
+
+
+def line_errors(
+    frames: np.ndarray, times: np.ndarray, split: Split, candidates=TREND_CANDIDATES
+) -> dict[int, tuple[float, int]]:
+    """Per candidate window w: (sum of |error|, count) of the least-squares line over the w frames
+    before every origin from the first validation target to the first test date, 1..TREND_HORIZON
+    steps ahead (never reaching the test dates), over the pixels finite at all those dates. Sums
+    over pixel subsets (windows of the raster) add up."""
+    end = split.first_test
+    first = int(split.val[0]) if len(split.val) else max(1, end - TREND_HORIZON)
+    out: dict[int, tuple[float, int]] = {}
+    lo = max(0, first - max(candidates))  # only the dates any candidate needs, as float64
+    flat = np.asarray(frames[lo:end], dtype="float64").reshape(end - lo, -1)
+    for w in candidates:
+        if w > first:
+            continue
+        err, cnt = 0.0, 0
+        for o in range(first, end):
+            h = min(TREND_HORIZON, end - o)
+            pred = _line_predict(flat[o - w - lo : o - lo], times[o - w : o], times[o : o + h])
+            e = np.abs(pred - flat[o - lo : o - lo + h])
+            ok = np.isfinite(e)
+            err += float(e[ok].sum())
+            cnt += int(ok.sum())
+        out[w] = (err, cnt)
+    return out
+
+
+def _line_predict(y: np.ndarray, t: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(len(targets), n) values of the per-column least-squares line through (t, y (w, n))."""
+    t = np.asarray(t, dtype="float64")
+    ym = y.mean(axis=0)
+    if len(t) == 1:
+        return np.broadcast_to(ym, (len(targets),) + ym.shape)
+    tc = t - t.mean()
+    slope = np.tensordot(tc, y - ym, axes=(0, 0)) / float((tc**2).sum())
+    return ym[None] + slope[None] * (np.asarray(targets, dtype="float64") - t.mean())[:, None]
+
+
+def add_errors(total: dict[int, tuple[float, int]], part: dict[int, tuple[float, int]]) -> None:
+    for w, (e, c) in part.items():
+        e0, c0 = total.get(w, (0.0, 0))
+        total[w] = (e0 + e, c0 + c)
+
+
 class LinearTrend(Baseline):
+    """Per pixel, a least-squares line through the last `window` frames (real time). `window` = 0:
+    chosen on the validation dates among TREND_CANDIDATES (:meth:`choose`), as the networks' trend."""
+
     name = "linear-trend"
 
-    def __init__(self, window: int = 5):
-        if window < 1:
-            raise InputError(f"The trend window must be at least 1 frame, not {window}.")
-        self.window = window
+    def __init__(self, window: int = 0):
+        if window < 0:
+            raise InputError(f"TREND_WINDOW must be at least 1 frame (or 0 = chosen), not {window}.")
+        self.auto = window == 0
+        self.window = window or max(TREND_CANDIDATES)
+        self.errors: dict[int, tuple[float, int]] = {}
         self.notes = f"least squares over the last {window} frames, real time"
 
     def history_needed(self) -> int:
         return self.window
+
+    def gather(self, frames: np.ndarray, times: np.ndarray, split: Split) -> None:
+        """Add a window of the raster's validation errors (only when the window is chosen)."""
+        if self.auto:
+            add_errors(self.errors, line_errors(frames, times, split))
+
+    def choose(self) -> None:
+        """Take the window with the least validation MAE (ties: the shorter)."""
+        if not self.auto:
+            return
+        maes = {w: e / c for w, (e, c) in self.errors.items() if c}
+        if maes:
+            self.window = min(maes, key=lambda w: (maes[w], w))
+        listed = ", ".join(f"{w}: {maes[w]:.3g}" for w in sorted(maes))
+        self.notes = (
+            f"least squares over the last {self.window} frames, real time; window chosen on the "
+            f"validation dates 1..{TREND_HORIZON} steps ahead (MAE per window {listed})"
+        )
+
+    def fit(self, frames, times, split, progress=None, should_stop=None):
+        self.gather(frames, times, split)
+        self.choose()
 
     def predict(self, history, hist_times, target_time):
         y = np.asarray(history[-self.window :], dtype="float64")
@@ -147,6 +225,46 @@ class LinearTrend(Baseline):
         ym = y.mean(axis=0)
         slope = np.tensordot(tc, y - ym, axes=(0, 0)) / float((tc**2).sum())
         return (ym + slope * (target_time - t.mean())).astype("float32")
+
+
+class TrendAnnual(Baseline):
+    """Per pixel, least squares of a line plus an annual sinusoid (a + b t + c sin + d cos of
+    2 pi t / 365.25 days) over the frames of the last SPAN_DAYS (at least MIN_FRAMES)."""
+
+    name = "trend-annual"
+    SPAN_DAYS = 2 * 365.25
+    MIN_FRAMES = 8
+
+    def __init__(self):
+        self.window = self.MIN_FRAMES
+        self.notes = "line + annual sinusoid, least squares over the last two years"
+
+    def history_needed(self) -> int:
+        return self.window
+
+    def fit(self, frames, times, split, progress=None, should_stop=None):
+        t = np.asarray(times[: split.first_test], dtype="float64")
+        span = int(np.sum(t > t[-1] - self.SPAN_DAYS)) if len(t) else 0
+        self.window = max(self.MIN_FRAMES, span)
+        self.notes = f"line + annual sinusoid, least squares over the last {self.window} frames"
+
+    def predict(self, history, hist_times, target_time):
+        y = np.asarray(history[-self.window :], dtype="float64")
+        t = np.asarray(hist_times[-self.window :], dtype="float64")
+        if len(t) < 4:  # too short for four terms: the line
+            return LinearTrend(len(t)).predict(history, hist_times, target_time)
+        t0 = t[-1]
+
+        def design(tt):
+            tt = np.atleast_1d(tt) - t0
+            w = 2 * np.pi * (tt + t0) / 365.25
+            return np.stack([np.ones_like(tt), tt / 365.25, np.sin(w), np.cos(w)], axis=1)
+
+        a = design(t)
+        flat = y.reshape(len(t), -1)
+        coef, *_ = np.linalg.lstsq(a, flat, rcond=None)
+        out = (design(target_time) @ coef)[0]
+        return out.reshape(y.shape[1:]).astype("float32")
 
 
 def _rate_features(lags: np.ndarray, lag_times: np.ndarray) -> np.ndarray:
@@ -372,6 +490,8 @@ def make_baseline(name: str, time_step: int, options: BaselineOptions | None = N
         return Persistence()
     if name == "linear-trend":
         return LinearTrend(o.trend_window)
+    if name == "trend-annual":
+        return TrendAnnual()
     if name == "svr":
         return SVRBaseline(time_step, o.svr_samples, o.seed)
     if name == "mlp":
@@ -408,7 +528,7 @@ def run_baseline(
         return lambda f, msg: progress(a + (b - a) * min(max(f, 0.0), 1.0), msg)
 
     t0 = time.perf_counter()
-    fit_share = 0.0 if isinstance(model, Persistence | LinearTrend) else 0.5
+    fit_share = 0.0 if isinstance(model, Persistence | LinearTrend | TrendAnnual) else 0.5
     model.fit(frames, times, split, sub(0.0, fit_share), should_stop)
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()

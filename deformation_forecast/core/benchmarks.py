@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import validity
 from .crossorbit import check_incidence, los_to_vertical, nearest_pairs
 from .dates import date_fields, parse_date
 from .errors import InputError
@@ -239,7 +240,7 @@ def benchmarks_from_table(
         x=np.array(xs, dtype="float64"),
         y=np.array(ys, dtype="float64"),
         dates=dates,
-        values=values,
+        values=validity.mask_sentinels(np.asarray(values, dtype="float64"), source),
         coord_columns=(header[coords[0]], header[coords[1]]) if coords else None,
         geographic=bool(coords[2]) if coords else False,
         form=form,
@@ -264,8 +265,17 @@ class Sampled:
 
 
 @budget_gdal_cache
-def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | None = None) -> Sampled:
-    """Mean of the pixels whose centres lie within `radius` of each point, per band.
+def sample_circles(
+    path: str,
+    info: StackInfo,
+    x,
+    y,
+    radius: float,
+    mb: float | None = None,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> Sampled:
+    """Mean of the pixels whose centres lie within `radius` of each point, per band. With `scale`
+    (metres per CRS unit along x and y, core.metric), `radius` is in metres on the ground.
 
     Reads only a small window around each point (in groups of bands when the window of all bands
     would not fit in the memory budget `mb`, core.budget). Falls back to the pixel under the point
@@ -290,7 +300,6 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
     # float32 read, its float64 copy and the selection: about 4 copies of a window's bands
     limit = working_bytes(4, mb)
     with rasterio.open(path) as src:
-        nodata = src.nodata
         for k in range(x.size):
             if not (np.isfinite(x[k]) and np.isfinite(y[k])):
                 method.append("outside")
@@ -299,7 +308,7 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
             if not (0 <= col < info.width and 0 <= row < info.height):
                 method.append("outside")
                 continue
-            pc, pr = radius / rx + 1, radius / ry + 1
+            pc, pr = radius / (rx * scale[0]) + 1, radius / (ry * scale[1]) + 1
             c0, c1 = max(0, math.floor(col - pc)), min(info.width, math.ceil(col + pc))
             r0, r1 = max(0, math.floor(row - pr)), min(info.height, math.ceil(row + pr))
             win = Window(c0, r0, c1 - c0, r1 - r0)
@@ -310,7 +319,7 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
                     "the memory budget allows; choose a smaller radius (or raise the memory budget)."
                 )
             cx, cy = pixel_centres(info.transform, info.width, info.height, win)
-            inside = (cx - x[k]) ** 2 + (cy - y[k]) ** 2 <= radius**2
+            inside = ((cx - x[k]) * scale[0]) ** 2 + ((cy - y[k]) * scale[1]) ** 2 <= radius**2
             del cx, cy
             how = "circle"
             if not inside.any():
@@ -323,8 +332,7 @@ def sample_circles(path: str, info: StackInfo, x, y, radius: float, mb: float | 
             for b0 in range(0, info.count, per):
                 idx = list(range(b0 + 1, min(info.count, b0 + per) + 1))
                 block = src.read(idx, window=win, out_dtype="float32")
-                if nodata is not None and not np.isnan(nodata):
-                    block[block == np.float32(nodata)] = np.nan
+                block = validity.clean_block(block, src, idx, window=win)  # nodata, masks, units
                 vals = block[:, inside].astype("float64")  # (bands, pixels)
                 del block
                 good = np.isfinite(vals)
@@ -416,10 +424,14 @@ def compare(
     values to vertical (dv = dLOS / cos(incidence)), set both series to zero at the reference pair
     (the survey nearest `reference_date`, default each benchmark's first pair where both have a
     value), and measure InSAR - leveling. The reference pair is listed (difference 0 by
-    construction) but left out of the statistics.
+    construction) but left out of the statistics. With `incidence` None the values are vertical
+    already (e.g. from ``decompose``) and are compared as they are.
     """
-    inc = np.broadcast_to(np.asarray(incidence, dtype="float64"), (len(bms.ids),))
-    check_incidence(inc, "incidence angle")
+    if incidence is None:  # the stack is vertical already (e.g. from `decompose`)
+        inc = np.full(len(bms.ids), np.nan)
+    else:
+        inc = np.broadcast_to(np.asarray(incidence, dtype="float64"), (len(bms.ids),))
+        check_incidence(inc, "incidence angle")
     pairs = nearest_pairs(bms.dates, acquisition_dates, max_days)
     if not pairs:
         raise InputError(
@@ -437,7 +449,11 @@ def compare(
                 "that has an InSAR acquisition; choose one of the survey dates."
             )
         ref_pair = k
-    vert = los_to_vertical(sampled.values, inc[:, None])
+    vert = (
+        np.asarray(sampled.values, dtype="float64")
+        if incidence is None
+        else los_to_vertical(sampled.values, inc[:, None])
+    )
     rows, summary, warnings = [], [], []
     all_lev, all_ins = [], []
     skipped = 0

@@ -12,7 +12,8 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.warp import Resampling
 
-from .dates import check_increasing, parse_date
+from . import validity
+from .dates import check_increasing, parse_date, parse_year_doy
 from .errors import InputError
 from .stack import StackWriter, budget_gdal_cache
 
@@ -42,11 +43,13 @@ def sources_with_dates(paths: Sequence[str], dates: Sequence[dt.date] | None = N
             d = None
             with rasterio.open(p) as src:
                 d = parse_date(src.descriptions[0] or "") or parse_date(src.tags(1).get("DATE", ""))
-            d = d or parse_date(os.path.basename(p))
+            # YYYYMMDD / YYYY-MM-DD, else year + day of year (GMTSAR: disp_2017246.grd)
+            d = d or parse_date(os.path.basename(p)) or parse_year_doy(os.path.basename(p))
         if d is None:
             raise InputError(
                 f"LAYERS: no date in the name of {os.path.basename(p)!r} (nor in its band "
-                "description). Rename it with YYYYMMDD or YYYY-MM-DD, or give DATES."
+                "description). Rename it with YYYYMMDD, YYYY-MM-DD or YYYYDDD (year + day of year), "
+                "or give DATES."
             )
         out.append(Source(p, d))
     out.sort(key=lambda s: s.date)
@@ -87,7 +90,6 @@ def build_stack(
             if is_canceled():
                 raise InputError("Cancelled; nothing was written.")
             with rasterio.open(s.path) as src:
-                nodata = src.nodata
                 if src.crs is None:
                     raise InputError(
                         f"LAYERS: {os.path.basename(s.path)!r} has no CRS, so it cannot be aligned "
@@ -105,7 +107,6 @@ def build_stack(
                         f"{os.path.basename(s.path)}: grid differs from the first raster "
                         f"({src.crs}, {src.width}x{src.height}); warped onto it (bilinear)."
                     )
-                    float_src = np.dtype(src.dtypes[s.band - 1]).kind == "f"
                     try:
                         ds = WarpedVRT(
                             src,
@@ -114,7 +115,7 @@ def build_stack(
                             width=width,
                             height=height,
                             resampling=Resampling.bilinear,
-                            src_nodata=nodata if nodata is not None else (np.nan if float_src else None),
+                            src_nodata=validity.warp_nodata(src, s.band),
                             nodata=np.nan,
                             dtype="float32",
                         )
@@ -135,8 +136,8 @@ def build_stack(
                                 + f" ({e}); check the file"
                                 + (" or reproject it first." if not same else ".")
                             ) from e
-                        if same and nodata is not None and not np.isnan(nodata):
-                            data[data == np.float32(nodata)] = np.nan
+                        if same:  # nodata, GDAL masks, undeclared sentinels (core.validity)
+                            data = validity.clean_block(data, src, s.band, window=win, length=False)
                         if not same and not overlap:
                             overlap = bool(np.isfinite(data).any())
                         if units_factor != 1.0:

@@ -39,6 +39,7 @@ from .baselines import (
     LaggedRegressor,
     LinearTrend,
     Persistence,
+    TrendAnnual,
     make_baseline,
     predict_test,
     times_of,
@@ -145,6 +146,24 @@ class StreamedComparison:
         i = self.info
         return StackWriter(path, dates, i.crs, i.transform, i.width, i.height, i.units, tags)
 
+    def _prepare_trends(self, models: dict, check) -> None:
+        """The trend baselines' settings: the seasonal one's span from the dates, the linear trend's
+        window chosen on the validation dates (one pass over the raster's windows)."""
+        for m in models.values():
+            if isinstance(m, TrendAnnual):
+                m.fit(None, self.times, self.split)
+        auto = [m for m in models.values() if isinstance(m, LinearTrend) and m.auto]
+        if not auto:
+            return
+        for win in self.windows:
+            check()
+            frames, _ = self._window(win)
+            for m in auto:
+                m.gather(frames, self.times, self.split)
+            del frames
+        for m in auto:
+            m.choose()
+
     @_budget_cache
     def run_baselines(
         self,
@@ -191,6 +210,7 @@ class StreamedComparison:
 
                 m.fit_from(*samplers[n], self.split, sub, should_stop)
                 train_s[n] += time.perf_counter() - t0
+        self._prepare_trends(models, check)
         runs = {
             n: ModelRun(
                 n,

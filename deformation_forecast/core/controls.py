@@ -71,6 +71,7 @@ def analyse_controls(
     progress: Callable[[float], None] | None = None,
     mb: float | None = None,
     max_bytes: int | None = None,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[ControlsResult, list[str]]:
     """Fault profiles (`faults`: lists of (N, 2) parts in the raster's CRS) and unit statistics
     (`unit_geometries` GeoJSON-like polygons with their `units`) of band `band` (0-based) of the
@@ -78,6 +79,8 @@ def analyse_controls(
 
     `distance_path`: where to write the signed distance raster (faults only). `plot_samples`:
     points per fault kept for a plot; `unit_values`: compute each unit's box for a box plot.
+    `scale`: metres per CRS unit along x and y (core.metric): distances, `bin_width` and
+    `max_distance` are then metres on the ground (a geographic stack).
     Returns (result, unit names in first-seen order).
     """
     from rasterio import features
@@ -89,6 +92,9 @@ def analyse_controls(
 
     if faults:
         n_bins(bin_width, max_distance)  # refuses bad bins before anything is read
+        if tuple(scale) != (1.0, 1.0):  # distances in metres: the faults' vertices in scaled units
+            sxy = np.array(scale, dtype="float64")
+            faults = [[np.asarray(part, dtype="float64") * sxy for part in f] for f in faults]
     shapes, names = unit_codes(unit_geometries, units) if unit_geometries else ([], [])
     history = history and bool(names) and info.count > 1
     bands = list(range(info.count)) if history else [band]
@@ -136,6 +142,7 @@ def analyse_controls(
             h, w = int(win.height), int(win.width)
             if faults:  # before the bands are read: its temporaries never meet the window's pixels
                 x, y = pixel_centres(info.transform, info.width, info.height, win)
+                x, y = x * scale[0], y * scale[1]
                 dist, nearest, along = signed_distance(x, y, faults, chunk_elements)
                 del x, y
                 if writer is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import validity
 from .dates import to_decimal_year
 from .errors import InputError
 from .los import los_to_vertical  # dv = dLOS / cos(theta), shared with `losvertical`
@@ -38,6 +39,7 @@ def check_incidence(theta, what: str = "incidence angle") -> None:
             "Give the radar incidence angle in degrees from the vertical (e.g. 34.17 for the paper's "
             "Sentinel-1 ascending track)."
         )
+    validity.check_angle_range(float(fin.min()), float(fin.max()), f"The {what}")
 
 
 class OnGrid:
@@ -60,7 +62,6 @@ class OnGrid:
         self._nodata = self._src.nodata
         self._ds = self._src
         if not self.same:
-            float_src = np.dtype(self._src.dtypes[0]).kind == "f"
             self._ds = WarpedVRT(
                 self._src,
                 crs=target.crs,
@@ -68,16 +69,18 @@ class OnGrid:
                 width=target.width,
                 height=target.height,
                 resampling=Resampling.bilinear,
-                src_nodata=self._nodata if self._nodata is not None else (np.nan if float_src else None),
+                src_nodata=validity.warp_nodata(self._src),
                 nodata=np.nan,
                 dtype="float32",
             )
 
     def read(self, bands: Sequence[int], window=None) -> np.ndarray:
-        arr = self._ds.read([b + 1 for b in bands], window=window, out_dtype="float32")
-        if self.same and self._nodata is not None and not np.isnan(self._nodata):
-            arr[arr == np.float32(self._nodata)] = np.nan
-        return arr
+        idx = [b + 1 for b in bands]
+        arr = self._ds.read(idx, window=window, out_dtype="float32")
+        if self.same:  # nodata, GDAL masks, undeclared sentinels, m/cm -> mm (core.validity)
+            return validity.clean_block(arr, self._src, idx, window=window)
+        arr = validity.mask_sentinels(arr, self._src.name)
+        return validity.to_mm(arr, self._src, idx)
 
     def close(self) -> None:
         if self._ds is not self._src:

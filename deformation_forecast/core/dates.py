@@ -3,6 +3,7 @@ conversion between dates and decimal years / day offsets."""
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
@@ -136,3 +137,16 @@ def median_interval(dates: Sequence[dt.date]) -> int:
     if len(dates) < 2:
         raise InputError("At least two dates are needed to find an acquisition interval.")
     return max(1, int(round(float(np.median(np.diff(to_ordinal(dates)))))))
+
+
+_YEAR_DOY = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{3})(?!\d)")
+
+
+def parse_year_doy(text: str) -> dt.date | None:
+    """A date written as year + day of year (``YYYYDDD``, GMTSAR's ``disp_2017246.grd`` =
+    2017-09-03) in `text`, or None. Used for file names only where no YYYYMMDD date is found."""
+    for m in _YEAR_DOY.finditer(text or ""):
+        year, doy = int(m.group(1)), int(m.group(2))
+        if 1 <= doy <= (366 if calendar.isleap(year) else 365):
+            return dt.date(year, 1, 1) + dt.timedelta(days=doy - 1)
+    return None

@@ -660,7 +660,7 @@ def evaluate_files(
     from .budget import gdal_env
 
     with gdal_env(mb):  # GDAL's block cache sized from the memory budget
-        return _evaluate_files(pred_path, obs_path, pairs, data_range, errors_path, errors_meta, progress)
+        return _evaluate_files(pred_path, obs_path, pairs, data_range, errors_path, errors_meta, progress, mb)
 
 
 def _evaluate_files(
@@ -671,9 +671,10 @@ def _evaluate_files(
     errors_path: str | None = None,
     errors_meta: dict | None = None,
     progress=None,
+    mb: float | None = None,
 ) -> FileEvaluation:
     """The body of :func:`evaluate_files`."""
-    from .stack import StackWriter, read_info, read_stack
+    from .stack import StackWriter, iter_frames, read_info
 
     pred_info, obs_info = read_info(pred_path), read_info(obs_path)
     steps = len(pairs) * (2 if data_range is None else 1)
@@ -681,9 +682,10 @@ def _evaluate_files(
 
     def frames():
         nonlocal done
-        for i, j in pairs:
-            p = read_stack(pred_path, bands=[i])[0]
-            o = read_stack(obs_path, bands=[j])[0]
+        # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22)
+        preds = iter_frames(pred_path, [i for i, _ in pairs], mb=mb)
+        obs = iter_frames(obs_path, [j for _, j in pairs], mb=mb)
+        for (i, p), (j, o) in zip(preds, obs, strict=True):
             yield i, j, p, o
             done += 1
             if progress is not None:

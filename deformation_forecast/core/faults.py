@@ -291,7 +291,7 @@ def plot_controls(
                 label=f"{side} bin mean",
             )
         ax.axvline(0, color="k", lw=0.8)
-        ax.set_xlabel("signed distance to the fault (map units, left < 0)")
+        ax.set_xlabel("signed distance to the fault (m, left < 0)")
         ax.set_ylabel(f"deformation ({units})")
         ax.set_title(f"{name}: step {prof.step:.1f} ± {prof.step_se:.1f} {units}", fontsize=10)
         ax.grid(alpha=0.3)

@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 from rasterio.warp import Resampling
 
+from . import validity
 from .dates import format_date
 from .errors import InputError
 from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack, same_grid
@@ -30,6 +31,7 @@ def check_incidence(theta: float, what: str = "INCIDENCE") -> float:
             f"{what}: the incidence angle must lie strictly between 0 and 90 degrees (from the "
             f"vertical), not {theta:g}. Sentinel-1 IW angles are about 29-46 degrees."
         )
+    validity.check_angle_range(theta, theta, what)
     return theta
 
 
@@ -83,6 +85,7 @@ class IncidenceStats:
                 f"{what}: all incidence angles are below 1.571 degrees; the raster is probably in "
                 "radians. Convert it to degrees (x 57.2958)."
             )
+        validity.check_angle_range(self.min, self.max, what)
 
 
 class IncidenceGrid:
@@ -115,7 +118,7 @@ class IncidenceGrid:
                 width=info.width,
                 height=info.height,
                 resampling=Resampling.bilinear,
-                src_nodata=self._nodata,
+                src_nodata=validity.warp_nodata(self._src, band),
                 nodata=np.nan,
                 dtype="float32",
             )
@@ -123,9 +126,9 @@ class IncidenceGrid:
 
     def read(self, window=None) -> np.ndarray:
         arr = self._ds.read(self.band, window=window, out_dtype="float32")
-        if not self.resampled and self._nodata is not None and not np.isnan(self._nodata):
-            arr[arr == np.float32(self._nodata)] = np.nan
-        return arr
+        if not self.resampled:  # nodata, GDAL masks, undeclared sentinels (core.validity)
+            return validity.clean_block(arr, self._src, self.band, window=window, length=False)
+        return validity.mask_sentinels(arr, self._src.name)
 
     def check(self, mb: float | None = None) -> IncidenceGrid:
         """Read every window once and refuse the raster if an angle is outside (0, 90)."""

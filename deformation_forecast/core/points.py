@@ -28,6 +28,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import transform as warp_transform
 
+from . import validity
 from .dates import check_increasing, date_fields
 from .errors import InputError
 from .stack import budget_gdal_cache
@@ -67,6 +68,7 @@ class PointSeries:
     fmt: str = "fields"
     units: str = "mm"  # units of the input values (converted to mm in `values`)
     skipped: int = 0  # rows dropped because all their values were NaN
+    null_geometry: int = 0  # layer features dropped because they had no geometry
     reference: tuple[float, float] | None = None  # StaMPS reference point (lon, lat)
     notes: list[str] = field(default_factory=list)
 
@@ -249,7 +251,9 @@ def series_from_table(
         else:
             in_units = units
         if xy is None:
-            found = find_coordinate_columns(names)
+            from .coordinates import choose_columns
+
+            found = choose_columns(names, COORD_PAIRS, crs_in)
             if found is None:
                 raise InputError(
                     f"{what}: no coordinate columns found; name them x/y, lon/lat, longitude/latitude, "
@@ -311,6 +315,7 @@ def series_from_table(
             coords = coords[1:]
         if coords.shape != (n, 2):
             raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
+    notes.extend(_mask_sentinel_cells(values))
     keep = ~np.all(np.isnan(values), axis=1)
     skipped = int(n - keep.sum())
     bad_xy = keep & ~np.all(np.isfinite(coords), axis=1)
@@ -321,6 +326,14 @@ def series_from_table(
             "of every point (or remove the row)."
         )
     values, coords = values[keep], coords[keep]
+    if xy is None and values.shape[0]:
+        from .coordinates import check_inside
+
+        columns = f"{names[xcol]!r}/{names[ycol]!r}"
+        notes.append(f"Coordinates from columns {columns} in {crs_in.to_string()}.")
+        outside = check_inside(coords[:, 0], coords[:, 1], crs_in, columns, what)
+        if outside:
+            notes.append(f"Warning: {outside} point(s) lie outside the area of use of {crs_in.to_string()}.")
     if values.shape[0] == 0:
         raise InputError(
             f"{what}: no point with a displacement value ({n} rows, "
@@ -348,6 +361,20 @@ def series_from_table(
         reference=reference,
         notes=notes,
     )
+
+
+def _mask_sentinel_cells(values: np.ndarray) -> list[str]:
+    """Undeclared nodata sentinels (-9999, ...; core.validity) in the value cells become NaN, in
+    place; returns the warning to log (none when there were none)."""
+    hit = validity.sentinel_mask(values)
+    if not hit.any():
+        return []
+    found = ", ".join(validity.fmt_value(v) for v in np.unique(values[hit]).tolist())
+    values[hit] = np.nan
+    return [
+        f"Warning: {int(hit.sum())} value(s) equal to {found} (undeclared nodata) treated as "
+        "missing; write missing values as empty cells or NaN."
+    ]
 
 
 def read_points_csv(
@@ -439,11 +466,13 @@ def iter_grid_blocks(
     radius: float | None = None,
     max_bytes: int | None = None,
     mb: float | None = None,
+    used: np.ndarray | None = None,
 ):
     """Grid point series `values` (points, dates) window by window: yields (window, block) with
     block a (dates, rows, cols) float32 array, windows aligned to the output's 128 x 128 tiles and
     sized from the memory budget `mb` (core.budget; `max_bytes`, float32 bytes of one window's
-    dates, overrides it). See :func:`grid_points` for the methods."""
+    dates, overrides it). See :func:`grid_points` for the methods. `used` (a boolean array, one
+    per point) is set where a point's series entered at least one cell."""
     from rasterio.windows import Window
     from scipy import sparse
     from scipy.spatial import cKDTree
@@ -482,6 +511,8 @@ def iter_grid_blocks(
                 hit = np.isfinite(d)
                 block = np.full((cells.shape[0], ndates), np.nan)
                 block[hit] = values[idx[hit]]
+                if used is not None:
+                    used[idx[hit]] = True
             else:
                 lists = tree.query_ball_point(cells, r=radius)
                 lengths = np.fromiter((len(v) for v in lists), dtype="int64", count=len(lists))
@@ -491,6 +522,8 @@ def iter_grid_blocks(
                     if lengths.sum()
                     else np.zeros(0, dtype="int64")
                 )
+                if used is not None:
+                    used[pt_idx] = True
                 d2 = np.sum((cells[cell_idx] - pts[pt_idx]) ** 2, axis=1)
                 exact = d2 <= (1e-9 * pixel) ** 2
                 has_exact = np.zeros(len(lists), dtype=bool)
@@ -543,6 +576,28 @@ def grid_points(
 
 
 @budget_gdal_cache
+def check_grid(
+    series: PointSeries, xs, ys, pixel_size: float, width: int, height: int, log: Callable[[str], None]
+) -> None:
+    """Refuse a grid under 2 x 2 cells from more than a handful of points (coordinates read in the
+    wrong CRS or columns, or a PIXEL_SIZE far too large); log the points' median spacing."""
+    from .coordinates import median_spacing
+
+    spacing = median_spacing(xs, ys)
+    if np.isfinite(spacing):
+        log(
+            f"Median nearest-neighbour spacing of the points: {spacing:.3g} m; a PIXEL_SIZE near it "
+            f"keeps about one point per cell (given: {pixel_size:g} m)."
+        )
+    if (width < 2 or height < 2) and series.count > 4:
+        raise InputError(
+            f"PIXEL_SIZE {pixel_size:g} m puts the {series.count} points into a {width} x {height} grid "
+            f"(they span {float(np.ptp(xs)):.3g} x {float(np.ptp(ys)):.3g} m in {series.crs.to_string()} "
+            "read from the coordinate columns): check CSV_CRS and the coordinate columns, or choose "
+            "a smaller PIXEL_SIZE."
+        )
+
+
 def points_to_stack(
     series: PointSeries,
     out_path: str,
@@ -562,31 +617,39 @@ def points_to_stack(
 
     Returns a summary: crs, width, height, points, dates, filled (cells with a value at any date).
     """
+    from .metric import ground_scale
     from .stack import StackWriter
 
     dst = _check_crs(out_crs, "OUTPUT_CRS") or output_crs_for(series)
-    if dst.is_geographic:
-        log("Warning: the output CRS is geographic, so PIXEL_SIZE and RADIUS are in degrees.")
     xs, ys = project(series.x, series.y, series.crs, dst)
+    # PIXEL_SIZE and RADIUS are metres on the ground: grid in coordinates scaled to metres, then
+    # give the stack the transform back in the CRS's units (degrees: cells square on the ground)
+    scale = ground_scale(dst, (float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys))))
+    if scale.note:
+        log(scale.note + " PIXEL_SIZE and RADIUS are metres; the cells are square on the ground.")
+        xs, ys = xs * scale.kx, ys * scale.ky
     transform, width, height = grid_for(xs, ys, pixel_size)
+    check_grid(series, xs, ys, pixel_size, width, height, log)
     if width * height * len(series.dates) > MAX_CELLS:
         raise InputError(
             f"PIXEL_SIZE {pixel_size:g} gives a grid of {width} x {height} cells x {len(series.dates)} "
             f"dates, more than this tool builds ({MAX_CELLS:,} values); use a larger pixel size "
-            f"(the points span {np.ptp(xs):.6g} x {np.ptp(ys):.6g} CRS units)."
+            f"(the points span {np.ptp(xs):.6g} x {np.ptp(ys):.6g} m)."
         )
     radius = 2.0 * pixel_size if radius is None or radius <= 0 else float(radius)
     label = dst.to_string()
     log(
         f"{series.count} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}; "
-        f"grid {width} x {height} cells of {pixel_size:g} in {label}, {method} within {radius:g}."
+        f"grid {width} x {height} cells of {pixel_size:g} m in {label}, {method} within {radius:g} m."
     )
-    tags = {"SOURCE_FORMAT": series.fmt, "GRIDDING": f"{method} radius={radius:g}"}
+    tags = {"SOURCE_FORMAT": series.fmt, "GRIDDING": f"{method} radius={radius:g} m"}
     filled = 0
     done = 0
-    with StackWriter(out_path, series.dates, dst, transform, width, height, units="mm", tags=tags) as w:
+    used = np.zeros(series.count, dtype=bool)
+    crs_transform = Affine.scale(1.0 / scale.kx, 1.0 / scale.ky) * transform
+    with StackWriter(out_path, series.dates, dst, crs_transform, width, height, units="mm", tags=tags) as w:
         for win, block in iter_grid_blocks(
-            xs, ys, series.values, transform, width, height, method, radius, max_bytes, mb
+            xs, ys, series.values, transform, width, height, method, radius, max_bytes, mb, used
         ):
             if is_canceled():
                 raise InputError("Cancelled; nothing was written.")
@@ -598,12 +661,20 @@ def points_to_stack(
             raise InputError("Cancelled; nothing was written.")
     progress(100.0)
     log(f"{filled} of {width * height} cells have a value.")
+    merged = series.count - int(used.sum())
+    if merged:
+        log(
+            f"{merged} of {series.count} point(s) did not enter the grid: their cells took the series "
+            "of a point nearer the cell centre (METHOD nearest); a smaller PIXEL_SIZE or METHOD IDW "
+            "keeps them."
+        )
     return {
         "crs": dst,
         "width": width,
         "height": height,
-        "points": series.count,
+        "points": series.count - merged,
+        "merged": merged,
         "dates": len(series.dates),
         "filled": filled,
-        "transform": transform,
+        "transform": crs_transform,
     }

@@ -55,7 +55,14 @@ All rasters and vectors are in EPSG:32647 (UTM 47N) with 20 m pixels, centred ne
 ``size`` pixels square (the geometry scales with the scene). Rasters are written one band at a time
 with `StackWriter`, so memory grows with one band (a few full-size 2-D arrays), not with the stack.
 
-CLI: ``python -m deformation_forecast.core.sample OUTDIR [--size N] [--seed S]``.
+With ``horizontal=True`` (CLI ``--horizontal``) the scene also gets a 3-D model, in extra files
+only (the files above stay the same): the flanks of the bowls move horizontally toward their
+centres (``(E, N) = -HORIZONTAL_M * grad(U)``), seen by both orbits through
+``d_LOS = U cos(theta) + sin(theta) (N sin(h) - E cos(h))`` with headings -13 / 193 degrees:
+``stack_asc_3d.tif`` / ``stack_desc_3d.tif`` (observed, same noise and NaN as the plain stacks),
+``truth_up.tif`` / ``truth_east.tif`` (noise-free U and E at the ascending dates since 2014-10-14).
+
+CLI: ``python -m deformation_forecast.core.sample OUTDIR [--size N] [--seed S] [--horizontal]``.
 """
 
 from __future__ import annotations
@@ -103,6 +110,14 @@ DESC_INCIDENCE = 41.42  # degrees, paper §II
 INCIDENCE_SPREAD = 1.2  # degrees across the scene (along range)
 ASC_RANGE_AZIMUTH = 77.0  # direction of increasing range (deg from north), right-looking ascending
 DESC_RANGE_AZIMUTH = 283.0
+
+# right-looking: the range direction is 90 degrees clockwise from the flight direction (heading)
+ASC_HEADING = ASC_RANGE_AZIMUTH - 90.0  # -13
+DESC_HEADING = DESC_RANGE_AZIMUTH - 90.0  # 193
+# horizontal motion of the optional 3-D model: H = -HORIZONTAL_M * grad(U) of the vertical field
+# smoothed over HORIZONTAL_SMOOTH_M (the flanks move toward the bowl centres, ~0.3 of the depth)
+HORIZONTAL_M = 200.0
+HORIZONTAL_SMOOTH_M = 60.0
 
 ATMO_STD = {"asc": 3.0, "desc": 3.5}  # mm, typical per-date std of the correlated atmosphere
 ATMO_CORR_M = 400.0  # metres, std of the Gaussian filter applied to white noise
@@ -434,6 +449,34 @@ class SampleScene:
         orbit's first acquisition by default)."""
         ref = ref or (ASC_START if orbit == "asc" else DESC_START)
         return self.vertical(when, ref) * self._cos_inc(orbit)
+
+    def horizontal(self, when: dt.date, ref: dt.date = ASC_START) -> tuple[np.ndarray, np.ndarray]:
+        """Noise-free (east, north) displacement (mm, float32) of the optional 3-D model at `when`
+        relative to `ref`: -HORIZONTAL_M times the gradient of the vertical field (smoothed over
+        HORIZONTAL_SMOOTH_M), so the flanks of a bowl move toward its centre."""
+        from scipy.ndimage import gaussian_filter
+
+        up = gaussian_filter(self.vertical(when, ref).astype("float64"), HORIZONTAL_SMOOTH_M / PIXEL_SIZE)
+        d_row, d_col = np.gradient(up, PIXEL_SIZE)  # rows run south
+        return (-HORIZONTAL_M * d_col).astype("float32"), (HORIZONTAL_M * d_row).astype("float32")
+
+    def los_3d(self, when: dt.date, orbit: str = "asc", ref: dt.date | None = None) -> np.ndarray:
+        """Noise-free LOS (mm, float32) of the 3-D model: vertical and horizontal motion projected
+        with d_LOS = U cos(theta) + sin(theta) (N sin(h) - E cos(h)) (core.decompose)."""
+        from .decompose import los_from
+
+        ref = ref or (ASC_START if orbit == "asc" else DESC_START)
+        east, north = self.horizontal(when, ref)
+        heading = ASC_HEADING if orbit == "asc" else DESC_HEADING
+        los = los_from(self.vertical(when, ref), east, north, self.incidence(orbit), heading)
+        return los.astype("float32")
+
+    def observed_3d(self, orbit: str, index: int) -> np.ndarray:
+        """Observed LOS of the 3-D model: the same noise and incoherent pixels as :meth:`observed`."""
+        dates = self.asc_dates if orbit == "asc" else self.desc_dates
+        out = self.los_3d(dates[index], orbit) + self.noise(orbit, index)
+        out[self.nan_mask(orbit)] = np.nan
+        return out
 
     def litho_labels(self) -> np.ndarray:
         """0 = gneiss (hard), 1 = ultrabasic, 2 = marble (soft), per pixel centre."""
@@ -770,6 +813,13 @@ FILES = {
     "lithology": ("lithology.geojson", "lithology polygons covering the scene (fields unit, strength, factor)"),
     "scene": ("scene.json", "metadata of the scene"),
 }  # fmt: skip
+# written only with `horizontal=True` (CLI --horizontal): the scene with horizontal motion too
+FILES_3D = {
+    "stack_asc_3d": ("stack_asc_3d.tif", "observed ascending LOS of the 3-D model (vertical + horizontal motion), mm, same dates, noise and NaN as stack_asc"),
+    "stack_desc_3d": ("stack_desc_3d.tif", "observed descending LOS of the 3-D model, mm, same dates, noise and NaN as stack_desc"),
+    "truth_up": ("truth_up.tif", "noise-free vertical (up) displacement, mm, ascending dates, relative to 2014-10-14"),
+    "truth_east": ("truth_east.tif", "noise-free east displacement of the 3-D model, mm, ascending dates, relative to 2014-10-14"),
+}  # fmt: skip
 
 
 def make_sample_scene(
@@ -777,8 +827,10 @@ def make_sample_scene(
     size: int = DEFAULT_SIZE,
     seed: int = 42,
     progress: Callable[[str], None] | None = None,
+    horizontal: bool = False,
 ) -> dict[str, str]:
-    """Write the sample scene into `outdir` (created if needed); returns {key: path} (see module doc)."""
+    """Write the sample scene into `outdir` (created if needed); returns {key: path} (see module doc).
+    With `horizontal`, also the files of FILES_3D (the other files are the same either way)."""
     say = progress or (lambda msg: None)
     os.makedirs(outdir, exist_ok=True)
     scene = SampleScene(size, seed)
@@ -943,8 +995,46 @@ def make_sample_scene(
         "profiles": [name for name, _, _ in PROFILES],
         "files": {k: {"file": name, "description": desc} for k, (name, desc) in FILES.items()},
     }
+    if horizontal:
+        paths.update(_write_3d(scene, outdir, geo, tags, say))
+        meta["horizontal"] = {
+            "model": "3-D: horizontal displacement = -HORIZONTAL_M * grad(vertical smoothed over "
+            "HORIZONTAL_SMOOTH_M); LOS = U cos(theta) + sin(theta) (N sin(h) - E cos(h))",
+            "horizontal_m": HORIZONTAL_M,
+            "smooth_m": HORIZONTAL_SMOOTH_M,
+            "heading_deg": {"ascending": ASC_HEADING, "descending": DESC_HEADING},
+            "files": {k: {"file": name, "description": desc} for k, (name, desc) in FILES_3D.items()},
+        }
     with atomic_path(paths["scene"]) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
+    return paths
+
+
+def _write_3d(
+    scene: SampleScene, outdir: str, geo: tuple[str, Affine, int, int], tags: dict, say: Callable[[str], None]
+) -> dict[str, str]:
+    """The files of FILES_3D: observed LOS stacks with horizontal motion, and the U/E truth."""
+    paths = {k: os.path.join(outdir, name) for k, (name, _) in FILES_3D.items()}
+    say("3-D model: stacks with horizontal motion, U and E truth")
+    for orbit, dates, ref in (("asc", scene.asc_dates, ASC_START), ("desc", scene.desc_dates, DESC_START)):
+        heading = ASC_HEADING if orbit == "asc" else DESC_HEADING
+        t = {
+            **tags,
+            "KIND": "observed (3-D model)",
+            "HEADING_DEG": f"{heading}",
+            "REFERENCE_DATE": format_date(ref),
+        }
+        with StackWriter(paths[f"stack_{orbit}_3d"], dates, *geo, tags=t) as w:
+            for i in range(len(dates)):
+                w.write_band(i, scene.observed_3d(orbit, i))
+    t = {**tags, "KIND": "truth (3-D model)", "REFERENCE_DATE": format_date(ASC_START)}
+    with (
+        StackWriter(paths["truth_up"], scene.asc_dates, *geo, tags={**t, "COMPONENT": "vertical"}) as up,
+        StackWriter(paths["truth_east"], scene.asc_dates, *geo, tags={**t, "COMPONENT": "east"}) as east,
+    ):
+        for i, d in enumerate(scene.asc_dates):
+            up.write_band(i, scene.vertical(d))
+            east.write_band(i, scene.horizontal(d)[0])
     return paths
 
 
@@ -957,14 +1047,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("outdir")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="pixels per side (default 200)")
     parser.add_argument("--seed", type=int, default=42, help="noise seed (default 42)")
+    parser.add_argument(
+        "--horizontal",
+        action="store_true",
+        help="also write the 3-D model: stacks with horizontal motion and the U/E truth",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the file list")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     paths = make_sample_scene(
-        args.outdir, args.size, args.seed, progress=None if args.quiet else lambda m: print(f"[sample] {m}")
+        args.outdir,
+        args.size,
+        args.seed,
+        progress=None if args.quiet else lambda m: print(f"[sample] {m}"),
+        horizontal=args.horizontal,
     )
+    described = {**FILES, **FILES_3D}
     for key, path in paths.items():
-        print(f"{key}: {path}  ({FILES[key][1]})")
+        print(f"{key}: {path}  ({described[key][1]})")
     print(
         f"[sample] size {args.size}, seed {args.seed}: {len(paths)} files in {time.perf_counter() - t0:.1f} s"
     )

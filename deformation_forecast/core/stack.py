@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from . import validity
 from .dates import check_increasing, format_date, parse_date
 from .errors import InputError
 
@@ -101,9 +103,12 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
                 "use 'Build deformation stack' to make one from single-date rasters."
             )
         if require_dates:
+            _check_labels(src, path)
             check_increasing(dates, f"raster {os.path.basename(path)!r}")  # type: ignore[arg-type]
         nodata = src.nodata
         units = src.units[0] if src.units and src.units[0] else ds_tags.get(UNITS_TAG, "mm")
+        if validity.unit_scale(units) != 1.0 and validity.is_dated(src):
+            units = "mm"  # read_stack converts m / cm to mm (core.validity)
         return StackInfo(
             path=path,
             dates=dates,  # type: ignore[arg-type]
@@ -118,6 +123,11 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
         )
 
 
+def _check_labels(src: rasterio.DatasetReader, path: str) -> None:
+    """Band labels that are date pairs (interferograms) are refused (core.validity)."""
+    validity.check_not_interferograms(list(src.descriptions), f"raster {os.path.basename(path)!r}")
+
+
 def read_stack(
     path: str,
     window: Window | None = None,
@@ -127,10 +137,8 @@ def read_stack(
     with rasterio.open(path) as src:
         idx = [b + 1 for b in bands] if bands is not None else list(range(1, src.count + 1))
         arr = src.read(idx, window=window, out_dtype="float32", boundless=False)
-        if src.nodata is not None and not np.isnan(src.nodata):
-            arr[arr == np.float32(src.nodata)] = np.nan
-        # masks from an internal mask band also count as nodata
-        return arr
+        # nodata, GDAL masks (internal, .msk, alpha), undeclared sentinels, m/cm -> mm
+        return validity.clean_block(arr, src, idx, window=window)
 
 
 def budget_gdal_cache(fn):
@@ -211,11 +219,75 @@ def iter_windows(
         max_bytes = working_bytes(copies, mb)
     nb = info.count if bands is None else max(1, int(bands))
     rows, cols = window_shape(info.height, info.width, 4 * nb, int(max_bytes), info.block)
+    _warn_cut_blocks(info, rows, cols, mb)
     return [
         Window(c0, r0, min(cols, info.width - c0), min(rows, info.height - r0))
         for r0 in range(0, info.height, rows)
         for c0 in range(0, info.width, cols)
     ]
+
+
+def pixel_interleaved(path: str) -> bool:
+    """Whether a read of one band decodes the pixels of every band (a pixel-interleaved GeoTIFF: one
+    tile or strip carries all bands), so that reading several bands at once costs what one does."""
+    from rasterio.enums import Interleaving
+
+    try:
+        with rasterio.open(path) as src:
+            return src.count > 1 and src.interleaving == Interleaving.pixel
+    except rasterio.errors.RasterioIOError:  # not a file (a StackInfo describing a grid): no
+        return False
+
+
+def frame_groups(path: str, bands: Sequence[int], max_bytes: int) -> list[list[int]]:
+    """`bands` (0-based) cut into consecutive groups read together by :func:`iter_frames`: one band
+    at a time from a band-interleaved file, as many whole frames as fit in `max_bytes` from a
+    pixel-interleaved one (each group decodes the whole file once, whatever its size)."""
+    bands = list(bands)
+    k = 1
+    if len(bands) > 1 and pixel_interleaved(path):
+        info = read_info(path, require_dates=False)
+        k = max(1, int(max_bytes // max(1, 4 * info.width * info.height)))
+    return [bands[i : i + k] for i in range(0, len(bands), k)]
+
+
+def iter_frames(path: str, bands: Sequence[int], max_bytes: int | None = None, mb: float | None = None):
+    """Yield (band, whole frame as float32 with NaN as nodata) for the 0-based `bands` in order,
+    reading them in :func:`frame_groups` of `max_bytes` (default: the memory budget `mb` shared by
+    4 copies, core.budget)."""
+    if max_bytes is None:
+        from .budget import working_bytes
+
+        max_bytes = working_bytes(4, mb)
+    for group in frame_groups(path, bands, max_bytes):
+        arr = read_stack(path, bands=group)
+        for k, b in enumerate(group):
+            yield b, arr[k]
+        del arr
+
+
+def _warn_cut_blocks(info: StackInfo, rows: int, cols: int, mb: float | None) -> None:
+    """Log (once per call) when windows of `rows` x `cols` cut the file's blocks and one block (all
+    the bands it carries) is larger than GDAL's block cache of the budget: each block is then
+    decoded once per window that touches it."""
+    from .budget import gdal_cache_bytes, smallest_budget
+
+    bh, bw = (min(int(info.block[0]), info.height), min(int(info.block[1]), info.width))
+    if not all(info.block) or (rows >= bh and cols >= bw):
+        return
+    block = bh * bw * 4 * (info.count if pixel_interleaved(info.path) else 1)
+    if block <= gdal_cache_bytes(mb):
+        return
+    raise_budget = ""
+    if block <= gdal_cache_bytes(1e9):  # the cache grows with the budget up to its cap
+        need = smallest_budget(lambda m: gdal_cache_bytes(m) >= block)
+        raise_budget = f"raise the memory budget to at least {need} MB, or "
+    LOG.warning(
+        "%r: its blocks (%d x %d pixels, %.0f MB decoded) do not fit in GDAL's block cache of the "
+        "memory budget, so each is decoded several times; %srewrite the stack in the plugin's "
+        "layout: gdal_translate %s",
+        os.path.basename(info.path), bh, bw, block / 2**20, raise_budget, PREFERRED_LAYOUT_OPTIONS,
+    )  # fmt: skip
 
 
 def window_slices(win: Window) -> tuple[slice, slice]:
@@ -261,20 +333,52 @@ def atomic_path(path: str) -> Iterator[str]:
     folder = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(folder, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".partial{ext}", dir=folder)
+    fd, tmp = _mkstemp(path, prefix=f".{base}.", suffix=f".partial{ext}", dir=folder)
     os.close(fd)
     os.unlink(tmp)
     try:
         yield tmp
+        _finish(tmp, path)
         os.replace(tmp, path)
         aux = tmp + ".aux.xml"
         if os.path.exists(aux):
             os.replace(aux, path + ".aux.xml")
-    except BaseException:
+    except BaseException as e:
         for p in (tmp, tmp + ".aux.xml"):
             with contextlib.suppress(OSError):
                 os.unlink(p)
+        _raise_disk_error(path, e)
         raise
+
+
+def _mkstemp(path: str, **kw) -> tuple[int, str]:
+    try:
+        return tempfile.mkstemp(**kw)
+    except OSError as e:
+        _raise_disk_error(path, e)
+        raise
+
+
+def _raise_disk_error(path: str, e: BaseException) -> None:
+    """A full or read-only disk while writing `path` becomes an InputError saying so (core.outputs)."""
+    from .outputs import DISK_ERRNOS, write_error
+
+    if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+        raise write_error(path, e) from e
+    if isinstance(e, rasterio.errors.RasterioIOError) and any(
+        k in str(e) for k in ("No space left", "Read-only", "Permission denied")
+    ):
+        raise write_error(path, OSError(0, str(e))) from e
+
+
+def _finish(tmp: str, path: str) -> None:
+    """fsync the temporary file before its rename (core.outputs); a disk error names `path`."""
+    from .outputs import finish_file, write_error
+
+    try:
+        finish_file(tmp)
+    except OSError as e:
+        raise write_error(path, e) from e
 
 
 def _profile(count: int, height: int, width: int, crs: CRS | str | None, transform: Affine) -> dict:
@@ -319,9 +423,7 @@ class StackWriter:
         tags: dict[str, str] | None = None,
     ):
         self.path = path
-        self._atomic = atomic_path(path)
-        self._tmp = self._atomic.__enter__()
-        self._dst = rasterio.open(self._tmp, "w", **_profile(len(dates), height, width, crs, transform))
+        self._open(len(dates), _profile(len(dates), height, width, crs, transform))
         labels = [d if isinstance(d, str) else format_date(d) for d in dates]
         for i, lab in enumerate(labels, start=1):
             self._dst.set_band_description(i, lab)
@@ -336,12 +438,47 @@ class StackWriter:
         """Write one band (0-based `index`) of the stack."""
         self._dst.write(np.asarray(data, dtype="float32"), index + 1, window=window)
 
+    def _open(self, count: int, profile: dict) -> None:
+        """Refuse impossible band counts, then open the temporary file with GDAL's errors
+        collected (core.outputs): a full disk fails the run instead of leaving a corrupt file."""
+        from .outputs import GdalErrors
+
+        validity.check_bands_limit(count, os.path.basename(self.path))
+        self._atomic = atomic_path(self.path)
+        self._tmp = self._atomic.__enter__()
+        self._errors = GdalErrors().__enter__()
+        try:
+            self._dst = rasterio.open(self._tmp, "w", **profile)
+        except BaseException as e:
+            self._errors.__exit__(None, None, None)
+            with contextlib.suppress(BaseException):
+                self._atomic.__exit__(type(e), e, None)
+            raise
+
+    def set_band_units(self, units: Sequence[str]) -> None:
+        """Per-band units (one per band), for outputs whose bands are different quantities."""
+        for i, u in enumerate(units, start=1):
+            self._dst.set_band_unit(i, u)
+
     def close(self) -> None:
-        self._dst.close()
+        from .outputs import verify_raster
+
+        try:
+            self._dst.close()
+            self._errors.raise_if_any(self.path)
+            verify_raster(self._tmp, self.path)
+        except BaseException as e:
+            self._errors.__exit__(None, None, None)
+            with contextlib.suppress(BaseException):
+                self._atomic.__exit__(type(e), e, None)
+            raise
+        self._errors.__exit__(None, None, None)
         self._atomic.__exit__(None, None, None)
 
     def abort(self, exc: BaseException | None = None) -> None:
-        self._dst.close()
+        with contextlib.suppress(BaseException):
+            self._dst.close()
+        self._errors.__exit__(None, None, None)
         with contextlib.suppress(BaseException):
             self._atomic.__exit__(type(exc) if exc else RuntimeError, exc, None)
 
@@ -457,38 +594,149 @@ def read_decimated(path: str, band: int = -1, max_side: int = 512) -> np.ndarray
         scale = max(1.0, max(src.height, src.width) / max_side)
         shape = (max(1, int(round(src.height / scale))), max(1, int(round(src.width / scale))))
         arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
-        if src.nodata is not None and not np.isnan(src.nodata):
-            arr[arr == np.float32(src.nodata)] = np.nan
-        return arr
+        return validity.clean_block(arr, src, b + 1, out_shape=shape)
 
 
 MAX_ABS_MM = 1e5  # 100 m of displacement: anything beyond is a unit or nodata mistake
 
 
-def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> None:
-    """Refuse stacks whose values are garbage, from a decimated read of the first, middle and last
-    bands (bounded memory): no valid pixel at all, infinities, or implausible magnitudes."""
-    bands = sorted({0, info.count // 2, info.count - 1})
-    shape = (min(info.height, max_side), min(info.width, max_side))
+# the input check reads at most this many bytes of float32 pixels and this many whole blocks (all
+# bands of each in one read) (issue 22): a bounded, deterministic sample of the file's own blocks,
+# never a decimated pass over whole bands (which decodes every tile once per band). A stack of up
+# to 64 MB is checked whole.
+CHECK_BLOCKS = 1024
+CHECK_BYTES = 64 * 2**20
+
+
+def sample_blocks(
+    info: StackInfo, max_blocks: int = CHECK_BLOCKS, max_bytes: int = CHECK_BYTES
+) -> list[Window]:
+    """Windows of whole blocks (tiles or strips) of the file, all bands of each taking at most
+    `max_bytes` together: every block when they fit, else a deterministic pseudo-random choice
+    (core.streaming keys of the block index), in file order. A block larger than `max_bytes` alone
+    (a strip holding the whole band) is cut to its first rows."""
+    from .streaming import hash_keys
+
+    bh, bw = (int(v) for v in info.block) if all(info.block) else (1, info.width)
+    bh, bw = max(1, min(bh, info.height)), max(1, min(bw, info.width))
+    px = 4 * max(1, info.count)
+    rows_fit = max(1, int(max_bytes // (bw * px)))
+    nr, nc = -(-info.height // bh), -(-info.width // bw)
+    k = max(1, min(nr * nc, int(max_blocks), int(max_bytes // (min(bh, rows_fit) * bw * px))))
+    chosen = np.sort(np.argsort(hash_keys(np.arange(nr * nc)), kind="stable")[:k])
+    out = []
+    for i in chosen.tolist():
+        r0, c0 = (i // nc) * bh, (i % nc) * bw
+        out.append(Window(c0, r0, min(bw, info.width - c0), min(bh, rows_fit, info.height - r0)))
+    return out
+
+
+def _check_block(info: StackInfo, arr: np.ndarray, what: str) -> None:
+    """Refuse infinities and implausible magnitudes in `arr` (bands, rows, cols) of the stack."""
     name = os.path.basename(info.path)
+    finite = np.isfinite(arr)
+    bad = ~finite & ~np.isnan(arr)
+    big = finite & (np.abs(np.where(finite, arr, 0)) > MAX_ABS_MM)
+    for mask, inf in ((bad, True), (big, False)):
+        per_band = mask.reshape(mask.shape[0], -1).any(axis=1)
+        if not per_band.any():
+            continue
+        b = int(np.argmax(per_band))
+        label = info.dates[b].isoformat() if info.dates and info.dates[b] else f"band {b + 1}"
+        if inf:
+            raise InputError(
+                f"{what}: {name!r} has infinite values at {label}; set them to NaN (nodata) first."
+            )
+        top = float(np.abs(arr[b][mask[b]]).max())
+        raise InputError(
+            f"{what}: {name!r} has values up to {top:.3g} {info.units} at {label}, "
+            "which is not a plausible displacement; check the units and the nodata value."
+        )
+
+
+def _read_checked(src, window: Window, bands: list[int] | None = None) -> np.ndarray:
+    """Bands (all by default) of `window` with nodata, GDAL masks and sentinels as NaN, in mm."""
+    indexes = bands or list(range(1, src.count + 1))
+    arr = src.read(indexes, window=window, out_dtype="float32")
+    return validity.clean_block(arr, src, indexes, window=window)
+
+
+LOG = logging.getLogger("deformation_forecast")
+# the layout the plugin writes (see _profile and the README), as gdal_translate options
+PREFERRED_LAYOUT_OPTIONS = (
+    "-co TILED=YES -co BLOCKXSIZE=128 -co BLOCKYSIZE=128 -co INTERLEAVE=BAND "
+    "-co COMPRESS=DEFLATE -co ZLEVEL=1 -co PREDICTOR=3 -co BIGTIFF=IF_SAFER"
+)
+# a compressed block that decodes to more than this (all the bands it carries) makes small windows
+# (profiles) decode far more than they use: one strip per band (1500 x 1500: 130x slower profiles in
+# bench_layouts.py), large pixel-interleaved tiles (COG, 512 px x 30 dates: 5x). Uncompressed
+# blocks are read in part (GDAL's direct I/O, strip chopping)
+SLOW_BLOCK_BYTES = 8 * 2**20
+
+
+def layout_advice(path: str) -> str | None:
+    """A sentence naming what makes the file at `path` slow to stream and the command that rewrites
+    it in the plugin's layout, or None for a layout read efficiently (issue 22, bench_layouts.py)."""
+    from rasterio.enums import Interleaving
+
+    with rasterio.open(path) as src:
+        if src.driver != "GTiff" or src.count < 2:
+            return None
+        bh, bw = src.block_shapes[0]
+        pixel = src.interleaving == Interleaving.pixel
+        block = bh * bw * 4 * (src.count if pixel else 1)
+        compressed = src.compression is not None
+    # pixel-interleaved files with reasonable blocks are read within 2x of the plugin's layout
+    # (windows of whole blocks, frames in groups: bench_layouts.py), so they are not named
+    if block <= SLOW_BLOCK_BYTES or not compressed:
+        return None
+    kind = "strip" if bw == src.width else "tile"
+    what = f"each {kind} ({bh} x {bw} pixels{' x every band' if pixel else ''}) decodes to {block / 2**20:.3g} MB"
+    name = os.path.basename(path)
+    out = os.path.splitext(name)[0] + "_plugin_layout.tif"
+    return (
+        f"{name!r} is slow to read: {what}. Rewrite it once in the plugin's layout (band-interleaved, "
+        f"128 px tiles, deflate): gdal_translate {PREFERRED_LAYOUT_OPTIONS} {name} {out}"
+    )
+
+
+def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> None:
+    """Refuse stacks whose values are garbage: infinities or implausible magnitudes in a bounded
+    sample of the file's own blocks (:func:`sample_blocks`: each read once, all bands at a time, so
+    a pixel-interleaved or large-tiled file is not walked once per band), or no valid pixel at all
+    in the last band (then every remaining block of the last band is read, each once, until one
+    valid pixel is found). `max_side` is kept for callers; the sample is bounded by CHECK_BLOCKS
+    and CHECK_BYTES."""
+    del max_side
+    advice = layout_advice(info.path)
+    if advice:
+        LOG.warning("%s: %s", what, advice)
+    wins = sample_blocks(info, CHECK_BLOCKS, CHECK_BYTES)
+    name = os.path.basename(info.path)
+    last_valid = False
+    dates = sorted({0, (info.count - 1) // 2, info.count - 1})
+    kept: list[np.ndarray] = []  # first, middle and last dates of the sample: undeclared fill values
     with rasterio.open(info.path) as src:
-        for b in bands:
-            arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
-            if src.nodata is not None and not np.isnan(src.nodata):
-                arr[arr == np.float32(src.nodata)] = np.nan
+        for win in wins:
+            arr = _read_checked(src, win)
+            _check_block(info, arr, what)
+            last_valid = last_valid or bool(np.isfinite(arr[-1]).any())
+            kept.append(arr[dates].reshape(len(dates), -1))
+        validity.check_repeated_fill(info.path, list(np.concatenate(kept, axis=1)), what)
+        if not last_valid:
+            bh, bw = src.block_shapes[0]
+            # blocks the sample read whole (a block cut to its first rows is read again)
+            seen = {(w.row_off, w.col_off) for w in wins if w.height == min(bh, info.height - w.row_off)}
+            for r0 in range(0, info.height, bh):
+                for c0 in range(0, info.width, bw):
+                    if (r0, c0) in seen:
+                        continue
+                    win = Window(c0, r0, min(bw, info.width - c0), min(bh, info.height - r0))
+                    if np.isfinite(_read_checked(src, win, [src.count])).any():
+                        return
+            b = info.count - 1
             label = info.dates[b].isoformat() if info.dates and info.dates[b] else f"band {b + 1}"
-            if np.isinf(arr).any():
-                raise InputError(
-                    f"{what}: {name!r} has infinite values at {label}; set them to NaN (nodata) first."
-                )
-            finite = arr[np.isfinite(arr)]
-            if finite.size and np.abs(finite).max() > MAX_ABS_MM:
-                raise InputError(
-                    f"{what}: {name!r} has values up to {np.abs(finite).max():.3g} {info.units} at {label}, "
-                    "which is not a plausible displacement; check the units and the nodata value."
-                )
-            if b == info.count - 1 and finite.size == 0:
-                raise InputError(
-                    f"{what}: {name!r} has no valid pixel at {label} (all NaN/nodata); "
-                    "choose a stack with coherent pixels."
-                )
+            raise InputError(
+                f"{what}: {name!r} has no valid pixel at {label} (all NaN/nodata); "
+                "choose a stack with coherent pixels."
+            )

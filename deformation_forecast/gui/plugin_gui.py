@@ -67,8 +67,11 @@ class PluginGui:
         self.actions: list[QAction] = []
         self._listeners: list[tuple[str, result_hooks.Listener]] = []
         self.settings_factory: Any = None  # a SettingsFactory once loaded
+        self.toolbar: Any = None  # the plugin's QToolBar once loaded
+        self.pick_action: Any = None  # its pick-a-pixel QAction
 
     def load(self) -> None:
+        quiet_matplotlib()
         parent = self.iface.mainWindow()
         from .settings import SettingsFactory
 
@@ -79,6 +82,24 @@ class PluginGui:
         animate.triggered.connect(self.animate_active_layer)
         self.iface.addPluginToMenu(MENU, animate)
         self.actions.append(animate)
+        self.toolbar = self.iface.addToolBar("Deformation forecast")
+        self.toolbar.setObjectName("DeformationForecastToolbar")
+        pick = QAction(_icon("/mActionIdentify.svg"), "Time series at a pixel (click the map)", parent)
+        pick.setObjectName("deformation_forecast_pick")
+        pick.setCheckable(True)
+        pick.toggled.connect(self.pick_on_map)
+        self.pick_action = pick
+        self.toolbar.addAction(pick)
+        animate.setIcon(_icon("/mTemporalNavigationAnimated.svg"))
+        self.toolbar.addAction(animate)
+        style = QAction("Style as deformation", parent)
+        style.setObjectName("deformation_forecast_style")
+        style.setToolTip("Colour the active raster on the band that carries its meaning, centred on zero")
+        style.triggered.connect(self.style_active_layer)
+        style.setIcon(_icon("/propertyicons/symbology.svg"))
+        self.toolbar.addAction(style)
+        self.iface.addPluginToMenu(MENU, style)
+        self.actions.append(style)
         for spec in self.specs.values():
             action = QAction(spec.title, parent)
             action.setObjectName(f"deformation_forecast_{spec.key}")
@@ -93,6 +114,7 @@ class PluginGui:
     def animate_active_layer(self, *_args) -> int:
         """Add the active stack as one layer per date for the Temporal Controller; returns the
         number of layers added (0 with a message bar note when the layer is no stack)."""
+        from ..core.stack import read_info
         from ..processing.temporal import add_stack_as_temporal_layers
         from .timeseries_dock import stack_path
 
@@ -107,7 +129,53 @@ class PluginGui:
             )
             return 0
         _, layers = add_stack_as_temporal_layers(path, group_name=f"{layer.name()} (animation)")
+        self.show_temporal_controller(read_info(path).dates)
         return len(layers)
+
+    def pick_on_map(self, on: bool) -> None:
+        """The toolbar's map tool: clicks on the map show the time series in the dock."""
+        dock = self.show_dock("timeseries") if on else self.docks.get("timeseries")
+        if dock is None or dock.tool is None:
+            return
+        dock.tool.setAction(self.pick_action)  # another map tool unchecks the button
+        if dock.pick_button.isChecked() != on:
+            dock.pick_button.setChecked(on)
+        if not getattr(dock, "_synced", False):
+            dock.pick_button.toggled.connect(self.pick_action.setChecked)
+            dock._synced = True
+
+    def style_active_layer(self, *_args) -> bool:
+        """Style the active raster as the plugin styles its outputs (a stack loaded by hand shows
+        as RGB bands 1-3 otherwise); False with a message bar note when it cannot."""
+        from qgis.core import QgsRasterLayer
+
+        from ..processing.styling import style_raster
+
+        layer = self.iface.activeLayer()
+        spec = style_raster(layer) if isinstance(layer, QgsRasterLayer) else None
+        if spec is None:
+            self.iface.messageBar().pushMessage(
+                "Deformation forecast", "Select a raster file layer (GeoTIFF) first.", Qgis.Warning, 5
+            )
+            return False
+        view = self.iface.layerTreeView() if hasattr(self.iface, "layerTreeView") else None
+        if view is not None:
+            view.refreshLayerSymbology(layer.id())
+        return True
+
+    def show_temporal_controller(self, dates) -> None:
+        """Range first..last date, one frame per acquisition interval, animated mode, and the
+        Temporal Controller panel open."""
+        from ..processing.temporal import configure_navigation
+
+        canvas = self.iface.mapCanvas()
+        navigation = canvas.temporalController() if canvas is not None else None
+        if navigation is not None and hasattr(navigation, "setFrameDuration"):
+            configure_navigation(navigation, dates)
+        panel = temporal_panel(self.iface.mainWindow())
+        if panel is not None:
+            panel.show()
+            panel.raise_()
 
     def unload(self) -> None:
         if self.settings_factory is not None:
@@ -120,6 +188,10 @@ class PluginGui:
             _call(self.iface, "removePluginMenu", MENU, action)
             action.deleteLater()
         self.actions.clear()
+        if getattr(self, "toolbar", None) is not None:
+            self.toolbar.hide()
+            self.toolbar.deleteLater()
+            self.toolbar = None
         for dock in self.docks.values():
             _call(self.iface, "removeDockWidget", dock)
             dock.close()
@@ -144,6 +216,42 @@ class PluginGui:
 
     def _on_result(self, key: str, layer) -> None:
         self.show_dock(key).show_layer(layer)
+
+
+# matplotlib's notes about its own layout or backends: QGIS shows every Python warning in its message
+# log as if something had gone wrong; the docks' charts draw fine without acting on them
+MATPLOTLIB_NOTES = (
+    "constrained_layout not applied",
+    "Tight layout not applied",
+    "tight_layout",
+    "Unable to import Axes3D",
+    "No artists with labels found",
+    "Attempting to set identical",
+)
+
+
+def quiet_matplotlib() -> None:
+    """Keep matplotlib's layout notes (raised while the docks paint) out of the QGIS log."""
+    import warnings
+
+    for note in MATPLOTLIB_NOTES:
+        warnings.filterwarnings("ignore", message=f".*{note}", category=UserWarning)
+
+
+def _icon(name: str):
+    from qgis.core import QgsApplication
+
+    return QgsApplication.getThemeIcon(name)
+
+
+def temporal_panel(main_window):
+    """QGIS's Temporal Controller dock of the main window, or None (test stand-ins have none)."""
+    if main_window is None:
+        return None
+    for dock in main_window.findChildren(QDockWidget):
+        if "Temporal" in dock.objectName() or dock.windowTitle() == "Temporal Controller":
+            return dock
+    return None
 
 
 def _call(obj, name: str, *args) -> None:

@@ -202,6 +202,7 @@ class ProfileDock(LayerDock):
         self._curves = draw_profiles(
             self.figure, self.selected_profiles(), self.dates, self.selected_date_indexes()
         )
+        share_y_label(self.figure)
         self.canvas.draw_idle()
         return self._curves
 
@@ -221,3 +222,14 @@ class ProfileDock(LayerDock):
         )
         if path:
             self.export(path)
+
+
+def share_y_label(figure) -> None:
+    """One y label for stacked profile axes: at the dock's docked height the per-axis labels of
+    three profiles overlap."""
+    axes = [ax for ax in figure.axes if ax.get_lines()]
+    labels = {ax.get_ylabel() for ax in axes if ax.get_ylabel()}
+    if len(axes) > 1 and len(labels) == 1:
+        for ax in axes:
+            ax.set_ylabel("")
+        figure.supylabel(labels.pop(), fontsize=8)

@@ -3,11 +3,13 @@ TensorFlow's version and the GPUs it sees), the default device and the memory bu
 
 from __future__ import annotations
 
+import subprocess
+
 from qgis.core import QgsProcessingException, QgsSettings
 from qgis.gui import QgsOptionsPageWidget, QgsOptionsWidgetFactory
+from qgis.PyQt.QtCore import Qt, QThread, pyqtSignal
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -26,14 +28,60 @@ DEVICE_KEY = worker.DEVICE_SETTINGS_KEY
 
 
 def describe_python(path: str) -> str:
-    """Run the worker's `info` command with `path` as the worker Python; a one-line report."""
+    """Run the worker's `info` command with `path` as the worker Python (empty: the Python the
+    plugin would find itself); a one-line report of the Python, TensorFlow and the GPUs. Takes
+    seconds (TensorFlow starts): call it off the main thread (TestThread)."""
+    origin = "this setting"
+    if not path:
+        found, why = worker.find_python()
+        if found is None:
+            return why
+        path, origin = found, why.rsplit("(", 1)[-1].rstrip(")")
     worker._checked.pop(path, None)
+    version = _python_version(path)
     try:
         res = worker.run_worker("info", {"device": "auto"}, python=path)
     except QgsProcessingException as e:
-        return f"Failed: {e}"
+        return f"Python {version} ({path}, {origin}). Failed: {e}"
     gpus = ", ".join(res["gpus"]) or "none"
-    return f"TensorFlow {res['tensorflow']}; GPUs: {gpus}; would run on {res['device']} ({res['device_reason']})."
+    return (
+        f"Python {version} ({path}, {origin}); TensorFlow {res['tensorflow']}; GPUs: {gpus}; "
+        f"would run on {res['device']} ({res['device_reason']})."
+    )
+
+
+def _python_version(path: str) -> str:
+    try:
+        p = subprocess.run(
+            [path, "-c", "import sys; print(sys.version.split()[0])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return p.stdout.strip() or "?"
+
+
+_RUNNING: set = set()
+
+
+class TestThread(QThread):
+    """Runs describe_python in the background; `reported` carries its line to the main thread."""
+
+    reported = pyqtSignal(str)
+
+    def __init__(self, path: str, parent=None):
+        super().__init__(parent)
+        self.path = path
+
+    def run(self) -> None:
+        try:
+            text = describe_python(self.path)
+        except Exception as e:  # noqa: BLE001 - a report, never an exception in a thread
+            text = f"Failed: {e}"
+        self.reported.emit(text)
 
 
 class SettingsPage(QgsOptionsPageWidget):
@@ -65,6 +113,8 @@ class SettingsPage(QgsOptionsPageWidget):
         )
         self.report = QLabel("")
         self.report.setWordWrap(True)
+        self.report.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.thread: TestThread | None = None
         form = QFormLayout(self)
         form.addRow("TensorFlow Python", row)
         form.addRow("Default device", self.device)
@@ -77,14 +127,23 @@ class SettingsPage(QgsOptionsPageWidget):
             self.python.setText(path)
 
     def _test(self) -> None:
-        path = self.python.text().strip()
-        if not path:
-            found, why = worker.find_python()
-            self.report.setText(why)
+        """Test the Python in the background: QGIS stays responsive while TensorFlow starts."""
+        if self.thread is not None and self.thread.isRunning():
             return
-        self.report.setText("Testing…")
-        QApplication.processEvents()
-        self.report.setText(describe_python(path))
+        self.test_button.setEnabled(False)
+        self.report.setText("Testing… (TensorFlow takes a few seconds to start)")
+        # not parented to the page: closing Options while the test runs must not destroy a running
+        # thread; it is kept alive here until it ends
+        thread = TestThread(self.python.text().strip())
+        _RUNNING.add(thread)
+        thread.finished.connect(lambda: _RUNNING.discard(thread))
+        thread.reported.connect(self._reported)
+        self.thread = thread
+        thread.start()
+
+    def _reported(self, text: str) -> None:
+        self.report.setText(text)
+        self.test_button.setEnabled(True)
 
     def apply(self) -> None:
         settings = QgsSettings()

@@ -7,6 +7,7 @@ Commands are registered in COMMANDS: each takes the params dict and reports thro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -90,10 +91,22 @@ def cmd_selftest(params: dict[str, Any]) -> dict[str, Any]:
     return {"mode": mode, "pid": os.getpid()}
 
 
+def cmd_importproduct(params: dict[str, Any]) -> dict[str, Any]:
+    """MintPy / LiCSBAS HDF5 -> stack (core.products), for a QGIS process whose libhdf5 clashes
+    with h5py's (no TensorFlow needed)."""
+    from ..core.products import run_import
+
+    def log(line: str) -> None:
+        (protocol.warning if line.startswith("Warning") else protocol.message)(line)
+
+    return run_import(params, log, lambda p: protocol.progress(p))
+
+
 def _commands() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     cmds: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "info": cmd_info,
         "_selftest": cmd_selftest,
+        "importproduct": cmd_importproduct,
     }
     try:
         from .commands import COMMANDS  # train, forecast, compare (added as they land)
@@ -109,19 +122,80 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+PARENT_ENV = "DEFORMATION_FORECAST_PARENT_PID"
+PARENT_POLL_S = 1.0
+PARENT_GRACE_S = 10.0
+
+
+def watch_parent(
+    parent: int | None = None, poll: float = PARENT_POLL_S, grace: float = PARENT_GRACE_S
+) -> None:
+    """Stop this worker when the process that started it is gone (QGIS killed or crashed: nobody
+    would read its results and it would hold a CPU or GPU for hours). A daemon thread polls the
+    parent pid every `poll` s; when it is gone the worker gets SIGTERM (KeyboardInterrupt: the
+    atomic writers remove their temporary files), and exits hard `grace` s later if still busy in
+    native code."""
+    import threading
+    import time
+
+    parent = parent or int(os.environ.get(PARENT_ENV, "0") or 0)
+    if not parent:  # not started by the plugin (a cluster worker started by hand): no watch
+        return
+
+    def alive() -> bool:
+        if os.getppid() != parent:  # re-parented: the parent died
+            return False
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def loop() -> None:
+        while alive():
+            time.sleep(poll)
+        print(f"worker: parent process {parent} is gone; stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+        os._exit(130)
+
+    threading.Thread(target=loop, name="parent-watch", daemon=True).start()
+
+
+def _read_params(path: str | None) -> dict[str, Any]:
+    """The parameters of the run; the temporary file is removed once read (it is this worker's:
+    nothing else would remove it if the parent died)."""
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        params = json.load(f)
+    if os.path.basename(path).startswith("df_params_"):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return params
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = argparse.ArgumentParser(prog="python -m deformation_forecast.ml")
     parser.add_argument("command")
     parser.add_argument("--params", help="JSON file with the command's parameters")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     params: dict[str, Any] = {}
-    if args.params:
-        with open(args.params, encoding="utf-8") as f:
-            params = json.load(f)
+    if argv[:1] == ["train-cluster"]:  # its own command line (ml/cluster.py)
+        from .cluster import parse_args
+
+        args = argparse.Namespace(command=argv[0])
+        params = parse_args(argv[1:])
+    else:
+        args = parser.parse_args(argv)
+        params = _read_params(args.params)
     # the plugin stops a worker with SIGTERM (cancel): raise KeyboardInterrupt instead of dying on
     # the spot, so that the atomic writers remove their temporary files on the way out
     signal.signal(signal.SIGTERM, _terminate)
+    watch_parent()
     cmds = _commands()
     if args.command not in cmds:
         protocol.error(f"unknown worker command {args.command!r}; known: {sorted(cmds)}")

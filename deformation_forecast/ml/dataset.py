@@ -172,8 +172,14 @@ def tile_dataset(
     samples: int = 0,
     epochs: tuple[int, int] = (0, 1),
     ram_budget: int = 0,
+    shard: tuple[int, int, int] = (0, 1, 0),
 ):
     """A tf.data pipeline of (inputs, labels) batches for Keras ``fit``; returns (dataset, steps).
+
+    ``shard`` = (index, count, per_replica), for training across machines (ml/loop.py): of each
+    batch of `batch_size` items (the global batch) only the index-th of `count` equal parts is read,
+    in batches of `per_replica` items; `samples` must then be a multiple of `batch_size`. Every
+    worker reads different tiles, and together they read exactly the batches of one process.
 
     Items are (label, tile row, tile column), all combinations; `samples` (0 = all) per epoch.
     ``shuffle``: every epoch e in ``range(*epochs)`` takes the first `samples` items of its own
@@ -214,14 +220,23 @@ def tile_dataset(
             return {"frames": out[0], "trend": out[1]}, out[2]
         return out[0], out[1]
 
+    part, parts, per_replica = (int(v) for v in shard)
+    if parts > 1 and (samples % batch_size or batch_size % parts):
+        raise ValueError(f"{samples} samples in batches of {batch_size} cannot be split {parts} ways")
+
     def items(seed_pair):
         idx = tf.data.Dataset.range(samples)
         if samples < n_items or shuffle:
             idx = idx.map(lambda k: tf.random.experimental.index_shuffle(k, seed_pair, last))
+        out_batch = batch_size
+        if parts > 1:  # this worker's share of every global batch, before any tile is read
+            size = batch_size // parts
+            idx = idx.batch(batch_size).map(lambda b: b[part * size : (part + 1) * size]).unbatch()
+            out_batch = per_replica or size
         return (
             idx.map(decode)
             .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .batch(batch_size)
+            .batch(out_batch)
         )
 
     if shuffle:
@@ -230,7 +245,8 @@ def tile_dataset(
         )
     else:
         ds = items(tf.constant([int(seed), EVAL_SEED], tf.int64))
-        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+        per_step = (batch_size // parts) // (per_replica or batch_size // parts) if parts > 1 else 1
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps * per_step))
     ds = ds.prefetch(tf.data.AUTOTUNE)
     opts = tf.data.Options()
     opts.deterministic = True

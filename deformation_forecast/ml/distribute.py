@@ -4,12 +4,13 @@ Everything here is TensorFlow's and Keras's own machinery (``tf.distribute``,
 ``keras.mixed_precision``, ``Model.compile(jit_compile=...)``); this module only decides, from the
 device that :func:`.device.configure_device` picked, which of them to use:
 
-- **strategy**: ``tf.distribute.MirroredStrategy`` over the GPUs when more than one is used
+- **strategy**: ``tf.distribute.MultiWorkerMirroredStrategy`` when the process is a
+  ``train-cluster`` worker (several machines, ``$TF_CONFIG``; :func:`start_cluster`), trained by the
+  custom loop of ml/loop.py because Keras 3's ``Model.fit`` fails under it (keras-team/keras#20585);
+  ``tf.distribute.MirroredStrategy`` over the GPUs when more than one is used
   (synchronous data parallelism: one model replica per GPU, gradients all-reduced); otherwise the
-  default strategy, with every op placed on the device (``/GPU:0`` or ``/CPU:0``). Several
-  machines (``$TF_CONFIG`` naming more than one) are refused with the reason: they need
-  ``tf.distribute.MultiWorkerMirroredStrategy``, under which Keras 3's ``Model.fit`` fails
-  (keras-team/keras#20585; docs/multi_gpu.md).
+  default strategy, with every op placed on the device (``/GPU:0`` or ``/CPU:0``). A plain
+  ``train`` with ``$TF_CONFIG`` naming several machines is refused, naming ``train-cluster``.
 - **batch**: ``BATCH_SIZE`` is per replica; the datasets get the global batch
   ``batch_size * replicas`` and the strategy splits each batch between the GPUs (Keras scales the
   loss for the replicas itself).
@@ -68,6 +69,16 @@ class TrainingPlan:
     policy: str  # "mixed_float16" | "float32"
     jit_compile: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # several machines (``train-cluster``): this process's index among `workers`; trained by the
+    # custom loop of ml/loop.py (Keras's Model.fit does not run under MultiWorkerMirroredStrategy)
+    worker_index: int = 0
+    workers: int = 1
+    custom_loop: bool = False
+
+    @property
+    def is_chief(self) -> bool:
+        """Worker 0 (TensorFlow's chief): the one that writes the checkpoints, the model and the report."""
+        return self.worker_index == 0
 
     @property
     def mixed_precision(self) -> bool:
@@ -94,7 +105,7 @@ class TrainingPlan:
         else the default strategy with ops pinned to :attr:`tf_device`."""
         import tensorflow as tf
 
-        if self.distributed:
+        if self.distributed or self.custom_loop:
             with self.strategy.scope():
                 yield
         else:
@@ -116,6 +127,8 @@ class TrainingPlan:
             f"Training plan: {self.strategy_name} on {where}, "
             f"{batch}, dtype policy {self.policy}, XLA {'on' if self.jit_compile else 'off'}"
         )
+        if self.workers > 1:
+            text += f", worker {self.worker_index} of {self.workers} machines"
         return text + (" (" + "; ".join(self.notes) + ")" if self.notes else "")
 
 
@@ -174,13 +187,15 @@ def plan_training(
     on_gpu = bool(gpus) and not device.get("tf_device", "").upper().startswith("/CPU")
     devices = replica_devices if replica_devices is not None else [f"/gpu:{i}" for i in range(len(gpus))]
     notes: list[str] = []
+    if _CLUSTER:
+        return _cluster_plan(_CLUSTER[0], batch_size, on_gpu)
     cluster = cluster_workers()
     if len(cluster) > 1:
         raise InputError(
-            f"TF_CONFIG names {len(cluster)} machines ({', '.join(cluster)}), but training across machines "
-            "needs tf.distribute.MultiWorkerMirroredStrategy, which Keras 3 (the Keras of this plugin) does "
-            "not support: Model.fit fails under it (keras-team/keras#20585). Unset TF_CONFIG to train on "
-            "this machine's GPUs (all of them with DEVICE=auto); see docs/multi_gpu.md."
+            f"TF_CONFIG names {len(cluster)} machines ({', '.join(cluster)}): training across machines runs "
+            "with the command `python -m deformation_forecast.ml train-cluster ...` started on every "
+            "machine (docs/multi_gpu.md), not from QGIS. Unset TF_CONFIG to train on this machine's GPUs "
+            "(all of them with DEVICE=auto)."
         )
     if len(devices) > 1 and (on_gpu or replica_devices is not None):
         strategy = tf.distribute.MirroredStrategy(devices=list(devices))
@@ -224,6 +239,50 @@ def plan_training(
         policy=policy,
         jit_compile=bool(jit),
         notes=tuple(notes),
+    )
+
+
+# the MultiWorkerMirroredStrategy of a ``train-cluster`` process (made once, before any other op)
+_CLUSTER: list[Any] = []
+
+
+def start_cluster(timeout_seconds: float = 0) -> Any:
+    """Create this process's ``tf.distribute.MultiWorkerMirroredStrategy`` from ``$TF_CONFIG``
+    (one local worker without it). TensorFlow requires it before any other op of the program.
+
+    `timeout_seconds` (0 = none): a collective (gradient all-reduce) that waits longer fails, so a
+    peer that hangs cannot stall the others forever; a peer that dies is noticed sooner by the
+    strategy's own health checks, which abort the pending collectives."""
+    import tensorflow as tf
+
+    if not _CLUSTER:
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=float(timeout_seconds) if timeout_seconds else None
+        )
+        _CLUSTER.append(tf.distribute.MultiWorkerMirroredStrategy(communication_options=options))
+    return _CLUSTER[0]
+
+
+def _cluster_plan(strategy: Any, batch_size: int, on_gpu: bool) -> TrainingPlan:
+    """The plan under the cluster's strategy: `batch_size` per replica, float32, no XLA."""
+    resolver = strategy.cluster_resolver
+    workers = len(cluster_workers()) or 1
+    replicas = int(strategy.num_replicas_in_sync)
+    notes = ["custom training loop across machines"]
+    if on_gpu:
+        notes.append("float32 (mixed precision is not used across machines)")
+    return TrainingPlan(
+        strategy=strategy,
+        tf_device="/GPU:0" if on_gpu else "/CPU:0",
+        replicas=replicas,
+        per_replica_batch=batch_size,
+        global_batch=batch_size * replicas,
+        policy=FLOAT32,
+        jit_compile=False,
+        notes=tuple(notes),
+        worker_index=int(resolver.task_id or 0) if resolver is not None else 0,
+        workers=workers,
+        custom_loop=True,
     )
 
 

@@ -167,20 +167,27 @@ def forecast_blocks(
     sink,
     on_step=None,
     tile_batch: int = 32,
+    baseline: dict[str, Any] | None = None,
 ) -> None:
     """Forecast a raster block by block (ml/blocks.py `plan`): ``read_hist(window)`` gives the kept
     regular dates (n, h, w) of a block's region; each block is forecast whole (all steps) with
     :func:`forecast_window`, the halos are blended, and every finished piece goes to
-    ``sink(window, frames (steps, h, w))``. ``on_step(block index, step)`` reports progress."""
+    ``sink(window, frames (steps, h, w))``. ``on_step(block index, step)`` reports progress.
+    `baseline` ({method, trend_window}): forecast with that simple method instead of the network."""
     from .blocks import BlendWriter
 
     blender = BlendWriter(plan, steps, sink)
     for b, (i, j, win) in enumerate(plan.blocks()):
         hist = read_hist(win)
         cb = (lambda k, b=b: on_step(b, k)) if on_step else None
-        frames = forecast_window(
-            net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend, tile_batch
-        )
+        if baseline:
+            frames = baseline_frames(hist, steps, baseline)
+            if cb:
+                cb(steps)
+        else:
+            frames = forecast_window(
+                net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend, tile_batch
+            )
         del hist
         blender.add(i, j, frames)
         del frames
@@ -225,11 +232,14 @@ def stream_regular(
     tail,
     window_bytes: int,
     on_window=None,
+    scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One pass over the stack by windows of at most `window_bytes` (all bands; full-width strips
     of the file's block rows when they fit): resample each window to the regular grid, return the
     per-date (fmin, fmax) over all pixels and all regular dates and the number of valid pixels, and
-    write the last `keep` dates to `tail`."""
+    write the last `keep` dates to `tail`. `scale` (H, W), when given, receives each pixel's
+    dispersion at the forecast origin (core/intervals.py, for the prediction intervals)."""
+    from ..core.intervals import pixel_scale
     from ..core.stack import iter_windows, read_stack
     from .dataset import regularize
 
@@ -249,6 +259,9 @@ def stream_regular(
             fmin = lo if fmin is None else np.minimum(fmin, lo)
             fmax = hi if fmax is None else np.maximum(fmax, hi)
         tail.write(win, reg[-keep:])
+        if scale is not None:
+            r0, c0 = int(win.row_off), int(win.col_off)
+            scale[r0 : r0 + int(win.height), c0 : c0 + int(win.width)] = pixel_scale(reg)
         del reg, flat
         if on_window:
             on_window(k + 1, len(windows))
@@ -290,6 +303,91 @@ def annual_rates(
     return np.stack(rates).astype("float32"), labels
 
 
+METHODS = ("network", "best", "persistence", "trend")
+
+
+def baseline_frames(hist: np.ndarray, steps: int, baseline: dict[str, Any]) -> np.ndarray:
+    """`steps` frames after `hist` (n, H, W) by persistence (the last date held) or the per-pixel
+    line over the last ``trend_window`` dates extrapolated; NaN where `hist` has NaN."""
+    from .trend import fit_line, line_at
+
+    mask = np.isfinite(hist).all(axis=0)
+    if baseline["method"] == "persistence":
+        frames = np.repeat(hist[-1:], steps, axis=0).astype("float32")
+    else:
+        last, slope = fit_line(np.where(mask, hist[-int(baseline["trend_window"]) :], 0.0))
+        frames = line_at(last, slope, np.arange(1, steps + 1)).astype("float32")
+    frames[:, ~mask] = np.nan
+    return frames
+
+
+def resolve_method(params: dict[str, Any], meta: dict[str, Any]) -> str:
+    """The method ``params["method"]`` asks for (network | best | persistence | trend), "best"
+    resolved on the model's iterative backtest; says in one line when the network loses there."""
+    from ..core.errors import InputError
+
+    method = params.get("method") or "network"
+    if method not in METHODS:
+        raise InputError(f"METHOD: {method!r} is not one of {', '.join(METHODS)}.")
+    bt = meta.get("backtest")
+    if not bt:
+        if method != "network":
+            raise InputError(
+                f"METHOD: the model {os.path.basename(params['model'])!r} has no iterative backtest (trained "
+                "by an older plugin or without test dates); forecast with the network or train it again."
+            )
+        return method
+    maes = {k: float(bt[f"{k}_overall_mae"]) for k in ("network", "persistence", "trend")}
+    best = min(maes, key=lambda k: maes[k] if math.isfinite(maes[k]) else math.inf)
+    if best != "network":
+        protocol.warning(
+            f"On its iterative backtest the network (MAE {maes['network']:.4g}) does not beat {best} (MAE "
+            f"{maes[best]:.4g}); METHOD = best forecasts with {best}."
+        )
+    return best if method == "best" else method
+
+
+def interval_setup(params: dict[str, Any], meta: dict[str, Any], steps: int) -> dict[str, Any] | None:
+    """The prediction intervals asked for by ``output_lower``/``output_upper`` at ``confidence``
+    (default 0.9): {confidence, quantiles (steps,), floor, calibrated (horizons)}; None when no bound
+    is asked for. InputError when the model carries no calibration or the level is out of range."""
+    from ..core.errors import InputError
+    from ..core.intervals import check_confidence, horizon_quantiles
+
+    if not (params.get("output_lower") or params.get("output_upper")):
+        return None
+    confidence = float(params.get("confidence", 0.9))
+    try:
+        check_confidence(confidence)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+    method = params.get("resolved_method", "network")
+    if method == "network":
+        cal = meta.get("calibration")
+    else:
+        cal = ((meta.get("backtest") or {}).get("calibration") or {}).get(method)
+    name = os.path.basename(params["model"])
+    if not cal:
+        raise InputError(
+            f"OUTPUT_LOWER/OUTPUT_UPPER: the model {name!r} carries no interval calibration (it was "
+            "trained by an older plugin, or without test dates). Train it again with TEST_COUNT > 0 "
+            "to get prediction intervals, or leave OUTPUT_LOWER and OUTPUT_UPPER empty."
+        )
+    q = horizon_quantiles(cal, confidence, steps)
+    if not np.isfinite(q).all():
+        raise InputError(
+            f"CONFIDENCE: the model {name!r} was calibrated on too few test pixels for a "
+            f"{confidence:.0%} band; lower CONFIDENCE or train with more test dates or pixels."
+        )
+    n_cal = len(cal["quantiles"])
+    if steps > n_cal:
+        protocol.warning(
+            f"Prediction intervals are calibrated for horizons 1..{n_cal} (the model's test dates); "
+            f"beyond them the band grows with the square root of the horizon, not calibrated."
+        )
+    return {"confidence": confidence, "quantiles": q, "floor": float(cal["floor"]), "calibrated": n_cal}
+
+
 def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     """Worker command ``forecast``: INPUT stack + MODEL -> OUTPUT stack (+ OUTPUT_RATE).
 
@@ -326,6 +424,14 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
     tile, overlap, ts = int(meta["tile"]), int(meta["overlap"]), int(meta["time_step"])
     trend = trend_params(meta)
     keep = kept_dates(meta, len(grid))
+    method = resolve_method(params, meta)
+    baseline: dict[str, Any] | None = None
+    if method != "network":
+        window = int(meta["backtest"]["trend_window"])
+        baseline = {"method": method, "trend_window": window}
+        keep = int(min(max(keep, window), len(grid)))
+        protocol.message(f"METHOD: forecasting with {method} (the network is not used)")
+    bands = interval_setup(dict(params, resolved_method=method), meta, steps)
 
     # the budget: TensorFlow itself (WORKER_MB, beyond what core.budget sets aside), the network's
     # activations, the kept dates (in memory when they take at most a third), the windows of the
@@ -365,7 +471,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         f"(halo {plan.halo}), {tile_batch} tiles per network call, within a memory budget of {mb:.0f} MB; "
         f"the last {keep} dates kept " + ("in memory" if in_memory else "in a temporary file"),
     )
-    tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"]}
+    tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"], "METHOD": method}
     n_blocks = plan.n_blocks
     stats = {"min_forecast": math.nan}
     out_dir = os.path.dirname(os.path.abspath(params["output"]))
@@ -376,8 +482,9 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         def on_window(k, n):
             protocol.progress(2 + 18 * k / n, f"Reading and resampling: window {k}/{n}")
 
+        scale = np.full((info.height, info.width), np.nan, "float32") if bands else None
         fmin, fmax, n_valid = stream_regular(
-            params["input"], info, interval, keep, tail, window_bytes(rest, info), on_window
+            params["input"], info, interval, keep, tail, window_bytes(rest, info), on_window, scale
         )
         if not n_valid:
             raise InputError("INPUT: the stack has no pixel with a value at any date; nothing to forecast.")
@@ -403,8 +510,12 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
                 )
             )
 
+        bound_writers = open_bound_writers(stack, params, bands, dates, info, tags)
+
         def sink(window, frames):
             writer.write(frames, window)
+            if bands:
+                write_bounds(bound_writers, frames, window, scale, bands)
             if np.isfinite(frames[-1]).any():
                 m = float(np.nanmin(frames[-1]))
                 stats["min_forecast"] = (
@@ -435,6 +546,7 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
                 sink,
                 on_step,
                 tile_batch,
+                baseline,
             )
     out: dict[str, Any] = {
         "output": params["output"],
@@ -448,9 +560,51 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
         "memory_budget_mb": mb,
         "kept_in_memory": in_memory,
         "tile_batch": tile_batch,
+        "method": method,
     }
     if params.get("output_rate"):
         out["output_rate"] = params["output_rate"]
         out["rate_dates"] = [d.isoformat() for d in rate_labels]
+    if bands:
+        out.update({k: params[k] for k in ("output_lower", "output_upper") if params.get(k)})
+        out["confidence"] = bands["confidence"]
+        out["calibrated_horizons"] = bands["calibrated"]
     protocol.progress(100, f"Forecast of {steps} dates up to {dates[-1].isoformat()} written")
     return out
+
+
+def open_bound_writers(stack, params, bands, dates, info, tags) -> dict[str, Any]:
+    """StackWriters of the asked-for bounds ("lower"/"upper"), tagged so that a reader (the
+    time-series dock) knows them: INTERVAL = lower | upper, CONFIDENCE, INTERVAL_METHOD."""
+    from ..core.stack import StackWriter
+
+    writers: dict[str, Any] = {}
+    if not bands:
+        return writers
+    for side in ("lower", "upper"):
+        path = params.get(f"output_{side}")
+        if not path:
+            continue
+        side_tags = {
+            **tags,
+            "INTERVAL": side,
+            "CONFIDENCE": f"{bands['confidence']:.4g}",
+            "INTERVAL_METHOD": "split-conformal, scaled by each pixel's dispersion",
+            "INTERVAL_CALIBRATED_STEPS": str(int(bands["calibrated"])),
+        }
+        writers[side] = stack.enter_context(
+            StackWriter(path, dates, info.crs, info.transform, info.width, info.height, info.units, side_tags)
+        )
+    return writers
+
+
+def write_bounds(writers: dict[str, Any], frames: np.ndarray, window, scale: np.ndarray, bands) -> None:
+    """Write the lower/upper bounds of a finished piece of the forecast (core/intervals.py)."""
+    from ..core.intervals import bounds
+
+    r0, c0 = int(window.row_off), int(window.col_off)
+    s = scale[r0 : r0 + int(window.height), c0 : c0 + int(window.width)]
+    lower, upper = bounds(frames, s, bands["quantiles"], bands["floor"])
+    for side, arr in (("lower", lower), ("upper", upper)):
+        if side in writers:
+            writers[side].write(arr, window)

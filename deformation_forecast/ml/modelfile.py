@@ -67,6 +67,8 @@ def read_meta(path: str) -> dict[str, Any]:
         f"MODEL: {os.path.basename(path)!r} is not a deformation forecast model (a {EXTENSION} file "
         "written by 'Train CNN-PhLSTM forecaster')"
     )
+    if os.path.isdir(path):
+        raise InputError(f"MODEL: {path!r} is a folder; give the model file ({EXTENSION}) itself.")
     if not os.path.isfile(path):
         raise InputError(f"MODEL: file {path!r} not found.")
     if not zipfile.is_zipfile(path):
@@ -82,6 +84,7 @@ def read_meta(path: str) -> dict[str, Any]:
         names = set(z.namelist())
         if not {"meta.json", "network.keras", "compressor.keras"} <= names:
             raise InputError(not_ours + f": it lacks {sorted({'meta.json', 'network.keras'} - names)}.")
+        _check_sizes(z, path)
         try:
             meta = json.loads(z.read("meta.json").decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -96,6 +99,29 @@ def read_meta(path: str) -> dict[str, Any]:
     return meta
 
 
+def _check_sizes(z: zipfile.ZipFile, path: str) -> None:
+    """Cap what the model file (and the Keras archives inside it) would expand to (zip bombs)."""
+    from ..core.validity import check_zip_sizes
+
+    what = f"MODEL {os.path.basename(path)!r}"
+    check_zip_sizes(z, what)
+    if z.getinfo("meta.json").file_size > 16 * 2**20:
+        raise InputError(f"{what}: its description (meta.json) is far too large: not one of our models.")
+
+
+def _check_inner(z: zipfile.ZipFile, path: str) -> None:
+    """Cap the Keras archives inside the model file before they are extracted and loaded."""
+    from ..core.validity import check_zip_sizes
+
+    what = f"MODEL {os.path.basename(path)!r}"
+    for inner in ("network.keras", "compressor.keras"):
+        try:
+            with z.open(inner) as f, zipfile.ZipFile(f) as k:
+                check_zip_sizes(k, f"{what} ({inner})")
+        except zipfile.BadZipFile as e:
+            raise InputError(f"{what}: {inner} is not a Keras archive ({e}); the file is damaged.") from e
+
+
 def load_model(path: str):
     """(network, compressor Keras model, meta) of a model file, loaded in Keras safe mode."""
     import keras
@@ -104,6 +130,7 @@ def load_model(path: str):
 
     meta = read_meta(path)
     with tempfile.TemporaryDirectory(prefix="df_model_") as tmp, zipfile.ZipFile(path) as z:
+        _check_inner(z, path)
         z.extract("network.keras", tmp)
         z.extract("compressor.keras", tmp)
         net = keras.saving.load_model(os.path.join(tmp, "network.keras"), compile=False, safe_mode=True)

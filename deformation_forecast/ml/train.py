@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
 import numpy as np
 
+from ..core.intervals import calibrate, pixel_scale
 from . import protocol
 
 DEFAULTS: dict[str, Any] = {
@@ -34,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     # forecasting the validation dates 1..20 steps ahead (only dates before the test set)
     "trend_window": 0,
     "time_step": 5,
-    "test_count": 20,
+    "test_count": -1,  # -1: test_count_of (the smaller of 20 and a fifth of the dates)
     "validation_fraction": 0.2,
     "epochs": 30,
     "batch_size": 4,
@@ -107,6 +110,19 @@ class _Progress:
         return Progress()
 
 
+def test_count_of(p: dict[str, Any], n_dates: int) -> int:
+    """``test_count``, or for -1 what the series can spare: min(20, n_dates // 5), said in the log."""
+    tc = int(p["test_count"])
+    if tc >= 0:
+        return tc
+    tc = max(1, min(20, n_dates // 5))
+    protocol.message(
+        f"TEST_COUNT: the last {tc} of the {n_dates} dates at the training interval are the test set "
+        "(the smaller of 20 and a fifth of the dates; set TEST_COUNT to choose)"
+    )
+    return tc
+
+
 def run_train(params: dict[str, Any]) -> dict[str, Any]:
     """Worker command ``train``; see the module doc. Returns the result dict."""
     p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
@@ -114,6 +130,11 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
 
     device = configure_device(p["device"])
     protocol.message(f"Device: {device['name']} ({device['reason']})")
+    strategy = None
+    if p.get("cluster"):  # several machines (ml/cluster.py): the strategy before any other op
+        from .distribute import start_cluster
+
+        strategy = start_cluster(float(p.get("cluster_timeout") or 0))
     import keras
     import tensorflow as tf
 
@@ -129,22 +150,33 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
         tf.config.experimental.enable_op_determinism()
     mb = float(p["memory_budget_mb"] or 0) or None
     info = read_info(p["input"])
+    if strategy is not None:
+        from .cluster import check_same_stack
+
+        check_same_stack(strategy, info, p["input"])
     interval = int(p["interval_days"]) or median_interval(info.dates)
     grid = regular_dates(info, interval)
     ts = int(p["time_step"])
-    split = split_windows(len(grid), ts, int(p["test_count"]), float(p["validation_fraction"]))
+    split = split_windows(len(grid), ts, test_count_of(p, len(grid)), float(p["validation_fraction"]))
     ckpt_dir = p["output_model"] + ".checkpoint"
-    with gdal_env(mb):
-        protocol.progress(0, "Resampling the stack to the regular grid (work file)")
-        prep = prepare(info, interval, ckpt_dir, mb)
-        protocol.message(
-            f"{info.count} acquisitions {info.dates[0]}..{info.dates[-1]} resampled to {len(grid)} dates "
-            f"every {interval} days; raster {info.width} x {info.height}; work stack "
-            + (f"written in {prep.windows} window(s)" if prep.windows else "reused")
-            + f" (memory budget {budget_mb(mb):.0f} MB)"
-        )
-        with WorkStack(prep) as work:
-            return _train(p, info, device, prep, work, split, seed, mb, ckpt_dir)
+    # a worker other than the chief keeps its work file to itself and writes nothing beside the model
+    chief = strategy is None or not strategy.cluster_resolver.task_id
+    work_dir = ckpt_dir if chief else tempfile.mkdtemp(prefix="deformation_forecast_worker_")
+    try:
+        with gdal_env(mb):
+            protocol.progress(0, "Resampling the stack to the regular grid (work file)")
+            prep = prepare(info, interval, work_dir, mb)
+            protocol.message(
+                f"{info.count} acquisitions {info.dates[0]}..{info.dates[-1]} resampled to {len(grid)} dates "
+                f"every {interval} days; raster {info.width} x {info.height}; work stack "
+                + (f"written in {prep.windows} window(s)" if prep.windows else "reused")
+                + f" (memory budget {budget_mb(mb):.0f} MB)"
+            )
+            with WorkStack(prep) as work:
+                return _train(p, info, device, prep, work, split, seed, mb, ckpt_dir)
+    finally:
+        if work_dir != ckpt_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, Any]:
@@ -268,6 +300,10 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 if state.get("signature") == _signature(p, info):
                     start_epoch, history = int(state["epoch"]), state.get("history", {})
             attempts.append(batch_size)
+            if plan.custom_loop:  # the network in the strategy's scope; the checkpoints outside it
+                with plan.scope():
+                    net = build()
+                return _fit_custom(plan, net), plan
             with plan.scope():
                 net = _fit_in_scope(plan, plan.global_batch)
             return net, plan
@@ -346,12 +382,90 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
                 )
             return net
 
+        def _fit_custom(plan, net):
+            """Training across machines (ml/loop.py): each worker reads its share of every global
+            batch; only the chief writes checkpoints."""
+            from .loop import LoopSettings, fit_custom
+
+            gb = plan.global_batch
+            n_train = len(split.train) * len(rows) * len(cols)
+            train_n = _whole_batches(int(p["samples_per_epoch"]) or n_train, n_train, gb, "training")
+            val_n = _whole_batches(min(val_samples, n_val), n_val, gb, "validation") if len(split.val) else 0
+            ram = pixel_bytes(mb) // 4
+
+            def datasets(kind: str, ctx):
+                shard = (ctx.input_pipeline_id, ctx.num_input_pipelines, ctx.get_per_replica_batch_size(gb))
+                labels, samples = (split.train, train_n) if kind == "train" else (split.val, val_n)
+                return tile_dataset(
+                    read,
+                    labels,
+                    rows,
+                    cols,
+                    ts,
+                    tile,
+                    gb,
+                    trend=bool(trend),
+                    shuffle=kind == "train",
+                    seed=seed,
+                    samples=samples,
+                    epochs=(start_epoch, epochs),
+                    ram_budget=ram,
+                    shard=shard,
+                )[0]
+
+            if start_epoch and os.path.isfile(os.path.join(ckpt_dir, "network.weights.h5")):
+                net.load_weights(os.path.join(ckpt_dir, "network.weights.h5"))
+                protocol.message(f"RESUME: continuing after epoch {start_epoch} from {ckpt_dir}")
+            protocol.message(
+                f"Worker {plan.worker_index} of {plan.workers}: network {p['architecture']}, tile {tile}, "
+                f"{net.count_params()} weights; per epoch {train_n // gb} steps of {gb} tiles, this worker "
+                f"reads {gb // max(1, plan.workers)} of each; validation {val_n} tiles"
+            )
+
+            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+                protocol.progress(
+                    5 + 80 * min(1.0, (epoch - start_epoch) / max(1, epochs - start_epoch)),
+                    f"epoch {epoch}/{epochs}: loss {logs['loss']:.5f}, val_loss {logs.get('val_loss', math.nan):.5f}",
+                    epoch=epoch,
+                    worker=plan.worker_index,
+                    **logs,
+                )
+                if plan.is_chief:
+                    checkpoint(net, epoch, logs)
+                else:
+                    for k, v in logs.items():
+                        history.setdefault(k, []).append(v)
+
+            settings = LoopSettings(
+                epochs=epochs,
+                start_epoch=start_epoch,
+                steps=train_n // gb,
+                val_steps=val_n // gb,
+                global_batch=gb,
+                learning_rate=float(p["learning_rate"]),
+                patience=int(p["patience"]),
+                max_seconds=float(p["max_seconds"]),
+            )
+            fit_custom(
+                net, make_loss(float(p["mae_weight"]), tile), plan.strategy, datasets, settings, on_epoch
+            )
+            return net
+
         attempts: list[int] = []
-        outcome = fit_with_fallback(fit, int(p["batch_size"]), device)
-        net, plan = outcome.value
-        device = outcome.device
+        if p.get("cluster"):  # no batch halving across machines: every worker would have to agree
+            net, plan = fit(int(p["batch_size"]), device)
+        else:
+            outcome = fit_with_fallback(fit, int(p["batch_size"]), device)
+            net, plan = outcome.value
+            device = outcome.device
         train_seconds = time.monotonic() - t_start
         epochs_run = len(history.get("loss", []))
+
+    if plan.custom_loop:
+        if not plan.is_chief:
+            protocol.progress(100, f"Worker {plan.worker_index}: training done; the chief writes the model")
+            return {"worker": plan.worker_index, "epochs_run": epochs_run, "train_seconds": train_seconds}
+        net = _local_copy(net, build)
 
     # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file,
     #    on the device training finally ran on
@@ -359,6 +473,28 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         t_pred = time.monotonic()
         scored = _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, seed)
         predict_seconds = time.monotonic() - t_pred
+
+    hz = scored["horizons"]
+    if hz:
+        protocol.message(
+            f"Iterative backtest over the {len(hz['horizon'])} test dates (the way 'forecast' is used): MAE "
+            f"network {hz['network_overall_mae']:.4g}, persistence {hz['persistence_overall_mae']:.4g}, "
+            f"trend {hz['trend_overall_mae']:.4g}; skill vs persistence {hz['skill_vs_persistence']:.3f}, "
+            f"vs trend {hz['skill_vs_trend']:.3f}"
+        )
+        best = min(("persistence", "trend"), key=lambda k: hz[f"{k}_overall_mae"])
+        if hz["network_overall_mae"] > hz[f"{best}_overall_mae"]:
+            protocol.warning(
+                f"The network does not beat the {best} baseline on the iterative backtest (MAE "
+                f"{hz['network_overall_mae']:.4g} vs {hz[f'{best}_overall_mae']:.4g})."
+            )
+    cal = scored["calibration"]
+    if cal:
+        q90 = [row[cal["levels"].index(0.9)] for row in cal["quantiles"]]
+        protocol.message(
+            f"Prediction intervals calibrated on the iterative test backtest ({min(cal['counts'])} pixels, "
+            f"horizons 1..{len(q90)}): the 90 % band is +/- {q90[0]:.3g} .. {q90[-1]:.3g} x each pixel's scale"
+        )
 
     # 4. outputs
     test = split.test
@@ -381,6 +517,10 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         "compressor": gru.params(),
         "metrics": scored["metrics"],
         "test_scoring": scored["scoring"],
+        # prediction intervals (core/intervals.py): calibrated on the iterative test backtest
+        "calibration": scored["calibration"],
+        # the iterative backtest per horizon: network, persistence, trend (issue 17)
+        "backtest": scored["horizons"],
         "history": history,
         "gru_history": gru.history,
         "extremes": {
@@ -413,6 +553,7 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
         "iterative_metrics": m["test_iterative"],
         "persistence_metrics": m["persistence"],
         "trend_metrics": m["linear_trend"],
+        "backtest": scored["horizons"],
     }
     if p.get("output_report"):
         from .report import write_report
@@ -443,6 +584,27 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
             out["predictions"] = p["predictions"]
     protocol.progress(100, "Model written")
     return out
+
+
+def _whole_batches(wanted: int, available: int, global_batch: int, what: str) -> int:
+    """Samples per epoch across machines: whole global batches (every worker takes equal shares)."""
+    n = min(wanted, available) // global_batch * global_batch
+    if n == 0:
+        from ..core.errors import InputError
+
+        raise InputError(
+            f"Only {available} {what} tiles for a global batch of {global_batch} across the machines: "
+            "lower --batch-size or --tile-size, or train on fewer machines."
+        )
+    return n
+
+
+def _local_copy(net, build):
+    """`net` (trained under the cluster's strategy) as a plain network of this process, so that
+    scoring and saving run no collective with the other workers."""
+    twin = build()
+    twin.set_weights(net.get_weights())
+    return twin
 
 
 def _trend_settings(p, info, prep, work, split, seed, mb) -> dict[str, Any]:
@@ -521,7 +683,14 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
 
     test = np.asarray(split.test)
     n_test = len(test)
-    kinds = ("test_one_step", "test_iterative", "persistence", "linear_trend")
+    kinds = (
+        "test_one_step",
+        "test_iterative",
+        "persistence",
+        "linear_trend",
+        "persistence_iterative",
+        "trend_iterative",
+    )
     empty = np.zeros((0, prep.height, prep.width), "float32")
     if not n_test:
         return {
@@ -531,6 +700,8 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
             "report_pred": empty,
             "report_obs": empty,
             "full": (empty, empty, empty),
+            "calibration": None,
+            "horizons": None,
         }
     protocol.progress(87, f"Predicting the {n_test} test dates")
     fmin, fmax, n = prep.fmin, prep.fmax, prep.count
@@ -544,7 +715,7 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
     # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
     # for the whole test arrays and an eighth for the windows predicted at once
-    per_px = 8 * (n - b0) + 96 * n_test
+    per_px = 8 * (n - b0) + 104 * n_test  # + the iterative persistence and trend (issue 17)
     block_bytes = budget * 2 // 3 - budget // 8
     rss = resident_bytes()
     if rss is not None:  # what training left resident (the network, tf.data's buffers) counts too
@@ -573,10 +744,15 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         data_range = float(np.max(fmax[test]) - np.min(fmin[test])) or None
     tl = test - b0
     ftl = first_test - b0
+    cal = CalibrationSample(n_test, len(chosen), seed)
+    cal_base = {k: CalibrationSample(n_test, len(chosen), seed) for k in ("persistence", "trend")}
+    horizons = HorizonTable(n_test, tw or TREND_BASELINE_DATES)
     for k, (r, c, h, w) in enumerate(chosen):
         reg = work.read(b0, n, r, c, h, w)
         mask = np.isfinite(reg[ftl])  # the work file is NaN at every date outside the mask
+        scale = pixel_scale(reg[:ftl])  # each pixel's dispersion at the backtest's origin
         targets, persistence = reg[tl], reg[tl - 1]
+        persistence_it = np.repeat(reg[ftl - 1 : ftl], n_test, axis=0)  # the last observation held
         reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
         comp = compress(reg, fmin[b0:], fmax[b0:])
         one_step = np.empty((n_test, h, w), "float32")
@@ -609,12 +785,21 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         del comp
         one_step[:, ~mask] = np.nan
         iterative[:, ~mask] = np.nan
+        cal.add(iterative - targets, scale)
         preds = {
             "test_one_step": one_step,
             "test_iterative": iterative,
             "persistence": persistence,
             "linear_trend": _trend_one_step(reg, mask, tl, TREND_BASELINE_DATES),
+            "persistence_iterative": persistence_it,
+            # the line the network's trend uses (its window chosen on the validation dates)
+            "trend_iterative": _trend_iterative(reg[:ftl], mask, n_test, tw or TREND_BASELINE_DATES),
         }
+        horizons.add(
+            targets, preds["test_iterative"], preds["persistence_iterative"], preds["trend_iterative"]
+        )
+        cal_base["persistence"].add(persistence_it - targets, scale)
+        cal_base["trend"].add(preds["trend_iterative"] - targets, scale)
         del reg
         for kind, pred in preds.items():
             overall = stack_metrics(pred, targets, data_range)[1]
@@ -667,7 +852,82 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
         "report_pred": report_pred,
         "report_obs": report_obs,
         "full": full,
+        "calibration": cal.result(),
+        "horizons": horizons.result() | {"calibration": {k: c.result() for k, c in cal_base.items()}},
     }
+
+
+class HorizonTable:
+    """Iterative backtest MAE per horizon 1..n_test from the first test date: the network, persistence
+    and the trend line (pooled over the scored blocks' pixels)."""
+
+    NAMES = ("network", "persistence", "trend")
+
+    def __init__(self, n_test: int, trend_window: int):
+        self.trend_window = int(trend_window)
+        self.sums = np.zeros((3, n_test))
+        self.counts = np.zeros((3, n_test))
+
+    def add(self, targets: np.ndarray, *preds: np.ndarray) -> None:
+        for i, pred in enumerate(preds):
+            e = np.abs(pred.astype("float64") - targets).reshape(targets.shape[0], -1)
+            ok = np.isfinite(e)
+            self.sums[i] += np.where(ok, e, 0.0).sum(axis=1)
+            self.counts[i] += ok.sum(axis=1)
+
+    def result(self) -> dict[str, Any]:
+        with np.errstate(all="ignore"):
+            mae = self.sums / self.counts
+            overall = self.sums.sum(axis=1) / self.counts.sum(axis=1)
+        out: dict[str, Any] = {
+            "horizon": list(range(1, self.sums.shape[1] + 1)),
+            "trend_window": self.trend_window,
+        }
+        for i, name in enumerate(self.NAMES):
+            out[f"{name}_mae"] = [float(v) for v in mae[i]]
+            out[f"{name}_overall_mae"] = float(overall[i])
+        net, pers, trend = (float(v) for v in overall)
+        out["skill_vs_persistence"] = 1.0 - net / pers if pers > 0 else math.nan
+        out["skill_vs_trend"] = 1.0 - net / trend if trend > 0 else math.nan
+        return out
+
+
+def _trend_iterative(hist: np.ndarray, mask: np.ndarray, steps: int, window: int) -> np.ndarray:
+    """Baseline: the per-pixel line over the last `window` dates of `hist`, extrapolated `steps` dates."""
+    from .trend import fit_line, line_at
+
+    last, slope = fit_line(np.where(mask, hist[-window:], 0.0))
+    out = line_at(last, slope, np.arange(1, steps + 1)).astype("float32")
+    out[:, ~mask] = np.nan
+    return out
+
+
+class CalibrationSample:
+    """The iterative backtest's errors (horizons 1..n_test from the first test date) and the pixels'
+    scales, gathered block by block (at most MAX_PIXELS pixels in all, a seeded sample), for the
+    prediction intervals' calibration (core/intervals.py) stored in the model file."""
+
+    MAX_PIXELS = 200_000
+
+    def __init__(self, n_test: int, n_blocks: int, seed: int):
+        self.per_block = max(1, self.MAX_PIXELS // max(n_blocks, 1))
+        self.rng = np.random.default_rng(seed + 2)
+        self.errors: list[np.ndarray] = []
+        self.scales: list[np.ndarray] = []
+
+    def add(self, errors: np.ndarray, scale: np.ndarray) -> None:
+        e = errors.reshape(errors.shape[0], -1)
+        s = scale.reshape(-1)
+        ok = np.flatnonzero(np.isfinite(e).all(axis=0) & np.isfinite(s))
+        if ok.size > self.per_block:
+            ok = np.sort(self.rng.choice(ok, size=self.per_block, replace=False))
+        self.errors.append(e[:, ok].astype("float32"))
+        self.scales.append(s[ok].astype("float32"))
+
+    def result(self) -> dict[str, Any] | None:
+        if not self.errors or not sum(s.size for s in self.scales):
+            return None
+        return calibrate(np.concatenate(self.errors, axis=1), np.concatenate(self.scales))
 
 
 TREND_BASELINE_DATES = 40  # the linear-trend baseline's line (the bench's baseline uses 40 dates)

@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterCrs,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterFeatureSource,
@@ -26,9 +27,19 @@ from ..core import benchmarks as cb
 from ..core.crossorbit import check_incidence
 from ..core.dates import parse_date
 from ..core.errors import InputError
+from ..core.metric import ground_scale
 from ..core.stack import require_crs
 from .base import DeformationAlgorithm
-from .tables import GEOMETRY_NAMES, geometry_kind, plot_destination, save_plot, table_sink, write_table
+from .distance import metres_parameter
+from .tables import (
+    GEOMETRY_NAMES,
+    check_lonlat_extent,
+    geometry_kind,
+    plot_destination,
+    save_plot,
+    table_sink,
+    write_table,
+)
 
 PAIR_COLUMNS = [
     ("benchmark", "str"),
@@ -56,6 +67,7 @@ SUMMARY_COLUMNS = [
     ("r", "float"),
 ]
 CSV_EXTENSIONS = (".csv", ".txt", ".tsv")
+VERTICAL_INPUT = "VERTICAL_INPUT"
 
 
 class BenchmarkCompare(DeformationAlgorithm):
@@ -73,7 +85,9 @@ class BenchmarkCompare(DeformationAlgorithm):
         "The InSAR value at a benchmark is the mean of the pixels whose centres lie within "
         "<i>Radius</i> (20 m in the paper); when none does, the pixel under the benchmark is used "
         "with a warning. LOS becomes vertical with dv = dLOS / cos(incidence), the incidence being "
-        "a number or read from an incidence raster. Each survey is paired with the nearest "
+        "a number or read from an incidence raster; a stack that is vertical already "
+        "(<i>VERTICAL_INPUT</i>, or the output of 'Vertical and east-west from two orbits') is "
+        "compared as it is. Each survey is paired with the nearest "
         "acquisition within <i>Max days</i>; both series are set to zero at the <i>Reference date</i> "
         "(default: each benchmark's first common date), a pair left out of the statistics.<br>"
         "Outputs: the pairs (benchmark, date, leveling, InSAR vertical, difference = InSAR - leveling), "
@@ -104,8 +118,12 @@ class BenchmarkCompare(DeformationAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterNumber(
-                "RADIUS", "Radius around a benchmark (map units)", QgsProcessingParameterNumber.Double, 20.0
+            metres_parameter(
+                "RADIUS",
+                "Radius around a benchmark (metres on the ground)",
+                20.0,
+                "Pixels whose centres lie within this many metres of the benchmark are averaged; on a "
+                "geographic stack (EPSG:4326) the metres are converted with the local scale.",
             )
         )
         self.addParameter(
@@ -113,6 +131,15 @@ class BenchmarkCompare(DeformationAlgorithm):
                 "REFERENCE_DATE", "Reference date (YYYY-MM-DD; default the first common date)", optional=True
             )
         )
+        vert = QgsProcessingParameterBoolean(
+            VERTICAL_INPUT, "The stack is vertical already (no 1 / cos(incidence))", defaultValue=False
+        )
+        vert.setHelp(
+            "For a vertical stack, e.g. from 'Vertical and east-west from two orbits' (recognised by its "
+            "COMPONENT tag even when this is off) or 'LOS to vertical': the incidence is not used."
+        )
+        vert.setFlags(vert.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(vert)
         p = QgsProcessingParameterNumber(
             "MAX_DAYS",
             "Max days between a survey and its acquisition",
@@ -153,6 +180,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             )
         bm_crs = self.parameterAsCrs(parameters, "BENCHMARKS_CRS", context)
         if kind == QgsWkbTypes.PointGeometry:
+            check_lonlat_extent(source, "BENCHMARKS")
             xform = None
             if source.sourceCrs().isValid() and source.sourceCrs() != raster_crs:
                 xform = QgsCoordinateTransform(source.sourceCrs(), raster_crs, context.transformContext())
@@ -222,7 +250,16 @@ class BenchmarkCompare(DeformationAlgorithm):
                 raise InputError(f"REFERENCE_DATE: {ref_text!r} is not a date (YYYY-MM-DD or YYYYMMDD).")
         inc_layer = self.parameterAsRasterLayer(parameters, "INCIDENCE_RASTER", context)
         incidence_value = self.parameterAsDouble(parameters, "INCIDENCE", context)
-        if inc_layer is None:
+        vertical = self.parameterAsBool(parameters, VERTICAL_INPUT, context) or (
+            info.tags.get("COMPONENT") == "vertical"
+        )
+        if vertical:
+            feedback.pushInfo(
+                "INPUT holds vertical displacement (VERTICAL_INPUT, or the COMPONENT tag written by "
+                "'Vertical and east-west from two orbits'): compared as it is, no 1 / cos(incidence)."
+            )
+            inc_layer = None
+        elif inc_layer is None:
             check_incidence(incidence_value, "INCIDENCE angle")
 
         bms = self._benchmarks(parameters, context, raster_crs, feedback)
@@ -242,9 +279,14 @@ class BenchmarkCompare(DeformationAlgorithm):
                     f"{[bms.ids[k] for k in np.flatnonzero(~usable)][:10]}; it must cover every benchmark."
                 )
         else:
-            incidence = incidence_value
+            incidence = None if vertical else incidence_value
         feedback.setProgressText("Sampling the stack around the benchmarks")
-        sampled = cb.sample_circles(info.path, info, bms.x, bms.y, radius, mb=self.memory_mb)
+        scale = ground_scale(info.crs, info.bounds)
+        if scale.note:
+            feedback.pushInfo(scale.note)
+        sampled = cb.sample_circles(
+            info.path, info, bms.x, bms.y, radius, mb=self.memory_mb, scale=(scale.kx, scale.ky)
+        )
         feedback.setProgress(50)
         cmp = cb.compare(bms, sampled, info.dates, incidence, max_days, ref_date)
         for w in cmp.warnings:

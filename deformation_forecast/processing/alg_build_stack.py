@@ -134,4 +134,26 @@ class BuildStack(DeformationAlgorithm):
                 feedback.isCanceled,
                 mb=self.memory_mb,
             )
+        self._check_plausible(out, UNITS[self.parameterAsEnum(parameters, "UNITS", context)], feedback)
         return {"OUTPUT": out}
+
+    @staticmethod
+    def _check_plausible(out: str, units: str, feedback) -> None:
+        """Warn when every value lies within +-1 mm while UNITS says mm: more likely metres."""
+        import numpy as np
+
+        from ..core.stack import read_decimated
+
+        if units != "mm":
+            return
+        biggest = 0.0
+        for band in (0, -1):
+            arr = read_decimated(out, band)
+            finite = arr[np.isfinite(arr)]
+            if finite.size:
+                biggest = max(biggest, float(np.abs(finite).max()))
+        if 0 < biggest <= 1.0:
+            feedback.pushWarning(
+                f"Warning: every value lies within +-{biggest:.3g} mm; if the rasters are in metres, "
+                "set UNITS to m (x 1000) and build the stack again."
+            )

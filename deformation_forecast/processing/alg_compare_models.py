@@ -26,7 +26,8 @@ from . import result_hooks
 from .base import DEVICES, DeformationAlgorithm, default_device_index
 from .tables import table_sink, write_table
 
-MODELS = ["persistence", "linear-trend", "svr", "mlp", "cnn-lstm", "cnn-phlstm"]
+# new models go at the end: qgis_process 3.22 takes enum values by index
+MODELS = ["persistence", "linear-trend", "svr", "mlp", "cnn-lstm", "cnn-phlstm", "trend-annual"]
 MODEL_NAMES = [
     "Persistence (last frame)",
     "Linear trend per pixel",
@@ -34,6 +35,7 @@ MODEL_NAMES = [
     "MLP per pixel (scikit-learn)",
     "CNN-LSTM (worker)",
     "CNN-PhLSTM (worker)",
+    "Linear trend + annual sinusoid per pixel",
 ]
 NETWORKS = ("cnn-lstm", "cnn-phlstm")
 NUMBER_METRICS = ("MAE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
@@ -47,10 +49,19 @@ TABLE_COLUMNS = [
     ("MS_SSIM", "float"),
     ("PSNR", "float"),
     ("R2", "float"),
+    ("SKILL", "float"),
     ("train_seconds", "float"),
     ("predict_seconds", "float"),
     ("device", "str"),
 ]
+
+
+def add_skill(rows: list[dict]) -> None:
+    """SKILL = 1 - MAE / MAE of persistence in the same mode (NaN without persistence)."""
+    pers = {r["mode"]: float(r["MAE"]) for r in rows if r["model"] == "persistence"}
+    for r in rows:
+        ref = pers.get(r["mode"], float("nan"))
+        r["SKILL"] = 1.0 - float(r["MAE"]) / ref if ref > 0 else float("nan")
 
 
 def key(model: str) -> str:
@@ -64,7 +75,10 @@ class CompareModels(DeformationAlgorithm):
     TAGS = "table iii,svr,mlp,cnn-lstm,cnn-phlstm,baseline,persistence,trend,mae,ssim,psnr"
     HELP = (
         "<p>Scores forecasting models on the same test set of one deformation stack, as the paper's "
-        "Table III: persistence (the last frame), a per-pixel linear trend, per-pixel SVR and MLP "
+        "Table III: persistence (the last frame), a per-pixel linear trend (its window, with TREND_WINDOW "
+        "= 0, chosen on the validation dates exactly as the networks' own trend: the one of 1, 5, 10, "
+        "20 and 40 frames that forecasts them best 1..20 steps ahead), a per-pixel line plus an annual "
+        "sinusoid (least squares over the last two years: seasonal motion), per-pixel SVR and MLP "
         "(scikit-learn, the pixel's TIME_STEP lagged values as features), and the CNN-LSTM and CNN-PhLSTM "
         "networks (trained in the TensorFlow worker process with EPOCHS epochs).</p>"
         "<p>The stack is resampled to a regular interval (INTERVAL_DAYS, 0 = the median spacing) and cut "
@@ -74,8 +88,9 @@ class CompareModels(DeformationAlgorithm):
         "paper's protocol) and <b>iteratively</b> over the test horizon (predictions fed back as "
         "inputs: the forecasting case). Simple baselines are often hard to beat; check them before "
         "trusting a network.</p>"
-        "<p>Outputs: a table (model, mode, MAE, MSE, RMSE, SSIM, MS-SSIM, PSNR, R², train and predict "
-        "seconds, device), an HTML report with the scatter plots (Fig. 19), the min/max trends "
+        "<p>Outputs: a table (model, mode, MAE, MSE, RMSE, SSIM, MS-SSIM, PSNR, R², SKILL = 1 - MAE / "
+        "MAE of persistence in the same mode, train and predict seconds, device), BEST_MODEL (least "
+        "one-step MAE) and BEST_MODEL_ITERATIVE (least iterative MAE: the horizon a forecast is used at), an HTML report with the scatter plots (Fig. 19), the min/max trends "
         "(Fig. 18) and error maps, and a folder of per-pixel absolute error stacks per model. SSIM and "
         "PSNR use the observed data range of the test frames (DATA_RANGE to fix it). The SVR is fitted "
         "on a random subsample of SVR_SAMPLES (pixel, date) samples and predicts every pixel.</p>"
@@ -127,7 +142,12 @@ class CompareModels(DeformationAlgorithm):
                 "INTERVAL_DAYS", "Regular interval (days, 0 = median)", integer, 0, False, 0
             ),
             QgsProcessingParameterNumber(
-                "TREND_WINDOW", "Linear trend window (frames)", integer, 5, False, 1
+                "TREND_WINDOW",
+                "Linear trend window (frames, 0 = chosen on the validation dates)",
+                integer,
+                0,
+                False,
+                0,
             ),
             QgsProcessingParameterNumber("SVR_SAMPLES", "SVR training samples", integer, 1000, False, 50),
             QgsProcessingParameterNumber("MLP_SAMPLES", "MLP training samples", integer, 200000, False, 100),
@@ -145,7 +165,7 @@ class CompareModels(DeformationAlgorithm):
         ]
         helps = {
             "INTERVAL_DAYS": "The networks need a regular time step; every model sees the same resampled frames.",
-            "TREND_WINDOW": "Frames of the least-squares line fitted per pixel (on real time).",
+            "TREND_WINDOW": "Frames of the least-squares line fitted per pixel (on real time); 0 = the one of 1, 5, 10, 20, 40 that forecasts the validation dates best 1..20 steps ahead, as the networks' own trend.",
             "SVR_SAMPLES": "(pixel, date) samples the RBF SVR is fitted on (its cost grows with their square).",
             "MLP_SAMPLES": "At most this many (pixel, date) samples train the MLP (early stopping on validation).",
             "MAX_SECONDS": "Stops a network's training after this long (the best weights are kept).",
@@ -172,6 +192,11 @@ class CompareModels(DeformationAlgorithm):
             )
         )
         self.addOutput(QgsProcessingOutputString("BEST_MODEL", "Best model (one-step MAE)"))
+        self.addOutput(
+            QgsProcessingOutputString(
+                "BEST_MODEL_ITERATIVE", "Best model (iterative MAE, as forecast is used)"
+            )
+        )
         self.addOutput(QgsProcessingOutputNumber("DATA_RANGE_USED", "Data range used (mm)"))
         self.addOutput(QgsProcessingOutputNumber("TEST_DATES", "Test dates"))
         for m, label in zip(MODELS, MODEL_NAMES, strict=False):
@@ -301,6 +326,7 @@ class CompareModels(DeformationAlgorithm):
                     )
                 if run.notes == bl.NO_FINITE_PREDICTION and r["mode"] == "one-step":
                     feedback.reportError(f"{run.model}: {run.notes}", fatalError=False)
+            add_skill(rows)
             feedback.pushInfo("\n" + ev.text_table(rows))
             dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, rows)
             results = {"OUTPUT_TABLE": dest, "DATA_RANGE_USED": L, "TEST_DATES": len(cmp.split.test)}
@@ -309,6 +335,12 @@ class CompareModels(DeformationAlgorithm):
             one = [r for r in rows if r["mode"] == "one-step"]
             finite = [r for r in one if np.isfinite(r["MAE"])]
             results["BEST_MODEL"] = min(finite, key=lambda r: r["MAE"])["model"] if finite else ""
+            it = [r for r in rows if r["mode"] == "iterative" and np.isfinite(r["MAE"])]
+            results["BEST_MODEL_ITERATIVE"] = min(it, key=lambda r: r["MAE"])["model"] if it else ""
+            for r in rows:
+                feedback.pushInfo(
+                    f"{ev.label(r['model'])} ({r['mode']}): skill vs persistence {r['SKILL']:.3f}"
+                )
             for r in one:
                 for m in NUMBER_METRICS:
                     v = float(r[m])

@@ -48,11 +48,24 @@ class EvaluateForecast(DeformationAlgorithm):
         "<p>Pixels NaN in either stack are ignored. SSIM and PSNR use the data range L = max - min of "
         "the observed frames compared (or DATA_RANGE), PSNR = 10 log10(L²/MSE). Overall MAE/MSE/R² pool "
         "every valid pixel; overall SSIM and MS-SSIM are the mean over dates.</p>"
+        "<p>LOWER and UPPER (optional, both or neither): the bounds of a prediction interval on the "
+        "forecast's dates (OUTPUT_LOWER/OUTPUT_UPPER of 'Forecast deformation'). Then COVERAGE is the "
+        "fraction of observed pixel-dates inside [LOWER, UPPER] (a 90 % band should cover about 0.9) "
+        "and MEAN_WIDTH the mean of UPPER - LOWER (mm), pooled over the paired dates; both are also "
+        "logged per date.</p>"
     )
+    LOWER = "LOWER"
+    UPPER = "UPPER"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("PREDICTED", "Predicted stack"))
         self.addParameter(QgsProcessingParameterRasterLayer("OBSERVED", "Observed stack"))
+        for name, label in ((self.LOWER, "Lower"), (self.UPPER, "Upper")):
+            self.addParameter(
+                QgsProcessingParameterRasterLayer(
+                    name, f"{label} bound of the prediction interval (optional)", optional=True
+                )
+            )
         self.addParameter(
             QgsProcessingParameterNumber(
                 "MAX_DAYS",
@@ -90,6 +103,8 @@ class EvaluateForecast(DeformationAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(k, f"Overall {k}"))
         self.addOutput(QgsProcessingOutputNumber("MATCHED_DATES", "Dates compared"))
         self.addOutput(QgsProcessingOutputNumber("DATA_RANGE_USED", "Data range used"))
+        self.addOutput(QgsProcessingOutputNumber("COVERAGE", "Coverage of the prediction interval"))
+        self.addOutput(QgsProcessingOutputNumber("MEAN_WIDTH", "Mean width of the prediction interval"))
 
     def compute(self, parameters, context, feedback):
         import math
@@ -113,6 +128,7 @@ class EvaluateForecast(DeformationAlgorithm):
                 f"No predicted date ({pred_info.dates[0]}..{pred_info.dates[-1]}) has an observed date "
                 f"({obs_info.dates[0]}..{obs_info.dates[-1]}) within MAX_DAYS={max_days} days."
             )
+        band = self.band_infos(parameters, context, pred_info)
         unmatched = len(pred_info.dates) - len(pairs)
         if unmatched:
             feedback.pushInfo(
@@ -156,6 +172,8 @@ class EvaluateForecast(DeformationAlgorithm):
             results[k] = v if math.isfinite(v) else None
         if out_err:
             results["OUTPUT_ERRORS"] = out_err
+        if band:
+            results.update(self.band_coverage(band, obs_info.path, pairs, pred_info.dates, feedback))
         feedback.setProgress(85)
         if report_path:
             notes = [f"PREDICTED: {pred_info.path}", f"OBSERVED: {obs_info.path}"]
@@ -167,3 +185,43 @@ class EvaluateForecast(DeformationAlgorithm):
             results["OUTPUT_REPORT"] = report_path
         feedback.setProgress(100)
         return results
+
+    def band_infos(self, parameters, context, pred_info):
+        """(lower, upper) StackInfos, None when neither is given; refuses one alone or a misfit."""
+        from ..core.stack import same_grid
+
+        given = {k: parameters.get(k) for k in (self.LOWER, self.UPPER)}
+        if not any(given.values()):
+            return None
+        if not all(given.values()):
+            missing = self.UPPER if given[self.LOWER] else self.LOWER
+            raise InputError(f"{missing}: give both LOWER and UPPER (the interval's bounds), or neither.")
+        infos = tuple(self.stack_info(parameters, k, context) for k in (self.LOWER, self.UPPER))
+        for k, info in zip((self.LOWER, self.UPPER), infos, strict=True):
+            if not same_grid(info, pred_info) or list(info.dates) != list(pred_info.dates):
+                raise InputError(
+                    f"{k} is not on PREDICTED's grid and dates; give the bounds written with that forecast "
+                    "(OUTPUT_LOWER/OUTPUT_UPPER of 'Forecast deformation')."
+                )
+        return infos
+
+    def band_coverage(self, band, obs_path, pairs, dates, feedback) -> dict:
+        """COVERAGE and MEAN_WIDTH of the band (core/intervals.py), logged per date."""
+        import math
+
+        from ..core.intervals import band_coverage_files
+
+        def progress(f):
+            self.check_canceled(feedback)
+            feedback.setProgress(80 + 5 * f)
+
+        rows, (cov, width, n) = band_coverage_files(band[0].path, band[1].path, obs_path, pairs, progress)
+        for (i, _), (c, w, m) in zip(pairs, rows, strict=True):
+            feedback.pushInfo(f"{dates[i]}: interval coverage {c:.3f}, mean width {w:.4g} ({m} pixels)")
+        feedback.pushInfo(
+            f"overall: interval coverage {cov:.3f}, mean width {width:.4g} over {n} pixel-dates"
+        )
+        return {
+            "COVERAGE": cov if math.isfinite(cov) else None,
+            "MEAN_WIDTH": width if math.isfinite(width) else None,
+        }

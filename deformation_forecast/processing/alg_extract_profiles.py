@@ -36,6 +36,7 @@ from ..core.errors import InputError
 from ..core.profiles import INTERPOLATIONS, extract_profiles, write_csv
 from . import result_hooks
 from .base import DeformationAlgorithm
+from .tables import check_lonlat_extent, verify_layer
 
 
 def select_bands(text: str, dates) -> list[int]:
@@ -140,6 +141,7 @@ class ExtractProfiles(DeformationAlgorithm):
     # -- lines ---------------------------------------------------------------------------
     def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback):
         """(name, parts) with parts as (n, 2) arrays in the stack's CRS."""
+        check_lonlat_extent(source, "LINES")
         ct = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
         idx = source.fields().lookupField(id_field) if id_field else -1
         lines, seen = [], {}
@@ -255,10 +257,13 @@ class ExtractProfiles(DeformationAlgorithm):
                     [p.name, int(p.part[j]), float(p.distance[j])]
                     + [None if np.isnan(v) else float(v) for v in vals]
                 )
-                sink.addFeature(f, QgsFeatureSink.FastInsert)
+                if not sink.addFeature(f, QgsFeatureSink.FastInsert):
+                    raise QgsProcessingException(f"OUTPUT: cannot write a sample: {sink.lastError()}")
             done += p.size
             self.check_canceled(feedback)
             feedback.setProgress(80 + 15 * done / max(total, 1))
+        del sink  # closes a file output: its write errors show now
+        verify_layer(dest_id, total, "OUTPUT", context)
         results = {
             "OUTPUT": dest_id,
             "PROFILE_COUNT": len(profiles),

@@ -19,8 +19,10 @@ from qgis.core import (
 from ..core import faults as cf
 from ..core.controls import analyse_controls
 from ..core.errors import InputError
+from ..core.metric import ground_scale
 from ..core.stack import require_crs
 from .base import DeformationAlgorithm
+from .distance import metres_parameter
 from .tables import plot_destination, read_lines, read_polygons, save_plot, table_sink, write_table
 
 LITHOLOGY_COLUMNS = [
@@ -68,7 +70,7 @@ class FaultLithology(DeformationAlgorithm):
         "date, the last by default) or a single-band rate raster.<br>"
         "<b>Faults</b> (lines, optional): every pixel gets the signed distance to its nearest fault "
         "(negative on the LEFT of the line's drawing direction). Per fault and side, deformation is "
-        "binned by distance (<i>Bin width</i>, up to <i>Maximum distance</i>, map units of the raster); "
+        "binned by distance (<i>Bin width</i>, up to <i>Maximum distance</i>, metres on the ground whatever the CRS: converted with the local scale on a geographic stack); "
         "pixels beyond a fault's tips are left out. The <b>step</b> is mean(right) - mean(left) in the "
         "nearest bin, with its standard error. Features sharing a name (<i>Fault name field</i>) form "
         "one fault.<br>"
@@ -105,16 +107,21 @@ class FaultLithology(DeformationAlgorithm):
                 "LITHOLOGY_FIELD", "Lithology unit field", None, "LITHOLOGY", optional=True
             )
         )
-        p = QgsProcessingParameterNumber(
-            "BIN_WIDTH", "Distance bin width (map units)", QgsProcessingParameterNumber.Double, 100.0
-        )
-        self.addParameter(p)
         self.addParameter(
-            QgsProcessingParameterNumber(
+            metres_parameter(
+                "BIN_WIDTH",
+                "Distance bin width (metres on the ground)",
+                100.0,
+                "Width of the distance bins on each side of a fault, in metres (converted with the "
+                "local scale on a geographic stack).",
+            )
+        )
+        self.addParameter(
+            metres_parameter(
                 "MAX_DISTANCE",
-                "Maximum distance to a fault (map units)",
-                QgsProcessingParameterNumber.Double,
+                "Maximum distance to a fault (metres on the ground)",
                 1000.0,
+                "Pixels farther from every fault are not binned; metres, whatever the stack's CRS.",
             )
         )
         p = QgsProcessingParameterNumber(
@@ -200,6 +207,9 @@ class FaultLithology(DeformationAlgorithm):
             self.check_canceled(feedback)
             feedback.setProgress(90 * f)
 
+        scale = ground_scale(info.crs, info.bounds)
+        if scale.note and fault_geoms:
+            feedback.pushInfo(scale.note + " Distances to the faults are in metres.")
         res, names = analyse_controls(
             info.path,
             info,
@@ -211,12 +221,13 @@ class FaultLithology(DeformationAlgorithm):
             max_distance=max_dist,
             threshold=threshold,
             distance_path=dist_path or None,
-            distance_units="m" if info.crs.is_projected else "map units",
+            distance_units="m",
             history=want_history,
             plot_samples=PLOT_SAMPLES if plot_path else 0,
             unit_values=bool(plot_path),
             progress=progress,
             mb=self.memory_mb,
+            scale=(scale.kx, scale.ky),
         )
         profiles = res.profiles
         fault_rows: list[dict] = []

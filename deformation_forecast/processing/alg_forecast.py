@@ -12,6 +12,8 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.intervals import LEVELS
+from ..core.validity import check_bands_limit
 from ..worker import run_worker
 from .base import DEVICES, WorkerAlgorithm, default_device_index
 
@@ -20,22 +22,65 @@ class ForecastDeformation(WorkerAlgorithm):
     NAME = "forecast"
     DISPLAY = "Forecast deformation"
     GROUP = "forecasting"
-    TAGS = "cnn,lstm,phlstm,deep learning,tensorflow,forecast,prediction,future"
+    TAGS = "cnn,lstm,phlstm,deep learning,tensorflow,forecast,prediction,future,interval,uncertainty"
+    CONFIDENCE = "CONFIDENCE"
+    OUTPUT_LOWER = "OUTPUT_LOWER"
+    OUTPUT_UPPER = "OUTPUT_UPPER"
+    METHOD = "METHOD"
+    METHODS = ["network", "best", "persistence", "trend"]
+    METHOD_NAMES = [
+        "Network (the trained model)",
+        "Best on the model's iterative backtest (network, persistence or trend)",
+        "Persistence (the last observation held)",
+        "Linear trend per pixel (the model's trend window)",
+    ]
     HELP = (
         "Forecasts the deformation stack into the future with a model from 'Train CNN-PhLSTM "
-        "forecaster' (He et al. 2022, Fig. 8): the stack is resampled to the model's interval, and "
-        "each predicted date joins the input window for the next one; the GRU compressor's predicted "
-        "extremes scale the frames back to mm. STEPS = 0 forecasts two years. OUTPUT is a stack on "
-        "the input's grid with the future dates in the band descriptions; OUTPUT_RATE (optional) "
-        "holds the annual rate (mm/yr) of each forecast year. A model trained on another grid, or "
-        "whose interval or time step the stack cannot provide, is refused with the reason."
+        "forecaster'. Each predicted date joins the input window for the next one, as in He et al. "
+        "2022 (Fig. 8).<br><br>"
+        "<b>Deformation stack</b>: the observed stack the model should continue, on the grid it was "
+        "trained on (it is resampled to the model's interval first).<br>"
+        "<b>Trained model</b>: the <i>.dfmodel</i> file written by the training.<br>"
+        "<b>Dates to forecast</b>: how many future dates, at the model's interval; 0 gives two "
+        "years.<br>"
+        "<b>Device</b>: auto uses a CUDA GPU when TensorFlow sees one, else the CPU.<br>"
+        "<b>Forecast stack</b>: one band per future date (in mm, the date in each band's name); it "
+        "loads styled on its last date and carries its dates for the Temporal Controller.<br>"
+        "<b>Annual rate per forecast year</b> (optional): one band per forecast year in mm/yr.<br><br>"
+        "A model trained on another grid, or whose interval the stack cannot provide, is refused "
+        "with the reason. In qgis_process, Device is given by index (0 auto, 1 gpu, 2 cpu)."
+        "<p><b>Prediction intervals</b> (OUTPUT_LOWER, OUTPUT_UPPER, optional): stacks on the "
+        "forecast's dates (mm) that hold the future observations with probability CONFIDENCE "
+        "(default 0.9). They are calibrated on your own series when the model is trained: the network "
+        "forecasts the held-out test dates iteratively from the first of them (a backtest), and the "
+        "errors at each horizon, divided by each pixel's own dispersion (the robust spread, MAD, of "
+        "its one-step changes over its last 40 dates), give split-conformal quantiles per horizon. "
+        "The band is forecast +/- quantile x the pixel's dispersion at the forecast origin, so stable "
+        "ground gets a narrow band and noisy or deforming ground a wide one, and it widens with the "
+        "horizon. Assumption: scaled that way, the errors of the test dates are representative of "
+        "the future ones (the ground keeps behaving as in the test dates); the coverage is over all "
+        "pixels and dates, not guaranteed at every single pixel. Beyond the number of test dates the "
+        "band grows with the square root of the horizon (said in the log; not calibrated). A model "
+        "trained by an older plugin has no calibration: the bounds are then refused (train again), "
+        "the forecast itself works. The bound layers carry the tags INTERVAL = lower | upper and "
+        "CONFIDENCE.</p>"
+        "<p><b>METHOD</b>: the trained model's test dates are also forecast iteratively by persistence "
+        "and by the per-pixel line; when the network does not beat the better of them there, the log "
+        "says so with the numbers. METHOD = best forecasts with whichever was best on that backtest, "
+        "persistence / trend with that simple method (intervals calibrated on its own backtest errors); "
+        "METHOD_USED says which ran.</p>"
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
         self.addParameter(
+            # a file filter, not `extension`: a model saved under another name (model.dfm) is
+            # accepted here and checked by its content when it is loaded
             QgsProcessingParameterFile(
-                "MODEL", "Trained model", QgsProcessingParameterFile.File, extension="dfmodel"
+                "MODEL",
+                "Trained model",
+                QgsProcessingParameterFile.File,
+                fileFilter="Deformation forecast model (*.dfmodel);;All files (*)",
             )
         )
         self.addParameter(
@@ -57,27 +102,61 @@ class ForecastDeformation(WorkerAlgorithm):
                 "OUTPUT_RATE", "Annual rate per forecast year (mm/yr)", optional=True, createByDefault=False
             )
         )
+        self.addParameter(
+            QgsProcessingParameterEnum(self.METHOD, "Forecasting method", self.METHOD_NAMES, defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.CONFIDENCE,
+                "Confidence of the prediction interval",
+                QgsProcessingParameterNumber.Double,
+                defaultValue=0.9,
+                minValue=LEVELS[0],
+                maxValue=LEVELS[-1],
+            )
+        )
+        for name, label in ((self.OUTPUT_LOWER, "Lower"), (self.OUTPUT_UPPER, "Upper")):
+            self.addParameter(
+                QgsProcessingParameterRasterDestination(
+                    name,
+                    f"{label} bound of the prediction interval (mm)",
+                    optional=True,
+                    createByDefault=False,
+                )
+            )
         self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Dates forecast"))
         self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last forecast date"))
+        self.addOutput(QgsProcessingOutputString("METHOD_USED", "Method used (network, persistence, trend)"))
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context, observed=True)
         model = self.parameterAsFile(parameters, "MODEL", context)
         out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         rate = self.parameterAsOutputLayer(parameters, "OUTPUT_RATE", context) or ""
-        for p in (out, rate):
+        lower = self.parameterAsOutputLayer(parameters, self.OUTPUT_LOWER, context) or ""
+        upper = self.parameterAsOutputLayer(parameters, self.OUTPUT_UPPER, context) or ""
+        for p in (out, rate, lower, upper):
             self.check_output_not_input(p, info.path)
+        steps = self.parameterAsInt(parameters, "STEPS", context)
+        check_bands_limit(steps, "STEPS")  # refused before the worker starts (a GeoTIFF: 65535 bands)
         params = {
             "input": info.path,
             "model": model,
-            "steps": self.parameterAsInt(parameters, "STEPS", context),
+            "steps": steps,
             "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
             "output": out,
             "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
+            "method": self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
         }
         if rate:
             params["output_rate"] = rate
+        if lower or upper:
+            params["confidence"] = self.parameterAsDouble(parameters, self.CONFIDENCE, context)
+            params.update({k: v for k, v in (("output_lower", lower), ("output_upper", upper)) if v})
         res = run_worker("forecast", params, feedback)
         result = {"OUTPUT": res["output"], "STEPS_DONE": res["steps"], "LAST_DATE": res["dates"][-1]}
         result["OUTPUT_RATE"] = res.get("output_rate")
+        result["METHOD_USED"] = res.get("method", "network")
+        result[self.OUTPUT_LOWER] = res.get("output_lower")
+        result[self.OUTPUT_UPPER] = res.get("output_upper")
         return result

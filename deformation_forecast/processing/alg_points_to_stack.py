@@ -15,13 +15,14 @@ from qgis.core import (
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
 )
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.points import FORMATS, METHODS, UNITS, points_to_stack, read_points_csv, series_from_table
 from .base import DeformationAlgorithm
+from .distance import metres_parameter
+from .tables import check_lonlat_extent
 
 FORMAT_LABELS = [
     "Auto-detect",
@@ -65,9 +66,9 @@ class PointsToStack(DeformationAlgorithm):
         "pnt_lon/pnt_lat; CSV_CRS gives their CRS (default EPSG:4326 for lon/lat-like columns). "
         "UNITS auto reads DePSI exports (pnt_lat/pnt_lon columns) as metres and everything else as "
         "mm; the output is always mm. Points with no value at any date (incoherent) are skipped.<br><br>"
-        "<b>Grid</b>: PIXEL_SIZE in units of OUTPUT_CRS (default: the input CRS when projected, else "
+        "<b>Grid</b>: PIXEL_SIZE and RADIUS in metres on the ground, whatever OUTPUT_CRS (default: the input CRS when projected, else "
         "the WGS 84 UTM zone of the points' centre). The grid covers the points, the outermost ones "
-        "on cell centres. METHOD nearest gives each cell the series of the nearest point; IDW the "
+        "on cell centres; on a geographic OUTPUT_CRS the cells are square on the ground (local scale). METHOD nearest gives each cell the series of the nearest point; IDW the "
         "1/d&sup2;-weighted mean of all points within RADIUS (default 2 x PIXEL_SIZE)."
     )
 
@@ -96,11 +97,12 @@ class PointsToStack(DeformationAlgorithm):
             QgsProcessingParameterEnum("UNITS", "Units of the displacements", UNIT_LABELS, defaultValue=0)
         )
         self.addParameter(
-            QgsProcessingParameterNumber(
+            metres_parameter(
                 "PIXEL_SIZE",
-                "Pixel size (output CRS units)",
-                QgsProcessingParameterNumber.Double,
-                minValue=0.0,
+                "Pixel size (metres on the ground)",
+                None,
+                "Cell size of the grid in metres, whatever the output CRS (on a geographic output "
+                "CRS the cells are square on the ground, converted with the local scale).",
             )
         )
         self.addParameter(
@@ -111,25 +113,32 @@ class PointsToStack(DeformationAlgorithm):
         self.addParameter(
             QgsProcessingParameterEnum("METHOD", "Gridding method", METHOD_LABELS, defaultValue=0)
         )
-        radius = QgsProcessingParameterNumber(
+        radius = metres_parameter(
             "RADIUS",
-            "Search radius (output CRS units, 0 = 2 x pixel size)",
-            QgsProcessingParameterNumber.Double,
-            defaultValue=0.0,
-            minValue=0.0,
+            "Search radius (metres on the ground, 0 = 2 x pixel size)",
+            0.0,
+            "Points farther than this from a cell centre do not fill it (metres, whatever the CRS).",
         )
         radius.setFlags(radius.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(radius)
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Deformation stack"))
-        self.addOutput(QgsProcessingOutputNumber("POINT_COUNT", "Points gridded"))
+        self.addOutput(QgsProcessingOutputNumber("POINT_COUNT", "Points that entered the grid"))
+        self.addOutput(
+            QgsProcessingOutputNumber("MERGED_COUNT", "Points dropped: sharing a cell (METHOD nearest)")
+        )
+        self.addOutput(
+            QgsProcessingOutputNumber("NULL_GEOMETRY_COUNT", "Points dropped: features without geometry")
+        )
         self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", "Points skipped (no value at any date)"))
         self.addOutput(QgsProcessingOutputNumber("DATE_COUNT", "Dates (bands)"))
         self.addOutput(QgsProcessingOutputNumber("FILLED_CELLS", "Cells with a value"))
         self.addOutput(QgsProcessingOutputString("OUTPUT_CRS_USED", "Output CRS"))
 
     def _layer_series(self, source, fmt: str, units: str, feedback):
+        check_lonlat_extent(source, "INPUT")
         names = [f.name() for f in source.fields()]
         xy: list[tuple[float, float]] = []  # filled as the rows are read (series_from_table reads it last)
+        null_ids: list[int] = []
         total = max(1, source.featureCount())
 
         def rows():
@@ -139,9 +148,8 @@ class PointsToStack(DeformationAlgorithm):
                     feedback.setProgress(10.0 * i / total)
                 geom = feat.geometry()
                 if geom is None or geom.isNull() or geom.isEmpty():
-                    raise QgsProcessingException(
-                        f"INPUT: feature {feat.id()} has no geometry; give every point a location or remove it."
-                    )
+                    null_ids.append(feat.id())  # dropped, counted and reported
+                    continue
                 pt = geom.asPoint() if not geom.isMultipart() else geom.centroid().asPoint()
                 xy.append((pt.x(), pt.y()))
                 yield [_plain(v) for v in feat.attributes()]
@@ -150,7 +158,7 @@ class PointsToStack(DeformationAlgorithm):
             raise QgsProcessingException(
                 f"INPUT: the layer {source.sourceName()!r} has no features; give a layer with points."
             )
-        return series_from_table(
+        series = series_from_table(
             names,
             rows(),
             what=f"INPUT {source.sourceName()!r}",
@@ -160,6 +168,13 @@ class PointsToStack(DeformationAlgorithm):
             xy=xy,
             first_line=1,
         )
+        if null_ids:
+            series.notes.append(
+                f"Warning: {len(null_ids)} feature(s) without geometry dropped (ids {null_ids[:10]}"
+                f"{'...' if len(null_ids) > 10 else ''})."
+            )
+        series.null_geometry = len(null_ids)
+        return series
 
     def compute(self, parameters, context, feedback):
         source = self.parameterAsSource(parameters, "INPUT", context)
@@ -176,7 +191,7 @@ class PointsToStack(DeformationAlgorithm):
         units = UNITS[self.parameterAsEnum(parameters, "UNITS", context)]
         pixel = self.parameterAsDouble(parameters, "PIXEL_SIZE", context)
         if not pixel > 0:
-            raise QgsProcessingException("PIXEL_SIZE must be greater than 0 (in units of the output CRS).")
+            raise QgsProcessingException("PIXEL_SIZE must be greater than 0 (metres on the ground).")
         radius = self.parameterAsDouble(parameters, "RADIUS", context)
         method = METHODS[self.parameterAsEnum(parameters, "METHOD", context)]
         out_crs = _crs_string(self.parameterAsCrs(parameters, "OUTPUT_CRS", context))
@@ -213,6 +228,8 @@ class PointsToStack(DeformationAlgorithm):
         return {
             "OUTPUT": out,
             "POINT_COUNT": summary["points"],
+            "MERGED_COUNT": summary["merged"],
+            "NULL_GEOMETRY_COUNT": series.null_geometry,
             "SKIPPED_COUNT": series.skipped,
             "DATE_COUNT": summary["dates"],
             "FILLED_CELLS": summary["filled"],

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 
 from qgis.core import (
+    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
@@ -23,7 +25,17 @@ DOUBLE = QgsProcessingParameterNumber.Double
 # (name, label, type, default, min, max, advanced, help)
 NUMBERS = [
     ("TIME_STEP", "Input length (dates per window)", INT, 5, 2, 60, False, None),
-    ("TEST_COUNT", "Test dates (the last ones)", INT, 20, 0, 1000, False, None),
+    (
+        "TEST_COUNT",
+        "Test dates (the last ones; -1 = the smaller of 20 and a fifth of the dates)",
+        INT,
+        -1,
+        -1,
+        1000,
+        False,
+        "The test dates score the model and calibrate the forecast's prediction intervals; 0 = none "
+        "(then the model has no intervals). -1 takes what a short series can spare.",
+    ),
     ("VALIDATION_FRACTION", "Validation fraction of the rest", DOUBLE, 0.2, 0.0, 0.9, True, None),
     ("EPOCHS", "Epochs (at most; early stopping on the validation loss)", INT, 30, 1, 10000, False, None),
     ("BATCH_SIZE", "Batch size", INT, 4, 1, 1024, True, None),
@@ -56,6 +68,11 @@ NUMBERS = [
     ("GRU_EPOCHS", "Epochs of the GRU extremum compressor", INT, 64, 1, 10000, True, None),
     ("SAMPLES_PER_EPOCH", "Training tiles per epoch (0 = all)", INT, 0, 0, 10**7, True, None),
 ]
+# skill of the iterative backtest over the test dates: 1 - MAE(network) / MAE(baseline)
+SKILLS = [
+    ("SKILL_VS_PERSISTENCE", "Iterative test skill vs persistence (1 - MAE / MAE of persistence)"),
+    ("SKILL_VS_TREND", "Iterative test skill vs the linear trend (1 - MAE / MAE of the trend)"),
+]
 METRICS = [
     ("TEST_MAE", "MAE"),
     ("TEST_RMSE", "RMSE"),
@@ -75,7 +92,12 @@ class TrainModel(WorkerAlgorithm):
         "separate TensorFlow process. The stack is resampled to a regular interval; the per-date "
         "minimum and maximum are modelled by a GRU compressor (eqs. 1-4) that scales frames to "
         "[-1, 1]; sliding windows of TIME_STEP dates predict the next date; the last TEST_COUNT "
-        "dates are the test set, the rest is split in time order into training and validation. "
+        "dates are the test set (default -1: the smaller of 20 and a fifth of the dates), the rest "
+        "is split in time order into training and validation. The network then forecasts the test "
+        "dates iteratively from the first of them, and those errors calibrate the prediction "
+        "intervals of 'Forecast deformation' (stored in the model file); SKILL_VS_PERSISTENCE and "
+        "SKILL_VS_TREND compare that iterative backtest with persistence and with the per-pixel line "
+        "(1 - MAE / MAE of the baseline: above 0, the network is better), per horizon in the model file. "
         "Loss: MAE_WEIGHT x MAE + (1 - MAE_WEIGHT) x (1 - MS-SSIM) (eq. 11), Adam, early stopping "
         "with the best weights kept. ARCHITECTURE: cnn-phlstm (default: PhLSTM at every cell of a "
         "spatial bottleneck, skip connections, increment over the last frame), cnn-phlstm-paper "
@@ -83,8 +105,11 @@ class TrainModel(WorkerAlgorithm):
         "comparison). Outputs: one model file (network, compressor, time step, interval, grid, dates, "
         "metrics) for 'Forecast deformation', an HTML report (loss/SSIM curves, min/max trends, test "
         "metrics) and the test metrics one step ahead. DEVICE auto uses a CUDA GPU when TensorFlow "
-        "sees one. Cancel stops the worker and writes no model; RESUME continues an interrupted run "
-        "with the same parameters from its checkpoint (OUTPUT_MODEL.checkpoint)."
+        "sees one. <b>Trained model</b> left at 'Save to temporary file' is saved next to the stack "
+        "as <i>stack name</i>.dfmodel (the most expensive output, and resuming needs its path). "
+        "Cancel stops the worker and writes no model; the checkpoint of the last finished epoch stays "
+        "in <i>model file</i>.checkpoint: run again with the same parameters and 'Resume an "
+        "interrupted run' ticked to continue, or delete that folder."
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
@@ -119,10 +144,15 @@ class TrainModel(WorkerAlgorithm):
         )
         for name, label in METRICS:
             self.addOutput(QgsProcessingOutputNumber(name, f"Test {label} (one step ahead)"))
+        for name, label in SKILLS:
+            self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context, observed=True)
         model = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
+        if _is_temporary(parameters.get("OUTPUT_MODEL")):
+            model = default_model_path(info.path)
+            feedback.pushInfo(f"Trained model: {model} (next to the stack, not a temporary file)")
         report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
         self.check_output_not_input(model, info.path)
         self.check_output_not_input(report, info.path)
@@ -143,7 +173,12 @@ class TrainModel(WorkerAlgorithm):
         feedback.pushInfo(
             f"Training {params['architecture']} on {info.count} dates of {info.width} x {info.height} pixels"
         )
-        res = run_worker("train", params, feedback)
+        try:
+            res = run_worker("train", params, feedback)
+        except QgsProcessingException as e:
+            if feedback.isCanceled():
+                raise QgsProcessingException(cancel_message(model)) from e
+            raise
         feedback.pushInfo(
             f"Trained on {res['device']} ({res['device_reason']}) in {res['train_seconds']:.1f} s"
         )
@@ -151,4 +186,42 @@ class TrainModel(WorkerAlgorithm):
         for name, key in METRICS:
             v = res["test_metrics"].get(key, math.nan)
             out[name] = float(v) if v is not None else math.nan
+        backtest = res.get("backtest") or {}
+        for name, _ in SKILLS:
+            v = backtest.get(name.lower())
+            out[name] = float(v) if v is not None and math.isfinite(v) else None
         return out
+
+
+def _is_temporary(value) -> bool:
+    sink = getattr(value, "sink", None)
+    text = sink.staticValue() if sink is not None else value
+    return value in (None, "") or "TEMPORARY_OUTPUT" in str(text)
+
+
+def default_model_path(stack_path: str) -> str:
+    """<stack>.dfmodel beside the stack (then <stack>_2.dfmodel... when taken); in the user's home
+    when the stack's folder is not writable. A model whose run was interrupted (its checkpoint
+    exists, the model does not) keeps its name, so resuming finds it."""
+    stem = os.path.splitext(os.path.basename(stack_path))[0]
+    folder = os.path.dirname(os.path.abspath(stack_path))
+    if not os.access(folder, os.W_OK):
+        folder = os.path.expanduser("~")
+    for k in range(1, 1000):
+        path = os.path.join(folder, f"{stem}{'' if k == 1 else f'_{k}'}.dfmodel")
+        if not os.path.exists(path):
+            return path
+    raise QgsProcessingException(f"OUTPUT_MODEL: choose a file for the trained model; {folder} holds 999.")
+
+
+def cancel_message(model: str) -> str:
+    """What a person needs after a cancel: where the checkpoint is, how to resume or delete it."""
+    ckpt = model + ".checkpoint"
+    if os.path.isdir(ckpt):
+        return (
+            f"Cancelled: no model was written. The checkpoint of the last finished epoch is in {ckpt}. "
+            "To continue, run again with the same parameters and the same Trained model file, with "
+            "'Resume an interrupted run from its checkpoint' ticked (Advanced); to start afresh, "
+            "delete that folder."
+        )
+    return "Cancelled before the first epoch finished: no model and no checkpoint were written."

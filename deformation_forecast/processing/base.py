@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from qgis.core import (
@@ -10,11 +13,12 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtGui import QIcon
 
-from ..core import budget
+from ..core import budget, outputs, validity
 from ..core.dates import check_observed
 from ..core.errors import InputError
 from ..core.stack import StackInfo, check_values, read_info
@@ -32,6 +36,29 @@ def memory_setting_mb() -> float:
     except (TypeError, ValueError):
         return 0.0
     return value if value > 0 else 0.0
+
+
+class _FeedbackHandler(logging.Handler):
+    """Forwards the core's warnings (logger ``deformation_forecast``) to the run's feedback."""
+
+    def __init__(self, feedback: QgsProcessingFeedback):
+        super().__init__(logging.WARNING)
+        self.feedback = feedback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.feedback.pushWarning(record.getMessage())
+
+
+@contextlib.contextmanager
+def core_warnings_to(feedback: QgsProcessingFeedback) -> Iterator[None]:
+    """While the block runs, warnings the core logs (a slow file layout...) reach `feedback`."""
+    logger = logging.getLogger("deformation_forecast")
+    handler = _FeedbackHandler(feedback)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def configured_budget_mb() -> tuple[float, str]:
@@ -57,6 +84,42 @@ GROUPS = {
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", "icon.svg")
 
 
+# the same setting, the same label and placement in every algorithm: name -> (label, advanced)
+SHARED_PARAMETERS = {
+    "TIME_STEP": ("Input length (dates per window)", False),
+    "TEST_COUNT": ("Test dates (the last ones)", False),
+    "EPOCHS": ("Epochs (at most)", False),
+    "VALIDATION_FRACTION": ("Validation fraction (of the dates before the test dates)", True),
+    "SEED": ("Random seed (CPU runs are reproducible)", True),
+    "MAX_SECONDS": ("Training time budget per network (seconds, 0 = none)", True),
+    "DEVICE": ("Device", False),
+}
+
+
+def first_sentence(html_text: str, limit: int = 200) -> str:
+    """The first sentence of `html_text` as plain text, without asides in parentheses, at most
+    `limit` characters: the Toolbox tooltip."""
+    import html
+    import re
+
+    text = re.split(r"<(?:br|p|/p|li|ul|ol|h\d)\b[^>]*>", html_text, maxsplit=1, flags=re.I)[0] or html_text
+    text = html.unescape(re.sub(r"<[^>]+>", "", text))
+    text = re.sub(r"\s+", " ", re.sub(r"\s\([^()]*\)", "", text)).strip()
+    m = re.search(r"(?<!Fig\.)(?<!al\.)(?<!e\.g\.)(?<!i\.e\.)(?<=[.!?:])\s+(?=[A-Z])", text)
+    text = text[: m.start()] if m else text
+    text = text.rstrip(":") + ("" if text.endswith((".", "!", "?")) else ".")
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def plugin_homepage() -> str:
+    """The homepage in metadata.txt (the README)."""
+    import configparser
+
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(os.path.join(os.path.dirname(os.path.dirname(__file__)), "metadata.txt"), encoding="utf-8")
+    return meta.get("general", "homepage", fallback="").rstrip("/")
+
+
 class DeformationAlgorithm(QgsProcessingAlgorithm):
     """Base class: subclasses set NAME, DISPLAY, GROUP, HELP and implement ``compute``.
 
@@ -68,6 +131,8 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     DISPLAY = ""
     GROUP = "analysis"
     HELP = ""
+    SHORT = ""  # one line for the Toolbox tooltip (default: the first sentence of HELP)
+    HELP_ANCHOR = "algorithms"  # README section of the dialog's Help button
     TAGS = ""
     # units of raster outputs, for the style applied when the Toolbox loads them (default mm)
     RASTER_UNITS: dict[str, str] = {}
@@ -96,6 +161,27 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802
         return self.HELP
 
+    def addParameter(self, definition, createOutput=True) -> bool:  # noqa: N802, N803 - QGIS's names
+        """Settings several algorithms share get the same label and the same place (basic or
+        advanced) in every dialog (SHARED_PARAMETERS)."""
+        shared = SHARED_PARAMETERS.get(definition.name())
+        if shared is not None:
+            label, advanced = shared
+            definition.setDescription(label)
+            flags = definition.flags() & ~QgsProcessingParameterDefinition.FlagAdvanced
+            if advanced:
+                flags |= QgsProcessingParameterDefinition.FlagAdvanced
+            definition.setFlags(flags)
+        return super().addParameter(definition, createOutput)
+
+    def shortDescription(self) -> str:  # noqa: N802
+        """The Toolbox tooltip: SHORT, else the first sentence of the help without markup."""
+        return self.SHORT or first_sentence(self.HELP)
+
+    def helpUrl(self) -> str:  # noqa: N802
+        """The README's section on the algorithms (the dialog's Help button)."""
+        return f"{plugin_homepage()}#{self.HELP_ANCHOR}"
+
     def icon(self) -> QIcon:
         return QIcon(ICON_PATH)
 
@@ -109,16 +195,87 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         self._refuse_overwriting_inputs(parameters, context)
+        validity.take_warnings()  # forget what an earlier run found
+        before = self._output_files(parameters)
         try:
             self.memory_mb, origin = configured_budget_mb()
             feedback.pushInfo(f"Memory budget: {self.memory_mb:g} MB ({origin}).")
             # GDAL's block cache sized from the budget for every read and write of this run
-            with budget.gdal_env(self.memory_mb):
+            with budget.gdal_env(self.memory_mb), core_warnings_to(feedback):
                 results = self.compute(parameters, context, feedback)
-        except InputError as e:
-            raise QgsProcessingException(str(e)) from e
+        except BaseException as e:
+            # a later output failing (or cancel) leaves no earlier output of the run behind
+            self._remove_new_outputs(before)
+            if isinstance(e, InputError):
+                raise QgsProcessingException(str(e)) from e
+            if isinstance(e, OSError) and e.errno in outputs.DISK_ERRNOS:
+                raise QgsProcessingException(str(outputs.write_error(e.filename or "", e))) from e
+            if isinstance(e, QgsProcessingException):
+                disk = outputs.disk_problem(list(before))  # QGIS's "Could not create layer ..."
+                if disk and disk not in str(e):
+                    raise QgsProcessingException(f"{disk} ({str(e)[:200]})") from e
+            unreadable = outputs.unreadable_raster(e)
+            if unreadable:
+                raise QgsProcessingException(unreadable) from e
+            raise
+        finally:
+            for w in validity.take_warnings():
+                feedback.pushWarning(w)
         self._style_outputs(parameters, context, results)
         return results
+
+    def _output_files(self, parameters) -> dict[str, tuple | None]:
+        """The files named by the destination parameters (not temporary outputs) and their state
+        (size, mtime, inode; None when absent) before the run."""
+        from qgis.core import QgsProcessingDestinationParameter
+
+        files: dict[str, tuple | None] = {}
+        for p in self.destinationParameterDefinitions():
+            if not isinstance(p, QgsProcessingDestinationParameter):
+                continue
+            value = parameters.get(p.name())
+            sink = getattr(value, "sink", None)
+            path = str(sink.staticValue() if sink is not None else (value or ""))
+            path = path.split("|")[0]
+            if path.startswith("ogr:"):
+                path = path.split("dbname=")[-1].split(" ")[0].strip("'\"")
+            if not path or "TEMPORARY_OUTPUT" in path or path.startswith("memory:"):
+                continue
+            path = os.path.abspath(path)
+            files[path] = _stat(path)
+        return files
+
+    @staticmethod
+    def _remove_new_outputs(before: dict[str, tuple | None]) -> None:
+        """Remove the output files this run created or replaced (their state changed)."""
+        import contextlib
+
+        for path, state in before.items():
+            if os.path.isfile(path) and _stat(path) != state:
+                for p in (path, path + ".aux.xml"):
+                    with contextlib.suppress(OSError):
+                        os.unlink(p)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        """Refuse a folder given where a file is expected, naming the parameter."""
+        from qgis.core import QgsProcessingParameterFile
+
+        for p in self.parameterDefinitions():
+            value = parameters.get(p.name())
+            if not isinstance(value, str) or not value or not os.path.isdir(value.split("|")[0]):
+                continue
+            if (
+                isinstance(p, QgsProcessingParameterFile)
+                and p.behavior() == QgsProcessingParameterFile.Folder
+            ):
+                continue
+            if p.isDestination():
+                continue
+            return False, (
+                f"{p.name()}: {value} is a folder; give a file ({p.description()}), "
+                "not the folder that holds it."
+            )
+        return super().checkParameterValues(parameters, context)
 
     def _refuse_overwriting_inputs(self, parameters, context) -> None:
         """No file output may be the file of an input layer or file (it would be destroyed)."""
@@ -229,7 +386,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{name}: {e}") from e
         if check_data:
             try:
-                check_values(info, name)
+                check_values(info, name)  # also refuses undeclared fill values (core.validity)
             except InputError as e:
                 raise QgsProcessingException(str(e)) from e
         return info
@@ -246,6 +403,14 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     def check_canceled(feedback: QgsProcessingFeedback | None) -> None:
         if feedback is not None and feedback.isCanceled():
             raise QgsProcessingException("Cancelled; nothing was written.")
+
+
+def _stat(path: str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 DEVICES = ["auto", "gpu", "cpu"]

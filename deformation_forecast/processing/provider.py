@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 
 from qgis.core import QgsProcessingProvider
@@ -43,3 +44,25 @@ class DeformationForecastProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802
         for cls in algorithm_classes():
             self.addAlgorithm(cls())
+        for model in shipped_models():
+            self.addAlgorithm(model)
+
+
+MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models")
+
+
+def shipped_models() -> list:
+    """The graphical models shipped in ``models/`` (stack -> train -> forecast), as algorithms of
+    this provider: they show in the Toolbox next to the algorithms they chain."""
+    from qgis.core import QgsProcessingModelAlgorithm
+
+    out = []
+    for name in sorted(os.listdir(MODELS_DIR)) if os.path.isdir(MODELS_DIR) else []:
+        if not name.endswith(".model3"):
+            continue
+        model = QgsProcessingModelAlgorithm()
+        path = os.path.join(MODELS_DIR, name)
+        if model.fromFile(path) and model.name():
+            model.setSourceFilePath(path)
+            out.append(model)
+    return out

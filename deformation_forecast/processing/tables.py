@@ -105,7 +105,8 @@ def write_table(
         f.setAttributes([_value(row.get(col), kind) for col, kind in columns])
         if not sink.addFeature(f, QgsFeatureSink.FastInsert):
             raise QgsProcessingException(f"{name}: cannot write a row: {sink.lastError()}")
-    del sink
+    del sink  # closes a file output: a full disk shows in what was written
+    verify_layer(dest, len(rows), name, context)
     return dest
 
 
@@ -178,18 +179,22 @@ def read_lines(source, param: str, raster_crs, context, name_field: str = "", fe
 
     require_geometry(source, param, QgsWkbTypes.LineGeometry)
     idx = require_field(source, f"{param} name field", name_field) if name_field else -1
+    check_lonlat_extent(source, param)
     xform = transform_to(source.sourceCrs(), raster_crs, context)
+    skipped = 0  # features without geometry: reported, never dropped in silence
     order: dict[str, list] = {}
     for f in source.getFeatures():
         if feedback is not None and feedback.isCanceled():
             raise QgsProcessingException("Cancelled; nothing was written.")
         g = _transformed(f, xform, param)
         if g is None:
+            skipped += 1
             continue
         parts = g.asMultiPolyline() if g.isMultipart() else [g.asPolyline()]
         arrays = [np.array([[p.x(), p.y()] for p in part]) for part in parts if len(part) >= 2]
         if arrays:
             order.setdefault(feature_label(f, idx), []).extend(arrays)
+    report_skipped(feedback, param, skipped)
     if not order:
         raise QgsProcessingException(f"{param}: layer {source.sourceName()!r} holds no line.")
     return list(order), list(order.values())
@@ -201,16 +206,61 @@ def read_polygons(source, param: str, raster_crs, context, field: str, feedback=
 
     require_geometry(source, param, QgsWkbTypes.PolygonGeometry)
     idx = require_field(source, f"{param}_FIELD", field)
+    check_lonlat_extent(source, param)
     xform = transform_to(source.sourceCrs(), raster_crs, context)
+    skipped = 0  # features without geometry: reported, never dropped in silence
     geoms, units = [], []
     for f in source.getFeatures():
         if feedback is not None and feedback.isCanceled():
             raise QgsProcessingException("Cancelled; nothing was written.")
         g = _transformed(f, xform, param)
         if g is None:
+            skipped += 1
             continue
         geoms.append(json.loads(g.asJson()))
         units.append(feature_label(f, idx))
+    report_skipped(feedback, param, skipped)
     if not geoms:
         raise QgsProcessingException(f"{param}: layer {source.sourceName()!r} holds no polygon.")
     return geoms, units
+
+
+def verify_layer(dest_id: str, expected: int, name: str, context) -> None:
+    """After its sink was closed, the output layer `dest_id` must open and hold `expected`
+    features: a GeoPackage on a full disk is otherwise published corrupt or short."""
+    from qgis.core import QgsProcessingUtils
+
+    layer = QgsProcessingUtils.mapLayerFromString(dest_id, context)
+    count = layer.featureCount() if layer is not None and layer.isValid() else -1
+    if count != expected:
+        raise QgsProcessingException(
+            f"{name}: the output layer {dest_id!r} holds {max(count, 0)} of the {expected} features "
+            "written (a full or read-only disk?); free some space or choose another output file. "
+            "Nothing was kept."
+        )
+
+
+def check_lonlat_extent(source, param: str) -> None:
+    """A layer whose CRS is geographic must hold longitudes/latitudes. A GeoJSON file without a
+    `crs` member is read as WGS 84 (RFC 7946); holding projected coordinates (metres), it would
+    otherwise be reprojected to nowhere ("has no vertices", "outside the raster")."""
+    crs = source.sourceCrs()
+    if not crs.isValid() or not crs.isGeographic():
+        return
+    ext = source.sourceExtent()
+    if ext.isEmpty() and ext.width() == 0 and ext.xMinimum() == 0:
+        return
+    if ext.xMinimum() < -360 or ext.xMaximum() > 360 or ext.yMinimum() < -90.5 or ext.yMaximum() > 90.5:
+        raise QgsProcessingException(
+            f"{param}: layer {source.sourceName()!r} has coordinates from {ext.xMinimum():.6g}, "
+            f"{ext.yMinimum():.6g} to {ext.xMaximum():.6g}, {ext.yMaximum():.6g}, which are not "
+            f"longitude/latitude although its CRS is {crs.authid() or 'geographic'} (a GeoJSON file "
+            "without a 'crs' member is read as WGS 84). Assign the layer its real CRS (Layer "
+            "Properties > Source, or save it with one) and run again."
+        )
+
+
+def report_skipped(feedback, param: str, skipped: int) -> None:
+    """Say how many features had no geometry (NULL or empty) and were skipped."""
+    if skipped and feedback is not None:
+        feedback.pushWarning(f"{param}: {skipped} feature(s) without geometry (NULL or empty) skipped.")

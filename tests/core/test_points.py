@@ -262,7 +262,10 @@ def test_too_fine_pixel_size_rejected(tmp_path):
 
 
 def test_cancel_writes_nothing(tmp_path):
-    s = series_from_table(["x", "y", "D20200101"], [[0, 0, 1], [100, 100, 2]], crs="EPSG:32647")
+    # coordinates inside the area of use of UTM 47N (points far outside it are refused)
+    s = series_from_table(
+        ["x", "y", "D20200101"], [[500000, 4300000, 1], [500100, 4300100, 2]], crs="EPSG:32647"
+    )
     out = tmp_path / "c.tif"
     with pytest.raises(InputError, match="Cancelled"):
         points_to_stack(s, str(out), 10.0, is_canceled=lambda: True)
@@ -272,7 +275,9 @@ def test_cancel_writes_nothing(tmp_path):
 
 def test_output_is_a_valid_geotiff(tmp_path):
     s = series_from_table(
-        ["x", "y", "D20200101", "D20200201"], [[0, 0, 1, 2], [30, 0, 3, 4]], crs="EPSG:32647"
+        ["x", "y", "D20200101", "D20200201"],
+        [[500000, 4300000, 1, 2], [500030, 4300000, 3, 4]],
+        crs="EPSG:32647",
     )
     out = str(tmp_path / "o.tif")
     points_to_stack(s, out, 10.0)

@@ -35,7 +35,7 @@ def test_comparemodels_baselines_e2e(qgis_process, write_stack, tmp_path):
         "deformation_forecast:comparemodels",
         "--",
         f"INPUT={stack}",
-        "MODELS=0,1,2,3",
+        "MODELS=0,1,2,3,6",
         "TIME_STEP=4",
         "TEST_COUNT=5",
         "SVR_SAMPLES=300",
@@ -45,13 +45,15 @@ def test_comparemodels_baselines_e2e(qgis_process, write_stack, tmp_path):
         f"OUTPUT_ERRORS={tmp_path / 'errors'}",
     )["results"]
     rows = _csv(tmp_path / "table.csv")
-    assert {r["model"] for r in rows} == {"persistence", "linear-trend", "svr", "mlp"}
+    models = {"persistence", "linear-trend", "svr", "mlp", "trend-annual"}
+    assert {r["model"] for r in rows} == models
     assert all(math.isfinite(float(r["MAE"])) and math.isfinite(float(r["SSIM"])) for r in rows)
-    for m in ("PERSISTENCE", "LINEAR_TREND", "SVR", "MLP"):
+    assert all(float(r["SKILL"]) == 0 for r in rows if r["model"] == "persistence")
+    for m in ("PERSISTENCE", "LINEAR_TREND", "SVR", "MLP", "TREND_ANNUAL"):
         assert math.isfinite(float(res[f"MAE_{m}"]))
-    assert res["BEST_MODEL"] in {"persistence", "linear-trend", "svr", "mlp"}
+    assert res["BEST_MODEL"] in models and res["BEST_MODEL_ITERATIVE"] in models
     assert "base64," in (tmp_path / "report.html").read_text(encoding="utf-8")
-    assert len(os.listdir(tmp_path / "errors")) == 8
+    assert len(os.listdir(tmp_path / "errors")) == 10
 
 
 def test_evaluateforecast_e2e(qgis_process, write_stack, tmp_path):
@@ -76,6 +78,23 @@ def test_evaluateforecast_e2e(qgis_process, write_stack, tmp_path):
     assert int(res["MATCHED_DATES"]) == 3
     assert [r["date"] for r in _csv(tmp_path / "m.csv")][-1] == "overall"
     assert os.path.exists(tmp_path / "err.tif") and os.path.exists(tmp_path / "r.html")
+    # issue 17: a band of +-0.6 around a forecast 0.5 off covers everything, +-0.4 nothing
+    for half, cover in ((0.6, 1.0), (0.4, 0.0)):
+        lo = write_stack(pred - half, pdates, name=f"lo{half}.tif")
+        hi = write_stack(pred + half, pdates, name=f"hi{half}.tif")
+        res = qgis_process(
+            "run",
+            "deformation_forecast:evaluateforecast",
+            "--",
+            f"PREDICTED={p}",
+            f"OBSERVED={o}",
+            f"LOWER={lo}",
+            f"UPPER={hi}",
+            "MAX_DAYS=2",
+            f"OUTPUT_TABLE={tmp_path / f'b{half}.csv'}",
+        )["results"]
+        assert float(res["COVERAGE"]) == pytest.approx(cover)
+        assert float(res["MEAN_WIDTH"]) == pytest.approx(2 * half, abs=1e-4)
 
 
 @pytest.mark.tf

@@ -1,6 +1,7 @@
 """The desktop path: a real qgis.bin under Xvfb loads the plugin and runs algorithms (the
 TensorFlow ones through the worker) from Processing inside the desktop, without a crash."""
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ SCRIPT = os.path.join(ROOT, "tests", "e2e", "desktop", "desktop_script.py")
 ARTEFACTS = os.path.join(ROOT, "build", "test-artefacts")
 
 
-def run_desktop(jobs, tmp_path, timeout=600):
+def run_desktop(jobs, tmp_path, timeout=600, script=SCRIPT):
     if not (shutil.which("qgis.bin") and shutil.which("xvfb-run")):
         pytest.skip("qgis.bin or xvfb-run not installed")
     subprocess.run(
@@ -46,7 +47,7 @@ def run_desktop(jobs, tmp_path, timeout=600):
         "--nologo",
         "--noversioncheck",
         "--code",
-        SCRIPT,
+        script,
     ]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"qgis.bin exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
@@ -155,3 +156,93 @@ def test_desktop_docks_and_animation_screenshots(tmp_path):
     for name in ("timeseries_dock.png", "profile_dock.png", "forecast_animation.png"):
         assert (tmp_path / name).stat().st_size > 20000, name
         shutil.copy(tmp_path / name, os.path.join(ARTEFACTS, name))
+
+
+def _forecast_stand_ins(scene, tmp_path):
+    """Files with what `forecast` writes (its SOURCE tag; the annual rate in mm/yr with one dated
+    band per forecast year), made from the scene's future truth without TensorFlow."""
+    from deformation_forecast.core.stack import read_info, read_stack, write_stack
+
+    info = read_info(scene["truth_future_asc"])
+    data = read_stack(scene["truth_future_asc"])
+    tags = {"SOURCE": "deformation_forecast forecast", "MODEL": "stand-in"}
+    fc = write_stack(
+        str(tmp_path / "forecast.tif"), data + 1.0, info.dates, info.crs, info.transform, tags=tags
+    )
+    years = [info.dates[len(info.dates) // 2], info.dates[-1]]
+    rate = np.stack([data[len(info.dates) // 2] - data[0], data[-1] - data[len(info.dates) // 2]]) * 2
+    rp = str(tmp_path / "forecast_rate.tif")
+    write_stack(rp, rate, years, info.crs, info.transform, units="mm/yr", tags=tags)
+    return fc, rp
+
+
+def test_desktop_shows_styles_series_and_animation_as_a_person_sees_them(tmp_path):
+    """A real qgis.bin: outputs loaded as the Toolbox loads them are styled on the band that
+    carries their meaning with the unit in the legend; the time-series dock plots what was chosen
+    for clicks of the toolbar's map tool on a stack and on a point layer; the animate action sets
+    the Temporal Controller; no Python warning or traceback reaches the QGIS message log."""
+    from deformation_forecast.core.sample import make_sample_scene
+
+    scene = make_sample_scene(str(tmp_path / "scene"), size=60, seed=1)
+    meta = json.loads(open(scene["scene"]).read())
+    points = [a["centre_xy"] for a in meta["areas"] if a["kind"] == "subsidence"][:2]
+    fc, rate = _forecast_stand_ins(scene, tmp_path)
+    bench = json.loads(open(scene["benchmarks"]).read())["features"][0]["geometry"]["coordinates"]
+    spec = {
+        "jobs": [],
+        "stack": scene["stack_asc"],
+        "vectors": {"benchmarks": scene["benchmarks"], "faults": scene["faults"]},
+        "runs": [
+            [
+                "deformation_forecast:deformationrate",
+                {"INPUT": scene["stack_asc"], "MODE": 0, "OUTPUT": str(tmp_path / "rate.tif")},
+            ],
+            [
+                "deformation_forecast:evaluateforecast",
+                {
+                    "PREDICTED": fc,
+                    "OBSERVED": scene["truth_future_asc"],
+                    "OUTPUT_ERRORS": str(tmp_path / "errors.tif"),
+                    "OUTPUT_REPORT": str(tmp_path / "evaluation.html"),
+                    "OUTPUT_TABLE": str(tmp_path / "metrics.csv"),
+                },
+            ],
+        ],
+        "by_hand": {"forecast": fc, "forecast rate": rate},
+        "points": points,
+        "benchmark_xy": bench,
+        "dialogs": ["deformation_forecast:deformationrate", "deformation_forecast:forecast"],
+    }
+    res = run_desktop(
+        spec, tmp_path, timeout=600, script=os.path.join(ROOT, "tests", "e2e", "desktop", "screen_script.py")
+    )
+    with open(os.path.join(ARTEFACTS, "desktop_screen_result.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    out = res["outputs"]
+    (rate_r,) = out["deformation_forecast:deformationrate"]
+    assert (rate_r["type"], rate_r["band"]) == ("singlebandpseudocolor", 1)  # velocity, not its error
+    assert all(label.endswith(" mm/yr") for label in rate_r["legend"])
+    errors = [r for r in out["deformation_forecast:evaluateforecast"] if r["type"] == "singlebandpseudocolor"]
+    assert len(errors) == 1 and errors[0]["band"] == 61 and errors[0]["legend"][0] == "0.0 mm"
+    assert out["forecast"][0]["band"] == 61 and out["forecast"][0]["legend"][-1].endswith(" mm")
+    assert out["forecast rate"][0]["band"] == 2 and out["forecast rate"][0]["legend"][-1].endswith(" mm/yr")
+    series = res["series"]
+    assert series["offered"]["forecasts"] == ["forecast"]  # not its rate raster, not the stack
+    assert series["offered"]["benchmarks"] == ["benchmarks"]
+    assert "rate" not in " ".join(series["offered"]["source"])
+    first, second, on_points = series["labels"]
+    assert first[0].startswith("observed stack (") and first[1] == "forecast (forecast)"
+    assert second[: len(first)] == first and second[len(first)].startswith("observed stack (")  # pinned
+    assert on_points[-1].startswith("benchmarks ")
+    assert series["markers"] == 3 and series["map_tool_is_dock"]
+    anim = res["animation"]
+    assert (anim["begin"], anim["end"], anim["step_days"]) == ("2014-10-14", "2021-04-28", 12.0)
+    days = (dt.date(2021, 4, 28) - dt.date(2014, 10, 14)).days
+    assert anim["animated"] and anim["panel_visible"] and anim["frames"] == -(-days // 12)  # 12-day frames
+    assert anim["tree"][-1] == "observed stack (animation)"  # below the user's layers
+    assert res["log"] == [], res["log"]
+    for name in ("timeseries_dock_clicked.png", "temporal_controller.png", "styled_outputs.png"):
+        assert (tmp_path / name).stat().st_size > 20000, name
+    for name in os.listdir(tmp_path):
+        if name.endswith(".png"):
+            shutil.copy(tmp_path / name, os.path.join(ARTEFACTS, name))

@@ -32,6 +32,7 @@ def test_trainmodel_then_forecast(qgis_process, write_stack, tmp_path):
         f"OUTPUT_REPORT={tmp_path / 'r.html'}",
     )["results"]
     assert os.path.isfile(model) and np.isfinite(res["TEST_MAE"]) and res["TEST_SSIM"] > 0
+    assert all(np.isfinite(res[k]) and res[k] < 1 for k in ("SKILL_VS_PERSISTENCE", "SKILL_VS_TREND"))
     out = str(tmp_path / "fc.tif")
     fc = qgis_process(
         "run",
@@ -41,11 +42,39 @@ def test_trainmodel_then_forecast(qgis_process, write_stack, tmp_path):
         f"MODEL={model}",
         "STEPS=6",
         "DEVICE=2",
+        "CONFIDENCE=0.8",
         f"OUTPUT={out}",
+        f"OUTPUT_LOWER={tmp_path / 'lo.tif'}",
+        f"OUTPUT_UPPER={tmp_path / 'hi.tif'}",
     )["results"]
     info = read_info(out)
     assert fc["STEPS_DONE"] == 6 and info.count == 6 and info.dates[0] > dates[-1]
     assert fc["LAST_DATE"] == info.dates[-1].isoformat()
+    from deformation_forecast.core.stack import read_stack
+
+    f, lo, hi = (read_stack(p) for p in (out, fc["OUTPUT_LOWER"], fc["OUTPUT_UPPER"]))
+    ok = np.isfinite(f)
+    assert ok.any() and (lo[ok] < f[ok]).all() and (f[ok] < hi[ok]).all()
+    assert np.array_equal(ok, np.isfinite(hi))
+    assert fc["METHOD_USED"] == "network"
+    # METHOD = 1: the best of network / persistence / trend on the model's iterative backtest
+    best = qgis_process(
+        "run",
+        "deformation_forecast:forecast",
+        "--",
+        f"INPUT={stack}",
+        f"MODEL={model}",
+        "STEPS=6",
+        "DEVICE=2",
+        "METHOD=1",
+        f"OUTPUT={tmp_path / 'fc_best.tif'}",
+        f"OUTPUT_LOWER={tmp_path / 'lo_best.tif'}",
+        f"OUTPUT_UPPER={tmp_path / 'hi_best.tif'}",
+    )["results"]
+    assert best["METHOD_USED"] in ("network", "persistence", "trend")
+    f, lo, hi = (read_stack(best[k]) for k in ("OUTPUT", "OUTPUT_LOWER", "OUTPUT_UPPER"))
+    ok = np.isfinite(f)
+    assert ok.any() and (lo[ok] < f[ok]).all() and (f[ok] < hi[ok]).all()
 
 
 def test_forecast_refuses_foreign_file(qgis_process, write_stack, tmp_path):

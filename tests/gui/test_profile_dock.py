@@ -105,15 +105,16 @@ def test_menu_entries_open_the_docks(gui):
     texts = [a.text() for a in gui.actions]
     assert texts == [
         "Animate active stack in the Temporal Controller",
+        "Style as deformation",
         "Profile plot",
         "Time series at a pixel",
         "Model comparison",
     ]
-    gui.actions[1].trigger()
-    assert "profiles" in gui.docks and not gui.docks["profiles"].isHidden()
     gui.actions[2].trigger()
-    assert "timeseries" in gui.docks and not gui.docks["timeseries"].isHidden()
+    assert "profiles" in gui.docks and not gui.docks["profiles"].isHidden()
     gui.actions[3].trigger()
+    assert "timeseries" in gui.docks and not gui.docks["timeseries"].isHidden()
+    gui.actions[4].trigger()
     assert "comparison" in gui.docks and not gui.docks["comparison"].isHidden()
 
 

@@ -25,8 +25,39 @@ def test_settings_page_saves_python_and_device(qgis_app, tmp_path):
 @pytest.mark.tf
 def test_test_button_reports_tensorflow_and_gpus(qgis_app):
     report = describe_python(f"{ROOT}/.venv/bin/python")
-    assert report.startswith("TensorFlow 2.") and "GPUs: none" in report
-    assert describe_python("/nonexistent/python").startswith("Failed:")
+    assert report.startswith("Python 3.") and "TensorFlow 2." in report and "GPUs: none" in report
+    assert "Failed:" in describe_python("/nonexistent/python")
+    # empty: the Python the plugin finds itself, still with its version, TensorFlow and GPUs
+    found = describe_python("")
+    assert found.startswith("Python 3.") and "TensorFlow 2." in found or found.startswith("No Python")
+
+
+def test_test_button_runs_in_the_background(qgis_app, monkeypatch):
+    """The page answers at once and fills the report when the worker is done."""
+    import threading
+
+    from qgis.core import QgsApplication
+
+    from deformation_forecast.gui import settings
+
+    release = threading.Event()
+
+    def slow(path):
+        release.wait(10)  # the worker starting TensorFlow
+        return f"Python 3.x ({path}); TensorFlow 2.x; GPUs: none"
+
+    monkeypatch.setattr(settings, "describe_python", slow)
+    page = SettingsFactory().createWidget(None)
+    page.python.setText("/some/python")
+    page.test_button.click()  # returns while the test still runs
+    assert page.report.text().startswith("Testing") and not page.test_button.isEnabled()
+    release.set()
+    page.thread.wait(10000)
+    for _ in range(50):
+        QgsApplication.processEvents()
+        if page.test_button.isEnabled():
+            break
+    assert page.report.text() == "Python 3.x (/some/python); TensorFlow 2.x; GPUs: none"
 
 
 def test_default_device_setting_becomes_the_algorithms_default(qgis_app):

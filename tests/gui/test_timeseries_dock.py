@@ -3,6 +3,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from affine import Affine
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
@@ -13,24 +14,37 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
+from deformation_forecast.core.stack import write_stack as core_write_stack
 from deformation_forecast.gui.timeseries_dock import TimeSeriesDock
 from tests.conftest import make_dates
 
 
 @pytest.fixture
-def scene(write_stack):
+def scene(write_stack, tmp_path):
     rng = np.random.default_rng(1)
     obs = rng.normal(size=(6, 8, 10)).astype("float32").cumsum(axis=0)
     obs[3, 2, 3] = np.nan
     dates = make_dates(6)
     fut = make_dates(3, start=dates[-1] + dt.timedelta(days=12))
     sp = write_stack(obs, dates, name="obs.tif", res=10.0, origin=(1000.0, 2000.0))
-    fp = write_stack(
+    fp = str(tmp_path / "fc.tif")  # what the forecast writes: its SOURCE tag
+    core_write_stack(
+        fp,
         obs[-1] + np.arange(1, 4, dtype="float32")[:, None, None],
         fut,
-        name="fc.tif",
-        res=10.0,
-        origin=(1000.0, 2000.0),
+        "EPSG:32647",
+        Affine(10.0, 0, 1000.0, 0, -10.0, 2000.0),
+        tags={"SOURCE": "deformation_forecast forecast"},
+    )
+    rate = str(tmp_path / "fc_rate.tif")  # the forecast's annual rate: dated bands, mm/yr
+    core_write_stack(
+        rate,
+        np.ones((1, 8, 10), "float32"),
+        fut[-1:],
+        "EPSG:32647",
+        Affine(10.0, 0, 1000.0, 0, -10.0, 2000.0),
+        units="mm/yr",
+        tags={"SOURCE": "deformation_forecast forecast"},
     )
     stack = QgsRasterLayer(sp, "obs", "gdal")
     fc = QgsRasterLayer(fp, "fc", "gdal")
@@ -42,15 +56,21 @@ def scene(write_stack):
     f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(1036.0, 1974.0)))
     bm.dataProvider().addFeatures([f])
     project = QgsProject.instance()
-    project.addMapLayers([stack, fc, bm])
-    yield obs, stack
+    project.addMapLayers([stack, fc, bm, QgsRasterLayer(rate, "fc rate", "gdal")])
+    yield obs, stack, bm
     project.removeAllMapLayers()
 
 
 def test_click_shows_pixel_forecast_and_benchmark(qgis_app, scene, tmp_path):
-    obs, stack = scene
+    obs, stack, bm = scene
     dock = TimeSeriesDock(None)
+    # the pickers offer what the plugin recognises: the forecast (by its tag), not its rate raster
+    assert [dock.forecast_combo.itemText(i) for i in range(dock.forecast_combo.count())] == ["fc"]
+    assert dock.benchmark_combo.count() == 1 and dock.benchmark_combo.checkedItems() == []
     crs = QgsCoordinateReferenceSystem("EPSG:32647")
+    assert dock.show_point(stack, QgsPointXY(1035.0, 1975.0), crs) == 2  # benchmarks not chosen yet
+    assert dock.plotted_labels() == ["obs (1035, 1975)", "fc (forecast)"]
+    dock.set_chosen(dock.benchmark_combo, [bm])
     n = dock.show_point(stack, QgsPointXY(1035.0, 1975.0), crs)  # row 2, col 3
     assert n == 3
     observed, forecast, bench = dock.current
@@ -72,3 +92,43 @@ def test_click_shows_pixel_forecast_and_benchmark(qgis_app, scene, tmp_path):
     assert dock.show_point(stack, QgsPointXY(0.0, 0.0), crs) == 0
     dock.clear()
     assert dock.plotted_lines() == 0
+
+
+def test_point_layer_with_date_fields_can_be_clicked(qgis_app, scene):
+    _, _, bm = scene
+    dock = TimeSeriesDock(None)
+    crs = QgsCoordinateReferenceSystem("EPSG:32647")
+    assert dock.show_point(bm, QgsPointXY(1030.0, 1970.0), crs) == 1  # the nearest point
+    assert dock.plotted_labels() == ["bm BM1"]
+    assert list(dock.current[0].values) == [0.0, -2.5]
+    assert [d.isoformat() for d in dock.current[0].dates] == ["2018-01-01", "2018-01-25"]
+
+
+def test_pixels_show_as_markers_on_the_canvas(gui, scene, qgis_iface):
+    from qgis.gui import QgsVertexMarker
+
+    _, stack, _ = scene
+    dock = gui.show_dock("timeseries")
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(stack.crs())
+    crs = QgsCoordinateReferenceSystem("EPSG:32647")
+    dock.show_point(stack, QgsPointXY(1035.0, 1975.0), crs)
+    dock.pin()
+    dock.show_point(stack, QgsPointXY(1005.0, 1995.0), crs)
+    markers = [item for item in canvas.scene().items() if isinstance(item, QgsVertexMarker)]
+    assert len(markers) == 2
+    centres = sorted((round(m.center().x()), round(m.center().y())) for m in dock.markers)
+    assert centres == [(1005, 1995), (1035, 1975)]
+    dock.clear()
+    assert not [item for item in canvas.scene().items() if isinstance(item, QgsVertexMarker)]
+
+
+def test_toolbar_button_is_the_dock_map_tool(gui, scene, qgis_iface):
+    toolbar_actions = [a.objectName() for a in gui.toolbar.actions()]
+    assert "deformation_forecast_pick" in toolbar_actions
+    gui.pick_action.setChecked(True)
+    dock = gui.docks["timeseries"]
+    assert not dock.isHidden() and qgis_iface.mapCanvas().mapTool() is dock.tool
+    assert dock.pick_button.isChecked()
+    dock.pick_button.setChecked(False)  # the dock's button and the toolbar's stay in step
+    assert not gui.pick_action.isChecked() and qgis_iface.mapCanvas().mapTool() is not dock.tool

@@ -59,6 +59,14 @@ def test_training_beats_persistence_and_writes_everything(trained):
     assert res["epochs_run"] >= 1
     assert res["test_metrics"]["MAE"] < 0.8 * res["persistence_metrics"]["MAE"], res
     assert res["test_metrics"]["SSIM"] > 0.95
+    # issue 17: the iterative backtest per horizon, next to persistence and the trend line
+    bt = res["backtest"]
+    assert len(bt["network_mae"]) == len(bt["persistence_mae"]) == len(bt["trend_mae"]) == 8
+    assert bt["skill_vs_persistence"] == pytest.approx(
+        1 - bt["network_overall_mae"] / bt["persistence_overall_mae"]
+    )
+    assert bt["persistence_mae"][-1] > bt["persistence_mae"][0]  # the bowl deepens: holding it lags
+    assert bt["skill_vs_persistence"] > 0.3  # the trend-residual network beats holding a deepening bowl
     html = open(params["output_report"], encoding="utf-8").read()
     assert html.count("data:image/png;base64,") >= 3 and "persistence" in html
     pred = np.load(params["predictions"])
@@ -178,3 +186,92 @@ def test_cpu_runs_are_reproducible(scene, tmp_path):
         assert '"progress"' in p.stdout and "epoch 1/1" in p.stdout
         preds.append(np.load(params["predictions"])["one_step"])
     np.testing.assert_array_equal(preds[0], preds[1])
+
+
+def test_forecast_bounds_from_the_models_calibration(trained, scene, tmp_path):
+    """Issue 17: the model carries per-horizon conformal quantiles from its test backtest; the forecast
+    writes lower/upper stacks around it (tagged), NaN where it is NaN, wider at longer horizons;
+    a model without calibration (an older file) still forecasts but refuses the bounds, saying why."""
+    import rasterio
+
+    from deformation_forecast.core.errors import InputError
+    from deformation_forecast.core.stack import read_info, read_stack
+    from deformation_forecast.ml.forecast import run_forecast
+    from deformation_forecast.ml.modelfile import load_model, read_meta, save_model
+
+    params, _ = trained
+    _, path, _, _ = scene
+    cal = read_meta(params["output_model"])["calibration"]
+    assert len(cal["quantiles"]) == 8 and min(cal["counts"]) > 500
+    q = np.array(cal["quantiles"])
+    assert (np.diff(q, axis=0) >= 0).all() and (np.diff(q, axis=1) >= 0).all() and q[0, 0] > 0
+    out, lo_p, hi_p = (str(tmp_path / f"{k}.tif") for k in ("fc", "lo", "hi"))
+    base = {"input": path, "model": params["output_model"], "steps": 12, "device": "cpu", "output": out}
+    res = run_forecast(dict(base, output_lower=lo_p, output_upper=hi_p, confidence=0.8))
+    assert res["confidence"] == 0.8 and res["calibrated_horizons"] == 8
+    fc, lo, hi = read_stack(out), read_stack(lo_p), read_stack(hi_p)
+    assert read_info(lo_p).dates == read_info(out).dates
+    np.testing.assert_array_equal(np.isnan(fc), np.isnan(lo))
+    np.testing.assert_array_equal(np.isnan(fc), np.isnan(hi))
+    ok = np.isfinite(fc)
+    assert ok.sum() > 0.9 * fc.size and (lo[ok] < fc[ok]).all() and (fc[ok] < hi[ok]).all()
+    # symmetric about the forecast, never narrower at a longer horizon
+    np.testing.assert_allclose((hi - fc)[ok], (fc - lo)[ok], atol=1e-3)
+    width = hi - lo
+    assert (np.diff(width[:, 20, 20]) >= -1e-3).all() and width[-1, 20, 20] > width[0, 20, 20]
+    with rasterio.open(hi_p) as src:
+        tags = src.tags()
+    assert tags["INTERVAL"] == "upper" and tags["CONFIDENCE"] == "0.8"
+    # a wider level gives a wider band
+    run_forecast(dict(base, output_upper=hi_p, confidence=0.95))
+    assert (read_stack(hi_p)[ok] - fc[ok] >= (hi - fc)[ok] - 1e-4).all()
+    # an older model file (no calibration): forecasts, but refuses the bounds with the fix
+    net, gru, meta = load_model(params["output_model"])
+    old = str(tmp_path / "old.dfmodel")
+    keep = {k: v for k, v in meta.items() if k not in ("format", "version", "calibration")}
+    save_model(old, net, gru, keep)
+    run_forecast(dict(base, model=old))
+    with pytest.raises(InputError, match="no interval calibration.*TEST_COUNT"):
+        run_forecast(dict(base, model=old, output_lower=lo_p))
+
+
+def test_default_test_count_fits_short_series():
+    """TEST_COUNT -1 (the default): the smaller of 20 and a fifth of the dates, not half a short series."""
+    from deformation_forecast.ml.train import DEFAULTS, test_count_of
+
+    assert DEFAULTS["test_count"] == -1
+    assert test_count_of({"test_count": -1}, 40) == 8
+    assert test_count_of({"test_count": -1}, 156) == 20
+    assert test_count_of({"test_count": 5}, 40) == 5 and test_count_of({"test_count": 0}, 40) == 0
+
+
+def test_forecast_methods_from_the_backtest(trained, scene, tmp_path):
+    """Issue 17: METHOD persistence holds the last (regularized) date, trend extrapolates the line,
+    best takes the least iterative backtest MAE; each with its own calibrated bounds."""
+    from deformation_forecast.core.errors import InputError
+    from deformation_forecast.core.stack import read_stack
+    from deformation_forecast.ml.forecast import run_forecast
+    from deformation_forecast.ml.modelfile import load_model, read_meta, save_model
+
+    params, _ = trained
+    _, path, data, _ = scene
+    bt = read_meta(params["output_model"])["backtest"]
+    assert set(bt["calibration"]) == {"persistence", "trend"}
+    out, lo_p, hi_p = (str(tmp_path / f"{k}.tif") for k in ("fc", "lo", "hi"))
+    base = {"input": path, "model": params["output_model"], "steps": 6, "device": "cpu", "output": out}
+    res = run_forecast(dict(base, method="persistence", output_lower=lo_p, output_upper=hi_p))
+    fc = read_stack(out)
+    assert res["method"] == "persistence"
+    np.testing.assert_allclose(fc[:, 20, 20], data[-1, 20, 20], atol=1e-4)  # 12-day data: no resampling
+    assert (read_stack(lo_p)[:, 20, 20] < fc[:, 20, 20]).all() and np.isnan(fc[:, 0, 0]).all()
+    run_forecast(dict(base, method="trend"))
+    tr = read_stack(out)[:, 20, 20]
+    np.testing.assert_allclose(np.diff(np.diff(tr)), 0, atol=1e-3)  # a straight line
+    res = run_forecast(dict(base, method="best"))
+    maes = {k: bt[f"{k}_overall_mae"] for k in ("network", "persistence", "trend")}
+    assert res["method"] == min(maes, key=maes.get)
+    net, gru, meta = load_model(params["output_model"])
+    old = str(tmp_path / "old.dfmodel")
+    save_model(old, net, gru, {k: v for k, v in meta.items() if k not in ("format", "version", "backtest")})
+    with pytest.raises(InputError, match="METHOD: .*no iterative backtest"):
+        run_forecast(dict(base, model=old, method="best"))

@@ -87,6 +87,12 @@ ALGS = {
     },
     "benchmarkcompare": lambda i, s: {"INPUT": s, "BENCHMARKS": i["bench"], "OUTPUT": out(i, "b.csv")},
     "crossorbit": lambda i, s: {"INPUT": s, "INPUT_B": i["good"], "OUTPUT": out(i, "c.csv")},
+    "decompose": lambda i, s: {
+        "ASCENDING": s,
+        "DESCENDING": i["good"],
+        "OUTPUT_VERTICAL": out(i, "u.tif"),
+        "OUTPUT_EAST": out(i, "e.tif"),
+    },
     "comparemodels": lambda i, s: {
         "INPUT": s,
         "MODELS": [0, 1],
@@ -105,6 +111,13 @@ ALGS = {
         "OUTPUT_REPORT": out(i, "m.html"),
     },
     "forecast": lambda i, s: {"INPUT": s, "MODEL": i["junk_model"], "DEVICE": 2, "OUTPUT": out(i, "f.tif")},
+    "failuretime": lambda i, s: {
+        "STACK": s,
+        "VELOCITY_WINDOW": 3,
+        "FIT_WINDOW": 3,
+        "OUTPUT": out(i, "ft.gpkg"),
+        "OUTPUT_RASTER": out(i, "ft.tif"),
+    },
 }
 # trained and run for real in test_train_forecast.py / tests/ml (TensorFlow): not re-run here
 GOOD_RUN_ELSEWHERE = {"trainmodel", "forecast"}
@@ -245,6 +258,7 @@ OBSERVED_KEY = {
     "benchmarkcompare": "INPUT",
     "comparemodels": "INPUT",
     "crossorbit": "INPUT",
+    "decompose": "ASCENDING",
     "evaluateforecast": "OBSERVED",
     "forecast": "INPUT",
     "trainmodel": "INPUT",

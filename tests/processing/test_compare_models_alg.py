@@ -253,3 +253,49 @@ def test_evaluateforecast_needs_the_same_grid(run_alg, write_stack):
     b = write_stack(scene(n=4), name="b.tif", res=30.0)
     with pytest.raises(QgsProcessingException, match="same grid"):
         run_alg("evaluateforecast", {"PREDICTED": a, "OBSERVED": b, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"})
+
+
+def test_evaluateforecast_interval_coverage_and_width(run_alg, write_stack, tmp_path):
+    """Issue 17: with LOWER/UPPER, COVERAGE = the fraction of observations inside the band and
+    MEAN_WIDTH its mean width; a bound alone is refused."""
+    obs = scene(n=6)
+    dates = make_dates(6)
+    pred = obs + np.random.default_rng(2).normal(scale=1.0, size=obs.shape).astype("float32")
+    pred[:, 5, 5] = np.nan
+    lo, hi = pred - 1.645, pred + 1.645  # the 90 % band of the known N(0, 1) error
+    paths = [
+        write_stack(a, dates, name=f"{k}.tif") for k, a in (("p", pred), ("o", obs), ("l", lo), ("h", hi))
+    ]
+    base = {"PREDICTED": paths[0], "OBSERVED": paths[1], "MAX_DAYS": 0, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"}
+    res = run_alg("evaluateforecast", {**base, "LOWER": paths[2], "UPPER": paths[3]})
+    ok = np.isfinite(pred) & np.isfinite(obs)
+    expected = ((obs >= lo) & (obs <= hi))[ok].mean()
+    assert res["COVERAGE"] == pytest.approx(expected, abs=1e-6) and 0.86 < res["COVERAGE"] < 0.94
+    assert res["MEAN_WIDTH"] == pytest.approx(2 * 1.645, rel=1e-4)
+    with pytest.raises(QgsProcessingException, match="UPPER: give both"):
+        run_alg("evaluateforecast", {**base, "LOWER": paths[2]})
+
+
+def test_comparemodels_ranks_a_strong_trend_above_persistence_iteratively(run_alg, write_stack):
+    """Issue 17: the trend's window is chosen on the validation dates (not 5 frames), the table has
+    SKILL against persistence, BEST_MODEL_ITERATIVE names the best iterative model."""
+    rng = np.random.default_rng(4)
+    t = np.arange(100)[:, None, None]
+    data = (0.15 * t + rng.normal(size=(100, 12, 14))).astype("float32")
+    res = run_alg(
+        "comparemodels",
+        {
+            "INPUT": write_stack(data, make_dates(100)),
+            "MODELS": [0, 1, 6],  # persistence, linear trend, trend + annual
+            "TIME_STEP": 5,
+            "TEST_COUNT": 20,
+            "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+            "OUTPUT_REPORT": "",
+        },
+    )
+    rows = {(r["model"], r["mode"]): r for r in _rows(res["OUTPUT_TABLE"])}
+    trend, pers = rows[("linear-trend", "iterative")], rows[("persistence", "iterative")]
+    assert trend["MAE"] < 0.75 * pers["MAE"]
+    assert trend["SKILL"] == pytest.approx(1 - trend["MAE"] / pers["MAE"], rel=1e-6) and pers["SKILL"] == 0
+    assert res["BEST_MODEL_ITERATIVE"] in ("linear-trend", "trend-annual")
+    assert math.isfinite(res["MAE_TREND_ANNUAL"])

@@ -25,7 +25,10 @@ def test_stack_becomes_animated_layers_with_one_ramp(qgis_app, write_stack):
             props = lyr.temporalProperties()
             assert props.isActive()
             end = d[i + 1] if i < 3 else d[3] + dt.timedelta(days=12)
-            assert props.fixedTemporalRange() == QgsDateTimeRange(_qdt(d[i]), _qdt(end), True, False)
+            # one second inside both ends: a frame from one date to the next draws one layer
+            assert props.fixedTemporalRange() == QgsDateTimeRange(
+                _qdt(d[i]).addSecs(1), _qdt(end).addSecs(-1), True, True
+            )
             r = lyr.renderer()
             assert r.band() == i + 1
             # one symmetric ramp centred on zero for every date

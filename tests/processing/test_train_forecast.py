@@ -30,12 +30,31 @@ def test_train_then_forecast(run_alg, write_stack, tmp_path):
     for k in ("TEST_MAE", "TEST_RMSE", "TEST_SSIM", "TEST_MS_SSIM", "TEST_PSNR"):
         assert np.isfinite(res[k]), k
     assert "<img" in open(report, encoding="utf-8").read()
+    assert all(np.isfinite(res[k]) and res[k] < 1 for k in ("SKILL_VS_PERSISTENCE", "SKILL_VS_TREND"))
     out = str(tmp_path / "fc.tif")
     rate = str(tmp_path / "rate.tif")
+    lower, upper = str(tmp_path / "lo.tif"), str(tmp_path / "hi.tif")
     fc = run_alg(
         "forecast",
-        {"INPUT": stack, "MODEL": model, "STEPS": 0, "DEVICE": 2, "OUTPUT": out, "OUTPUT_RATE": rate},
+        {
+            "INPUT": stack,
+            "MODEL": model,
+            "STEPS": 0,
+            "DEVICE": 2,
+            "OUTPUT": out,
+            "OUTPUT_RATE": rate,
+            "OUTPUT_LOWER": lower,
+            "OUTPUT_UPPER": upper,
+        },
     )
+    assert (fc["OUTPUT_LOWER"], fc["OUTPUT_UPPER"]) == (lower, upper)
+    f, lo, hi = read_stack(out), read_stack(lower), read_stack(upper)
+    ok = np.isfinite(f)
+    np.testing.assert_array_equal(ok, np.isfinite(lo))
+    assert (lo[ok] < f[ok]).all() and (f[ok] < hi[ok]).all()
+    # calibrated on 4 test dates, then sqrt growth: wider at the last of 61 horizons
+    assert np.median((hi - lo)[-1][ok[-1]]) > 2 * np.median((hi - lo)[0][ok[0]])
+    assert read_info(upper).dates == read_info(out).dates
     assert fc["OUTPUT"] == out and fc["STEPS_DONE"] == 61  # two years of 12 days
     info = read_info(out)
     assert info.count == 61 and info.dates[0] > dates[-1] and info.width == 24

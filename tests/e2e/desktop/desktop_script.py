@@ -69,8 +69,14 @@ def show_views(views):
     gui.iface.setActiveLayer(future)
     out["animated_layers"] = gui.animate_active_layer()
     stack.setOpacity(0.0)
+    # the per-date group lies below the user's layers: hide the whole forecast to see the frame
+    project.layerTreeRoot().findLayer(future.id()).setItemVisibilityChecked(False)
     t = QDateTime.fromString(views["frame_date"], "yyyy-MM-dd")
-    iface.mapCanvas().setTemporalRange(QgsDateTimeRange(t, t.addDays(1)))
+    nav = iface.mapCanvas().temporalController()
+    if hasattr(nav, "findBestFrameNumberForFrameStart"):  # the controller shows the same frame
+        nav.setCurrentFrameNumber(nav.findBestFrameNumberForFrameStart(t))
+    else:
+        iface.mapCanvas().setTemporalRange(QgsDateTimeRange(t, t.addDays(1)))
     iface.mapCanvas().refresh()
     settle()
     iface.mainWindow().grab().save(os.path.join(OUT, "forecast_animation.png"))
@@ -114,7 +120,8 @@ def quit_like_file_exit():
     on signal 11 in ~QgisApp, with or without this plugin: the layer tree view is deleted before
     QgsApplication::exitQgis() clears the project, whose layer removals still reach
     QgisApp::updateNewLayerInsertionPoint() (qgis/QGIS#65667). Clearing here also takes the
-    plugin's docks through the user's exit path: every layer they show is removed under them."""
+    plugin's docks through the user's exit path: every layer they show is removed under them. QGIS 3.22 also
+    crashed at exit removing layers after the widgets (active layer -> style dock)."""
     from qgis.core import QgsProject
 
     QgsProject.instance().clear()

@@ -1,0 +1,338 @@
+"""Which values read from a file are valid: declared nodata, GDAL masks, undeclared sentinels, units.
+
+Every reader of the package passes what it read through :func:`clean_block` (rasters) or
+:func:`clean_series` (tables), so that
+
+- a declared nodata value, a GDAL per-dataset mask (``GDAL_TIFF_INTERNAL_MASK``, a ``.msk`` file)
+  or an alpha band marks a pixel as NaN;
+- an **undeclared nodata sentinel** (-9999, -32768, 9999, ...: exact round values no deformation
+  series takes) becomes NaN too, and is counted so that the algorithm can warn about it
+  (:func:`take_warnings`);
+- a band whose unit is declared as metres or centimetres is converted to millimetres
+  (:func:`unit_scale`), the package's unit.
+
+No function here imports QGIS; the Processing layer reports :func:`take_warnings` to the user.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+# Exact values used as "no data" by InSAR and GIS software (ISCE, GAMMA, SNAP, StaMPS exports,
+# ArcGIS, int16/int32 and float32 extremes). A cumulative displacement in mm never takes them
+# exactly, so they are masked wherever they appear and reported. -999 (1 m) is left alone: it is
+# a plausible displacement in a stack stored as whole millimetres.
+SENTINELS = (
+    -9999.0,
+    9999.0,
+    -99999.0,
+    99999.0,
+    -999999.0,
+    999999.0,
+    -32768.0,
+    -32767.0,
+    32767.0,
+    65535.0,
+    -2147483648.0,
+    2147483647.0,
+    -3.4028234663852886e38,
+    3.4028234663852886e38,
+    -1e20,
+    1e20,
+    -1e30,
+    1e30,
+)
+_SENTINELS32 = np.array(SENTINELS, dtype="float32")
+_SMALLEST = np.float32(min(abs(v) for v in SENTINELS))
+
+# unit labels (lower case) and their factor to millimetres
+UNIT_TO_MM = {
+    "mm": 1.0,
+    "millimeter": 1.0,
+    "millimetre": 1.0,
+    "millimeters": 1.0,
+    "millimetres": 1.0,
+    "cm": 10.0,
+    "centimeter": 10.0,
+    "centimetre": 10.0,
+    "centimeters": 10.0,
+    "centimetres": 10.0,
+    "m": 1000.0,
+    "meter": 1000.0,
+    "metre": 1000.0,
+    "meters": 1000.0,
+    "metres": 1000.0,
+}
+
+_lock = threading.Lock()
+# per thread: QGIS runs algorithms in parallel background threads, each reading in its own thread
+_found: dict[int, dict[tuple[str, float], int]] = {}
+
+
+def unit_scale(unit: str | None) -> float:
+    """Factor from `unit` to millimetres (1 for mm, unknown or empty labels)."""
+    return UNIT_TO_MM.get((unit or "").strip().lower(), 1.0)
+
+
+def is_length_unit(unit: str | None) -> bool:
+    return (unit or "").strip().lower() in UNIT_TO_MM
+
+
+def sentinel_mask(arr: np.ndarray) -> np.ndarray:
+    """True where `arr` holds exactly one of :data:`SENTINELS` (compared as float32)."""
+    a = np.asarray(arr)
+    if a.dtype.kind not in "fiu":
+        return np.zeros(a.shape, dtype=bool)
+    a32 = a.astype("float32", copy=False)
+    with np.errstate(invalid="ignore"):
+        big = np.abs(a32) >= _SMALLEST  # one cheap pass; sentinels are rare
+    if not big.any():
+        return np.zeros(a.shape, dtype=bool)
+    out = np.zeros(a.shape, dtype=bool)
+    out[big] = np.isin(a32[big], _SENTINELS32)
+    return out
+
+
+def record(source: str, values: np.ndarray) -> None:
+    """Count the sentinels among `values` (already known to be sentinels) found in `source`."""
+    vals, counts = np.unique(np.asarray(values, dtype="float32"), return_counts=True)
+    with _lock:
+        mine = _found.setdefault(threading.get_ident(), {})
+        for v, n in zip(vals.tolist(), counts.tolist(), strict=True):
+            key = (source, float(v))
+            mine[key] = mine.get(key, 0) + int(n)
+
+
+def mask_sentinels(arr: np.ndarray, source: str) -> np.ndarray:
+    """Set the sentinels of float array `arr` to NaN in place (counting them); returns `arr`."""
+    hit = sentinel_mask(arr)
+    if hit.any():
+        record(source, arr[hit])
+        arr[hit] = np.nan
+    return arr
+
+
+def take_warnings() -> list[str]:
+    """One sentence per (source, sentinel) found by this thread since its last call; clears them."""
+    with _lock:
+        items = sorted(_found.pop(threading.get_ident(), {}).items())
+    return [
+        f"{_name(src)}: values equal to {fmt_value(v)} (an undeclared nodata sentinel) "
+        "were treated as nodata; declare it as the file's nodata value to silence this warning."
+        for (src, v), _n in items
+    ]
+
+
+def _name(source: str) -> str:
+    return repr(os.path.basename(source)) if os.path.exists(source) else source
+
+
+def fmt_value(v: float) -> str:
+    return f"{v:.0f}" if abs(v) < 1e15 else f"{v:.7g}"
+
+
+def has_gdal_mask(src) -> bool:
+    """True when a rasterio dataset carries a per-dataset mask or an alpha band (masks that a
+    nodata value alone would not express)."""
+    from rasterio.enums import MaskFlags
+
+    return any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums)
+
+
+def data_bands(src) -> list[int]:
+    """1-based indexes of the bands that hold data (alpha bands excluded)."""
+    from rasterio.enums import ColorInterp
+
+    return [b for b in range(1, src.count + 1) if src.colorinterp[b - 1] != ColorInterp.alpha]
+
+
+def clean_block(
+    arr: np.ndarray,
+    src,
+    indexes: Sequence[int] | int,
+    window=None,
+    out_shape=None,
+    length: bool = True,
+) -> np.ndarray:
+    """Turn what `src.read(indexes, window=window, out_shape=out_shape, out_dtype="float32")`
+    returned into valid values: nodata, GDAL masks and sentinels as NaN; with `length` (a
+    displacement, not an angle), values of a band declared in m or cm converted to mm.
+    `arr` (float32) is modified in place and returned."""
+    nodata = src.nodata
+    if nodata is not None and not np.isnan(nodata):
+        arr[arr == np.float32(nodata)] = np.nan
+    if has_gdal_mask(src):
+        kw = {"window": window}
+        if out_shape is not None:
+            kw["out_shape"] = out_shape
+        m = src.read_masks(indexes, **kw)
+        arr[m == 0] = np.nan
+    mask_sentinels(arr, src.name)
+    return to_mm(arr, src, indexes) if length else arr
+
+
+def band_unit(src, index: int) -> str:
+    """The unit of band `index` (1-based): the band's unit, else the dataset tag UNITS, else ''."""
+    u = src.units[index - 1] if src.units else ""
+    return u or src.tags().get("UNITS", "")
+
+
+def clean_series(values: np.ndarray, source: str) -> np.ndarray:
+    """Float64 copy of table values (points, benchmarks) with sentinels as NaN, counted."""
+    out = np.array(values, dtype="float64", copy=True)
+    return mask_sentinels(out, source)
+
+
+def check_bands_limit(count: int, what: str = "OUTPUT") -> None:
+    """A GeoTIFF holds at most 65535 bands: refuse more before anything is computed."""
+    if count > 65535:
+        raise InputError(
+            f"{what}: {count} bands are more than a GeoTIFF can hold (65535); choose fewer dates "
+            "(a larger interval, fewer STEPS) or split the period."
+        )
+
+
+def check_not_interferograms(labels: Sequence[str | None], what: str) -> None:
+    """Refuse band labels that are date pairs (``20150302_20150314``): interferograms, not the
+    cumulative displacement at one date each."""
+    import re
+
+    pair = re.compile(r"(?<!\d)(\d{8})\D{1,3}(\d{8})(?!\d)")
+    pairs = [lab for lab in labels if lab and pair.search(lab)]
+    if pairs:
+        raise InputError(
+            f"{what}: band label(s) such as {pairs[0]!r} are date pairs: this is a stack of "
+            "interferograms (one displacement between two dates each), not a cumulative "
+            "displacement stack (one date per band). Invert it to a time series first (e.g. "
+            "LiCSBAS, MintPy or SBAS) and use its cumulative displacement."
+        )
+
+
+def warp_nodata(src, band: int = 1):
+    """The nodata value to give a WarpedVRT reading `src`: the declared one, else an undeclared
+    sentinel found in a decimated read of `band` (so that bilinear resampling never blends a
+    sentinel into valid pixels), else NaN for float rasters and None for integer ones."""
+    if src.nodata is not None:
+        return src.nodata
+    scale = max(1.0, max(src.height, src.width) / 512)
+    shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
+    arr = src.read(band, out_shape=shape, out_dtype="float32")
+    hit = sentinel_mask(arr)
+    if hit.any():
+        vals, counts = np.unique(arr[hit], return_counts=True)
+        v = float(vals[int(np.argmax(counts))])
+        record(src.name, np.array([v], dtype="float32"))
+        return v
+    return np.nan if np.dtype(src.dtypes[band - 1]).kind == "f" else None
+
+
+def to_mm(arr: np.ndarray, src, indexes: Sequence[int] | int) -> np.ndarray:
+    """Multiply the bands of `arr` read from dated raster `src` whose unit is m or cm into mm
+    (in place); undated rasters (distances, angles) are left alone."""
+    idx = [indexes] if isinstance(indexes, int) else list(indexes)
+    units = src.units or ("",) * src.count
+    default = None
+    labels = []
+    for i in idx:
+        u = units[i - 1]
+        if not u:
+            default = src.tags().get("UNITS", "") if default is None else default
+            u = default
+        labels.append(u)
+    scales = np.asarray([unit_scale(u) for u in labels], dtype="float32")
+    if np.all(scales == 1.0) or not is_dated(src):
+        return arr  # millimetres, or not a displacement stack
+    arr *= scales[0] if arr.ndim == 2 else scales[:, None, None]
+    return arr
+
+
+MAX_INCIDENCE = 80.0  # 1 / cos(80 deg) = 5.8: beyond, dv = dLOS / cos(theta) amplifies noise wildly
+MIN_INCIDENCE = 1.6  # below: radians (pi / 2 = 1.571), not a SAR incidence angle in degrees
+
+
+def check_angle_range(lo: float, hi: float, what: str) -> None:
+    """Incidence angles (degrees) already inside (0, 90): refuse those that are plausibly radians
+    (all below 1.6) or so close to grazing (> 80) that 1 / cos(theta) explodes."""
+    if hi < MIN_INCIDENCE:
+        raise InputError(
+            f"{what}: incidence angle(s) up to {hi:g} degrees are implausibly small for a radar "
+            "(Sentinel-1: 29-46); they look like radians: convert them to degrees (x 57.2958)."
+        )
+    if hi > MAX_INCIDENCE:
+        raise InputError(
+            f"{what}: incidence angle(s) up to {hi:g} degrees (lowest {lo:g}); beyond "
+            f"{MAX_INCIDENCE:g} degrees 1 / cos(theta) exceeds {1 / np.cos(np.deg2rad(MAX_INCIDENCE)):.1f} "
+            "and the vertical displacement is noise. Give the incidence angle from the vertical "
+            "(not the elevation angle 90 - theta) and set grazing pixels to nodata."
+        )
+
+
+def is_dated(src) -> bool:
+    """True when the raster's bands carry dates (descriptions, DATE tags or a DATES dataset tag):
+    a displacement stack, whose length unit is converted to mm; other rasters keep their values."""
+    from .dates import parse_date
+
+    if src.tags().get("DATES"):
+        return True
+    for b in range(1, src.count + 1):
+        if parse_date(src.descriptions[b - 1] or "") or parse_date(src.tags(b).get("DATE", "")):
+            return True
+    return False
+
+
+MAX_MODEL_BYTES = 4 * 2**30  # what a model file may expand to (ours are tens of MB)
+MAX_ZIP_RATIO = 200  # deflate reaches ~3-10x on float weights; 1000x is a zip bomb
+
+
+def check_zip_sizes(z, what: str, max_total: int = MAX_MODEL_BYTES, max_ratio: float = MAX_ZIP_RATIO) -> None:
+    """Refuse an archive (a zipfile.ZipFile) that would expand far beyond its size before anything
+    is extracted: more than `max_total` bytes in all, or a large member compressed more than
+    `max_ratio` times (a zip bomb). `what` names the file in the message."""
+    total = 0
+    for info in z.infolist():
+        total += info.file_size
+        big = info.file_size > 16 * 2**20
+        if big and info.file_size > max_ratio * max(info.compress_size, 1):
+            raise InputError(
+                f"{what}: member {info.filename!r} expands from {info.compress_size:,} to "
+                f"{info.file_size:,} bytes ({info.file_size / max(info.compress_size, 1):,.0f}x): not a "
+                "model written by this plugin (a zip bomb?); nothing was extracted."
+            )
+    if total > max_total:
+        raise InputError(
+            f"{what}: the archive would expand to {total / 2**30:,.1f} GiB (the limit is "
+            f"{max_total / 2**30:,.0f} GiB): not a model written by this plugin; nothing was extracted."
+        )
+
+
+FILL_MIN_ABS = 500.0  # mm: a fill value this large, constant in time over many pixels, is no motion
+
+
+def check_repeated_fill(path: str, arrs: Sequence[np.ndarray], what: str = "INPUT") -> None:
+    """Refuse a stack where many pixels hold one exact value of at least FILL_MIN_ABS in magnitude
+    at the first, middle and last dates (`arrs`: those dates' cleaned values over the same sampled
+    pixels, e.g. the blocks core.stack.check_values samples): a nodata value that is neither
+    declared nor one of :data:`SENTINELS` (e.g. -10000, -999)."""
+    first = arrs[0]
+    same = np.isfinite(first) & (np.abs(first) >= FILL_MIN_ABS)
+    for a in arrs[1:]:
+        same &= a == first
+    if not same.any():
+        return
+    vals, counts = np.unique(first[same], return_counts=True)
+    k = int(np.argmax(counts))
+    valid = int(np.isfinite(first).sum())
+    if counts[k] >= max(3, 0.005 * valid):
+        v = fmt_value(float(vals[k]))
+        raise InputError(
+            f"{what}: {os.path.basename(path)!r} holds exactly {v} at {int(counts[k])} of {valid} sampled "
+            f"pixels at every sampled date: an undeclared nodata value, not a displacement. Declare it "
+            f"as the raster's nodata value (Raster > Conversion > Translate, or gdal_edit -a_nodata {v}) "
+            "and run again."
+        )

@@ -1,0 +1,389 @@
+"""Acceleration and time of failure (inverse-velocity method) for a stack or point time series."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterCrs,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core import failure
+from ..core.failure_run import analyse_points, analyse_stack, save_chart
+from ..core.points import FORMATS, UNITS, read_points_csv
+from .alg_points_to_stack import FORMAT_LABELS, UNIT_LABELS, PointsToStack, _crs_string
+from .base import DeformationAlgorithm
+from .tables import PLOT_FILTER, _value, require_geometry
+
+# (field, kind) of the point output, kinds as processing.tables
+FIELDS = [
+    ("point_id", "int"),
+    ("velocity", "float"),
+    ("velocity_se", "float"),
+    ("acceleration", "float"),
+    ("acceleration_se", "float"),
+    ("significant", "int"),
+    ("failure_date", "date"),
+    ("failure_early", "date"),
+    ("failure_late", "date"),
+    ("days_to_failure", "float"),
+    ("failure_fit_short", "date"),
+    ("failure_fit_long", "date"),
+    ("alert", "int"),
+]
+TYPES = {"int": QVariant.Int, "float": QVariant.Double, "date": QVariant.Date}
+
+
+class FailureTime(DeformationAlgorithm):
+    NAME = "failuretime"
+    DISPLAY = "Acceleration and time of failure"
+    GROUP = "analysis"
+    TAGS = "landslide,early warning,inverse velocity,fukuzono,voight,acceleration,failure,mine,slope"
+
+    STACK = "STACK"
+    POINTS = "POINTS"
+    POINTS_CSV = "POINTS_CSV"
+    FORMAT = "FORMAT"
+    UNITS = "UNITS"
+    CSV_CRS = "CSV_CRS"
+    AREA = "AREA"
+    VELOCITY_WINDOW = "VELOCITY_WINDOW"
+    FIT_WINDOW = "FIT_WINDOW"
+    MIN_VELOCITY = "MIN_VELOCITY"
+    HORIZON_DAYS = "HORIZON_DAYS"
+    CONFIDENCE = "CONFIDENCE"
+    OUTPUT = "OUTPUT"
+    OUTPUT_RASTER = "OUTPUT_RASTER"
+    OUTPUT_PLOT = "OUTPUT_PLOT"
+    ALERTS = "ALERTS"
+    EARLIEST_FAILURE = "EARLIEST_FAILURE"
+    EARLIEST_FAILURE_DATE = "EARLIEST_FAILURE_DATE"
+
+    HELP = (
+        "Early warning for slopes and pit walls that accelerate before they fail: the "
+        "<b>inverse-velocity method</b> (Fukuzono 1985, Voight 1988, Rose &amp; Hungr 2007) per point "
+        "or pixel.<br><br>"
+        "<b>Input</b>, exactly one of: STACK (deformation stack, mm, dates in the band descriptions), "
+        "POINTS (point layer with one field per date: DYYYYMMDD, YYYYMMDD or d_YYYYMMDD) or POINTS_CSV "
+        "(a CSV with date fields and coordinates, a DePSI export or a StaMPS Visualizer export, read as "
+        "'Point time series to stack' reads it). AREA (polygons) restricts the analysis.<br><br>"
+        "<b>Per point</b>: <i>acceleration</i> (mm/yr&sup2;) of the last VELOCITY_WINDOW + FIT_WINDOW - 1 "
+        "acquisitions relative to the straight-line (and, for series over 1.5 years, annual) motion "
+        "before them, with its standard error accounting for correlated noise; it is "
+        "<i>significant</i> when it points in the direction of motion and passes a two-sided test at "
+        "CONFIDENCE, calibrated on the scene itself (the same statistic at earlier epochs of all "
+        "points sets its spread), so that correlated noise, seasonal, linear and decelerating motion "
+        "(e.g. a mining bowl after extraction) do not alert. <i>Velocity</i> (mm/yr) is the trend "
+        "velocity at the last acquisition; points slower than MIN_VELOCITY are not analysed.<br>"
+        "<b>Failure date</b> (for significant accelerations): Voight's relation 1/v = (t<sub>f</sub> - "
+        "t) / k fitted to the displacement of the same span; t<sub>f</sub> is where the fitted inverse "
+        "velocity reaches zero. failure_early / failure_late bound it (profile-likelihood interval at "
+        "CONFIDENCE); no date is given where the interval is unbounded (1/v does not decrease "
+        "significantly). failure_fit_short / failure_fit_long repeat the forecast with FIT_WINDOW "
+        "- 2 and + 2: how much it moves with the window.<br>"
+        "<b>alert</b>: 0 none, 1 significant acceleration, 2 failure forecast within HORIZON_DAYS of "
+        "the last acquisition, 3 forecast date already reached at the last acquisition.<br><br>"
+        "<b>Defaults</b> for 6-12 day Sentinel-1 series: VELOCITY_WINDOW 5 acquisitions (24-48 days, "
+        "enough to average a few mm of noise), FIT_WINDOW 12 (a fit span of 16 acquisitions, 3-6 "
+        "months: the accelerating phase before a failure), MIN_VELOCITY 10 mm/yr, HORIZON_DAYS 90, "
+        "CONFIDENCE 0.99 (fewer than 1 % of stable, linear, seasonal or decelerating pixels alert on "
+        "synthetic fields with correlated noise).<br><br>"
+        "<b>Outputs</b>: OUTPUT, one point per analysed point (for a stack: per alerted pixel centre); "
+        "OUTPUT_RASTER (stacks): bands velocity, acceleration, days from the last acquisition to the "
+        "failure date, alert; OUTPUT_PLOT: the inverse-velocity chart of the most critical points. "
+        "A forecast is a statistical extrapolation of the current trend: use it with field "
+        "observations, never alone."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.STACK, "Deformation stack", optional=True))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.POINTS,
+                "or point layer with one field per date",
+                [QgsProcessing.TypeVectorPoint],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.POINTS_CSV,
+                "or CSV file (date fields, DePSI or StaMPS export)",
+                QgsProcessingParameterFile.File,
+                optional=True,
+                fileFilter="CSV files (*.csv *.txt);;All files (*.*)",
+            )
+        )
+        self._advanced(QgsProcessingParameterEnum(self.FORMAT, "Point format", FORMAT_LABELS, defaultValue=0))
+        self._advanced(
+            QgsProcessingParameterEnum(
+                self.UNITS, "Units of the point displacements", UNIT_LABELS, defaultValue=0
+            )
+        )
+        self._advanced(
+            QgsProcessingParameterCrs(
+                self.CSV_CRS, "CRS of the CSV coordinates (empty: EPSG:4326 for lon/lat)", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.AREA, "Area to analyse (polygons)", [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self._number(
+            self.VELOCITY_WINDOW, "Acquisitions per local velocity", failure.VELOCITY_WINDOW, 3, True
+        )
+        self._number(
+            self.FIT_WINDOW, "Velocity windows in the inverse-velocity fit", failure.FIT_WINDOW, 3, True
+        )
+        self._number(self.MIN_VELOCITY, "Minimum velocity (mm/yr)", failure.MIN_VELOCITY, 0.0)
+        self._number(
+            self.HORIZON_DAYS, "Alert horizon (days after the last acquisition)", failure.HORIZON_DAYS, 0.0
+        )
+        conf = self._number(self.CONFIDENCE, "Confidence", failure.CONFIDENCE, 0.5)
+        conf.setMaximum(0.9999)
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(
+                self.OUTPUT, "Acceleration and failure forecast", QgsProcessing.TypeVectorPoint
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_RASTER, "Failure raster (stacks only)", optional=True, createByDefault=False
+            )
+        )
+        from qgis.core import QgsProcessingParameterFileDestination
+
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT_PLOT,
+                "Inverse-velocity chart",
+                fileFilter=PLOT_FILTER,
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.ALERTS, "Points or pixels with an alert (class 1-3)"))
+        self.addOutput(
+            QgsProcessingOutputNumber(
+                self.EARLIEST_FAILURE, "Days from the last acquisition to the earliest forecast"
+            )
+        )
+        self.addOutput(
+            QgsProcessingOutputString(self.EARLIEST_FAILURE_DATE, "Earliest forecast failure date")
+        )
+
+    def _advanced(self, p):
+        p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(p)
+        return p
+
+    def _number(self, name, label, default, minimum, integer=False):
+        kind = QgsProcessingParameterNumber.Integer if integer else QgsProcessingParameterNumber.Double
+        p = QgsProcessingParameterNumber(name, label, kind, defaultValue=default, minValue=minimum)
+        self.addParameter(p)
+        return p
+
+    def _params(self, parameters, context) -> failure.Params:
+        return failure.Params(
+            velocity_window=self.parameterAsInt(parameters, self.VELOCITY_WINDOW, context),
+            fit_window=self.parameterAsInt(parameters, self.FIT_WINDOW, context),
+            min_velocity=self.parameterAsDouble(parameters, self.MIN_VELOCITY, context),
+            horizon_days=self.parameterAsDouble(parameters, self.HORIZON_DAYS, context),
+            confidence=self.parameterAsDouble(parameters, self.CONFIDENCE, context),
+        )
+
+    def _area_geometry(self, parameters, context, target_crs) -> QgsGeometry | None:
+        """The union of the AREA polygons in `target_crs`, None when AREA is not given."""
+        source = self.parameterAsSource(parameters, self.AREA, context)
+        if source is None:
+            return None
+        require_geometry(source, self.AREA, QgsWkbTypes.PolygonGeometry)
+        xform = None
+        if source.sourceCrs().isValid() and target_crs.isValid() and source.sourceCrs() != target_crs:
+            xform = QgsCoordinateTransform(source.sourceCrs(), target_crs, context.transformContext())
+        parts = []
+        for f in source.getFeatures():
+            g = QgsGeometry(f.geometry())
+            if g.isNull() or g.isEmpty():
+                continue
+            if xform is not None:
+                g.transform(xform)
+            parts.append(g)
+        if not parts:
+            raise QgsProcessingException(f"{self.AREA}: the layer {source.sourceName()!r} holds no polygon.")
+        return QgsGeometry.unaryUnion(parts)
+
+    def _inputs(self, parameters, context) -> str:
+        given = [
+            name
+            for name, present in (
+                (self.STACK, self.parameterAsRasterLayer(parameters, self.STACK, context) is not None),
+                (self.POINTS, self.parameterAsSource(parameters, self.POINTS, context) is not None),
+                (self.POINTS_CSV, bool(self.parameterAsFile(parameters, self.POINTS_CSV, context))),
+            )
+            if present
+        ]
+        if len(given) != 1:
+            raise QgsProcessingException(
+                "Give exactly one input: STACK (a deformation stack), POINTS (a point layer with one "
+                "field per date) or POINTS_CSV (a CSV / StaMPS / DePSI export); "
+                + (f"{' and '.join(given)} were given." if given else "none was given.")
+            )
+        return given[0]
+
+    def compute(self, parameters, context, feedback):
+        kind = self._inputs(parameters, context)
+        params = self._params(parameters, context)
+        plot_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PLOT, context)
+        if plot_path and not os.path.splitext(plot_path)[1]:
+            plot_path += ".png"
+        if kind == self.STACK:
+            records, crit, summary, crs, dates, raster = self._run_stack(
+                parameters, context, feedback, params
+            )
+        else:
+            records, crit, summary, crs, dates = self._run_points(kind, parameters, context, feedback, params)
+            raster = None
+        results = {self.OUTPUT: self._write_points(parameters, context, records, crs, kind)}
+        if raster:
+            results[self.OUTPUT_RASTER] = raster
+        if plot_path:
+            from .tables import save_plot
+
+            n = save_plot(save_chart, plot_path, crit.items(), dates, params)
+            feedback.pushInfo(f"Inverse-velocity chart of {n} point(s) written to {plot_path}.")
+            results[self.OUTPUT_PLOT] = plot_path
+        return self._report(results, summary, dates, feedback, context, kind)
+
+    def _report(self, results, summary, dates, feedback, context, kind):
+        counts, earliest = summary["counts"], summary["earliest"]
+        alerts = int(sum(counts[1:]))
+        feedback.pushInfo(
+            f"{summary['points']} {'pixels' if kind == self.STACK else 'points'} with data, "
+            f"{summary['analysed']} faster than MIN_VELOCITY; alerts: "
+            + ", ".join(f"class {k}: {c}" for k, c in enumerate(counts))
+            + f". Acceleration test calibration factor {summary['kappa']:.2f}."
+        )
+        if earliest is not None:
+            feedback.pushInfo(f"Earliest forecast failure date: {earliest.isoformat()}.")
+        results[self.ALERTS] = alerts
+        results[self.EARLIEST_FAILURE] = (
+            float((earliest - dates[-1]).days) if earliest is not None else math.nan
+        )
+        results[self.EARLIEST_FAILURE_DATE] = earliest.isoformat() if earliest is not None else ""
+        from .postprocess import alert_style_on_load
+
+        alert_style_on_load(context, results[self.OUTPUT])
+        if results.get(self.OUTPUT_RASTER):
+            alert_style_on_load(context, results[self.OUTPUT_RASTER])
+        return results
+
+    def _style_outputs(self, parameters, context, results) -> None:
+        """The raster gets the alert-class style (compute attaches it), not the diverging ramp."""
+
+    def _run_stack(self, parameters, context, feedback, params):
+        info = self.stack_info(parameters, self.STACK, context)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT_RASTER, context) or None
+        if out:
+            self.check_output_not_input(out, info.path)
+        crs = self.parameterAsRasterLayer(parameters, self.STACK, context).crs()
+        area = self._area_geometry(parameters, context, crs)
+        geoms = [json.loads(area.asJson())] if area is not None else None
+        feedback.pushInfo(
+            f"{info.count} dates {info.dates[0]}..{info.dates[-1]}, {info.width} x {info.height} pixels."
+        )
+
+        def progress(f):
+            self.check_canceled(feedback)
+            feedback.setProgress(90 * f)
+
+        records, crit, summary = analyse_stack(
+            info.path, out, params, geoms, progress, feedback.isCanceled, mb=self.memory_mb
+        )
+        return records, crit, summary, crs, info.dates, out
+
+    def _run_points(self, kind, parameters, context, feedback, params):
+        fmt = FORMATS[self.parameterAsEnum(parameters, self.FORMAT, context)]
+        units = UNITS[self.parameterAsEnum(parameters, self.UNITS, context)]
+        if kind == self.POINTS_CSV:
+            path = self.parameterAsFile(parameters, self.POINTS_CSV, context)
+            csv_crs = _crs_string(self.parameterAsCrs(parameters, self.CSV_CRS, context))
+            series = read_points_csv(path, fmt=fmt, units=units, crs=csv_crs)
+        else:
+            source = self.parameterAsSource(parameters, self.POINTS, context)
+            series = PointsToStack._layer_series(self, source, fmt, units, feedback)
+        for note in series.notes:
+            (feedback.pushWarning if note.startswith("Warning") else feedback.pushInfo)(note)
+        crs = QgsCoordinateReferenceSystem(series.crs.to_string())
+        if not crs.isValid():
+            crs = QgsCoordinateReferenceSystem.fromWkt(series.crs.to_wkt())
+        area = self._area_geometry(parameters, context, crs)
+        keep = list(range(series.count))
+        if area is not None:
+            engine = QgsGeometry.createGeometryEngine(area.constGet())
+            engine.prepareGeometry()
+            kept = []
+            for i in keep:
+                pt = QgsGeometry.fromPointXY(QgsPointXY(float(series.x[i]), float(series.y[i])))
+                if engine.intersects(pt.constGet()):
+                    kept.append(i)
+            keep = kept
+            feedback.pushInfo(f"AREA keeps {len(keep)} of {series.count} points.")
+        feedback.pushInfo(
+            f"{len(keep)} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}."
+        )
+        feedback.setProgress(20)
+        self.check_canceled(feedback)
+        records, crit, summary = analyse_points(
+            series.values[keep],
+            (series.x[keep], series.y[keep]),
+            series.dates,
+            params,
+            ids=[i + 1 for i in keep],
+            mb=self.memory_mb,
+            progress=lambda f: feedback.setProgress(20 + 70 * f),
+            is_canceled=feedback.isCanceled,
+        )
+        feedback.setProgress(90)
+        return records, crit, summary, crs, series.dates
+
+    def _write_points(self, parameters, context, records, crs, kind) -> str:
+        fields = QgsFields()
+        for name, t in FIELDS:
+            fields.append(QgsField(name, TYPES[t]))
+        sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Point, crs)
+        if sink is None:
+            raise QgsProcessingException(f"{self.OUTPUT}: cannot create the output layer.")
+        for rec in records:
+            f = QgsFeature(fields)
+            f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(rec.x, rec.y)))
+            f.setAttributes([_value(rec.values.get(name), t) for name, t in FIELDS])
+            if not sink.addFeature(f, QgsFeatureSink.FastInsert):
+                raise QgsProcessingException(f"{self.OUTPUT}: cannot write a feature: {sink.lastError()}")
+        del sink
+        return dest

@@ -1,0 +1,137 @@
+"""Import InSAR time-series product: MintPy timeseries*.h5 / LiCSBAS cum*.h5 -> deformation stack."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
+)
+
+from ..core.errors import InputError
+from ..core.products import h5py_usable, run_import
+from .base import DeformationAlgorithm
+
+H5_FILTER = "HDF5 products (*.h5 *.he5 *.hdf5);;All files (*.*)"
+
+
+class ImportProduct(DeformationAlgorithm):
+    NAME = "importproduct"
+    DISPLAY = "Import InSAR time-series product"
+    GROUP = "stack"
+    TAGS = "mintpy,licsbas,hdf5,h5,timeseries,cum,sbas,import"
+    ANIMATED_OUTPUTS = ("OUTPUT",)
+    RASTER_UNITS = {"OUTPUT_INCIDENCE": "degrees"}
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+    GEOMETRY = "GEOMETRY"
+    OUTPUT_INCIDENCE = "OUTPUT_INCIDENCE"
+    REFERENCE_DATE = "REFERENCE_DATE"
+    ANIMATE = "ANIMATE"
+    HELP = (
+        "Turns the gridded time series of an SBAS processor into a deformation stack (GeoTIFF, one "
+        "band per acquisition with its date, mm, NaN nodata, CRS and transform). The format is "
+        "recognised from the file's content, not its name:<br>"
+        "<b>MintPy</b> <i>geo_timeseries*.h5</i> (also timeseries_ERA5_ramp_demErr.h5 etc.): "
+        "dataset <i>timeseries</i> in metres (attribute UNIT) multiplied by 1000; X_FIRST/Y_FIRST "
+        "(upper-left corner), X_STEP/Y_STEP; CRS from EPSG or UTM_ZONE, else WGS84; reference date "
+        "REF_DATE, reference point REF_LAT/REF_LON or REF_Y/REF_X. A file in radar geometry (no "
+        "X_FIRST) is refused: geocode it with MintPy's geocode.py first. GEOMETRY = MintPy's "
+        "geometryGeo.h5 writes its incidenceAngle to OUTPUT_INCIDENCE (degrees), ready for "
+        "'Deformation rate' and 'LOS to vertical'.<br>"
+        "<b>LiCSBAS</b> <i>cum.h5 / cum_filt.h5</i>: dataset <i>cum</i> in mm, dates from "
+        "<i>imdates</i>, EPSG:4326 grid from corner_lat/corner_lon (centre of the first pixel) and "
+        "post_lat/post_lon, reference area refarea, reference date = the first acquisition.<br>"
+        "Signs are kept: MintPy, LiCSBAS and EGMS already use the stack's convention, positive = "
+        "toward the satellite (LOS). REFERENCE_DATE (YYYYMMDD or YYYY-MM-DD, one of the product's "
+        "dates) re-references every pixel to that acquisition; empty keeps the product's reference. "
+        "The log and the output's metadata say what was recognised (processor, unit, reference date "
+        "and point, CRS). The file is read in row strips within the memory budget. Single-date "
+        "grids (GMTSAR, GeoTIFF) go through 'Build deformation stack'; point tables (EGMS, StaMPS) "
+        "through 'Points to deformation stack'."
+    )
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        p = QgsProcessingParameterFile(
+            self.INPUT, "InSAR time-series product (MintPy or LiCSBAS HDF5)", fileFilter=H5_FILTER
+        )
+        p.setHelp("MintPy geo_timeseries*.h5 or LiCSBAS cum.h5 / cum_filt.h5, recognised by content.")
+        self.addParameter(p)
+        g = QgsProcessingParameterFile(
+            self.GEOMETRY, "MintPy geometry file (geometryGeo.h5)", fileFilter=H5_FILTER, optional=True
+        )
+        g.setHelp("Its incidenceAngle (degrees) is written to OUTPUT_INCIDENCE; same grid as INPUT.")
+        self.addParameter(g)
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.REFERENCE_DATE,
+                "Re-reference to this date (YYYYMMDD; empty = keep the product's reference)",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.ANIMATE,
+                "Add one layer per date to the Temporal Controller (when loaded)",
+                defaultValue=False,
+            )
+        )
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Deformation stack"))
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                self.OUTPUT_INCIDENCE,
+                "Incidence angle (degrees, from GEOMETRY)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addOutput(QgsProcessingOutputString("PROCESSOR", "Processor recognised"))
+        self.addOutput(QgsProcessingOutputString("DATES", "Dates (comma-separated)"))
+        self.addOutput(QgsProcessingOutputString("FIRST_DATE", "First date"))
+        self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last date"))
+        self.addOutput(QgsProcessingOutputString("REFERENCE_DATE_USED", "Reference date of the stack"))
+        self.addOutput(QgsProcessingOutputNumber("DATE_COUNT", "Dates (bands)"))
+
+    def compute(self, parameters, context, feedback):
+        path = self.parameterAsFile(parameters, self.INPUT, context)
+        if not path:
+            raise InputError("INPUT: no file given; choose a MintPy timeseries*.h5 or LiCSBAS cum*.h5.")
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        geometry = self.parameterAsFile(parameters, self.GEOMETRY, context)
+        inc_out = self.parameterAsOutputLayer(parameters, self.OUTPUT_INCIDENCE, context)
+        self.check_output_not_input(out, path, geometry)
+        self.check_output_not_input(inc_out, path, geometry)
+        params = {
+            "input": path,
+            "output": out,
+            "geometry": geometry,
+            "output_incidence": inc_out,
+            "reference_date": self.parameterAsString(parameters, self.REFERENCE_DATE, context),
+            "mb": self.memory_mb,
+        }
+        if not _in_process():
+            from ..worker import run_worker
+
+            feedback.pushInfo(
+                "h5py cannot run inside this QGIS process (its libhdf5 clashes with GDAL's); "
+                "reading the product in the worker's Python."
+            )
+            return run_worker("importproduct", params, feedback)
+
+        def log(line: str) -> None:
+            (feedback.pushWarning if line.startswith("Warning") else feedback.pushInfo)(line)
+
+        return run_import(params, log, feedback.setProgress, feedback.isCanceled)
+
+
+_USABLE: list[bool] = []
+
+
+def _in_process() -> bool:
+    """h5py usable in this process (checked once; see core.products.h5py_usable)."""
+    if not _USABLE:
+        _USABLE.append(h5py_usable())
+    return _USABLE[0]

@@ -1,0 +1,123 @@
+"""Calibrated prediction intervals (core/intervals.py, issue 17): known answers without a model."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from deformation_forecast.core import intervals as iv
+
+FIT = 20  # dates of the straight line the test's forecaster extrapolates
+H = 20  # horizons calibrated and scored
+
+
+def line_forecast(hist: np.ndarray, steps: int) -> np.ndarray:
+    """A per-pixel least-squares line over the last FIT dates of `hist` (n, P), extrapolated."""
+    z = hist[-FIT:]
+    t = np.arange(FIT, dtype="float64")
+    tc = t - t.mean()
+    slope = (tc[:, None] * (z - z.mean(axis=0))).sum(axis=0) / (tc**2).sum()
+    at = z.mean(axis=0) + slope * (FIT - 1 - t.mean())
+    return at[None] + slope[None] * np.arange(1, steps + 1)[:, None]
+
+
+def scene(pixels=4000, seed=0):
+    """Straight lines with Gaussian noise: half the pixels sigma 0.5 mm (stable), half 4 mm."""
+    rng = np.random.default_rng(seed)
+    sigma = np.where(np.arange(pixels) < pixels // 2, 0.5, 4.0)
+    slope = rng.uniform(-2, 2, pixels)
+    t = np.arange(120)[:, None]
+    return slope * t + rng.normal(size=(120, pixels)) * sigma, sigma
+
+
+def calibrated_band(data, confidence=0.9, scale_fn=iv.pixel_scale):
+    """Calibrate on origin 80 (horizons 1..H, dates 80..99), forecast from origin 100 with bounds."""
+    cal_hist = data[:80]
+    cal = iv.calibrate(line_forecast(cal_hist, H) - data[80 : 80 + H], scale_fn(cal_hist))
+    hist = data[:100]
+    frames = line_forecast(hist, H)
+    q = iv.horizon_quantiles(cal, confidence, H)
+    lo, hi = iv.bounds(frames[:, None], scale_fn(hist)[None], q, cal["floor"])
+    return lo[:, 0], hi[:, 0], data[100 : 100 + H], cal
+
+
+def test_scale_is_the_noise_sigma_on_a_line():
+    data, sigma = scene()
+    s = iv.pixel_scale(data)
+    assert np.median(s[:2000]) == pytest.approx(0.5, rel=0.1)
+    assert np.median(s[2000:]) == pytest.approx(4.0, rel=0.1)
+
+
+def test_ninety_percent_band_covers_85_to_95_percent_per_noise_level_and_horizon():
+    data, _ = scene()
+    lo, hi, future, _ = calibrated_band(data)
+    cov, width, n = iv.coverage_width(future, lo, hi)
+    assert 0.85 <= cov <= 0.95 and n == H * 4000
+    for group in (slice(0, 2000), slice(2000, 4000)):  # stable and noisy ground both calibrated
+        assert 0.85 <= iv.coverage_width(future[:, group], lo[:, group], hi[:, group])[0] <= 0.95
+    for h in (0, H // 2, H - 1):  # short and long horizons both calibrated
+        assert 0.85 <= iv.coverage_width(future[h], lo[h], hi[h])[0] <= 0.95
+
+
+def test_fixed_width_band_fails_the_same_check():
+    """The same calibration with one scale for every pixel: right on average, wrong per pixel."""
+    data, _ = scene()
+    lo, hi, future, _ = calibrated_band(data, scale_fn=lambda h: np.ones(h.shape[1], "float32"))
+    assert 0.85 <= iv.coverage_width(future, lo, hi)[0] <= 0.95  # marginally fine ...
+    stable = iv.coverage_width(future[:, :2000], lo[:, :2000], hi[:, :2000])[0]
+    noisy = iv.coverage_width(future[:, 2000:], lo[:, 2000:], hi[:, 2000:])[0]
+    assert stable > 0.95 and noisy < 0.85  # ... but not where it matters
+
+
+def test_uncalibrated_gaussian_band_fails_at_long_horizons():
+    """+-1.645 sigma of the noise ignores the line's extrapolation error, which grows with h."""
+    data, sigma = scene()
+    frames = line_forecast(data[:100], H)
+    future = data[100 : 100 + H]
+    lo, hi = frames - 1.645 * sigma, frames + 1.645 * sigma
+    assert iv.coverage_width(future[-1], lo[-1], hi[-1])[0] < 0.85
+
+
+def test_band_widens_with_horizon_and_noise_and_level():
+    data, _ = scene()
+    lo, hi, _, cal = calibrated_band(data)
+    width = hi - lo
+    assert (np.diff(np.median(width, axis=1)) >= -1e-4).all()  # float32 rounding
+    assert np.median(width[-1]) > 1.25 * np.median(width[0])  # theory: 1.4
+    assert np.median(width[:, 2000:]) > 5 * np.median(width[:, :2000])
+    q80, q90 = iv.horizon_quantiles(cal, 0.8, H), iv.horizon_quantiles(cal, 0.9, H)
+    assert (q90 > q80).all()
+    # beyond the calibrated horizons: sqrt growth from the last one
+    q = iv.horizon_quantiles(cal, 0.9, 4 * H)
+    assert q[4 * H - 1] == pytest.approx(2 * q[H - 1], rel=1e-5)
+
+
+def test_nan_where_the_forecast_is_nan_finite_elsewhere_and_flat_pixels_get_the_floor():
+    frames = np.ones((3, 2, 2), "float32")
+    frames[:, 0, 0] = np.nan
+    scale = np.array([[1.0, 0.0], [2.0, 4.0]], "float32")  # (0, 1): a perfectly flat pixel
+    lo, hi = iv.bounds(frames, scale, np.array([1.0, 2.0, 3.0]), floor=0.5)
+    assert np.isnan(lo[:, 0, 0]).all() and np.isnan(hi[:, 0, 0]).all()
+    assert np.isfinite(lo[:, 1:]).all() and np.isfinite(lo[:, 0, 1]).all()
+    assert hi[2, 0, 1] - lo[2, 0, 1] == pytest.approx(2 * 3 * 0.5)
+    assert hi[0, 1, 1] - lo[0, 1, 1] == pytest.approx(2 * 1 * 4.0)
+
+
+def test_conformal_quantile_known_answers():
+    s = np.arange(1, 100, dtype="float64")  # 99 scores: the 90 % quantile is the 90th smallest
+    assert iv.conformal_quantile(s, 0.9) == 90.0
+    assert iv.conformal_quantile(np.array([1.0, np.nan, 2.0]), 0.5) == 2.0
+    assert math.isinf(iv.conformal_quantile(np.arange(5.0), 0.9))  # 5 scores cannot give 90 %
+    with pytest.raises(ValueError, match="CONFIDENCE"):
+        iv.horizon_quantiles({"levels": [0.5], "quantiles": [[1.0]]}, 0.999, 1)
+
+
+def test_one_bad_date_is_averaged_not_carried_to_every_later_horizon():
+    """Per-date noise shared by all pixels (atmosphere) can make one horizon's quantile high: the
+    monotone fit averages it with the later ones, where a running maximum would keep it."""
+    table = np.array([[1.0], [5.0], [1.0], [1.0]])
+    np.testing.assert_allclose(iv.monotone_in_horizon(table)[:, 0], [1.0, 7 / 3, 7 / 3, 7 / 3])
+    ok = np.array([[1.0, 2.0], [1.5, 2.5]])
+    np.testing.assert_array_equal(iv.monotone_in_horizon(ok), ok)  # already monotone: unchanged

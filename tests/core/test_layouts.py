@@ -1,0 +1,271 @@
+"""Issue 22: the input check and the streamed algorithms on the layouts users bring (pixel- or
+band-interleaved, large tiles, strips), not only on the plugin's own.
+
+Reads are counted by opening the file through a Python opener (rasterio >= 1.4) that records the
+byte range of every read GDAL makes; each range is mapped onto the file's tiles (their offsets and
+sizes from GDAL's TIFF metadata domain).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import rasterio
+
+from deformation_forecast.core import stack as stack_mod
+from deformation_forecast.core.errors import InputError
+from deformation_forecast.core.rates import deformation_rate
+from deformation_forecast.core.stack import check_values, read_info, read_stack, sample_blocks
+from tests.conftest import make_dates
+
+N, H, W = 12, 96, 160  # 12 dates; with 64 px tiles: 2 x 3 tiles of 64 x 64 x 12 x 4 = 192 KiB each
+
+
+def _data(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(N, dtype="float32")[:, None, None]
+    rate = rng.normal(0, 5, size=(1, H, W)).astype("float32")
+    data = t * rate + rng.normal(0, 1, size=(N, H, W)).astype("float32")
+    data[:, 10:20, 30:50] = np.nan
+    return data
+
+
+def _rewrite(src_path: str, dst_path: str, **layout) -> str:
+    """The same stack (values, dates, grid) in another GeoTIFF layout."""
+    with rasterio.open(src_path) as src:
+        prof = src.profile
+        for k in ("blockxsize", "blockysize", "tiled", "compress", "interleave", "predictor"):
+            prof.pop(k, None)
+        prof.update(layout)
+        with rasterio.open(dst_path, "w", **prof) as dst:
+            dst.write(src.read())
+            dst.descriptions = src.descriptions
+            for b in range(1, src.count + 1):
+                dst.update_tags(b, **src.tags(b))
+    return dst_path
+
+
+LAYOUTS = {
+    "pixel_tiles64": dict(interleave="pixel", tiled=True, blockxsize=64, blockysize=64),
+    "band_tiles64": dict(interleave="band", tiled=True, blockxsize=64, blockysize=64),
+    "pixel_strips": dict(interleave="pixel", tiled=False, blockysize=1),
+    "band_strip_per_band": dict(interleave="band", tiled=False, blockysize=H, compress="deflate"),
+}
+
+
+class _Counter:
+    """Records (offset, size) of every read made through the files it opens."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[int, int]] = []
+
+    def __call__(self, path, mode="rb"):
+        counter = self
+
+        class F(io.FileIO):
+            def read(self, size=-1):
+                off = self.tell()
+                out = super().read(size)
+                counter.reads.append((off, len(out)))
+                return out
+
+            def readinto(self, b):
+                off = self.tell()
+                n = super().readinto(b)
+                counter.reads.append((off, n or 0))
+                return n
+
+        return io.BufferedReader(F(path, "rb"), buffer_size=1) if "b" in mode else F(path, "rb")
+
+
+def _tile_ranges(path: str) -> list[tuple[int, int]]:
+    with rasterio.open(path) as src:
+        bh, bw = src.block_shapes[0]
+        out = []
+        for y in range(-(-src.height // bh)):
+            for x in range(-(-src.width // bw)):
+                off = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=1)
+                size = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=1)
+                out.append((int(off), int(size)))
+        return out
+
+
+def _reads_per_tile(path: str, monkeypatch, fn) -> list[int]:
+    """How many reads touched each tile while `fn()` ran with a block cache smaller than a tile."""
+    counter = _Counter()
+    real_open = rasterio.open
+
+    def counting_open(fp, *args, **kwargs):
+        if str(fp) == str(path):
+            kwargs["opener"] = counter
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(stack_mod.rasterio, "open", counting_open)
+    with rasterio.Env(GDAL_CACHEMAX=100_000):  # bytes: about half a tile
+        fn()
+    monkeypatch.setattr(stack_mod.rasterio, "open", real_open)
+    tiles = _tile_ranges(path)
+    return [sum(1 for o, n in counter.reads if n and o < t0 + tn and o + n > t0) for t0, tn in tiles]
+
+
+def test_input_check_reads_each_tile_of_a_pixel_interleaved_stack_once(write_stack, tmp_path, monkeypatch):
+    base = write_stack(_data(), make_dates(N))
+    path = _rewrite(base, str(tmp_path / "pixel_tiles.tif"), **LAYOUTS["pixel_tiles64"])
+    info = read_info(path)
+    assert info.block == (64, 64)
+    counts = _reads_per_tile(path, monkeypatch, lambda: check_values(info))
+    assert len(counts) == 6
+    assert max(counts) <= 1, counts
+    assert sum(counts) == 6  # a small stack is checked whole: every tile, once
+
+
+def test_input_check_samples_a_bounded_deterministic_set_of_whole_blocks(write_stack):
+    info = read_info(write_stack(_data(), make_dates(N)))
+    import dataclasses
+
+    big = dataclasses.replace(info, width=8000, height=8000, block=(512, 512))
+    wins = sample_blocks(big, max_blocks=32, max_bytes=64 * 2**20)
+    # 512 x 512 x 12 bands x 4 bytes = 12 MiB a block: 5 fit in 64 MiB
+    assert len(wins) == 5
+    assert wins == sample_blocks(big, max_blocks=32, max_bytes=64 * 2**20)
+    assert all(w.row_off % 512 == 0 and w.col_off % 512 == 0 and w.width == 512 == w.height for w in wins)
+    assert len({(w.row_off, w.col_off) for w in wins}) == 5
+    # one strip holding the whole band: cut to the rows that fit
+    strip = dataclasses.replace(info, width=8000, height=8000, block=(8000, 8000))
+    (w,) = sample_blocks(strip, max_bytes=64 * 2**20)
+    assert w.width == 8000 and w.height * 8000 * 12 * 4 <= 64 * 2**20
+
+
+@pytest.mark.parametrize(
+    "case,match",
+    [("inf", "infinite values"), ("huge", "not a plausible displacement"), ("allnan", "no valid pixel")],
+)
+def test_input_check_verdicts_are_the_same_in_every_layout(write_stack, tmp_path, case, match):
+    data = _data()
+    if case == "inf":
+        data[-1, 70, 150] = np.inf
+    elif case == "huge":
+        data[3, 90, 2] = 3.0e7
+    else:
+        data[-1] = np.nan
+    base = write_stack(data, make_dates(N))
+    check_data = _data()
+    good = write_stack(check_data, make_dates(N), name="good.tif")
+    for name, layout in LAYOUTS.items():
+        path = _rewrite(base, str(tmp_path / f"{case}_{name}.tif"), **layout)
+        with pytest.raises(InputError, match=match):
+            check_values(read_info(path))
+        check_values(read_info(_rewrite(good, str(tmp_path / f"good_{name}.tif"), **layout)))
+
+
+def test_the_last_band_valid_in_one_block_only_passes(write_stack, tmp_path, monkeypatch):
+    """A stack valid in a corner that a sample of blocks may miss is not refused as all-NaN."""
+    data = np.full((N, H, W), np.nan, dtype="float32")
+    data[:, 90, 155] = 1.0
+    path = _rewrite(write_stack(data, make_dates(N)), str(tmp_path / "corner.tif"), **LAYOUTS["band_tiles64"])
+    info = read_info(path)
+    monkeypatch.setattr(stack_mod, "CHECK_BLOCKS", 1)
+    assert (sample_blocks(info, max_blocks=1)[0].row_off, sample_blocks(info, max_blocks=1)[0].col_off) != (
+        64,
+        128,
+    )
+    check_values(info)
+
+
+def test_rates_identical_across_layouts(write_stack, tmp_path):
+    base = write_stack(_data(), make_dates(N))
+    ref = None
+    for name, layout in LAYOUTS.items():
+        path = _rewrite(base, str(tmp_path / f"{name}.tif"), **layout)
+        np.testing.assert_array_equal(read_stack(path), read_stack(base))
+        out = str(tmp_path / f"rate_{name}.tif")
+        deformation_rate(path, out, max_bytes=64 * 1024)  # many small windows
+        got = read_stack(out)
+        if ref is None:
+            ref = got
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_frames_of_a_pixel_interleaved_stack_are_read_in_groups(write_stack, tmp_path, monkeypatch):
+    from deformation_forecast.core.evaluation import evaluate_files
+    from deformation_forecast.core.stack import frame_groups
+
+    base = write_stack(_data(), make_dates(N))
+    band = _rewrite(base, str(tmp_path / "band.tif"), **LAYOUTS["band_tiles64"])
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"])
+    frame = H * W * 4
+    assert frame_groups(band, range(N), 5 * frame) == [[b] for b in range(N)]
+    assert frame_groups(pixel, range(N), 5 * frame) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+    pairs = [(i, i) for i in range(2, N)]
+    ref = evaluate_files(band, base, pairs)
+    got = evaluate_files(pixel, pixel, pairs)
+    assert got.rows == ref.rows and got.total == ref.total
+    # the whole evaluation (two passes over 10 frames of each of the two files) decodes each tile
+    # of the pixel-interleaved file at most 4 times: once per pass and file, not once per frame
+    counts = _reads_per_tile(pixel, monkeypatch, lambda: evaluate_files(pixel, pixel, pairs))
+    assert max(counts) <= 4, counts
+
+
+def test_a_slow_layout_is_named_once_with_the_fix(write_stack, tmp_path, monkeypatch, caplog):
+    from deformation_forecast.core.stack import layout_advice
+
+    base = write_stack(_data(), make_dates(N))
+    strip = _rewrite(base, str(tmp_path / "strip.tif"), **LAYOUTS["band_strip_per_band"])
+    tiles = _rewrite(base, str(tmp_path / "tiles.tif"), **LAYOUTS["band_tiles64"])
+    monkeypatch.setattr(stack_mod, "SLOW_BLOCK_BYTES", 32 * 1024)  # a 96 x 160 strip is 60 KiB
+    assert layout_advice(base) is None  # the plugin's own layout
+    assert layout_advice(tiles) is None
+    advice = layout_advice(strip)
+    assert "strip (96 x 160 pixels) decodes to" in advice
+    assert "gdal_translate" in advice and "-co INTERLEAVE=BAND" in advice and "-co TILED=YES" in advice
+    with caplog.at_level("WARNING", logger="deformation_forecast"):
+        check_values(read_info(strip), "INPUT")
+        check_values(read_info(tiles), "INPUT")
+    assert [r.getMessage() for r in caplog.records] == [f"INPUT: {advice}"]
+
+
+def test_windows_that_cut_blocks_larger_than_the_cache_are_named(write_stack, tmp_path, caplog):
+    from deformation_forecast.core.stack import iter_windows
+
+    base = write_stack(_data(), make_dates(N))
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"])
+    info = read_info(pixel)
+    with caplog.at_level("WARNING", logger="deformation_forecast"):
+        # windows of 64 KiB cut the 192 KiB tiles; the cache of a 1 GB budget holds them: quiet
+        wins = iter_windows(info, max_bytes=64 * 1024, mb=1024)
+        assert not caplog.records
+        assert all(w.height < 64 for w in wins)
+        iter_windows(info, max_bytes=4 * 2**20, mb=1024)  # whole tiles: quiet
+        assert not caplog.records
+    from deformation_forecast.core import budget
+
+    orig = budget.gdal_cache_bytes
+    try:
+        budget.gdal_cache_bytes = lambda mb=None: 100_000 if mb == 64 else orig(mb)
+        with caplog.at_level("WARNING", logger="deformation_forecast"):
+            iter_windows(info, max_bytes=64 * 1024, mb=64)
+    finally:
+        budget.gdal_cache_bytes = orig
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "'pixel.tif': its blocks (64 x 64 pixels, 0 MB decoded) do not fit" in msg
+    assert "raise the memory budget to at least" in msg and "gdal_translate -co TILED=YES" in msg
+
+
+def test_profiles_identical_across_layouts(write_stack, tmp_path):
+    """Profiles read with GDAL's direct I/O from uncompressed files equal those from the plugin's."""
+    from deformation_forecast.core.profiles import extract_profiles
+
+    base = write_stack(_data(), make_dates(N))
+    t = read_info(base).transform
+    lines = [
+        ("a", [np.array([t * (3.5, 5.2), t * (150.1, 90.3)])]),
+        ("b", [np.array([t * (2, 80), t * (158, 7)])]),
+    ]
+    ref = extract_profiles(base, lines)
+    for name, layout in LAYOUTS.items():
+        got = extract_profiles(_rewrite(base, str(tmp_path / f"{name}.tif"), **layout), lines)
+        for r, g in zip(ref, got, strict=True):
+            np.testing.assert_array_equal(g.values, r.values)
+            assert np.isfinite(g.values).sum() > 100

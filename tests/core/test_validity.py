@@ -1,0 +1,181 @@
+"""core.validity and core.outputs (issue 15): no nodata sentinel, masked pixel or unit mistake
+reaches a statistic; a full disk never leaves a file under the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import zipfile
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deformation_forecast.core import validity
+from deformation_forecast.core.errors import InputError
+from deformation_forecast.core.stack import atomic_path, check_values, read_info, read_stack
+from tests.conftest import make_dates
+
+TRANSFORM = Affine(20, 0, 500000, 0, -20, 4300000)
+
+
+def _write(path, data, nodata, unit, mask, dtype="float32"):
+    n, h, w = data.shape
+    prof = dict(
+        driver="GTiff", width=w, height=h, count=n, dtype=dtype, crs="EPSG:32647", transform=TRANSFORM
+    )
+    prof["nodata"] = nodata
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK="YES"), rasterio.open(path, "w", **prof) as dst:
+        dst.write(data.astype(dtype))
+        for b, d in enumerate(make_dates(n), start=1):
+            dst.set_band_description(b, d.isoformat())
+            if unit:
+                dst.set_band_unit(b, unit)
+        if mask is not None:
+            dst.write_mask(np.where(mask, 255, 0).astype("uint8"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=hnp.arrays("float64", (4, 5, 6), elements=st.floats(-900, 900, allow_nan=False)),
+    spoil=hnp.arrays(bool, (4, 5, 6)),
+    sentinel=st.sampled_from(validity.SENTINELS[:12]),
+    nodata=st.sampled_from([None, "nan", "sentinel"]),
+    unit=st.sampled_from([None, "mm", "m", "cm"]),
+    masked=hnp.arrays(bool, (5, 6)),
+    use_mask=st.booleans(),
+)
+def test_no_sentinel_reaches_a_statistic(tmp_path, data, spoil, sentinel, nodata, unit, masked, use_mask):
+    """Random sentinels, declared/undeclared nodata, GDAL masks and units: what the stack reader
+    gives (and every statistic computed from it) equals the clean values in mm, NaN elsewhere."""
+    scale = validity.unit_scale(unit)
+    stored = data / scale  # what the file holds in its own unit
+    stored = np.where(spoil, sentinel, stored)
+    mask = ~masked if use_mask else None
+    nd = {None: None, "nan": float("nan"), "sentinel": sentinel}[nodata]
+    path = str(tmp_path / f"s{np.random.default_rng().integers(1 << 30)}.tif")
+    _write(path, stored, nd, unit, mask)
+    got = read_stack(path)
+    expected = np.where(spoil, np.nan, stored.astype("float32") * np.float32(scale))
+    if mask is not None:
+        expected[:, masked] = np.nan
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    finite = got[np.isfinite(got)]
+    if finite.size:  # the statistics a user sees
+        assert np.abs(finite).max() <= 900 * 1.0001
+        assert abs(float(finite.mean())) <= 900 * 1.0001
+    assert read_info(path).units == "mm" if unit else True
+    validity.take_warnings()
+
+
+def test_sentinel_warning_names_the_file_and_value(tmp_path):
+    data = np.zeros((3, 4, 4))
+    data[:, 1, 1] = -9999
+    _write(str(tmp_path / "w.tif"), data, None, None, None)
+    validity.take_warnings()
+    read_stack(str(tmp_path / "w.tif"))
+    (msg,) = validity.take_warnings()
+    assert "'w.tif'" in msg and "-9999" in msg and "nodata" in msg
+    assert validity.take_warnings() == []
+
+
+def test_int16_stack_fill_value(tmp_path):
+    data = np.arange(3 * 4 * 4).reshape(3, 4, 4).astype("int16")
+    data[:, 0, :] = -32768
+    _write(str(tmp_path / "i.tif"), data, None, None, None, dtype="int16")
+    got = read_stack(str(tmp_path / "i.tif"))
+    assert np.isnan(got[:, 0, :]).all() and np.isfinite(got[:, 1:, :]).all()
+    check_values(read_info(str(tmp_path / "i.tif")))  # no longer "not a plausible displacement"
+
+
+def test_undated_rasters_keep_their_unit(tmp_path):
+    """A distance raster in metres is not a displacement stack: no conversion."""
+    prof = dict(driver="GTiff", width=3, height=3, count=1, dtype="float32", transform=TRANSFORM)
+    with rasterio.open(tmp_path / "d.tif", "w", **prof) as dst:
+        dst.write(np.full((1, 3, 3), 5.0, "float32"))
+        dst.set_band_unit(1, "m")
+    assert read_stack(str(tmp_path / "d.tif"))[0, 0, 0] == 5.0
+
+
+@pytest.mark.parametrize(
+    "labels,bad",
+    [
+        (["20150302_20150314", "20150314_20150326"], True),
+        (["ifg 20150302-20150314"], True),
+        (["2015-03-02", "20150314"], False),
+        (["band_1"], False),
+    ],
+)
+def test_interferogram_labels(labels, bad):
+    if bad:
+        with pytest.raises(InputError, match="interferograms"):
+            validity.check_not_interferograms(labels, "INPUT")
+    else:
+        validity.check_not_interferograms(labels, "INPUT")
+
+
+@pytest.mark.parametrize("lo,hi,msg", [(0.3, 0.8, "radians"), (30, 85, "1 / cos"), (20, 46, None)])
+def test_angle_range(lo, hi, msg):
+    if msg:
+        with pytest.raises(InputError, match=msg):
+            validity.check_angle_range(lo, hi, "INCIDENCE")
+    else:
+        validity.check_angle_range(lo, hi, "INCIDENCE")
+
+
+def test_band_limit():
+    validity.check_bands_limit(65535)
+    with pytest.raises(InputError, match="65535"):
+        validity.check_bands_limit(65536)
+
+
+@contextlib.contextmanager
+def full_tmpfs(path):
+    path.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(path)], capture_output=True, text=True
+    )
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs ({r.stderr.strip()}): needs root")
+    try:
+        with contextlib.suppress(OSError), open(path / "filler", "wb", buffering=0) as f:
+            while True:
+                f.write(b"\0" * 4096)
+        os.unlink(path / "filler")
+        with open(path / "filler", "wb") as f:  # leave ~16 KiB: small files fit, larger ones do not
+            f.write(b"\0" * (128 * 1024 - 16 * 1024))
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_model_like_zip_on_a_full_disk(tmp_path):
+    """The model file (ml.modelfile: a zip written through atomic_path) on a full disk: a clear
+    InputError, no file under the final name, no temporary file left."""
+    with full_tmpfs(tmp_path / "mnt") as mnt:
+        target = mnt / "m.dfmodel"
+        with pytest.raises(InputError, match="No space left"):
+            with atomic_path(str(target)) as tmp, zipfile.ZipFile(tmp, "w") as z:
+                z.writestr("weights.bin", os.urandom(200_000))
+        assert sorted(os.listdir(mnt)) == ["filler"]
+
+
+def test_stack_on_a_nearly_full_disk(tmp_path):
+    """Small outputs fit, a stack that does not fit fails at close with GDAL's error, cleanly."""
+    from deformation_forecast.core.stack import write_stack
+
+    with full_tmpfs(tmp_path / "mnt") as mnt:
+        write_stack(
+            str(mnt / "small.tif"), np.zeros((1, 4, 4), "float32"), make_dates(1), "EPSG:32647", TRANSFORM
+        )
+        big = np.random.default_rng(0).normal(size=(8, 64, 64)).astype("float32")
+        with pytest.raises(InputError, match="No space left"):
+            write_stack(str(mnt / "big.tif"), big, make_dates(8), "EPSG:32647", TRANSFORM)
+        assert sorted(os.listdir(mnt)) == ["filler", "small.tif"]
+        assert read_stack(str(mnt / "small.tif")).shape == (1, 4, 4)
