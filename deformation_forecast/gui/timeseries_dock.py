@@ -46,7 +46,7 @@ from qgis.PyQt.QtWidgets import (
 from ..core.dates import date_fields
 from ..core.errors import InputError
 from ..core.stack import read_info, read_pixel_series, same_grid
-from ..processing.styling import ROLE_FORECAST, ROLE_STACK, describe_raster
+from ..processing.styling import INTERVAL_TAG, ROLE_FORECAST, ROLE_INTERVAL, ROLE_STACK, describe_raster
 
 ROLE_POINTS = "points"
 
@@ -97,7 +97,7 @@ def layer_role(layer) -> str | None:
                 role = describe_raster(path).role
             except InputError:
                 role = None
-        _ROLES[key] = role if role in (ROLE_STACK, ROLE_FORECAST) else None
+        _ROLES[key] = role if role in (ROLE_STACK, ROLE_FORECAST, ROLE_INTERVAL) else None
     return _ROLES[key]
 
 
@@ -142,10 +142,30 @@ def series_at(
         if same_grid(info, oinfo) and oinfo.dates[0] > dates[-1]:
             series = read_pixel_series(other, p.x(), p.y())
             if series is not None:
-                out.append(Series(f"{lyr.name()} (forecast)", "forecast", *series))
+                band = _interval_at(oinfo, p, project)
+                out.append(Series(f"{lyr.name()} (forecast)", "forecast", *series, band))
     for lyr in benchmarks:
         out.extend(_benchmarks_near(lyr, p, stack_layer.crs(), 2 * max(info.res), project))
     return out
+
+
+def _interval_at(forecast, p: QgsPointXY, project) -> dict:
+    """The prediction band of the forecast `forecast` (StackInfo) at `p`: the values of the
+    project's lower and upper bound layers (tag INTERVAL) on its grid and dates, with their
+    confidence; {} when the project holds no such pair."""
+    found: dict = {}
+    for lyr in project.mapLayers().values():
+        if layer_role(lyr) != ROLE_INTERVAL:
+            continue
+        info = read_info(stack_path(lyr) or "")
+        side = info.tags.get(INTERVAL_TAG)
+        if side in found or not same_grid(forecast, info) or info.dates != forecast.dates:
+            continue
+        series = read_pixel_series(info.path, p.x(), p.y())
+        if series is not None:
+            found[side] = series[1]
+            found["confidence"] = float(info.tags.get("CONFIDENCE", "nan"))
+    return found if "lower" in found and "upper" in found else {}
 
 
 def _point_layer_series(layer: QgsVectorLayer, point, point_crs, project, tolerance) -> list[Series]:
@@ -400,6 +420,18 @@ class TimeSeriesDock(QDockWidget):
                 ax.plot(s.dates, s.values, label=_short(s.label, 40), color=colour, **styles[s.kind])
                 if s.kind == "forecast":
                     boundary = s.dates[0]
+                    if s.meta.get("lower") is not None:  # the forecast's prediction band, shaded
+                        conf = s.meta["confidence"]
+                        label = f"{conf:.0%} band" if np.isfinite(conf) else "prediction band"
+                        ax.fill_between(
+                            s.dates,
+                            s.meta["lower"],
+                            s.meta["upper"],
+                            color=colour,
+                            alpha=0.18,
+                            lw=0,
+                            label=label,
+                        )
         if boundary is not None:
             ax.axvline(boundary, color="0.4", lw=0.8, ls=":")
         ax.set_ylabel("displacement (mm)")
@@ -452,7 +484,8 @@ class TimeSeriesDock(QDockWidget):
         ax = self.figure.axes[0] if self.figure.axes else None
         if ax is None:
             return []
-        return [ln.get_label() for ln in ax.lines if ln.get_label() and not ln.get_label().startswith("_")]
+        artists = list(ax.lines) + list(ax.collections)  # lines, then shaded bands
+        return [a.get_label() for a in artists if a.get_label() and not a.get_label().startswith("_")]
 
     def export_csv(self, path: str) -> None:
         with open(path, "w", newline="", encoding="utf-8") as f:

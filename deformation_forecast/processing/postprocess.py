@@ -8,7 +8,7 @@ from qgis.core import QgsProcessingLayerPostProcessorInterface, QgsRasterLayer
 
 from ..core.errors import InputError
 from ..core.stack import read_info
-from .styling import ROLE_FORECAST, ROLE_STACK, style_raster, symmetric_limit
+from .styling import ROLE_FORECAST, ROLE_INTERVAL, ROLE_STACK, style_raster, symmetric_limit
 from .temporal import add_stack_as_temporal_layers, set_layer_temporal_range
 
 _alive: list[QgsProcessingLayerPostProcessorInterface] = []
@@ -37,15 +37,15 @@ class StylePostProcessor(QgsProcessingLayerPostProcessorInterface):
             feedback.pushInfo(f"Styling skipped: {path} could not be read.")
             return
         feedback.pushInfo(f"{layer.name()}: styled on band {spec.band} ({spec.band_name}), {spec.units}.")
-        if spec.role not in (ROLE_STACK, ROLE_FORECAST):
+        if spec.role not in (ROLE_STACK, ROLE_FORECAST, ROLE_INTERVAL):
             return
         try:
             info = read_info(path)
         except (InputError, OSError):
             return  # a stack without dates: styled, not animated
-        if spec.role == ROLE_FORECAST:
+        if spec.role in (ROLE_FORECAST, ROLE_INTERVAL):
             set_layer_temporal_range(layer, info.dates)
-        if self.temporal:
+        if self.temporal and spec.role != ROLE_INTERVAL:
             limit = symmetric_limit(_renderer_limit(layer))
             add_stack_as_temporal_layers(
                 path, context.project(), f"{layer.name()} (animation)", limit, spec.units

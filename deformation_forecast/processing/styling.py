@@ -32,6 +32,8 @@ ROLE_FORECAST = "forecast"  # a forecast stack (future dates)
 ROLE_RATE = "rate"  # velocity / annual rates (units per year)
 ROLE_ERROR = "error"  # absolute errors or a standard error: >= 0, sequential ramp
 ROLE_OTHER = "other"  # anything else (e.g. a distance raster): first band
+ROLE_INTERVAL = "interval"  # a forecast's lower or upper bound (tag INTERVAL): its last date
+INTERVAL_TAG = "INTERVAL"  # lower | upper, written by the forecast beside CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def describe_raster(path: str, default_units: str = "mm") -> OutputStyle:
         rate_bands = [i for i, name in enumerate(names) if not _is_error(name)] or [n - 1]
         band = rate_bands[0] if tags.get(RATE_MODE_TAG) == "linear" else rate_bands[-1]
         return OutputStyle(band + 1, units, ROLE_RATE, names[band])
+    if tags.get(INTERVAL_TAG) in ("lower", "upper"):
+        return OutputStyle(n, units, ROLE_INTERVAL, names[-1])
     if tags.get(SOURCE_TAG) == FORECAST_SOURCE:
         return OutputStyle(n, units, ROLE_FORECAST, names[-1])
     if n > 1 or any(parse_date(name) for name in names):

@@ -11,6 +11,7 @@ from deformation_forecast.core.stack import write_stack
 from deformation_forecast.processing.styling import (
     ROLE_ERROR,
     ROLE_FORECAST,
+    ROLE_INTERVAL,
     ROLE_RATE,
     ROLE_STACK,
     style_raster,
@@ -58,6 +59,11 @@ def test_stack_forecast_rate_and_errors_bands_and_units(qgis_app, tmp_path):
         "forecast": ({"SOURCE": "deformation_forecast forecast"}, "mm", (4, "mm", ROLE_FORECAST)),
         "forecast_rate": ({"SOURCE": "deformation_forecast forecast"}, "mm/yr", (4, "mm/yr", ROLE_RATE)),
         "errors": ({"CONTENT": "absolute error |predicted - observed|"}, "mm", (4, "mm", ROLE_ERROR)),
+        "forecast_upper": (
+            {"SOURCE": "deformation_forecast forecast", "INTERVAL": "upper", "CONFIDENCE": "0.9"},
+            "mm",
+            (4, "mm", ROLE_INTERVAL),
+        ),
     }
     for name, (tags, units, expected) in cases.items():
         path = str(tmp_path / f"{name}.tif")

@@ -132,3 +132,42 @@ def test_toolbar_button_is_the_dock_map_tool(gui, scene, qgis_iface):
     assert dock.pick_button.isChecked()
     dock.pick_button.setChecked(False)  # the dock's button and the toolbar's stay in step
     assert not gui.pick_action.isChecked() and qgis_iface.mapCanvas().mapTool() is not dock.tool
+
+
+def test_forecast_band_is_shaded_and_its_bounds_are_not_offered_as_forecasts(qgis_app, scene, tmp_path):
+    """The forecast's OUTPUT_LOWER / OUTPUT_UPPER (tags INTERVAL, CONFIDENCE: ml/forecast.py) on
+    the forecast's grid and dates: shaded around the forecast line, not plotted as forecasts."""
+    obs, stack, _ = scene
+    fut = make_dates(3, start=make_dates(6)[-1] + dt.timedelta(days=12))
+    centre = obs[-1] + np.arange(1, 4, dtype="float32")[:, None, None]
+    layers = []
+    for side, shift in (("lower", -2.0), ("upper", 3.0)):
+        path = str(tmp_path / f"fc_{side}.tif")
+        tags = {"SOURCE": "deformation_forecast forecast", "INTERVAL": side, "CONFIDENCE": "0.9"}
+        width = np.arange(1, 4, dtype="float32")[:, None, None]  # widens with the horizon
+        core_write_stack(
+            path,
+            centre + shift * width,
+            fut,
+            "EPSG:32647",
+            Affine(10.0, 0, 1000.0, 0, -10.0, 2000.0),
+            tags=tags,
+        )
+        layers.append(QgsRasterLayer(path, f"fc {side}", "gdal"))
+    QgsProject.instance().addMapLayers(layers)
+    dock = TimeSeriesDock(None)
+    assert [dock.forecast_combo.itemText(i) for i in range(dock.forecast_combo.count())] == ["fc"]
+    crs = QgsCoordinateReferenceSystem("EPSG:32647")
+    assert dock.show_point(stack, QgsPointXY(1035.0, 1975.0), crs) == 2  # row 2, col 3
+    forecast = dock.current[1]
+    np.testing.assert_array_equal(forecast.meta["lower"], centre[:, 2, 3] - 2.0 * np.array([1, 2, 3]))
+    np.testing.assert_array_equal(forecast.meta["upper"], centre[:, 2, 3] + 3.0 * np.array([1, 2, 3]))
+    assert dock.plotted_labels() == ["obs (1035, 1975)", "fc (forecast)", "90% band"]
+    band = dock.figure.axes[0].collections[0]
+    ys = band.get_paths()[0].vertices[:, 1]  # the shaded polygon spans lower..upper
+    assert ys.min() == pytest.approx(float(forecast.meta["lower"].min()))
+    assert ys.max() == pytest.approx(float(forecast.meta["upper"].max()))
+    # without both bounds in the project there is no band
+    QgsProject.instance().removeMapLayer(layers[1].id())
+    dock.show_point(stack, QgsPointXY(1035.0, 1975.0), crs)
+    assert "lower" not in dock.current[1].meta and not dock.figure.axes[0].collections
