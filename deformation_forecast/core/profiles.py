@@ -61,13 +61,17 @@ def _clean_part(part: np.ndarray) -> np.ndarray:
     return xy
 
 
-def densify(parts: Line, spacing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Points every `spacing` map units along each part, plus each part's end point.
+def densify(
+    parts: Line, spacing: float, scale: tuple[float, float] = (1.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Points every `spacing` along each part, plus each part's end point.
 
     Returns x, y, distance, part. Distance runs along the line across its vertices, from the start
     of the first part; for a multipart line it continues from one part to the next without counting
-    the gap between them.
+    the gap between them. Lengths are map units, or metres on the ground with `scale` = metres per
+    map unit along x and y (core.metric.ground_scale: a geographic stack).
     """
+    kx, ky = (float(v) for v in scale)
     if not spacing > 0 or not math.isfinite(spacing):
         raise InputError(f"SPACING must be a positive distance, not {spacing}.")
     xs, ys, ds, ps = [], [], [], []
@@ -76,7 +80,7 @@ def densify(parts: Line, spacing: float) -> tuple[np.ndarray, np.ndarray, np.nda
         xy = _clean_part(raw)
         if len(xy) == 0:
             continue
-        seg = np.hypot(*np.diff(xy, axis=0).T) if len(xy) > 1 else np.zeros(0)
+        seg = np.hypot(*(np.diff(xy, axis=0) * (kx, ky)).T) if len(xy) > 1 else np.zeros(0)
         cum = np.concatenate([[0.0], np.cumsum(seg)])
         length = float(cum[-1])
         if length == 0.0:
@@ -202,10 +206,14 @@ def extract_profiles(
     threads: str | int = 1,
     cache_budget: int | None = None,
     mb: float | None = None,
+    scale: tuple[float, float] = (1.0, 1.0),
 ) -> list[Profile]:
     """Sample the stack at `path` along each named line (coordinates in the stack's CRS).
 
-    `spacing` in map units (default: the pixel size); `bands` are 0-based indexes (default all).
+    `spacing` in map units, or in metres on the ground with `scale` (metres per map unit along x
+    and y, core.metric: a geographic stack) (default: the pixel size); `bands` are 0-based indexes
+    (default all). Reason for 13 parameters: the tuning knobs (window, cache, threads) of the
+    benchmarks live beside the sampling ones.
     Samples are read in runs whose window spans at most about `max_window` pixels each way. Every
     line is checked before anything is read: a line wholly outside the raster raises InputError;
     samples outside it are NaN and counted in ``Profile.outside``.
@@ -232,6 +240,7 @@ def extract_profiles(
         if transform.b == 0 == transform.d
         else math.hypot(transform.a, transform.d)
     )
+    res = res * min(float(v) for v in scale)  # a pixel's side on the ground (the shorter one)
     step = float(spacing) if spacing else res
     idx = [b + 1 for b in bands] if bands is not None else list(range(1, count + 1))
     if not idx:
@@ -245,7 +254,7 @@ def extract_profiles(
     planned = []
     total = 0
     for name, parts in lines:
-        x, y, dist, part = densify(parts, step)
+        x, y, dist, part = densify(parts, step, scale)
         if x.size == 0:
             raise InputError(f"LINES: line {name!r} has no vertices (empty geometry).")
         rows, cols = pixel_coords(transform, x, y)

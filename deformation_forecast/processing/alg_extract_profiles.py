@@ -19,7 +19,6 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterDistance,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -33,9 +32,11 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core.dates import field_name, parse_date
 from ..core.errors import InputError
+from ..core.metric import ground_scale
 from ..core.profiles import INTERPOLATIONS, extract_profiles, write_csv
 from . import result_hooks
 from .base import DeformationAlgorithm
+from .distance import metres_parameter
 from .tables import check_lonlat_extent, verify_layer
 
 
@@ -70,7 +71,7 @@ class ExtractProfiles(DeformationAlgorithm):
     TAGS = "profile,section,transect,line,subsidence,cumulative"
     HELP = (
         "Samples a deformation stack along lines (the paper's profiles I-III, Fig. 11): one point every "
-        "SPACING map units of the raster's CRS (default: the pixel size) along each line, from its start, "
+        "SPACING metres on the ground (default: the pixel size; on a geographic stack converted with the local scale) along each line, from its start, "
         "across its vertices, plus its end point. The lines may be in any CRS (they are reprojected to "
         "the stack's); multipart lines are sampled part by part, the distance continuing from one part "
         "to the next without the gap.<br><br>"
@@ -98,12 +99,12 @@ class ExtractProfiles(DeformationAlgorithm):
                 "ID_FIELD", "Profile name field", parentLayerParameterName="LINES", optional=True
             )
         )
-        spacing = QgsProcessingParameterDistance(
+        spacing = metres_parameter(
             "SPACING",
-            "Sample spacing (0 = pixel size)",
-            defaultValue=0.0,
-            parentParameterName="INPUT",
-            minValue=0.0,
+            "Sample spacing, metres (0 = pixel size)",
+            0.0,
+            "Distance between samples along each line, in metres on the ground whatever the stack's "
+            "CRS (on a geographic stack converted with the local scale); 0 samples every pixel size.",
             optional=True,
         )
         self.addParameter(spacing)
@@ -206,9 +207,13 @@ class ExtractProfiles(DeformationAlgorithm):
         dates = [info.dates[i] for i in bands]
 
         lines = self._lines(source, id_field, crs, context, feedback)
+        scale = ground_scale(info.crs, info.bounds)
+        if scale.note:
+            feedback.pushInfo(scale.note)
+        step = spacing or min(info.res) * min(scale.kx, scale.ky)
         feedback.pushInfo(
-            f"{len(lines)} line(s), {len(dates)} date(s), {method} sampling every "
-            f"{spacing or min(info.res):g} map units."
+            f"{len(lines)} line(s), {len(dates)} date(s), {method} sampling every {step:g} "
+            + ("map units." if scale.identity else "m on the ground.")
         )
 
         def progress(f):
@@ -223,6 +228,7 @@ class ExtractProfiles(DeformationAlgorithm):
             method=method,
             progress=progress,
             mb=self.memory_mb,
+            scale=(scale.kx, scale.ky),
         )
         geographic = crs.isGeographic()
         if geographic:

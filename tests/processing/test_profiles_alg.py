@@ -227,3 +227,28 @@ def test_geographic_stack_gives_distances_in_metres(run_alg, write_stack):
     assert 500 < expected < 550
     assert feats[-1]["distance"] == pytest.approx(expected, rel=1e-6)
     assert len(feats) == 31  # 0.006 deg every 0.0002 deg (the pixel size)
+
+
+def test_spacing_is_metres_on_the_ground_on_a_geographic_stack(run_alg, write_stack):
+    """SPACING = 50 m on EPSG:4326 samples every ~50 m along an east-west and a north-south line
+    (not every 50 degrees, and not the same number of samples per degree on both axes)."""
+    path = write_stack(_surface(60, 60), crs="EPSG:4326", res=0.0002, origin=(102.0, 38.5))
+    east = [(102.0011, 38.4989), (102.0101, 38.4989)]  # 0.009 deg of longitude: ~786 m
+    north = [(102.0011, 38.4989), (102.0011, 38.4909)]  # 0.008 deg of latitude: ~888 m
+    layer = _lines([[east], [north]], crs="EPSG:4326", names=["E", "N"])
+    params = {
+        "INPUT": path,
+        "LINES": layer,
+        "ID_FIELD": "name",
+        "SPACING": 50.0,
+        "OUTPUT": "TEMPORARY_OUTPUT",
+    }
+    feats = list(run_alg("extractprofiles", params)["OUTPUT"].getFeatures())
+    for name, expected_m in (("E", 786.0), ("N", 888.0)):
+        dist = np.array([f["distance"] for f in feats if f["profile"] == name])
+        gaps = np.diff(dist)
+        # every 50 m on the ground (ellipsoidal distances), the end point last
+        np.testing.assert_allclose(gaps[:-1], 50.0, rtol=0.01)
+        assert 0 < gaps[-1] <= 50.0 * 1.01
+        assert len(dist) == math.floor(dist[-1] / 50.0) + 2
+        assert dist[-1] == pytest.approx(expected_m, rel=0.01)
