@@ -12,7 +12,6 @@ from qgis.core import (
     QgsDistanceArea,
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsGeometry,
     QgsPointXY,
@@ -37,7 +36,7 @@ from ..core.profiles import INTERPOLATIONS, extract_profiles, write_csv
 from . import result_hooks
 from .base import DeformationAlgorithm
 from .distance import metres_parameter
-from .tables import check_lonlat_extent, verify_layer
+from .tables import check_lonlat_extent, make_field, verify_layer
 
 
 def select_bands(text: str, dates) -> list[int]:
@@ -244,11 +243,11 @@ class ExtractProfiles(DeformationAlgorithm):
                 )
 
         fields = QgsFields()
-        fields.append(QgsField("profile", QVariant.String))
-        fields.append(QgsField("part", QVariant.Int))
-        fields.append(QgsField("distance", QVariant.Double))
+        fields.append(make_field("profile", QVariant.String))
+        fields.append(make_field("part", QVariant.Int))
+        fields.append(make_field("distance", QVariant.Double))
         for d in dates:
-            fields.append(QgsField(field_name(d), QVariant.Double))
+            fields.append(make_field(field_name(d), QVariant.Double))
         sink, dest_id = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.Point, crs)
         if sink is None:
             raise QgsProcessingException("OUTPUT: cannot create the output layer.")

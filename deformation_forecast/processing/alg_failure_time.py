@@ -11,7 +11,6 @@ from qgis.core import (
     QgsCoordinateTransform,
     QgsFeature,
     QgsFeatureSink,
-    QgsField,
     QgsFields,
     QgsGeometry,
     QgsPointXY,
@@ -37,7 +36,7 @@ from ..core.failure_run import analyse_points, analyse_stack, save_chart
 from ..core.points import FORMATS, UNITS, read_points_csv
 from .alg_points_to_stack import FORMAT_LABELS, UNIT_LABELS, PointsToStack, _crs_string
 from .base import DeformationAlgorithm
-from .tables import PLOT_FILTER, _value, require_geometry
+from .tables import PLOT_FILTER, _value, make_field, require_geometry
 
 # (field, kind) of the point output, kinds as processing.tables
 FIELDS = [
@@ -375,7 +374,7 @@ class FailureTime(DeformationAlgorithm):
     def _write_points(self, parameters, context, records, crs, kind) -> str:
         fields = QgsFields()
         for name, t in FIELDS:
-            fields.append(QgsField(name, TYPES[t]))
+            fields.append(make_field(name, TYPES[t]))
         sink, dest = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Point, crs)
         if sink is None:
             raise QgsProcessingException(f"{self.OUTPUT}: cannot create the output layer.")

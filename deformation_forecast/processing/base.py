@@ -275,6 +275,9 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
                 f"{p.name()}: {value} is a folder; give a file ({p.description()}), "
                 "not the folder that holds it."
             )
+        broken = _unreadable_raster_parameter(self.parameterDefinitions(), parameters)
+        if broken:
+            return False, broken
         return super().checkParameterValues(parameters, context)
 
     def _refuse_overwriting_inputs(self, parameters, context) -> None:
@@ -437,3 +440,28 @@ class WorkerAlgorithm(DeformationAlgorithm):
 
         python, why = find_python()
         return (python is not None, why)
+
+
+def _unreadable_raster_parameter(definitions, parameters) -> str:
+    """The message for a raster layer parameter given as the path of a file that GDAL cannot open
+    (a truncated or corrupt GeoTIFF), '' when there is none. QGIS >= 3.40 refuses such a layer with
+    "Could not load source layer ... not found" before the algorithm runs: say what is wrong."""
+    import rasterio
+    from qgis.core import QgsProcessingParameterRasterLayer
+
+    for p in definitions:
+        value = parameters.get(p.name())
+        if not isinstance(p, QgsProcessingParameterRasterLayer) or not isinstance(value, str | os.PathLike):
+            continue
+        path = str(value).split("|")[0]
+        if not os.path.isfile(path):
+            continue
+        try:
+            with rasterio.open(path):
+                pass
+        except rasterio.errors.RasterioIOError as e:
+            return (
+                f"{p.name()}: the raster {os.path.basename(path)!r} cannot be read ({str(e)[:200]}): the "
+                "file is truncated or corrupt. Copy or download it again, or rebuild it; nothing was written."
+            )
+    return ""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsCsException,
@@ -33,6 +34,17 @@ TYPES = {
     "date": QVariant.Date,
     "bool": QVariant.Bool,
 }
+
+
+def make_field(name: str, kind) -> QgsField:
+    """A QgsField of the QVariant type `kind`. QGIS >= 3.38 takes the type as a QMetaType.Type and
+    warns (DeprecationWarning in the user's log) on the QVariant.Type constructor; the basic types
+    have the same numbers in both enums."""
+    if Qgis.QGIS_VERSION_INT >= 33800:
+        from qgis.PyQt.QtCore import QMetaType
+
+        return QgsField(name, QMetaType.Type(int(kind)))
+    return QgsField(name, kind)
 
 
 def table_sink(name: str, description: str, optional: bool = True) -> QgsProcessingParameterFeatureSink:
@@ -94,7 +106,7 @@ def write_table(
     (optional) output was not asked for."""
     fields = QgsFields()
     for col, kind in columns:
-        fields.append(QgsField(col, TYPES[kind]))
+        fields.append(make_field(col, TYPES[kind]))
     sink, dest = alg.parameterAsSink(
         parameters, name, context, fields, QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem()
     )

@@ -44,7 +44,8 @@ def shot(name, widget=None):
 
 def renderer_of(layer):
     r = layer.renderer()
-    band = r.band() if hasattr(r, "band") else None
+    # inputBand(): band() is deprecated on QGIS >= 3.38 (a DeprecationWarning in the log)
+    band = r.inputBand() if hasattr(r, "inputBand") else (r.band() if hasattr(r, "band") else None)
     labels = [label for label, _ in r.legendSymbologyItems()]
     return {"name": layer.name(), "type": r.type(), "band": band, "legend": labels}
 
@@ -211,7 +212,14 @@ def go():
         step("done")
     except Exception:
         res["error"] = traceback.format_exc()
-    res["log"] = [m for m in messages if m["level"] >= int(Qgis.Warning) or "Traceback" in m["message"]]
+    # what the plugin or Python put in the log; QGIS's own notes about the machine (no network for
+    # the news feed, "Open Sans font installation failed" on QGIS 3.40) are not the plugin's
+    res["log"] = [
+        m
+        for m in messages
+        if "Traceback" in m["message"]
+        or (m["level"] >= int(Qgis.Warning) and (m["tag"].startswith("Python") or "eformation" in m["tag"]))
+    ]
     with open(os.path.join(OUT, "result.json"), "w") as f:
         json.dump(res, f, indent=1)
     # QGIS 3.22 crashes at exit when it removes the layers after the widgets (active layer ->
