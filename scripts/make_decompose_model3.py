@@ -28,7 +28,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QPointF
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_forecast_model3 import ROOT, _fill_defaults  # noqa: E402
+from make_forecast_model3 import ROOT, _fill_defaults, write_model  # noqa: E402
 
 OUT = os.path.join(ROOT, "deformation_forecast", "models", "decompose_benchmarks.model3")
 
@@ -107,25 +107,7 @@ def build() -> QgsProcessingModelAlgorithm:
 
 
 def main() -> int:
-    from qgis.core import QgsApplication
-
-    app = QgsApplication([], False)
-    app.initQgis()
-    sys.path.insert(0, "/usr/share/qgis/python/plugins")
-    sys.path.insert(0, ROOT)
-    import deformation_forecast
-
-    plugin = deformation_forecast.classFactory(None)
-    plugin.initProcessing()
-    m = build()
-    ok, errors = m.validate()
-    if not ok:
-        print("\n".join(errors))
-        return 1
-    m.toFile(OUT)
-    print(OUT)
-    plugin.unload()
-    return 0
+    return write_model(build, OUT)
 
 
 if __name__ == "__main__":

@@ -114,7 +114,9 @@ def _fill_defaults(c: QgsProcessingModelChildAlgorithm) -> None:
             c.addParameterSources(d.name(), [Src.fromStaticValue(d.defaultValue())])
 
 
-def main() -> int:
+def write_model(build_model, out: str) -> int:
+    """Start QGIS with the checkout's provider, build the model with `build_model()`, validate it
+    and write it to `out` (shared with scripts/make_decompose_model3.py)."""
     app = QgsApplication([], False)
     app.initQgis()
     sys.path.insert(0, "/usr/share/qgis/python/plugins")
@@ -123,15 +125,19 @@ def main() -> int:
 
     plugin = deformation_forecast.classFactory(None)
     plugin.initProcessing()
-    m = build()
+    m = build_model()
     ok, errors = m.validate()
     if not ok:
         print("\n".join(errors))
         return 1
-    m.toFile(OUT)
-    print(OUT)
+    m.toFile(out)
+    print(out)
     plugin.unload()
     return 0
+
+
+def main() -> int:
+    return write_model(build, OUT)
 
 
 if __name__ == "__main__":
