@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from .dates import to_ordinal
-from .errors import InputError
+from .errors import Cancelled, InputError  # Cancelled re-exported: the one cancellation signal
 from .split import Split
 from .streaming import BottomK, hash_keys
 
@@ -60,10 +60,6 @@ LABELS = {
 
 Progress = Callable[[float, str], None]
 ShouldStop = Callable[[], bool]
-
-
-class Cancelled(Exception):  # noqa: N818 (a control-flow signal, not an error)
-    """The caller's `should_stop` said so; nothing is returned."""
 
 
 @dataclass

@@ -20,7 +20,8 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..core import budget, outputs, validity
 from ..core.dates import check_observed
-from ..core.errors import InputError
+from ..core.errors import Cancelled, InputError
+from ..core.run import Run
 from ..core.stack import StackInfo, check_values, read_info
 
 # the plugin setting "Memory budget (MB)" (Settings > Options > Deformation forecast); 0 = not set
@@ -206,6 +207,8 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         except BaseException as e:
             # a later output failing (or cancel) leaves no earlier output of the run behind
             self._remove_new_outputs(before)
+            if isinstance(e, Cancelled):
+                raise QgsProcessingException("Cancelled; nothing was written.") from e
             if isinstance(e, InputError):
                 raise QgsProcessingException(str(e)) from e
             if isinstance(e, OSError) and e.errno in outputs.DISK_ERRNOS:
@@ -352,6 +355,22 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
         raise NotImplementedError
 
     # -- helpers shared by the adapters ---------------------------------------------------
+    def run_context(self, feedback: QgsProcessingFeedback | None) -> Run:
+        """The core's Run for this run: the memory budget, progress to `feedback` (0..1 shown as
+        0..100 %; pass a QgsProcessingMultiStepFeedback, or use ``Run.stage``, for several stages),
+        messages to its log, and its cancel button (core.errors.Cancelled, reported as
+        "Cancelled; nothing was written.")."""
+        if feedback is None:
+            return Run(budget_mb=self.memory_mb)
+
+        def report(fraction: float | None, message: str | None) -> None:
+            if message:
+                feedback.pushInfo(message)
+            if fraction is not None:
+                feedback.setProgress(100.0 * fraction)
+
+        return Run(budget_mb=self.memory_mb, report=report, cancelled=feedback.isCanceled)
+
     def raster_path(self, parameters, name: str, context) -> str:
         """File path of a raster layer parameter; it must be a GDAL file."""
         layer = self.parameterAsRasterLayer(parameters, name, context)
