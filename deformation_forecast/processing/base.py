@@ -23,9 +23,7 @@ from ..core.dates import check_observed
 from ..core.errors import Cancelled, InputError
 from ..core.run import Run
 from ..core.stack import StackInfo, check_values, read_info
-
-# the plugin setting "Memory budget (MB)" (Settings > Options > Deformation forecast); 0 = not set
-MEMORY_SETTINGS_KEY = "deformation_forecast/memory_mb"
+from ..settings_keys import MEMORY_MB as MEMORY_SETTINGS_KEY  # the plugin setting; 0 = not set
 
 
 def memory_setting_mb() -> float:
@@ -439,12 +437,12 @@ DEVICES = ["auto", "gpu", "cpu"]
 
 
 def default_device_index() -> int:
-    """The DEVICE default: the plugin setting (Settings > Options > Deformation forecast), else auto."""
+    """The DEVICE default: the plugin setting (settings_keys.PAGE), else auto."""
     from qgis.core import QgsSettings
 
-    from ..worker import DEVICE_SETTINGS_KEY
+    from ..settings_keys import DEVICE
 
-    choice = QgsSettings().value(DEVICE_SETTINGS_KEY, "auto", type=str)
+    choice = QgsSettings().value(DEVICE, "auto", type=str)
     return DEVICES.index(choice) if choice in DEVICES else 0
 
 
