@@ -122,9 +122,10 @@ def declared_names(trees: dict[pathlib.Path, ast.Module], package: pathlib.Path 
             if isinstance(node, ast.Call) and node.args and _declares(_call_name(node)):
                 names |= {v} if (v := _is_name(node.args[0])) else set()
             if rel[0] == "processing" and isinstance(node, ast.ClassDef):
-                for stmt in node.body:
-                    if isinstance(stmt, ast.Assign) and (v := _is_name(stmt.value)):
-                        names.add(v)
+                for stmt in node.body:  # INPUT = "INPUT", A, B = "A", "B", X: str = "X"
+                    value = stmt.value if isinstance(stmt, ast.Assign | ast.AnnAssign) else None
+                    values = value.elts if isinstance(value, ast.Tuple) else [value] if value else []
+                    names |= {v for e in values if (v := _is_name(e))}
     return names
 
 

@@ -316,18 +316,6 @@ def ssim(pred, obs, data_range=None) -> float:
     return s_ssim / n
 
 
-def ssim_map(pred, obs, data_range=None) -> np.ndarray:
-    """The local SSIM of every pixel, NaN where not defined (borders, invalid pixels)."""
-    p, o, ok = _pair(pred, obs)
-    L = _range(p, o, data_range)
-    size = _window_for(p.shape)
-    lum, cs, use = _ssim_parts(p, o, ok, L, size)
-    out = np.full(p.shape, np.nan)
-    r = size // 2
-    out[r : p.shape[0] - r, r : p.shape[1] - r] = np.where(use, lum * cs, np.nan)
-    return out
-
-
 def _downsample(a: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2 x 2 average of the valid pixels; an odd side is padded by repeating its last row/column.
     Done in strips of rows (float64 output, a quarter of the input)."""

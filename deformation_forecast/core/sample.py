@@ -737,15 +737,6 @@ def synthetic_truth(
     return SyntheticStack(data, dates, scene.transform, scene.crs)
 
 
-def synthetic_observed(size: int = 64, seed: int = 42, orbit: str = "asc") -> SyntheticStack:
-    """The observed stack (truth + noise, NaN where incoherent) of `orbit` at `size`, in memory;
-    the same pixels that `make_sample_scene` writes for that size and seed."""
-    scene = SampleScene(size, seed)
-    dates = scene.asc_dates if orbit == "asc" else scene.desc_dates
-    data = np.stack([scene.observed(orbit, i) for i in range(len(dates))])
-    return SyntheticStack(data, dates, scene.transform, scene.crs)
-
-
 # ---------------------------------------------------------------------------------------------
 # writing
 

@@ -138,6 +138,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     # raster outputs that also go into the Temporal Controller (one layer per date) when the
     # boolean parameter ANIMATE is true
     ANIMATED_OUTPUTS: tuple[str, ...] = ()
+    ANIMATE = "ANIMATE"  # the name of that boolean parameter, where an algorithm declares it
     # the memory budget of the current run in MB (core.budget), set by processAlgorithm; core calls
     # get it explicitly as `mb=self.memory_mb`
     memory_mb: float | None = None
@@ -332,8 +333,8 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
 
         from .postprocess import style_on_load
 
-        animate = self.parameterDefinition("ANIMATE") is not None and self.parameterAsBoolean(
-            parameters, "ANIMATE", context
+        animate = self.parameterDefinition(self.ANIMATE) is not None and self.parameterAsBoolean(
+            parameters, self.ANIMATE, context
         )
         for p in self.parameterDefinitions():
             if isinstance(p, QgsProcessingParameterRasterDestination) and results.get(p.name()):

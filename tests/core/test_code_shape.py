@@ -99,10 +99,11 @@ def test_jobs_module_declares_names(tmp_path):
         tmp_path,
         {
             "jobs.py": 'class TrainJob:\n    EPOCHS = "EPOCHS"\n',
-            "processing/alg_t.py": 'def compute(parameters):\n    return parameters["EPOCHS"]\n',
+            "processing/alg_t.py": 'def compute(parameters):\n    return parameters["EPOCHS"], parameters["B"]\n',
+            "processing/alg_u.py": 'class U:\n    A, B = "A", "B"\n',
         },
     )
-    assert [v for _, v in cs.measure_ast(pkg).literals] == ["EPOCHS"]
+    assert sorted(v for _, v in cs.measure_ast(pkg).literals) == ["B", "EPOCHS"]
 
 
 # The package's targets: they fail until every branch of issue 20 has landed (the lead flips the
