@@ -145,14 +145,18 @@ def literal_names(path: pathlib.Path, tree: ast.Module, names: set[str]) -> list
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
             skip |= {id(v) for v in node.values}
-    found = []
-    for fn in _functions(tree):
+    inside: dict[int, tuple[ast.Constant, str]] = {}  # literal -> (node, innermost function)
+    for fn in _functions(tree):  # outer functions first: an inner one overrides
         for stmt in fn.body:
             for node in ast.walk(stmt):
-                v = _is_name(node)
-                if v and v in names and v not in ALLOWED and id(node) not in skip:
-                    found.append((f"{_rel(path)}:{node.lineno} {fn.name}", v))
-    return sorted(set(found))
+                if isinstance(node, ast.Constant):
+                    inside[id(node)] = (node, fn.name)
+    found = []
+    for key, (node, fn_name) in inside.items():
+        v = _is_name(node)
+        if v and v in names and v not in ALLOWED and key not in skip:
+            found.append((f"{_rel(path)}:{node.lineno} {fn_name}", v))
+    return sorted(found)
 
 
 def measure_ast(package: pathlib.Path = PACKAGE) -> Shape:
