@@ -246,6 +246,7 @@ def test_build_and_resample_tiny_budget_equal_large(scene, tmp_path):
 
 def test_points_to_stack_tiny_budget_equals_whole_grid(tmp_path):
     from deformation_forecast.core.points import PointSeries, grid_for, grid_points, points_to_stack
+    from deformation_forecast.core.run import Run
 
     rng = np.random.default_rng(5)
     n = 400
@@ -259,12 +260,11 @@ def test_points_to_stack_tiny_budget_equals_whole_grid(tmp_path):
             series, str(tmp_path / f"{method}_t.tif"), 25.0, method=method, radius=80, max_bytes=TINY // 4
         )
         big = points_to_stack(
-            series, str(tmp_path / f"{method}_b.tif"), 25.0, method=method, radius=80, mb=4096
+            series, str(tmp_path / f"{method}_b.tif"), 25.0, method=method, radius=80, run=Run(budget_mb=4096)
         )
         assert tiny["filled"] == big["filled"] > 0
         _same(read_stack(str(tmp_path / f"{method}_t.tif")), read_stack(str(tmp_path / f"{method}_b.tif")))
-        tr, w, h = grid_for(x, y, 25.0)
-        whole = grid_points(x, y, vals, tr, w, h, method, 80.0)
+        whole = grid_points(x, y, vals, grid_for(x, y, 25.0), method, 80.0)
         _same(read_stack(str(tmp_path / f"{method}_t.tif")), whole)
 
 
