@@ -40,8 +40,9 @@ from .distance import metres_parameter
 from .tables import check_lonlat_extent, make_field, verify_layer
 
 
-def select_bands(text: str, dates) -> list[int]:
-    """0-based band indexes of the dates listed in `text` (comma/space separated); all if empty."""
+def select_bands(text: str, dates, param: str) -> list[int]:
+    """0-based band indexes of the dates listed in `text` (comma/space separated); all if empty.
+    `param` names the parameter in errors."""
     tokens = [t for t in text.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
     if not tokens:
         return list(range(len(dates)))
@@ -50,12 +51,12 @@ def select_bands(text: str, dates) -> list[int]:
         d = parse_date(tok)
         if d is None:
             raise InputError(
-                f"DATES: {tok!r} is not a date; use YYYYMMDD or YYYY-MM-DD, separated by commas."
+                f"{param}: {tok!r} is not a date; use YYYYMMDD or YYYY-MM-DD, separated by commas."
             )
         if d not in dates:
             near = min(dates, key=lambda x: abs((x - d).days))
             raise InputError(
-                f"DATES: {d.isoformat()} is not a date of the stack (nearest: {near.isoformat()}; "
+                f"{param}: {d.isoformat()} is not a date of the stack (nearest: {near.isoformat()}; "
                 f"the stack runs from {dates[0].isoformat()} to {dates[-1].isoformat()})."
             )
         i = dates.index(d)
@@ -235,7 +236,8 @@ class ExtractProfiles(DeformationAlgorithm):
         if source is None:
             raise QgsProcessingException(f"{self.LINES}: no line layer given.")
         id_field = self.parameterAsString(parameters, self.ID_FIELD, context)
-        bands = select_bands(self.parameterAsString(parameters, self.DATES, context) or "", info.dates)
+        text = self.parameterAsString(parameters, self.DATES, context) or ""
+        bands = select_bands(text, info.dates, self.DATES)
         dates = [info.dates[i] for i in bands]
         lines = self._lines(source, id_field, crs, context, feedback, run)
         options, sampling = self._options(parameters, context, info, bands, feedback)

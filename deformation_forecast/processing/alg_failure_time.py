@@ -348,7 +348,7 @@ class FailureTime(DeformationAlgorithm):
                 if engine.intersects(pt.constGet()):
                     kept.append(i)
             keep = kept
-            feedback.pushInfo(f"AREA keeps {len(keep)} of {series.count} points.")
+            feedback.pushInfo(f"{self.AREA} keeps {len(keep)} of {series.count} points.")
         feedback.pushInfo(
             f"{len(keep)} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}."
         )

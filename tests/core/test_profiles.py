@@ -154,7 +154,9 @@ def test_band_subset_and_csv_roundtrip(analytic, tmp_path):
     path, _ = analytic
     info = read_info(path)
     line = np.array([[X0 + 30.0, Y0 - 30.0], [X0 + 500.0, Y0 - 30.0]])
-    profs = extract_profiles(path, [("A", [line]), ("B", [line + [0.0, -200.0]])], ProfileOptions(bands=[1, 3]))
+    profs = extract_profiles(
+        path, [("A", [line]), ("B", [line + [0.0, -200.0]])], ProfileOptions(bands=[1, 3])
+    )
     assert profs[0].values.shape == (2, profs[0].size)
     dates = [info.dates[1], info.dates[3]]
     csv_path = write_csv(str(tmp_path / "p.csv"), profs, dates)
@@ -195,3 +197,25 @@ def test_small_cache_budget_reopens_without_changing_values(write_stack):
     tiny = extract_profiles(path, lines, tuning=ReadTuning(cache_budget=1))
     for p, q in zip(ref, tiny, strict=True):
         np.testing.assert_array_equal(p.values, q.values)
+
+
+def test_run_reports_each_line_and_cancel_stops(analytic):
+    """The run context (core.run.Run) gets one progress step per line, on its stage's scale, and
+    its cancel button stops the sampling with core.errors.Cancelled."""
+    from deformation_forecast.core.errors import Cancelled
+    from deformation_forecast.core.run import Run
+
+    path, _ = analytic
+    line = np.array([[X0 + 30.0, Y0 - 30.0], [X0 + 500.0, Y0 - 300.0]])
+    lines = [("I", [line]), ("II", [line[::-1]]), ("III", [line + 40.0])]
+    seen = []
+    run = Run(report=lambda f, m: seen.append(f)).stage(0.0, 0.8)
+    profs = extract_profiles(path, lines, run=run)
+    assert seen == pytest.approx([0.8 / 3, 1.6 / 3, 0.8])
+    assert [p.name for p in profs] == ["I", "II", "III"]
+    calls = []
+    with pytest.raises(Cancelled):
+        extract_profiles(
+            path, lines, run=Run(report=lambda f, m: calls.append(f), cancelled=lambda: len(calls) >= 1)
+        )
+    assert len(calls) == 1  # stopped after the first line
