@@ -32,7 +32,6 @@ from . import validity
 from .dates import check_increasing, date_fields
 from .errors import InputError
 from .run import QUIET, Run
-from .stack import budget_gdal_cache
 
 FORMATS = ("auto", "fields", "stamps")
 UNITS = ("auto", "mm", "cm", "m")
@@ -654,7 +653,6 @@ def grid_points(
     return out
 
 
-@budget_gdal_cache
 def check_grid(series: PointSeries, xs, ys, pixel_size: float, grid: Grid, run: Run = QUIET) -> None:
     """Refuse a grid under 2 x 2 cells from more than a handful of points (coordinates read in the
     wrong CRS or columns, or a PIXEL_SIZE far too large); log the points' median spacing."""
@@ -699,6 +697,7 @@ def points_to_stack(
 
     Returns a summary: crs, width, height, points, dates, filled (cells with a value at any date).
     """
+    from .budget import gdal_env
     from .metric import ground_scale
     from .stack import StackWriter
 
@@ -723,7 +722,10 @@ def points_to_stack(
     used = np.zeros(series.count, dtype=bool)
     crs_transform = Affine.scale(1.0 / scale.kx, 1.0 / scale.ky) * transform
     window_bytes = max_bytes if max_bytes is not None else run.working_bytes(GRID_COPIES)
-    with StackWriter(out_path, series.dates, dst, crs_transform, width, height, units="mm", tags=tags) as w:
+    with (
+        gdal_env(run.budget_mb),  # GDAL's block cache sized from the budget for the writes
+        StackWriter(out_path, series.dates, dst, crs_transform, width, height, units="mm", tags=tags) as w,
+    ):
         for win, block in iter_grid_blocks(xs, ys, series.values, grid, method, radius, window_bytes, used):
             run.check_cancelled()
             w.write(block, window=win)
