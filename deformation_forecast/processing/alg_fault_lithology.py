@@ -205,7 +205,9 @@ class FaultLithology(DeformationAlgorithm):
             )
         return layers
 
-    def _options(self, parameters, context, info, layers: _Layers) -> tuple[ControlOptions, str]:
+    def _options(
+        self, parameters, context, info, layers: _Layers, outputs: tuple[str, str]
+    ) -> tuple[ControlOptions, str]:
         """The analysis options from the dialog (distances in metres on any CRS) and the note on
         the scale to log ('' when none)."""
         bin_width = self.parameterAsDouble(parameters, self.BIN_WIDTH, context)
@@ -217,8 +219,7 @@ class FaultLithology(DeformationAlgorithm):
             )
         want_history = bool(layers.geoms) and info.count > 1 and all(info.dates)
         want_history = want_history and parameters.get(self.OUTPUT_HISTORY) is not None
-        plot_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PLOT, context)
-        dist_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_DISTANCE, context)
+        dist_path, plot_path = outputs  # resolved once: a temporary output gets a new name each time
         scale = ground_scale(info.crs, info.bounds)
         note = (
             scale.note + " Distances to the faults are in metres."
@@ -250,7 +251,7 @@ class FaultLithology(DeformationAlgorithm):
         self.check_output_not_input(dist_path, info.path)
         self.check_output_not_input(plot_path, info.path)
         layers = self._layers(parameters, context, raster_crs, feedback)
-        options, note = self._options(parameters, context, info, layers)
+        options, note = self._options(parameters, context, info, layers, (dist_path, plot_path))
         label = date.isoformat() if date else f"band {band + 1}"
         feedback.pushInfo(f"Analysing band {band + 1} ({label}) of {info.path}.")
         run.check_cancelled()

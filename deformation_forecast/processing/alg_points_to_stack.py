@@ -144,12 +144,11 @@ class PointsToStack(DeformationAlgorithm):
             )
         return source, csv_path
 
-    def _series(self, source, csv_path: str, parameters, context, feedback, run):
+    def _series(self, source, csv_path: str, out: str, parameters, context, feedback, run):
         """The point series of `source` (INPUT) or `csv_path` (INPUT_CSV), its notes logged."""
         fmt = FORMATS[self.parameterAsEnum(parameters, self.FORMAT, context)]
         units = UNITS[self.parameterAsEnum(parameters, self.UNITS, context)]
         if csv_path:
-            out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
             self.check_output_not_input(out, csv_path)
             csv_crs = crs_string(self.parameterAsCrs(parameters, self.CSV_CRS, context))
             series = read_points_csv(csv_path, fmt=fmt, units=units, crs=csv_crs)
@@ -174,7 +173,7 @@ class PointsToStack(DeformationAlgorithm):
         method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)]
         out_crs = crs_string(self.parameterAsCrs(parameters, self.OUTPUT_CRS, context))
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        series = self._series(source, csv_path, parameters, context, feedback, run.stage(0.0, 0.1))
+        series = self._series(source, csv_path, out, parameters, context, feedback, run.stage(0.0, 0.1))
         run.check_cancelled()
         summary = points_to_stack(
             series,
