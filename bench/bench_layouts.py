@@ -176,7 +176,7 @@ def run_one(alg: str, path: str, out: str) -> dict:
             pairs = [(i, i) for i in range(info.count - k, info.count)]
             evaluate_files(path, path, pairs)
         elif alg == "faults":
-            from deformation_forecast.core.controls import analyse_controls
+            from deformation_forecast.core.controls import ControlOptions, analyse_controls
 
             t = bc.transform_for()
             faults = [
@@ -184,9 +184,8 @@ def run_one(alg: str, path: str, out: str) -> dict:
                 for f in (0.2, 0.5, 0.7)
             ]
             geoms, names = _units(size)
-            analyse_controls(
-                path, info, info.count - 1, faults, geoms, names, max_distance=2000.0, history=True
-            )
+            opts = ControlOptions(max_distance=2000.0, history=True)
+            analyse_controls(path, info, info.count - 1, faults, geoms, names, opts)
     return dict(
         wall=time.perf_counter() - t0,
         cpu=time.process_time() - c0,

@@ -118,7 +118,7 @@ def random_lines(size: int, n: int, length_m: float, seed: int = 1) -> list[tupl
 
 
 def child_extract(stack: str, size: int, n: int, length: float, threads: str = "ALL_CPUS") -> dict:
-    from deformation_forecast.core.profiles import ReadStats, extract_profiles
+    from deformation_forecast.core.profiles import ProfileOptions, ReadStats, ReadTuning, extract_profiles
     from deformation_forecast.core.stack import read_info
 
     read_info(stack)  # first open: GDAL drivers and the PROJ database load outside the measurement
@@ -126,7 +126,9 @@ def child_extract(stack: str, size: int, n: int, length: float, threads: str = "
     rss0 = _peak_rss_mb()
     stats = ReadStats()
     r0, t0 = _rchar(), time.perf_counter()
-    profs = extract_profiles(stack, lines, method="bilinear", stats=stats, threads=threads)
+    profs = extract_profiles(
+        stack, lines, ProfileOptions(method="bilinear"), stats=stats, tuning=ReadTuning(threads=threads)
+    )
     secs = time.perf_counter() - t0
     return {
         "seconds": secs,

@@ -113,14 +113,14 @@ def _block(stack: str) -> tuple[int, int]:
 
 
 def child_profiles(stack: str, lines_path: str) -> dict:
-    from deformation_forecast.core.profiles import ReadStats, extract_profiles
+    from deformation_forecast.core.profiles import ProfileOptions, ReadStats, extract_profiles
     from deformation_forecast.core.stack import read_info
 
     read_info(stack)  # GDAL drivers and PROJ load outside the measurement
     lines = _read_lines(lines_path)
     stats = ReadStats()
     t0, c0 = time.perf_counter(), time.process_time()
-    profs = extract_profiles(stack, lines, method="bilinear", stats=stats)
+    profs = extract_profiles(stack, lines, ProfileOptions(method="bilinear"), stats=stats)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     # the tiles GDAL decodes: those holding a sample's bilinear support (2 x 2 pixels)
     info = read_info(stack)

@@ -16,7 +16,7 @@ plot's boxes are computed from each group's sorted float32 values without a floa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +33,8 @@ from .faults import (
     signed_distance,
 )
 from .lithology import UnitGroups, UnitHistory
-from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_stack
+from .run import QUIET, Run
+from .stack import StackInfo, StackWriter, iter_windows, read_stack
 from .streaming import BottomK, box_stats, hash_keys, pixel_index
 
 # float32 arrays of a window's size (one band) alive at once besides the bands read: the float64
@@ -52,7 +53,28 @@ class ControlsResult:
     history_valid: np.ndarray | None = None
 
 
-@budget_gdal_cache
+@dataclass(frozen=True)
+class ControlOptions:
+    """How to analyse: distance bins (`bin_width` up to `max_distance`), the unit share's
+    `threshold`; `distance_path` where to write the signed distance raster (faults only) in
+    `distance_units`; `history` the mean per unit and date of every band; `plot_samples` points per
+    fault kept for a plot; `unit_values` each unit's box for a box plot; `scale` metres per CRS
+    unit along x and y (core.metric: distances, `bin_width` and `max_distance` are then metres on
+    the ground, a geographic stack); `max_bytes` float32 bytes of a window (tests and benchmarks;
+    default: from the run's memory budget)."""
+
+    bin_width: float = 100.0
+    max_distance: float = 1000.0
+    threshold: float = 10.0
+    distance_path: str | None = None
+    distance_units: str = "m"
+    history: bool = False
+    plot_samples: int = 0
+    unit_values: bool = False
+    scale: tuple[float, float] = (1.0, 1.0)
+    max_bytes: int | None = None
+
+
 def analyse_controls(
     path: str,
     info: StackInfo,
@@ -60,141 +82,167 @@ def analyse_controls(
     faults: Sequence[Fault] = (),
     unit_geometries: Sequence[dict] = (),
     units: Sequence[str] = (),
-    bin_width: float = 100.0,
-    max_distance: float = 1000.0,
-    threshold: float = 10.0,
-    distance_path: str | None = None,
-    distance_units: str = "m",
-    history: bool = False,
-    plot_samples: int = 0,
-    unit_values: bool = False,
-    progress: Callable[[float], None] | None = None,
-    mb: float | None = None,
-    max_bytes: int | None = None,
-    scale: tuple[float, float] = (1.0, 1.0),
+    options: ControlOptions = ControlOptions(),
+    run: Run = QUIET,
 ) -> tuple[ControlsResult, list[str]]:
     """Fault profiles (`faults`: lists of (N, 2) parts in the raster's CRS) and unit statistics
     (`unit_geometries` GeoJSON-like polygons with their `units`) of band `band` (0-based) of the
-    raster at `path`; with `history`, the mean per unit and date of every band.
-
-    `distance_path`: where to write the signed distance raster (faults only). `plot_samples`:
-    points per fault kept for a plot; `unit_values`: compute each unit's box for a box plot.
-    `scale`: metres per CRS unit along x and y (core.metric): distances, `bin_width` and
-    `max_distance` are then metres on the ground (a geographic stack).
+    raster at `path`, as `options` says (ControlOptions); `run` takes the progress (one step per
+    window), the cancel button and the memory budget (GDAL's block cache sized from it).
     Returns (result, unit names in first-seen order).
     """
-    from rasterio import features
-    from rasterio.windows import transform as window_transform
-
-    from .budget import budget_for, budget_mb, working_bytes
+    from .budget import gdal_env
     from .lithology import unit_codes
-    from .streaming import GroupValues
 
     if faults:
-        n_bins(bin_width, max_distance)  # refuses bad bins before anything is read
-        if tuple(scale) != (1.0, 1.0):  # distances in metres: the faults' vertices in scaled units
-            sxy = np.array(scale, dtype="float64")
+        n_bins(options.bin_width, options.max_distance)  # refuses bad bins before anything is read
+        if tuple(options.scale) != (1.0, 1.0):  # distances in metres: the faults' vertices in scaled units
+            sxy = np.array(options.scale, dtype="float64")
             faults = [[np.asarray(part, dtype="float64") * sxy for part in f] for f in faults]
     shapes, names = unit_codes(unit_geometries, units) if unit_geometries else ([], [])
-    history = history and bool(names) and info.count > 1
+    history = options.history and bool(names) and info.count > 1
     bands = list(range(info.count)) if history else [band]
-    read_bands = len(bands)
-    usable = working_bytes(1.0, mb)
+    windows, chunk_elements = _windows(info, len(bands), bool(faults), bool(names), options, run)
+    state = _Pass(info, faults, names, history, options)
+    with gdal_env(run.budget_mb):
+        state.open_writer()
+        try:
+            for k, win in enumerate(windows):
+                state.add(path, win, bands, band, shapes, chunk_elements)
+                run.progress((k + 1) / len(windows))
+                run.check_cancelled()
+            state.close_writer()
+        except BaseException as e:
+            state.abort_writer(e)
+            raise
+    return state.result(), names
+
+
+def _windows(
+    info: StackInfo, read_bands: int, faults: bool, units: bool, options: ControlOptions, run: Run
+) -> tuple[list, int]:
+    """The windows and the pixels x segments of one distance chunk, from the budget left once the
+    kept values are set aside; refuses a raster whose kept values alone need over half of it."""
+    from .budget import budget_for
+
+    usable = run.working_bytes(1.0)
     # every pixel enters at most one unit group and one fault group (its nearest fault)
-    reserve = 4 * info.width * info.height * (bool(names) + bool(faults))
+    reserve = 4 * info.width * info.height * (units + faults)
     if reserve > usable / 2:
         need = budget_for(2 * reserve)
         raise InputError(
             f"The fault and unit statistics keep the value of every pixel they use: "
             f"{reserve / 2**20:.0f} MB for this {info.width} x {info.height} raster, more than half the "
-            f"memory budget ({budget_mb(mb):.0f} MB) allows; raise the budget to at least {need} MB "
+            f"memory budget ({run.mb:.0f} MB) allows; raise the budget to at least {need} MB "
             "(plugin setting or DEFORMATION_FORECAST_MEMORY_MB), or clip the raster to the area of interest."
         )
     # the signed distances are computed before the window's bands are read, (pixels x segments)
     # at a time with about a dozen float64 temporaries: an eighth of what is left, at most
     avail = usable - reserve
     chunk_elements = max(4096, min(CHUNK_ELEMENTS, avail // (8 * 12 * 8)))
-    windows = iter_windows(
-        info,
-        max_bytes if max_bytes is not None else int(avail * 7 / 8 / 1.25),
-        bands=read_bands + EXTRA_BANDS,
-    )
+    max_bytes = options.max_bytes if options.max_bytes is not None else int(avail * 7 / 8 / 1.25)
+    windows = iter_windows(info, max_bytes, bands=read_bands + EXTRA_BANDS, mb=run.budget_mb)
+    return windows, chunk_elements
 
-    res = ControlsResult()
-    fault_values = GroupValues()
-    unit_acc = UnitGroups(len(names)) if names else None
-    hist = UnitHistory(len(names), info.count) if history else None
-    samples = [BottomK(plot_samples) for _ in faults] if plot_samples else []
-    writer = None
-    if faults and distance_path:
-        writer = StackWriter(
-            distance_path,
-            ["signed distance to fault"],
-            info.crs,
-            info.transform,
-            info.width,
-            info.height,
-            units=distance_units,
-            tags={"DESCRIPTION": "signed distance to the nearest fault, negative on the left"},
-        )
-    try:
-        for k, win in enumerate(windows):
-            h, w = int(win.height), int(win.width)
-            if faults:  # before the bands are read: its temporaries never meet the window's pixels
-                x, y = pixel_centres(info.transform, info.width, info.height, win)
-                x, y = x * scale[0], y * scale[1]
-                dist, nearest, along = signed_distance(x, y, faults, chunk_elements)
-                del x, y
-                if writer is not None:
-                    writer.write(dist.reshape(1, h, w), window=win)
-            block = read_stack(path, window=win, bands=bands)
-            values = block[bands.index(band)]
-            if faults:
-                sel, groups, vals = fault_groups(values, dist, nearest, along, bin_width, max_distance)
-                fault_values.add(groups, vals)
-                if samples:
-                    pix = pixel_index(win, info.width).ravel()[sel]
-                    fsel = nearest[sel]
-                    for f, bk in enumerate(samples):
-                        m = fsel == f
-                        bk.add(hash_keys(pix[m], f), d=dist[sel][m], v=vals[m].astype("float64"))
-                del dist, nearest, along, sel, groups, vals
-            if unit_acc is not None:
-                labels = features.rasterize(
-                    shapes,
-                    out_shape=(h, w),
-                    transform=window_transform(win, info.transform),
-                    fill=0,
-                    dtype="int32",
-                    all_touched=False,
-                )
-                unit_acc.add(values, labels)
-                if hist is not None:
-                    hist.add(block, labels)
-                del labels
-            del block, values
-            if progress is not None:
-                progress((k + 1) / len(windows))
-        if writer is not None:
-            writer.close()
-            writer = None
-    except BaseException as e:
-        if writer is not None:
-            writer.abort(e)
-        raise
-    if faults:
-        res.profiles = profiles_from_groups(fault_values, len(faults), bin_width, max_distance)
-        for f, bk in enumerate(samples):
-            got = bk.result()
-            res.fault_samples.append((f, got.get("d", np.empty(0)), got.get("v", np.empty(0))))
-    if unit_acc is not None:
 
-        def keep(name, vals):
-            if vals.size:
-                res.unit_boxes.append(box_stats(vals, str(name)))
+class _Pass:
+    """The accumulators of one pass over the raster's windows."""
 
-        area = info.res[0] * info.res[1]
-        res.unit_rows = unit_acc.rows(names, area, threshold, keep if unit_values else None)
-        if hist is not None:
-            res.history_means, res.history_valid = hist.means(), hist.valid()
-    return res, names
+    def __init__(self, info: StackInfo, faults, names: list[str], history: bool, options: ControlOptions):
+        from .streaming import GroupValues
+
+        self.info, self.faults, self.names, self.options = info, faults, names, options
+        self.fault_values = GroupValues()
+        self.unit_acc = UnitGroups(len(names)) if names else None
+        self.hist = UnitHistory(len(names), info.count) if history else None
+        n = options.plot_samples
+        self.samples = [BottomK(n) for _ in faults] if n else []
+        self.writer: StackWriter | None = None
+
+    def open_writer(self) -> None:
+        info, o = self.info, self.options
+        if self.faults and o.distance_path:
+            self.writer = StackWriter(
+                o.distance_path,
+                ["signed distance to fault"],
+                info.crs,
+                info.transform,
+                info.width,
+                info.height,
+                units=o.distance_units,
+                tags={"DESCRIPTION": "signed distance to the nearest fault, negative on the left"},
+            )
+
+    def close_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def abort_writer(self, e: BaseException) -> None:
+        if self.writer is not None:
+            self.writer.abort(e)
+
+    def add(self, path: str, win, bands: list[int], band: int, shapes, chunk_elements: int) -> None:
+        """Gather one window's values per fault group and per unit."""
+        info, o = self.info, self.options
+        h, w = int(win.height), int(win.width)
+        if self.faults:  # before the bands are read: its temporaries never meet the window's pixels
+            x, y = pixel_centres(info.transform, info.width, info.height, win)
+            x, y = x * o.scale[0], y * o.scale[1]
+            dist, nearest, along = signed_distance(x, y, self.faults, chunk_elements)
+            del x, y
+            if self.writer is not None:
+                self.writer.write(dist.reshape(1, h, w), window=win)
+        block = read_stack(path, window=win, bands=bands)
+        values = block[bands.index(band)]
+        if self.faults:
+            self._add_faults(win, values, dist, nearest, along)
+            del dist, nearest, along
+        if self.unit_acc is not None:
+            from rasterio import features
+            from rasterio.windows import transform as window_transform
+
+            labels = features.rasterize(
+                shapes,
+                out_shape=(h, w),
+                transform=window_transform(win, info.transform),
+                fill=0,
+                dtype="int32",
+                all_touched=False,
+            )
+            self.unit_acc.add(values, labels)
+            if self.hist is not None:
+                self.hist.add(block, labels)
+
+    def _add_faults(self, win, values, dist, nearest, along) -> None:
+        o = self.options
+        sel, groups, vals = fault_groups(values, dist, nearest, along, o.bin_width, o.max_distance)
+        self.fault_values.add(groups, vals)
+        if self.samples:
+            pix = pixel_index(win, self.info.width).ravel()[sel]
+            fsel = nearest[sel]
+            for f, bk in enumerate(self.samples):
+                m = fsel == f
+                bk.add(hash_keys(pix[m], f), d=dist[sel][m], v=vals[m].astype("float64"))
+
+    def result(self) -> ControlsResult:
+        res = ControlsResult()
+        o = self.options
+        if self.faults:
+            res.profiles = profiles_from_groups(
+                self.fault_values, len(self.faults), o.bin_width, o.max_distance
+            )
+            for f, bk in enumerate(self.samples):
+                got = bk.result()
+                res.fault_samples.append((f, got.get("d", np.empty(0)), got.get("v", np.empty(0))))
+        if self.unit_acc is not None:
+
+            def keep(name, vals):
+                if vals.size:
+                    res.unit_boxes.append(box_stats(vals, str(name)))
+
+            area = self.info.res[0] * self.info.res[1]
+            res.unit_rows = self.unit_acc.rows(self.names, area, o.threshold, keep if o.unit_values else None)
+            if self.hist is not None:
+                res.history_means, res.history_valid = self.hist.means(), self.hist.valid()
+        return res

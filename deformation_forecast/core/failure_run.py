@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,7 +28,8 @@ from .failure import (
     local_velocities,
     to_date,
 )
-from .stack import StackWriter, atomic_path, budget_gdal_cache, iter_windows, read_info, read_stack
+from .run import QUIET, Run
+from .stack import StackWriter, atomic_path, iter_windows, read_info, read_stack
 
 RASTER_BANDS = ["velocity_mm_per_yr", "acceleration_mm_per_yr2", "days_to_failure", "alert"]
 RASTER_UNITS = ["mm/yr", "mm/yr2", "days", "class"]
@@ -114,28 +115,23 @@ def analyse_points(
     dates: Sequence[dt.date],
     params: Params,
     ids: Sequence[int] | None = None,
-    mb: float | None = None,
-    progress: Callable[[float], None] = lambda f: None,
-    is_canceled: Callable[[], bool] = lambda: False,
+    run: Run = QUIET,
 ) -> tuple[list[PointRecord], Critical, dict]:
     """Analyse point series (points, dates) in mm at `xy` = (x, y); one record per point with
-    enough data (its
-    `ids` entry, default 1..N, in the field point_id). Points are taken in blocks sized from the
-    memory budget `mb`; each block is one scene for the calibration of the acceleration test."""
-    from .budget import working_bytes
-
+    enough data (its `ids` entry, default 1..N, in the field point_id). Points are taken in blocks
+    sized from the run's memory budget; each block is one scene for the calibration of the
+    acceleration test. `run` takes the progress (one step per block) and the cancel button."""
     if values.shape[0] == 0:
         raise InputError("No point to analyse (AREA may exclude them all).")
     params.check(len(dates))
     ids = list(range(1, values.shape[0] + 1)) if ids is None else list(ids)
-    block = min(50_000, max(2000, working_bytes(FAILURE_COPIES, mb) // (4 * max(1, len(dates)))))
+    block = min(50_000, max(2000, run.working_bytes(FAILURE_COPIES) // (4 * max(1, len(dates)))))
     last = dates[-1]
     x, y = xy
     records, crit = [], Critical()
     alerts, tfs, kappas, analysed = [], [], [], 0
     for a in range(0, values.shape[0], block):
-        if is_canceled():
-            raise InputError("Cancelled; nothing was written.")
+        run.check_cancelled()
         part = values[a : a + block]
         res = analyse(part, dates, params)
         kappas.append(res.kappa)
@@ -148,7 +144,7 @@ def analyse_points(
             row["point_id"] = int(ids[a + i])
             records.append(PointRecord(float(x[a + i]), float(y[a + i]), row))
             crit.offer(criticality(res, i), f"point {ids[a + i]}", part[i], _chart_row(res, i))
-        progress(min(1.0, (a + block) / values.shape[0]))
+        run.progress(min(1.0, (a + block) / values.shape[0]))
     summary = summary_of(np.concatenate(alerts), np.concatenate(tfs), last)
     summary.update(kappa=max(kappas), analysed=analysed, points=len(records))
     return records, crit, summary
@@ -177,79 +173,105 @@ def _area_mask(geoms, win, info) -> np.ndarray | None:
     )
 
 
-@budget_gdal_cache
 def analyse_stack(
     path: str,
     out_path: str | None,
     params: Params,
     geoms: Sequence[dict] | None = None,
-    progress: Callable[[float], None] = lambda f: None,
-    is_canceled: Callable[[], bool] = lambda: False,
-    mb: float | None = None,
+    run: Run = QUIET,
     max_bytes: int | None = None,
 ) -> tuple[list[PointRecord], Critical, dict]:
     """Analyse a stack window by window; write the 4-band raster to `out_path` (if given) and
-    return one record per alerted pixel centre, the most critical pixels and a summary."""
+    return one record per alerted pixel centre, the most critical pixels and a summary. The
+    windows are sized from the run's memory budget (`max_bytes`, float32 bytes of a window's
+    dates, overrides it: tests); `run` takes the progress (one step per window) and the cancel
+    button."""
+    from .budget import gdal_env
+
     info = read_info(path)
     params.check(info.count)
-    dates, last = info.dates, info.dates[-1]
-    windows = iter_windows(info, max_bytes, copies=FAILURE_COPIES, mb=mb)
-    records: list[PointRecord] = []
-    crit = Critical()
-    alerts_all, tf_all, analysed, kappas = [], [], 0, []
-    writer = None
-    if out_path:
-        tags = {
-            "LAST_ACQUISITION": last.isoformat(),
-            "FIRST_ACQUISITION": dates[0].isoformat(),
-            "DAYS_TO_FAILURE": f"days from {last.isoformat()} to the forecast failure date",
-            "ALERT_CLASSES": "; ".join(f"{k} = {v}" for k, v in ALERT_NAMES.items()),
-        }
-        writer = StackWriter(
-            out_path, RASTER_BANDS, info.crs, info.transform, info.width, info.height, "mixed", tags
-        )
-        writer.set_band_units(RASTER_UNITS)
-    try:
-        for k, win in enumerate(windows):
-            if is_canceled():
-                raise InputError("Cancelled; nothing was written.")
-            data = read_stack(path, window=win)
-            h, w = int(win.height), int(win.width)
-            vals = data.reshape(info.count, -1).T.astype("float64")
-            del data
-            inside = _area_mask(geoms, win, info)
-            if inside is not None:
-                vals[~inside.ravel()] = np.nan
-            rows = np.flatnonzero(np.isfinite(vals).sum(axis=1) >= params.velocity_window + 5)
-            out = np.full((4, h * w), np.nan, dtype="float32")
-            if rows.size:
-                res = analyse(vals[rows], dates, params)
-                kappas.append(res.kappa)
-                ok = np.isfinite(res.velocity)
-                analysed += int(res.analysed.sum())
-                out[0, rows] = res.velocity
-                out[1, rows] = res.acceleration
-                out[2, rows] = res.t_fail
-                out[3, rows] = np.where(ok, res.alert, np.nan)
-                alerts_all.append(res.alert[ok])
-                tf_all.append(res.t_fail)
-                _collect(res, rows, vals, win, info, records, crit)
+    windows = iter_windows(info, max_bytes, copies=FAILURE_COPIES, mb=run.budget_mb)
+    acc = _StackResults(info)
+    with gdal_env(run.budget_mb):
+        writer = _raster_writer(out_path, info)
+        try:
+            for k, win in enumerate(windows):
+                run.check_cancelled()
+                out = acc.add(read_stack(path, window=win), win, _area_mask(geoms, win, info), params)
+                if writer is not None:
+                    writer.write(out, window=win)
+                run.progress((k + 1) / len(windows))
+            run.check_cancelled()
+        except BaseException as e:
             if writer is not None:
-                writer.write(out.reshape(4, h, w), window=win)
-            progress((k + 1) / len(windows))
-        if is_canceled():
-            raise InputError("Cancelled; nothing was written.")
-    except BaseException as e:
+                writer.abort(e)
+            raise
         if writer is not None:
-            writer.abort(e)
-        raise
-    if writer is not None:
-        writer.close()
-    alerts = np.concatenate(alerts_all) if alerts_all else np.zeros(0)
-    tfs = np.concatenate(tf_all) if tf_all else np.zeros(0)
-    summary = summary_of(alerts, tfs, last)
-    summary.update(analysed=analysed, points=int(alerts.size), kappa=max(kappas, default=1.0))
-    return records, crit, summary
+            writer.close()
+    return acc.records, acc.crit, acc.summary()
+
+
+def _raster_writer(out_path: str | None, info) -> StackWriter | None:
+    """The writer of the 4-band raster, None without `out_path`."""
+    if not out_path:
+        return None
+    dates, last = info.dates, info.dates[-1]
+    tags = {
+        "LAST_ACQUISITION": last.isoformat(),
+        "FIRST_ACQUISITION": dates[0].isoformat(),
+        "DAYS_TO_FAILURE": f"days from {last.isoformat()} to the forecast failure date",
+        "ALERT_CLASSES": "; ".join(f"{k} = {v}" for k, v in ALERT_NAMES.items()),
+    }
+    writer = StackWriter(
+        out_path, RASTER_BANDS, info.crs, info.transform, info.width, info.height, "mixed", tags
+    )
+    writer.set_band_units(RASTER_UNITS)
+    return writer
+
+
+class _StackResults:
+    """What the windows of a stack add up to: records of the alerted pixels, the most critical
+    ones, the alert classes and failure times for the summary."""
+
+    def __init__(self, info):
+        self.info = info
+        self.records: list[PointRecord] = []
+        self.crit = Critical()
+        self.alerts: list[np.ndarray] = []
+        self.tfs: list[np.ndarray] = []
+        self.kappas: list[float] = []
+        self.analysed = 0
+
+    def add(self, data: np.ndarray, win, inside: np.ndarray | None, params: Params) -> np.ndarray:
+        """Analyse one window's (dates, rows, cols) values; returns its 4 output bands."""
+        info = self.info
+        h, w = int(win.height), int(win.width)
+        vals = data.reshape(info.count, -1).T.astype("float64")
+        del data
+        if inside is not None:
+            vals[~inside.ravel()] = np.nan
+        rows = np.flatnonzero(np.isfinite(vals).sum(axis=1) >= params.velocity_window + 5)
+        out = np.full((4, h * w), np.nan, dtype="float32")
+        if rows.size:
+            res = analyse(vals[rows], info.dates, params)
+            self.kappas.append(res.kappa)
+            ok = np.isfinite(res.velocity)
+            self.analysed += int(res.analysed.sum())
+            out[0, rows] = res.velocity
+            out[1, rows] = res.acceleration
+            out[2, rows] = res.t_fail
+            out[3, rows] = np.where(ok, res.alert, np.nan)
+            self.alerts.append(res.alert[ok])
+            self.tfs.append(res.t_fail)
+            _collect(res, rows, vals, win, info, self.records, self.crit)
+        return out.reshape(4, h, w)
+
+    def summary(self) -> dict:
+        alerts = np.concatenate(self.alerts) if self.alerts else np.zeros(0)
+        tfs = np.concatenate(self.tfs) if self.tfs else np.zeros(0)
+        summary = summary_of(alerts, tfs, self.info.dates[-1])
+        summary.update(analysed=self.analysed, points=int(alerts.size), kappa=max(self.kappas, default=1.0))
+        return summary
 
 
 def _collect(res: FailureResult, rows, vals, win, info, records, crit) -> None:

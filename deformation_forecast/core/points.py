@@ -19,9 +19,9 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from affine import Affine
@@ -31,7 +31,7 @@ from rasterio.warp import transform as warp_transform
 from . import validity
 from .dates import check_increasing, date_fields
 from .errors import InputError
-from .stack import budget_gdal_cache
+from .run import QUIET, Run
 
 FORMATS = ("auto", "fields", "stamps")
 UNITS = ("auto", "mm", "cm", "m")
@@ -170,6 +170,22 @@ def _check_crs(crs: CRS | str | None, what: str) -> CRS | None:
         raise InputError(f"{what}: {crs!r} is not a coordinate reference system ({e}).") from e
 
 
+@dataclass
+class _Layout:
+    """Where a table holds what: the date columns, the coordinate columns (when read from the
+    table), the units and CRS of the input, and the line number of the first point row."""
+
+    dates: list[dt.date]
+    date_cols: list[int]
+    in_units: str
+    crs: CRS | None
+    first_line: int
+    xcol: int = 0
+    ycol: int = 1
+    reference: tuple[float, float] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
 def series_from_table(
     names: Sequence[str],
     rows: Iterable[Sequence[Any]],
@@ -196,114 +212,14 @@ def series_from_table(
     crs_in = _check_crs(crs, "CSV_CRS" if xy is None else what)
     if fmt == "auto":
         fmt = detect_format(names)
-    notes: list[str] = []
-    reference = None
     rows = iter(rows)
     if fmt == "stamps":
-        first = next(rows, None)
-        if len(names) < 4 or first is None:
-            raise InputError(
-                f"{what}: not a StaMPS Visualizer export: it needs columns lon, lat, velocity and one "
-                "per date, a first row with the reference point and the dates, and one row per point."
-            )
-        head = [_cell(v, names[j], first_line, what) for j, v in enumerate(first)]
-        if len(head) < len(names) or any(math.isnan(v) for v in head[3 : len(names)]):
-            raise InputError(
-                f"{what}: the first data row of a StaMPS export must hold the reference lon, lat, NaN "
-                "and one date (MATLAB datenum - 1) per acquisition; it has missing cells."
-            )
-        try:
-            dates = [stamps_date(v) for v in head[3 : len(names)]]
-        except (ValueError, OverflowError):
-            raise InputError(
-                f"{what}: the first data row of a StaMPS export must hold the dates as MATLAB datenums "
-                f"(about 7.3e5); found {head[3:6]}..."
-            ) from None
-        reference = (head[0], head[1])
-        date_cols = list(range(3, len(names)))
-        if xy is None:
-            xcol, ycol, lonlat = 0, 1, True
-        first_line += 1
-        in_units = "mm" if units == "auto" else units
-        if crs_in is None:
-            crs_in = CRS.from_epsg(4326)
+        lay = _stamps_layout(names, rows, what, units, crs_in, first_line)
     else:
-        pairs = date_fields(names)
-        if not pairs:
-            raise InputError(
-                f"{what}: no date fields found among {names[:12]}{'...' if len(names) > 12 else ''}. "
-                "A point time series needs one numeric field per acquisition named DYYYYMMDD, "
-                "YYYYMMDD or d_YYYYMMDD (e.g. D20170903), or choose FORMAT 'StaMPS export' for a "
-                "StaMPS Visualizer export."
-            )
-        pairs.sort(key=lambda p: p[1])
-        dates = [d for _, d in pairs]
-        check_increasing(dates, f"the date fields of {what}")
-        date_cols = [names.index(n) for n, _ in pairs]
-        lower = {n.lower() for n in names}
-        depsi = "pnt_lat" in lower and "pnt_lon" in lower
-        if units == "auto":
-            in_units = "m" if depsi else "mm"
-            notes.append(
-                f"Units: {in_units} ({'DePSI layout (pnt_lat/pnt_lon), displacements in metres' if depsi else 'default'}); "
-                "set UNITS to override."
-            )
-        else:
-            in_units = units
-        if xy is None:
-            from .coordinates import choose_columns
-
-            found = choose_columns(names, COORD_PAIRS, crs_in)
-            if found is None:
-                raise InputError(
-                    f"{what}: no coordinate columns found; name them x/y, lon/lat, longitude/latitude, "
-                    "easting/northing or pnt_lon/pnt_lat (any case), or load the file as a point layer "
-                    "and give it as INPUT."
-                )
-            xcol, ycol, lonlat = found
-            if crs_in is None:
-                if not lonlat:
-                    raise InputError(
-                        f"{what}: the coordinates in columns {names[xcol]!r}/{names[ycol]!r} are not "
-                        "longitude/latitude; give their coordinate reference system in CSV_CRS."
-                    )
-                crs_in = CRS.from_epsg(4326)
-    if crs_in is None:
+        lay = _fields_layout(names, what, units, crs_in, first_line, xy is None)
+    if lay.crs is None:
         raise InputError(f"{what}: the layer has no coordinate reference system; assign one first.")
-
-    width = max(date_cols) + 1
-    chunk = 4096
-    parts_v: list[np.ndarray] = []
-    parts_c: list[np.ndarray] = []
-    buf_v = np.full((chunk, len(dates)), np.nan, dtype="float64")
-    buf_c = np.full((chunk, 2), np.nan, dtype="float64")
-    n = k_ = 0
-    for i, row in enumerate(rows):
-        line = first_line + i
-        if len(row) < width:
-            raise InputError(
-                f"{what}: row {line} has {len(row)} cells but the header has {len(names)}; "
-                "every row needs a value (or an empty cell) for each column."
-            )
-        k_ = i % chunk
-        if k_ == 0 and i:
-            parts_v.append(buf_v.copy())
-            parts_c.append(buf_c.copy())
-            buf_v.fill(np.nan)
-            buf_c.fill(np.nan)
-        for k, j in enumerate(date_cols):
-            buf_v[k_, k] = _cell(row[j], names[j], line, what)
-        if xy is None:
-            buf_c[k_, 0] = _cell(row[xcol], names[xcol], line, what)
-            buf_c[k_, 1] = _cell(row[ycol], names[ycol], line, what)
-        n = i + 1
-    if n:
-        parts_v.append(buf_v[: k_ + 1])
-        parts_c.append(buf_c[: k_ + 1])
-    del buf_v, buf_c
-    values = np.concatenate(parts_v) if parts_v else np.empty((0, len(dates)))
-    coords = np.concatenate(parts_c) if parts_c else np.empty((0, 2))
-    del parts_v, parts_c
+    values, coords, n = _read_cells(names, rows, lay, what, xy is None)
     if fmt == "stamps" and n == 0:
         raise InputError(
             f"{what}: not a StaMPS Visualizer export: it needs columns lon, lat, velocity and one "
@@ -315,37 +231,12 @@ def series_from_table(
             coords = coords[1:]
         if coords.shape != (n, 2):
             raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
-    notes.extend(_mask_sentinel_cells(values))
-    keep = ~np.all(np.isnan(values), axis=1)
-    skipped = int(n - keep.sum())
-    bad_xy = keep & ~np.all(np.isfinite(coords), axis=1)
-    if bad_xy.any():
-        i = int(np.argmax(bad_xy))
-        raise InputError(
-            f"{what}: the point in row {first_line + i} has no coordinates; give both coordinates "
-            "of every point (or remove the row)."
-        )
-    values, coords = values[keep], coords[keep]
-    if xy is None and values.shape[0]:
-        from .coordinates import check_inside
-
-        columns = f"{names[xcol]!r}/{names[ycol]!r}"
-        notes.append(f"Coordinates from columns {columns} in {crs_in.to_string()}.")
-        outside = check_inside(coords[:, 0], coords[:, 1], crs_in, columns, what)
-        if outside:
-            notes.append(f"Warning: {outside} point(s) lie outside the area of use of {crs_in.to_string()}.")
-    if values.shape[0] == 0:
-        raise InputError(
-            f"{what}: no point with a displacement value ({n} rows, "
-            f"{'all NaN' if n else 'none'}); give a file or layer with at least one point."
-        )
-    if skipped:
-        notes.append(f"{skipped} point(s) without any value (incoherent) skipped.")
-    values *= UNIT_FACTORS[in_units]
-    if units == "auto" and in_units == "mm":
+    values, coords, skipped = _keep_points(values, coords, names, lay, what, xy is None)
+    values *= UNIT_FACTORS[lay.in_units]
+    if units == "auto" and lay.in_units == "mm":
         typical = float(np.nanpercentile(np.abs(values), 99))
         if 0 < typical < 0.5:
-            notes.append(
+            lay.notes.append(
                 f"Warning: 99% of the values are below {typical:.3g} in magnitude; if they are metres, "
                 "set UNITS to m."
             )
@@ -353,14 +244,176 @@ def series_from_table(
         x=coords[:, 0].copy(),
         y=coords[:, 1].copy(),
         values=values,
-        dates=dates,
-        crs=crs_in,
+        dates=lay.dates,
+        crs=lay.crs,
         fmt=fmt,
-        units=in_units,
+        units=lay.in_units,
         skipped=skipped,
-        reference=reference,
-        notes=notes,
+        reference=lay.reference,
+        notes=lay.notes,
     )
+
+
+def _stamps_layout(
+    names: list[str],
+    rows: Iterator[Sequence[Any]],
+    what: str,
+    units: str,
+    crs_in: CRS | None,
+    first_line: int,
+) -> _Layout:
+    """The layout of a StaMPS Visualizer export; reads its first row (reference point, dates)."""
+    first = next(rows, None)
+    if len(names) < 4 or first is None:
+        raise InputError(
+            f"{what}: not a StaMPS Visualizer export: it needs columns lon, lat, velocity and one "
+            "per date, a first row with the reference point and the dates, and one row per point."
+        )
+    head = [_cell(v, names[j], first_line, what) for j, v in enumerate(first)]
+    if len(head) < len(names) or any(math.isnan(v) for v in head[3 : len(names)]):
+        raise InputError(
+            f"{what}: the first data row of a StaMPS export must hold the reference lon, lat, NaN "
+            "and one date (MATLAB datenum - 1) per acquisition; it has missing cells."
+        )
+    try:
+        dates = [stamps_date(v) for v in head[3 : len(names)]]
+    except (ValueError, OverflowError):
+        raise InputError(
+            f"{what}: the first data row of a StaMPS export must hold the dates as MATLAB datenums "
+            f"(about 7.3e5); found {head[3:6]}..."
+        ) from None
+    return _Layout(
+        dates=dates,
+        date_cols=list(range(3, len(names))),
+        in_units="mm" if units == "auto" else units,
+        crs=crs_in if crs_in is not None else CRS.from_epsg(4326),
+        first_line=first_line + 1,
+        reference=(head[0], head[1]),
+    )
+
+
+def _fields_layout(
+    names: list[str], what: str, units: str, crs_in: CRS | None, first_line: int, coordinates: bool
+) -> _Layout:
+    """The layout of a table with one field per date; with `coordinates`, finds their columns."""
+    pairs = date_fields(names)
+    if not pairs:
+        raise InputError(
+            f"{what}: no date fields found among {names[:12]}{'...' if len(names) > 12 else ''}. "
+            "A point time series needs one numeric field per acquisition named DYYYYMMDD, "
+            "YYYYMMDD or d_YYYYMMDD (e.g. D20170903), or choose FORMAT 'StaMPS export' for a "
+            "StaMPS Visualizer export."
+        )
+    pairs.sort(key=lambda p: p[1])
+    dates = [d for _, d in pairs]
+    check_increasing(dates, f"the date fields of {what}")
+    lay = _Layout(dates, [names.index(n) for n, _ in pairs], units, crs_in, first_line)
+    lower = {n.lower() for n in names}
+    depsi = "pnt_lat" in lower and "pnt_lon" in lower
+    if units == "auto":
+        lay.in_units = "m" if depsi else "mm"
+        lay.notes.append(
+            f"Units: {lay.in_units} ({'DePSI layout (pnt_lat/pnt_lon), displacements in metres' if depsi else 'default'}); "
+            "set UNITS to override."
+        )
+    if not coordinates:
+        return lay
+    from .coordinates import choose_columns
+
+    found = choose_columns(names, COORD_PAIRS, crs_in)
+    if found is None:
+        raise InputError(
+            f"{what}: no coordinate columns found; name them x/y, lon/lat, longitude/latitude, "
+            "easting/northing or pnt_lon/pnt_lat (any case), or load the file as a point layer "
+            "and give it as INPUT."
+        )
+    lay.xcol, lay.ycol, lonlat = found
+    if crs_in is None:
+        if not lonlat:
+            raise InputError(
+                f"{what}: the coordinates in columns {names[lay.xcol]!r}/{names[lay.ycol]!r} are not "
+                "longitude/latitude; give their coordinate reference system in CSV_CRS."
+            )
+        lay.crs = CRS.from_epsg(4326)
+    return lay
+
+
+def _read_cells(
+    names: list[str], rows: Iterator[Sequence[Any]], lay: _Layout, what: str, coordinates: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(values (rows, dates), coordinates (rows, 2; NaN unless `coordinates`), row count), read
+    in chunks of 4096 rows so that no Python list of all the cells is ever held."""
+    width = max(lay.date_cols) + 1
+    chunk = 4096
+    parts_v: list[np.ndarray] = []
+    parts_c: list[np.ndarray] = []
+    buf_v = np.full((chunk, len(lay.dates)), np.nan, dtype="float64")
+    buf_c = np.full((chunk, 2), np.nan, dtype="float64")
+    n = k_ = 0
+    for i, row in enumerate(rows):
+        line = lay.first_line + i
+        if len(row) < width:
+            raise InputError(
+                f"{what}: row {line} has {len(row)} cells but the header has {len(names)}; "
+                "every row needs a value (or an empty cell) for each column."
+            )
+        k_ = i % chunk
+        if k_ == 0 and i:
+            parts_v.append(buf_v.copy())
+            parts_c.append(buf_c.copy())
+            buf_v.fill(np.nan)
+            buf_c.fill(np.nan)
+        for k, j in enumerate(lay.date_cols):
+            buf_v[k_, k] = _cell(row[j], names[j], line, what)
+        if coordinates:
+            buf_c[k_, 0] = _cell(row[lay.xcol], names[lay.xcol], line, what)
+            buf_c[k_, 1] = _cell(row[lay.ycol], names[lay.ycol], line, what)
+        n = i + 1
+    if n:
+        parts_v.append(buf_v[: k_ + 1])
+        parts_c.append(buf_c[: k_ + 1])
+    del buf_v, buf_c
+    values = np.concatenate(parts_v) if parts_v else np.empty((0, len(lay.dates)))
+    coords = np.concatenate(parts_c) if parts_c else np.empty((0, 2))
+    return values, coords, n
+
+
+def _keep_points(
+    values: np.ndarray, coords: np.ndarray, names: list[str], lay: _Layout, what: str, coordinates: bool
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Drop the points without any value (sentinels masked first); refuse a kept point without
+    coordinates, and a table without any point. Returns (values, coords, skipped)."""
+    n = values.shape[0]
+    lay.notes.extend(_mask_sentinel_cells(values))
+    keep = ~np.all(np.isnan(values), axis=1)
+    skipped = int(n - keep.sum())
+    bad_xy = keep & ~np.all(np.isfinite(coords), axis=1)
+    if bad_xy.any():
+        i = int(np.argmax(bad_xy))
+        raise InputError(
+            f"{what}: the point in row {lay.first_line + i} has no coordinates; give both coordinates "
+            "of every point (or remove the row)."
+        )
+    values, coords = values[keep], coords[keep]
+    if coordinates and values.shape[0]:
+        from .coordinates import check_inside
+
+        assert lay.crs is not None
+        columns = f"{names[lay.xcol]!r}/{names[lay.ycol]!r}"
+        lay.notes.append(f"Coordinates from columns {columns} in {lay.crs.to_string()}.")
+        outside = check_inside(coords[:, 0], coords[:, 1], lay.crs, columns, what)
+        if outside:
+            lay.notes.append(
+                f"Warning: {outside} point(s) lie outside the area of use of {lay.crs.to_string()}."
+            )
+    if values.shape[0] == 0:
+        raise InputError(
+            f"{what}: no point with a displacement value ({n} rows, "
+            f"{'all NaN' if n else 'none'}); give a file or layer with at least one point."
+        )
+    if skipped:
+        lay.notes.append(f"{skipped} point(s) without any value (incoherent) skipped.")
+    return values, coords, skipped
 
 
 def _mask_sentinel_cells(values: np.ndarray) -> list[str]:
@@ -424,7 +477,15 @@ def project(x: np.ndarray, y: np.ndarray, src: CRS, dst: CRS) -> tuple[np.ndarra
     return xs, ys
 
 
-def grid_for(x: np.ndarray, y: np.ndarray, pixel_size: float) -> tuple[Affine, int, int]:
+class Grid(NamedTuple):
+    """A regular grid: its transform, width and height (unpacks as ``transform, width, height``)."""
+
+    transform: Affine
+    width: int
+    height: int
+
+
+def grid_for(x: np.ndarray, y: np.ndarray, pixel_size: float) -> Grid:
     """Transform, width, height of the grid over the points, padded by half a pixel.
 
     The westernmost and northernmost points sit on cell centres.
@@ -435,7 +496,7 @@ def grid_for(x: np.ndarray, y: np.ndarray, pixel_size: float) -> tuple[Affine, i
     y1 = float(np.max(y)) + pixel_size / 2
     width = int(math.floor((float(np.max(x)) - x0) / pixel_size)) + 1
     height = int(math.floor((y1 - float(np.min(y))) / pixel_size)) + 1
-    return Affine(pixel_size, 0.0, x0, 0.0, -pixel_size, y1), width, height
+    return Grid(Affine(pixel_size, 0.0, x0, 0.0, -pixel_size, y1), width, height)
 
 
 def _centres(
@@ -455,87 +516,105 @@ def _centres(
 GRID_COPIES = 8
 
 
+class _Gridder:
+    """The k-d tree of the points and the values a window's cells take from them."""
+
+    def __init__(self, x, y, values: np.ndarray, method: str, radius: float | None, pixel: float):
+        from scipy.spatial import cKDTree
+
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}")
+        self.method, self.pixel = method, pixel
+        self.values = np.asarray(values, dtype="float64")
+        self.radius = 2.0 * pixel if radius is None or radius <= 0 else float(radius)
+        self.pts = np.column_stack([np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")])
+        self.tree = cKDTree(self.pts)
+        valid = np.isfinite(self.values)
+        self.filled = np.where(valid, self.values, 0.0)
+        self.valid_f = valid.astype("float64") if method == "idw" else None
+
+    def max_cells(self, max_bytes: int) -> int:
+        """Cells of one window: its dates fit in `max_bytes`; for IDW at most about 5e6 (cell,
+        point) pairs."""
+        npts, ndates = self.values.shape
+        max_cells = max_bytes // (4 * max(ndates, 1))
+        if self.method == "idw" and npts > 1:
+            pts, pixel, radius = self.pts, self.pixel, self.radius
+            area = max(float(np.ptp(pts[:, 0])) * float(np.ptp(pts[:, 1])), pixel * pixel)
+            pairs_per_cell = max(1.0, npts / area * math.pi * radius * radius)
+            max_cells = min(max_cells, int(5_000_000 / pairs_per_cell))
+        return max(1, int(max_cells))
+
+    def block(self, cells: np.ndarray, used: np.ndarray | None) -> np.ndarray:
+        """(cells, dates) float64 values of the cells at `cells` (x, y)."""
+        if self.method == "nearest":
+            d, idx = self.tree.query(cells, k=1, distance_upper_bound=self.radius * (1 + 1e-12))
+            hit = np.isfinite(d)
+            block = np.full((cells.shape[0], self.values.shape[1]), np.nan)
+            block[hit] = self.values[idx[hit]]
+            if used is not None:
+                used[idx[hit]] = True
+            return block
+        return self._idw(cells, used)
+
+    def _idw(self, cells: np.ndarray, used: np.ndarray | None) -> np.ndarray:
+        from scipy import sparse
+
+        lists = self.tree.query_ball_point(cells, r=self.radius)
+        lengths = np.fromiter((len(v) for v in lists), dtype="int64", count=len(lists))
+        cell_idx = np.repeat(np.arange(len(lists)), lengths)
+        pt_idx = (
+            np.concatenate([np.asarray(v, dtype="int64") for v in lists])
+            if lengths.sum()
+            else np.zeros(0, dtype="int64")
+        )
+        if used is not None:
+            used[pt_idx] = True
+        d2 = np.sum((cells[cell_idx] - self.pts[pt_idx]) ** 2, axis=1)
+        exact = d2 <= (1e-9 * self.pixel) ** 2
+        has_exact = np.zeros(len(lists), dtype=bool)
+        has_exact[cell_idx[exact]] = True
+        w = np.where(has_exact[cell_idx], exact.astype("float64"), 1.0 / np.maximum(d2, 1e-300))
+        wm = sparse.csr_matrix((w, (cell_idx, pt_idx)), shape=(len(lists), self.pts.shape[0]))
+        block = wm @ self.filled  # numerator, divided in place (IDW memory: about 5 copies)
+        den = wm @ self.valid_f
+        has = den > 0
+        np.divide(block, den, out=block, where=has)
+        block[~has] = np.nan
+        return block
+
+
 def iter_grid_blocks(
     x: np.ndarray,
     y: np.ndarray,
     values: np.ndarray,
-    transform: Affine,
-    width: int,
-    height: int,
+    grid: Grid,
     method: str = "nearest",
     radius: float | None = None,
     max_bytes: int | None = None,
-    mb: float | None = None,
     used: np.ndarray | None = None,
 ):
     """Grid point series `values` (points, dates) window by window: yields (window, block) with
-    block a (dates, rows, cols) float32 array, windows aligned to the output's 128 x 128 tiles and
-    sized from the memory budget `mb` (core.budget; `max_bytes`, float32 bytes of one window's
-    dates, overrides it). See :func:`grid_points` for the methods. `used` (a boolean array, one
-    per point) is set where a point's series entered at least one cell."""
+    block a (dates, rows, cols) float32 array, windows aligned to the output's 128 x 128 tiles,
+    each holding at most `max_bytes` of float32 pixels for all dates (default: the default memory
+    budget's share, core.budget; callers pass ``run.working_bytes(GRID_COPIES)``). See
+    :func:`grid_points` for the methods. `used` (a boolean array, one per point) is set where a
+    point's series entered at least one cell."""
     from rasterio.windows import Window
-    from scipy import sparse
-    from scipy.spatial import cKDTree
 
-    from .budget import working_bytes
     from .stack import window_shape
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}")
-    values = np.asarray(values, dtype="float64")
-    npts, ndates = values.shape
-    pixel = abs(transform.a)
-    radius = 2.0 * pixel if radius is None or radius <= 0 else float(radius)
-    pts = np.column_stack([np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")])
-    tree = cKDTree(pts)
-    valid = np.isfinite(values)
-    filled = np.where(valid, values, 0.0)
-    valid_f = valid.astype("float64") if method == "idw" else None
-    del valid
+    transform, width, height = grid
+    gridder = _Gridder(x, y, values, method, radius, abs(transform.a))
+    ndates = gridder.values.shape[1]
     if max_bytes is None:
-        max_bytes = working_bytes(GRID_COPIES, mb)
-    # for IDW at most about 5e6 (cell, point) pairs per window
-    max_cells = max_bytes // (4 * max(ndates, 1))
-    if method == "idw" and npts > 1:
-        area = max(float(np.ptp(pts[:, 0])) * float(np.ptp(pts[:, 1])), pixel * pixel)
-        pairs_per_cell = max(1.0, npts / area * math.pi * radius * radius)
-        max_cells = min(max_cells, int(5_000_000 / pairs_per_cell))
-    rows, cols = window_shape(height, width, 1, max(1, int(max_cells)), (128, 128))
+        max_bytes = QUIET.working_bytes(GRID_COPIES)
+    rows, cols = window_shape(height, width, 1, gridder.max_cells(max_bytes), (128, 128))
     for r0 in range(0, height, rows):
         r1 = min(height, r0 + rows)
         for c0 in range(0, width, cols):
             c1 = min(width, c0 + cols)
-            cells = _centres(transform, width, r0, r1, c0, c1)
-            if method == "nearest":
-                d, idx = tree.query(cells, k=1, distance_upper_bound=radius * (1 + 1e-12))
-                hit = np.isfinite(d)
-                block = np.full((cells.shape[0], ndates), np.nan)
-                block[hit] = values[idx[hit]]
-                if used is not None:
-                    used[idx[hit]] = True
-            else:
-                lists = tree.query_ball_point(cells, r=radius)
-                lengths = np.fromiter((len(v) for v in lists), dtype="int64", count=len(lists))
-                cell_idx = np.repeat(np.arange(len(lists)), lengths)
-                pt_idx = (
-                    np.concatenate([np.asarray(v, dtype="int64") for v in lists])
-                    if lengths.sum()
-                    else np.zeros(0, dtype="int64")
-                )
-                if used is not None:
-                    used[pt_idx] = True
-                d2 = np.sum((cells[cell_idx] - pts[pt_idx]) ** 2, axis=1)
-                exact = d2 <= (1e-9 * pixel) ** 2
-                has_exact = np.zeros(len(lists), dtype=bool)
-                has_exact[cell_idx[exact]] = True
-                w = np.where(has_exact[cell_idx], exact.astype("float64"), 1.0 / np.maximum(d2, 1e-300))
-                wm = sparse.csr_matrix((w, (cell_idx, pt_idx)), shape=(len(lists), npts))
-                block = wm @ filled  # numerator, divided in place (IDW memory: about 5 copies)
-                den = wm @ valid_f
-                has = den > 0
-                np.divide(block, den, out=block, where=has)
-                block[~has] = np.nan
-                del den, has
+            block = gridder.block(_centres(transform, width, r0, r1, c0, c1), used)
             win = Window(c0, r0, c1 - c0, r1 - r0)
             yield win, block.T.astype("float32").reshape(ndates, r1 - r0, c1 - c0)
 
@@ -544,13 +623,10 @@ def grid_points(
     x: np.ndarray,
     y: np.ndarray,
     values: np.ndarray,
-    transform: Affine,
-    width: int,
-    height: int,
+    grid: Grid,
     method: str = "nearest",
     radius: float | None = None,
-    progress: Callable[[float], None] = lambda p: None,
-    is_canceled: Callable[[], bool] = lambda: False,
+    run: Run = QUIET,
     max_bytes: int | None = None,
 ) -> np.ndarray:
     """Grid point series `values` (points, dates) onto a (dates, height, width) float32 array.
@@ -561,31 +637,31 @@ def grid_points(
     Cells with no point within `radius` are NaN. `radius` defaults to 2 pixels. The whole grid is
     returned: :func:`points_to_stack` writes it window by window instead (:func:`iter_grid_blocks`).
     """
+    _, width, height = grid
     ndates = np.asarray(values).shape[1]
     out = np.full((ndates, height, width), np.nan, dtype="float32")
     done = 0
-    for win, block in iter_grid_blocks(x, y, values, transform, width, height, method, radius, max_bytes):
-        if is_canceled():
-            raise InputError("Cancelled; nothing was written.")
+    if max_bytes is None:
+        max_bytes = run.working_bytes(GRID_COPIES)
+    for win, block in iter_grid_blocks(x, y, values, grid, method, radius, max_bytes):
+        run.check_cancelled()
         r0, c0 = int(win.row_off), int(win.col_off)
         out[:, r0 : r0 + block.shape[1], c0 : c0 + block.shape[2]] = block
         done += block.shape[1] * block.shape[2]
-        progress(100.0 * done / (height * width))
-    progress(100.0)
+        run.progress(done / (height * width))
+    run.progress(1.0)
     return out
 
 
-@budget_gdal_cache
-def check_grid(
-    series: PointSeries, xs, ys, pixel_size: float, width: int, height: int, log: Callable[[str], None]
-) -> None:
+def check_grid(series: PointSeries, xs, ys, pixel_size: float, grid: Grid, run: Run = QUIET) -> None:
     """Refuse a grid under 2 x 2 cells from more than a handful of points (coordinates read in the
     wrong CRS or columns, or a PIXEL_SIZE far too large); log the points' median spacing."""
     from .coordinates import median_spacing
 
+    _, width, height = grid
     spacing = median_spacing(xs, ys)
     if np.isfinite(spacing):
-        log(
+        run.message(
             f"Median nearest-neighbour spacing of the points: {spacing:.3g} m; a PIXEL_SIZE near it "
             f"keeps about one point per cell (given: {pixel_size:g} m)."
         )
@@ -596,6 +672,12 @@ def check_grid(
             "read from the coordinate columns): check CSV_CRS and the coordinate columns, or choose "
             "a smaller PIXEL_SIZE."
         )
+    if width * height * len(series.dates) > MAX_CELLS:
+        raise InputError(
+            f"PIXEL_SIZE {pixel_size:g} gives a grid of {width} x {height} cells x {len(series.dates)} "
+            f"dates, more than this tool builds ({MAX_CELLS:,} values); use a larger pixel size "
+            f"(the points span {np.ptp(xs):.6g} x {np.ptp(ys):.6g} m)."
+        )
 
 
 def points_to_stack(
@@ -605,18 +687,17 @@ def points_to_stack(
     out_crs: CRS | str | None = None,
     method: str = "nearest",
     radius: float | None = None,
-    log: Callable[[str], None] = lambda m: None,
-    progress: Callable[[float], None] = lambda p: None,
-    is_canceled: Callable[[], bool] = lambda: False,
-    mb: float | None = None,
+    run: Run = QUIET,
     max_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Grid `series` and write the stack to `out_path` (mm, NaN nodata, dates in band descriptions)
-    window by window, the windows sized from the memory budget `mb` (core.budget; `max_bytes`,
-    float32 bytes of one window's dates, overrides it).
+    window by window, the windows sized from the run's memory budget (core.budget; `max_bytes`,
+    float32 bytes of one window's dates, overrides it: tests). `run` takes the messages, the
+    progress and the cancel button (core.errors.Cancelled: nothing is written).
 
     Returns a summary: crs, width, height, points, dates, filled (cells with a value at any date).
     """
+    from .budget import gdal_env
     from .metric import ground_scale
     from .stack import StackWriter
 
@@ -626,44 +707,37 @@ def points_to_stack(
     # give the stack the transform back in the CRS's units (degrees: cells square on the ground)
     scale = ground_scale(dst, (float(np.min(xs)), float(np.min(ys)), float(np.max(xs)), float(np.max(ys))))
     if scale.note:
-        log(scale.note + " PIXEL_SIZE and RADIUS are metres; the cells are square on the ground.")
+        run.message(scale.note + " PIXEL_SIZE and RADIUS are metres; the cells are square on the ground.")
         xs, ys = xs * scale.kx, ys * scale.ky
-    transform, width, height = grid_for(xs, ys, pixel_size)
-    check_grid(series, xs, ys, pixel_size, width, height, log)
-    if width * height * len(series.dates) > MAX_CELLS:
-        raise InputError(
-            f"PIXEL_SIZE {pixel_size:g} gives a grid of {width} x {height} cells x {len(series.dates)} "
-            f"dates, more than this tool builds ({MAX_CELLS:,} values); use a larger pixel size "
-            f"(the points span {np.ptp(xs):.6g} x {np.ptp(ys):.6g} m)."
-        )
+    grid = grid_for(xs, ys, pixel_size)
+    transform, width, height = grid
+    check_grid(series, xs, ys, pixel_size, grid, run)
     radius = 2.0 * pixel_size if radius is None or radius <= 0 else float(radius)
-    label = dst.to_string()
-    log(
+    run.message(
         f"{series.count} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}; "
-        f"grid {width} x {height} cells of {pixel_size:g} m in {label}, {method} within {radius:g} m."
+        f"grid {width} x {height} cells of {pixel_size:g} m in {dst.to_string()}, {method} within {radius:g} m."
     )
     tags = {"SOURCE_FORMAT": series.fmt, "GRIDDING": f"{method} radius={radius:g} m"}
-    filled = 0
-    done = 0
+    filled = done = 0
     used = np.zeros(series.count, dtype=bool)
     crs_transform = Affine.scale(1.0 / scale.kx, 1.0 / scale.ky) * transform
-    with StackWriter(out_path, series.dates, dst, crs_transform, width, height, units="mm", tags=tags) as w:
-        for win, block in iter_grid_blocks(
-            xs, ys, series.values, transform, width, height, method, radius, max_bytes, mb, used
-        ):
-            if is_canceled():
-                raise InputError("Cancelled; nothing was written.")
+    window_bytes = max_bytes if max_bytes is not None else run.working_bytes(GRID_COPIES)
+    with (
+        gdal_env(run.budget_mb),  # GDAL's block cache sized from the budget for the writes
+        StackWriter(out_path, series.dates, dst, crs_transform, width, height, units="mm", tags=tags) as w,
+    ):
+        for win, block in iter_grid_blocks(xs, ys, series.values, grid, method, radius, window_bytes, used):
+            run.check_cancelled()
             w.write(block, window=win)
             filled += int(np.any(np.isfinite(block), axis=0).sum())
             done += block.shape[1] * block.shape[2]
-            progress(95.0 * done / (width * height))
-        if is_canceled():
-            raise InputError("Cancelled; nothing was written.")
-    progress(100.0)
-    log(f"{filled} of {width * height} cells have a value.")
+            run.progress(0.95 * done / (width * height))
+        run.check_cancelled()
+    run.progress(1.0)
+    run.message(f"{filled} of {width * height} cells have a value.")
     merged = series.count - int(used.sum())
     if merged:
-        log(
+        run.message(
             f"{merged} of {series.count} point(s) did not enter the grid: their cells took the series "
             "of a point nearer the cell centre (METHOD nearest); a smaller PIXEL_SIZE or METHOD IDW "
             "keeps them."

@@ -16,8 +16,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -26,6 +27,7 @@ from rasterio.windows import Window
 from . import validity
 from .dates import format_date
 from .errors import InputError
+from .run import QUIET, Run
 from .stack import atomic_path
 
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -194,140 +196,201 @@ class ReadStats:
         return self.pixels * 4
 
 
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What to sample: `spacing` in map units, or metres on the ground with `scale` (metres per map
+    unit along x and y, core.metric: a geographic stack) (default: the pixel size); `bands` are
+    0-based indexes (default all); `method` one of INTERPOLATIONS."""
+
+    spacing: float | None = None
+    bands: Sequence[int] | None = None
+    method: str = "bilinear"
+    scale: tuple[float, float] = (1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ReadTuning:
+    """How to read (the benchmarks' knobs): windows span at most about `max_window` pixels each
+    way; `threads` is GDAL_NUM_THREADS; `cache_budget` bytes of decoded tiles kept (default: the
+    GDAL cache of the run's memory budget)."""
+
+    max_window: int = 64
+    threads: str | int = 1
+    cache_budget: int | None = None
+
+
+@dataclass
+class _Grid:
+    """What the sampling needs to know of the raster."""
+
+    transform: Any
+    height: int
+    width: int
+    count: int
+    bounds: Any
+
+    @classmethod
+    def read(cls, path: str) -> _Grid:
+        with rasterio.open(path) as src:
+            return cls(src.transform, src.height, src.width, src.count, src.bounds)
+
+    def resolution(self, scale: tuple[float, float]) -> float:
+        """A pixel's side on the ground (the shorter one)."""
+        t = self.transform
+        res = min(abs(t.a), abs(t.e)) if t.b == 0 == t.d else math.hypot(t.a, t.d)
+        return res * min(float(v) for v in scale)
+
+
 def extract_profiles(
     path: str,
     lines: Sequence[tuple[str, Line]],
-    spacing: float | None = None,
-    bands: Sequence[int] | None = None,
-    method: str = "bilinear",
-    max_window: int = 64,
-    progress: Callable[[float], None] | None = None,
+    options: ProfileOptions = ProfileOptions(),
+    run: Run = QUIET,
+    tuning: ReadTuning = ReadTuning(),
     stats: ReadStats | None = None,
-    threads: str | int = 1,
-    cache_budget: int | None = None,
-    mb: float | None = None,
-    scale: tuple[float, float] = (1.0, 1.0),
 ) -> list[Profile]:
-    """Sample the stack at `path` along each named line (coordinates in the stack's CRS).
+    """Sample the stack at `path` along each named line (coordinates in the stack's CRS), as
+    `options` says (ProfileOptions).
 
-    `spacing` in map units, or in metres on the ground with `scale` (metres per map unit along x
-    and y, core.metric: a geographic stack) (default: the pixel size); `bands` are 0-based indexes
-    (default all). Reason for 13 parameters: the tuning knobs (window, cache, threads) of the
-    benchmarks live beside the sampling ones.
-    Samples are read in runs whose window spans at most about `max_window` pixels each way. Every
-    line is checked before anything is read: a line wholly outside the raster raises InputError;
-    samples outside it are NaN and counted in ``Profile.outside``.
+    Samples are read in runs whose window spans at most about ``tuning.max_window`` pixels each
+    way. Every line is checked before anything is read: a line wholly outside the raster raises
+    InputError; samples outside it are NaN and counted in ``Profile.outside``. `run` takes the
+    progress (one step per line), the cancel button and the memory budget; `stats` counts the
+    windows and pixels read.
 
     GDAL decodes whole tiles; those of the recent windows stay in its block cache so that
     neighbouring windows and lines do not decode them again, and the file is reopened (which
-    empties the cache) before the tiles held would exceed `cache_budget` bytes, so memory stays flat
-    however many lines there are; `cache_budget` defaults to the GDAL cache of the memory budget
-    `mb` (core.budget), and the sampled values of all lines (float64, dates x samples) must fit in
-    the budget too. `threads` is GDAL_NUM_THREADS (default 1: GDAL 3.6, Debian 12's,
-    fails to decode multi-threaded reads of band-interleaved stacks with many bands - "Bad value for
-    ExtraSamples" - and qgis_process then crashed). With more threads GDAL may decode the tiles of one
-    window in parallel.
+    empties the cache) before the tiles held would exceed ``tuning.cache_budget`` bytes, so memory
+    stays flat however many lines there are; the cache budget defaults to the GDAL cache of the
+    run's memory budget (core.budget), and the sampled values of all lines (float64, dates x
+    samples) must fit in the budget too. ``tuning.threads`` is GDAL_NUM_THREADS (default 1: GDAL
+    3.6, Debian 12's, fails to decode multi-threaded reads of band-interleaved stacks with many
+    bands - "Bad value for ExtraSamples" - and qgis_process then crashed). With more threads GDAL
+    may decode the tiles of one window in parallel.
     """
-    if method not in INTERPOLATIONS:
-        raise InputError(f"INTERPOLATION must be one of {INTERPOLATIONS}, not {method!r}.")
+    if options.method not in INTERPOLATIONS:
+        raise InputError(f"INTERPOLATION must be one of {INTERPOLATIONS}, not {options.method!r}.")
     if not lines:
         raise InputError("LINES: no line features given.")
-    with rasterio.open(path) as src:
-        transform, height, width, count = src.transform, src.height, src.width, src.count
-        bounds = src.bounds
-    res = (
-        min(abs(transform.a), abs(transform.e))
-        if transform.b == 0 == transform.d
-        else math.hypot(transform.a, transform.d)
-    )
-    res = res * min(float(v) for v in scale)  # a pixel's side on the ground (the shorter one)
-    step = float(spacing) if spacing else res
-    idx = [b + 1 for b in bands] if bands is not None else list(range(1, count + 1))
+    grid = _Grid.read(path)
+    res = grid.resolution(options.scale)
+    step = float(options.spacing) if options.spacing else res
+    bands = options.bands
+    idx = [b + 1 for b in bands] if bands is not None else list(range(1, grid.count + 1))
     if not idx:
         raise InputError("DATES: no date selected.")
-    per_run = max(1, int(max_window * res / step))
-    from .budget import gdal_cache_bytes, working_bytes
+    planned = _plan(grid, lines, step, len(idx), options.scale, run)
+    cache_budget = tuning.cache_budget if tuning.cache_budget is not None else run.gdal_cache_bytes()
+    sampler = _Sampler(path, idx, options.method, grid, cache_budget, stats)
+    per_run = max(1, int(tuning.max_window * res / step))
+    # GTIFF_DIRECT_IO: from an uncompressed GeoTIFF GDAL reads only the pixels of each small window
+    # instead of whole tiles (ignored for compressed files): on 512 px pixel-interleaved tiles the
+    # profiles of bench_layouts.py take 1.3 CPU s instead of 8.5 (issue 22)
+    with rasterio.Env(
+        GDAL_NUM_THREADS=str(tuning.threads),
+        GDAL_CACHEMAX=int(max(cache_budget, 2**20)),
+        GTIFF_DIRECT_IO="YES",
+    ):
+        sampler.open()
+        try:
+            for i, (prof, rows, cols, ok) in enumerate(planned):
+                for a, b in _runs(prof.part, prof.size, per_run):
+                    sampler.sample(prof, rows, cols, ok, slice(a, b))
+                run.progress((i + 1) / len(planned))
+                run.check_cancelled()
+        finally:
+            sampler.close()
+    return [p[0] for p in planned]
 
-    if cache_budget is None:
-        cache_budget = gdal_cache_bytes(mb)
 
+def _plan(
+    grid: _Grid, lines: Sequence[tuple[str, Line]], step: float, n_bands: int, scale, run: Run
+) -> list[tuple[Profile, np.ndarray, np.ndarray, np.ndarray]]:
+    """Densify and check every line before anything is read: (profile, rows, cols, inside)."""
     planned = []
     total = 0
     for name, parts in lines:
         x, y, dist, part = densify(parts, step, scale)
         if x.size == 0:
             raise InputError(f"LINES: line {name!r} has no vertices (empty geometry).")
-        rows, cols = pixel_coords(transform, x, y)
-        ok = inside(rows, cols, height, width)
+        rows, cols = pixel_coords(grid.transform, x, y)
+        ok = inside(rows, cols, grid.height, grid.width)
         if not ok.any():
+            b = grid.bounds
             raise InputError(
                 f"LINES: line {name!r} lies wholly outside the raster (raster extent "
-                f"{bounds.left:.6g}, {bounds.bottom:.6g} : {bounds.right:.6g}, {bounds.top:.6g}; line "
+                f"{b.left:.6g}, {b.bottom:.6g} : {b.right:.6g}, {b.top:.6g}; line "
                 f"extent {x.min():.6g}, {y.min():.6g} : {x.max():.6g}, {y.max():.6g} in the raster's "
                 "CRS). Check that the line layer and the raster cover the same area and that both "
                 "CRS are set correctly."
             )
         total += x.size
-        need = total * len(idx) * 8
-        if need > working_bytes(2, mb):
+        need = total * n_bands * 8
+        if need > run.working_bytes(2):
             raise InputError(
-                f"LINES: sampling every {step:g} map units gives {total:,} samples x {len(idx)} dates "
+                f"LINES: sampling every {step:g} map units gives {total:,} samples x {n_bands} dates "
                 f"({need / 2**20:,.0f} MB) so far, more than the memory budget allows; choose a larger "
                 "SPACING, fewer DATES or fewer lines (or raise the memory budget)."
             )
-        prof = Profile(name, x, y, dist, part, np.full((len(idx), x.size), np.nan), int((~ok).sum()))
+        prof = Profile(name, x, y, dist, part, np.full((n_bands, x.size), np.nan), int((~ok).sum()))
         planned.append((prof, rows, cols, ok))
+    return planned
 
-    profiles: list[Profile] = []
-    # GTIFF_DIRECT_IO: from an uncompressed GeoTIFF GDAL reads only the pixels of each small window
-    # instead of whole tiles (ignored for compressed files): on 512 px pixel-interleaved tiles the
-    # profiles of bench_layouts.py take 1.3 CPU s instead of 8.5 (issue 22)
-    with rasterio.Env(
-        GDAL_NUM_THREADS=str(threads), GDAL_CACHEMAX=int(max(cache_budget, 2**20)), GTIFF_DIRECT_IO="YES"
-    ):
-        src = rasterio.open(path)
-        try:
-            bh, bw = src.block_shapes[0]
-            tile_bytes = bh * bw * 4 * len(idx)
-            cached: set[tuple[int, int]] = set()
-            for i, (prof, rows, cols, ok) in enumerate(planned):
-                for a, b in _runs(prof.part, prof.size, per_run):
-                    sel = slice(a, b)
-                    okr = ok[sel]
-                    if not okr.any():
-                        continue
-                    r_, c_ = rows[sel][okr], cols[sel][okr]
-                    sup = _support(r_, c_, method, height, width)
-                    r_lo = min(int(s[0].min()) for s in sup)
-                    r_hi = max(int(s[0].max()) for s in sup) + 1
-                    c_lo = min(int(s[1].min()) for s in sup)
-                    c_hi = max(int(s[1].max()) for s in sup) + 1
-                    tiles = {
-                        (tr, tc)
-                        for tr in range(r_lo // bh, (r_hi - 1) // bh + 1)
-                        for tc in range(c_lo // bw, (c_hi - 1) // bw + 1)
-                    }
-                    if len(cached | tiles) * tile_bytes > cache_budget and cached - tiles:
-                        # closing the dataset drops its decoded tiles from GDAL's block cache
-                        src.close()
-                        src = rasterio.open(path)
-                        cached = set()
-                    cached |= tiles
-                    win = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
-                    block = src.read(idx, window=win, out_dtype="float32")
-                    block = validity.clean_block(block, src, idx, window=win)  # nodata, masks, units
-                    if stats is not None:
-                        stats.windows += 1
-                        stats.pixels += block.size
-                    prof.values[:, np.flatnonzero(okr) + a] = sample_array(
-                        block, r_ - r_lo, c_ - c_lo, method
-                    )
-                profiles.append(prof)
-                if progress is not None:
-                    progress((i + 1) / len(planned))
-        finally:
-            src.close()
-    return profiles
+
+class _Sampler:
+    """Reads the window of each run of samples, reopening the file (which drops its decoded tiles
+    from GDAL's block cache) before the tiles held would exceed `cache_budget` bytes."""
+
+    def __init__(self, path: str, idx: list[int], method: str, grid: _Grid, cache_budget: int, stats):
+        self.path, self.idx, self.method, self.grid = path, idx, method, grid
+        self.cache_budget, self.stats = cache_budget, stats
+        self.src: Any = None
+        self.cached: set[tuple[int, int]] = set()
+
+    def open(self) -> None:
+        self.src = rasterio.open(self.path)
+        bh, bw = self.src.block_shapes[0]
+        self.block = (bh, bw)
+        self.tile_bytes = bh * bw * 4 * len(self.idx)
+
+    def close(self) -> None:
+        if self.src is not None:
+            self.src.close()
+
+    def _tiles(self, r_lo: int, r_hi: int, c_lo: int, c_hi: int) -> set[tuple[int, int]]:
+        bh, bw = self.block
+        return {
+            (tr, tc)
+            for tr in range(r_lo // bh, (r_hi - 1) // bh + 1)
+            for tc in range(c_lo // bw, (c_hi - 1) // bw + 1)
+        }
+
+    def sample(self, prof: Profile, rows: np.ndarray, cols: np.ndarray, ok: np.ndarray, sel: slice) -> None:
+        """Fill ``prof.values`` for the samples `sel` (one run) that lie inside the raster."""
+        okr = ok[sel]
+        if not okr.any():
+            return
+        r_, c_ = rows[sel][okr], cols[sel][okr]
+        sup = _support(r_, c_, self.method, self.grid.height, self.grid.width)
+        r_lo = min(int(s[0].min()) for s in sup)
+        r_hi = max(int(s[0].max()) for s in sup) + 1
+        c_lo = min(int(s[1].min()) for s in sup)
+        c_hi = max(int(s[1].max()) for s in sup) + 1
+        tiles = self._tiles(r_lo, r_hi, c_lo, c_hi)
+        if len(self.cached | tiles) * self.tile_bytes > self.cache_budget and self.cached - tiles:
+            # closing the dataset drops its decoded tiles from GDAL's block cache
+            self.src.close()
+            self.src = rasterio.open(self.path)
+            self.cached = set()
+        self.cached |= tiles
+        win = Window(c_lo, r_lo, c_hi - c_lo, r_hi - r_lo)
+        block = self.src.read(self.idx, window=win, out_dtype="float32")
+        block = validity.clean_block(block, self.src, self.idx, window=win)  # nodata, masks, units
+        if self.stats is not None:
+            self.stats.windows += 1
+            self.stats.pixels += block.size
+        a = sel.start or 0
+        prof.values[:, np.flatnonzero(okr) + a] = sample_array(block, r_ - r_lo, c_ - c_lo, self.method)
 
 
 def long_rows(profiles: Sequence[Profile], dates: Sequence[dt.date]):

@@ -32,15 +32,17 @@ from qgis.PyQt.QtCore import QVariant
 from ..core.dates import field_name, parse_date
 from ..core.errors import InputError
 from ..core.metric import ground_scale
-from ..core.profiles import INTERPOLATIONS, extract_profiles, write_csv
+from ..core.profiles import INTERPOLATIONS, ProfileOptions, extract_profiles, write_csv
+from ..core.run import Run
 from . import result_hooks
 from .base import DeformationAlgorithm
 from .distance import metres_parameter
 from .tables import check_lonlat_extent, make_field, verify_layer
 
 
-def select_bands(text: str, dates) -> list[int]:
-    """0-based band indexes of the dates listed in `text` (comma/space separated); all if empty."""
+def select_bands(text: str, dates, param: str) -> list[int]:
+    """0-based band indexes of the dates listed in `text` (comma/space separated); all if empty.
+    `param` names the parameter in errors."""
     tokens = [t for t in text.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
     if not tokens:
         return list(range(len(dates)))
@@ -49,12 +51,12 @@ def select_bands(text: str, dates) -> list[int]:
         d = parse_date(tok)
         if d is None:
             raise InputError(
-                f"DATES: {tok!r} is not a date; use YYYYMMDD or YYYY-MM-DD, separated by commas."
+                f"{param}: {tok!r} is not a date; use YYYYMMDD or YYYY-MM-DD, separated by commas."
             )
         if d not in dates:
             near = min(dates, key=lambda x: abs((x - d).days))
             raise InputError(
-                f"DATES: {d.isoformat()} is not a date of the stack (nearest: {near.isoformat()}; "
+                f"{param}: {d.isoformat()} is not a date of the stack (nearest: {near.isoformat()}; "
                 f"the stack runs from {dates[0].isoformat()} to {dates[-1].isoformat()})."
             )
         i = dates.index(d)
@@ -88,18 +90,31 @@ class ExtractProfiles(DeformationAlgorithm):
         "QGIS desktop the profile plot dock opens with the result."
     )
 
+    INPUT = "INPUT"
+    LINES = "LINES"
+    ID_FIELD = "ID_FIELD"
+    SPACING = "SPACING"
+    DATES = "DATES"
+    INTERPOLATION = "INTERPOLATION"
+    OUTPUT = "OUTPUT"
+    OUTPUT_CSV = "OUTPUT_CSV"
+    OUTPUT_PLOT = "OUTPUT_PLOT"
+    PROFILE_COUNT = "PROFILE_COUNT"
+    SAMPLE_COUNT = "SAMPLE_COUNT"
+    OUTSIDE_COUNT = "OUTSIDE_COUNT"
+
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Deformation stack"))
         self.addParameter(
-            QgsProcessingParameterFeatureSource("LINES", "Profile lines", [QgsProcessing.TypeVectorLine])
+            QgsProcessingParameterFeatureSource(self.LINES, "Profile lines", [QgsProcessing.TypeVectorLine])
         )
         self.addParameter(
             QgsProcessingParameterField(
-                "ID_FIELD", "Profile name field", parentLayerParameterName="LINES", optional=True
+                self.ID_FIELD, "Profile name field", parentLayerParameterName=self.LINES, optional=True
             )
         )
         spacing = metres_parameter(
-            "SPACING",
+            self.SPACING,
             "Sample spacing, metres (0 = pixel size)",
             0.0,
             "Distance between samples along each line, in metres on the ground whatever the stack's "
@@ -107,18 +122,20 @@ class ExtractProfiles(DeformationAlgorithm):
             optional=True,
         )
         self.addParameter(spacing)
-        dates = QgsProcessingParameterString("DATES", "Dates to extract (empty = all)", optional=True)
+        dates = QgsProcessingParameterString(self.DATES, "Dates to extract (empty = all)", optional=True)
         dates.setHelp("Comma-separated dates of the stack, YYYYMMDD or YYYY-MM-DD; empty for all dates.")
         self.addParameter(dates)
         self.addParameter(
-            QgsProcessingParameterEnum("INTERPOLATION", "Interpolation", list(INTERPOLATIONS), defaultValue=1)
+            QgsProcessingParameterEnum(
+                self.INTERPOLATION, "Interpolation", list(INTERPOLATIONS), defaultValue=1
+            )
         )
         self.addParameter(
-            QgsProcessingParameterFeatureSink("OUTPUT", "Profile samples", QgsProcessing.TypeVectorPoint)
+            QgsProcessingParameterFeatureSink(self.OUTPUT, "Profile samples", QgsProcessing.TypeVectorPoint)
         )
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_CSV",
+                self.OUTPUT_CSV,
                 "Profiles table (long CSV)",
                 "CSV files (*.csv)",
                 optional=True,
@@ -127,26 +144,27 @@ class ExtractProfiles(DeformationAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_PLOT",
+                self.OUTPUT_PLOT,
                 "Profile chart",
                 "PNG files (*.png);;SVG files (*.svg)",
                 optional=True,
                 createByDefault=False,
             )
         )
-        self.addOutput(QgsProcessingOutputNumber("PROFILE_COUNT", "Profiles"))
-        self.addOutput(QgsProcessingOutputNumber("SAMPLE_COUNT", "Samples per date"))
-        self.addOutput(QgsProcessingOutputNumber("OUTSIDE_COUNT", "Samples outside the raster"))
+        self.addOutput(QgsProcessingOutputNumber(self.PROFILE_COUNT, "Profiles"))
+        self.addOutput(QgsProcessingOutputNumber(self.SAMPLE_COUNT, "Samples per date"))
+        self.addOutput(QgsProcessingOutputNumber(self.OUTSIDE_COUNT, "Samples outside the raster"))
 
     # -- lines ---------------------------------------------------------------------------
-    def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback):
+    def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback, run: Run):
         """(name, parts) with parts as (n, 2) arrays in the stack's CRS."""
-        check_lonlat_extent(source, "LINES")
+        check_lonlat_extent(source, self.LINES)
         ct = QgsCoordinateTransform(source.sourceCrs(), crs, context.transformContext())
         idx = source.fields().lookupField(id_field) if id_field else -1
-        lines, seen = [], {}
+        lines = []
+        seen: dict[str, int] = {}
         for feat in source.getFeatures():
-            self.check_canceled(feedback)
+            run.check_cancelled()
             geom = QgsGeometry(feat.geometry())
             value = feat.attribute(idx) if idx >= 0 else None
             name = str(value) if value not in (None, "") and not _is_null(value) else str(feat.id())
@@ -163,7 +181,8 @@ class ExtractProfiles(DeformationAlgorithm):
                     geom.transform(ct)
                 except QgsCsException as e:
                     raise QgsProcessingException(
-                        f"LINES: line {name!r} cannot be transformed to the stack's CRS ({crs.authid()}): {e}"
+                        f"{self.LINES}: line {name!r} cannot be transformed to the stack's CRS "
+                        f"({crs.authid()}): {e}"
                     ) from e
             if QgsWkbTypes.isMultiType(geom.wkbType()):
                 polylines = geom.asMultiPolyline()
@@ -172,7 +191,7 @@ class ExtractProfiles(DeformationAlgorithm):
             parts = [np.array([(p.x(), p.y()) for p in pl], dtype="float64") for pl in polylines if len(pl)]
             lines.append((name, parts))
         if not lines:
-            raise QgsProcessingException("LINES: the layer holds no line with a geometry.")
+            raise QgsProcessingException(f"{self.LINES}: the layer holds no line with a geometry.")
         return lines
 
     @staticmethod
@@ -188,69 +207,81 @@ class ExtractProfiles(DeformationAlgorithm):
             d[j] = d[j - 1] + step
         prof.distance = d
 
-    def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context)
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+    def _stack(self, parameters, context):
+        """The stack's description and CRS (which must be set)."""
+        info = self.stack_info(parameters, self.INPUT, context)
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         crs = layer.crs()
         if not crs.isValid():
             raise QgsProcessingException(
-                f"INPUT: raster {layer.name()!r} has no CRS; assign one before extracting profiles."
+                f"{self.INPUT}: raster {layer.name()!r} has no CRS; assign one before extracting profiles."
             )
-        source = self.parameterAsSource(parameters, "LINES", context)
-        if source is None:
-            raise QgsProcessingException("LINES: no line layer given.")
-        id_field = self.parameterAsString(parameters, "ID_FIELD", context)
-        spacing = self.parameterAsDouble(parameters, "SPACING", context) or None
-        method = INTERPOLATIONS[self.parameterAsEnum(parameters, "INTERPOLATION", context)]
-        bands = select_bands(self.parameterAsString(parameters, "DATES", context) or "", info.dates)
-        dates = [info.dates[i] for i in bands]
+        return info, crs
 
-        lines = self._lines(source, id_field, crs, context, feedback)
+    def _options(self, parameters, context, info, bands, feedback) -> tuple[ProfileOptions, str]:
+        """What to sample, from the dialog, and how often on which scale (for the log)."""
+        spacing = self.parameterAsDouble(parameters, self.SPACING, context) or None
+        method = INTERPOLATIONS[self.parameterAsEnum(parameters, self.INTERPOLATION, context)]
         scale = ground_scale(info.crs, info.bounds)
         if scale.note:
             feedback.pushInfo(scale.note)
         step = spacing or min(info.res) * min(scale.kx, scale.ky)
-        feedback.pushInfo(
-            f"{len(lines)} line(s), {len(dates)} date(s), {method} sampling every {step:g} "
-            + ("map units." if scale.identity else "m on the ground.")
-        )
+        text = f"{method} sampling every {step:g} " + ("map units." if scale.identity else "m on the ground.")
+        return ProfileOptions(spacing=spacing, bands=bands, method=method, scale=(scale.kx, scale.ky)), text
 
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(80 * f)
-
-        profiles = extract_profiles(
-            info.path,
-            lines,
-            spacing=spacing,
-            bands=bands,
-            method=method,
-            progress=progress,
-            mb=self.memory_mb,
-            scale=(scale.kx, scale.ky),
-        )
-        geographic = crs.isGeographic()
-        if geographic:
+    def compute(self, parameters, context, feedback):
+        run = self.run_context(feedback)
+        info, crs = self._stack(parameters, context)
+        source = self.parameterAsSource(parameters, self.LINES, context)
+        if source is None:
+            raise QgsProcessingException(f"{self.LINES}: no line layer given.")
+        id_field = self.parameterAsString(parameters, self.ID_FIELD, context)
+        text = self.parameterAsString(parameters, self.DATES, context) or ""
+        bands = select_bands(text, info.dates, self.DATES)
+        dates = [info.dates[i] for i in bands]
+        lines = self._lines(source, id_field, crs, context, feedback, run)
+        options, sampling = self._options(parameters, context, info, bands, feedback)
+        feedback.pushInfo(f"{len(lines)} line(s), {len(dates)} date(s), {sampling}")
+        profiles = extract_profiles(info.path, lines, options, run.stage(0.0, 0.8))
+        if crs.isGeographic():
             for p in profiles:
                 self._ellipsoidal_distances(p, crs, context)
-        outside = 0
         for p in profiles:
             if p.outside:
-                outside += p.outside
                 feedback.pushWarning(
                     f"Line {p.name!r}: {p.outside} of {p.size} samples lie outside the raster; "
                     "their values are NULL."
                 )
+        dest_id, total = self._write_samples(parameters, context, profiles, dates, crs, run.stage(0.8, 0.95))
+        results = {
+            self.OUTPUT: dest_id,
+            self.PROFILE_COUNT: len(profiles),
+            self.SAMPLE_COUNT: total,
+            self.OUTSIDE_COUNT: sum(p.outside for p in profiles),
+        }
+        csv_path = self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context)
+        if csv_path:
+            write_csv(csv_path, profiles, dates)
+            results[self.OUTPUT_CSV] = csv_path
+        plot_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PLOT, context)
+        if plot_path:
+            results[self.OUTPUT_PLOT] = self._plot(plot_path, profiles, dates, info.units, crs, feedback)
+        # the desktop's profile dock (if loaded) shows the layer once QGIS has loaded it
+        result_hooks.attach(context, self.NAME, dest_id, feedback)
+        run.progress(1.0)
+        return results
 
+    def _write_samples(self, parameters, context, profiles, dates, crs, run: Run) -> tuple[str, int]:
+        """One point per sample into OUTPUT; returns its id and the number of samples."""
         fields = QgsFields()
         fields.append(make_field("profile", QVariant.String))
         fields.append(make_field("part", QVariant.Int))
         fields.append(make_field("distance", QVariant.Double))
         for d in dates:
             fields.append(make_field(field_name(d), QVariant.Double))
-        sink, dest_id = self.parameterAsSink(parameters, "OUTPUT", context, fields, QgsWkbTypes.Point, crs)
+        sink, dest_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, QgsWkbTypes.Point, crs)
         if sink is None:
-            raise QgsProcessingException("OUTPUT: cannot create the output layer.")
+            raise QgsProcessingException(f"{self.OUTPUT}: cannot create the output layer.")
         total = sum(p.size for p in profiles)
         done = 0
         for p in profiles:
@@ -263,45 +294,33 @@ class ExtractProfiles(DeformationAlgorithm):
                     + [None if np.isnan(v) else float(v) for v in vals]
                 )
                 if not sink.addFeature(f, QgsFeatureSink.FastInsert):
-                    raise QgsProcessingException(f"OUTPUT: cannot write a sample: {sink.lastError()}")
+                    raise QgsProcessingException(f"{self.OUTPUT}: cannot write a sample: {sink.lastError()}")
             done += p.size
-            self.check_canceled(feedback)
-            feedback.setProgress(80 + 15 * done / max(total, 1))
+            run.check_cancelled()
+            run.progress(done / max(total, 1))
         del sink  # closes a file output: its write errors show now
-        verify_layer(dest_id, total, "OUTPUT", context)
-        results = {
-            "OUTPUT": dest_id,
-            "PROFILE_COUNT": len(profiles),
-            "SAMPLE_COUNT": total,
-            "OUTSIDE_COUNT": outside,
-        }
-        csv_path = self.parameterAsFileOutput(parameters, "OUTPUT_CSV", context)
-        if csv_path:
-            write_csv(csv_path, profiles, dates)
-            results["OUTPUT_CSV"] = csv_path
-        plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)
-        if plot_path:
-            try:
-                from ..core.profile_plot import save_profile_plot
-            except ImportError as e:
-                raise QgsProcessingException(
-                    "OUTPUT_PLOT needs matplotlib (Debian: apt install python3-matplotlib)."
-                ) from e
-            if not os.path.splitext(plot_path)[1]:
-                plot_path += ".png"
-            curves = save_profile_plot(
-                plot_path,
-                profiles,
-                dates,
-                units=info.units,
-                distance_units="m" if geographic else _map_units(crs),
-            )
-            feedback.pushInfo(f"Profile chart with {curves} curve(s) written to {plot_path}.")
-            results["OUTPUT_PLOT"] = plot_path
-        # the desktop's profile dock (if loaded) shows the layer once QGIS has loaded it
-        result_hooks.attach(context, self.NAME, dest_id, feedback)
-        feedback.setProgress(100)
-        return results
+        verify_layer(dest_id, total, self.OUTPUT, context)
+        return dest_id, total
+
+    def _plot(self, plot_path: str, profiles, dates, units: str, crs, feedback) -> str:
+        """The chart, one panel per profile; returns its path."""
+        try:
+            from ..core.profile_plot import save_profile_plot
+        except ImportError as e:
+            raise QgsProcessingException(
+                f"{self.OUTPUT_PLOT} needs matplotlib (Debian: apt install python3-matplotlib)."
+            ) from e
+        if not os.path.splitext(plot_path)[1]:
+            plot_path += ".png"
+        curves = save_profile_plot(
+            plot_path,
+            profiles,
+            dates,
+            units=units,
+            distance_units="m" if crs.isGeographic() else _map_units(crs),
+        )
+        feedback.pushInfo(f"Profile chart with {curves} curve(s) written to {plot_path}.")
+        return plot_path
 
 
 def _is_null(value) -> bool:

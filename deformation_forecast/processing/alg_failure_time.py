@@ -34,8 +34,8 @@ from qgis.PyQt.QtCore import QVariant
 from ..core import failure
 from ..core.failure_run import analyse_points, analyse_stack, save_chart
 from ..core.points import FORMATS, UNITS, read_points_csv
-from .alg_points_to_stack import FORMAT_LABELS, UNIT_LABELS, PointsToStack, _crs_string
 from .base import DeformationAlgorithm
+from .point_layers import FORMAT_LABELS, UNIT_LABELS, crs_string, layer_series
 from .tables import PLOT_FILTER, _value, make_field, require_geometry
 
 # (field, kind) of the point output, kinds as processing.tables
@@ -317,25 +317,21 @@ class FailureTime(DeformationAlgorithm):
             f"{info.count} dates {info.dates[0]}..{info.dates[-1]}, {info.width} x {info.height} pixels."
         )
 
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(90 * f)
-
-        records, crit, summary = analyse_stack(
-            info.path, out, params, geoms, progress, feedback.isCanceled, mb=self.memory_mb
-        )
+        run = self.run_context(feedback).stage(0.0, 0.9)
+        records, crit, summary = analyse_stack(info.path, out, params, geoms, run)
         return records, crit, summary, crs, info.dates, out
 
     def _run_points(self, kind, parameters, context, feedback, params):
+        run = self.run_context(feedback)
         fmt = FORMATS[self.parameterAsEnum(parameters, self.FORMAT, context)]
         units = UNITS[self.parameterAsEnum(parameters, self.UNITS, context)]
         if kind == self.POINTS_CSV:
             path = self.parameterAsFile(parameters, self.POINTS_CSV, context)
-            csv_crs = _crs_string(self.parameterAsCrs(parameters, self.CSV_CRS, context))
+            csv_crs = crs_string(self.parameterAsCrs(parameters, self.CSV_CRS, context))
             series = read_points_csv(path, fmt=fmt, units=units, crs=csv_crs)
         else:
             source = self.parameterAsSource(parameters, self.POINTS, context)
-            series = PointsToStack._layer_series(self, source, fmt, units, feedback)
+            series = layer_series(source, self.POINTS, fmt, units, run.stage(0.0, 0.1))
         for note in series.notes:
             (feedback.pushWarning if note.startswith("Warning") else feedback.pushInfo)(note)
         crs = QgsCoordinateReferenceSystem(series.crs.to_string())
@@ -352,23 +348,21 @@ class FailureTime(DeformationAlgorithm):
                 if engine.intersects(pt.constGet()):
                     kept.append(i)
             keep = kept
-            feedback.pushInfo(f"AREA keeps {len(keep)} of {series.count} points.")
+            feedback.pushInfo(f"{self.AREA} keeps {len(keep)} of {series.count} points.")
         feedback.pushInfo(
             f"{len(keep)} points, {len(series.dates)} dates {series.dates[0]}..{series.dates[-1]}."
         )
-        feedback.setProgress(20)
-        self.check_canceled(feedback)
+        run.progress(0.2)
+        run.check_cancelled()
         records, crit, summary = analyse_points(
             series.values[keep],
             (series.x[keep], series.y[keep]),
             series.dates,
             params,
             ids=[i + 1 for i in keep],
-            mb=self.memory_mb,
-            progress=lambda f: feedback.setProgress(20 + 70 * f),
-            is_canceled=feedback.isCanceled,
+            run=run.stage(0.2, 0.9),
         )
-        feedback.setProgress(90)
+        run.progress(0.9)
         return records, crit, summary, crs, series.dates
 
     def _write_points(self, parameters, context, records, crs, kind) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 from qgis.core import (
     QgsProcessing,
@@ -17,7 +19,7 @@ from qgis.core import (
 )
 
 from ..core import faults as cf
-from ..core.controls import analyse_controls
+from ..core.controls import ControlOptions, analyse_controls
 from ..core.errors import InputError
 from ..core.metric import ground_scale
 from ..core.stack import require_crs
@@ -60,7 +62,6 @@ PLOT_SAMPLES = 5000
 
 class FaultLithology(DeformationAlgorithm):
     NAME = "faultlithology"
-    RASTER_UNITS = {"OUTPUT_DISTANCE": "m"}
     DISPLAY = "Fault and lithology control"
     GROUP = "analysis"
     TAGS = "fault,lithology,geology,zonal,step,distance"
@@ -82,34 +83,55 @@ class FaultLithology(DeformationAlgorithm):
         "distance per fault and a box plot per unit (PNG, SVG or PDF)."
     )
 
+    INPUT = "INPUT"
+    BAND = "BAND"
+    FAULTS = "FAULTS"
+    FAULT_FIELD = "FAULT_FIELD"
+    LITHOLOGY = "LITHOLOGY"
+    LITHOLOGY_FIELD = "LITHOLOGY_FIELD"
+    BIN_WIDTH = "BIN_WIDTH"
+    MAX_DISTANCE = "MAX_DISTANCE"
+    THRESHOLD = "THRESHOLD"
+    OUTPUT_LITHOLOGY = "OUTPUT_LITHOLOGY"
+    OUTPUT_HISTORY = "OUTPUT_HISTORY"
+    OUTPUT_FAULTS = "OUTPUT_FAULTS"
+    OUTPUT_DISTANCE = "OUTPUT_DISTANCE"
+    OUTPUT_PLOT = "OUTPUT_PLOT"
+    FAULT_COUNT = "FAULT_COUNT"
+    UNIT_COUNT = "UNIT_COUNT"
+    MAX_STEP = "MAX_STEP"
+    RASTER_UNITS = {OUTPUT_DISTANCE: "m"}
+
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation raster (stack or rate)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Deformation raster (stack or rate)"))
         self.addParameter(
             QgsProcessingParameterBand(
-                "BAND", "Band (date) to analyse; last if not set", None, "INPUT", optional=True
+                self.BAND, "Band (date) to analyse; last if not set", None, self.INPUT, optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                "FAULTS", "Faults", [QgsProcessing.TypeVectorLine], optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterField("FAULT_FIELD", "Fault name field", None, "FAULTS", optional=True)
-        )
-        self.addParameter(
-            QgsProcessingParameterFeatureSource(
-                "LITHOLOGY", "Lithology", [QgsProcessing.TypeVectorPolygon], optional=True
+                self.FAULTS, "Faults", [QgsProcessing.TypeVectorLine], optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterField(
-                "LITHOLOGY_FIELD", "Lithology unit field", None, "LITHOLOGY", optional=True
+                self.FAULT_FIELD, "Fault name field", None, self.FAULTS, optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.LITHOLOGY, "Lithology", [QgsProcessing.TypeVectorPolygon], optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.LITHOLOGY_FIELD, "Lithology unit field", None, self.LITHOLOGY, optional=True
             )
         )
         self.addParameter(
             metres_parameter(
-                "BIN_WIDTH",
+                self.BIN_WIDTH,
                 "Distance bin width (metres on the ground)",
                 100.0,
                 "Width of the distance bins on each side of a fault, in metres (converted with the "
@@ -118,165 +140,226 @@ class FaultLithology(DeformationAlgorithm):
         )
         self.addParameter(
             metres_parameter(
-                "MAX_DISTANCE",
+                self.MAX_DISTANCE,
                 "Maximum distance to a fault (metres on the ground)",
                 1000.0,
                 "Pixels farther from every fault are not binned; metres, whatever the stack's CRS.",
             )
         )
         p = QgsProcessingParameterNumber(
-            "THRESHOLD",
+            self.THRESHOLD,
             "Subsidence threshold for the unit share (mm)",
             QgsProcessingParameterNumber.Double,
             10.0,
         )
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(p)
-        self.addParameter(table_sink("OUTPUT_LITHOLOGY", "Lithology statistics"))
-        self.addParameter(table_sink("OUTPUT_HISTORY", "Lithology unit history (mean per date)"))
-        self.addParameter(table_sink("OUTPUT_FAULTS", "Fault statistics by distance"))
+        self.addParameter(table_sink(self.OUTPUT_LITHOLOGY, "Lithology statistics"))
+        self.addParameter(table_sink(self.OUTPUT_HISTORY, "Lithology unit history (mean per date)"))
+        self.addParameter(table_sink(self.OUTPUT_FAULTS, "Fault statistics by distance"))
         self.addParameter(
             QgsProcessingParameterRasterDestination(
-                "OUTPUT_DISTANCE", "Signed distance to the nearest fault", optional=True, createByDefault=True
+                self.OUTPUT_DISTANCE,
+                "Signed distance to the nearest fault",
+                optional=True,
+                createByDefault=True,
             )
         )
         self.addParameter(
-            plot_destination("OUTPUT_PLOT", "Plot (deformation vs distance, box plot per unit)")
+            plot_destination(self.OUTPUT_PLOT, "Plot (deformation vs distance, box plot per unit)")
         )
-        self.addOutput(QgsProcessingOutputNumber("FAULT_COUNT", "Faults analysed"))
-        self.addOutput(QgsProcessingOutputNumber("UNIT_COUNT", "Lithological units analysed"))
-        self.addOutput(QgsProcessingOutputNumber("MAX_STEP", "Largest |step| across a fault"))
+        self.addOutput(QgsProcessingOutputNumber(self.FAULT_COUNT, "Faults analysed"))
+        self.addOutput(QgsProcessingOutputNumber(self.UNIT_COUNT, "Lithological units analysed"))
+        self.addOutput(QgsProcessingOutputNumber(self.MAX_STEP, "Largest |step| across a fault"))
 
-    def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context, require_dates=False)
-        require_crs(info)
-        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
-        raster_crs = layer.crs()
-        band = (
-            self.parameterAsInt(parameters, "BAND", context)
-            if parameters.get("BAND") not in (None, "")
-            else 0
-        )
+    def _band(self, parameters, context, info) -> int:
+        """The 0-based band to analyse: BAND (1-based), the last when not set (or 0)."""
+        given = parameters.get(self.BAND) not in (None, "")
+        band = self.parameterAsInt(parameters, self.BAND, context) if given else 0
         if band < 0 or band > info.count:
-            raise QgsProcessingException(f"BAND: the raster has {info.count} band(s), not {band}.")
-        band = band - 1 if band > 0 else info.count - 1
-        date = info.dates[band]
-        faults_src = self.parameterAsSource(parameters, "FAULTS", context)
-        litho_src = self.parameterAsSource(parameters, "LITHOLOGY", context)
-        if faults_src is None and litho_src is None:
-            raise QgsProcessingException("Give a FAULTS line layer, a LITHOLOGY polygon layer, or both.")
-        bin_width = self.parameterAsDouble(parameters, "BIN_WIDTH", context)
-        max_dist = self.parameterAsDouble(parameters, "MAX_DISTANCE", context)
-        threshold = self.parameterAsDouble(parameters, "THRESHOLD", context)
-        dist_path = self.parameterAsOutputLayer(parameters, "OUTPUT_DISTANCE", context)
-        plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)
-        self.check_output_not_input(dist_path, info.path)
-        self.check_output_not_input(plot_path, info.path)
+            raise QgsProcessingException(f"{self.BAND}: the raster has {info.count} band(s), not {band}.")
+        return band - 1 if band > 0 else info.count - 1
 
-        # -- read and check every input before anything is written
-        fault_names, fault_geoms = [], []
-        if faults_src is not None:
-            fault_field = self.parameterAsString(parameters, "FAULT_FIELD", context)
-            fault_names, fault_geoms = read_lines(
-                faults_src, "FAULTS", raster_crs, context, fault_field, feedback
+    def _layers(self, parameters, context, raster_crs, feedback) -> _Layers:
+        """Read and check the fault and lithology layers before anything is written."""
+        faults_src = self.parameterAsSource(parameters, self.FAULTS, context)
+        litho_src = self.parameterAsSource(parameters, self.LITHOLOGY, context)
+        if faults_src is None and litho_src is None:
+            raise QgsProcessingException(
+                f"Give a {self.FAULTS} line layer, a {self.LITHOLOGY} polygon layer, or both."
             )
-        geoms, units = [], []
+        layers = _Layers(faults_given=faults_src is not None)
+        if faults_src is not None:
+            fault_field = self.parameterAsString(parameters, self.FAULT_FIELD, context)
+            layers.fault_names, layers.fault_geoms = read_lines(
+                faults_src, self.FAULTS, raster_crs, context, fault_field, feedback
+            )
         if litho_src is not None:
-            field = self.parameterAsString(parameters, "LITHOLOGY_FIELD", context)
+            field = self.parameterAsString(parameters, self.LITHOLOGY_FIELD, context)
             if not field:
                 raise QgsProcessingException(
-                    "LITHOLOGY_FIELD: name the field of LITHOLOGY that holds the unit."
+                    f"{self.LITHOLOGY_FIELD}: name the field of {self.LITHOLOGY} that holds the unit."
                 )
-            geoms, units = read_polygons(litho_src, "LITHOLOGY", raster_crs, context, field, feedback)
-        if faults_src is not None and not (bin_width > 0 and max_dist >= bin_width):
-            raise InputError(
-                f"BIN_WIDTH must be positive and MAX_DISTANCE at least one bin ({bin_width:g}, {max_dist:g})."
+            layers.geoms, layers.units = read_polygons(
+                litho_src, self.LITHOLOGY, raster_crs, context, field, feedback
             )
-        label = date.isoformat() if date else f"band {band + 1}"
-        feedback.pushInfo(f"Analysing band {band + 1} ({label}) of {info.path}.")
-        self.check_canceled(feedback)
-        want_history = bool(geoms) and info.count > 1 and all(info.dates)
-        want_history = want_history and parameters.get("OUTPUT_HISTORY") is not None
-        feedback.setProgressText(
-            "Distances to the faults and statistics per unit"
-            if fault_geoms and geoms
-            else ("Distances to the faults" if fault_geoms else "Statistics per lithological unit")
-        )
+        return layers
 
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(90 * f)
-
+    def _options(
+        self, parameters, context, info, layers: _Layers, outputs: tuple[str, str]
+    ) -> tuple[ControlOptions, str]:
+        """The analysis options from the dialog (distances in metres on any CRS) and the note on
+        the scale to log ('' when none)."""
+        bin_width = self.parameterAsDouble(parameters, self.BIN_WIDTH, context)
+        max_dist = self.parameterAsDouble(parameters, self.MAX_DISTANCE, context)
+        if layers.faults_given and not (bin_width > 0 and max_dist >= bin_width):
+            raise InputError(
+                f"{self.BIN_WIDTH} must be positive and {self.MAX_DISTANCE} at least one bin "
+                f"({bin_width:g}, {max_dist:g})."
+            )
+        want_history = bool(layers.geoms) and info.count > 1 and all(info.dates)
+        want_history = want_history and parameters.get(self.OUTPUT_HISTORY) is not None
+        dist_path, plot_path = outputs  # resolved once: a temporary output gets a new name each time
         scale = ground_scale(info.crs, info.bounds)
-        if scale.note and fault_geoms:
-            feedback.pushInfo(scale.note + " Distances to the faults are in metres.")
-        res, names = analyse_controls(
-            info.path,
-            info,
-            band,
-            faults=fault_geoms,
-            unit_geometries=geoms,
-            units=units,
+        note = (
+            scale.note + " Distances to the faults are in metres."
+            if scale.note and layers.fault_geoms
+            else ""
+        )
+        options = ControlOptions(
             bin_width=bin_width,
             max_distance=max_dist,
-            threshold=threshold,
+            threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
             distance_path=dist_path or None,
             distance_units="m",
             history=want_history,
             plot_samples=PLOT_SAMPLES if plot_path else 0,
             unit_values=bool(plot_path),
-            progress=progress,
-            mb=self.memory_mb,
             scale=(scale.kx, scale.ky),
         )
-        profiles = res.profiles
-        fault_rows: list[dict] = []
-        fault_samples = []
-        for name, prof in zip(fault_names, profiles, strict=True):
-            for r in prof.rows:
-                fault_rows.append(dict(fault=name, step=prof.step, step_se=prof.step_se, **r))
-            feedback.pushInfo(
-                f"Fault {name}: step {prof.step:.2f} ± {prof.step_se:.2f} {info.units} "
-                f"(right - left, nearest {bin_width:g} on each side; n = {prof.n_left}/{prof.n_right})"
-            )
-        for f, dist, vals in res.fault_samples:
-            fault_samples.append((fault_names[f], dist, vals))
-        litho_rows = [dict(date=date, **r) for r in res.unit_rows]
-        history_rows: list[dict] = []
-        if res.history_means is not None:
-            means, valid = res.history_means, res.history_valid
-            for u, n in enumerate(names):
-                for t, d in enumerate(info.dates):
-                    history_rows.append(dict(unit=n, date=d, mean=means[t, u], valid=valid[t, u]))
-        self.check_canceled(feedback)
+        return options, note
 
-        # -- outputs
-        results = {
-            "FAULT_COUNT": len(profiles),
-            "UNIT_COUNT": len(names),
-            "MAX_STEP": max((abs(p.step) for p in profiles if np.isfinite(p.step)), default=None),
-            "OUTPUT_DISTANCE": None,
-            "OUTPUT_PLOT": None,
-        }
-        if fault_geoms and dist_path:
-            results["OUTPUT_DISTANCE"] = dist_path
-        results["OUTPUT_FAULTS"] = (
-            write_table(self, parameters, "OUTPUT_FAULTS", context, FAULT_COLUMNS, fault_rows)
-            if fault_geoms
-            else None
+    def compute(self, parameters, context, feedback):
+        run = self.run_context(feedback)
+        info = self.stack_info(parameters, self.INPUT, context, require_dates=False)
+        require_crs(info)
+        raster_crs = self.parameterAsRasterLayer(parameters, self.INPUT, context).crs()
+        band = self._band(parameters, context, info)
+        date = info.dates[band]
+        dist_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_DISTANCE, context)
+        plot_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PLOT, context)
+        self.check_output_not_input(dist_path, info.path)
+        self.check_output_not_input(plot_path, info.path)
+        layers = self._layers(parameters, context, raster_crs, feedback)
+        options, note = self._options(parameters, context, info, layers, (dist_path, plot_path))
+        label = date.isoformat() if date else f"band {band + 1}"
+        feedback.pushInfo(f"Analysing band {band + 1} ({label}) of {info.path}.")
+        run.check_cancelled()
+        feedback.setProgressText(
+            "Distances to the faults and statistics per unit"
+            if layers.fault_geoms and layers.geoms
+            else ("Distances to the faults" if layers.fault_geoms else "Statistics per lithological unit")
         )
-        results["OUTPUT_LITHOLOGY"] = (
-            write_table(self, parameters, "OUTPUT_LITHOLOGY", context, LITHOLOGY_COLUMNS, litho_rows)
-            if geoms
-            else None
+        if note:
+            feedback.pushInfo(note)
+        res, names = analyse_controls(
+            info.path,
+            info,
+            band,
+            layers.fault_geoms,
+            layers.geoms,
+            layers.units,
+            options,
+            run.stage(0.0, 0.9),
         )
-        results["OUTPUT_HISTORY"] = (
-            write_table(self, parameters, "OUTPUT_HISTORY", context, HISTORY_COLUMNS, history_rows)
-            if history_rows
-            else None
+        run.check_cancelled()
+        results = self._write(
+            parameters, context, _rows(res, names, layers, info, date, options.bin_width), feedback
         )
+        results[self.FAULT_COUNT] = len(res.profiles)
+        results[self.UNIT_COUNT] = len(names)
+        results[self.MAX_STEP] = max((abs(p.step) for p in res.profiles if np.isfinite(p.step)), default=None)
+        results[self.OUTPUT_DISTANCE] = dist_path if layers.fault_geoms and dist_path else None
+        results[self.OUTPUT_PLOT] = None
         if plot_path:
-            save_plot(cf.plot_controls, plot_path, fault_samples, profiles, res.unit_boxes, info.units)
-            results["OUTPUT_PLOT"] = plot_path
-        feedback.setProgress(100)
+            save_plot(cf.plot_controls, plot_path, *_plot_args(res, layers), info.units)
+            results[self.OUTPUT_PLOT] = plot_path
+        run.progress(1.0)
         return results
+
+    def _write(self, parameters, context, rows: _Rows, feedback) -> dict:
+        """The three tables (None where not made); logs each fault's step."""
+        for line in rows.log:
+            feedback.pushInfo(line)
+        return {
+            self.OUTPUT_FAULTS: (
+                write_table(self, parameters, self.OUTPUT_FAULTS, context, FAULT_COLUMNS, rows.faults)
+                if rows.fault_table
+                else None
+            ),
+            self.OUTPUT_LITHOLOGY: (
+                write_table(self, parameters, self.OUTPUT_LITHOLOGY, context, LITHOLOGY_COLUMNS, rows.units)
+                if rows.unit_table
+                else None
+            ),
+            self.OUTPUT_HISTORY: (
+                write_table(self, parameters, self.OUTPUT_HISTORY, context, HISTORY_COLUMNS, rows.history)
+                if rows.history
+                else None
+            ),
+        }
+
+
+@dataclass
+class _Layers:
+    """The fault lines and lithology polygons in the raster's CRS."""
+
+    faults_given: bool = False
+    fault_names: list = field(default_factory=list)
+    fault_geoms: list = field(default_factory=list)
+    geoms: list = field(default_factory=list)
+    units: list = field(default_factory=list)
+
+
+@dataclass
+class _Rows:
+    """The rows of the three tables and the log lines on the faults."""
+
+    faults: list[dict]
+    units: list[dict]
+    history: list[dict]
+    log: list[str]
+    fault_table: bool
+    unit_table: bool
+
+
+def _rows(res, names: list[str], layers: _Layers, info, date, bin_width: float) -> _Rows:
+    fault_rows: list[dict] = []
+    log = []
+    for name, prof in zip(layers.fault_names, res.profiles, strict=True):
+        for r in prof.rows:
+            fault_rows.append(dict(fault=name, step=prof.step, step_se=prof.step_se, **r))
+        log.append(
+            f"Fault {name}: step {prof.step:.2f} ± {prof.step_se:.2f} {info.units} "
+            f"(right - left, nearest {bin_width:g} on each side; n = {prof.n_left}/{prof.n_right})"
+        )
+    history_rows: list[dict] = []
+    if res.history_means is not None:
+        means, valid = res.history_means, res.history_valid
+        for u, n in enumerate(names):
+            for t, d in enumerate(info.dates):
+                history_rows.append(dict(unit=n, date=d, mean=means[t, u], valid=valid[t, u]))
+    return _Rows(
+        faults=fault_rows,
+        units=[dict(date=date, **r) for r in res.unit_rows],
+        history=history_rows,
+        log=log,
+        fault_table=bool(layers.fault_geoms),
+        unit_table=bool(layers.geoms),
+    )
+
+
+def _plot_args(res, layers: _Layers) -> tuple:
+    """(fault samples named, profiles, unit boxes) for core.faults.plot_controls."""
+    samples = [(layers.fault_names[f], dist, vals) for f, dist, vals in res.fault_samples]
+    return samples, res.profiles, res.unit_boxes

@@ -246,6 +246,7 @@ def test_build_and_resample_tiny_budget_equal_large(scene, tmp_path):
 
 def test_points_to_stack_tiny_budget_equals_whole_grid(tmp_path):
     from deformation_forecast.core.points import PointSeries, grid_for, grid_points, points_to_stack
+    from deformation_forecast.core.run import Run
 
     rng = np.random.default_rng(5)
     n = 400
@@ -259,12 +260,11 @@ def test_points_to_stack_tiny_budget_equals_whole_grid(tmp_path):
             series, str(tmp_path / f"{method}_t.tif"), 25.0, method=method, radius=80, max_bytes=TINY // 4
         )
         big = points_to_stack(
-            series, str(tmp_path / f"{method}_b.tif"), 25.0, method=method, radius=80, mb=4096
+            series, str(tmp_path / f"{method}_b.tif"), 25.0, method=method, radius=80, run=Run(budget_mb=4096)
         )
         assert tiny["filled"] == big["filled"] > 0
         _same(read_stack(str(tmp_path / f"{method}_t.tif")), read_stack(str(tmp_path / f"{method}_b.tif")))
-        tr, w, h = grid_for(x, y, 25.0)
-        whole = grid_points(x, y, vals, tr, w, h, method, 80.0)
+        whole = grid_points(x, y, vals, grid_for(x, y, 25.0), method, 80.0)
         _same(read_stack(str(tmp_path / f"{method}_t.tif")), whole)
 
 
@@ -291,9 +291,12 @@ def test_cross_orbit_tiny_budget_equals_large(scene, tmp_path, mode):
 
 
 def test_fault_lithology_tiny_budget_equals_large(scene, tmp_path):
-    from deformation_forecast.core.controls import analyse_controls
+    from dataclasses import replace
+
+    from deformation_forecast.core.controls import ControlOptions, analyse_controls
     from deformation_forecast.core.faults import distance_grid, fault_profiles
     from deformation_forecast.core.lithology import rasterize_units, unit_stats
+    from deformation_forecast.core.run import Run
 
     info = read_info(scene["stack"])
     fault = [np.array([[X0 + 900, Y0 + 10], [X0 + 1900, Y0 - 3100]])]
@@ -305,21 +308,24 @@ def test_fault_lithology_tiny_budget_equals_large(scene, tmp_path):
         "type": "Polygon",
         "coordinates": [[[X0 + 1500, Y0], [X0 + 3400, Y0], [X0 + 3400, Y0 - 3000], [X0 + 1500, Y0]]],
     }
-    kw = dict(
-        faults=[fault],
-        unit_geometries=[poly, poly2],
-        units=["soft", "hard"],
-        bin_width=100.0,
-        max_distance=800.0,
-        history=True,
-        plot_samples=500,
-        unit_values=True,
+    kw = dict(faults=[fault], unit_geometries=[poly, poly2], units=["soft", "hard"])
+    opts = ControlOptions(
+        bin_width=100.0, max_distance=800.0, history=True, plot_samples=500, unit_values=True
     )
     big, names = analyse_controls(
-        scene["stack"], info, 17, distance_path=str(tmp_path / "db.tif"), mb=4096, **kw
+        scene["stack"],
+        info,
+        17,
+        options=replace(opts, distance_path=str(tmp_path / "db.tif")),
+        run=Run(budget_mb=4096),
+        **kw,
     )
     tiny, _ = analyse_controls(
-        scene["stack"], info, 17, distance_path=str(tmp_path / "dt.tif"), max_bytes=TINY, **kw
+        scene["stack"],
+        info,
+        17,
+        options=replace(opts, distance_path=str(tmp_path / "dt.tif"), max_bytes=TINY),
+        **kw,
     )
     assert names == ["soft", "hard"]
     assert big.profiles[0].rows == tiny.profiles[0].rows and big.profiles[0].step == tiny.profiles[0].step
@@ -462,6 +468,7 @@ def test_controls_refuse_a_raster_whose_kept_values_exceed_the_budget(tmp_path):
     set aside before any window is read; when they alone need over half the budget the run is
     refused up front, naming the budget that would do."""
     from deformation_forecast.core.controls import analyse_controls
+    from deformation_forecast.core.run import Run
 
     h = w = 1800  # 2 x 4 x 1800^2 = 24.7 MB kept against 40 MB usable of a 64 MB budget
     path = _write(tmp_path / "wide.tif", np.zeros((1, h, w), "float32"))
@@ -472,12 +479,12 @@ def test_controls_refuse_a_raster_whose_kept_values_exceed_the_budget(tmp_path):
         units=["u"],
     )
     with pytest.raises(InputError, match=r"25 MB for this 1800 x 1800 raster.*at least (\d+) MB") as e:
-        analyse_controls(path, info, 0, mb=64, **kw)
+        analyse_controls(path, info, 0, run=Run(budget_mb=64), **kw)
     need = int(re.search(r"at least (\d+) MB", str(e.value)).group(1))
     assert 64 < need < 128
     with pytest.raises(InputError):
-        analyse_controls(path, info, 0, mb=need - 2, **kw)
-    res, _ = analyse_controls(path, info, 0, mb=need, **kw)  # the budget it names is enough
+        analyse_controls(path, info, 0, run=Run(budget_mb=need - 2), **kw)
+    res, _ = analyse_controls(path, info, 0, run=Run(budget_mb=need), **kw)  # the budget it names is enough
     assert res.unit_rows[0]["valid"] == h * w
 
 
@@ -494,7 +501,7 @@ def _peak(fn) -> int:
 @pytest.mark.slow
 def test_peak_memory_under_a_64_mb_budget(big_stack, tmp_path, monkeypatch):
     from deformation_forecast.core import evaluation as ev
-    from deformation_forecast.core.controls import analyse_controls
+    from deformation_forecast.core.controls import ControlOptions, analyse_controls
     from deformation_forecast.core.crossorbit import cross_orbit
     from deformation_forecast.core.profiles import extract_profiles
     from deformation_forecast.core.rates import deformation_rate
@@ -528,12 +535,14 @@ def test_peak_memory_under_a_64_mb_budget(big_stack, tmp_path, monkeypatch):
                 faults=[[np.array([[X0 + 10, Y0 - 10], [X0 + 14000, Y0 - 13000]])]],
                 unit_geometries=[_box(X0 - 100, Y0 + 100, X0 + 30000, Y0 - 30000)],
                 units=["all"],
-                max_distance=20000.0,
-                bin_width=1000.0,
-                history=True,
-                unit_values=True,
-                plot_samples=1000,
-                distance_path=str(tmp_path / "d.tif"),
+                options=ControlOptions(
+                    max_distance=20000.0,
+                    bin_width=1000.0,
+                    history=True,
+                    unit_values=True,
+                    plot_samples=1000,
+                    distance_path=str(tmp_path / "d.tif"),
+                ),
             )
         ),
     }

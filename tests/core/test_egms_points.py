@@ -7,8 +7,14 @@ import pytest
 
 from deformation_forecast.core.errors import InputError
 from deformation_forecast.core.points import points_to_stack, read_points_csv
+from deformation_forecast.core.run import Run
 from deformation_forecast.core.stack import read_info, read_stack
 from tests import egms
+
+
+def _logging(logs: list) -> Run:
+    """A Run whose messages go to `logs`."""
+    return Run(report=lambda fraction, message: message and logs.append(message))
 
 
 def test_projected_csv_crs_takes_easting_northing(tmp_path):
@@ -20,7 +26,7 @@ def test_projected_csv_crs_takes_easting_northing(tmp_path):
     assert any("columns 'easting'/'northing' in EPSG:3035" in m for m in s.notes)
     out = str(tmp_path / "s.tif")
     logs = []
-    res = points_to_stack(s, out, 20.0, log=logs.append)
+    res = points_to_stack(s, out, 20.0, run=_logging(logs))
     info = read_info(out)
     assert info.crs.to_epsg() == 3035 and info.width > 2 and info.height > 2
     assert res["points"] == 30 and res["merged"] == 0
@@ -60,7 +66,7 @@ def test_merged_points_counted(tmp_path):
     egms.write_egms(path, nx=8, ny=8, step_deg=0.0001)  # about 7 x 11 m apart
     s = read_points_csv(str(path), crs="EPSG:3035")
     logs = []
-    res = points_to_stack(s, str(tmp_path / "m.tif"), 30.0, radius=1.0, log=logs.append)
+    res = points_to_stack(s, str(tmp_path / "m.tif"), 30.0, radius=1.0, run=_logging(logs))
     assert res["points"] + res["merged"] == 64 and res["merged"] > 0
     assert res["points"] == int(np.isfinite(read_stack(str(tmp_path / "m.tif"))[-1]).sum())
     assert any(f"{res['merged']} of 64 point(s) did not enter the grid" in m for m in logs)

@@ -14,7 +14,8 @@ from affine import Affine
 from deformation_forecast.core import failure as F
 from deformation_forecast.core import failure_run as R
 from deformation_forecast.core import failure_synthetic as S
-from deformation_forecast.core.errors import InputError
+from deformation_forecast.core.errors import Cancelled
+from deformation_forecast.core.run import Run
 from deformation_forecast.core.stack import write_stack
 
 LEAD = 60
@@ -38,7 +39,9 @@ def test_stack_in_windows(scene, tmp_path):
     out = str(tmp_path / "o.tif")
     seen = []
     # 62 dates x 4 bytes x 48 pixels per window: a dozen windows
-    recs, crit, summary = R.analyse_stack(path, out, F.Params(), max_bytes=62 * 4 * 48, progress=seen.append)
+    recs, crit, summary = R.analyse_stack(
+        path, out, F.Params(), run=Run(report=lambda f, m: seen.append(f)), max_bytes=62 * 4 * 48
+    )
     assert len(seen) > 5 and seen[-1] == pytest.approx(1.0)
     with rasterio.open(out) as src:
         a = src.read()
@@ -74,8 +77,8 @@ def test_area_restricts_the_stack(scene):
 def test_cancel_leaves_no_raster(scene, tmp_path):
     path, _, _ = scene
     out = tmp_path / "x.tif"
-    with pytest.raises(InputError, match="Cancelled"):
-        R.analyse_stack(path, str(out), F.Params(), is_canceled=lambda: True)
+    with pytest.raises(Cancelled):
+        R.analyse_stack(path, str(out), F.Params(), run=Run(cancelled=lambda: True))
     assert not out.exists() and not [p for p in os.listdir(tmp_path) if "partial" in p]
 
 

@@ -89,3 +89,38 @@ def test_unit_with_known_mean():
     assert m.shape == (2, 2)
     np.testing.assert_allclose(m[1], 2 * m[0])
     assert m[0, 0] == pytest.approx(rows["soft"]["mean"])
+
+
+def test_controls_run_progress_per_window_and_cancel_leaves_no_raster(write_stack, tmp_path):
+    """analyse_controls takes the run context: one progress step per window up to 1, and a cancel
+    (core.errors.Cancelled) leaves no distance raster behind."""
+    import os
+
+    from deformation_forecast.core.controls import ControlOptions, analyse_controls
+    from deformation_forecast.core.errors import Cancelled
+    from deformation_forecast.core.run import Run
+    from deformation_forecast.core.stack import read_info
+
+    x0, y0 = 500000.0, 4300000.0
+    path = write_stack(np.arange(2 * 30 * 40, dtype="float32").reshape(2, 30, 40))
+    info = read_info(path)
+    fault = [np.array([[x0 + 100.0, y0 - 10.0], [x0 + 700.0, y0 - 590.0]])]
+    opts = ControlOptions(
+        bin_width=40.0, max_distance=200.0, distance_path=str(tmp_path / "d.tif"), max_bytes=4000
+    )
+    seen = []
+    res, _ = analyse_controls(
+        path, info, 1, [fault], options=opts, run=Run(report=lambda f, m: seen.append(f))
+    )
+    assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    assert res.profiles[0].n_left > 0 and res.profiles[0].n_right > 0
+    assert os.path.exists(tmp_path / "d.tif")
+    out = tmp_path / "c.tif"
+    calls = []
+    stop = Run(report=lambda f, m: calls.append(f), cancelled=lambda: len(calls) >= 2)
+    with pytest.raises(Cancelled):
+        analyse_controls(
+            path, info, 1, [fault], options=ControlOptions(distance_path=str(out), max_bytes=4000), run=stop
+        )
+    assert len(calls) == 2 and not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("c.tif") or "partial" in p]

@@ -5,6 +5,7 @@ import pytest
 
 from deformation_forecast.core.metric import metres_per_degree
 from deformation_forecast.core.points import points_to_stack, read_points_csv
+from deformation_forecast.core.run import Run
 from deformation_forecast.core.stack import read_info, read_stack
 
 
@@ -19,7 +20,7 @@ def test_geographic_output_cells_are_metres(tmp_path):
     series = read_points_csv(str(csv), crs="EPSG:4326")
     out = str(tmp_path / "s.tif")
     logs = []
-    points_to_stack(series, out, 50.0, out_crs="EPSG:4326", log=logs.append)
+    points_to_stack(series, out, 50.0, out_crs="EPSG:4326", run=Run(report=lambda f, m: m and logs.append(m)))
     info = read_info(out)
     kx, ky = metres_per_degree(45.0015)
     assert info.transform.a == pytest.approx(50.0 / kx, rel=1e-9)

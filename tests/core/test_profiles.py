@@ -7,7 +7,9 @@ import pytest
 
 from deformation_forecast.core.errors import InputError
 from deformation_forecast.core.profiles import (
+    ProfileOptions,
     ReadStats,
+    ReadTuning,
     densify,
     extract_profiles,
     read_csv,
@@ -79,7 +81,7 @@ def test_bilinear_equals_analytic_surface_and_nearest_is_exact(analytic):
     path, data = analytic
     # a bent line well inside the hull of the pixel centres
     line = np.array([[X0 + 55.0, Y0 - 63.0], [X0 + 611.3, Y0 - 402.7], [X0 + 930.0, Y0 - 90.0]])
-    [p] = extract_profiles(path, [("I", [line])], spacing=7.3, method="bilinear")
+    [p] = extract_profiles(path, [("I", [line])], ProfileOptions(spacing=7.3, method="bilinear"))
     assert p.outside == 0
     for k in range(data.shape[0]):
         expected = _bilinear_surface(p.x, p.y, k)
@@ -87,7 +89,7 @@ def test_bilinear_equals_analytic_surface_and_nearest_is_exact(analytic):
     length = math.dist(line[0], line[1]) + math.dist(line[1], line[2])
     assert p.distance[-1] == pytest.approx(length)
 
-    [q] = extract_profiles(path, [("I", [line])], spacing=7.3, method="nearest")
+    [q] = extract_profiles(path, [("I", [line])], ProfileOptions(spacing=7.3, method="nearest"))
     rows = np.floor((Y0 - q.y) / RES).astype(int)
     cols = np.floor((q.x - X0) / RES).astype(int)
     np.testing.assert_array_equal(q.values, data.astype("float32")[:, rows, cols].astype("float64"))
@@ -103,7 +105,7 @@ def test_cross_check_with_skimage_profile_line(write_stack):
     line = np.array([[X0 + (c + 0.5) * RES, Y0 - (r + 0.5) * RES] for r, c in (src, dst)])
     for order, method in ((1, "bilinear"), (0, "nearest")):
         ref = profile_line(img.astype("float64"), src, dst, order=order, mode="constant")
-        [p] = extract_profiles(path, [("s", [line])], spacing=RES, method=method)
+        [p] = extract_profiles(path, [("s", [line])], ProfileOptions(spacing=RES, method=method))
         assert p.size == ref.size == 51
         np.testing.assert_allclose(p.values[0], ref, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(p.distance, np.arange(51) * RES)
@@ -127,7 +129,7 @@ def test_partly_outside_gives_nan_and_count_wholly_outside_raises(analytic):
     left, bottom, right, top = info.bounds
     y = (bottom + top) / 2
     part_out = np.array([[left - 200.0, y], [left + 400.0, y]])
-    [p] = extract_profiles(path, [("half", [part_out])], spacing=20.0)
+    [p] = extract_profiles(path, [("half", [part_out])], ProfileOptions(spacing=20.0))
     assert p.outside == int(np.isnan(p.values[0]).sum()) > 0
     assert np.isfinite(p.values[:, p.x >= left]).all()
 
@@ -152,7 +154,9 @@ def test_band_subset_and_csv_roundtrip(analytic, tmp_path):
     path, _ = analytic
     info = read_info(path)
     line = np.array([[X0 + 30.0, Y0 - 30.0], [X0 + 500.0, Y0 - 30.0]])
-    profs = extract_profiles(path, [("A", [line]), ("B", [line + [0.0, -200.0]])], bands=[1, 3])
+    profs = extract_profiles(
+        path, [("A", [line]), ("B", [line + [0.0, -200.0]])], ProfileOptions(bands=[1, 3])
+    )
     assert profs[0].values.shape == (2, profs[0].size)
     dates = [info.dates[1], info.dates[3]]
     csv_path = write_csv(str(tmp_path / "p.csv"), profs, dates)
@@ -189,7 +193,29 @@ def test_small_cache_budget_reopens_without_changing_values(write_stack):
         ("a", [np.array([[X0 + 100.0, Y0 - 100.0], [X0 + 5900.0, Y0 - 5000.0]])]),
         ("b", [np.array([[X0 + 5900.0, Y0 - 100.0], [X0 + 100.0, Y0 - 5900.0]])]),
     ]
-    ref = extract_profiles(path, lines, threads=1)
-    tiny = extract_profiles(path, lines, cache_budget=1)
+    ref = extract_profiles(path, lines, tuning=ReadTuning(threads=1))
+    tiny = extract_profiles(path, lines, tuning=ReadTuning(cache_budget=1))
     for p, q in zip(ref, tiny, strict=True):
         np.testing.assert_array_equal(p.values, q.values)
+
+
+def test_run_reports_each_line_and_cancel_stops(analytic):
+    """The run context (core.run.Run) gets one progress step per line, on its stage's scale, and
+    its cancel button stops the sampling with core.errors.Cancelled."""
+    from deformation_forecast.core.errors import Cancelled
+    from deformation_forecast.core.run import Run
+
+    path, _ = analytic
+    line = np.array([[X0 + 30.0, Y0 - 30.0], [X0 + 500.0, Y0 - 300.0]])
+    lines = [("I", [line]), ("II", [line[::-1]]), ("III", [line + 40.0])]
+    seen = []
+    run = Run(report=lambda f, m: seen.append(f)).stage(0.0, 0.8)
+    profs = extract_profiles(path, lines, run=run)
+    assert seen == pytest.approx([0.8 / 3, 1.6 / 3, 0.8])
+    assert [p.name for p in profs] == ["I", "II", "III"]
+    calls = []
+    with pytest.raises(Cancelled):
+        extract_profiles(
+            path, lines, run=Run(report=lambda f, m: calls.append(f), cancelled=lambda: len(calls) >= 1)
+        )
+    assert len(calls) == 1  # stopped after the first line

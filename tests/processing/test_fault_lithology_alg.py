@@ -181,3 +181,22 @@ def test_bad_inputs_write_nothing(run_alg, tmp_path, write_stack, case, match):
     for f in ("d.tif", "f.csv", "l.csv", "p.png"):
         assert not (tmp_path / f).exists(), f
     assert not [f for f in os.listdir(tmp_path) if "partial" in f]
+
+
+def test_temporary_distance_output_is_the_file_written(run_alg, tmp_path, write_stack):
+    """OUTPUT_DISTANCE as TEMPORARY_OUTPUT: the path returned is the raster written (a temporary
+    output gets a new name at each look-up, so the algorithm resolves it once)."""
+    stack, fault, _ = scene(tmp_path, write_stack)
+    res = run_alg(
+        "faultlithology",
+        {
+            "INPUT": stack,
+            "FAULTS": fault,
+            "BIN_WIDTH": 100,
+            "MAX_DISTANCE": 400,
+            "OUTPUT_FAULTS": str(tmp_path / "f.csv"),
+            "OUTPUT_DISTANCE": "TEMPORARY_OUTPUT",
+        },
+    )
+    dist = read_stack(res["OUTPUT_DISTANCE"])[0]
+    assert dist[40, 0] == pytest.approx(-(800 - 10))
