@@ -140,7 +140,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     ANIMATED_OUTPUTS: tuple[str, ...] = ()
     ANIMATE = "ANIMATE"  # the name of that boolean parameter, where an algorithm declares it
     # the memory budget of the current run in MB (core.budget), set by processAlgorithm; core calls
-    # get it explicitly as `mb=self.memory_mb`
+    # get it inside the Run of `self.run_context(feedback)`
     memory_mb: float | None = None
 
     def name(self) -> str:
