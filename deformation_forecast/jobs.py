@@ -273,9 +273,9 @@ def read_parameter(alg: Any, p: Param, parameters: Mapping[str, Any], context: A
         return alg.parameterAsFile(parameters, name, context)
     if p.kind == RASTER_OUT:
         return alg.parameterAsOutputLayer(parameters, name, context) or ""
+    if p.kind == FOLDER_OUT and not alg.parameterAsString(parameters, name, context):
+        return ""  # an optional folder left empty (its file output would be a temporary folder)
     if p.kind in (FILE_OUT, FOLDER_OUT):
-        if p.optional and not alg.parameterAsString(parameters, name, context):
-            return ""
         return alg.parameterAsFileOutput(parameters, name, context) or ""
     raise TypeError(f"{name}: a {p.kind} parameter is read by the algorithm")
 
@@ -384,6 +384,7 @@ def _max_seconds() -> Any:
         maximum=MAX_SECONDS_MAX,
         unit="s",
         advanced=True,
+        help="Stops a network's training after this long (the best weights are kept).",
     )
 
 
