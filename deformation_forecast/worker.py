@@ -66,13 +66,8 @@ _versions: dict[str, str] = {}  # python -> "Python 3.11.2, TensorFlow 2.21.0" (
 PROBE = (
     "import importlib.metadata as md, importlib.util, platform, sys\n"
     "missing = [m for m in ('tensorflow', 'rasterio', 'numpy') if importlib.util.find_spec(m) is None]\n"
-    "tf = '?'\n"
-    "for dist in ('tensorflow', 'tensorflow-cpu', 'tensorflow-macos', 'tf-nightly'):\n"
-    "    try:\n"
-    "        tf = md.version(dist)\n"
-    "        break\n"
-    "    except md.PackageNotFoundError:\n"
-    "        pass\n"
+    "dists = md.packages_distributions().get('tensorflow') or []  # tensorflow, tensorflow-cpu...\n"
+    "tf = md.version(dists[0]) if dists else '?'\n"
     "print(','.join(missing)); print(platform.python_version()); print(tf)\n"
     "sys.exit(3 if missing else 0)\n"
 )
