@@ -8,6 +8,13 @@ import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 from deformation_forecast import worker
+from tests import worker_selftest
+
+
+@pytest.fixture(autouse=True)
+def selftest_worker(monkeypatch):
+    """The worker runs the tests' module, which adds the fault-injection command ``_selftest``."""
+    monkeypatch.setattr(worker, "WORKER_MODULE", worker_selftest.MODULE)
 
 
 class RecordingFeedback(QgsProcessingFeedback):
