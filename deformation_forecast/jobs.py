@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -134,11 +135,6 @@ class Param:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.option_labels or self.options
-
-    @property
-    def shown(self) -> str:
-        """How a message names this field: the parameter name, else the worker's key."""
-        return self.name or "?"
 
 
 def param(name: str | None, default: Any = dataclasses.MISSING, **declaration: Any) -> Any:
@@ -703,8 +699,6 @@ class CompareJob(Job):
     def network_job(self, model: str, stack: str, interval_days: int, folder: str) -> TrainJob:
         """The worker's training of network `model` on `stack` (the comparison's, maybe cropped) at
         the comparison's resolved interval, writing its model and raw test predictions in `folder`."""
-        import os
-
         return TrainJob(
             input=stack,
             architecture=model,
@@ -721,6 +715,3 @@ class CompareJob(Job):
             test_tiles=0,  # every block: the networks are scored on the baselines' pixels
             memory_budget_mb=self.memory_budget_mb,
         )
-
-
-JOBS: dict[str, type[Job]] = {cls.COMMAND: cls for cls in (TrainJob, ForecastJob, InfoJob)}
