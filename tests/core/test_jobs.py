@@ -129,8 +129,14 @@ def test_compare_models_must_not_be_empty():
 
 
 def test_the_architecture_list_is_defined_once():
-    src = open(f"{ROOT}/deformation_forecast/jobs.py", encoding="utf-8").read()
-    assert src.count('"cnn-phlstm-paper"') == 1
+    import pathlib
+
+    hits = [
+        str(p.relative_to(ROOT))
+        for p in sorted(pathlib.Path(ROOT, "deformation_forecast").rglob("*.py"))
+        for _ in range(p.read_text(encoding="utf-8").count('"cnn-phlstm-paper"'))
+    ]
+    assert hits == ["deformation_forecast/jobs.py"]
 
 
 def test_jobs_import_neither_qgis_nor_tensorflow():
