@@ -18,6 +18,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from .. import jobs
 from ..core import budget, outputs, validity
 from ..core.dates import check_observed
 from ..core.errors import Cancelled, InputError
@@ -434,7 +435,7 @@ def _stat(path: str) -> tuple | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-DEVICES = ["auto", "gpu", "cpu"]
+DEVICES = list(jobs.DEVICES)  # the DEVICE choices, declared once (jobs.py)
 
 
 def default_device_index() -> int:
