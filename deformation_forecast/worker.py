@@ -16,6 +16,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import subprocess
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from typing import Any
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsSettings
 
 from . import settings_keys
+from .jobs import Job
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
 SETTINGS_KEY = settings_keys.PYTHON
@@ -33,8 +35,8 @@ INSTALL_HINT = (
     "Training and forecasting need a Python 3 with TensorFlow, run as a separate process. "
     "Install it, e.g. `python3 -m venv ~/df-venv && ~/df-venv/bin/pip install tensorflow-cpu "
     "rasterio scikit-image scikit-learn` (or tensorflow[and-cuda] for an NVIDIA GPU), then point "
-    "the plugin at it: Settings > Options > Processing > Providers > Deformation forecast > "
-    "'TensorFlow Python', or the environment variable DEFORMATION_FORECAST_PYTHON."
+    "the plugin at it: Settings > Options > Deformation forecast > 'TensorFlow Python', or the "
+    "environment variable DEFORMATION_FORECAST_PYTHON."
 )
 
 
@@ -57,6 +59,18 @@ def candidate_pythons() -> list[tuple[str, str]]:
 
 
 _checked: dict[str, tuple[bool, str]] = {}
+_versions: dict[str, str] = {}  # python -> "Python 3.11.2, TensorFlow 2.21.0" (the same probe)
+
+# prints the missing modules, then the versions of Python and of TensorFlow (from its package
+# metadata: importing TensorFlow takes seconds)
+PROBE = (
+    "import importlib.metadata as md, importlib.util, platform, sys\n"
+    "missing = [m for m in ('tensorflow', 'rasterio', 'numpy') if importlib.util.find_spec(m) is None]\n"
+    "dists = md.packages_distributions().get('tensorflow') or []  # tensorflow, tensorflow-cpu...\n"
+    "tf = md.version(dists[0]) if dists else '?'\n"
+    "print(','.join(missing)); print(platform.python_version()); print(tf)\n"
+    "sys.exit(3 if missing else 0)\n"
+)
 
 
 def check_python(python: str) -> tuple[bool, str]:
@@ -66,25 +80,32 @@ def check_python(python: str) -> tuple[bool, str]:
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         res = (False, f"{python} is not an executable file.")
     else:
-        code = (
-            "import importlib.util, sys; "
-            "missing=[m for m in ('tensorflow','rasterio','numpy') if importlib.util.find_spec(m) is None]; "
-            "print(','.join(missing)); sys.exit(3 if missing else 0)"
-        )
         try:
             p = subprocess.run(
-                [python, "-c", code], capture_output=True, text=True, timeout=60, env=_child_env()
+                [python, "-c", PROBE], capture_output=True, text=True, timeout=60, env=_child_env()
             )
+            lines = p.stdout.splitlines() + ["", "", ""]
+            if p.returncode in (0, 3):
+                _versions[python] = f"Python {lines[1]}, TensorFlow {lines[2]}"
             if p.returncode == 0:
                 res = (True, f"{python} has TensorFlow.")
             elif p.returncode == 3:
-                res = (False, f"{python} lacks: {p.stdout.strip()}.")
+                res = (False, f"{python} lacks: {lines[0].strip()}.")
             else:
                 res = (False, f"{python} failed: {p.stderr.strip()[-300:]}")
         except (OSError, subprocess.TimeoutExpired) as e:
             res = (False, f"{python} could not be run: {e}")
     _checked[python] = res
     return res
+
+
+def worker_versions() -> str:
+    """The worker's Python and TensorFlow versions ("Python 3.11.2, TensorFlow 2.21.0"), or why
+    there is none (the provider's versionInfo)."""
+    python, _ = find_python()
+    if python is None:
+        return "no Python with TensorFlow found"
+    return _versions.get(python, "versions unknown")
 
 
 def find_python() -> tuple[str | None, str]:
@@ -131,10 +152,15 @@ def is_tensorflow_noise(line: str) -> bool:
     return bool(TF_NOISE.match(line.strip()))
 
 
-def _reader(stream, sink: queue.Queue, tag: str) -> None:
-    for line in iter(stream.readline, ""):
-        sink.put((tag, line.rstrip("\n")))
-    sink.put((tag, None))
+# the module the worker runs as (``python -m WORKER_MODULE command --params file``); the tests run
+# their fault-injection commands through a module of their own (tests/worker_selftest.py)
+WORKER_MODULE = "deformation_forecast.ml"
+
+
+def run_job(job: Job, feedback: QgsProcessingFeedback | None = None, **options: Any) -> dict[str, Any]:
+    """Run `job` (jobs.py) in the worker: its command receives ``job.asdict()`` as JSON and rebuilds
+    the job there (ml/commands.py). `options` as :func:`run_worker`."""
+    return run_worker(job.COMMAND, job.asdict(), feedback, **options)
 
 
 def run_worker(
@@ -151,54 +177,101 @@ def run_worker(
     (default: env DEFORMATION_FORECAST_WORKER_IDLE_TIMEOUT, else no limit). `python` overrides the
     lookup of :func:`find_python`.
     """
-    if python is not None:
-        ok, why = check_python(python)
-        if not ok:
-            raise QgsProcessingException(f"{why} {INSTALL_HINT}")
-    else:
-        python, why = find_python()
-        if python is None:
-            raise QgsProcessingException(why)
+    python = _worker_python(python)
     if idle_timeout is None:
         env_to = os.environ.get("DEFORMATION_FORECAST_WORKER_IDLE_TIMEOUT")
         idle_timeout = float(env_to) if env_to else None
     fd, pfile = tempfile.mkstemp(prefix="df_params_", suffix=".json")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(params, f)
-    args = [python, "-m", "deformation_forecast.ml", command, "--params", pfile]
-    if feedback:
-        feedback.pushDebugInfo("Worker: " + " ".join(args))
-    tail: collections.deque[str] = collections.deque(maxlen=25)
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    proc = subprocess.Popen(
-        args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        env=_child_env(),
-        start_new_session=True,
-    )
-    lines: queue.Queue = queue.Queue()
-    threads = [
-        threading.Thread(target=_reader, args=(proc.stdout, lines, "out"), daemon=True),
-        threading.Thread(target=_reader, args=(proc.stderr, lines, "err"), daemon=True),
-    ]
-    for t in threads:
-        t.start()
-    open_streams = 2
-    last_output = time.monotonic()
-    cancelled = hung = False
+    session = _Session(feedback, idle_timeout)
     try:
+        session.run([python, "-m", WORKER_MODULE, command, "--params", pfile])
+    finally:
+        with contextlib.suppress(FileNotFoundError):  # the worker removes it once read
+            os.unlink(pfile)
+        if session.rc != 0 or session.cancelled or session.hung:
+            _remove_partial_outputs(params)
+    return session.outcome()
+
+
+def _worker_python(python: str | None) -> str:
+    """`python` when it has TensorFlow, else the one :func:`find_python` finds; raises otherwise."""
+    if python is not None:
+        ok, why = check_python(python)
+        if not ok:
+            raise QgsProcessingException(f"{why} {INSTALL_HINT}")
+        return python
+    found, why = find_python()
+    if found is None:
+        raise QgsProcessingException(why)
+    return found
+
+
+def _reader(stream, sink: queue.Queue, tag: str) -> None:
+    for line in iter(stream.readline, ""):
+        sink.put((tag, line.rstrip("\n")))
+    sink.put((tag, None))
+
+
+class _Session:
+    """One run of the worker: started with ``with subprocess.Popen``, the command line shown with
+    ``pushCommandInfo``, its JSON lines relayed to the feedback, its other output (TensorFlow's
+    notes filtered out) with ``pushConsoleInfo``, stopped on cancel or silence."""
+
+    def __init__(self, feedback: QgsProcessingFeedback | None, idle_timeout: float | None):
+        self.feedback = feedback
+        self.idle_timeout = idle_timeout
+        self.tail: collections.deque[str] = collections.deque(maxlen=25)
+        self.result: dict[str, Any] | None = None
+        self.error: str | None = None
+        self.cancelled = self.hung = False
+        self.rc: int | None = None
+
+    def run(self, args: list[str]) -> None:
+        if self.feedback is not None:
+            self.feedback.pushCommandInfo(shlex.join(args))
+        with subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=_child_env(),
+            start_new_session=True,
+        ) as proc:
+            lines: queue.Queue = queue.Queue()
+            threads = [
+                threading.Thread(target=_reader, args=(proc.stdout, lines, "out"), daemon=True),
+                threading.Thread(target=_reader, args=(proc.stderr, lines, "err"), daemon=True),
+            ]
+            for t in threads:
+                t.start()
+            open_streams = 2
+            try:
+                open_streams = self._pump(lines)
+            finally:
+                if proc.poll() is None and (self.cancelled or self.hung or open_streams):
+                    _stop(proc)
+                self.rc = proc.wait()
+                for t in threads:
+                    t.join(timeout=2)
+                if any(t.is_alive() for t in threads):  # a reader still holds its pipe: leave it
+                    proc.stdout = proc.stderr = None
+
+    def _pump(self, lines: queue.Queue) -> int:
+        """Relay the worker's lines until both its streams close, it is cancelled or falls silent
+        for `idle_timeout` s; returns the number of streams still open."""
+        open_streams = 2
+        last_output = time.monotonic()
         while open_streams:
-            if feedback is not None and feedback.isCanceled():
-                cancelled = True
+            if self.feedback is not None and self.feedback.isCanceled():
+                self.cancelled = True
                 break
-            if idle_timeout and time.monotonic() - last_output > idle_timeout:
-                hung = True
+            if self.idle_timeout and time.monotonic() - last_output > self.idle_timeout:
+                self.hung = True
                 break
             try:
                 tag, line = lines.get(timeout=0.1)
@@ -207,49 +280,39 @@ def run_worker(
             last_output = time.monotonic()
             if line is None:
                 open_streams -= 1
-                continue
-            if tag == "err":
-                if line.strip():
-                    tail.append(line)  # kept for a crash report, even TensorFlow's own notes
-                    if feedback and not is_tensorflow_noise(line):
-                        feedback.pushDebugInfo(line)
-                continue
-            obj = _parse(line)
-            if obj is None:
-                tail.append(line)
-                if feedback and line.strip():
-                    feedback.pushDebugInfo(line)
-                continue
-            error = obj.get("error", error)
+            else:
+                self._line(tag, line)
+        return open_streams
+
+    def _line(self, tag: str, line: str) -> None:
+        obj = _parse(line) if tag == "out" else None
+        if obj is not None:
+            self.error = obj.get("error", self.error)
             if "result" in obj:
-                result = obj["result"]
-            _relay(obj, feedback)
-    finally:
-        if proc.poll() is None and (cancelled or hung or open_streams):
-            _stop(proc)
-        rc = proc.wait()
-        for t in threads:
-            t.join(timeout=2)
-        if not any(t.is_alive() for t in threads):  # else a reader still holds its pipe
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    with contextlib.suppress(OSError):
-                        stream.close()
-        with contextlib.suppress(FileNotFoundError):  # the worker removes it once read
-            os.unlink(pfile)
-        if rc != 0 or cancelled or hung:
-            _remove_partial_outputs(params)
-    if cancelled:
-        raise QgsProcessingException("Cancelled: the worker was stopped and nothing was written.")
-    if hung:
-        raise QgsProcessingException(
-            f"The worker printed nothing for {idle_timeout:.0f} s and was stopped. Last lines:\n"
-            + "\n".join(tail)
-        )
-    if rc != 0 or result is None:
-        detail = "\n".join(tail)
-        if error:
-            raise QgsProcessingException(f"{error}" + (f"\nWorker log:\n{detail}" if detail else ""))
+                self.result = obj["result"]
+            _relay(obj, self.feedback)
+            return
+        if not line.strip():
+            return
+        self.tail.append(line)  # kept for a crash report, even TensorFlow's own notes
+        if self.feedback is not None and not (tag == "err" and is_tensorflow_noise(line)):
+            self.feedback.pushConsoleInfo(line)
+
+    def outcome(self) -> dict[str, Any]:
+        """The worker's result, or the QgsProcessingException that says why there is none."""
+        detail = "\n".join(self.tail)
+        if self.cancelled:
+            raise QgsProcessingException("Cancelled: the worker was stopped and nothing was written.")
+        if self.hung:
+            raise QgsProcessingException(
+                f"The worker printed nothing for {self.idle_timeout:.0f} s and was stopped. Last lines:\n"
+                + detail
+            )
+        if self.rc == 0 and self.result is not None:
+            return self.result
+        if self.error:
+            raise QgsProcessingException(f"{self.error}" + (f"\nWorker log:\n{detail}" if detail else ""))
+        rc = self.rc or 0
         how = f"was killed by signal {-rc}" if rc < 0 else f"exited with code {rc}"
         if rc == -9:
             how += (
@@ -257,7 +320,6 @@ def run_worker(
                 "BATCH_SIZE or TILE_SIZE)"
             )
         raise QgsProcessingException(f"The TensorFlow worker {how}. Last lines:\n{detail}")
-    return result
 
 
 def _remove_partial_outputs(params: dict[str, Any]) -> None:

@@ -123,30 +123,35 @@ class Persistence(Baseline):
         return history[-1].astype("float32", copy=True)
 
 
-# the trend windows tried on the validation dates, and the horizons they are scored at: the same as
-# the default networks' own trend (ml/trend.py WINDOW_CANDIDATES, choose_window)
+# the trend windows tried on the validation dates, and the horizons they are scored at: the one
+# choice of the trend window, used by the linear-trend baseline here and by the default networks'
+# own trend (ml/trend.py, ml/train.py)
 TREND_CANDIDATES = (1, 5, 10, 20, 40)
 TREND_HORIZON = 20
 
 
-def line_errors(
-    frames: np.ndarray, times: np.ndarray, split: Split, candidates=TREND_CANDIDATES
+def trend_window_errors(
+    frames: np.ndarray,
+    times: np.ndarray,
+    first_origin: int,
+    end: int,
+    candidates: tuple[int, ...] = TREND_CANDIDATES,
+    horizon: int = TREND_HORIZON,
 ) -> dict[int, tuple[float, int]]:
-    """Per candidate window w: (sum of |error|, count) of the least-squares line over the w frames
-    before every origin from the first validation target to the first test date, 1..TREND_HORIZON
-    steps ahead (never reaching the test dates), over the pixels finite at all those dates. Sums
-    over pixel subsets (windows of the raster) add up."""
-    end = split.first_test
-    first = int(split.val[0]) if len(split.val) else max(1, end - TREND_HORIZON)
+    """Per candidate window w (at most `first_origin` dates): (sum of |error|, count) of the
+    least-squares line over the w frames before every origin in [first_origin, end), 1..horizon
+    steps ahead (never reaching `end`, the first test date), over the finite errors of `frames`
+    (T, ...) at `times` (real time, the dates from index 0). Sums over pixel subsets add up
+    (:func:`add_errors`); :func:`choose_trend_window` picks the window."""
     out: dict[int, tuple[float, int]] = {}
-    lo = max(0, first - max(candidates))  # only the dates any candidate needs, as float64
+    lo = max(0, first_origin - max(candidates))  # only the dates any candidate needs, as float64
     flat = np.asarray(frames[lo:end], dtype="float64").reshape(end - lo, -1)
     for w in candidates:
-        if w > first:
+        if w > first_origin:
             continue
         err, cnt = 0.0, 0
-        for o in range(first, end):
-            h = min(TREND_HORIZON, end - o)
+        for o in range(first_origin, end):
+            h = min(horizon, end - o)
             pred = _line_predict(flat[o - w - lo : o - lo], times[o - w : o], times[o : o + h])
             e = np.abs(pred - flat[o - lo : o - lo + h])
             ok = np.isfinite(e)
@@ -154,6 +159,25 @@ def line_errors(
             cnt += int(ok.sum())
         out[w] = (err, cnt)
     return out
+
+
+def choose_trend_window(errors: dict[int, tuple[float, int]], default: int) -> tuple[int, dict[int, float]]:
+    """(the window of least mean absolute error, ties the shorter; {window: MAE}) of
+    :func:`trend_window_errors`' sums; `default` when no window could be scored."""
+    maes = {w: e / c for w, (e, c) in sorted(errors.items()) if c}
+    if not maes:
+        return int(default), {}
+    return int(min(maes, key=lambda w: (maes[w], w))), maes
+
+
+def line_errors(
+    frames: np.ndarray, times: np.ndarray, split: Split, candidates: tuple[int, ...] = TREND_CANDIDATES
+) -> dict[int, tuple[float, int]]:
+    """:func:`trend_window_errors` from the first validation target (else TREND_HORIZON dates
+    before the test set) to the first test date, over the pixels of `frames`."""
+    end = split.first_test
+    first = int(split.val[0]) if len(split.val) else max(1, end - TREND_HORIZON)
+    return trend_window_errors(frames, times, first, end, candidates)
 
 
 def _line_predict(y: np.ndarray, t: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -199,9 +223,7 @@ class LinearTrend(Baseline):
         """Take the window with the least validation MAE (ties: the shorter)."""
         if not self.auto:
             return
-        maes = {w: e / c for w, (e, c) in self.errors.items() if c}
-        if maes:
-            self.window = min(maes, key=lambda w: (maes[w], w))
+        self.window, maes = choose_trend_window(self.errors, self.window)
         listed = ", ".join(f"{w}: {maes[w]:.3g}" for w in sorted(maes))
         self.notes = (
             f"least squares over the last {self.window} frames, real time; window chosen on the "

@@ -189,8 +189,7 @@ def pending_bytes(plan: BlockPlan, bands: int) -> int:
 
 
 def plan_blocks(
-    height: int,
-    width: int,
+    shape: tuple[int, int],
     tile: int,
     overlap: int,
     budget: int,
@@ -202,7 +201,8 @@ def plan_blocks(
     """The largest cores whose largest region (`per_pixel` bytes a pixel) and pending transition
     bands fit in `budget` bytes; multiples of the tile stride, at least :func:`tile_unit`'s
     smallest core. An explicit `block_size` (pixels, rounded up likewise) wins. The whole raster is
-    one block when it fits."""
+    one block when it fits. `shape` = (height, width) of the raster."""
+    height, width = (int(v) for v in shape)
     unit, auto_halo = tile_unit(tile, overlap)
     stride = max(1, int(tile) - int(overlap))
     h = auto_halo if halo is None else int(halo)
@@ -342,12 +342,14 @@ class TailStore:
             self._arr[:, r0 : r0 + int(window.height), c0 : c0 + int(window.width)] = data
         else:
             with _no_georef_warning():
+                assert self._ds is not None
                 self._ds.write(np.ascontiguousarray(data, dtype="float32"), window=window)
 
     def read(self, window: Window) -> np.ndarray:
         if self._arr is not None:
             r0, c0 = int(window.row_off), int(window.col_off)
             return self._arr[:, r0 : r0 + int(window.height), c0 : c0 + int(window.width)].copy()
+        assert self._ds is not None
         with _no_georef_warning():
             return self._ds.read(window=window, out_dtype="float32")
 
@@ -356,6 +358,7 @@ class TailStore:
         if self._arr is not None:
             r0, c0 = int(window.row_off), int(window.col_off)
             return self._arr[-1, r0 : r0 + int(window.height), c0 : c0 + int(window.width)].copy()
+        assert self._ds is not None
         with _no_georef_warning():
             return self._ds.read(self.keep, window=window, out_dtype="float32")
 

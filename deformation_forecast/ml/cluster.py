@@ -22,6 +22,7 @@ import zlib
 from typing import Any
 
 from ..core.errors import InputError
+from ..jobs import TrainJob
 from . import protocol
 
 # checked up front: how long a collective may wait for a slow or lost peer
@@ -29,8 +30,9 @@ DEFAULT_TIMEOUT_S = 900
 
 
 def parse_args(argv: list[str]) -> dict[str, Any]:
-    """The command line of ``train-cluster`` as the ``train`` command's params (``--params FILE``
-    gives any other training parameter of ml/train.py DEFAULTS; the options win over it)."""
+    """The command line of ``train-cluster`` as the ``train`` command's params, checked as a
+    TrainJob (jobs.py: InputError naming an unknown or invalid key). ``--params FILE`` gives any
+    other TrainJob field; the options win over it."""
     ap = argparse.ArgumentParser(prog="python -m deformation_forecast.ml train-cluster")
     ap.add_argument("--stack", required=True, help="deformation stack GeoTIFF, readable on every machine")
     ap.add_argument("--output-model", required=True, help="model file the chief writes")
@@ -62,7 +64,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     params.update(
         resume=bool(args.resume or params.get("resume")), cluster_timeout=args.timeout, cluster=True
     )
-    return params
+    return TrainJob.from_dict(params).asdict()
 
 
 def run(params: dict[str, Any]) -> dict[str, Any]:

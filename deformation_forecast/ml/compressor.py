@@ -153,7 +153,8 @@ class ExtremumGRU:
         """Predicted extremes at each index of `targets` from the observed extremes before it."""
         z = self._norm(fmin, fmax)
         ts = self.time_step
-        wins, last = [], []
+        wins: list[np.ndarray | None] = []
+        last = []
         for t in targets:
             t = int(t)
             if t - 1 < ts:  # not enough history: persistence of the observed extreme
@@ -164,7 +165,7 @@ class ExtremumGRU:
         out = np.array(last, dtype="float64")
         have = [i for i, w in enumerate(wins) if w is not None]
         if have:
-            d = self._denorm(self._step(np.stack([wins[i] for i in have])))
+            d = self._denorm(self._step(np.stack([w for w in wins if w is not None])))
             out[have] += d
         return out[:, 0], out[:, 1]
 

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.dates import median_interval
 from ..core.errors import InputError
 from ..core.resample import resample_regular
+
+if TYPE_CHECKING:
+    from .modelfile import TrendParams
 
 
 def regularize(
@@ -107,7 +111,7 @@ def make_example(
     fmin: np.ndarray,
     fmax: np.ndarray,
     time_step: int,
-    trend: dict | None = None,
+    trend: TrendParams | None = None,
 ) -> list[np.ndarray]:
     """One training example from `crop`, the regular stack's dates [b0, t] on one tile (NaN outside
     the all-dates-finite mask and outside the raster).
@@ -126,27 +130,24 @@ def make_example(
     from .trend import label_inputs
 
     reg0 = np.where(mask > 0, crop, 0.0).astype("float32")
-    x, line = label_inputs(
-        reg0,
-        comp,
-        tl,
-        time_step,
-        trend["trend_window"],
-        trend["residual_scale"],
-        trend["frame_scale"],
-    )
-    y = np.stack([reg0[tl] / trend["frame_scale"], mask], -1).astype("float32")
+    x, line = label_inputs(reg0, comp, tl, time_step, trend)
+    y = np.stack([reg0[tl] / trend.frame_scale, mask], -1).astype("float32")
     return [x, line[..., None], y]
 
 
 def tile_reader(
-    work, fmin: np.ndarray, fmax: np.ndarray, time_step: int, tile: int, trend: dict | None = None
-):
+    work: Any,
+    fmin: np.ndarray,
+    fmax: np.ndarray,
+    time_step: int,
+    tile: int,
+    trend: TrendParams | None = None,
+) -> Callable[[Any, Any, Any], list[np.ndarray]]:
     """read(t, r, c) -> :func:`make_example` of label t on the tile at (r, c), reading only the bands
     and the window it needs from the work file (ml/source.py WorkStack)."""
-    tw = int(trend["trend_window"]) if trend else 0
+    tw = int(trend.trend_window) if trend else 0
 
-    def read(t, r, c) -> list[np.ndarray]:
+    def read(t: Any, r: Any, c: Any) -> list[np.ndarray]:
         t, r, c = int(t), int(r), int(c)
         b0, b1 = example_bands(t, time_step, tw)
         return make_example(work.read(b0, b1, r, c, tile, tile), b0, t, fmin, fmax, time_step, trend)
@@ -157,94 +158,84 @@ def tile_reader(
 EVAL_SEED = 7919  # the fixed subset of validation items (same every epoch)
 
 
+@dataclass(frozen=True)
+class TileSpec:
+    """The examples' tiling: tile tops `rows` and lefts `cols` (:func:`tile_grid`), the window
+    length, the tile edge, and whether the network is a "trend" network (three inputs)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    time_step: int
+    tile: int
+    trend: bool
+
+    def items(self, labels: np.ndarray) -> int:
+        return len(labels) * len(self.rows) * len(self.cols)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Which items one pipeline reads, in which order (see :func:`tile_dataset`)."""
+
+    shuffle: bool
+    seed: int = 0
+    samples: int = 0  # per epoch; 0 = all
+    epochs: tuple[int, int] = (0, 1)
+    shard: tuple[int, int, int] = (0, 1, 0)  # (index, count, per_replica)
+
+
 def tile_dataset(
-    read,
+    read: Callable[[Any, Any, Any], list[np.ndarray]],
     labels: np.ndarray,
-    rows: np.ndarray,
-    cols: np.ndarray,
-    time_step: int,
-    tile: int,
+    spec: TileSpec,
     batch_size: int,
-    *,
-    trend: bool,
-    shuffle: bool,
-    seed: int = 0,
-    samples: int = 0,
-    epochs: tuple[int, int] = (0, 1),
+    sampling: Sampling,
     ram_budget: int = 0,
-    shard: tuple[int, int, int] = (0, 1, 0),
-):
+) -> tuple[Any, int]:
     """A tf.data pipeline of (inputs, labels) batches for Keras ``fit``; returns (dataset, steps).
 
-    ``shard`` = (index, count, per_replica), for training across machines (ml/loop.py): of each
-    batch of `batch_size` items (the global batch) only the index-th of `count` equal parts is read,
-    in batches of `per_replica` items; `samples` must then be a multiple of `batch_size`. Every
-    worker reads different tiles, and together they read exactly the batches of one process.
+    ``sampling.shard`` = (index, count, per_replica), for training across machines (ml/loop.py): of
+    each batch of `batch_size` items (the global batch) only the index-th of `count` equal parts is
+    read, in batches of `per_replica` items; ``samples`` must then be a multiple of `batch_size`.
+    Every worker reads different tiles, and together they read exactly the batches of one process.
 
-    Items are (label, tile row, tile column), all combinations; `samples` (0 = all) per epoch.
-    ``shuffle``: every epoch e in ``range(*epochs)`` takes the first `samples` items of its own
+    Items are (label, tile row, tile column), all combinations; ``samples`` (0 = all) per epoch.
+    ``shuffle``: every epoch e in ``range(*epochs)`` takes the first ``samples`` items of its own
     seeded permutation (``tf.random.experimental.index_shuffle``: nothing is materialized), and
     the epochs follow each other in one dataset (fit with ``steps_per_epoch`` = steps). Otherwise
-    one pass over a fixed subset (all items when `samples` covers them). Each item is read from
+    one pass over a fixed subset (all items when ``samples`` covers them). Each item is read from
     disk by `read` (:func:`tile_reader`) in a parallel ``map`` (``tf.numpy_function``, stateless so
     that op determinism keeps it parallel), then batched and prefetched."""
     import tensorflow as tf
 
-    n_items = len(labels) * len(rows) * len(cols)
-    samples = min(int(samples) or n_items, n_items)
+    n_items = spec.items(labels)
+    samples = min(int(sampling.samples) or n_items, n_items)
     steps = max(1, math.ceil(samples / batch_size))
-    lab_t = tf.constant(np.asarray(labels, dtype="int64"))
-    row_t, col_t = tf.constant(rows, tf.int64), tf.constant(cols, tf.int64)
-    nr, nc = len(rows), len(cols)
-    last = tf.constant(n_items - 1, tf.int64)
-    s, ts = tile, time_step
-    if trend:
-        tout = [tf.float32] * 3
-        shapes = [(ts, s, s, 3), (s, s, 1), (s, s, 2)]
-    else:
-        tout = [tf.float32] * 2
-        shapes = [(ts, s, s, 1), (s, s, 2)]
-
-    def decode(i):
-        return (
-            tf.gather(lab_t, i // (nr * nc)),
-            tf.gather(row_t, (i // nc) % nr),
-            tf.gather(col_t, i % nc),
-        )
-
-    def load(t, r, c):
-        out = tf.numpy_function(read, [t, r, c], tout, stateful=False)
-        for o, shape in zip(out, shapes, strict=True):
-            o.set_shape(shape)
-        if trend:
-            return {"frames": out[0], "trend": out[1]}, out[2]
-        return out[0], out[1]
-
-    part, parts, per_replica = (int(v) for v in shard)
+    part, parts, per_replica = (int(v) for v in sampling.shard)
     if parts > 1 and (samples % batch_size or batch_size % parts):
         raise ValueError(f"{samples} samples in batches of {batch_size} cannot be split {parts} ways")
+    items = _ItemPipeline(read, labels, spec, samples, sampling.shuffle)
 
-    def items(seed_pair):
-        idx = tf.data.Dataset.range(samples)
-        if samples < n_items or shuffle:
-            idx = idx.map(lambda k: tf.random.experimental.index_shuffle(k, seed_pair, last))
+    def one_pass(seed_pair: Any) -> Any:
+        idx = items(seed_pair)
         out_batch = batch_size
         if parts > 1:  # this worker's share of every global batch, before any tile is read
             size = batch_size // parts
             idx = idx.batch(batch_size).map(lambda b: b[part * size : (part + 1) * size]).unbatch()
             out_batch = per_replica or size
         return (
-            idx.map(decode)
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            idx.map(items.decode)
+            .map(items.load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(out_batch)
         )
 
-    if shuffle:
-        ds = tf.data.Dataset.range(int(epochs[0]), int(epochs[1])).flat_map(
-            lambda e: items(tf.stack([tf.constant(int(seed), tf.int64), e]))
+    seed = int(sampling.seed)
+    if sampling.shuffle:
+        ds = tf.data.Dataset.range(int(sampling.epochs[0]), int(sampling.epochs[1])).flat_map(
+            lambda e: one_pass(tf.stack([tf.constant(seed, tf.int64), e]))
         )
     else:
-        ds = items(tf.constant([int(seed), EVAL_SEED], tf.int64))
+        ds = one_pass(tf.constant([seed, EVAL_SEED], tf.int64))
         per_step = (batch_size // parts) // (per_replica or batch_size // parts) if parts > 1 else 1
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps * per_step))
     ds = ds.prefetch(tf.data.AUTOTUNE)
@@ -253,6 +244,53 @@ def tile_dataset(
     if ram_budget:
         opts.autotune.ram_budget = int(ram_budget)
     return ds.with_options(opts), steps
+
+
+class _ItemPipeline:
+    """``items(seed_pair)``: the item indices of one pass (a seeded permutation of the first
+    `samples` when shuffling or sampling); ``decode`` makes an index (label, row, col), ``load``
+    reads that item."""
+
+    def __init__(self, read: Callable, labels: np.ndarray, spec: TileSpec, samples: int, shuffle: bool):
+        import tensorflow as tf
+
+        self.read, self.spec, self.samples = read, spec, samples
+        self.sampled = samples < spec.items(labels) or shuffle
+        self.lab_t = tf.constant(np.asarray(labels, dtype="int64"))
+        self.row_t, self.col_t = tf.constant(spec.rows, tf.int64), tf.constant(spec.cols, tf.int64)
+        self.last = tf.constant(spec.items(labels) - 1, tf.int64)
+        s, ts = spec.tile, spec.time_step
+        n_out = 3 if spec.trend else 2
+        self.tout = [tf.float32] * n_out
+        self.shapes = [(ts, s, s, 3), (s, s, 1), (s, s, 2)] if spec.trend else [(ts, s, s, 1), (s, s, 2)]
+
+    def __call__(self, seed_pair: Any) -> Any:
+        import tensorflow as tf
+
+        idx = tf.data.Dataset.range(self.samples)
+        if self.sampled:
+            idx = idx.map(lambda k: tf.random.experimental.index_shuffle(k, seed_pair, self.last))
+        return idx
+
+    def decode(self, i: Any) -> Any:
+        import tensorflow as tf
+
+        nr, nc = len(self.spec.rows), len(self.spec.cols)
+        return (
+            tf.gather(self.lab_t, i // (nr * nc)),
+            tf.gather(self.row_t, (i // nc) % nr),
+            tf.gather(self.col_t, i % nc),
+        )
+
+    def load(self, t: Any, r: Any, c: Any) -> Any:
+        import tensorflow as tf
+
+        out = tf.numpy_function(self.read, [t, r, c], self.tout, stateful=False)
+        for o, shape in zip(out, self.shapes, strict=True):
+            o.set_shape(shape)
+        if self.spec.trend:
+            return {"frames": out[0], "trend": out[1]}, out[2]
+        return out[0], out[1]
 
 
 def predict_frames(

@@ -101,3 +101,19 @@ def configure_device(choice: str = "auto") -> dict[str, Any]:
         + ("" if tf.test.is_built_with_cuda() else " (this TensorFlow build has no CUDA)")
     )
     return cpu_device(reason)
+
+
+def worker_run(budget_mb: float | None = None) -> Any:
+    """The worker's core.run.Run: its memory budget (0 or None: core/budget.py's default), progress
+    (0..1) and messages on the worker's line protocol (ml/protocol.py, 0..100)."""
+    from ..core.run import Run
+    from . import protocol
+
+    def report(fraction: float | None, message: str | None) -> None:
+        if fraction is None:
+            if message:
+                protocol.message(message)
+        else:
+            protocol.progress(100.0 * fraction, message)
+
+    return Run(budget_mb=float(budget_mb or 0) or None, report=report)

@@ -20,30 +20,64 @@ import datetime as dt
 import math
 import os
 import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..core.run import Run
 from . import protocol
 from .blocks import predict_tiles
 from .compressor import ExtremumGRU, compress, decompress, frame_extremes
+from .modelfile import ModelMeta, TrendParams
+
+OnStep = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A trained network and how it is called: its input window (``time_step`` dates), its tiles
+    (``tile`` with ``overlap``, ``tile_batch`` per call) and, for a "trend" network (ml/trend.py),
+    its trend settings."""
+
+    net: Any
+    time_step: int
+    tile: int
+    overlap: int
+    trend: TrendParams | None = None
+    tile_batch: int = 32
+
+    @classmethod
+    def of_model(cls, net: Any, meta: ModelMeta, tile_batch: int = 32) -> Predictor:
+        return cls(net, int(meta.time_step), int(meta.tile), int(meta.overlap), meta.trend, tile_batch)
+
+    def predict(self, x: np.ndarray, line: np.ndarray | None = None) -> np.ndarray:
+        """The next frame after the window `x` (T, H, W[, C]) (ml/blocks.py predict_tiles)."""
+        trend = None if line is None else line[None]
+        return predict_tiles(self.net, x[None], self.tile, self.overlap, self.tile_batch, trend=trend)[0]
+
+
+@dataclass(frozen=True)
+class Extremes:
+    """Per-date extremes for eqs. 3/4: observed (`fmin`, `fmax`, whose last entries are the dates of
+    the window forecast from) and the GRU's predictions for the forecast dates (`pmin`, `pmax`)."""
+
+    fmin: np.ndarray
+    fmax: np.ndarray
+    pmin: np.ndarray
+    pmax: np.ndarray
 
 
 def iterate_compressed(
-    net,
-    window: np.ndarray,
-    steps: int,
-    tile: int,
-    overlap: int,
-    mask: np.ndarray,
-    on_step=None,
-    tile_batch: int = 32,
+    model: Predictor, window: np.ndarray, steps: int, mask: np.ndarray, on_step: OnStep | None = None
 ) -> np.ndarray:
     """`steps` compressed frames after the (T, H, W) compressed `window`, each fed back as input."""
     win = np.where(mask, np.nan_to_num(window, nan=0.0), 0.0).astype("float32")
     out = np.zeros((steps,) + window.shape[1:], "float32")
     for k in range(steps):
-        nxt = predict_tiles(net, win[None], tile, overlap, tile_batch)[0]
+        nxt = model.predict(win)
         out[k] = np.where(mask, nxt, 0.0)
         win = np.concatenate([win[1:], out[k : k + 1]], axis=0)
         if on_step:
@@ -52,39 +86,37 @@ def iterate_compressed(
 
 
 def iterate_trend(
-    net,
+    model: Predictor,
     hist: np.ndarray,
     comp_win: np.ndarray,
-    pmin: np.ndarray,
-    pmax: np.ndarray,
+    predicted: tuple[np.ndarray, np.ndarray],
     steps: int,
-    tile: int,
-    overlap: int,
     mask: np.ndarray,
-    trend: dict[str, Any],
-    on_step=None,
-    tile_batch: int = 32,
+    on_step: OnStep | None = None,
 ) -> np.ndarray:
     """`steps` frames (mm) after the observed (n, H, W) `hist` (mm) with a "trend" network.
 
     The line is fitted at every pixel to the last ``trend_window`` dates of `hist` and extrapolated;
     `comp_win` holds the last ``time_step`` observed frames compressed by eq. 3; predicted frames
-    are compressed with the GRU's predicted extremes (`pmin`, `pmax`) before they are fed back.
+    are compressed with the GRU's predicted extremes (`predicted` = (pmin, pmax)) before they are
+    fed back.
     """
     from .trend import fit_line, window_inputs
 
+    trend = model.trend
+    assert trend is not None
+    pmin, pmax = predicted
     ts = comp_win.shape[0]
     z = np.array(hist, dtype="float32")  # a copy, masked in place
     z[:, ~mask] = 0.0
-    last, slope = fit_line(z[-int(trend["trend_window"]) :])
+    last, slope = fit_line(z[-int(trend.trend_window) :])
     mm_win = z[-ts:]
     cwin = np.where(mask, np.nan_to_num(comp_win, nan=0.0), 0.0).astype("float32")
-    rs, fs = float(trend["residual_scale"]), float(trend["frame_scale"])
+    rs, fs = float(trend.residual_scale), float(trend.frame_scale)
     out = np.zeros((steps,) + hist.shape[1:], "float32")
     for k in range(1, steps + 1):
         x = window_inputs(cwin, mm_win, last + slope * (k - 1), slope, rs)
-        line = (last + slope * k) / fs
-        nxt = predict_tiles(net, x[None], tile, overlap, tile_batch, trend=line[None])[0] * fs
+        nxt = model.predict(x, (last + slope * k) / fs) * fs
         del x
         out[k - 1] = np.where(mask, nxt, 0.0)
         nxt = out[k - 1]
@@ -97,97 +129,71 @@ def iterate_trend(
 
 
 def forecast_window(
-    net,
-    hist: np.ndarray,
-    fmin: np.ndarray,
-    fmax: np.ndarray,
-    pmin: np.ndarray,
-    pmax: np.ndarray,
-    time_step: int,
-    steps: int,
-    tile: int,
-    overlap: int,
-    on_step=None,
-    trend: dict[str, Any] | None = None,
-    tile_batch: int = 32,
+    model: Predictor, hist: np.ndarray, ext: Extremes, steps: int, on_step: OnStep | None = None
 ) -> np.ndarray:
     """Forecast `steps` frames (mm) after `hist` (n, H, W): the last n regular dates of a stack or
     of a crop of it (n >= time_step, and >= trend_window for a trend network), with the extremes
-    of the whole stack: observed `fmin`/`fmax` (whose last n entries are the dates of `hist`) and
-    the GRU's predicted `pmin`/`pmax` of the forecast dates. NaN where `hist` has NaN."""
+    of the whole stack (`ext`: observed, whose last n entries are the dates of `hist`, and the
+    GRU's predictions of the forecast dates). NaN where `hist` has NaN."""
+    ts = model.time_step
     mask = np.isfinite(hist).all(axis=0)
-    comp = compress(hist[-time_step:], fmin[-time_step:], fmax[-time_step:])
-    if trend:
-        frames = iterate_trend(
-            net, hist, comp, pmin, pmax, steps, tile, overlap, mask, trend, on_step, tile_batch
-        )
+    comp = compress(hist[-ts:], ext.fmin[-ts:], ext.fmax[-ts:])
+    if model.trend:
+        frames = iterate_trend(model, hist, comp, (ext.pmin, ext.pmax), steps, mask, on_step)
     else:
-        frames_c = iterate_compressed(net, comp, steps, tile, overlap, mask, on_step, tile_batch)
-        frames = decompress(frames_c, pmin, pmax)
+        frames_c = iterate_compressed(model, comp, steps, mask, on_step)
+        frames = decompress(frames_c, ext.pmin, ext.pmax)
     frames[:, ~mask] = np.nan
     return frames
 
 
 def forecast_stack(
-    net,
-    gru: ExtremumGRU,
-    reg: np.ndarray,
-    time_step: int,
-    steps: int,
-    tile: int,
-    overlap: int,
-    on_step=None,
-    trend: dict[str, Any] | None = None,
+    model: Predictor, gru: ExtremumGRU, reg: np.ndarray, steps: int, on_step: OnStep | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Forecast `steps` frames (mm) after the regular stack `reg`, held whole in memory; returns
-    (frames, fmin, fmax) (the GRU's predicted extremes).
-
-    `trend` ({trend_window, residual_scale, frame_scale} of the model): a "trend" network."""
+    (frames, pmin, pmax) (the GRU's predicted extremes)."""
     fmin, fmax = frame_extremes(reg)
     pmin, pmax = gru.iterate(fmin, fmax, steps)
-    frames = forecast_window(
-        net, reg, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, on_step, trend
-    )
+    frames = forecast_window(model, reg, Extremes(fmin, fmax, pmin, pmax), steps, on_step)
     return frames, pmin, pmax
 
 
+@dataclass(frozen=True)
+class ForecastPlan:
+    """What :func:`forecast_blocks` forecasts: the network (or, with `baseline` = {method,
+    trend_window}, that simple method instead), the blocks (ml/blocks.py BlockPlan), the extremes
+    and the number of steps."""
+
+    model: Predictor
+    blocks: Any  # ml/blocks.py BlockPlan
+    extremes: Extremes
+    steps: int
+    baseline: dict[str, Any] | None = None
+
+
 def forecast_blocks(
-    net,
-    read_hist,
-    plan,
-    fmin: np.ndarray,
-    fmax: np.ndarray,
-    pmin: np.ndarray,
-    pmax: np.ndarray,
-    time_step: int,
-    steps: int,
-    tile: int,
-    overlap: int,
-    trend: dict[str, Any] | None,
-    sink,
-    on_step=None,
-    tile_batch: int = 32,
-    baseline: dict[str, Any] | None = None,
+    fp: ForecastPlan,
+    read_hist: Callable[[Any], np.ndarray],
+    sink: Callable[[Any, np.ndarray], None],
+    on_step: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Forecast a raster block by block (ml/blocks.py `plan`): ``read_hist(window)`` gives the kept
+    """Forecast a raster block by block (``fp.blocks``): ``read_hist(window)`` gives the kept
     regular dates (n, h, w) of a block's region; each block is forecast whole (all steps) with
     :func:`forecast_window`, the halos are blended, and every finished piece goes to
-    ``sink(window, frames (steps, h, w))``. ``on_step(block index, step)`` reports progress.
-    `baseline` ({method, trend_window}): forecast with that simple method instead of the network."""
+    ``sink(window, frames (steps, h, w))``. ``on_step(block index, step)`` reports progress."""
     from .blocks import BlendWriter
 
-    blender = BlendWriter(plan, steps, sink)
-    for b, (i, j, win) in enumerate(plan.blocks()):
+    steps = fp.steps
+    blender = BlendWriter(fp.blocks, steps, sink)
+    for b, (i, j, win) in enumerate(fp.blocks.blocks()):
         hist = read_hist(win)
         cb = (lambda k, b=b: on_step(b, k)) if on_step else None
-        if baseline:
-            frames = baseline_frames(hist, steps, baseline)
+        if fp.baseline:
+            frames = baseline_frames(hist, steps, fp.baseline)
             if cb:
                 cb(steps)
         else:
-            frames = forecast_window(
-                net, hist, fmin, fmax, pmin, pmax, time_step, steps, tile, overlap, cb, trend, tile_batch
-            )
+            frames = forecast_window(fp.model, hist, fp.extremes, steps, cb)
         del hist
         blender.add(i, j, frames)
         del frames
@@ -217,21 +223,21 @@ def window_bytes(budget: int, info=None) -> int:
     return int(max(least, min(PASS_MAX_BYTES, budget / PASS_COPIES)))
 
 
-def kept_dates(meta: dict[str, Any], n_regular: int) -> int:
+def kept_dates(meta: ModelMeta, n_regular: int) -> int:
     """How many of the last regular dates the network needs at the forecast origin."""
-    trend = trend_params(meta)
-    need = max(int(meta["time_step"]), int(trend["trend_window"]) if trend else 0, 1)
+    trend = meta.trend
+    need = max(int(meta.time_step), int(trend.trend_window) if trend else 0, 1)
     return int(min(need, n_regular))
 
 
 def stream_regular(
     path: str,
-    info,
+    info: Any,
     interval: int,
     keep: int,
-    tail,
+    tail: Any,
     window_bytes: int,
-    on_window=None,
+    on_window: Callable[[int, int], None] | None = None,
     scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One pass over the stack by windows of at most `window_bytes` (all bands; full-width strips
@@ -243,7 +249,8 @@ def stream_regular(
     from ..core.stack import iter_windows, read_stack
     from .dataset import regularize
 
-    fmin = fmax = None
+    fmin: np.ndarray | None = None
+    fmax: np.ndarray | None = None
     n_valid = 0
     windows = iter_windows(info, window_bytes)
     for k, win in enumerate(windows):
@@ -265,14 +272,9 @@ def stream_regular(
         del reg, flat
         if on_window:
             on_window(k + 1, len(windows))
+    if fmin is None or fmax is None:  # no valid pixel: the caller refuses the stack
+        fmin = fmax = np.full(0, np.nan)
     return fmin, fmax, n_valid
-
-
-def trend_params(meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The trend settings of a model's metadata, None for a network without the trend residual."""
-    if meta.get("residual") != "trend":
-        return None
-    return {k: meta[k] for k in ("trend_window", "residual_scale", "frame_scale")}
 
 
 def annual_rates(
@@ -321,19 +323,19 @@ def baseline_frames(hist: np.ndarray, steps: int, baseline: dict[str, Any]) -> n
     return frames
 
 
-def resolve_method(params: dict[str, Any], meta: dict[str, Any]) -> str:
-    """The method ``params["method"]`` asks for (network | best | persistence | trend), "best"
-    resolved on the model's iterative backtest; says in one line when the network loses there."""
+def resolve_method(job: Any, meta: ModelMeta) -> str:
+    """The method ``job.method`` asks for (network | best | persistence | trend), "best" resolved on
+    the model's iterative backtest; says in one line when the network loses there."""
     from ..core.errors import InputError
 
-    method = params.get("method") or "network"
+    method = job.method or "network"
     if method not in METHODS:
         raise InputError(f"METHOD: {method!r} is not one of {', '.join(METHODS)}.")
-    bt = meta.get("backtest")
+    bt = meta.backtest
     if not bt:
         if method != "network":
             raise InputError(
-                f"METHOD: the model {os.path.basename(params['model'])!r} has no iterative backtest (trained "
+                f"METHOD: the model {os.path.basename(job.model)!r} has no iterative backtest (trained "
                 "by an older plugin or without test dates); forecast with the network or train it again."
             )
         return method
@@ -347,26 +349,36 @@ def resolve_method(params: dict[str, Any], meta: dict[str, Any]) -> str:
     return best if method == "best" else method
 
 
-def interval_setup(params: dict[str, Any], meta: dict[str, Any], steps: int) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Bands:
+    """The prediction intervals asked for (core/intervals.py): per-step quantiles of the scaled
+    errors at `confidence`, the scale's floor, and the horizons the model was calibrated for."""
+
+    confidence: float
+    quantiles: np.ndarray
+    floor: float
+    calibrated: int
+
+
+def interval_setup(job: Any, meta: ModelMeta, method: str, steps: int) -> Bands | None:
     """The prediction intervals asked for by ``output_lower``/``output_upper`` at ``confidence``
-    (default 0.9): {confidence, quantiles (steps,), floor, calibrated (horizons)}; None when no bound
-    is asked for. InputError when the model carries no calibration or the level is out of range."""
+    for the forecast by `method`; None when no bound is asked for. InputError when the model
+    carries no calibration or the level is out of range."""
     from ..core.errors import InputError
     from ..core.intervals import check_confidence, horizon_quantiles
 
-    if not (params.get("output_lower") or params.get("output_upper")):
+    if not (job.output_lower or job.output_upper):
         return None
-    confidence = float(params.get("confidence", 0.9))
+    confidence = float(job.confidence)
     try:
         check_confidence(confidence)
     except ValueError as e:
         raise InputError(str(e)) from e
-    method = params.get("resolved_method", "network")
     if method == "network":
-        cal = meta.get("calibration")
+        cal = meta.calibration
     else:
-        cal = ((meta.get("backtest") or {}).get("calibration") or {}).get(method)
-    name = os.path.basename(params["model"])
+        cal = ((meta.backtest or {}).get("calibration") or {}).get(method)
+    name = os.path.basename(job.model)
     if not cal:
         raise InputError(
             f"OUTPUT_LOWER/OUTPUT_UPPER: the model {name!r} carries no interval calibration (it was "
@@ -385,122 +397,264 @@ def interval_setup(params: dict[str, Any], meta: dict[str, Any], steps: int) -> 
             f"Prediction intervals are calibrated for horizons 1..{n_cal} (the model's test dates); "
             f"beyond them the band grows with the square root of the horizon, not calibrated."
         )
-    return {"confidence": confidence, "quantiles": q, "floor": float(cal["floor"]), "calibrated": n_cal}
+    return Bands(confidence, q, float(cal["floor"]), n_cal)
 
 
-def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
-    """Worker command ``forecast``: INPUT stack + MODEL -> OUTPUT stack (+ OUTPUT_RATE).
+# the forecast command's parameters and their defaults (the Processing side sends them all)
+FORECAST_DEFAULTS: dict[str, Any] = {
+    "input": None,
+    "model": None,
+    "output": None,
+    "steps": 0,  # 0: two years at the model's interval
+    "device": "auto",
+    "method": "network",
+    "output_rate": None,
+    "output_lower": None,
+    "output_upper": None,
+    "confidence": 0.9,
+    "memory_budget_mb": 0,  # 0: core/budget.py's default
+    "block_size": 0,  # block cores in pixels, 0 = as large as the budget allows
+}
 
-    Optional params: ``memory_budget_mb`` (core/budget.py), ``block_size`` (block cores in pixels,
-    0 = as large as the budget allows)."""
-    from ..core.budget import budget_mb, gdal_env, overhead_bytes, working_bytes
-    from ..core.errors import InputError
-    from ..core.resample import regular_grid
-    from ..core.stack import StackWriter, read_info
-    from .blocks import (
-        TailStore,
-        bytes_per_pixel,
-        choose_tile_batch,
-        plan_blocks,
-        tile_activation_bytes,
-    )
-    from .device import configure_device
 
-    device = configure_device(params.get("device", "auto"))
-    protocol.message(f"Device: {device['name']} ({device['reason']})")
-    import tensorflow as tf
+def forecast_job(params: Any) -> Any:
+    """The forecast job; a params dict (before deformation_forecast.jobs) becomes a namespace with
+    FORECAST_DEFAULTS filled in."""
+    if isinstance(params, dict):
+        return types.SimpleNamespace(
+            **{**FORECAST_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+        )
+    return params
 
-    from .modelfile import check_fits, load_model
 
-    t0 = time.monotonic()
-    mb = budget_mb(params.get("memory_budget_mb"))
-    net, gru_model, meta = load_model(params["model"])
-    info = read_info(params["input"])
-    interval = int(meta["interval_days"])
-    grid = regular_grid(info.dates, interval, anchor="end")
-    check_fits(meta, info, len(grid))
-    steps = int(params.get("steps") or 0) or int(round(2 * 365.25 / interval))
-    gru = ExtremumGRU.from_params(meta["compressor"], gru_model)
-    tile, overlap, ts = int(meta["tile"]), int(meta["overlap"]), int(meta["time_step"])
-    trend = trend_params(meta)
-    keep = kept_dates(meta, len(grid))
-    method = resolve_method(params, meta)
-    baseline: dict[str, Any] | None = None
-    if method != "network":
-        window = int(meta["backtest"]["trend_window"])
-        baseline = {"method": method, "trend_window": window}
-        keep = int(min(max(keep, window), len(grid)))
-        protocol.message(f"METHOD: forecasting with {method} (the network is not used)")
-    bands = interval_setup(dict(params, resolved_method=method), meta, steps)
+@dataclass(frozen=True)
+class ForecastSetup:
+    """Everything decided before the first pixel is read: the model, the forecast dates, the method,
+    the intervals and the memory plan (block plan, kept dates, tiles per network call)."""
 
-    # the budget: TensorFlow itself (WORKER_MB, beyond what core.budget sets aside), the network's
-    # activations, the kept dates (in memory when they take at most a third), the windows of the
-    # first pass, the blocks' forecasts
-    usable = working_bytes(1.0, mb) - max(0, WORKER_MB * 2**20 - overhead_bytes(mb))
+    job: Any
+    run: Run
+    info: Any
+    meta: ModelMeta
+    gru: ExtremumGRU
+    model: Predictor
+    method: str
+    baseline: dict[str, Any] | None
+    bands: Bands | None
+    keep: int
+    steps: int
+    dates: list[dt.date]
+    last: dt.date
+    rate_labels: list[dt.date]
+    in_memory: bool
+    blocks: Any  # ml/blocks.py BlockPlan
+    rest: int  # bytes for the first pass and the blocks
+
+    @property
+    def interval(self) -> int:
+        return int(self.meta.interval_days)
+
+    def tags(self) -> dict[str, str]:
+        return {
+            "SOURCE": "deformation_forecast forecast",
+            "MODEL": self.meta.architecture,
+            "METHOD": self.method,
+        }
+
+
+def _usable_bytes(run: Run) -> int:
+    """The budget left for pixels after TensorFlow itself (WORKER_MB, beyond what core.budget sets
+    aside); at least MIN_DATA_MB, said in a warning."""
+    from ..core.budget import overhead_bytes
+
+    usable = run.working_bytes(1.0) - max(0, WORKER_MB * 2**20 - overhead_bytes(run.budget_mb))
     if usable < MIN_DATA_MB * 2**20:
         protocol.warning(
-            f"The memory budget of {mb:.0f} MB is less than the forecast needs at least: about "
+            f"The memory budget of {run.mb:.0f} MB is less than the forecast needs at least: about "
             f"{WORKER_MB} MB for TensorFlow and the model plus {MIN_DATA_MB} MB of pixels. Forecasting "
             "with that minimum; raise the budget (Settings > Options > Deformation forecast or "
             "DEFORMATION_FORECAST_MEMORY_MB) to hold it."
         )
         usable = MIN_DATA_MB * 2**20
-    tile_batch = choose_tile_batch(usable, tile, ts, int(meta.get("width") or 8))
-    usable -= tile_batch * tile_activation_bytes(tile, ts, int(meta.get("width") or 8))
-    tail_bytes = 4 * keep * info.height * info.width
-    in_memory = tail_bytes <= usable / 3
-    rest = usable - (tail_bytes if in_memory else 0)
-    plan = plan_blocks(
-        info.height,
-        info.width,
-        tile,
-        overlap,
-        rest,
-        bytes_per_pixel(keep, steps, ts),
-        steps,
-        int(params.get("block_size") or 0),
+    return int(usable)
+
+
+def _method_setup(
+    job: Any, meta: ModelMeta, keep: int, n_regular: int
+) -> tuple[str, dict[str, Any] | None, int]:
+    """(method, baseline or None, dates kept): a simple method needs its trend window of dates."""
+    method = resolve_method(job, meta)
+    if method == "network":
+        return method, None, keep
+    assert meta.backtest is not None
+    window = int(meta.backtest["trend_window"])
+    protocol.message(f"METHOD: forecasting with {method} (the network is not used)")
+    return method, {"method": method, "trend_window": window}, int(min(max(keep, window), n_regular))
+
+
+def plan_forecast(job: Any, run: Run) -> ForecastSetup:
+    """Load the model, check the stack fits it, and plan the forecast within the budget: the
+    network's activations, the kept dates (in memory when they take at most a third), the windows
+    of the first pass, the blocks' forecasts."""
+    from ..core.resample import regular_grid
+    from ..core.stack import read_info
+    from .blocks import bytes_per_pixel, choose_tile_batch, plan_blocks, tile_activation_bytes
+    from .modelfile import check_fits, load_model
+
+    net, gru_model, meta = load_model(job.model)
+    info = read_info(job.input)
+    interval = int(meta.interval_days)
+    grid = regular_grid(info.dates, interval, anchor="end")
+    check_fits(meta, info, len(grid))
+    steps = int(job.steps or 0) or int(round(2 * 365.25 / interval))
+    ts, tile = int(meta.time_step), int(meta.tile)
+    method, baseline, keep = _method_setup(job, meta, kept_dates(meta, len(grid)), len(grid))
+    bands = interval_setup(job, meta, method, steps)
+    usable = _usable_bytes(run)
+    tile_batch = choose_tile_batch(usable, tile, ts, int(meta.width or 8))
+    usable -= tile_batch * tile_activation_bytes(tile, ts, int(meta.width or 8))
+    in_memory = 4 * keep * info.height * info.width <= usable / 3
+    rest = usable - (4 * keep * info.height * info.width if in_memory else 0)
+    per_pixel = bytes_per_pixel(keep, steps, ts)
+    blocks = plan_blocks(
+        (info.height, info.width), tile, int(meta.overlap), rest, per_pixel, steps, int(job.block_size or 0)
     )
     last = grid[-1]
     dates = [last + dt.timedelta(days=interval * (k + 1)) for k in range(steps)]
-    zero = np.zeros((1, 1), "float32")
-    _, rate_labels = annual_rates(zero, last, np.zeros((steps, 1, 1), "float32"), dates)
+    _, rate_labels = annual_rates(
+        np.zeros((1, 1), "float32"), last, np.zeros((steps, 1, 1), "float32"), dates
+    )
+    gru = ExtremumGRU.from_params(meta.compressor, gru_model)
+    model = Predictor.of_model(net, meta, tile_batch)
+    return ForecastSetup(
+        job,
+        run,
+        info,
+        meta,
+        gru,
+        model,
+        method,
+        baseline,
+        bands,
+        keep,
+        steps,
+        dates,
+        last,
+        rate_labels,
+        in_memory,
+        blocks,
+        rest,
+    )
+
+
+def run_forecast(params: Any) -> dict[str, Any]:
+    """Worker command ``forecast``: INPUT stack + MODEL -> OUTPUT stack (+ OUTPUT_RATE, and the
+    OUTPUT_LOWER / OUTPUT_UPPER prediction intervals); see the module doc.
+
+    ``memory_budget_mb`` (core/budget.py) and ``block_size`` (block cores in pixels, 0 = as large
+    as the budget allows) bound the memory."""
+    from .device import configure_device, worker_run
+
+    job = forecast_job(params)
+    device = configure_device(job.device or "auto")
+    protocol.message(f"Device: {device['name']} ({device['reason']})")
+    t0 = time.monotonic()
+    setup = plan_forecast(job, worker_run(job.memory_budget_mb))
+    s, plan = setup, setup.blocks
     protocol.progress(
         2,
-        f"Model {meta['architecture']} (interval {interval} d, time step {ts}); {steps} steps; "
+        f"Model {s.meta.architecture} (interval {s.interval} d, time step {s.model.time_step}); {s.steps} steps; "
         f"{plan.n_blocks} block(s) of at most {' x '.join(map(str, plan.largest_region()))} pixels "
-        f"(halo {plan.halo}), {tile_batch} tiles per network call, within a memory budget of {mb:.0f} MB; "
-        f"the last {keep} dates kept " + ("in memory" if in_memory else "in a temporary file"),
+        f"(halo {plan.halo}), {s.model.tile_batch} tiles per network call, within a memory budget of "
+        f"{s.run.mb:.0f} MB; the last {s.keep} dates kept "
+        + ("in memory" if s.in_memory else "in a temporary file"),
     )
-    tags = {"SOURCE": "deformation_forecast forecast", "MODEL": meta["architecture"], "METHOD": method}
-    n_blocks = plan.n_blocks
-    stats = {"min_forecast": math.nan}
-    out_dir = os.path.dirname(os.path.abspath(params["output"]))
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(gdal_env(mb))
-        tail = stack.enter_context(TailStore(keep, info.height, info.width, in_memory, out_dir))
+    min_forecast = _write_forecast(setup, device)
+    out: dict[str, Any] = {
+        "output": job.output,
+        "dates": [d.isoformat() for d in s.dates],
+        "steps": s.steps,
+        "interval_days": s.interval,
+        "device": device["name"],
+        "seconds": time.monotonic() - t0,
+        "min_forecast": min_forecast,
+        "blocks": plan.n_blocks,
+        "memory_budget_mb": s.run.mb,
+        "kept_in_memory": s.in_memory,
+        "tile_batch": s.model.tile_batch,
+        "method": s.method,
+    }
+    if job.output_rate:
+        out["output_rate"] = job.output_rate
+        out["rate_dates"] = [d.isoformat() for d in s.rate_labels]
+    if s.bands:
+        out.update({k: getattr(job, k) for k in ("output_lower", "output_upper") if getattr(job, k)})
+        out["confidence"] = s.bands.confidence
+        out["calibrated_horizons"] = s.bands.calibrated
+    protocol.progress(100, f"Forecast of {s.steps} dates up to {s.dates[-1].isoformat()} written")
+    return out
 
-        def on_window(k, n):
+
+def _write_forecast(s: ForecastSetup, device: dict[str, Any]) -> float:
+    """The two passes (see the module doc) into the output writers; returns the least value of the
+    last forecast date."""
+    import tensorflow as tf
+
+    from ..core.budget import gdal_env
+    from ..core.errors import InputError
+    from .blocks import TailStore
+
+    info, job = s.info, s.job
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(gdal_env(s.run.budget_mb))
+        out_dir = os.path.dirname(os.path.abspath(job.output))
+        tail = stack.enter_context(TailStore(s.keep, info.height, info.width, s.in_memory, out_dir))
+
+        def on_window(k: int, n: int) -> None:
             protocol.progress(2 + 18 * k / n, f"Reading and resampling: window {k}/{n}")
 
-        scale = np.full((info.height, info.width), np.nan, "float32") if bands else None
+        scale = np.full((info.height, info.width), np.nan, "float32") if s.bands else None
         fmin, fmax, n_valid = stream_regular(
-            params["input"], info, interval, keep, tail, window_bytes(rest, info), on_window, scale
+            job.input, info, s.interval, s.keep, tail, window_bytes(s.rest, info), on_window, scale
         )
         if not n_valid:
             raise InputError("INPUT: the stack has no pixel with a value at any date; nothing to forecast.")
         with tf.device(device["tf_device"]):
-            pmin, pmax = gru.iterate(fmin, fmax, steps)
-        writer = stack.enter_context(
+            pmin, pmax = s.gru.iterate(fmin, fmax, s.steps)
+        sink = ForecastSink(s, stack, tail, scale)
+        n_blocks, steps = s.blocks.n_blocks, s.steps
+
+        def on_step(b: int, k: int) -> None:
+            where = f", block {b + 1}/{n_blocks}" if n_blocks > 1 else ""
+            protocol.progress(20 + 78 * (b * steps + k) / (n_blocks * steps), f"step {k}/{steps}{where}")
+
+        fp = ForecastPlan(s.model, s.blocks, Extremes(fmin, fmax, pmin, pmax), steps, s.baseline)
+        with tf.device(device["tf_device"]):
+            forecast_blocks(fp, tail.read, sink, on_step)
+    return sink.min_forecast
+
+
+class ForecastSink:
+    """Receives every finished piece of the forecast: writes it, its bounds and its annual rates,
+    and keeps the least value of the last date."""
+
+    def __init__(self, s: ForecastSetup, stack: contextlib.ExitStack, tail: Any, scale: np.ndarray | None):
+        from ..core.stack import StackWriter
+
+        info, job, tags = s.info, s.job, s.tags()
+        self.s, self.tail, self.scale = s, tail, scale
+        self.min_forecast = math.nan
+        self.writer = stack.enter_context(
             StackWriter(
-                params["output"], dates, info.crs, info.transform, info.width, info.height, info.units, tags
+                job.output, s.dates, info.crs, info.transform, info.width, info.height, info.units, tags
             )
         )
-        rate_writer = None
-        if params.get("output_rate"):
-            rate_writer = stack.enter_context(
+        self.rate_writer = None
+        if job.output_rate:
+            self.rate_writer = stack.enter_context(
                 StackWriter(
-                    params["output_rate"],
-                    rate_labels,
+                    job.output_rate,
+                    s.rate_labels,
                     info.crs,
                     info.transform,
                     info.width,
@@ -509,71 +663,30 @@ def run_forecast(params: dict[str, Any]) -> dict[str, Any]:
                     tags,
                 )
             )
+        self.bound_writers = open_bound_writers(stack, job, s.bands, s.dates, info, tags)
 
-        bound_writers = open_bound_writers(stack, params, bands, dates, info, tags)
-
-        def sink(window, frames):
-            writer.write(frames, window)
-            if bands:
-                write_bounds(bound_writers, frames, window, scale, bands)
-            if np.isfinite(frames[-1]).any():
-                m = float(np.nanmin(frames[-1]))
-                stats["min_forecast"] = (
-                    m if math.isnan(stats["min_forecast"]) else min(m, stats["min_forecast"])
-                )
-            if rate_writer is not None:
-                rates, _ = annual_rates(tail.read_last(window), last, frames, dates)
-                rate_writer.write(rates, window)
-
-        def on_step(b, k):
-            where = f", block {b + 1}/{n_blocks}" if n_blocks > 1 else ""
-            protocol.progress(20 + 78 * (b * steps + k) / (n_blocks * steps), f"step {k}/{steps}{where}")
-
-        with tf.device(device["tf_device"]):
-            forecast_blocks(
-                net,
-                tail.read,
-                plan,
-                fmin,
-                fmax,
-                pmin,
-                pmax,
-                ts,
-                steps,
-                tile,
-                overlap,
-                trend,
-                sink,
-                on_step,
-                tile_batch,
-                baseline,
-            )
-    out: dict[str, Any] = {
-        "output": params["output"],
-        "dates": [d.isoformat() for d in dates],
-        "steps": steps,
-        "interval_days": interval,
-        "device": device["name"],
-        "seconds": time.monotonic() - t0,
-        "min_forecast": stats["min_forecast"],
-        "blocks": n_blocks,
-        "memory_budget_mb": mb,
-        "kept_in_memory": in_memory,
-        "tile_batch": tile_batch,
-        "method": method,
-    }
-    if params.get("output_rate"):
-        out["output_rate"] = params["output_rate"]
-        out["rate_dates"] = [d.isoformat() for d in rate_labels]
-    if bands:
-        out.update({k: params[k] for k in ("output_lower", "output_upper") if params.get(k)})
-        out["confidence"] = bands["confidence"]
-        out["calibrated_horizons"] = bands["calibrated"]
-    protocol.progress(100, f"Forecast of {steps} dates up to {dates[-1].isoformat()} written")
-    return out
+    def __call__(self, window: Any, frames: np.ndarray) -> None:
+        s = self.s
+        self.writer.write(frames, window)
+        if s.bands:
+            assert self.scale is not None
+            write_bounds(self.bound_writers, frames, window, self.scale, s.bands)
+        if np.isfinite(frames[-1]).any():
+            m = float(np.nanmin(frames[-1]))
+            self.min_forecast = m if math.isnan(self.min_forecast) else min(m, self.min_forecast)
+        if self.rate_writer is not None:
+            rates, _ = annual_rates(self.tail.read_last(window), s.last, frames, s.dates)
+            self.rate_writer.write(rates, window)
 
 
-def open_bound_writers(stack, params, bands, dates, info, tags) -> dict[str, Any]:
+def open_bound_writers(
+    stack: contextlib.ExitStack,
+    job: Any,
+    bands: Bands | None,
+    dates: list[dt.date],
+    info: Any,
+    tags: dict[str, str],
+) -> dict[str, Any]:
     """StackWriters of the asked-for bounds ("lower"/"upper"), tagged so that a reader (the
     time-series dock) knows them: INTERVAL = lower | upper, CONFIDENCE, INTERVAL_METHOD."""
     from ..core.stack import StackWriter
@@ -582,15 +695,15 @@ def open_bound_writers(stack, params, bands, dates, info, tags) -> dict[str, Any
     if not bands:
         return writers
     for side in ("lower", "upper"):
-        path = params.get(f"output_{side}")
+        path = getattr(job, f"output_{side}")
         if not path:
             continue
         side_tags = {
             **tags,
             "INTERVAL": side,
-            "CONFIDENCE": f"{bands['confidence']:.4g}",
+            "CONFIDENCE": f"{bands.confidence:.4g}",
             "INTERVAL_METHOD": "split-conformal, scaled by each pixel's dispersion",
-            "INTERVAL_CALIBRATED_STEPS": str(int(bands["calibrated"])),
+            "INTERVAL_CALIBRATED_STEPS": str(int(bands.calibrated)),
         }
         writers[side] = stack.enter_context(
             StackWriter(path, dates, info.crs, info.transform, info.width, info.height, info.units, side_tags)
@@ -598,13 +711,15 @@ def open_bound_writers(stack, params, bands, dates, info, tags) -> dict[str, Any
     return writers
 
 
-def write_bounds(writers: dict[str, Any], frames: np.ndarray, window, scale: np.ndarray, bands) -> None:
+def write_bounds(
+    writers: dict[str, Any], frames: np.ndarray, window: Any, scale: np.ndarray, bands: Bands
+) -> None:
     """Write the lower/upper bounds of a finished piece of the forecast (core/intervals.py)."""
     from ..core.intervals import bounds
 
     r0, c0 = int(window.row_off), int(window.col_off)
     s = scale[r0 : r0 + int(window.height), c0 : c0 + int(window.width)]
-    lower, upper = bounds(frames, s, bands["quantiles"], bands["floor"])
+    lower, upper = bounds(frames, s, bands.quantiles, bands.floor)
     for side, arr in (("lower", lower), ("upper", upper)):
         if side in writers:
             writers[side].write(arr, window)

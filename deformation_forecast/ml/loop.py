@@ -94,7 +94,7 @@ def fit_custom(
         return strategy.reduce(sum_, per, axis=None)
 
     history: dict[str, list[float]] = {}
-    best, best_weights, waited = math.inf, None, 0
+    stopper = _EarlyStopping(s.patience if s.val_steps else 0)
     t0 = time.monotonic()
     for epoch in range(s.start_epoch, s.epochs):
         total = 0.0
@@ -115,13 +115,29 @@ def fit_custom(
             break
         if not math.isfinite(logs["loss"]):
             break
-        if s.val_steps and s.patience > 0:
-            if logs["val_loss"] < best:
-                best, best_weights, waited = logs["val_loss"], net.get_weights(), 0
-            else:
-                waited += 1
-                if waited >= s.patience:
-                    break
-    if best_weights is not None:
-        net.set_weights(best_weights)
+        if stopper.stop(logs.get("val_loss", math.nan), net):
+            break
+    stopper.restore(net)
     return history
+
+
+class _EarlyStopping:
+    """Early stopping on the validation loss with the best weights kept (patience 0: never)."""
+
+    def __init__(self, patience: int):
+        self.patience = int(patience)
+        self.best, self.best_weights, self.waited = math.inf, None, 0
+
+    def stop(self, val_loss: float, net: Any) -> bool:
+        """Whether to stop after an epoch of validation loss `val_loss`."""
+        if self.patience <= 0:
+            return False
+        if val_loss < self.best:
+            self.best, self.best_weights, self.waited = val_loss, net.get_weights(), 0
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, net: Any) -> None:
+        if self.best_weights is not None:
+            net.set_weights(self.best_weights)

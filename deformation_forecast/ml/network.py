@@ -31,9 +31,9 @@ import math
 import keras
 from keras import ops
 
+from ..jobs import ARCHITECTURES  # declared once, with TrainJob's ARCHITECTURE parameter
 from .peephole import PACKAGE, phlstm
 
-ARCHITECTURES = ("cnn-phlstm", "cnn-phlstm-paper", "cnn-lstm", "cnn-lstm-paper")
 PAPER_UNITS = (512, 256, 128)
 RESIDUALS = ("none", "last", "trend")
 TREND_CHANNELS = 3  # ml/trend.py: compressed frame, residual over the trend, trend slope

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.stack import atomic_path
+from .modelfile import ModelMeta
 
 
 def _png(fig) -> str:
@@ -97,7 +98,7 @@ def _table(metrics: dict[str, dict[str, float]]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def write_report(path: str, meta: dict[str, Any], one_step: np.ndarray, targets: np.ndarray, test) -> str:
+def write_report(path: str, meta: ModelMeta, one_step: np.ndarray, targets: np.ndarray, test: Any) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,25 +106,25 @@ def write_report(path: str, meta: dict[str, Any], one_step: np.ndarray, targets:
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>CNN-PhLSTM training report</title>",
         "<style>body{font-family:sans-serif;max-width:1100px}table{border-collapse:collapse}"
         "td,th{border:1px solid #999;padding:3px 8px;text-align:right}</style></head><body>",
-        f"<h1>Training report: {html.escape(meta['architecture'])}</h1>",
+        f"<h1>Training report: {html.escape(meta.architecture)}</h1>",
         "<p>"
         + html.escape(
-            f"{len(meta['source_dates'])} acquisitions resampled to {len(meta['dates'])} dates every "
-            f"{meta['interval_days']} days; time step {meta['time_step']}; tile {meta['tile']}; "
-            f"{meta['train']['epochs_run']} epochs on {meta['device']} in {meta['train_seconds']:.1f} s."
+            f"{len(meta.source_dates)} acquisitions resampled to {len(meta.dates)} dates every "
+            f"{meta.interval_days} days; time step {meta.time_step}; tile {meta.tile}; "
+            f"{meta.train['epochs_run']} epochs on {meta.device} in {meta.train_seconds:.1f} s."
         )
         + "</p>",
-        f"<h2>Test metrics ({len(meta['test_dates'])} dates, {html.escape(meta['units'])})</h2>",
-        _table(meta["metrics"]),
+        f"<h2>Test metrics ({len(meta.test_dates)} dates, {html.escape(meta.units)})</h2>",
+        _table(meta.metrics),
         "<h2>Loss and SSIM during training (Fig. 17)</h2>",
-        f"<img src='{_curves(meta['history'])}'>",
+        f"<img src='{_curves(meta.history)}'>",
         "<h2>Minimum and maximum of the raw and predicted data (Fig. 18)</h2>",
-        f"<img src='{_extremes(meta['extremes'], meta['test_dates'])}'>",
+        f"<img src='{_extremes(meta.extremes, meta.test_dates)}'>",
     ]
     if len(test):
         parts += [
             "<h2>Last test date</h2>",
-            f"<img src='{_maps(one_step[-1], targets[-1], meta['test_dates'][-1])}'>",
+            f"<img src='{_maps(one_step[-1], targets[-1], meta.test_dates[-1])}'>",
         ]
     parts.append("</body></html>")
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:

@@ -27,14 +27,15 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from ..core.budget import worker_pixel_bytes as pixel_bytes  # the worker's share, one rule
 from ..core.errors import InputError
 from ..core.resample import interpolate_time, regular_grid
+from ..core.run import QUIET, Run
 from ..core.stack import StackInfo, atomic_path, check_free_space, read_stack
 
 BLOCK = 64  # the work file's tile edge: a 64 x 64 training crop touches at most 4 blocks per band
@@ -124,12 +125,12 @@ def prepare(
     info: StackInfo,
     interval: int,
     folder: str,
-    mb: float | None = None,
+    run: Run = QUIET,
     window_pixels: int | None = None,
 ) -> Prepared:
     """Write (or reuse) the regular stack of `info` in `folder`; see the module doc.
 
-    `window_pixels`: pixels per streamed window (default: from the budget `mb`)."""
+    `window_pixels`: pixels per streamed window (default: from the budget of `run`)."""
     grid = regular_dates(info, interval)
     path = os.path.join(folder, WORK_NAME)
     summary = os.path.join(folder, SUMMARY_NAME)
@@ -152,28 +153,12 @@ def prepare(
     with rasterio.open(info.path) as src:
         bh, bw = src.block_shapes[0] if src.block_shapes else (1, w)
     if window_pixels is None:
-        window_pixels = pixel_bytes(mb) // prepare_bytes_per_pixel(info.count, n)
+        window_pixels = run.worker_pixel_bytes() // prepare_bytes_per_pixel(info.count, n)
     windows = prep_windows(h, w, max(int(window_pixels), 1), _align(bh), _align(bw))
     fmin = np.full(n, np.inf)
     fmax = np.full(n, -np.inf)
     blocks = np.zeros((-(-h // BLOCK), -(-w // BLOCK)), dtype="int64")
-    profile = dict(
-        driver="GTiff",
-        count=n,
-        height=h,
-        width=w,
-        dtype="float32",
-        crs=info.crs,
-        transform=info.transform,
-        nodata=float("nan"),
-        tiled=True,
-        blockxsize=BLOCK,
-        blockysize=BLOCK,
-        interleave="band",
-        compress=None,
-        BIGTIFF="IF_SAFER",
-    )
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_work_profile(info, n)) as dst:
         for i, d in enumerate(grid, start=1):
             dst.set_band_description(i, d.isoformat())
         for win in windows:
@@ -202,6 +187,26 @@ def prepare(
             grid=np.array([d.isoformat() for d in grid]),
         )
     return Prepared(path, grid, interval, h, w, fmin, fmax, blocks, len(windows))
+
+
+def _work_profile(info: StackInfo, n: int) -> dict[str, Any]:
+    """The work file: uncompressed, BLOCK x BLOCK tiles, band-interleaved, NaN nodata."""
+    return dict(
+        driver="GTiff",
+        count=n,
+        height=info.height,
+        width=info.width,
+        dtype="float32",
+        crs=info.crs,
+        transform=info.transform,
+        nodata=float("nan"),
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        interleave="band",
+        compress=None,
+        BIGTIFF="IF_SAFER",
+    )
 
 
 def _count_blocks(blocks: np.ndarray, ok: np.ndarray, row: int, col: int) -> None:
@@ -298,11 +303,11 @@ def sample_blocks(prep: Prepared, max_pixels: int, seed: int) -> list[tuple[int,
     at most `max_pixels` finite pixels, else a seeded random sample of about that many pixels."""
     valid = np.argwhere(prep.block_valid > 0)
     if prep.n_valid <= max_pixels:
-        return [tuple(map(int, b)) for b in valid]
+        return [(int(b[0]), int(b[1])) for b in valid]
     mean = prep.n_valid / max(len(valid), 1)
     k = int(min(len(valid), max(1, math.ceil(max_pixels / mean))))
     pick = np.sort(np.random.default_rng(seed).choice(len(valid), size=k, replace=False))
-    return [tuple(map(int, valid[i])) for i in pick]
+    return [(int(valid[i][0]), int(valid[i][1])) for i in pick]
 
 
 def sample_series(

@@ -21,12 +21,16 @@ import os
 import shutil
 import tempfile
 import time
+import types
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..core.intervals import calibrate, pixel_scale
+from ..core.run import Run
 from . import protocol
+from .modelfile import ModelMeta, TrendParams
 
 DEFAULTS: dict[str, Any] = {
     "architecture": "cnn-phlstm",
@@ -78,7 +82,9 @@ class _Progress:
     """Keras callback factory (built lazily so that this module imports without Keras)."""
 
     @staticmethod
-    def make(epochs: int, start: int, span: tuple[float, float], max_seconds: float, checkpoint=None):
+    def make(
+        epochs: int, start: int, span: tuple[float, float], max_seconds: float, checkpoint: Any = None
+    ) -> Any:
         import keras
 
         class Progress(keras.callbacks.Callback):
@@ -110,9 +116,19 @@ class _Progress:
         return Progress()
 
 
-def test_count_of(p: dict[str, Any], n_dates: int) -> int:
+def train_job(params: Any) -> Any:
+    """The training job; a params dict (before deformation_forecast.jobs) becomes a namespace with
+    DEFAULTS filled in (None values take the default)."""
+    if isinstance(params, dict):
+        extra = {"cluster": False, "cluster_timeout": 0, "output_report": None, "predictions": None}
+        given = {k: v for k, v in params.items() if v is not None}
+        return types.SimpleNamespace(**{**DEFAULTS, **extra, **given})
+    return params
+
+
+def test_count_of(job: Any, n_dates: int) -> int:
     """``test_count``, or for -1 what the series can spare: min(20, n_dates // 5), said in the log."""
-    tc = int(p["test_count"])
+    tc = int(job.test_count)
     if tc >= 0:
         return tc
     tc = max(1, min(20, n_dates // 5))
@@ -123,357 +139,524 @@ def test_count_of(p: dict[str, Any], n_dates: int) -> int:
     return tc
 
 
-def run_train(params: dict[str, Any]) -> dict[str, Any]:
+def run_train(params: Any) -> dict[str, Any]:
     """Worker command ``train``; see the module doc. Returns the result dict."""
-    p = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-    from .device import configure_device
+    from .device import configure_device, worker_run
 
-    device = configure_device(p["device"])
+    job = train_job(params)
+    device = configure_device(job.device)
     protocol.message(f"Device: {device['name']} ({device['reason']})")
     strategy = None
-    if p.get("cluster"):  # several machines (ml/cluster.py): the strategy before any other op
+    if getattr(job, "cluster", False):  # several machines (ml/cluster.py): the strategy before any other op
         from .distribute import start_cluster
 
-        strategy = start_cluster(float(p.get("cluster_timeout") or 0))
+        strategy = start_cluster(float(getattr(job, "cluster_timeout", 0) or 0))
     import keras
     import tensorflow as tf
 
-    from ..core.budget import budget_mb, gdal_env
+    from ..core.budget import gdal_env
     from ..core.dates import median_interval
     from ..core.stack import read_info
     from .dataset import split_windows
     from .source import WorkStack, prepare, regular_dates
 
-    seed = int(p["seed"])
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(int(job.seed))
     if device["tf_device"].startswith("/CPU"):
         tf.config.experimental.enable_op_determinism()
-    mb = float(p["memory_budget_mb"] or 0) or None
-    info = read_info(p["input"])
+    run = worker_run(job.memory_budget_mb)
+    info = read_info(job.input)
     if strategy is not None:
         from .cluster import check_same_stack
 
-        check_same_stack(strategy, info, p["input"])
-    interval = int(p["interval_days"]) or median_interval(info.dates)
+        check_same_stack(strategy, info, job.input)
+    interval = int(job.interval_days) or median_interval(info.dates)
     grid = regular_dates(info, interval)
-    ts = int(p["time_step"])
-    split = split_windows(len(grid), ts, test_count_of(p, len(grid)), float(p["validation_fraction"]))
-    ckpt_dir = p["output_model"] + ".checkpoint"
+    ts = int(job.time_step)
+    split = split_windows(len(grid), ts, test_count_of(job, len(grid)), float(job.validation_fraction))
+    checkpoint = Checkpoint(job.output_model + ".checkpoint", _signature(job, info))
     # a worker other than the chief keeps its work file to itself and writes nothing beside the model
     chief = strategy is None or not strategy.cluster_resolver.task_id
-    work_dir = ckpt_dir if chief else tempfile.mkdtemp(prefix="deformation_forecast_worker_")
+    work_dir = checkpoint.folder if chief else tempfile.mkdtemp(prefix="deformation_forecast_worker_")
     try:
-        with gdal_env(mb):
+        with gdal_env(run.budget_mb):
             protocol.progress(0, "Resampling the stack to the regular grid (work file)")
-            prep = prepare(info, interval, work_dir, mb)
+            prep = prepare(info, interval, work_dir, run)
             protocol.message(
                 f"{info.count} acquisitions {info.dates[0]}..{info.dates[-1]} resampled to {len(grid)} dates "
                 f"every {interval} days; raster {info.width} x {info.height}; work stack "
                 + (f"written in {prep.windows} window(s)" if prep.windows else "reused")
-                + f" (memory budget {budget_mb(mb):.0f} MB)"
+                + f" (memory budget {run.mb:.0f} MB)"
             )
             with WorkStack(prep) as work:
-                return _train(p, info, device, prep, work, split, seed, mb, ckpt_dir)
+                data = TrainingData(info, prep, work, split)
+                return Training(job, data, device, run, checkpoint).execute()
     finally:
-        if work_dir != ckpt_dir:
+        if work_dir != checkpoint.folder:
             shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, Any]:
-    import keras
-    import tensorflow as tf
+@dataclass(frozen=True)
+class TrainingData:
+    """The stack being trained on: its description, the regular work file (ml/source.py) and the
+    split of its label dates (ml/dataset.py)."""
 
-    from .compressor import ExtremumGRU
-    from .dataset import choose_tile, tile_dataset, tile_grid, tile_reader
-    from .distribute import float32_twin, plan_training
-    from .modelfile import grid_of, save_model
-    from .network import build_network, default_residual, make_loss, masked_mae, ssim_metric
-    from .oom import fit_with_fallback
-    from .source import pixel_bytes
+    info: Any  # core.stack.StackInfo
+    prep: Any  # source.Prepared
+    work: Any  # source.WorkStack
+    split: Any  # dataset.Split
 
-    grid, interval, fmin, fmax = prep.grid, prep.interval, prep.fmin, prep.fmax
-    ts = int(p["time_step"])
-    first_test = int(split.test[0]) if len(split.test) else len(grid)
-    resume_state = None
-    if p["resume"] and os.path.isfile(os.path.join(ckpt_dir, "state.json")):
-        with open(os.path.join(ckpt_dir, "state.json"), encoding="utf-8") as f:
-            resume_state = json.load(f)
-        if resume_state.get("signature") != _signature(p, info):
+    @property
+    def first_test(self) -> int:
+        return int(self.split.test[0]) if len(self.split.test) else len(self.prep.grid)
+
+
+class Checkpoint:
+    """The checkpoint folder ``<output_model>.checkpoint`` (RESUME, issue 9), in one place: after
+    every epoch the network's weights, the compressor's weights (once per run) and ``state.json``
+    (the parameters' signature, the epoch, the histories, the compressor's parameters), each
+    written under a temporary name and renamed; a state with another signature is not resumed."""
+
+    STATE = "state.json"
+    NETWORK = "network.weights.h5"
+    COMPRESSOR = "compressor.weights.h5"
+
+    def __init__(self, folder: str, signature: str):
+        self.folder, self.signature = folder, signature
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
+
+    def read_state(self) -> dict[str, Any] | None:
+        """The saved state when it is one of these parameters and data (else None, said)."""
+        if not os.path.isfile(self.path(self.STATE)):
+            return None
+        with open(self.path(self.STATE), encoding="utf-8") as f:
+            state = json.load(f)
+        if state.get("signature") != self.signature:
             protocol.warning(
                 "RESUME: the checkpoint was made with other parameters or data; starting afresh."
             )
-            resume_state = None
+            return None
+        return state
+
+    def load_compressor(self, state: dict[str, Any]) -> Any:
+        from .compressor import ExtremumGRU
+
+        gru = ExtremumGRU.from_params(state["compressor"])
+        gru.model = gru.build()
+        gru.model.load_weights(self.path(self.COMPRESSOR))
+        gru.history = state.get("gru_history", {})
+        return gru
+
+    def load_network(self, net: Any, start_epoch: int) -> None:
+        """Continue `net` from the saved weights when training starts after epoch `start_epoch` > 0."""
+        if start_epoch and os.path.isfile(self.path(self.NETWORK)):
+            net.load_weights(self.path(self.NETWORK))
+            protocol.message(f"RESUME: continuing after epoch {start_epoch} from {self.folder}")
+
+    def save(
+        self, net: Any, gru: Any, epoch: int, history: dict[str, list[float]], own_compressor: bool
+    ) -> None:
+        """Save after `epoch`. `own_compressor`: this run fitted its compressor (a stale one from an
+        interrupted run with other parameters would otherwise be loaded on RESUME)."""
+        os.makedirs(self.folder, exist_ok=True)
+        self._replace(self.NETWORK, net.save_weights)
+        if own_compressor or not os.path.exists(self.path(self.COMPRESSOR)):
+            self._replace(self.COMPRESSOR, gru.model.save_weights)
+        state = {
+            "signature": self.signature,
+            "epoch": epoch,
+            "history": history,
+            "compressor": gru.params(),
+            "gru_history": gru.history,
+        }
+
+        def dump(path: str) -> None:
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(state, f)
+
+        self._replace(self.STATE, dump)
+
+    def _replace(self, name: str, write: Any) -> None:
+        stem, ext = name.split(".", 1)
+        tmp = self.path(f"{stem}.tmp.{ext}")
+        write(tmp)
+        os.replace(tmp, self.path(name))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class Training:
+    """One training run (see the module doc), in named steps: :meth:`fit_compressor`,
+    :meth:`prepare_network`, :meth:`fit_network`, :meth:`score`, :meth:`save`. The resume state
+    is read once, here; the epochs' history and the last checkpointed epoch live on the object."""
+
+    def __init__(
+        self, job: Any, data: TrainingData, device: dict[str, Any], run: Run, checkpoint: Checkpoint
+    ):
+        self.job, self.data, self.device, self.run, self.checkpoint = job, data, device, run, checkpoint
+        self.ts, self.seed = int(job.time_step), int(job.seed)
+        self.resume = checkpoint.read_state() if job.resume else None
+        self.start_epoch = int(self.resume["epoch"]) if self.resume else 0
+        self.history: dict[str, list[float]] = self.resume.get("history", {}) if self.resume else {}
+        self.saved_epoch = self.start_epoch  # the last epoch checkpointed (a retry continues there)
+        self.attempts: list[int] = []
+        self.gru: Any = None
+        self.trend: TrendParams | None = None
+
+    def execute(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        t_start = time.monotonic()
+        with tf.device(self.device["tf_device"]):
+            self.fit_compressor()
+            self.prepare_network()
+            net, plan = self.fit_network()
+        train_seconds = time.monotonic() - t_start
+        epochs_run = len(self.history.get("loss", []))
+        if plan.custom_loop:
+            if not plan.is_chief:
+                protocol.progress(
+                    100, f"Worker {plan.worker_index}: training done; the chief writes the model"
+                )
+                return {"worker": plan.worker_index, "epochs_run": epochs_run, "train_seconds": train_seconds}
+            net = _local_copy(net, self.build)
+        # the test set on the device training finally ran on
+        with tf.device(self.device["tf_device"]):
+            t_pred = time.monotonic()
+            scored = self.score(net)
+            predict_seconds = time.monotonic() - t_pred
+        _say_backtest(scored)
+        return self.save(net, plan, scored, (train_seconds, predict_seconds))
 
     # 1. the extremum compressor (eqs. 1-4), on the dates before the test set (global: per-date
     #    extremes of the whole raster, gathered while the work file was written)
-    gru = ExtremumGRU(
-        time_step=int(p["gru_time_step"]),
-        units=int(p["gru_units"]),
-        epochs=int(p["gru_epochs"]),
-        batch_size=int(p["gru_batch_size"]),
-        learning_rate=float(p["gru_learning_rate"]),
-    )
-    t_start = time.monotonic()
-    with tf.device(device["tf_device"]):
-        if resume_state:
-            gru = ExtremumGRU.from_params(resume_state["compressor"])
-            gru.model = gru.build()
-            gru.model.load_weights(os.path.join(ckpt_dir, "compressor.weights.h5"))
-            gru.history = resume_state.get("gru_history", {})
+    def fit_compressor(self) -> None:
+        from .compressor import ExtremumGRU
+
+        job, prep, first_test = self.job, self.data.prep, self.data.first_test
+        if self.resume:
+            self.gru = self.checkpoint.load_compressor(self.resume)
         else:
+            self.gru = ExtremumGRU(
+                time_step=int(job.gru_time_step),
+                units=int(job.gru_units),
+                epochs=int(job.gru_epochs),
+                batch_size=int(job.gru_batch_size),
+                learning_rate=float(job.gru_learning_rate),
+            )
             protocol.progress(1, "Fitting the GRU extremum compressor")
-            gru.fit(fmin[:first_test], fmax[:first_test])
-        protocol.progress(
-            5,
-            f"GRU compressor: time step {gru.time_step}, final LogCosh {gru.history.get('loss', [math.nan])[-1]:.4g}",
+            self.gru.fit(prep.fmin[:first_test], prep.fmax[:first_test])
+        loss = self.gru.history.get("loss", [math.nan])[-1]
+        protocol.progress(5, f"GRU compressor: time step {self.gru.time_step}, final LogCosh {loss:.4g}")
+
+    # 2. the network: its tiles, its residual (the trend settings) and its examples
+    def prepare_network(self) -> None:
+        from .dataset import TileSpec, choose_tile, tile_grid, tile_reader
+        from .network import default_residual
+
+        job, info, prep, split = self.job, self.data.info, self.data.prep, self.data.split
+        self.tile = choose_tile(info.height, info.width, int(job.tile_size))
+        self.overlap = self.tile // 4
+        self.units = tuple(int(u) for u in job.lstm_units) if job.lstm_units else None
+        self.residual = (
+            default_residual(job.architecture) if job.residual in ("auto", "", None) else job.residual
+        )
+        if self.residual == "trend":
+            self.trend = trend_settings(job, self.data, self.seed, self.run)
+        self.read = tile_reader(self.data.work, prep.fmin, prep.fmax, self.ts, self.tile, self.trend)
+        rows, cols = tile_grid(info.height, info.width, self.tile, self.overlap)
+        self.spec = TileSpec(rows, cols, self.ts, self.tile, trend=bool(self.trend))
+        self.n_val = self.spec.items(split.val)
+        self.val_samples = int(job.validation_samples) or min(
+            self.n_val, max(4096, int(job.samples_per_epoch))
         )
 
-        # 2. the network
-        tile = choose_tile(info.height, info.width, int(p["tile_size"]))
-        overlap = tile // 4
-        units = tuple(int(u) for u in p["lstm_units"]) if p["lstm_units"] else None
-        residual = (
-            default_residual(p["architecture"]) if p["residual"] in ("auto", "", None) else p["residual"]
+    def build(self) -> Any:
+        from .network import build_network
+
+        t = self.trend
+        scale = t.residual_scale / t.frame_scale if t else 1.0
+        job = self.job
+        return build_network(
+            job.architecture, self.ts, self.tile, int(job.width), self.units, self.residual, scale
         )
-        trend = _trend_settings(p, info, prep, work, split, seed, mb) if residual == "trend" else None
-        read = tile_reader(work, fmin, fmax, ts, tile, trend)
-        rows, cols = tile_grid(info.height, info.width, tile, overlap)
-        n_val = len(split.val) * len(rows) * len(cols)
-        val_samples = int(p["validation_samples"]) or min(n_val, max(4096, int(p["samples_per_epoch"])))
-        epochs = int(p["epochs"])
-        history: dict[str, list[float]] = {}
-        start_epoch = 0
-        if resume_state:
-            start_epoch = int(resume_state["epoch"])
-            history = resume_state.get("history", {})
 
-        def checkpoint(model, epoch, logs):
-            os.makedirs(ckpt_dir, exist_ok=True)
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            model.save_weights(os.path.join(ckpt_dir, "network.tmp.weights.h5"))
-            os.replace(
-                os.path.join(ckpt_dir, "network.tmp.weights.h5"), os.path.join(ckpt_dir, "network.weights.h5")
-            )
-            # a run that did not resume writes its own compressor (a stale one from an interrupted
-            # run with other parameters would otherwise be loaded on RESUME); temp name + rename
-            if not resume_state or not os.path.exists(os.path.join(ckpt_dir, "compressor.weights.h5")):
-                gru.model.save_weights(os.path.join(ckpt_dir, "compressor.tmp.weights.h5"))
-                os.replace(
-                    os.path.join(ckpt_dir, "compressor.tmp.weights.h5"),
-                    os.path.join(ckpt_dir, "compressor.weights.h5"),
-                )
-            state = {
-                "signature": _signature(p, info),
-                "epoch": epoch,
-                "history": history,
-                "compressor": gru.params(),
-                "gru_history": gru.history,
-            }
-            with open(os.path.join(ckpt_dir, "state.tmp.json"), "w", encoding="utf-8") as f:
-                json.dump(state, f)
-            os.replace(os.path.join(ckpt_dir, "state.tmp.json"), os.path.join(ckpt_dir, "state.json"))
+    def fit_network(self) -> tuple[Any, Any]:
+        """The trained network and its training plan; out of memory, the batch is halved (ml/oom.py)."""
+        from .oom import fit_with_fallback
 
-        def build():
-            return build_network(
-                p["architecture"],
-                ts,
-                tile,
-                int(p["width"]),
-                units,
-                residual,
-                trend["residual_scale"] / trend["frame_scale"] if trend else 1.0,
-            )
+        if getattr(self.job, "cluster", False):  # no batch halving across machines: all would have to agree
+            return self._fit(int(self.job.batch_size), self.device)
+        outcome = fit_with_fallback(self._fit, int(self.job.batch_size), self.device)
+        self.device = outcome.device
+        return outcome.value
 
-        def fit(batch_size: int, dev: dict[str, Any]):
-            """Build, compile and fit the network with a per-replica `batch_size` on `dev` under the
-            training plan (strategy, dtype policy, XLA: ml/distribute.py); the tf.data pipelines
-            are built here (tiles read from the work file on the fly). A retry after running out
-            of memory (ml/oom.py) continues from the last epoch checkpoint of this run."""
-            nonlocal start_epoch, history
-            plan = plan_training(dev, batch_size, p["architecture"], p["mixed_precision"], p["jit_compile"])
-            protocol.message(plan.describe())
-            plan.apply_policy()
-            if attempts and os.path.isfile(os.path.join(ckpt_dir, "state.json")):
-                with open(os.path.join(ckpt_dir, "state.json"), encoding="utf-8") as f:
-                    state = json.load(f)
-                if state.get("signature") == _signature(p, info):
-                    start_epoch, history = int(state["epoch"]), state.get("history", {})
-            attempts.append(batch_size)
-            if plan.custom_loop:  # the network in the strategy's scope; the checkpoints outside it
-                with plan.scope():
-                    net = build()
-                return _fit_custom(plan, net), plan
+    def _fit(self, batch_size: int, dev: dict[str, Any]) -> tuple[Any, Any]:
+        """Build, compile and fit the network with a per-replica `batch_size` on `dev` under the
+        training plan (strategy, dtype policy, XLA: ml/distribute.py). A retry after running out
+        of memory continues from the last epoch checkpointed by this run."""
+        from .distribute import plan_training
+
+        job = self.job
+        plan = plan_training(dev, batch_size, job.architecture, job.mixed_precision, job.jit_compile)
+        protocol.message(plan.describe())
+        plan.apply_policy()
+        if self.attempts:
+            self.start_epoch = self.saved_epoch
+        self.attempts.append(batch_size)
+        if plan.custom_loop:  # the network in the strategy's scope; the checkpoints outside it
             with plan.scope():
-                net = _fit_in_scope(plan, plan.global_batch)
-            return net, plan
+                net = self.build()
+            return self._fit_custom(plan, net), plan
+        with plan.scope():
+            net = self._fit_keras(plan, plan.global_batch)
+        return net, plan
 
-        def _fit_in_scope(plan, batch_size: int):
-            net = build()
-            net.compile(
-                optimizer=keras.optimizers.Adam(float(p["learning_rate"]), clipnorm=1.0),
-                loss=make_loss(float(p["mae_weight"]), tile),
-                metrics=[masked_mae, ssim_metric(tile)],
-                jit_compile=plan.jit_compile,
-            )
-            ram = pixel_bytes(mb) // 4
-            train_ds, steps = tile_dataset(
-                read,
-                split.train,
-                rows,
-                cols,
-                ts,
-                tile,
-                batch_size,
-                trend=bool(trend),
-                shuffle=True,
-                seed=seed,
-                samples=int(p["samples_per_epoch"]),
-                epochs=(start_epoch, epochs),
-                ram_budget=ram,
-            )
-            val_ds = (
-                tile_dataset(
-                    read,
-                    split.val,
-                    rows,
-                    cols,
-                    ts,
-                    tile,
-                    batch_size,
-                    trend=bool(trend),
-                    shuffle=False,
-                    seed=seed,
-                    samples=val_samples,
-                    ram_budget=ram,
-                )[0]
-                if len(split.val)
-                else None
-            )
-            protocol.message(
-                f"Network {p['architecture']}: tile {tile} (overlap {overlap}), {net.count_params()} weights; "
-                f"windows train {len(split.train)}, validation {len(split.val)}, test {len(split.test)}; "
-                f"{len(rows) * len(cols)} tiles per date; per epoch {steps} batches of {batch_size} "
-                f"(validation {min(val_samples, n_val)} tiles), read from {work.path}"
-            )
-            if start_epoch and os.path.isfile(os.path.join(ckpt_dir, "network.weights.h5")):
-                net.load_weights(os.path.join(ckpt_dir, "network.weights.h5"))
-                protocol.message(f"RESUME: continuing after epoch {start_epoch} from {ckpt_dir}")
-            callbacks = [
-                keras.callbacks.TerminateOnNaN(),
-                _Progress.make(epochs, start_epoch, (5, 85), float(p["max_seconds"]), checkpoint),
-            ]
-            if val_ds is not None and int(p["patience"]) > 0:
-                callbacks.append(
-                    keras.callbacks.EarlyStopping(
-                        monitor="val_loss", patience=int(p["patience"]), restore_best_weights=True
-                    )
+    def _on_epoch_end(self, net: Any, epoch: int, logs: dict[str, float], write: bool = True) -> None:
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+        if write:
+            self.checkpoint.save(net, self.gru, epoch, self.history, own_compressor=not self.resume)
+            self.saved_epoch = epoch
+
+    def _datasets(self, batch_size: int, shard: tuple[int, int, int] = (0, 1, 0)) -> tuple[Any, int, Any]:
+        """(training pipeline, its steps per epoch, validation pipeline or None)."""
+        from .dataset import Sampling, tile_dataset
+
+        job, split, ram = self.job, self.data.split, self.run.worker_pixel_bytes() // 4
+        epochs = (self.start_epoch, int(job.epochs))
+        train = Sampling(True, self.seed, int(job.samples_per_epoch), epochs, shard)
+        train_ds, steps = tile_dataset(self.read, split.train, self.spec, batch_size, train, ram)
+        if not len(split.val):
+            return train_ds, steps, None
+        val = Sampling(False, self.seed, self.val_samples, shard=shard)
+        return train_ds, steps, tile_dataset(self.read, split.val, self.spec, batch_size, val, ram)[0]
+
+    def _fit_keras(self, plan: Any, batch_size: int) -> Any:
+        import keras
+
+        from .network import make_loss, masked_mae, ssim_metric
+
+        job, split, epochs = self.job, self.data.split, int(self.job.epochs)
+        net = self.build()
+        net.compile(
+            optimizer=keras.optimizers.Adam(float(job.learning_rate), clipnorm=1.0),
+            loss=make_loss(float(job.mae_weight), self.tile),
+            metrics=[masked_mae, ssim_metric(self.tile)],
+            jit_compile=plan.jit_compile,
+        )
+        train_ds, steps, val_ds = self._datasets(batch_size)
+        protocol.message(
+            f"Network {job.architecture}: tile {self.tile} (overlap {self.overlap}), {net.count_params()} weights; "
+            f"windows train {len(split.train)}, validation {len(split.val)}, test {len(split.test)}; "
+            f"{len(self.spec.rows) * len(self.spec.cols)} tiles per date; per epoch {steps} batches of "
+            f"{batch_size} (validation {min(self.val_samples, self.n_val)} tiles), read from {self.data.work.path}"
+        )
+        self.checkpoint.load_network(net, self.start_epoch)
+        callbacks = [
+            keras.callbacks.TerminateOnNaN(),
+            _Progress.make(epochs, self.start_epoch, (5, 85), float(job.max_seconds), self._on_epoch_end),
+        ]
+        if val_ds is not None and int(job.patience) > 0:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss", patience=int(job.patience), restore_best_weights=True
                 )
-            if start_epoch < epochs:
-                net.fit(
-                    train_ds,
-                    validation_data=val_ds,
-                    epochs=epochs,
-                    initial_epoch=start_epoch,
-                    steps_per_epoch=steps,
-                    shuffle=False,  # tile_dataset shuffles, per epoch, with the seed
-                    callbacks=callbacks,
-                    verbose=0,
-                )
-            return net
-
-        def _fit_custom(plan, net):
-            """Training across machines (ml/loop.py): each worker reads its share of every global
-            batch; only the chief writes checkpoints."""
-            from .loop import LoopSettings, fit_custom
-
-            gb = plan.global_batch
-            n_train = len(split.train) * len(rows) * len(cols)
-            train_n = _whole_batches(int(p["samples_per_epoch"]) or n_train, n_train, gb, "training")
-            val_n = _whole_batches(min(val_samples, n_val), n_val, gb, "validation") if len(split.val) else 0
-            ram = pixel_bytes(mb) // 4
-
-            def datasets(kind: str, ctx):
-                shard = (ctx.input_pipeline_id, ctx.num_input_pipelines, ctx.get_per_replica_batch_size(gb))
-                labels, samples = (split.train, train_n) if kind == "train" else (split.val, val_n)
-                return tile_dataset(
-                    read,
-                    labels,
-                    rows,
-                    cols,
-                    ts,
-                    tile,
-                    gb,
-                    trend=bool(trend),
-                    shuffle=kind == "train",
-                    seed=seed,
-                    samples=samples,
-                    epochs=(start_epoch, epochs),
-                    ram_budget=ram,
-                    shard=shard,
-                )[0]
-
-            if start_epoch and os.path.isfile(os.path.join(ckpt_dir, "network.weights.h5")):
-                net.load_weights(os.path.join(ckpt_dir, "network.weights.h5"))
-                protocol.message(f"RESUME: continuing after epoch {start_epoch} from {ckpt_dir}")
-            protocol.message(
-                f"Worker {plan.worker_index} of {plan.workers}: network {p['architecture']}, tile {tile}, "
-                f"{net.count_params()} weights; per epoch {train_n // gb} steps of {gb} tiles, this worker "
-                f"reads {gb // max(1, plan.workers)} of each; validation {val_n} tiles"
             )
-
-            def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-                protocol.progress(
-                    5 + 80 * min(1.0, (epoch - start_epoch) / max(1, epochs - start_epoch)),
-                    f"epoch {epoch}/{epochs}: loss {logs['loss']:.5f}, val_loss {logs.get('val_loss', math.nan):.5f}",
-                    epoch=epoch,
-                    worker=plan.worker_index,
-                    **logs,
-                )
-                if plan.is_chief:
-                    checkpoint(net, epoch, logs)
-                else:
-                    for k, v in logs.items():
-                        history.setdefault(k, []).append(v)
-
-            settings = LoopSettings(
+        if self.start_epoch < epochs:
+            net.fit(
+                train_ds,
+                validation_data=val_ds,
                 epochs=epochs,
-                start_epoch=start_epoch,
-                steps=train_n // gb,
-                val_steps=val_n // gb,
-                global_batch=gb,
-                learning_rate=float(p["learning_rate"]),
-                patience=int(p["patience"]),
-                max_seconds=float(p["max_seconds"]),
+                initial_epoch=self.start_epoch,
+                steps_per_epoch=steps,
+                shuffle=False,  # tile_dataset shuffles, per epoch, with the seed
+                callbacks=callbacks,
+                verbose=0,
             )
-            fit_custom(
-                net, make_loss(float(p["mae_weight"]), tile), plan.strategy, datasets, settings, on_epoch
+        return net
+
+    def _fit_custom(self, plan: Any, net: Any) -> Any:
+        """Training across machines (ml/loop.py): each worker reads its share of every global
+        batch; only the chief writes checkpoints."""
+        from .loop import LoopSettings, fit_custom
+        from .network import make_loss
+
+        job, split, gb, epochs = self.job, self.data.split, plan.global_batch, int(self.job.epochs)
+        n_train = self.spec.items(split.train)
+        train_n = _whole_batches(int(job.samples_per_epoch) or n_train, n_train, gb, "training")
+        val_n = (
+            _whole_batches(min(self.val_samples, self.n_val), self.n_val, gb, "validation")
+            if len(split.val)
+            else 0
+        )
+        ram = self.run.worker_pixel_bytes() // 4
+
+        def datasets(kind: str, ctx: Any) -> Any:
+            from .dataset import Sampling, tile_dataset
+
+            shard = (ctx.input_pipeline_id, ctx.num_input_pipelines, ctx.get_per_replica_batch_size(gb))
+            labels, samples = (split.train, train_n) if kind == "train" else (split.val, val_n)
+            sampling = Sampling(kind == "train", self.seed, samples, (self.start_epoch, epochs), shard)
+            return tile_dataset(self.read, labels, self.spec, gb, sampling, ram)[0]
+
+        self.checkpoint.load_network(net, self.start_epoch)
+        protocol.message(
+            f"Worker {plan.worker_index} of {plan.workers}: network {job.architecture}, tile {self.tile}, "
+            f"{net.count_params()} weights; per epoch {train_n // gb} steps of {gb} tiles, this worker "
+            f"reads {gb // max(1, plan.workers)} of each; validation {val_n} tiles"
+        )
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            protocol.progress(
+                5 + 80 * min(1.0, (epoch - self.start_epoch) / max(1, epochs - self.start_epoch)),
+                f"epoch {epoch}/{epochs}: loss {logs['loss']:.5f}, val_loss {logs.get('val_loss', math.nan):.5f}",
+                epoch=epoch,
+                worker=plan.worker_index,
+                **logs,
             )
-            return net
+            self._on_epoch_end(net, epoch, logs, write=plan.is_chief)
 
-        attempts: list[int] = []
-        if p.get("cluster"):  # no batch halving across machines: every worker would have to agree
-            net, plan = fit(int(p["batch_size"]), device)
-        else:
-            outcome = fit_with_fallback(fit, int(p["batch_size"]), device)
-            net, plan = outcome.value
-            device = outcome.device
-        train_seconds = time.monotonic() - t_start
-        epochs_run = len(history.get("loss", []))
+        settings = LoopSettings(
+            epochs=epochs,
+            start_epoch=self.start_epoch,
+            steps=train_n // gb,
+            val_steps=val_n // gb,
+            global_batch=gb,
+            learning_rate=float(job.learning_rate),
+            patience=int(job.patience),
+            max_seconds=float(job.max_seconds),
+        )
+        fit_custom(
+            net, make_loss(float(job.mae_weight), self.tile), plan.strategy, datasets, settings, on_epoch
+        )
+        return net
 
-    if plan.custom_loop:
-        if not plan.is_chief:
-            protocol.progress(100, f"Worker {plan.worker_index}: training done; the chief writes the model")
-            return {"worker": plan.worker_index, "epochs_run": epochs_run, "train_seconds": train_seconds}
-        net = _local_copy(net, build)
+    # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file
+    def score(self, net: Any) -> dict[str, Any]:
+        from .forecast import Predictor
 
-    # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file,
-    #    on the device training finally ran on
-    with tf.device(device["tf_device"]):
-        t_pred = time.monotonic()
-        scored = _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, seed)
-        predict_seconds = time.monotonic() - t_pred
+        model = Predictor(net, self.ts, self.tile, self.overlap, self.trend)
+        return score_test(
+            TestScoring(model, self.gru, self.data, self.run, int(self.job.test_tiles), self.seed)
+        )
 
+    # 4. the outputs: the model file, the report, the predictions
+    def meta(self, scored: dict[str, Any], seconds: tuple[float, float]) -> ModelMeta:
+        from .modelfile import grid_of
+
+        job, info, prep, split = self.job, self.data.info, self.data.prep, self.data.split
+        grid = prep.grid
+        return ModelMeta(
+            architecture=job.architecture,
+            residual=self.residual,
+            trend=self.trend,
+            time_step=self.ts,
+            interval_days=prep.interval,
+            tile=self.tile,
+            overlap=self.overlap,
+            width=int(job.width),
+            lstm_units=list(self.units) if self.units else None,
+            mae_weight=float(job.mae_weight),
+            grid=grid_of(info),
+            units=info.units,
+            dates=[d.isoformat() for d in grid],
+            source_dates=[d.isoformat() for d in info.dates],
+            test_dates=[grid[t].isoformat() for t in split.test],
+            compressor=self.gru.params(),
+            metrics=scored["metrics"],
+            test_scoring=scored["scoring"],
+            calibration=scored["calibration"],  # prediction intervals (core/intervals.py)
+            backtest=scored["horizons"],  # the iterative backtest per horizon (issue 17)
+            history=self.history,
+            gru_history=self.gru.history,
+            extremes={
+                "dates": [d.isoformat() for d in grid],
+                "min": prep.fmin.tolist(),
+                "max": prep.fmax.tolist(),
+                **scored["extremes"],
+            },
+            train={k: getattr(job, k) for k in DEFAULTS if k != "device"}
+            | {"epochs_run": len(self.history.get("loss", []))},
+            device=self.device["name"],
+            train_seconds=seconds[0],
+            created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        )
+
+    def save(
+        self, net: Any, plan: Any, scored: dict[str, Any], seconds: tuple[float, float]
+    ) -> dict[str, Any]:
+        from .distribute import float32_twin
+        from .modelfile import save_model
+
+        job, device = self.job, self.device
+        meta = self.meta(scored, seconds)
+        # a network trained in mixed precision is saved as float32 (it would compute in float16 wherever
+        # it is loaded otherwise, also on a CPU)
+        save_model(job.output_model, float32_twin(net, self.build), self.gru.model, meta)
+        self.data.work.close()
+        self.checkpoint.remove()
+        m = scored["metrics"]
+        out: dict[str, Any] = {
+            "output_model": job.output_model,
+            "device": device["name"],
+            "device_reason": device["reason"],
+            "training_plan": plan.describe(),
+            "train_seconds": seconds[0],
+            "predict_seconds": seconds[1],
+            "epochs_run": meta.train["epochs_run"],
+            "interval_days": meta.interval_days,
+            "test_metrics": m["test_one_step"],
+            "iterative_metrics": m["test_iterative"],
+            "persistence_metrics": m["persistence"],
+            "trend_metrics": m["linear_trend"],
+            "backtest": scored["horizons"],
+        }
+        if job.output_report:
+            from .report import write_report
+
+            write_report(
+                job.output_report, meta, scored["report_pred"], scored["report_obs"], self.data.split.test
+            )
+            out["output_report"] = job.output_report
+        if job.predictions and self._write_predictions(scored, meta, seconds):
+            out["predictions"] = job.predictions
+        protocol.progress(100, "Model written")
+        return out
+
+    def _write_predictions(
+        self, scored: dict[str, Any], meta: ModelMeta, seconds: tuple[float, float]
+    ) -> bool:
+        """The raw test predictions (npz, for ``comparemodels``) when the whole raster was kept."""
+        from ..core.stack import atomic_path
+
+        info = self.data.info
+        if scored["full"] is None:
+            protocol.warning(
+                f"PREDICTIONS: the test predictions of the whole {info.width} x {info.height} raster do not "
+                "fit the memory budget (or only a sample of blocks was scored, TEST_TILES); not written."
+            )
+            return False
+        one_step, iterative, targets = scored["full"]
+        with atomic_path(self.job.predictions) as tmp, open(tmp, "wb") as f:
+            np.savez(
+                f,
+                one_step=np.asarray(one_step, dtype="float32"),
+                iterative=np.asarray(iterative, dtype="float32"),
+                targets=np.asarray(targets, dtype="float32"),
+                test_dates=np.array(meta.test_dates),
+                train_seconds=np.float64(seconds[0]),
+                predict_seconds=np.float64(seconds[1]),
+                device=np.array(self.device["name"]),
+            )
+        return True
+
+
+def _say_backtest(scored: dict[str, Any]) -> None:
+    """The iterative backtest and the intervals' calibration in the log (and a warning when the
+    network does not beat the best simple baseline)."""
     hz = scored["horizons"]
     if hz:
         protocol.message(
@@ -496,95 +679,6 @@ def _train(p, info, device, prep, work, split, seed, mb, ckpt_dir) -> dict[str, 
             f"horizons 1..{len(q90)}): the 90 % band is +/- {q90[0]:.3g} .. {q90[-1]:.3g} x each pixel's scale"
         )
 
-    # 4. outputs
-    test = split.test
-    meta = {
-        "architecture": p["architecture"],
-        "residual": residual,
-        **(trend or {}),
-        "time_step": ts,
-        "interval_days": interval,
-        "tile": tile,
-        "overlap": overlap,
-        "width": int(p["width"]),
-        "lstm_units": list(units) if units else None,
-        "mae_weight": float(p["mae_weight"]),
-        "grid": grid_of(info),
-        "units": info.units,
-        "dates": [d.isoformat() for d in grid],
-        "source_dates": [d.isoformat() for d in info.dates],
-        "test_dates": [grid[t].isoformat() for t in test],
-        "compressor": gru.params(),
-        "metrics": scored["metrics"],
-        "test_scoring": scored["scoring"],
-        # prediction intervals (core/intervals.py): calibrated on the iterative test backtest
-        "calibration": scored["calibration"],
-        # the iterative backtest per horizon: network, persistence, trend (issue 17)
-        "backtest": scored["horizons"],
-        "history": history,
-        "gru_history": gru.history,
-        "extremes": {
-            "dates": [d.isoformat() for d in grid],
-            "min": fmin.tolist(),
-            "max": fmax.tolist(),
-            **scored["extremes"],
-        },
-        "train": {k: p[k] for k in DEFAULTS if k != "device"} | {"epochs_run": epochs_run},
-        "device": device["name"],
-        "train_seconds": train_seconds,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    # a network trained in mixed precision is saved as float32 (it would compute in float16 wherever
-    # it is loaded otherwise, also on a CPU)
-    save_model(p["output_model"], float32_twin(net, build), gru.model, meta)
-    work.close()
-    _remove_checkpoint(ckpt_dir)
-    m = scored["metrics"]
-    out: dict[str, Any] = {
-        "output_model": p["output_model"],
-        "device": device["name"],
-        "device_reason": device["reason"],
-        "training_plan": plan.describe(),
-        "train_seconds": train_seconds,
-        "predict_seconds": predict_seconds,
-        "epochs_run": epochs_run,
-        "interval_days": interval,
-        "test_metrics": m["test_one_step"],
-        "iterative_metrics": m["test_iterative"],
-        "persistence_metrics": m["persistence"],
-        "trend_metrics": m["linear_trend"],
-        "backtest": scored["horizons"],
-    }
-    if p.get("output_report"):
-        from .report import write_report
-
-        write_report(p["output_report"], meta, scored["report_pred"], scored["report_obs"], test)
-        out["output_report"] = p["output_report"]
-    if p.get("predictions"):
-        if scored["full"] is None:
-            protocol.warning(
-                f"PREDICTIONS: the test predictions of the whole {info.width} x {info.height} raster do not "
-                "fit the memory budget (or only a sample of blocks was scored, TEST_TILES); not written."
-            )
-        else:
-            from ..core.stack import atomic_path
-
-            one_step, iterative, targets = scored["full"]
-            with atomic_path(p["predictions"]) as tmp, open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    one_step=np.asarray(one_step, dtype="float32"),
-                    iterative=np.asarray(iterative, dtype="float32"),
-                    targets=np.asarray(targets, dtype="float32"),
-                    test_dates=np.array([grid[t].isoformat() for t in test]),
-                    train_seconds=np.float64(train_seconds),
-                    predict_seconds=np.float64(predict_seconds),
-                    device=np.array(device["name"]),
-                )
-            out["predictions"] = p["predictions"]
-    protocol.progress(100, "Model written")
-    return out
-
 
 def _whole_batches(wanted: int, available: int, global_batch: int, what: str) -> int:
     """Samples per epoch across machines: whole global batches (every worker takes equal shares)."""
@@ -599,7 +693,7 @@ def _whole_batches(wanted: int, available: int, global_batch: int, what: str) ->
     return n
 
 
-def _local_copy(net, build):
+def _local_copy(net: Any, build: Any) -> Any:
     """`net` (trained under the cluster's strategy) as a plain network of this process, so that
     scoring and saving run no collective with the other workers."""
     twin = build()
@@ -607,41 +701,28 @@ def _local_copy(net, build):
     return twin
 
 
-def _trend_settings(p, info, prep, work, split, seed, mb) -> dict[str, Any]:
+def trend_settings(job: Any, data: TrainingData, seed: int, run: Run) -> TrendParams:
     """The trend window (chosen on the validation dates when TREND_WINDOW is 0) and the frame and
     residual scales (ml/trend.py). The frame scale comes from the per-date extremes (exact); the
     window and the residual scale from the finite pixels of a seeded sample of 64 x 64 blocks of
     at most ``stats_pixels`` pixels (the whole raster when it has fewer), read chunk by chunk."""
-    from .source import pixel_bytes, sample_blocks, sample_series
-    from .trend import EPS, pick_window, residual_scale_of, residual_sums, window_error_sums
+    from .source import sample_blocks, sample_series
+    from .trend import EPS, residual_scale_of, residual_sums
 
-    ts = int(p["time_step"])
-    first_test = int(split.test[0]) if len(split.test) else len(prep.grid)
+    prep, split, first_test = data.prep, data.split, data.first_test
     labels = np.concatenate([split.train, split.val])
     top = int(labels.max()) + 1 if len(labels) else 0
     fscale = float(max(np.abs(prep.fmin[:top]).max(), np.abs(prep.fmax[:top]).max(), EPS)) if top else 1.0
-    blocks = sample_blocks(prep, int(p["stats_pixels"]), seed)
-    chunk = pixel_bytes(mb) // 6
+    blocks = sample_blocks(prep, int(job.stats_pixels), seed)
+    chunk = run.worker_pixel_bytes() // 6
 
-    def series():
-        return sample_series(work, blocks, 0, first_test, chunk)
+    def series() -> Any:
+        return sample_series(data.work, blocks, 0, first_test, chunk)
 
-    tw = int(p["trend_window"])
-    npix = 0
+    tw = int(job.trend_window)
     if tw <= 0:
-        first_val = int(split.val[0]) if len(split.val) else max(ts, first_test - 20)
-        sums: dict[int, np.ndarray] = {}
-        for z in series():
-            npix += z.shape[1]
-            for w, v in window_error_sums(z, first_val, first_test).items():
-                sums[w] = sums[w] + v if w in sums else v
-        tw, errs = pick_window(sums, npix, first_val, first_test)
-        protocol.message(
-            f"Trend window chosen on the validation dates (MAE 1..20 steps ahead, {npix} pixels in "
-            f"{len(blocks)} blocks): "
-            + ", ".join(f"{w} dates {e:.4g}" for w, e in errs.items())
-            + f" -> {tw}"
-        )
+        first_val = int(split.val[0]) if len(split.val) else max(int(job.time_step), first_test - 20)
+        tw = _choose_trend_window(series(), first_val, first_test, len(blocks))
     sq, cnt = 0.0, 0
     for z in series():
         a, b = residual_sums(z, labels, tw)
@@ -649,15 +730,56 @@ def _trend_settings(p, info, prep, work, split, seed, mb) -> dict[str, Any]:
     rscale = residual_scale_of(sq, cnt, fscale)
     protocol.message(
         f"Residual over the linear trend of the last {tw} dates: frame scale {fscale:.4g}, "
-        f"one-step trend residual RMS {rscale:.4g} ({info.units or 'stack units'})"
+        f"one-step trend residual RMS {rscale:.4g} ({data.info.units or 'stack units'})"
     )
-    return {"trend_window": tw, "residual_scale": rscale, "frame_scale": fscale}
+    return TrendParams(int(tw), float(rscale), float(fscale))
+
+
+def _choose_trend_window(chunks: Any, first_val: int, first_test: int, n_blocks: int) -> int:
+    """The trend window chosen on the validation dates from the sampled pixel series (ml/trend.py)."""
+    from ..core.baselines import add_errors
+    from .trend import pick_window, window_error_sums
+
+    sums: dict[int, tuple[float, int]] = {}
+    npix = 0
+    for z in chunks:
+        npix += z.shape[1]
+        add_errors(sums, window_error_sums(z, first_val, first_test))
+    tw, errs = pick_window(sums)
+    protocol.message(
+        f"Trend window chosen on the validation dates (MAE 1..20 steps ahead, {npix} pixels in "
+        f"{n_blocks} blocks): " + ", ".join(f"{w} dates {e:.4g}" for w, e in errs.items()) + f" -> {tw}"
+    )
+    return tw
 
 
 SCORE_EDGE = 512  # test-set scoring blocks: at most this many pixels a side
+KINDS = (
+    "test_one_step",
+    "test_iterative",
+    "persistence",
+    "linear_trend",
+    "persistence_iterative",
+    "trend_iterative",
+)
 
 
-def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, seed) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TestScoring:
+    """What :func:`score_test` scores: the trained network, the compressor, the data, the budget,
+    the most blocks to score (``test_tiles``, 0 = all) and the seed of their sample."""
+
+    __test__ = False  # not a pytest class
+
+    model: Any  # forecast.Predictor
+    gru: Any  # compressor.ExtremumGRU
+    data: TrainingData
+    run: Run
+    test_tiles: int
+    seed: int
+
+
+def score_test(sc: TestScoring) -> dict[str, Any]:
     """Test-set scores, one step ahead and iterative (Fig. 8), persistence and the linear trend.
 
     The raster is cut into nearly equal blocks of at most SCORE_EDGE pixels a side (fewer when the
@@ -667,34 +789,12 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
     SSIM and MS-SSIM the pixel-weighted mean of the blocks' values. The whole test arrays (for the
     report and the ``predictions`` npz) are kept only when every block is scored and they fit the budget.
     """
-    from ..core.budget import (
-        budget_bytes,
-        gdal_cache_bytes,
-        resident_bytes,
-        test_predictions_bytes,
-        test_predictions_fit,
-    )
-    from ..core.metrics import psnr_from_mse, stack_metrics
-    from .compressor import compress, decompress
-    from .dataset import predict_frames
-    from .forecast import iterate_compressed, iterate_trend
-    from .source import BLOCK, pixel_bytes, score_blocks
-    from .trend import label_inputs
-
-    test = np.asarray(split.test)
+    prep, test = sc.data.prep, np.asarray(sc.data.split.test)
     n_test = len(test)
-    kinds = (
-        "test_one_step",
-        "test_iterative",
-        "persistence",
-        "linear_trend",
-        "persistence_iterative",
-        "trend_iterative",
-    )
-    empty = np.zeros((0, prep.height, prep.width), "float32")
     if not n_test:
+        empty = np.zeros((0, prep.height, prep.width), "float32")
         return {
-            "metrics": {k: {} for k in kinds},
+            "metrics": {k: {} for k in KINDS},
             "extremes": {},
             "scoring": {"blocks": 0, "of": 0, "pixels": 0},
             "report_pred": empty,
@@ -704,88 +804,105 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
             "horizons": None,
         }
     protocol.progress(87, f"Predicting the {n_test} test dates")
-    fmin, fmax, n = prep.fmin, prep.fmax, prep.count
-    first_test = int(test[0])
-    smin, smax = gru.one_step(fmin, fmax, test)
-    imin, imax = gru.iterate(fmin[:first_test], fmax[:first_test], n_test)
-    tw = int(trend["trend_window"]) if trend else 0
-    b0 = max(0, first_test - max(ts, tw, TREND_BASELINE_DATES))
-    budget = pixel_bytes(mb)
-    # bytes per block pixel: its dates and their compressed copy, five test-date arrays and the
-    # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
-    # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
-    # for the whole test arrays and an eighth for the windows predicted at once
-    per_px = 8 * (n - b0) + 104 * n_test  # + the iterative persistence and trend (issue 17)
-    block_bytes = budget * 2 // 3 - budget // 8
-    rss = resident_bytes()
-    if rss is not None:  # what training left resident (the network, tf.data's buffers) counts too
+    blocks = ScoreBlocks.plan(sc, test)
+    acc = ScoreSums(sc, blocks, test)
+    for k, (r, c, h, w) in enumerate(blocks.chosen):
+        acc.add_block(r, c, h, w)
+        protocol.progress(
+            87 + 12 * (k + 1) / len(blocks.chosen), f"Test block {k + 1}/{len(blocks.chosen)} scored"
+        )
+    return acc.result()
+
+
+@dataclass(frozen=True)
+class ScoreBlocks:
+    """The blocks of the test scoring: the first date read (`b0`), the block edge, the blocks with
+    data, those scored, and whether the whole test arrays are kept."""
+
+    b0: int
+    edge: int
+    n_with_data: int
+    chosen: list[tuple[int, int, int, int]]
+    keep_full: bool
+
+    @classmethod
+    def plan(cls, sc: TestScoring, test: np.ndarray) -> ScoreBlocks:
+        from ..core.budget import (
+            gdal_cache_bytes,
+            resident_bytes,
+            test_predictions_bytes,
+            test_predictions_fit,
+        )
+        from .source import BLOCK, score_blocks
+
+        prep, mb, n_test = sc.data.prep, sc.run.budget_mb, len(test)
+        first_test = int(test[0])
+        tw = int(sc.model.trend.trend_window) if sc.model.trend else 0
+        b0 = max(0, first_test - max(sc.model.time_step, tw, TREND_BASELINE_DATES))
+        budget = sc.run.worker_pixel_bytes()
+        # bytes per block pixel: its dates and their compressed copy, five test-date arrays and the
+        # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
+        # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
+        # for the whole test arrays and an eighth for the windows predicted at once
+        per_px = 8 * (prep.count - b0) + 104 * n_test  # + the iterative persistence and trend (issue 17)
+        block_bytes = budget * 2 // 3 - budget // 8
+        rss = resident_bytes()
         fits = test_predictions_fit(prep.height, prep.width, n_test, mb)
-        keep = test_predictions_bytes(prep.height, prep.width, n_test) if fits else 0
-        left = budget_bytes(mb) - rss - gdal_cache_bytes(mb) - keep - budget // 8
-        block_bytes = max(min(block_bytes, left), 0)
-    edge = int(min(SCORE_EDGE, max(tile, math.isqrt(max(block_bytes // per_px, 1)))))
-    blocks = score_blocks(prep.height, prep.width, edge)
-    has_data = [_block_has_data(prep.block_valid, b, BLOCK) for b in blocks]
-    chosen = [b for b, ok in zip(blocks, has_data, strict=True) if ok]
-    limit = int(p["test_tiles"])
-    if limit > 0 and len(chosen) > limit:
-        pick = np.sort(np.random.default_rng(seed + 1).choice(len(chosen), size=limit, replace=False))
-        chosen = [chosen[i] for i in pick]
-    every = len(chosen) == sum(has_data)
-    full = None
-    if every and test_predictions_fit(prep.height, prep.width, n_test, mb):
-        full = tuple(np.full((n_test, prep.height, prep.width), np.nan, "float32") for _ in range(3))
-    parts: dict[str, list] = {k: [] for k in kinds}
-    pmin = np.full(n_test, np.nan)
-    pmax = np.full(n_test, np.nan)
-    best = (-1, None, None)
-    data_range = None
-    if len(chosen) > 1:
-        data_range = float(np.max(fmax[test]) - np.min(fmin[test])) or None
-    tl = test - b0
-    ftl = first_test - b0
-    cal = CalibrationSample(n_test, len(chosen), seed)
-    cal_base = {k: CalibrationSample(n_test, len(chosen), seed) for k in ("persistence", "trend")}
-    horizons = HorizonTable(n_test, tw or TREND_BASELINE_DATES)
-    for k, (r, c, h, w) in enumerate(chosen):
-        reg = work.read(b0, n, r, c, h, w)
+        if rss is not None:  # what training left resident (the network, tf.data's buffers) counts too
+            keep = test_predictions_bytes(prep.height, prep.width, n_test) if fits else 0
+            left = sc.run.budget_bytes() - rss - gdal_cache_bytes(mb) - keep - budget // 8
+            block_bytes = max(min(block_bytes, left), 0)
+        edge = int(min(SCORE_EDGE, max(sc.model.tile, math.isqrt(max(block_bytes // per_px, 1)))))
+        blocks = score_blocks(prep.height, prep.width, edge)
+        with_data = [b for b in blocks if _block_has_data(prep.block_valid, b, BLOCK)]
+        chosen = with_data
+        if sc.test_tiles > 0 and len(chosen) > sc.test_tiles:
+            pick = np.random.default_rng(sc.seed + 1).choice(len(chosen), size=sc.test_tiles, replace=False)
+            chosen = [chosen[i] for i in np.sort(pick)]
+        every = len(chosen) == len(with_data)
+        return cls(b0, edge, len(with_data), chosen, every and fits)
+
+
+class ScoreSums:
+    """The test scores gathered block by block (see :func:`score_test`)."""
+
+    def __init__(self, sc: TestScoring, blocks: ScoreBlocks, test: np.ndarray):
+        prep, n_test = sc.data.prep, len(test)
+        self.sc, self.blocks, self.test = sc, blocks, test
+        self.first_test = int(test[0])
+        self.smin, self.smax = sc.gru.one_step(prep.fmin, prep.fmax, test)
+        self.imin, self.imax = sc.gru.iterate(
+            prep.fmin[: self.first_test], prep.fmax[: self.first_test], n_test
+        )
+        self.tw = int(sc.model.trend.trend_window) if sc.model.trend else 0
+        self.full = None
+        if blocks.keep_full:
+            self.full = tuple(np.full((n_test, prep.height, prep.width), np.nan, "float32") for _ in range(3))
+        self.parts: dict[str, list] = {k: [] for k in KINDS}
+        self.pmin = np.full(n_test, np.nan)
+        self.pmax = np.full(n_test, np.nan)
+        self.best: tuple[int, Any, Any] = (-1, None, None)
+        self.data_range = None
+        if len(blocks.chosen) > 1:
+            self.data_range = float(np.max(prep.fmax[test]) - np.min(prep.fmin[test])) or None
+        n_blocks, seed = len(blocks.chosen), sc.seed
+        self.cal = CalibrationSample(n_test, n_blocks, seed)
+        self.cal_base = {k: CalibrationSample(n_test, n_blocks, seed) for k in ("persistence", "trend")}
+        self.horizons = HorizonTable(n_test, self.tw or TREND_BASELINE_DATES)
+
+    def add_block(self, r: int, c: int, h: int, w: int) -> None:
+        from ..core.metrics import stack_metrics
+
+        b0, n_test = self.blocks.b0, len(self.test)
+        tl, ftl = self.test - b0, self.first_test - b0
+        reg = self.sc.data.work.read(b0, self.sc.data.prep.count, r, c, h, w)
         mask = np.isfinite(reg[ftl])  # the work file is NaN at every date outside the mask
         scale = pixel_scale(reg[:ftl])  # each pixel's dispersion at the backtest's origin
         targets, persistence = reg[tl], reg[tl - 1]
         persistence_it = np.repeat(reg[ftl - 1 : ftl], n_test, axis=0)  # the last observation held
         reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
-        comp = compress(reg, fmin[b0:], fmax[b0:])
-        one_step = np.empty((n_test, h, w), "float32")
-        chunk = max(1, int(budget // 8 // max(1, ts * h * w * 3 * 4 * 3)))  # windows predicted at once
-        if trend:
-            fs = trend["frame_scale"]
-            for i in range(0, n_test, chunk):
-                xs, lines = zip(
-                    *(
-                        label_inputs(reg, comp, int(t), ts, tw, trend["residual_scale"], fs)
-                        for t in tl[i : i + chunk]
-                    ),
-                    strict=True,
-                )
-                one_step[i : i + chunk] = (
-                    predict_frames(net, np.stack(xs), tile, overlap, trend=np.stack(lines)) * fs
-                )
-                del xs, lines
-            iterative = iterate_trend(
-                net, reg[:ftl], comp[ftl - ts : ftl], imin, imax, n_test, tile, overlap, mask, trend
-            )
-        else:
-            for i in range(0, n_test, chunk):
-                windows = np.stack([comp[t - ts : t] for t in tl[i : i + chunk]])
-                pred_c = predict_frames(net, windows, tile, overlap)
-                one_step[i : i + chunk] = decompress(pred_c, smin[i : i + chunk], smax[i : i + chunk])
-                del windows
-            it_c = iterate_compressed(net, comp[ftl - ts : ftl], n_test, tile, overlap, mask)
-            iterative = decompress(it_c, imin, imax)
-        del comp
-        one_step[:, ~mask] = np.nan
-        iterative[:, ~mask] = np.nan
-        cal.add(iterative - targets, scale)
+        one_step, iterative = self._predict(reg, mask, tl, ftl)
+        self.cal.add(iterative - targets, scale)
         preds = {
             "test_one_step": one_step,
             "test_iterative": iterative,
@@ -793,68 +910,117 @@ def _score_test(net, gru, work, prep, split, ts, tile, overlap, trend, p, mb, se
             "linear_trend": _trend_one_step(reg, mask, tl, TREND_BASELINE_DATES),
             "persistence_iterative": persistence_it,
             # the line the network's trend uses (its window chosen on the validation dates)
-            "trend_iterative": _trend_iterative(reg[:ftl], mask, n_test, tw or TREND_BASELINE_DATES),
+            "trend_iterative": _trend_iterative(reg[:ftl], mask, n_test, self.tw or TREND_BASELINE_DATES),
         }
-        horizons.add(
+        self.horizons.add(
             targets, preds["test_iterative"], preds["persistence_iterative"], preds["trend_iterative"]
         )
-        cal_base["persistence"].add(persistence_it - targets, scale)
-        cal_base["trend"].add(preds["trend_iterative"] - targets, scale)
+        self.cal_base["persistence"].add(persistence_it - targets, scale)
+        self.cal_base["trend"].add(preds["trend_iterative"] - targets, scale)
         del reg
         for kind, pred in preds.items():
-            overall = stack_metrics(pred, targets, data_range)[1]
-            parts[kind].append((overall, _sums(pred, targets)))
+            overall = stack_metrics(pred, targets, self.data_range)[1]
+            self.parts[kind].append((overall, _sums(pred, targets)))
         del preds
         flat = one_step.reshape(n_test, -1)
-        pmin = np.fmin(pmin, np.fmin.reduce(flat, axis=1))
-        pmax = np.fmax(pmax, np.fmax.reduce(flat, axis=1))
-        if full is not None:
-            for arr, val in zip(full, (one_step, iterative, targets), strict=True):
+        self.pmin = np.fmin(self.pmin, np.fmin.reduce(flat, axis=1))
+        self.pmax = np.fmax(self.pmax, np.fmax.reduce(flat, axis=1))
+        if self.full is not None:
+            for arr, val in zip(self.full, (one_step, iterative, targets), strict=True):
                 arr[:, r : r + h, c : c + w] = val
-        elif mask.sum() > best[0]:
-            best = (int(mask.sum()), one_step[-1:].copy(), targets[-1:].copy())
-        protocol.progress(87 + 12 * (k + 1) / len(chosen), f"Test block {k + 1}/{len(chosen)} scored")
-    metrics = {kind: _pool(parts[kind], data_range, psnr_from_mse) for kind in kinds}
-    scoring = {
-        "blocks": len(chosen),
-        "of": sum(has_data),
-        "edge": edge,
-        "pixels": int(sum(parts["test_one_step"][i][1][0] for i in range(len(chosen))) // max(n_test, 1)),
-    }
-    if not every:
+        elif mask.sum() > self.best[0]:
+            self.best = (int(mask.sum()), one_step[-1:].copy(), targets[-1:].copy())
+
+    def _predict(
+        self, reg: np.ndarray, mask: np.ndarray, tl: np.ndarray, ftl: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(one step ahead, iterative) forecasts of the test dates on a block (mm, NaN off the mask)."""
+        from .compressor import compress, decompress
+        from .dataset import predict_frames
+        from .forecast import iterate_compressed, iterate_trend
+        from .trend import label_inputs
+
+        model, b0, n_test = self.sc.model, self.blocks.b0, len(self.test)
+        ts, tile, overlap, trend = model.time_step, model.tile, model.overlap, model.trend
+        prep = self.sc.data.prep
+        comp = compress(reg, prep.fmin[b0:], prep.fmax[b0:])
+        h, w = reg.shape[1:]
+        one_step = np.empty((n_test, h, w), "float32")
+        budget = self.sc.run.worker_pixel_bytes()
+        chunk = max(1, int(budget // 8 // max(1, ts * h * w * 3 * 4 * 3)))  # windows predicted at once
+        if trend:
+            fs = trend.frame_scale
+            for i in range(0, n_test, chunk):
+                xs, lines = zip(
+                    *(label_inputs(reg, comp, int(t), ts, trend) for t in tl[i : i + chunk]), strict=True
+                )
+                one_step[i : i + chunk] = (
+                    predict_frames(model.net, np.stack(xs), tile, overlap, trend=np.stack(lines)) * fs
+                )
+                del xs, lines
+            iterative = iterate_trend(
+                model, reg[:ftl], comp[ftl - ts : ftl], (self.imin, self.imax), n_test, mask
+            )
+        else:
+            for i in range(0, n_test, chunk):
+                windows = np.stack([comp[t - ts : t] for t in tl[i : i + chunk]])
+                pred_c = predict_frames(model.net, windows, tile, overlap)
+                one_step[i : i + chunk] = decompress(
+                    pred_c, self.smin[i : i + chunk], self.smax[i : i + chunk]
+                )
+                del windows
+            it_c = iterate_compressed(model, comp[ftl - ts : ftl], n_test, mask)
+            iterative = decompress(it_c, self.imin, self.imax)
+        del comp
+        one_step[:, ~mask] = np.nan
+        iterative[:, ~mask] = np.nan
+        return one_step, iterative
+
+    def result(self) -> dict[str, Any]:
+        from ..core.metrics import psnr_from_mse
+
+        n_test, chosen = len(self.test), self.blocks.chosen
+        metrics = {kind: _pool(self.parts[kind], self.data_range, psnr_from_mse) for kind in KINDS}
+        scoring = {
+            "blocks": len(chosen),
+            "of": self.blocks.n_with_data,
+            "edge": self.blocks.edge,
+            "pixels": int(
+                sum(self.parts["test_one_step"][i][1][0] for i in range(len(chosen))) // max(n_test, 1)
+            ),
+        }
+        if len(chosen) != self.blocks.n_with_data:
+            protocol.message(
+                f"Test set scored on {len(chosen)} of {self.blocks.n_with_data} blocks of up to {self.blocks.edge} x "
+                f"{self.blocks.edge} pixels (TEST_TILES = {self.sc.test_tiles}, seeded sample)"
+            )
+        tm, pm = metrics["test_one_step"], metrics["persistence"]
         protocol.message(
-            f"Test set scored on {len(chosen)} of {sum(has_data)} blocks of up to {edge} x {edge} pixels "
-            f"(TEST_TILES = {limit}, seeded sample)"
+            "Test (one step): "
+            + ", ".join(f"{k}={v:.5g}" for k, v in tm.items())
+            + f"; persistence MAE={pm['MAE']:.5g}; linear trend MAE={metrics['linear_trend']['MAE']:.5g}"
+            + f"; iterative MAE={metrics['test_iterative']['MAE']:.5g}"
         )
-    tm, pm = metrics["test_one_step"], metrics["persistence"]
-    protocol.message(
-        "Test (one step): "
-        + ", ".join(f"{k}={v:.5g}" for k, v in tm.items())
-        + f"; persistence MAE={pm['MAE']:.5g}; linear trend MAE={metrics['linear_trend']['MAE']:.5g}"
-        + f"; iterative MAE={metrics['test_iterative']['MAE']:.5g}"
-    )
-    extremes = {
-        "gru_one_step_min": smin.tolist(),
-        "gru_one_step_max": smax.tolist(),
-        "gru_iterative_min": imin.tolist(),
-        "gru_iterative_max": imax.tolist(),
-        "pred_min": pmin.tolist(),
-        "pred_max": pmax.tolist(),
-    }
-    if full is not None:
-        report_pred, report_obs = full[0], full[2]
-    else:
-        report_pred, report_obs = best[1], best[2]
-    return {
-        "metrics": metrics,
-        "extremes": extremes,
-        "scoring": scoring,
-        "report_pred": report_pred,
-        "report_obs": report_obs,
-        "full": full,
-        "calibration": cal.result(),
-        "horizons": horizons.result() | {"calibration": {k: c.result() for k, c in cal_base.items()}},
-    }
+        extremes = {
+            "gru_one_step_min": self.smin.tolist(),
+            "gru_one_step_max": self.smax.tolist(),
+            "gru_iterative_min": self.imin.tolist(),
+            "gru_iterative_max": self.imax.tolist(),
+            "pred_min": self.pmin.tolist(),
+            "pred_max": self.pmax.tolist(),
+        }
+        report = (self.full[0], self.full[2]) if self.full is not None else (self.best[1], self.best[2])
+        return {
+            "metrics": metrics,
+            "extremes": extremes,
+            "scoring": scoring,
+            "report_pred": report[0],
+            "report_obs": report[1],
+            "full": self.full,
+            "calibration": self.cal.result(),
+            "horizons": self.horizons.result()
+            | {"calibration": {k: c.result() for k, c in self.cal_base.items()}},
+        }
 
 
 class HorizonTable:
@@ -945,7 +1111,7 @@ def _sums(pred: np.ndarray, obs: np.ndarray) -> tuple[int, float, float]:
     return int(ok.sum()), float(o.sum()), float((o * o).sum())
 
 
-def _pool(parts: list, data_range: float | None, psnr_from_mse) -> dict[str, float]:
+def _pool(parts: list, data_range: float | None, psnr_from_mse: Any) -> dict[str, float]:
     """One block: its metrics as they are. Several: pooled over their pixels (see _score_test)."""
     if len(parts) == 1:
         return {k: float(v) for k, v in parts[0][0].items()}
@@ -989,18 +1155,17 @@ def _trend_one_step(reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, trend
     return out
 
 
-def _signature(p: dict[str, Any], info) -> str:
+def _signature(job: Any, info: Any) -> str:
+    """What a checkpoint must have been made with to be resumed: the parameters that shape the
+    training (not the epochs, the device, the budgets), the input and its shape."""
     keys = [
         k
         for k in DEFAULTS
         if k
         not in ("epochs", "resume", "device", "max_seconds", "patience", "memory_budget_mb", "test_tiles")
     ]
-    sig = {k: p[k] for k in keys} | {"input": os.path.abspath(p["input"]), "shape": list(info.shape)}
+    sig = {k: getattr(job, k) for k in keys} | {
+        "input": os.path.abspath(job.input),
+        "shape": list(info.shape),
+    }
     return json.dumps(sig, sort_keys=True, default=str)
-
-
-def _remove_checkpoint(folder: str) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)

@@ -30,7 +30,14 @@ predicted ones.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from ..core.baselines import TREND_CANDIDATES, TREND_HORIZON, choose_trend_window, trend_window_errors
+
+if TYPE_CHECKING:
+    from .modelfile import TrendParams
 
 EPS = 1e-6
 CHANNELS = 3
@@ -73,17 +80,17 @@ def label_inputs(
     comp: np.ndarray,
     t: int,
     time_step: int,
-    trend_window: int,
-    residual_scale: float,
-    frame_scale: float,
+    trend: TrendParams,
     rows: slice = slice(None),
     cols: slice = slice(None),
 ) -> tuple[np.ndarray, np.ndarray]:
     """(x (T, h, w, 3), line at t / frame_scale (h, w)) for the window before label t, on a crop."""
     hist = reg[t - time_step : t, rows, cols]
-    last, slope = fit_line(reg[max(0, t - int(trend_window)) : t, rows, cols])
-    x = window_inputs(comp[t - time_step : t, rows, cols], hist[-time_step:], last, slope, residual_scale)
-    return x, (line_at(last, slope, [1])[0] / frame_scale).astype("float32")
+    last, slope = fit_line(reg[max(0, t - int(trend.trend_window)) : t, rows, cols])
+    x = window_inputs(
+        comp[t - time_step : t, rows, cols], hist[-time_step:], last, slope, trend.residual_scale
+    )
+    return x, (line_at(last, slope, [1])[0] / trend.frame_scale).astype("float32")
 
 
 def scales(
@@ -113,7 +120,9 @@ def residual_scale_of(sq: float, cnt: int, frame_scale: float) -> float:
     return float(max(np.sqrt(sq / max(cnt, 1)), frame_scale * 1e-4, EPS))
 
 
-WINDOW_CANDIDATES = (1, 5, 10, 20, 40)
+# the trend window's choice is core.baselines' (one implementation for the networks and the
+# linear-trend baseline of comparemodels)
+WINDOW_CANDIDATES = TREND_CANDIDATES
 
 
 def choose_window(
@@ -121,7 +130,7 @@ def choose_window(
     mask: np.ndarray,
     first_origin: int,
     end: int,
-    horizon: int = 20,
+    horizon: int = TREND_HORIZON,
     candidates: tuple[int, ...] = WINDOW_CANDIDATES,
 ) -> tuple[int, dict[int, float]]:
     """The trend window (dates) whose line forecasts the dates [first_origin, end) best, 1..horizon
@@ -130,49 +139,25 @@ def choose_window(
     Only dates before `end` (the first test date) are used. Returns (window, {window: error}).
     """
     z = np.where(mask, reg, 0.0).astype("float32")[:, mask]
-    sums = window_error_sums(z, first_origin, end, horizon, candidates)
-    return pick_window(sums, z.shape[1], first_origin, end, horizon, candidates)
+    return pick_window(window_error_sums(z, first_origin, end, horizon, candidates), candidates)
 
 
 def window_error_sums(
     series: np.ndarray,
     first_origin: int,
     end: int,
-    horizon: int = 20,
+    horizon: int = TREND_HORIZON,
     candidates: tuple[int, ...] = WINDOW_CANDIDATES,
-) -> dict[int, np.ndarray]:
-    """Per candidate window, per origin in [first_origin, end): the sum of the absolute errors of the
-    line 1..horizon steps ahead over the pixel series (T, n) (dates from index 0). Sums over pixel
-    subsets add up; :func:`pick_window` turns them into :func:`choose_window`'s errors."""
-    out: dict[int, np.ndarray] = {}
-    for w in candidates:
-        if w > first_origin:
-            continue
-        sums = np.zeros(max(0, end - first_origin), dtype="float64")
-        for k, o in enumerate(range(first_origin, end)):
-            last, slope = fit_line(series[o - w : o])
-            h = min(horizon, end - o)
-            pred = line_at(last, slope, np.arange(1, h + 1))
-            sums[k] = float(np.abs(pred - series[o : o + h]).sum(dtype="float64"))
-        out[w] = sums
-    return out
+) -> dict[int, tuple[float, int]]:
+    """core.baselines.trend_window_errors over pixel series (T, n) at unit steps (the regular
+    dates, from index 0); sums over pixel subsets add up (core.baselines.add_errors)."""
+    times = np.arange(series.shape[0], dtype="float64")
+    return trend_window_errors(series, times, first_origin, end, candidates, horizon)
 
 
 def pick_window(
-    sums: dict[int, np.ndarray],
-    n_pixels: int,
-    first_origin: int,
-    end: int,
-    horizon: int = 20,
-    candidates: tuple[int, ...] = WINDOW_CANDIDATES,
+    sums: dict[int, tuple[float, int]], candidates: tuple[int, ...] = WINDOW_CANDIDATES
 ) -> tuple[int, dict[int, float]]:
-    """(best window, {window: mean absolute error}) from :func:`window_error_sums` over `n_pixels`."""
-    errors: dict[int, float] = {}
-    per = np.array([min(horizon, end - o) * max(n_pixels, 1) for o in range(first_origin, end)], "float64")
-    for w, s in sums.items():
-        if len(s):
-            errors[w] = float(np.mean(s / per))
-    if not errors:
-        return int(min(candidates)), {}
-    best = min(errors, key=errors.get)
-    return int(best), errors
+    """(best window, {window: mean absolute error}) of :func:`window_error_sums`; persistence (the
+    shortest candidate) when no window could be scored."""
+    return choose_trend_window(sums, min(candidates))

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
-    QgsProcessingParameterEnum,
-)
+from qgis.core import QgsProcessingOutputNumber, QgsProcessingOutputString
 
-from ..worker import find_python, run_worker
-from .base import DEVICES, WorkerAlgorithm, default_device_index
+from ..jobs import InfoJob
+from ..worker import find_python, run_job
+from .base import WorkerAlgorithm
+from .jobparams import add_job_parameters
 
 
 class CheckWorker(WorkerAlgorithm):
     NAME = "checkworker"
+    # outputs
+    PYTHON = "PYTHON"
+    TENSORFLOW = "TENSORFLOW"
+    DEVICE_USED = "DEVICE_USED"
+    GPU_COUNT = "GPU_COUNT"
+    CHECKSUM = "CHECKSUM"
     DISPLAY = "Check TensorFlow worker"
     GROUP = "forecasting"
     TAGS = "tensorflow,gpu,cuda"
@@ -24,25 +28,23 @@ class CheckWorker(WorkerAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(
-            QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=default_device_index())
-        )
-        self.addOutput(QgsProcessingOutputString("PYTHON", "Worker Python"))
-        self.addOutput(QgsProcessingOutputString("TENSORFLOW", "TensorFlow version"))
-        self.addOutput(QgsProcessingOutputString("DEVICE_USED", "Device used"))
-        self.addOutput(QgsProcessingOutputNumber("GPU_COUNT", "GPUs visible"))
-        self.addOutput(QgsProcessingOutputNumber("CHECKSUM", "Matrix product checksum (394)"))
+        add_job_parameters(self, InfoJob)  # DEVICE (jobs.py)
+        self.addOutput(QgsProcessingOutputString(self.PYTHON, "Worker Python"))
+        self.addOutput(QgsProcessingOutputString(self.TENSORFLOW, "TensorFlow version"))
+        self.addOutput(QgsProcessingOutputString(self.DEVICE_USED, "Device used"))
+        self.addOutput(QgsProcessingOutputNumber(self.GPU_COUNT, "GPUs visible"))
+        self.addOutput(QgsProcessingOutputNumber(self.CHECKSUM, "Matrix product checksum (394)"))
 
     def compute(self, parameters, context, feedback):
-        device = DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)]
+        job = InfoJob.from_parameters(self, parameters, context)
         python, why = find_python()
         feedback.pushInfo(why)
-        res = run_worker("info", {"device": device}, feedback)
+        res = run_job(job, feedback)
         feedback.pushInfo(f"TensorFlow {res['tensorflow']} on {res['device']}: {res['device_reason']}")
         return {
-            "PYTHON": python,
-            "TENSORFLOW": res["tensorflow"],
-            "DEVICE_USED": res["device"],
-            "GPU_COUNT": len(res["gpus"]),
-            "CHECKSUM": res["matmul_sum"],
+            self.PYTHON: python,
+            self.TENSORFLOW: res["tensorflow"],
+            self.DEVICE_USED: res["device"],
+            self.GPU_COUNT: len(res["gpus"]),
+            self.CHECKSUM: res["matmul_sum"],
         }

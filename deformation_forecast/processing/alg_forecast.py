@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from qgis.core import (
-    QgsProcessingOutputNumber,
-    QgsProcessingOutputString,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
-)
+from qgis.core import QgsProcessingOutputNumber, QgsProcessingOutputString
 
-from ..core.intervals import LEVELS
 from ..core.validity import check_bands_limit
-from ..worker import run_worker
-from .base import DEVICES, WorkerAlgorithm, default_device_index
+from ..jobs import INPUT, METHODS, OUTPUT, OUTPUT_LOWER, OUTPUT_RATE, OUTPUT_UPPER, STEPS, ForecastJob
+from ..worker import run_job
+from .base import WorkerAlgorithm
+from .jobparams import add_job_parameters
 
 
 class ForecastDeformation(WorkerAlgorithm):
@@ -23,17 +16,9 @@ class ForecastDeformation(WorkerAlgorithm):
     DISPLAY = "Forecast deformation"
     GROUP = "forecasting"
     TAGS = "cnn,lstm,phlstm,deep learning,tensorflow,forecast,prediction,future,interval,uncertainty"
-    CONFIDENCE = "CONFIDENCE"
-    OUTPUT_LOWER = "OUTPUT_LOWER"
-    OUTPUT_UPPER = "OUTPUT_UPPER"
-    METHOD = "METHOD"
-    METHODS = ["network", "best", "persistence", "trend"]
-    METHOD_NAMES = [
-        "Network (the trained model)",
-        "Best on the model's iterative backtest (network, persistence or trend)",
-        "Persistence (the last observation held)",
-        "Linear trend per pixel (the model's trend window)",
-    ]
+    STEPS_DONE = "STEPS_DONE"
+    LAST_DATE = "LAST_DATE"
+    METHOD_USED = "METHOD_USED"
     HELP = (
         "Forecasts the deformation stack into the future with a model from 'Train CNN-PhLSTM "
         "forecaster'. Each predicted date joins the input window for the next one, as in He et al. "
@@ -72,91 +57,32 @@ class ForecastDeformation(WorkerAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
-        self.addParameter(
-            # a file filter, not `extension`: a model saved under another name (model.dfm) is
-            # accepted here and checked by its content when it is loaded
-            QgsProcessingParameterFile(
-                "MODEL",
-                "Trained model",
-                QgsProcessingParameterFile.File,
-                fileFilter="Deformation forecast model (*.dfmodel);;All files (*)",
-            )
+        add_job_parameters(self, ForecastJob)  # every parameter is a ForecastJob field (jobs.py)
+        self.addOutput(QgsProcessingOutputNumber(self.STEPS_DONE, "Dates forecast"))
+        self.addOutput(QgsProcessingOutputString(self.LAST_DATE, "Last forecast date"))
+        self.addOutput(
+            QgsProcessingOutputString(self.METHOD_USED, "Method used (network, persistence, trend)")
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                "STEPS",
-                "Dates to forecast (0 = two years at the model's interval)",
-                QgsProcessingParameterNumber.Integer,
-                defaultValue=0,
-                minValue=0,
-                maxValue=100000,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=default_device_index())
-        )
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Forecast stack"))
-        self.addParameter(
-            QgsProcessingParameterRasterDestination(
-                "OUTPUT_RATE", "Annual rate per forecast year (mm/yr)", optional=True, createByDefault=False
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(self.METHOD, "Forecasting method", self.METHOD_NAMES, defaultValue=0)
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.CONFIDENCE,
-                "Confidence of the prediction interval",
-                QgsProcessingParameterNumber.Double,
-                defaultValue=0.9,
-                minValue=LEVELS[0],
-                maxValue=LEVELS[-1],
-            )
-        )
-        for name, label in ((self.OUTPUT_LOWER, "Lower"), (self.OUTPUT_UPPER, "Upper")):
-            self.addParameter(
-                QgsProcessingParameterRasterDestination(
-                    name,
-                    f"{label} bound of the prediction interval (mm)",
-                    optional=True,
-                    createByDefault=False,
-                )
-            )
-        self.addOutput(QgsProcessingOutputNumber("STEPS_DONE", "Dates forecast"))
-        self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last forecast date"))
-        self.addOutput(QgsProcessingOutputString("METHOD_USED", "Method used (network, persistence, trend)"))
 
     def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context, observed=True)
-        model = self.parameterAsFile(parameters, "MODEL", context)
-        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
-        rate = self.parameterAsOutputLayer(parameters, "OUTPUT_RATE", context) or ""
-        lower = self.parameterAsOutputLayer(parameters, self.OUTPUT_LOWER, context) or ""
-        upper = self.parameterAsOutputLayer(parameters, self.OUTPUT_UPPER, context) or ""
-        for p in (out, rate, lower, upper):
+        info = self.stack_info(parameters, INPUT, context, observed=True)
+        job = ForecastJob.from_parameters(
+            self,
+            parameters,
+            context,
+            input=info.path,
+            memory_budget_mb=self.memory_mb or 0.0,  # core.budget: the worker streams within it
+        )
+        for p in (job.output, job.output_rate, job.output_lower, job.output_upper):
             self.check_output_not_input(p, info.path)
-        steps = self.parameterAsInt(parameters, "STEPS", context)
-        check_bands_limit(steps, "STEPS")  # refused before the worker starts (a GeoTIFF: 65535 bands)
-        params = {
-            "input": info.path,
-            "model": model,
-            "steps": steps,
-            "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-            "output": out,
-            "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
-            "method": self.METHODS[self.parameterAsEnum(parameters, self.METHOD, context)],
+        check_bands_limit(job.steps, STEPS)  # refused before the worker starts (a GeoTIFF: 65535 bands)
+        res = run_job(job, feedback)
+        return {
+            OUTPUT: res["output"],
+            self.STEPS_DONE: res["steps"],
+            self.LAST_DATE: res["dates"][-1],
+            OUTPUT_RATE: res.get("output_rate"),
+            self.METHOD_USED: res.get("method", METHODS[0]),
+            OUTPUT_LOWER: res.get("output_lower"),
+            OUTPUT_UPPER: res.get("output_upper"),
         }
-        if rate:
-            params["output_rate"] = rate
-        if lower or upper:
-            params["confidence"] = self.parameterAsDouble(parameters, self.CONFIDENCE, context)
-            params.update({k: v for k, v in (("output_lower", lower), ("output_upper", upper)) if v})
-        res = run_worker("forecast", params, feedback)
-        result = {"OUTPUT": res["output"], "STEPS_DONE": res["steps"], "LAST_DATE": res["dates"][-1]}
-        result["OUTPUT_RATE"] = res.get("output_rate")
-        result["METHOD_USED"] = res.get("method", "network")
-        result[self.OUTPUT_LOWER] = res.get("output_lower")
-        result[self.OUTPUT_UPPER] = res.get("output_upper")
-        return result

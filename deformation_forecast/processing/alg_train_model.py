@@ -4,70 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Any
 
-from qgis.core import (
-    QgsProcessingException,
-    QgsProcessingOutputNumber,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-)
+from qgis.core import QgsProcessingException, QgsProcessingOutputNumber
 
-from ..worker import run_worker
-from .base import DEVICES, WorkerAlgorithm, default_device_index
+from ..jobs import INPUT, OUTPUT_MODEL, OUTPUT_REPORT, TrainJob
+from ..worker import run_job
+from .base import WorkerAlgorithm
+from .jobparams import add_job_parameters
 
-ARCHITECTURES = ["cnn-phlstm", "cnn-phlstm-paper", "cnn-lstm", "cnn-lstm-paper"]
-INT = QgsProcessingParameterNumber.Integer
-DOUBLE = QgsProcessingParameterNumber.Double
-# (name, label, type, default, min, max, advanced, help)
-NUMBERS = [
-    ("TIME_STEP", "Input length (dates per window)", INT, 5, 2, 60, False, None),
-    (
-        "TEST_COUNT",
-        "Test dates (the last ones; -1 = the smaller of 20 and a fifth of the dates)",
-        INT,
-        -1,
-        -1,
-        1000,
-        False,
-        "The test dates score the model and calibrate the forecast's prediction intervals; 0 = none "
-        "(then the model has no intervals). -1 takes what a short series can spare.",
-    ),
-    ("VALIDATION_FRACTION", "Validation fraction of the rest", DOUBLE, 0.2, 0.0, 0.9, True, None),
-    ("EPOCHS", "Epochs (at most; early stopping on the validation loss)", INT, 30, 1, 10000, False, None),
-    ("BATCH_SIZE", "Batch size", INT, 4, 1, 1024, True, None),
-    ("LEARNING_RATE", "Learning rate (Adam)", DOUBLE, 5e-4, 1e-7, 1.0, True, None),
-    (
-        "MAE_WEIGHT",
-        "Loss weight of MAE (the rest goes to 1 - MS-SSIM, eq. 11)",
-        DOUBLE,
-        0.7,
-        0.0,
-        1.0,
-        True,
-        None,
-    ),
-    ("TILE_SIZE", "Tile size (pixels; rasters are tiled with overlap)", INT, 64, 16, 1024, True, None),
-    (
-        "INTERVAL_DAYS",
-        "Regular interval (days, 0 = median acquisition interval)",
-        INT,
-        0,
-        0,
-        3650,
-        False,
-        "Irregular acquisitions are resampled linearly in time to this interval.",
-    ),
-    ("SEED", "Random seed (CPU runs are reproducible)", INT, 42, 0, 2**31 - 1, True, None),
-    ("WIDTH", "Network width (channels of the first encoder stage)", INT, 8, 2, 64, True, None),
-    ("PATIENCE", "Early-stopping patience (epochs, 0 = off)", INT, 8, 0, 1000, True, None),
-    ("MAX_SECONDS", "Training time budget (seconds, 0 = none)", INT, 0, 0, 10**7, True, None),
-    ("GRU_EPOCHS", "Epochs of the GRU extremum compressor", INT, 64, 1, 10000, True, None),
-    ("SAMPLES_PER_EPOCH", "Training tiles per epoch (0 = all)", INT, 0, 0, 10**7, True, None),
-]
 # skill of the iterative backtest over the test dates: 1 - MAE(network) / MAE(baseline)
 SKILLS = [
     ("SKILL_VS_PERSISTENCE", "Iterative test skill vs persistence (1 - MAE / MAE of persistence)"),
@@ -113,84 +58,63 @@ class TrainModel(WorkerAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
-        self.addParameter(
-            QgsProcessingParameterEnum("ARCHITECTURE", "Architecture", ARCHITECTURES, defaultValue=0)
-        )
-        for name, label, kind, default, lo, hi, advanced, help_text in NUMBERS:
-            p = QgsProcessingParameterNumber(
-                name, label, kind, defaultValue=default, minValue=lo, maxValue=hi
-            )
-            if advanced:
-                p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            if help_text:
-                p.setHelp(help_text)
-            self.addParameter(p)
-        self.addParameter(
-            QgsProcessingParameterEnum("DEVICE", "Device", DEVICES, defaultValue=default_device_index())
-        )
-        resume = QgsProcessingParameterBoolean(
-            "RESUME", "Resume an interrupted run from its checkpoint", defaultValue=False
-        )
-        resume.setFlags(resume.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(resume)
-        self.addParameter(
-            QgsProcessingParameterFileDestination(
-                "OUTPUT_MODEL", "Trained model", "Deformation forecast model (*.dfmodel)"
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFileDestination("OUTPUT_REPORT", "Training report", "HTML files (*.html)")
-        )
+        add_job_parameters(self, TrainJob)  # every parameter is a TrainJob field (jobs.py)
         for name, label in METRICS:
             self.addOutput(QgsProcessingOutputNumber(name, f"Test {label} (one step ahead)"))
         for name, label in SKILLS:
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
     def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context, observed=True)
-        model = self.parameterAsFileOutput(parameters, "OUTPUT_MODEL", context)
-        if _is_temporary(parameters.get("OUTPUT_MODEL")):
-            model = default_model_path(info.path)
-            feedback.pushInfo(f"Trained model: {model} (next to the stack, not a temporary file)")
-        report = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
-        self.check_output_not_input(model, info.path)
-        self.check_output_not_input(report, info.path)
-        params = {
-            "input": info.path,
-            "output_model": model,
-            "output_report": report,
-            "architecture": ARCHITECTURES[self.parameterAsEnum(parameters, "ARCHITECTURE", context)],
-            "device": DEVICES[self.parameterAsEnum(parameters, "DEVICE", context)],
-            "resume": self.parameterAsBool(parameters, "RESUME", context),
-            "memory_budget_mb": self.memory_mb,  # core.budget: the worker streams within it
-        }
-        for name, _, kind, *_ in NUMBERS:
-            if kind == INT:
-                params[name.lower()] = self.parameterAsInt(parameters, name, context)
-            else:
-                params[name.lower()] = self.parameterAsDouble(parameters, name, context)
-        feedback.pushInfo(
-            f"Training {params['architecture']} on {info.count} dates of {info.width} x {info.height} pixels"
-        )
+        job = self.job(parameters, context, feedback)
         try:
-            res = run_worker("train", params, feedback)
+            res = run_job(job, feedback)
         except QgsProcessingException as e:
             if feedback.isCanceled():
-                raise QgsProcessingException(cancel_message(model)) from e
+                raise QgsProcessingException(cancel_message(job.output_model)) from e
             raise
         feedback.pushInfo(
             f"Trained on {res['device']} ({res['device_reason']}) in {res['train_seconds']:.1f} s"
         )
-        out = {"OUTPUT_MODEL": res["output_model"], "OUTPUT_REPORT": res.get("output_report", report)}
-        for name, key in METRICS:
-            v = res["test_metrics"].get(key, math.nan)
-            out[name] = float(v) if v is not None else math.nan
-        backtest = res.get("backtest") or {}
-        for name, _ in SKILLS:
-            v = backtest.get(name.lower())
-            out[name] = float(v) if v is not None and math.isfinite(v) else None
-        return out
+        return outputs(res, job.output_report)
+
+    def job(self, parameters, context, feedback) -> TrainJob:
+        """The TrainJob of the dialog's values: the checked stack, the model file (beside the stack
+        when left temporary), the memory budget of this run."""
+        info = self.stack_info(parameters, INPUT, context, observed=True)
+        model = self.parameterAsFileOutput(parameters, OUTPUT_MODEL, context)
+        if _is_temporary(parameters.get(OUTPUT_MODEL)):
+            model = default_model_path(info.path)
+            feedback.pushInfo(f"Trained model: {model} (next to the stack, not a temporary file)")
+        report = self.parameterAsFileOutput(parameters, OUTPUT_REPORT, context)
+        self.check_output_not_input(model, info.path)
+        self.check_output_not_input(report, info.path)
+        job = TrainJob.from_parameters(
+            self,
+            parameters,
+            context,
+            input=info.path,
+            output_model=model,
+            output_report=report,
+            memory_budget_mb=self.memory_mb or 0.0,  # core.budget: the worker streams within it
+        )
+        feedback.pushInfo(
+            f"Training {job.architecture} on {info.count} dates of {info.width} x {info.height} pixels"
+        )
+        return job
+
+
+def outputs(res: dict[str, Any], report: str) -> dict[str, Any]:
+    """The algorithm's outputs from the worker's result: the files, the one-step test metrics and
+    the iterative backtest's skills (None where not finite)."""
+    out: dict[str, Any] = {OUTPUT_MODEL: res["output_model"], OUTPUT_REPORT: res.get("output_report", report)}
+    for name, key in METRICS:
+        v = res["test_metrics"].get(key, math.nan)
+        out[name] = float(v) if v is not None else math.nan
+    backtest = res.get("backtest") or {}
+    for name, _ in SKILLS:
+        v = backtest.get(name.lower())
+        out[name] = float(v) if v is not None and math.isfinite(v) else None
+    return out
 
 
 def _is_temporary(value) -> bool:

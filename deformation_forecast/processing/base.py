@@ -18,6 +18,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from .. import jobs
 from ..core import budget, outputs, validity
 from ..core.dates import check_observed
 from ..core.errors import Cancelled, InputError
@@ -140,7 +141,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     ANIMATED_OUTPUTS: tuple[str, ...] = ()
     ANIMATE = "ANIMATE"  # the name of that boolean parameter, where an algorithm declares it
     # the memory budget of the current run in MB (core.budget), set by processAlgorithm; core calls
-    # get it explicitly as `mb=self.memory_mb`
+    # get it inside the Run of `self.run_context(feedback)`
     memory_mb: float | None = None
 
     def name(self) -> str:
@@ -434,7 +435,7 @@ def _stat(path: str) -> tuple | None:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-DEVICES = ["auto", "gpu", "cpu"]
+DEVICES = list(jobs.DEVICES)  # the DEVICE choices, declared once (jobs.py)
 
 
 def default_device_index() -> int:

@@ -118,6 +118,7 @@ def test_package_meets_the_shape_targets():
     assert shape.literals == []
 
 
+@pytest.mark.slow  # ~30 s with a cold cache on 2 shared cores, ~5 s cached (.mypy_cache)
 @pytest.mark.xfail(strict=False, reason="issue 20 not finished: mypy errors remain in ml/ and processing/")
 def test_mypy_over_the_whole_package():
     pytest.importorskip("mypy")

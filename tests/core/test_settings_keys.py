@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 import pathlib
 
-import pytest
-
 from deformation_forecast import settings_keys as sk
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "deformation_forecast"
@@ -46,9 +44,6 @@ def test_the_page_and_its_fields_exist_in_the_settings_page():
     assert {sk.PYTHON_FIELD, sk.DEVICE_FIELD, sk.MEMORY_FIELD} <= texts  # its rows
 
 
-@pytest.mark.xfail(
-    strict=False, reason="worker.py INSTALL_HINT still names Processing > Providers (issue 20)"
-)
 def test_every_settings_hint_names_the_page():
     wrong = [
         (str(p), line)

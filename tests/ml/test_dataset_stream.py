@@ -5,6 +5,7 @@ the whole-raster ones, and a training run never reads the stack whole."""
 import numpy as np
 import pytest
 
+from deformation_forecast.core.run import Run
 from tests.ml.scene import irregular_scene
 
 pytestmark = pytest.mark.tf
@@ -51,7 +52,7 @@ def big(tmp_path_factory):
 
     source.read_stack = spy
     try:
-        prep = source.prepare(info, 12, str(folder / "work"), mb=64)
+        prep = source.prepare(info, 12, str(folder / "work"), Run(budget_mb=64))
     finally:
         source.read_stack = real
     return folder, path, info, data, dates, prep, seen
@@ -80,12 +81,12 @@ def test_streamed_preparation_equals_in_memory(big):
     blocks = pad.reshape(pad.shape[0] // BLOCK, BLOCK, pad.shape[1] // BLOCK, BLOCK).sum(axis=(1, 3))
     np.testing.assert_array_equal(prep.block_valid, blocks)
     # the same input and interval: reused, not rewritten; another interval: rewritten
-    again = prepare(info, 12, str(folder / "work"), mb=64)
+    again = prepare(info, 12, str(folder / "work"), Run(budget_mb=64))
     assert again.windows == 0 and again.path == prep.path
     np.testing.assert_array_equal(again.block_valid, prep.block_valid)
-    other = prepare(info, 24, str(folder / "work"), mb=64)
+    other = prepare(info, 24, str(folder / "work"), Run(budget_mb=64))
     assert other.windows >= 1 and other.count < prep.count
-    back = prepare(info, 12, str(folder / "work"), mb=64)  # rewritten (the fixture's file again)
+    back = prepare(info, 12, str(folder / "work"), Run(budget_mb=64))  # rewritten (the fixture's file again)
     assert back.windows == prep.windows
     np.testing.assert_array_equal(back.fmin, prep.fmin)
 
@@ -103,18 +104,8 @@ def _reference_items(reg, mask, fmin, fmax, items, ts, tile, trend):
     for t, r, c in items:
         rows, cols = slice(r, r + tile), slice(c, c + tile)
         if trend:
-            x, line = label_inputs(
-                reg0,
-                comp,
-                t,
-                ts,
-                trend["trend_window"],
-                trend["residual_scale"],
-                trend["frame_scale"],
-                rows,
-                cols,
-            )
-            y = np.stack([reg0[t, rows, cols] / trend["frame_scale"], m[rows, cols]], -1)
+            x, line = label_inputs(reg0, comp, t, ts, trend, rows, cols)
+            y = np.stack([reg0[t, rows, cols] / trend.frame_scale, m[rows, cols]], -1)
             out.append(({"frames": x, "trend": line[..., None]}, y))
         else:
             x = comp[t - ts : t, rows, cols][..., None]
@@ -125,23 +116,23 @@ def _reference_items(reg, mask, fmin, fmax, items, ts, tile, trend):
 @pytest.mark.parametrize("size,with_trend", [((70, 50), True), ((70, 50), False), ((20, 24), True)])
 def test_tf_data_items_equal_in_memory_construction(tmp_path, size, with_trend):
     from deformation_forecast.core.stack import read_info
-    from deformation_forecast.ml.dataset import tile_dataset, tile_grid, tile_reader
+    from deformation_forecast.ml.dataset import Sampling, TileSpec, tile_dataset, tile_grid, tile_reader
+    from deformation_forecast.ml.modelfile import TrendParams
     from deformation_forecast.ml.source import WorkStack, prepare
 
     data, dates = irregular_scene(36, *size, seed=2)
     info = read_info(_write(tmp_path, data, dates))
-    prep = prepare(info, 12, str(tmp_path / "work"), mb=64)
+    prep = prepare(info, 12, str(tmp_path / "work"), Run(budget_mb=64))
     reg, grid, mask, fmin, fmax = _in_memory(data, dates, 12)
     ts, tile, overlap = 5, 32, 8
-    trend = {"trend_window": 10, "residual_scale": 0.5, "frame_scale": 80.0} if with_trend else None
+    trend = TrendParams(10, 0.5, 80.0) if with_trend else None
     labels = np.array([5, 9, 17, len(grid) - 1])
     rows, cols = tile_grid(info.height, info.width, tile, overlap)
     items = [(int(t), int(r), int(c)) for t in labels for r in rows for c in cols]
     with WorkStack(prep) as work:
         read = tile_reader(work, prep.fmin, prep.fmax, ts, tile, trend)
-        ds, steps = tile_dataset(
-            read, labels, rows, cols, ts, tile, 3, trend=bool(trend), shuffle=False, seed=4
-        )
+        spec = TileSpec(rows, cols, ts, tile, trend=bool(trend))
+        ds, steps = tile_dataset(read, labels, spec, 3, Sampling(shuffle=False, seed=4))
         batches = list(ds.as_numpy_iterator())
         assert steps == len(batches) == -(-len(items) // 3)
         assert work.max_crop_pixels <= (max(ts, 10) + 1) * tile * tile  # one tile, only its dates
@@ -163,7 +154,7 @@ def test_tf_data_items_equal_in_memory_construction(tmp_path, size, with_trend):
 
 def test_training_epochs_are_seeded_permutations(tmp_path):
     from deformation_forecast.core.stack import read_info
-    from deformation_forecast.ml.dataset import tile_dataset, tile_grid, tile_reader
+    from deformation_forecast.ml.dataset import Sampling, TileSpec, tile_dataset, tile_grid, tile_reader
     from deformation_forecast.ml.source import WorkStack, prepare
 
     data, dates = irregular_scene(30, 70, 50, seed=3)
@@ -177,20 +168,9 @@ def test_training_epochs_are_seeded_permutations(tmp_path):
     def keys(seed, epochs, samples):
         with WorkStack(prep) as work:
             read = tile_reader(work, prep.fmin, prep.fmax, ts, tile)
-            ds, steps = tile_dataset(
-                read,
-                labels,
-                rows,
-                cols,
-                ts,
-                tile,
-                4,
-                trend=False,
-                shuffle=True,
-                seed=seed,
-                samples=samples,
-                epochs=epochs,
-            )
+            spec = TileSpec(rows, cols, ts, tile, trend=False)
+            sampling = Sampling(shuffle=True, seed=seed, samples=samples, epochs=epochs)
+            ds, steps = tile_dataset(read, labels, spec, 4, sampling)
             out = [tuple(np.round(y[..., 0].sum(axis=(1, 2)), 4)) for _, y in ds.as_numpy_iterator()]
         return steps, [v for batch in out for v in batch]
 
@@ -208,29 +188,31 @@ def test_training_epochs_are_seeded_permutations(tmp_path):
 def test_sampled_trend_statistics_equal_whole_raster(big):
     from deformation_forecast.ml.dataset import split_windows
     from deformation_forecast.ml.source import WorkStack, sample_blocks
-    from deformation_forecast.ml.train import DEFAULTS, _trend_settings
+    from deformation_forecast.ml.train import TrainingData, train_job, trend_settings
     from deformation_forecast.ml.trend import choose_window, scales
 
     folder, path, info, data, dates, prep, _ = big
     reg, grid, mask, fmin, fmax = _in_memory(data, dates, 12)
     split = split_windows(len(grid), 5, 8, 0.2)
-    p = dict(DEFAULTS, trend_window=0)
+    job = train_job({"trend_window": 0})
     with WorkStack(prep) as work:
-        got = _trend_settings(p, info, prep, work, split, seed=3, mb=64)  # ~1 block per chunk
+        data_ = TrainingData(info, prep, work, split)
+        got = trend_settings(job, data_, 3, Run(budget_mb=64))  # ~1 block per chunk
         assert work.max_crop_pixels <= split.test[0] * 64 * 64
     first_test, first_val = int(split.test[0]), int(split.val[0])
     tw, errs = choose_window(np.nan_to_num(reg[:first_test]), mask, first_val, first_test)
     fs, rs = scales(np.where(mask, reg, 0.0), mask, np.concatenate([split.train, split.val]), 5, tw)
-    assert got["trend_window"] == tw
-    assert got["frame_scale"] == pytest.approx(fs, rel=1e-6)
-    assert got["residual_scale"] == pytest.approx(rs, rel=1e-5)
+    assert got.trend_window == tw
+    assert got.frame_scale == pytest.approx(fs, rel=1e-6)
+    assert got.residual_scale == pytest.approx(rs, rel=1e-5)
     # a bounded sample: about stats_pixels finite pixels, the same blocks for the same seed
     few = sample_blocks(prep, 3 * 4096, seed=3)
     assert 2 <= len(few) <= 4 and few == sample_blocks(prep, 3 * 4096, seed=3)
     with WorkStack(prep) as work:
-        sampled = _trend_settings(dict(p, stats_pixels=3 * 4096), info, prep, work, split, seed=3, mb=64)
-    assert sampled["frame_scale"] == got["frame_scale"]  # exact, from the extremes
-    assert sampled["residual_scale"] == pytest.approx(rs, rel=0.5)
+        few_job = train_job({"trend_window": 0, "stats_pixels": 3 * 4096})
+        sampled = trend_settings(few_job, TrainingData(info, prep, work, split), 3, Run(budget_mb=64))
+    assert sampled.frame_scale == got.frame_scale  # exact, from the extremes
+    assert sampled.residual_scale == pytest.approx(rs, rel=0.5)
 
 
 def test_training_reads_the_stack_from_disk_in_tiles(tmp_path, monkeypatch):
@@ -324,8 +306,8 @@ def test_work_file_refused_up_front_when_the_disk_is_too_small(tmp_path, monkeyp
 
     monkeypatch.setattr(shutil, "disk_usage", fake)
     with pytest.raises(InputError, match=r"Not enough free disk space.*work file.*OUTPUT_MODEL"):
-        prepare(info, 12, str(tmp_path / "work" / "deeper"), mb=64)
+        prepare(info, 12, str(tmp_path / "work" / "deeper"), Run(budget_mb=64))
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("*.tif"))
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1, 0, need + 2**20))
-    prep = prepare(info, 12, str(tmp_path / "work" / "deeper"), mb=64)
+    prep = prepare(info, 12, str(tmp_path / "work" / "deeper"), Run(budget_mb=64))
     assert prep.count * prep.height * prep.width * 4 + 64 * 2**20 <= need + 2**20

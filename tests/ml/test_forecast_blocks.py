@@ -39,6 +39,7 @@ def make_parts(reg: np.ndarray, trend_window: int = 5, kernel_scale: float = 2.0
     import keras
 
     from deformation_forecast.ml.compressor import ExtremumGRU, frame_extremes
+    from deformation_forecast.ml.modelfile import TrendParams
     from deformation_forecast.ml.network import build_network
 
     keras.utils.set_random_seed(seed)
@@ -56,18 +57,18 @@ def make_parts(reg: np.ndarray, trend_window: int = 5, kernel_scale: float = 2.0
     gru.diff_scale = [float(max(v, 1e-6)) for v in d.std(0)]
     gru.diff_range = [[float(d[:, i].min()), float(d[:, i].max())] for i in range(2)]
     gru.model = gru.build()
-    trend = {"trend_window": trend_window, "residual_scale": rs, "frame_scale": fs}
+    trend = TrendParams(trend_window, rs, fs)
     return net, gru, trend
 
 
 def blocks_forecast(net, gru, trend, reg, plan, steps=STEPS):
     """The block machinery (forecast.forecast_blocks) on an in-memory stack."""
     from deformation_forecast.ml.compressor import frame_extremes
-    from deformation_forecast.ml.forecast import forecast_blocks
+    from deformation_forecast.ml.forecast import Extremes, ForecastPlan, Predictor, forecast_blocks
 
     fmin, fmax = frame_extremes(reg)
     pmin, pmax = gru.iterate(fmin, fmax, steps)
-    keep = max(TS, trend["trend_window"]) if trend else TS
+    keep = max(TS, trend.trend_window) if trend else TS
     tail = reg[-keep:]
     out = np.full((steps,) + reg.shape[1:], -999.0, "float32")
     hits = np.zeros(reg.shape[1:], "int32")
@@ -81,7 +82,8 @@ def blocks_forecast(net, gru, trend, reg, plan, steps=STEPS):
         out[:, r : r + int(win.height), c : c + int(win.width)] = frames
         hits[r : r + int(win.height), c : c + int(win.width)] += 1
 
-    forecast_blocks(net, read, plan, fmin, fmax, pmin, pmax, TS, steps, TILE, OVERLAP, trend, sink)
+    fp = ForecastPlan(Predictor(net, TS, TILE, OVERLAP, trend), plan, Extremes(fmin, fmax, pmin, pmax), steps)
+    forecast_blocks(fp, read, sink)
     assert (hits == 1).all()  # every pixel written exactly once
     return out
 
@@ -90,8 +92,8 @@ def plan(h, w, block_size=0, halo=None):
     from deformation_forecast.ml.blocks import plan_blocks
 
     if not block_size:
-        return plan_blocks(h, w, TILE, OVERLAP, 2**60, 1, STEPS)
-    return plan_blocks(h, w, TILE, OVERLAP, 0, 1, STEPS, block_size=block_size, halo=halo)
+        return plan_blocks((h, w), TILE, OVERLAP, 2**60, 1, STEPS)
+    return plan_blocks((h, w), TILE, OVERLAP, 0, 1, STEPS, block_size=block_size, halo=halo)
 
 
 # -- the blending itself (no network) -------------------------------------------------------------
@@ -103,7 +105,7 @@ def test_blend_weights_sum_to_one_and_every_pixel_is_written_once(shape, core, h
     from deformation_forecast.ml.blocks import BlendWriter, plan_blocks
 
     h, w = shape
-    p = plan_blocks(h, w, TILE, OVERLAP, 0, 1, 3, block_size=core, halo=halo)
+    p = plan_blocks((h, w), TILE, OVERLAP, 0, 1, 3, block_size=core, halo=halo)
     assert p.n_blocks > 1
     yy, xx = np.mgrid[0:h, 0:w].astype("float64")
     truth = np.stack([np.sin(yy / 7.0) + xx / 50.0, yy * xx / 1e3, np.full((h, w), 5.0)]).astype("float32")
@@ -207,11 +209,11 @@ def test_blocks_have_no_seam_on_a_smooth_field(smooth):
 
 def test_forecast_stack_is_the_single_block_forecast(smooth):
     """forecast_stack (whole stack in memory) = the block machinery with one block."""
-    from deformation_forecast.ml.forecast import forecast_stack
+    from deformation_forecast.ml.forecast import Predictor, forecast_stack
 
     reg, whole, *_ = smooth
     net, gru, trend = make_parts(reg)
-    frames, _, _ = forecast_stack(net, gru, reg, TS, STEPS, TILE, OVERLAP, trend=trend)
+    frames, _, _ = forecast_stack(Predictor(net, TS, TILE, OVERLAP, trend), gru, reg, STEPS)
     np.testing.assert_allclose(frames, whole, rtol=0, atol=1e-5)
 
 
@@ -223,7 +225,7 @@ def worker_scene(tmp_path_factory):
     from affine import Affine
 
     from deformation_forecast.core.stack import read_info, write_stack
-    from deformation_forecast.ml.modelfile import grid_of, save_model
+    from deformation_forecast.ml.modelfile import ModelMeta, grid_of, save_model
 
     folder = tmp_path_factory.mktemp("blocks")
     n, h, w = 60, 200, 200
@@ -234,19 +236,19 @@ def worker_scene(tmp_path_factory):
     write_stack(path, data, dates, "EPSG:32647", Affine(20, 0, 500000, 0, -20, 4300000))
     info = read_info(path)
     net, gru, trend = make_parts(data, trend_window=20)
-    meta = {
-        "architecture": "cnn-phlstm",
-        "residual": "trend",
-        **trend,
-        "time_step": TS,
-        "interval_days": 12,
-        "tile": TILE,
-        "overlap": OVERLAP,
-        "width": 4,
-        "grid": grid_of(info),
-        "units": "mm",
-        "compressor": gru.params(),
-    }
+    meta = ModelMeta(
+        architecture="cnn-phlstm",
+        residual="trend",
+        trend=trend,
+        time_step=TS,
+        interval_days=12,
+        tile=TILE,
+        overlap=OVERLAP,
+        width=4,
+        grid=grid_of(info),
+        units="mm",
+        compressor=gru.params(),
+    )
     model = str(folder / "m.dfmodel")
     save_model(model, net, gru.model, meta)
     return folder, path, model, data, dates
@@ -271,7 +273,7 @@ def test_worker_one_block_equals_the_in_memory_forecast(worker_scene):
     from deformation_forecast.core.stack import read_info, read_stack
     from deformation_forecast.ml.compressor import ExtremumGRU
     from deformation_forecast.ml.dataset import regularize
-    from deformation_forecast.ml.forecast import annual_rates, forecast_stack, trend_params
+    from deformation_forecast.ml.forecast import Predictor, annual_rates, forecast_stack
     from deformation_forecast.ml.modelfile import load_model
 
     folder, path, model, data, dates = worker_scene
@@ -279,8 +281,8 @@ def test_worker_one_block_equals_the_in_memory_forecast(worker_scene):
     assert res["blocks"] == 1 and res["kept_in_memory"]
     net, gru_model, meta = load_model(model)
     reg, grid, _ = regularize(read_stack(path), dates, 12)
-    gru = ExtremumGRU.from_params(meta["compressor"], gru_model)
-    frames, _, _ = forecast_stack(net, gru, reg, TS, 6, TILE, OVERLAP, trend=trend_params(meta))
+    gru = ExtremumGRU.from_params(meta.compressor, gru_model)
+    frames, _, _ = forecast_stack(Predictor.of_model(net, meta), gru, reg, 6)
     out = read_stack(params["output"])
     np.testing.assert_allclose(out, frames, rtol=0, atol=1e-5)
     info = read_info(params["output"])
@@ -364,13 +366,13 @@ def test_blocks_sized_from_the_budget():
     assert (unit, halo) == (192, 96)
     sizes = {}
     for budget_mb in (1536, 400):
-        p = plan_blocks(2000, 2000, 64, 16, budget_mb * 2**20, per, 24)
+        p = plan_blocks((2000, 2000), 64, 16, budget_mb * 2**20, per, 24)
         h, w = p.largest_region()
         assert h * w * per + pending_bytes(p, 24) <= budget_mb * 2**20
         assert (p.rows.bounds[1] - p.rows.bounds[0]) % 48 == 0  # the tile stride
         sizes[budget_mb] = p.n_blocks
     assert 1 < sizes[1536] < sizes[400]
-    assert plan_blocks(300, 300, 64, 16, 1536 * 2**20, per, 24).n_blocks == 1
+    assert plan_blocks((300, 300), 64, 16, 1536 * 2**20, per, 24).n_blocks == 1
 
 
 def test_worker_failure_leaves_nothing(worker_scene, monkeypatch):

@@ -1,5 +1,5 @@
 """A worker whose parent died stops within seconds and leaves no parameter file (issue 15).
-No TensorFlow: the worker's `selftest` command sleeps; its parent is killed with SIGKILL."""
+No TensorFlow: the tests' `_selftest` worker command (tests/worker_selftest.py) sleeps; its parent is killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_worker_stops_when_its_parent_dies(tmp_path):
     code = (
         "import os, subprocess, sys, time\n"
         "os.environ['DEFORMATION_FORECAST_PARENT_PID'] = str(os.getpid())  # as worker.py does\n"
-        "subprocess.Popen([sys.executable, '-m', 'deformation_forecast.ml', '_selftest', '--params', "
+        "subprocess.Popen([sys.executable, '-m', 'tests.worker_selftest', '_selftest', '--params', "
         f"{str(params)!r}], start_new_session=True)\n"
         "time.sleep(600)\n"
     )

@@ -1,6 +1,7 @@
 """End to end in the worker's code: train a tiny network on a moving, deepening bowl, beat
 persistence on the test set; model file round trip; iterative forecast; refusals."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -83,15 +84,16 @@ def test_model_file_round_trip_identical_predictions(trained, scene):
     params, _ = trained
     net, gru, meta = load_model(params["output_model"])
     rng = np.random.default_rng(0)
-    assert meta["residual"] == "trend" and len(net.inputs) == 2  # the default: residual over the trend
-    x = rng.uniform(-1, 1, size=(2, meta["time_step"], 32, 32, 3)).astype("float32")
+    assert meta.residual == "trend" and len(net.inputs) == 2  # the default: residual over the trend
+    x = rng.uniform(-1, 1, size=(2, meta.time_step, 32, 32, 3)).astype("float32")
     line = rng.uniform(-1, 1, size=(2, 32, 32)).astype("float32")
-    a = predict_frames(net, x, meta["tile"], meta["overlap"], trend=line)
+    a = predict_frames(net, x, meta.tile, meta.overlap, trend=line)
     copy = os.path.join(os.path.dirname(params["output_model"]), "copy.dfmodel")
-    save_model(copy, net, gru, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    save_model(copy, net, gru, meta)
     net2, gru2, meta2 = load_model(copy)
-    np.testing.assert_array_equal(a, predict_frames(net2, x, meta2["tile"], meta2["overlap"], trend=line))
-    z = rng.normal(size=(3, meta["compressor"]["time_step"], 2)).astype("float32")
+    assert meta2 == meta  # the typed description round-trips
+    np.testing.assert_array_equal(a, predict_frames(net2, x, meta2.tile, meta2.overlap, trend=line))
+    z = rng.normal(size=(3, meta.compressor_time_step, 2)).astype("float32")
     np.testing.assert_array_equal(
         np.asarray(gru([z[..., :1], z[..., 1:]])), np.asarray(gru2([z[..., :1], z[..., 1:]]))
     )
@@ -228,8 +230,7 @@ def test_forecast_bounds_from_the_models_calibration(trained, scene, tmp_path):
     # an older model file (no calibration): forecasts, but refuses the bounds with the fix
     net, gru, meta = load_model(params["output_model"])
     old = str(tmp_path / "old.dfmodel")
-    keep = {k: v for k, v in meta.items() if k not in ("format", "version", "calibration")}
-    save_model(old, net, gru, keep)
+    save_model(old, net, gru, dataclasses.replace(meta, calibration=None))
     run_forecast(dict(base, model=old))
     with pytest.raises(InputError, match="no interval calibration.*TEST_COUNT"):
         run_forecast(dict(base, model=old, output_lower=lo_p))
@@ -237,12 +238,15 @@ def test_forecast_bounds_from_the_models_calibration(trained, scene, tmp_path):
 
 def test_default_test_count_fits_short_series():
     """TEST_COUNT -1 (the default): the smaller of 20 and a fifth of the dates, not half a short series."""
-    from deformation_forecast.ml.train import DEFAULTS, test_count_of
+    from deformation_forecast.ml.train import DEFAULTS, test_count_of, train_job
 
     assert DEFAULTS["test_count"] == -1
-    assert test_count_of({"test_count": -1}, 40) == 8
-    assert test_count_of({"test_count": -1}, 156) == 20
-    assert test_count_of({"test_count": 5}, 40) == 5 and test_count_of({"test_count": 0}, 40) == 0
+    assert test_count_of(train_job({}), 40) == 8
+    assert test_count_of(train_job({"test_count": -1}), 156) == 20
+    assert (
+        test_count_of(train_job({"test_count": 5}), 40) == 5
+        and test_count_of(train_job({"test_count": 0}), 40) == 0
+    )
 
 
 def test_forecast_methods_from_the_backtest(trained, scene, tmp_path):
@@ -272,6 +276,6 @@ def test_forecast_methods_from_the_backtest(trained, scene, tmp_path):
     assert res["method"] == min(maes, key=maes.get)
     net, gru, meta = load_model(params["output_model"])
     old = str(tmp_path / "old.dfmodel")
-    save_model(old, net, gru, {k: v for k, v in meta.items() if k not in ("format", "version", "backtest")})
+    save_model(old, net, gru, dataclasses.replace(meta, backtest=None))
     with pytest.raises(InputError, match="METHOD: .*no iterative backtest"):
         run_forecast(dict(base, model=old, method="best"))

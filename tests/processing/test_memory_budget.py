@@ -95,11 +95,11 @@ def test_worker_algorithms_pass_the_budget(run_alg, write_stack, tmp_path, monke
 
     seen = {}
 
-    def fake(command, params, feedback):
-        seen.update(params)
+    def fake(job, feedback):
+        seen.update(job.asdict())
         raise QgsProcessingException("stopped by the test")
 
-    monkeypatch.setattr(alg_train_model, "run_worker", fake)
+    monkeypatch.setattr(alg_train_model, "run_job", fake)
     monkeypatch.setattr(alg_train_model.TrainModel, "canExecute", lambda self: (True, ""), raising=False)
     setting(777)
     with pytest.raises(QgsProcessingException, match="stopped by the test"):
