@@ -15,13 +15,14 @@ whole in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import shutil
 import tempfile
 import time
-import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,53 +30,48 @@ import numpy as np
 
 from ..core.intervals import calibrate, pixel_scale
 from ..core.run import Run
+from ..jobs import TrainJob
 from . import protocol
 from .modelfile import ModelMeta, TrendParams
 
-DEFAULTS: dict[str, Any] = {
-    "architecture": "cnn-phlstm",
-    # "auto": "trend" for cnn-phlstm / cnn-lstm (residual over a per-pixel linear trend, ml/trend.py),
-    # "none" for the -paper networks; "last": increment over the last compressed frame (format 1)
-    "residual": "auto",
-    # dates in the per-pixel line; 0 = the best of trend.WINDOW_CANDIDATES (1 = persistence) at
-    # forecasting the validation dates 1..20 steps ahead (only dates before the test set)
-    "trend_window": 0,
-    "time_step": 5,
-    "test_count": -1,  # -1: test_count_of (the smaller of 20 and a fifth of the dates)
-    "validation_fraction": 0.2,
-    "epochs": 30,
-    "batch_size": 4,
-    "learning_rate": 5e-4,
-    "mae_weight": 0.7,
-    "tile_size": 64,
-    "interval_days": 0,
-    "device": "auto",
-    "seed": 42,
-    "resume": False,
-    "width": 8,
-    "lstm_units": None,
-    "patience": 8,
-    "samples_per_epoch": 0,
-    "max_seconds": 0,
-    "gru_time_step": 15,
-    "gru_units": 16,
-    "gru_epochs": 64,
-    "gru_batch_size": 64,
-    "gru_learning_rate": 1e-3,
-    # XLA: compiling the network takes ~90 s on 2 CPU cores, longer than a small training
-    "jit_compile": "auto",
-    # "auto": float16 compute with float32 variables on GPUs of compute capability >= 7 (ml/distribute.py)
-    "mixed_precision": "auto",
-    # the worker's memory budget in MB; 0 = $DEFORMATION_FORECAST_MEMORY_MB, else 2048 (core/budget.py)
-    "memory_budget_mb": 0,
-    # validation tiles per epoch (a fixed seeded subset); 0 = all, at most max(4096, samples_per_epoch)
-    "validation_samples": 0,
-    # finite pixels (whole 64 x 64 blocks, seeded sample) for the trend window and the residual scale;
-    # a raster with fewer is used whole
-    "stats_pixels": 2**20,
-    # test-set scoring: at most this many blocks (up to 512 x 512 px) are scored; 0 = all
-    "test_tiles": 16,
-}
+# the training settings: what the model file records of its training (``train``) and, but for
+# those that do not shape the result (RESUME_FREE), what a checkpoint must match to be resumed.
+# Their defaults, bounds and meaning are declared once, in jobs.TrainJob.
+SETTINGS = (
+    "architecture",
+    "residual",
+    "trend_window",
+    "time_step",
+    "test_count",
+    "validation_fraction",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "mae_weight",
+    "tile_size",
+    "interval_days",
+    "device",
+    "seed",
+    "resume",
+    "width",
+    "lstm_units",
+    "patience",
+    "samples_per_epoch",
+    "max_seconds",
+    "gru_time_step",
+    "gru_units",
+    "gru_epochs",
+    "gru_batch_size",
+    "gru_learning_rate",
+    "jit_compile",
+    "mixed_precision",
+    "memory_budget_mb",
+    "validation_samples",
+    "stats_pixels",
+    "test_tiles",
+)
+RESUME_FREE = ("epochs", "resume", "device", "max_seconds", "patience", "memory_budget_mb", "test_tiles")
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainJob) if f.name in SETTINGS}
 
 
 class _Progress:
@@ -116,17 +112,13 @@ class _Progress:
         return Progress()
 
 
-def train_job(params: Any) -> Any:
-    """The training job; a params dict (before deformation_forecast.jobs) becomes a namespace with
-    DEFAULTS filled in (None values take the default)."""
-    if isinstance(params, dict):
-        extra = {"cluster": False, "cluster_timeout": 0, "output_report": None, "predictions": None}
-        given = {k: v for k, v in params.items() if v is not None}
-        return types.SimpleNamespace(**{**DEFAULTS, **extra, **given})
-    return params
+def train_job(job: TrainJob | Mapping[str, Any]) -> TrainJob:
+    """`job`, or the TrainJob of a params dict (``TrainJob.asdict()``'s keys; ml/cluster.py sends
+    one), checked by jobs.py (InputError naming an unknown or invalid key)."""
+    return job if isinstance(job, TrainJob) else TrainJob.from_dict(job)
 
 
-def test_count_of(job: Any, n_dates: int) -> int:
+def test_count_of(job: TrainJob, n_dates: int) -> int:
     """``test_count``, or for -1 what the series can spare: min(20, n_dates // 5), said in the log."""
     tc = int(job.test_count)
     if tc >= 0:
@@ -139,18 +131,18 @@ def test_count_of(job: Any, n_dates: int) -> int:
     return tc
 
 
-def run_train(params: Any) -> dict[str, Any]:
+def run_train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
     """Worker command ``train``; see the module doc. Returns the result dict."""
     from .device import configure_device, worker_run
 
-    job = train_job(params)
+    job = train_job(job)
     device = configure_device(job.device)
     protocol.message(f"Device: {device['name']} ({device['reason']})")
     strategy = None
-    if getattr(job, "cluster", False):  # several machines (ml/cluster.py): the strategy before any other op
+    if job.cluster:  # several machines (ml/cluster.py): the strategy before any other op
         from .distribute import start_cluster
 
-        strategy = start_cluster(float(getattr(job, "cluster_timeout", 0) or 0))
+        strategy = start_cluster(float(job.cluster_timeout or 0))
     import keras
     import tensorflow as tf
 
@@ -387,7 +379,7 @@ class Training:
         """The trained network and its training plan; out of memory, the batch is halved (ml/oom.py)."""
         from .oom import fit_with_fallback
 
-        if getattr(self.job, "cluster", False):  # no batch halving across machines: all would have to agree
+        if self.job.cluster:  # no batch halving across machines: all would have to agree
             return self._fit(int(self.job.batch_size), self.device)
         outcome = fit_with_fallback(self._fit, int(self.job.batch_size), self.device)
         self.device = outcome.device
@@ -578,7 +570,7 @@ class Training:
                 "max": prep.fmax.tolist(),
                 **scored["extremes"],
             },
-            train={k: getattr(job, k) for k in DEFAULTS if k != "device"}
+            train={k: getattr(job, k) for k in SETTINGS if k != "device"}
             | {"epochs_run": len(self.history.get("loss", []))},
             device=self.device["name"],
             train_seconds=seconds[0],
@@ -701,7 +693,7 @@ def _local_copy(net: Any, build: Any) -> Any:
     return twin
 
 
-def trend_settings(job: Any, data: TrainingData, seed: int, run: Run) -> TrendParams:
+def trend_settings(job: TrainJob, data: TrainingData, seed: int, run: Run) -> TrendParams:
     """The trend window (chosen on the validation dates when TREND_WINDOW is 0) and the frame and
     residual scales (ml/trend.py). The frame scale comes from the per-date extremes (exact); the
     window and the residual scale from the finite pixels of a seeded sample of 64 x 64 blocks of
@@ -1155,15 +1147,10 @@ def _trend_one_step(reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, trend
     return out
 
 
-def _signature(job: Any, info: Any) -> str:
+def _signature(job: TrainJob, info: Any) -> str:
     """What a checkpoint must have been made with to be resumed: the parameters that shape the
     training (not the epochs, the device, the budgets), the input and its shape."""
-    keys = [
-        k
-        for k in DEFAULTS
-        if k
-        not in ("epochs", "resume", "device", "max_seconds", "patience", "memory_budget_mb", "test_tiles")
-    ]
+    keys = [k for k in SETTINGS if k not in RESUME_FREE]
     sig = {k: getattr(job, k) for k in keys} | {
         "input": os.path.abspath(job.input),
         "shape": list(info.shape),
