@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -134,11 +135,6 @@ class Param:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.option_labels or self.options
-
-    @property
-    def shown(self) -> str:
-        """How a message names this field: the parameter name, else the worker's key."""
-        return self.name or "?"
 
 
 def param(name: str | None, default: Any = dataclasses.MISSING, **declaration: Any) -> Any:
@@ -273,9 +269,9 @@ def read_parameter(alg: Any, p: Param, parameters: Mapping[str, Any], context: A
         return alg.parameterAsFile(parameters, name, context)
     if p.kind == RASTER_OUT:
         return alg.parameterAsOutputLayer(parameters, name, context) or ""
+    if p.kind == FOLDER_OUT and not alg.parameterAsString(parameters, name, context):
+        return ""  # an optional folder left empty (its file output would be a temporary folder)
     if p.kind in (FILE_OUT, FOLDER_OUT):
-        if p.optional and not alg.parameterAsString(parameters, name, context):
-            return ""
         return alg.parameterAsFileOutput(parameters, name, context) or ""
     raise TypeError(f"{name}: a {p.kind} parameter is read by the algorithm")
 
@@ -384,6 +380,7 @@ def _max_seconds() -> Any:
         maximum=MAX_SECONDS_MAX,
         unit="s",
         advanced=True,
+        help="Stops a network's training after this long (the best weights are kept).",
     )
 
 
@@ -702,8 +699,6 @@ class CompareJob(Job):
     def network_job(self, model: str, stack: str, interval_days: int, folder: str) -> TrainJob:
         """The worker's training of network `model` on `stack` (the comparison's, maybe cropped) at
         the comparison's resolved interval, writing its model and raw test predictions in `folder`."""
-        import os
-
         return TrainJob(
             input=stack,
             architecture=model,
@@ -720,6 +715,3 @@ class CompareJob(Job):
             test_tiles=0,  # every block: the networks are scored on the baselines' pixels
             memory_budget_mb=self.memory_budget_mb,
         )
-
-
-JOBS: dict[str, type[Job]] = {cls.COMMAND: cls for cls in (TrainJob, ForecastJob, InfoJob)}

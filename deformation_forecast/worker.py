@@ -25,11 +25,12 @@ from typing import Any
 
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsSettings
 
+from . import settings_keys
 from .jobs import Job
 
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
-SETTINGS_KEY = "deformation_forecast/python"
-DEVICE_SETTINGS_KEY = "deformation_forecast/device"
+SETTINGS_KEY = settings_keys.PYTHON
+DEVICE_SETTINGS_KEY = settings_keys.DEVICE
 INSTALL_HINT = (
     "Training and forecasting need a Python 3 with TensorFlow, run as a separate process. "
     "Install it, e.g. `python3 -m venv ~/df-venv && ~/df-venv/bin/pip install tensorflow-cpu "
@@ -65,13 +66,8 @@ _versions: dict[str, str] = {}  # python -> "Python 3.11.2, TensorFlow 2.21.0" (
 PROBE = (
     "import importlib.metadata as md, importlib.util, platform, sys\n"
     "missing = [m for m in ('tensorflow', 'rasterio', 'numpy') if importlib.util.find_spec(m) is None]\n"
-    "tf = '?'\n"
-    "for dist in ('tensorflow', 'tensorflow-cpu', 'tensorflow-macos', 'tf-nightly'):\n"
-    "    try:\n"
-    "        tf = md.version(dist)\n"
-    "        break\n"
-    "    except md.PackageNotFoundError:\n"
-    "        pass\n"
+    "dists = md.packages_distributions().get('tensorflow') or []  # tensorflow, tensorflow-cpu...\n"
+    "tf = md.version(dists[0]) if dists else '?'\n"
     "print(','.join(missing)); print(platform.python_version()); print(tf)\n"
     "sys.exit(3 if missing else 0)\n"
 )

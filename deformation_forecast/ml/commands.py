@@ -16,7 +16,7 @@ def train(params: dict[str, Any]) -> dict[str, Any]:
     job = TrainJob.from_dict(params)
     from .train import run_train
 
-    return run_train(job.asdict())  # the job itself once ml/train.py takes it (issue 20)
+    return run_train(job)
 
 
 def train_cluster(params: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def forecast(params: dict[str, Any]) -> dict[str, Any]:
     job = ForecastJob.from_dict(params)
     from .forecast import run_forecast
 
-    return run_forecast(job.asdict())  # the job itself once ml/forecast.py takes it (issue 20)
+    return run_forecast(job)
 
 
 def info(params: dict[str, Any]) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def _enum(p: Param, default: Any) -> QgsProcessingParameterDefinition:
 def _table(p: Param, default: Any) -> QgsProcessingParameterDefinition:
     from .tables import table_sink
 
-    return table_sink(p.name, p.label, optional=p.optional)
+    return table_sink(str(p.name), p.label, optional=p.optional)
 
 
 BUILDERS: dict[str, Callable[[Param, Any], QgsProcessingParameterDefinition]] = {

@@ -41,11 +41,27 @@ class DeformationForecastProvider(QgsProcessingProvider):
     def icon(self) -> QIcon:
         return QIcon(ICON_PATH)
 
+    def versionInfo(self) -> str:  # noqa: N802
+        """The plugin's version and the TensorFlow worker's Python and TensorFlow versions (as
+        qgis-processing-r gives R's): shown in the algorithm dialog's log of every run."""
+        from ..worker import worker_versions
+
+        return f"{plugin_version()}; worker: {worker_versions()}"
+
     def loadAlgorithms(self) -> None:  # noqa: N802
         for cls in algorithm_classes():
             self.addAlgorithm(cls())
         for model in shipped_models():
             self.addAlgorithm(model)
+
+
+def plugin_version() -> str:
+    """The version in metadata.txt."""
+    import configparser
+
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(os.path.join(os.path.dirname(os.path.dirname(__file__)), "metadata.txt"), encoding="utf-8")
+    return meta.get("general", "version", fallback="?")
 
 
 MODELS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "models")

@@ -366,11 +366,12 @@ def test_comparison_streamed_equals_in_memory(scene, tmp_path):
     from deformation_forecast.core import baselines as bl
     from deformation_forecast.core import evaluation as ev
     from deformation_forecast.core.comparison import StreamedComparison
+    from deformation_forecast.core.run import Run
 
     names = ["persistence", "linear-trend", "svr", "mlp"]
     opts = bl.BaselineOptions(svr_samples=300, mlp_samples=3000, mlp_max_epochs=8)
     out = {}
-    for tag, kw in (("big", {"mb": 4096}), ("tiny", {"max_bytes": TINY * 4})):
+    for tag, kw in (("big", {"run": Run(budget_mb=4096)}), ("tiny", {"max_bytes": TINY * 4})):
         work = tmp_path / tag
         work.mkdir()
         cmp = StreamedComparison(scene["stack"], str(work), 4, 6, 0.2, 0, **kw)

@@ -172,6 +172,7 @@ def test_plain_train_with_several_machines_names_train_cluster(monkeypatch):
 
 
 def test_command_line_maps_onto_the_training_parameters(tmp_path):
+    from deformation_forecast.core.errors import InputError
     from deformation_forecast.ml.cluster import parse_args
 
     extra = tmp_path / "p.json"
@@ -181,7 +182,11 @@ def test_command_line_maps_onto_the_training_parameters(tmp_path):
     )
     assert p["input"] == "s.tif" and p["output_model"] == "m.dfmodel"
     assert p["epochs"] == 2 and p["width"] == 4  # the option wins over the file
-    assert p["cluster"] is True and p["resume"] is False and "seed" not in p
+    assert p["cluster"] is True and p["resume"] is False
+    assert p["seed"] == 42  # not given: TrainJob's default (jobs.py)
+    extra.write_text(json.dumps({"widht": 4}))
+    with pytest.raises(InputError, match=r"unknown parameter\(s\) widht"):
+        parse_args(["--stack", "s.tif", "--output-model", "m.dfmodel", "--params", str(extra)])
 
 
 def test_a_dead_worker_stops_the_other_and_resume_continues_from_the_chiefs_checkpoint(stack, tmp_path):

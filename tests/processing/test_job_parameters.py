@@ -15,11 +15,12 @@ from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingParam
 from deformation_forecast import jobs, worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ALGS = {"trainmodel": jobs.TrainJob, "forecast": jobs.ForecastJob}  # comparemodels: next commit
+ALGS = {"trainmodel": jobs.TrainJob, "forecast": jobs.ForecastJob, "comparemodels": jobs.CompareJob}
 ALGS_AND_CHECK = {**ALGS, "checkworker": jobs.InfoJob}
 BIG = 1.7976931348623157e308  # QgsProcessingParameterNumber's maximum when none is set
 # the only intended changes: the comparison's shared settings take the training's declaration (its
-# networks are trained by the same TrainJob), so TIME_STEP's minimum is 2 in both
+# networks are trained by the same TrainJob), so TIME_STEP's minimum is 2 in both, and the
+# training's MAX_SECONDS gets the comparison's help
 CHANGED = {
     ("comparemodels", "TIME_STEP"): {"minimum": 2.0, "maximum": 60.0},
     ("comparemodels", "TEST_COUNT"): {"maximum": 1000.0},
@@ -27,6 +28,9 @@ CHANGED = {
     ("comparemodels", "SEED"): {"maximum": 2147483647.0},
     ("comparemodels", "MAX_SECONDS"): {"maximum": 1e7},
     ("comparemodels", "INTERVAL_DAYS"): {"maximum": 3650.0},
+    ("trainmodel", "MAX_SECONDS"): {
+        "help": "Stops a network's training after this long (the best weights are kept)."
+    },
 }
 
 
@@ -84,6 +88,13 @@ def test_dialog_defaults_and_bounds_are_the_job_declarations(df_plugin, name):
             assert d.maximum() == (BIG if p.maximum is None else p.maximum), p.name
         if p.kind == jobs.ENUM:
             assert d.options() == list(p.labels), p.name
+
+
+def test_time_step_has_one_minimum_in_training_and_comparison(df_plugin):
+    mins = {a: _alg(a).parameterDefinition(jobs.TIME_STEP).minimum() for a in ("trainmodel", "comparemodels")}
+    assert mins == {"trainmodel": 2.0, "comparemodels": 2.0}
+    arch = _alg("trainmodel").parameterDefinition(jobs.ARCHITECTURE).options()
+    assert arch == list(jobs.ARCHITECTURES)
 
 
 def test_dialog_values_reach_the_worker_unchanged(run_alg, write_stack, tmp_path, monkeypatch):

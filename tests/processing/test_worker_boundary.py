@@ -139,3 +139,48 @@ def test_a_stopped_worker_leaves_no_partial_output(qgis_app, tmp_path, how):
     with pytest.raises(QgsProcessingException, match="Cancelled" if how == "cancel" else "signal 9"):
         worker.run_worker("_selftest", params, fb)
     assert sorted(os.listdir(tmp_path)) == ["keep.txt"]
+
+
+def test_provider_version_names_the_worker_python_and_tensorflow(df_plugin):
+    """versionInfo (in every run's log): the plugin's version, the worker's Python and TensorFlow
+    (read from the package metadata: TensorFlow is not imported for it)."""
+    import platform
+
+    from qgis.core import QgsApplication
+
+    worker._checked.clear()
+    worker._versions.clear()
+    info = QgsApplication.processingRegistry().providerById("deformation_forecast").versionInfo()
+    assert info.startswith("0.") and "; worker: " in info
+    python, _ = worker.find_python()
+    if python is None:
+        assert info.endswith("no Python with TensorFlow found")
+    else:  # the project's venv, which runs these tests
+        import importlib.metadata as md
+
+        tf = md.version(md.packages_distributions()["tensorflow"][0])  # tensorflow or tensorflow-cpu
+        assert tf.startswith("2.")
+        assert info.endswith(f"worker: Python {platform.python_version()}, TensorFlow {tf}")
+
+
+def test_the_command_line_and_console_output_are_relayed(qgis_app):
+    """The worker's command line via pushCommandInfo; its non-JSON output via pushConsoleInfo,
+    TensorFlow's own notes filtered out."""
+
+    class Console(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.commands, self.console = [], []
+
+        def pushCommandInfo(self, info):  # noqa: N802
+            self.commands.append(info)
+
+        def pushConsoleInfo(self, info):  # noqa: N802
+            self.console.append(info)
+
+    fb = Console()
+    with pytest.raises(QgsProcessingException, match="selftest failure"):
+        worker.run_worker("_selftest", {"mode": "fail"}, fb)
+    assert len(fb.commands) == 1 and " -m tests.worker_selftest _selftest --params " in fb.commands[0]
+    assert "selftest: something went wrong on purpose" in fb.console
+    assert not any(worker.is_tensorflow_noise(line) for line in fb.console)
