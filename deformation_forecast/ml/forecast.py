@@ -20,14 +20,14 @@ import datetime as dt
 import math
 import os
 import time
-import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..core.run import Run
+from ..jobs import ForecastJob
 from . import protocol
 from .blocks import predict_tiles
 from .compressor import ExtremumGRU, compress, decompress, frame_extremes
@@ -323,7 +323,7 @@ def baseline_frames(hist: np.ndarray, steps: int, baseline: dict[str, Any]) -> n
     return frames
 
 
-def resolve_method(job: Any, meta: ModelMeta) -> str:
+def resolve_method(job: ForecastJob, meta: ModelMeta) -> str:
     """The method ``job.method`` asks for (network | best | persistence | trend), "best" resolved on
     the model's iterative backtest; says in one line when the network loses there."""
     from ..core.errors import InputError
@@ -360,7 +360,7 @@ class Bands:
     calibrated: int
 
 
-def interval_setup(job: Any, meta: ModelMeta, method: str, steps: int) -> Bands | None:
+def interval_setup(job: ForecastJob, meta: ModelMeta, method: str, steps: int) -> Bands | None:
     """The prediction intervals asked for by ``output_lower``/``output_upper`` at ``confidence``
     for the forecast by `method`; None when no bound is asked for. InputError when the model
     carries no calibration or the level is out of range."""
@@ -400,31 +400,10 @@ def interval_setup(job: Any, meta: ModelMeta, method: str, steps: int) -> Bands 
     return Bands(confidence, q, float(cal["floor"]), n_cal)
 
 
-# the forecast command's parameters and their defaults (the Processing side sends them all)
-FORECAST_DEFAULTS: dict[str, Any] = {
-    "input": None,
-    "model": None,
-    "output": None,
-    "steps": 0,  # 0: two years at the model's interval
-    "device": "auto",
-    "method": "network",
-    "output_rate": None,
-    "output_lower": None,
-    "output_upper": None,
-    "confidence": 0.9,
-    "memory_budget_mb": 0,  # 0: core/budget.py's default
-    "block_size": 0,  # block cores in pixels, 0 = as large as the budget allows
-}
-
-
-def forecast_job(params: Any) -> Any:
-    """The forecast job; a params dict (before deformation_forecast.jobs) becomes a namespace with
-    FORECAST_DEFAULTS filled in."""
-    if isinstance(params, dict):
-        return types.SimpleNamespace(
-            **{**FORECAST_DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-        )
-    return params
+def forecast_job(job: ForecastJob | Mapping[str, Any]) -> ForecastJob:
+    """`job`, or the ForecastJob of a params dict (``ForecastJob.asdict()``'s keys), checked by
+    jobs.py (InputError naming an unknown or invalid key)."""
+    return job if isinstance(job, ForecastJob) else ForecastJob.from_dict(job)
 
 
 @dataclass(frozen=True)
@@ -432,7 +411,7 @@ class ForecastSetup:
     """Everything decided before the first pixel is read: the model, the forecast dates, the method,
     the intervals and the memory plan (block plan, kept dates, tiles per network call)."""
 
-    job: Any
+    job: ForecastJob
     run: Run
     info: Any
     meta: ModelMeta
@@ -480,7 +459,7 @@ def _usable_bytes(run: Run) -> int:
 
 
 def _method_setup(
-    job: Any, meta: ModelMeta, keep: int, n_regular: int
+    job: ForecastJob, meta: ModelMeta, keep: int, n_regular: int
 ) -> tuple[str, dict[str, Any] | None, int]:
     """(method, baseline or None, dates kept): a simple method needs its trend window of dates."""
     method = resolve_method(job, meta)
@@ -492,7 +471,7 @@ def _method_setup(
     return method, {"method": method, "trend_window": window}, int(min(max(keep, window), n_regular))
 
 
-def plan_forecast(job: Any, run: Run) -> ForecastSetup:
+def plan_forecast(job: ForecastJob, run: Run) -> ForecastSetup:
     """Load the model, check the stack fits it, and plan the forecast within the budget: the
     network's activations, the kept dates (in memory when they take at most a third), the windows
     of the first pass, the blocks' forecasts."""
@@ -547,7 +526,7 @@ def plan_forecast(job: Any, run: Run) -> ForecastSetup:
     )
 
 
-def run_forecast(params: Any) -> dict[str, Any]:
+def run_forecast(job: ForecastJob | Mapping[str, Any]) -> dict[str, Any]:
     """Worker command ``forecast``: INPUT stack + MODEL -> OUTPUT stack (+ OUTPUT_RATE, and the
     OUTPUT_LOWER / OUTPUT_UPPER prediction intervals); see the module doc.
 
@@ -555,8 +534,8 @@ def run_forecast(params: Any) -> dict[str, Any]:
     as the budget allows) bound the memory."""
     from .device import configure_device, worker_run
 
-    job = forecast_job(params)
-    device = configure_device(job.device or "auto")
+    job = forecast_job(job)
+    device = configure_device(job.device)
     protocol.message(f"Device: {device['name']} ({device['reason']})")
     t0 = time.monotonic()
     setup = plan_forecast(job, worker_run(job.memory_budget_mb))
@@ -681,7 +660,7 @@ class ForecastSink:
 
 def open_bound_writers(
     stack: contextlib.ExitStack,
-    job: Any,
+    job: ForecastJob,
     bands: Bands | None,
     dates: list[dt.date],
     info: Any,

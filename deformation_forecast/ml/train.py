@@ -7,75 +7,70 @@ ml/trend.py) pick the per-pixel trend window on the validation dates and fit the
 (on a seeded sample of blocks), train the network on (time window x tile) examples read from the
 work file on the fly by a tf.data pipeline (ml/dataset.py tile_dataset; frames compressed by eq. 3
 as they are read) (loss eq. 11, Adam, early stopping on the validation loss with the best weights
-kept), score the test set one step ahead and iteratively (Fig. 8) block by block, write the model
-file, the HTML report and, on request, the raw predictions (``predictions``: an npz for
-``comparemodels``, when the whole raster's test arrays fit the budget). The stack is never held
-whole in memory.
+kept), score the test set one step ahead and iteratively (Fig. 8) block by block (ml/scoring.py),
+write the model file, the HTML report and, on request, the raw predictions (``predictions``: an
+npz for ``comparemodels``, when the whole raster's test arrays fit the budget). The stack is never
+held whole in memory. :class:`Training` runs these steps; :class:`Checkpoint` keeps RESUME's state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import shutil
 import tempfile
 import time
-import types
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..core.intervals import calibrate, pixel_scale
 from ..core.run import Run
+from ..jobs import TrainJob
 from . import protocol
 from .modelfile import ModelMeta, TrendParams
 
-DEFAULTS: dict[str, Any] = {
-    "architecture": "cnn-phlstm",
-    # "auto": "trend" for cnn-phlstm / cnn-lstm (residual over a per-pixel linear trend, ml/trend.py),
-    # "none" for the -paper networks; "last": increment over the last compressed frame (format 1)
-    "residual": "auto",
-    # dates in the per-pixel line; 0 = the best of trend.WINDOW_CANDIDATES (1 = persistence) at
-    # forecasting the validation dates 1..20 steps ahead (only dates before the test set)
-    "trend_window": 0,
-    "time_step": 5,
-    "test_count": -1,  # -1: test_count_of (the smaller of 20 and a fifth of the dates)
-    "validation_fraction": 0.2,
-    "epochs": 30,
-    "batch_size": 4,
-    "learning_rate": 5e-4,
-    "mae_weight": 0.7,
-    "tile_size": 64,
-    "interval_days": 0,
-    "device": "auto",
-    "seed": 42,
-    "resume": False,
-    "width": 8,
-    "lstm_units": None,
-    "patience": 8,
-    "samples_per_epoch": 0,
-    "max_seconds": 0,
-    "gru_time_step": 15,
-    "gru_units": 16,
-    "gru_epochs": 64,
-    "gru_batch_size": 64,
-    "gru_learning_rate": 1e-3,
-    # XLA: compiling the network takes ~90 s on 2 CPU cores, longer than a small training
-    "jit_compile": "auto",
-    # "auto": float16 compute with float32 variables on GPUs of compute capability >= 7 (ml/distribute.py)
-    "mixed_precision": "auto",
-    # the worker's memory budget in MB; 0 = $DEFORMATION_FORECAST_MEMORY_MB, else 2048 (core/budget.py)
-    "memory_budget_mb": 0,
-    # validation tiles per epoch (a fixed seeded subset); 0 = all, at most max(4096, samples_per_epoch)
-    "validation_samples": 0,
-    # finite pixels (whole 64 x 64 blocks, seeded sample) for the trend window and the residual scale;
-    # a raster with fewer is used whole
-    "stats_pixels": 2**20,
-    # test-set scoring: at most this many blocks (up to 512 x 512 px) are scored; 0 = all
-    "test_tiles": 16,
-}
+# the training settings: what the model file records of its training (``train``) and, but for
+# those that do not shape the result (RESUME_FREE), what a checkpoint must match to be resumed.
+# Their defaults, bounds and meaning are declared once, in jobs.TrainJob.
+SETTINGS = (
+    "architecture",
+    "residual",
+    "trend_window",
+    "time_step",
+    "test_count",
+    "validation_fraction",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "mae_weight",
+    "tile_size",
+    "interval_days",
+    "device",
+    "seed",
+    "resume",
+    "width",
+    "lstm_units",
+    "patience",
+    "samples_per_epoch",
+    "max_seconds",
+    "gru_time_step",
+    "gru_units",
+    "gru_epochs",
+    "gru_batch_size",
+    "gru_learning_rate",
+    "jit_compile",
+    "mixed_precision",
+    "memory_budget_mb",
+    "validation_samples",
+    "stats_pixels",
+    "test_tiles",
+)
+RESUME_FREE = ("epochs", "resume", "device", "max_seconds", "patience", "memory_budget_mb", "test_tiles")
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainJob) if f.name in SETTINGS}
 
 
 class _Progress:
@@ -116,17 +111,13 @@ class _Progress:
         return Progress()
 
 
-def train_job(params: Any) -> Any:
-    """The training job; a params dict (before deformation_forecast.jobs) becomes a namespace with
-    DEFAULTS filled in (None values take the default)."""
-    if isinstance(params, dict):
-        extra = {"cluster": False, "cluster_timeout": 0, "output_report": None, "predictions": None}
-        given = {k: v for k, v in params.items() if v is not None}
-        return types.SimpleNamespace(**{**DEFAULTS, **extra, **given})
-    return params
+def train_job(job: TrainJob | Mapping[str, Any]) -> TrainJob:
+    """`job`, or the TrainJob of a params dict (``TrainJob.asdict()``'s keys; ml/cluster.py sends
+    one), checked by jobs.py (InputError naming an unknown or invalid key)."""
+    return job if isinstance(job, TrainJob) else TrainJob.from_dict(job)
 
 
-def test_count_of(job: Any, n_dates: int) -> int:
+def test_count_of(job: TrainJob, n_dates: int) -> int:
     """``test_count``, or for -1 what the series can spare: min(20, n_dates // 5), said in the log."""
     tc = int(job.test_count)
     if tc >= 0:
@@ -139,18 +130,18 @@ def test_count_of(job: Any, n_dates: int) -> int:
     return tc
 
 
-def run_train(params: Any) -> dict[str, Any]:
+def run_train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
     """Worker command ``train``; see the module doc. Returns the result dict."""
     from .device import configure_device, worker_run
 
-    job = train_job(params)
+    job = train_job(job)
     device = configure_device(job.device)
     protocol.message(f"Device: {device['name']} ({device['reason']})")
     strategy = None
-    if getattr(job, "cluster", False):  # several machines (ml/cluster.py): the strategy before any other op
+    if job.cluster:  # several machines (ml/cluster.py): the strategy before any other op
         from .distribute import start_cluster
 
-        strategy = start_cluster(float(getattr(job, "cluster_timeout", 0) or 0))
+        strategy = start_cluster(float(job.cluster_timeout or 0))
     import keras
     import tensorflow as tf
 
@@ -387,7 +378,7 @@ class Training:
         """The trained network and its training plan; out of memory, the batch is halved (ml/oom.py)."""
         from .oom import fit_with_fallback
 
-        if getattr(self.job, "cluster", False):  # no batch halving across machines: all would have to agree
+        if self.job.cluster:  # no batch halving across machines: all would have to agree
             return self._fit(int(self.job.batch_size), self.device)
         outcome = fit_with_fallback(self._fit, int(self.job.batch_size), self.device)
         self.device = outcome.device
@@ -537,6 +528,7 @@ class Training:
     # 3. the test set: one step ahead and iterative (Fig. 8), on blocks read from the work file
     def score(self, net: Any) -> dict[str, Any]:
         from .forecast import Predictor
+        from .scoring import TestScoring, score_test
 
         model = Predictor(net, self.ts, self.tile, self.overlap, self.trend)
         return score_test(
@@ -578,7 +570,7 @@ class Training:
                 "max": prep.fmax.tolist(),
                 **scored["extremes"],
             },
-            train={k: getattr(job, k) for k in DEFAULTS if k != "device"}
+            train={k: getattr(job, k) for k in SETTINGS if k != "device"}
             | {"epochs_run": len(self.history.get("loss", []))},
             device=self.device["name"],
             train_seconds=seconds[0],
@@ -701,7 +693,7 @@ def _local_copy(net: Any, build: Any) -> Any:
     return twin
 
 
-def trend_settings(job: Any, data: TrainingData, seed: int, run: Run) -> TrendParams:
+def trend_settings(job: TrainJob, data: TrainingData, seed: int, run: Run) -> TrendParams:
     """The trend window (chosen on the validation dates when TREND_WINDOW is 0) and the frame and
     residual scales (ml/trend.py). The frame scale comes from the per-date extremes (exact); the
     window and the residual scale from the finite pixels of a seeded sample of 64 x 64 blocks of
@@ -753,417 +745,10 @@ def _choose_trend_window(chunks: Any, first_val: int, first_test: int, n_blocks:
     return tw
 
 
-SCORE_EDGE = 512  # test-set scoring blocks: at most this many pixels a side
-KINDS = (
-    "test_one_step",
-    "test_iterative",
-    "persistence",
-    "linear_trend",
-    "persistence_iterative",
-    "trend_iterative",
-)
-
-
-@dataclass(frozen=True)
-class TestScoring:
-    """What :func:`score_test` scores: the trained network, the compressor, the data, the budget,
-    the most blocks to score (``test_tiles``, 0 = all) and the seed of their sample."""
-
-    __test__ = False  # not a pytest class
-
-    model: Any  # forecast.Predictor
-    gru: Any  # compressor.ExtremumGRU
-    data: TrainingData
-    run: Run
-    test_tiles: int
-    seed: int
-
-
-def score_test(sc: TestScoring) -> dict[str, Any]:
-    """Test-set scores, one step ahead and iterative (Fig. 8), persistence and the linear trend.
-
-    The raster is cut into nearly equal blocks of at most SCORE_EDGE pixels a side (fewer when the
-    budget is tight); at most ``test_tiles`` blocks with data are scored (a seeded sample), each read
-    from the work file and forecast with the ml/forecast.py functions on its own. One block = the
-    whole raster scored at once, as before; several: MAE/MSE/RMSE/PSNR/R2 pooled over their pixels,
-    SSIM and MS-SSIM the pixel-weighted mean of the blocks' values. The whole test arrays (for the
-    report and the ``predictions`` npz) are kept only when every block is scored and they fit the budget.
-    """
-    prep, test = sc.data.prep, np.asarray(sc.data.split.test)
-    n_test = len(test)
-    if not n_test:
-        empty = np.zeros((0, prep.height, prep.width), "float32")
-        return {
-            "metrics": {k: {} for k in KINDS},
-            "extremes": {},
-            "scoring": {"blocks": 0, "of": 0, "pixels": 0},
-            "report_pred": empty,
-            "report_obs": empty,
-            "full": (empty, empty, empty),
-            "calibration": None,
-            "horizons": None,
-        }
-    protocol.progress(87, f"Predicting the {n_test} test dates")
-    blocks = ScoreBlocks.plan(sc, test)
-    acc = ScoreSums(sc, blocks, test)
-    for k, (r, c, h, w) in enumerate(blocks.chosen):
-        acc.add_block(r, c, h, w)
-        protocol.progress(
-            87 + 12 * (k + 1) / len(blocks.chosen), f"Test block {k + 1}/{len(blocks.chosen)} scored"
-        )
-    return acc.result()
-
-
-@dataclass(frozen=True)
-class ScoreBlocks:
-    """The blocks of the test scoring: the first date read (`b0`), the block edge, the blocks with
-    data, those scored, and whether the whole test arrays are kept."""
-
-    b0: int
-    edge: int
-    n_with_data: int
-    chosen: list[tuple[int, int, int, int]]
-    keep_full: bool
-
-    @classmethod
-    def plan(cls, sc: TestScoring, test: np.ndarray) -> ScoreBlocks:
-        from ..core.budget import (
-            gdal_cache_bytes,
-            resident_bytes,
-            test_predictions_bytes,
-            test_predictions_fit,
-        )
-        from .source import BLOCK, score_blocks
-
-        prep, mb, n_test = sc.data.prep, sc.run.budget_mb, len(test)
-        first_test = int(test[0])
-        tw = int(sc.model.trend.trend_window) if sc.model.trend else 0
-        b0 = max(0, first_test - max(sc.model.time_step, tw, TREND_BASELINE_DATES))
-        budget = sc.run.worker_pixel_bytes()
-        # bytes per block pixel: its dates and their compressed copy, five test-date arrays and the
-        # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
-        # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
-        # for the whole test arrays and an eighth for the windows predicted at once
-        per_px = 8 * (prep.count - b0) + 104 * n_test  # + the iterative persistence and trend (issue 17)
-        block_bytes = budget * 2 // 3 - budget // 8
-        rss = resident_bytes()
-        fits = test_predictions_fit(prep.height, prep.width, n_test, mb)
-        if rss is not None:  # what training left resident (the network, tf.data's buffers) counts too
-            keep = test_predictions_bytes(prep.height, prep.width, n_test) if fits else 0
-            left = sc.run.budget_bytes() - rss - gdal_cache_bytes(mb) - keep - budget // 8
-            block_bytes = max(min(block_bytes, left), 0)
-        edge = int(min(SCORE_EDGE, max(sc.model.tile, math.isqrt(max(block_bytes // per_px, 1)))))
-        blocks = score_blocks(prep.height, prep.width, edge)
-        with_data = [b for b in blocks if _block_has_data(prep.block_valid, b, BLOCK)]
-        chosen = with_data
-        if sc.test_tiles > 0 and len(chosen) > sc.test_tiles:
-            pick = np.random.default_rng(sc.seed + 1).choice(len(chosen), size=sc.test_tiles, replace=False)
-            chosen = [chosen[i] for i in np.sort(pick)]
-        every = len(chosen) == len(with_data)
-        return cls(b0, edge, len(with_data), chosen, every and fits)
-
-
-class ScoreSums:
-    """The test scores gathered block by block (see :func:`score_test`)."""
-
-    def __init__(self, sc: TestScoring, blocks: ScoreBlocks, test: np.ndarray):
-        prep, n_test = sc.data.prep, len(test)
-        self.sc, self.blocks, self.test = sc, blocks, test
-        self.first_test = int(test[0])
-        self.smin, self.smax = sc.gru.one_step(prep.fmin, prep.fmax, test)
-        self.imin, self.imax = sc.gru.iterate(
-            prep.fmin[: self.first_test], prep.fmax[: self.first_test], n_test
-        )
-        self.tw = int(sc.model.trend.trend_window) if sc.model.trend else 0
-        self.full = None
-        if blocks.keep_full:
-            self.full = tuple(np.full((n_test, prep.height, prep.width), np.nan, "float32") for _ in range(3))
-        self.parts: dict[str, list] = {k: [] for k in KINDS}
-        self.pmin = np.full(n_test, np.nan)
-        self.pmax = np.full(n_test, np.nan)
-        self.best: tuple[int, Any, Any] = (-1, None, None)
-        self.data_range = None
-        if len(blocks.chosen) > 1:
-            self.data_range = float(np.max(prep.fmax[test]) - np.min(prep.fmin[test])) or None
-        n_blocks, seed = len(blocks.chosen), sc.seed
-        self.cal = CalibrationSample(n_test, n_blocks, seed)
-        self.cal_base = {k: CalibrationSample(n_test, n_blocks, seed) for k in ("persistence", "trend")}
-        self.horizons = HorizonTable(n_test, self.tw or TREND_BASELINE_DATES)
-
-    def add_block(self, r: int, c: int, h: int, w: int) -> None:
-        from ..core.metrics import stack_metrics
-
-        b0, n_test = self.blocks.b0, len(self.test)
-        tl, ftl = self.test - b0, self.first_test - b0
-        reg = self.sc.data.work.read(b0, self.sc.data.prep.count, r, c, h, w)
-        mask = np.isfinite(reg[ftl])  # the work file is NaN at every date outside the mask
-        scale = pixel_scale(reg[:ftl])  # each pixel's dispersion at the backtest's origin
-        targets, persistence = reg[tl], reg[tl - 1]
-        persistence_it = np.repeat(reg[ftl - 1 : ftl], n_test, axis=0)  # the last observation held
-        reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
-        one_step, iterative = self._predict(reg, mask, tl, ftl)
-        self.cal.add(iterative - targets, scale)
-        preds = {
-            "test_one_step": one_step,
-            "test_iterative": iterative,
-            "persistence": persistence,
-            "linear_trend": _trend_one_step(reg, mask, tl, TREND_BASELINE_DATES),
-            "persistence_iterative": persistence_it,
-            # the line the network's trend uses (its window chosen on the validation dates)
-            "trend_iterative": _trend_iterative(reg[:ftl], mask, n_test, self.tw or TREND_BASELINE_DATES),
-        }
-        self.horizons.add(
-            targets, preds["test_iterative"], preds["persistence_iterative"], preds["trend_iterative"]
-        )
-        self.cal_base["persistence"].add(persistence_it - targets, scale)
-        self.cal_base["trend"].add(preds["trend_iterative"] - targets, scale)
-        del reg
-        for kind, pred in preds.items():
-            overall = stack_metrics(pred, targets, self.data_range)[1]
-            self.parts[kind].append((overall, _sums(pred, targets)))
-        del preds
-        flat = one_step.reshape(n_test, -1)
-        self.pmin = np.fmin(self.pmin, np.fmin.reduce(flat, axis=1))
-        self.pmax = np.fmax(self.pmax, np.fmax.reduce(flat, axis=1))
-        if self.full is not None:
-            for arr, val in zip(self.full, (one_step, iterative, targets), strict=True):
-                arr[:, r : r + h, c : c + w] = val
-        elif mask.sum() > self.best[0]:
-            self.best = (int(mask.sum()), one_step[-1:].copy(), targets[-1:].copy())
-
-    def _predict(
-        self, reg: np.ndarray, mask: np.ndarray, tl: np.ndarray, ftl: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(one step ahead, iterative) forecasts of the test dates on a block (mm, NaN off the mask)."""
-        from .compressor import compress, decompress
-        from .dataset import predict_frames
-        from .forecast import iterate_compressed, iterate_trend
-        from .trend import label_inputs
-
-        model, b0, n_test = self.sc.model, self.blocks.b0, len(self.test)
-        ts, tile, overlap, trend = model.time_step, model.tile, model.overlap, model.trend
-        prep = self.sc.data.prep
-        comp = compress(reg, prep.fmin[b0:], prep.fmax[b0:])
-        h, w = reg.shape[1:]
-        one_step = np.empty((n_test, h, w), "float32")
-        budget = self.sc.run.worker_pixel_bytes()
-        chunk = max(1, int(budget // 8 // max(1, ts * h * w * 3 * 4 * 3)))  # windows predicted at once
-        if trend:
-            fs = trend.frame_scale
-            for i in range(0, n_test, chunk):
-                xs, lines = zip(
-                    *(label_inputs(reg, comp, int(t), ts, trend) for t in tl[i : i + chunk]), strict=True
-                )
-                one_step[i : i + chunk] = (
-                    predict_frames(model.net, np.stack(xs), tile, overlap, trend=np.stack(lines)) * fs
-                )
-                del xs, lines
-            iterative = iterate_trend(
-                model, reg[:ftl], comp[ftl - ts : ftl], (self.imin, self.imax), n_test, mask
-            )
-        else:
-            for i in range(0, n_test, chunk):
-                windows = np.stack([comp[t - ts : t] for t in tl[i : i + chunk]])
-                pred_c = predict_frames(model.net, windows, tile, overlap)
-                one_step[i : i + chunk] = decompress(
-                    pred_c, self.smin[i : i + chunk], self.smax[i : i + chunk]
-                )
-                del windows
-            it_c = iterate_compressed(model, comp[ftl - ts : ftl], n_test, mask)
-            iterative = decompress(it_c, self.imin, self.imax)
-        del comp
-        one_step[:, ~mask] = np.nan
-        iterative[:, ~mask] = np.nan
-        return one_step, iterative
-
-    def result(self) -> dict[str, Any]:
-        from ..core.metrics import psnr_from_mse
-
-        n_test, chosen = len(self.test), self.blocks.chosen
-        metrics = {kind: _pool(self.parts[kind], self.data_range, psnr_from_mse) for kind in KINDS}
-        scoring = {
-            "blocks": len(chosen),
-            "of": self.blocks.n_with_data,
-            "edge": self.blocks.edge,
-            "pixels": int(
-                sum(self.parts["test_one_step"][i][1][0] for i in range(len(chosen))) // max(n_test, 1)
-            ),
-        }
-        if len(chosen) != self.blocks.n_with_data:
-            protocol.message(
-                f"Test set scored on {len(chosen)} of {self.blocks.n_with_data} blocks of up to {self.blocks.edge} x "
-                f"{self.blocks.edge} pixels (TEST_TILES = {self.sc.test_tiles}, seeded sample)"
-            )
-        tm, pm = metrics["test_one_step"], metrics["persistence"]
-        protocol.message(
-            "Test (one step): "
-            + ", ".join(f"{k}={v:.5g}" for k, v in tm.items())
-            + f"; persistence MAE={pm['MAE']:.5g}; linear trend MAE={metrics['linear_trend']['MAE']:.5g}"
-            + f"; iterative MAE={metrics['test_iterative']['MAE']:.5g}"
-        )
-        extremes = {
-            "gru_one_step_min": self.smin.tolist(),
-            "gru_one_step_max": self.smax.tolist(),
-            "gru_iterative_min": self.imin.tolist(),
-            "gru_iterative_max": self.imax.tolist(),
-            "pred_min": self.pmin.tolist(),
-            "pred_max": self.pmax.tolist(),
-        }
-        report = (self.full[0], self.full[2]) if self.full is not None else (self.best[1], self.best[2])
-        return {
-            "metrics": metrics,
-            "extremes": extremes,
-            "scoring": scoring,
-            "report_pred": report[0],
-            "report_obs": report[1],
-            "full": self.full,
-            "calibration": self.cal.result(),
-            "horizons": self.horizons.result()
-            | {"calibration": {k: c.result() for k, c in self.cal_base.items()}},
-        }
-
-
-class HorizonTable:
-    """Iterative backtest MAE per horizon 1..n_test from the first test date: the network, persistence
-    and the trend line (pooled over the scored blocks' pixels)."""
-
-    NAMES = ("network", "persistence", "trend")
-
-    def __init__(self, n_test: int, trend_window: int):
-        self.trend_window = int(trend_window)
-        self.sums = np.zeros((3, n_test))
-        self.counts = np.zeros((3, n_test))
-
-    def add(self, targets: np.ndarray, *preds: np.ndarray) -> None:
-        for i, pred in enumerate(preds):
-            e = np.abs(pred.astype("float64") - targets).reshape(targets.shape[0], -1)
-            ok = np.isfinite(e)
-            self.sums[i] += np.where(ok, e, 0.0).sum(axis=1)
-            self.counts[i] += ok.sum(axis=1)
-
-    def result(self) -> dict[str, Any]:
-        with np.errstate(all="ignore"):
-            mae = self.sums / self.counts
-            overall = self.sums.sum(axis=1) / self.counts.sum(axis=1)
-        out: dict[str, Any] = {
-            "horizon": list(range(1, self.sums.shape[1] + 1)),
-            "trend_window": self.trend_window,
-        }
-        for i, name in enumerate(self.NAMES):
-            out[f"{name}_mae"] = [float(v) for v in mae[i]]
-            out[f"{name}_overall_mae"] = float(overall[i])
-        net, pers, trend = (float(v) for v in overall)
-        out["skill_vs_persistence"] = 1.0 - net / pers if pers > 0 else math.nan
-        out["skill_vs_trend"] = 1.0 - net / trend if trend > 0 else math.nan
-        return out
-
-
-def _trend_iterative(hist: np.ndarray, mask: np.ndarray, steps: int, window: int) -> np.ndarray:
-    """Baseline: the per-pixel line over the last `window` dates of `hist`, extrapolated `steps` dates."""
-    from .trend import fit_line, line_at
-
-    last, slope = fit_line(np.where(mask, hist[-window:], 0.0))
-    out = line_at(last, slope, np.arange(1, steps + 1)).astype("float32")
-    out[:, ~mask] = np.nan
-    return out
-
-
-class CalibrationSample:
-    """The iterative backtest's errors (horizons 1..n_test from the first test date) and the pixels'
-    scales, gathered block by block (at most MAX_PIXELS pixels in all, a seeded sample), for the
-    prediction intervals' calibration (core/intervals.py) stored in the model file."""
-
-    MAX_PIXELS = 200_000
-
-    def __init__(self, n_test: int, n_blocks: int, seed: int):
-        self.per_block = max(1, self.MAX_PIXELS // max(n_blocks, 1))
-        self.rng = np.random.default_rng(seed + 2)
-        self.errors: list[np.ndarray] = []
-        self.scales: list[np.ndarray] = []
-
-    def add(self, errors: np.ndarray, scale: np.ndarray) -> None:
-        e = errors.reshape(errors.shape[0], -1)
-        s = scale.reshape(-1)
-        ok = np.flatnonzero(np.isfinite(e).all(axis=0) & np.isfinite(s))
-        if ok.size > self.per_block:
-            ok = np.sort(self.rng.choice(ok, size=self.per_block, replace=False))
-        self.errors.append(e[:, ok].astype("float32"))
-        self.scales.append(s[ok].astype("float32"))
-
-    def result(self) -> dict[str, Any] | None:
-        if not self.errors or not sum(s.size for s in self.scales):
-            return None
-        return calibrate(np.concatenate(self.errors, axis=1), np.concatenate(self.scales))
-
-
-TREND_BASELINE_DATES = 40  # the linear-trend baseline's line (the bench's baseline uses 40 dates)
-
-
-def _block_has_data(block_valid: np.ndarray, b: tuple[int, int, int, int], size: int) -> bool:
-    r, c, h, w = b
-    return bool(block_valid[r // size : -(-(r + h) // size), c // size : -(-(c + w) // size)].any())
-
-
-def _sums(pred: np.ndarray, obs: np.ndarray) -> tuple[int, float, float]:
-    """(valid pixels, sum of obs, sum of obs**2) over the pixels finite in both (for a pooled R^2)."""
-    ok = np.isfinite(pred) & np.isfinite(obs)
-    o = obs[ok].astype("float64")
-    return int(ok.sum()), float(o.sum()), float((o * o).sum())
-
-
-def _pool(parts: list, data_range: float | None, psnr_from_mse: Any) -> dict[str, float]:
-    """One block: its metrics as they are. Several: pooled over their pixels (see _score_test)."""
-    if len(parts) == 1:
-        return {k: float(v) for k, v in parts[0][0].items()}
-    n = sum(s[0] for _, s in parts)
-    if not n:
-        return {k: math.nan for k in parts[0][0]}
-
-    def wmean(key: str) -> float:
-        vals = [(m[key], s[0]) for m, s in parts if s[0] and np.isfinite(m[key])]
-        wsum = sum(w for _, w in vals)
-        return float(sum(v * w for v, w in vals) / wsum) if wsum else math.nan
-
-    mse = wmean("MSE")
-    so = sum(s[1] for _, s in parts)
-    so2 = sum(s[2] for _, s in parts)
-    ss_tot = so2 - so * so / n
-    ss_res = mse * n
-    L = float(data_range) if data_range else float(parts[0][0]["DATA_RANGE"])
-    return {
-        "MAE": wmean("MAE"),
-        "MSE": mse,
-        "RMSE": math.sqrt(mse) if np.isfinite(mse) else math.nan,
-        "SSIM": wmean("SSIM"),
-        "MS_SSIM": wmean("MS_SSIM"),
-        "PSNR": psnr_from_mse(mse, L),
-        "R2": 1.0 - ss_res / ss_tot if ss_tot > 0 else math.nan,
-        "N": float(n),
-        "DATA_RANGE": L,
-    }
-
-
-def _trend_one_step(reg: np.ndarray, mask: np.ndarray, labels: np.ndarray, trend_window: int) -> np.ndarray:
-    """Baseline: per-pixel line over the last `trend_window` dates before each label, one step on
-    (the bench's baseline uses 40 dates)."""
-    from .trend import fit_line
-
-    out = np.empty((len(labels),) + reg.shape[1:], "float32")
-    for i, t in enumerate(labels):
-        last, slope = fit_line(np.where(mask, reg[max(0, int(t) - trend_window) : int(t)], 0.0))
-        out[i] = np.where(mask, last + slope, np.nan)
-    return out
-
-
-def _signature(job: Any, info: Any) -> str:
+def _signature(job: TrainJob, info: Any) -> str:
     """What a checkpoint must have been made with to be resumed: the parameters that shape the
     training (not the epochs, the device, the budgets), the input and its shape."""
-    keys = [
-        k
-        for k in DEFAULTS
-        if k
-        not in ("epochs", "resume", "device", "max_seconds", "patience", "memory_budget_mb", "test_tiles")
-    ]
+    keys = [k for k in SETTINGS if k not in RESUME_FREE]
     sig = {k: getattr(job, k) for k in keys} | {
         "input": os.path.abspath(job.input),
         "shape": list(info.shape),

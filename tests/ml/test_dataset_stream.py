@@ -61,10 +61,10 @@ def big(tmp_path_factory):
 def test_streamed_preparation_equals_in_memory(big):
     import rasterio
 
-    from deformation_forecast.ml.source import BLOCK, pixel_bytes, prepare
+    from deformation_forecast.ml.source import BLOCK, prepare
 
     folder, path, info, data, dates, prep, seen = big
-    assert pixel_bytes(64) == 4 * 2**20  # the floor: TensorFlow alone is over 64 MB
+    assert Run(budget_mb=64).worker_pixel_bytes() == 4 * 2**20  # the floor: TensorFlow alone is over 64 MB
     assert prep.windows == len(seen) >= 6, seen
     assert max(h * w for h, w in seen) < info.height * info.width
     reg, grid, mask, fmin, fmax = _in_memory(data, dates, 12)
@@ -186,6 +186,8 @@ def test_training_epochs_are_seeded_permutations(tmp_path):
 
 
 def test_sampled_trend_statistics_equal_whole_raster(big):
+    import dataclasses
+
     from deformation_forecast.ml.dataset import split_windows
     from deformation_forecast.ml.source import WorkStack, sample_blocks
     from deformation_forecast.ml.train import TrainingData, train_job, trend_settings
@@ -194,7 +196,7 @@ def test_sampled_trend_statistics_equal_whole_raster(big):
     folder, path, info, data, dates, prep, _ = big
     reg, grid, mask, fmin, fmax = _in_memory(data, dates, 12)
     split = split_windows(len(grid), 5, 8, 0.2)
-    job = train_job({"trend_window": 0})
+    job = train_job({"input": path, "output_model": str(folder / "m.dfmodel"), "trend_window": 0})
     with WorkStack(prep) as work:
         data_ = TrainingData(info, prep, work, split)
         got = trend_settings(job, data_, 3, Run(budget_mb=64))  # ~1 block per chunk
@@ -209,7 +211,7 @@ def test_sampled_trend_statistics_equal_whole_raster(big):
     few = sample_blocks(prep, 3 * 4096, seed=3)
     assert 2 <= len(few) <= 4 and few == sample_blocks(prep, 3 * 4096, seed=3)
     with WorkStack(prep) as work:
-        few_job = train_job({"trend_window": 0, "stats_pixels": 3 * 4096})
+        few_job = dataclasses.replace(job, stats_pixels=3 * 4096)
         sampled = trend_settings(few_job, TrainingData(info, prep, work, split), 3, Run(budget_mb=64))
     assert sampled.frame_scale == got.frame_scale  # exact, from the extremes
     assert sampled.residual_scale == pytest.approx(rs, rel=0.5)

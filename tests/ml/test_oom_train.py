@@ -58,6 +58,6 @@ def test_training_survives_an_out_of_memory_error(tmp_path, monkeypatch):
     assert res["epochs_run"] == 3
     assert "batch 2" in res["training_plan"]
     net, _, meta = load_model(model)
-    assert len(meta["history"]["loss"]) == 3
+    assert len(meta.history["loss"]) == 3
     assert np.isfinite(res["test_metrics"]["MAE"])
     assert not os.path.exists(model + ".checkpoint")

@@ -176,5 +176,5 @@ def test_resume_continues_after_the_saved_epoch(stack, tmp_path, how, sig, kill_
     np.testing.assert_allclose(hist[:saved], state["history"]["loss"])  # the first run's epochs kept
     assert all(np.isfinite(hist))
     net, gru, meta2 = load_model(model)
-    x = np.zeros((1, meta2["time_step"], 32, 32, 3), "float32")
+    x = np.zeros((1, meta2.time_step, 32, 32, 3), "float32")
     assert np.isfinite(np.asarray(net([x, np.zeros((1, 32, 32, 1), "float32")]))).all()

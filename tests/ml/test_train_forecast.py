@@ -238,15 +238,16 @@ def test_forecast_bounds_from_the_models_calibration(trained, scene, tmp_path):
 
 def test_default_test_count_fits_short_series():
     """TEST_COUNT -1 (the default): the smaller of 20 and a fifth of the dates, not half a short series."""
-    from deformation_forecast.ml.train import DEFAULTS, test_count_of, train_job
+    from deformation_forecast.jobs import TrainJob
+    from deformation_forecast.ml.train import DEFAULTS, test_count_of
 
-    assert DEFAULTS["test_count"] == -1
-    assert test_count_of(train_job({}), 40) == 8
-    assert test_count_of(train_job({"test_count": -1}), 156) == 20
-    assert (
-        test_count_of(train_job({"test_count": 5}), 40) == 5
-        and test_count_of(train_job({"test_count": 0}), 40) == 0
-    )
+    def job(**kw):
+        return TrainJob(input="stack.tif", output_model="m.dfmodel", **kw)
+
+    assert DEFAULTS["test_count"] == -1 == job().test_count
+    assert test_count_of(job(), 40) == 8
+    assert test_count_of(job(test_count=-1), 156) == 20
+    assert test_count_of(job(test_count=5), 40) == 5 and test_count_of(job(test_count=0), 40) == 0
 
 
 def test_forecast_methods_from_the_backtest(trained, scene, tmp_path):
