@@ -108,13 +108,14 @@ class ImportProduct(DeformationAlgorithm):
         inc_out = self.parameterAsOutputLayer(parameters, self.OUTPUT_INCIDENCE, context)
         self.check_output_not_input(out, path, geometry)
         self.check_output_not_input(inc_out, path, geometry)
+        run = self.run_context(feedback)
         params = {
             "input": path,
             "output": out,
             "geometry": geometry,
             "output_incidence": inc_out,
             "reference_date": self.parameterAsString(parameters, self.REFERENCE_DATE, context),
-            "mb": self.memory_mb,
+            "mb": run.budget_mb,
         }
         if not _in_process():
             from ..worker import run_worker
@@ -128,7 +129,7 @@ class ImportProduct(DeformationAlgorithm):
         def log(line: str) -> None:
             (feedback.pushWarning if line.startswith("Warning") else feedback.pushInfo)(line)
 
-        return import_stack(params, log, self.run_context(feedback))
+        return import_stack(params, log, run)
 
 
 _USABLE: list[bool] = []
