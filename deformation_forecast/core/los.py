@@ -28,11 +28,13 @@ DEFAULT_INCIDENCE = 34.17  # Sentinel-1 track 128 ascending over Jinchuan (the p
 
 
 def check_incidence(theta, what: str = "INCIDENCE"):
-    """An incidence angle in degrees, or several (an array, NaN allowed): every finite value strictly
-    between 0 and 90, at least one finite, and plausible (not radians, not grazing:
-    core.validity.check_angle_range). Returns a float for a number, a float64 array for an array;
-    `what` (the parameter, or the input) starts the InputError's message. The one check of an
-    incidence angle in the package (rates, losvertical, crossorbit, decompose, benchmarks)."""
+    """The one check of an incidence angle in the package (rates, losvertical, crossorbit,
+    decompose, benchmarks): degrees from the vertical, every finite value strictly between 0 and 90
+    and plausible (not radians, not grazing: core.validity.check_angle_range). `theta` is a number
+    (returned as a float; NaN refused) or an array (returned as float64; NaN = no value, at least
+    one value needed). `what` (the parameter, or the input) starts the InputError's message. An
+    incidence raster read window by window is checked by :class:`IncidenceStats`
+    (:func:`check_incidence_raster`), which counts the bad pixels."""
     arr = np.asarray(theta, dtype="float64")
     fin = arr[np.isfinite(arr)]
     if arr.ndim and fin.size == 0:
@@ -46,16 +48,6 @@ def check_incidence(theta, what: str = "INCIDENCE"):
         )
     validity.check_angle_range(float(fin.min()), float(fin.max()), what)
     return float(arr) if arr.ndim == 0 else arr
-
-
-def check_incidence_array(theta: np.ndarray, what: str = "INCIDENCE_RASTER") -> np.ndarray:
-    """An incidence raster in degrees: every finite value strictly between 0 and 90 (NaN allowed),
-    with the raster's messages (a count of bad pixels, radians)."""
-    theta = np.asarray(theta, dtype="float64")
-    stats = IncidenceStats()
-    stats.add(theta)
-    stats.check(what)
-    return theta
 
 
 class IncidenceStats:
@@ -104,7 +96,7 @@ class IncidenceStats:
 
 def check_incidence_raster(grid: OnGrid, what: str, run: Run = QUIET) -> tuple[float, float]:
     """Read the incidence raster `grid` (degrees, on a stack's grid) once, window by window, and
-    refuse it if an angle is outside (0, 90) (as :func:`check_incidence_array`); returns its
+    refuse it if an angle is outside (0, 90), counting the bad pixels (:class:`IncidenceStats`); returns its
     (min, max)."""
     from .stack import iter_windows
 
@@ -165,7 +157,9 @@ def incidence_on_grid(path: str, info: StackInfo, band: int = 1) -> tuple[np.nda
     algorithms use :func:`open_incidence` window by window instead."""
     with OnGrid(path, info, length=False, what="INCIDENCE_RASTER") as grid:
         arr = grid.read([band - 1])[0]
-        check_incidence_array(arr)
+        stats = IncidenceStats()
+        stats.add(arr)
+        stats.check("INCIDENCE_RASTER")
         return arr, grid.resampled
 
 

@@ -213,7 +213,9 @@ def test_los_vertical_tiny_budget_equals_large(scene):
 
     d = scene["dir"]
     for inc in ("inc_other", "inc_same"):
-        a = convert_stack(scene["stack"], str(d / f"v_big_{inc}.tif"), incidence_path=scene[inc], run=Run(4096))
+        a = convert_stack(
+            scene["stack"], str(d / f"v_big_{inc}.tif"), incidence_path=scene[inc], run=Run(4096)
+        )
         b = convert_stack(
             scene["stack"], str(d / f"v_tiny_{inc}.tif"), incidence_path=scene[inc], max_bytes=TINY
         )

@@ -64,7 +64,9 @@ def test_factor_between_orbits_gives_slope(write_stack, mode):
     # B acquired 2 days later, over a shifted period
     pb = write_stack(b, dates=make_dates(n, start=dt.date(2018, 1, 3)), name="b.tif")
     res = cross_orbit(
-        Side(pa, read_info(pa), inc_a), Side(pb, read_info(pb), inc_b), CrossOrbitOptions(max_days=6, mode=mode)
+        Side(pa, read_info(pa), inc_a),
+        Side(pb, read_info(pb), inc_b),
+        CrossOrbitOptions(max_days=6, mode=mode),
     )
     ov = res.overall
     assert ov["slope"] == pytest.approx(1.2, rel=1e-4)

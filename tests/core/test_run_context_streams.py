@@ -150,15 +150,16 @@ def test_check_incidence_one_contract():
     assert los.check_incidence(34.17) == 34.17 and isinstance(los.check_incidence(34), float)
     arr = los.check_incidence(np.array([30.0, np.nan, 45.0]))
     assert isinstance(arr, np.ndarray) and np.isnan(arr[1]) and arr[2] == 45.0
-    for bad in (0, 90, -5, 120, float("nan"), np.array([30.0, 91.0])):
+    for bad in (0, 90, -5, 120, float("nan"), np.array([30.0, 91.0, np.nan])):
         with pytest.raises(
             InputError, match=r"^INCIDENCE_B: the incidence angle must lie strictly between 0 and 90"
         ):
             los.check_incidence(bad, "INCIDENCE_B")
     with pytest.raises(InputError, match="only NaN"):
         los.check_incidence(np.array([np.nan, np.nan]))
-    with pytest.raises(InputError, match="radians"):
-        los.check_incidence(0.6)
+    for radians in (0.6, np.array([0.5, 0.7])):
+        with pytest.raises(InputError, match="radians"):
+            los.check_incidence(radians)
 
 
 # -- one reader of a raster on another grid -----------------------------------------------------------
