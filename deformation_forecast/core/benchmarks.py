@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import validity
-from .crossorbit import check_incidence, los_to_vertical, nearest_pairs
+from .crossorbit import los_to_vertical, nearest_pairs
 from .dates import date_fields, parse_date
 from .errors import InputError
+from .los import check_incidence
 from .run import QUIET, Run
 from .stack import StackInfo
 

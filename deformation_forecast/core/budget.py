@@ -128,6 +128,14 @@ def gdal_cache_bytes(mb: float | None = None) -> int:
     return int(min(256 * 2**20, budget_bytes(mb) / 8))
 
 
+def budget_for_cache(nbytes: int) -> int | None:
+    """The smallest budget (whole MB) whose GDAL block cache holds `nbytes`, None when no budget's
+    does (the cache stops growing at 256 MB)."""
+    if nbytes > gdal_cache_bytes(1e9):
+        return None
+    return smallest_budget(lambda mb: gdal_cache_bytes(mb) >= nbytes)
+
+
 @contextlib.contextmanager
 def gdal_env(mb: float | None = None, **options) -> Iterator[None]:
     """A rasterio.Env whose GDAL block cache fits the budget; extra GDAL `options` pass through."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +15,7 @@ from rasterio.warp import Resampling
 from . import validity
 from .dates import check_increasing, parse_date, parse_year_doy
 from .errors import InputError
+from .run import QUIET, Run
 from .stack import StackWriter, budget_gdal_cache
 
 
@@ -62,18 +63,14 @@ def build_stack(
     sources: Sequence[Source],
     out_path: str,
     units_factor: float = 1.0,
-    log: Callable[[str], None] = lambda s: None,
-    progress: Callable[[float], None] = lambda p: None,
-    is_canceled: Callable[[], bool] = lambda: False,
-    mb: float | None = None,
+    run: Run = QUIET,
     max_bytes: int | None = None,
 ) -> str:
     """Write the stack of `sources` on the grid of the first one; others are warped onto it
-    (bilinear, through a rasterio WarpedVRT) when their CRS, size or transform differ. Values are
-    multiplied by `units_factor`. Each raster is read and written window by window, the windows
-    sized from the memory budget `mb` (core.budget; `max_bytes` overrides it)."""
-    from rasterio.vrt import WarpedVRT
-
+    (bilinear, through a rasterio WarpedVRT) when their CRS, size or transform differ (said in a
+    message of `run`). Values are multiplied by `units_factor`. Each raster is read and written
+    window by window, the windows sized from the memory budget of `run` (`max_bytes` overrides
+    it: tests); `run` reports progress (one step per raster) and cancels."""
     from .stack import StackInfo, iter_windows
 
     with rasterio.open(sources[0].path) as ref:
@@ -84,75 +81,99 @@ def build_stack(
         )
     # windows of the output grid, whole rows of its 128 x 128 tiles where they fit
     grid = StackInfo(out_path, [], crs, transform, width, height, block=(128, 128))
-    windows = iter_windows(grid, max_bytes, bands=1, copies=4, mb=mb)
+    windows = iter_windows(grid, max_bytes, bands=1, copies=4, run=run)
     with StackWriter(out_path, [s.date for s in sources], crs, transform, width, height) as w:
         for i, s in enumerate(sources):
-            if is_canceled():
-                raise InputError("Cancelled; nothing was written.")
-            with rasterio.open(s.path) as src:
-                if src.crs is None:
-                    raise InputError(
-                        f"LAYERS: {os.path.basename(s.path)!r} has no CRS, so it cannot be aligned "
-                        "to the first raster; assign its CRS first."
-                    )
-                same = (
-                    CRS.from_user_input(src.crs) == CRS.from_user_input(crs)
-                    and src.width == width
-                    and src.height == height
-                    and np.allclose(np.array(src.transform)[:6], np.array(transform)[:6])
-                )
-                ds = src
-                if not same:
-                    log(
-                        f"{os.path.basename(s.path)}: grid differs from the first raster "
-                        f"({src.crs}, {src.width}x{src.height}); warped onto it (bilinear)."
-                    )
-                    try:
-                        ds = WarpedVRT(
-                            src,
-                            crs=crs,
-                            transform=transform,
-                            width=width,
-                            height=height,
-                            resampling=Resampling.bilinear,
-                            src_nodata=validity.warp_nodata(src, s.band),
-                            nodata=np.nan,
-                            dtype="float32",
-                        )
-                    except rasterio.errors.RasterioError as e:
-                        raise InputError(
-                            f"LAYERS: {os.path.basename(s.path)!r} cannot be aligned to the first "
-                            f"raster ({e}); reproject it first."
-                        ) from e
-                overlap = False
-                try:
-                    for win in windows:
-                        try:
-                            data = ds.read(s.band, window=win, out_dtype="float32")
-                        except rasterio.errors.RasterioError as e:
-                            raise InputError(
-                                f"LAYERS: {os.path.basename(s.path)!r} cannot be read"
-                                + (" and aligned to the first raster" if not same else "")
-                                + f" ({e}); check the file"
-                                + (" or reproject it first." if not same else ".")
-                            ) from e
-                        if same:  # nodata, GDAL masks, undeclared sentinels (core.validity)
-                            data = validity.clean_block(data, src, s.band, window=win, length=False)
-                        if not same and not overlap:
-                            overlap = bool(np.isfinite(data).any())
-                        if units_factor != 1.0:
-                            data *= np.float32(units_factor)
-                        w.write_band(i, data, window=win)
-                finally:
-                    if ds is not src:
-                        ds.close()
-                if not same and not overlap:
-                    raise InputError(
-                        f"LAYERS: {os.path.basename(s.path)!r} does not overlap the first raster "
-                        "at all; check its CRS and extent."
-                    )
-            progress(100.0 * (i + 1) / len(sources))
+            run.check_cancelled()
+            _write_source(s, grid, windows, _BandSink(w, i, units_factor), run)
+            run.progress((i + 1) / len(sources))
     return out_path
+
+
+@dataclass(frozen=True)
+class _BandSink:
+    """Band `index` of the stack being written, its values multiplied by `factor`."""
+
+    writer: StackWriter
+    index: int
+    factor: float
+
+    def write(self, data: np.ndarray, window) -> None:
+        if self.factor != 1.0:
+            data *= np.float32(self.factor)
+        self.writer.write_band(self.index, data, window=window)
+
+
+def _write_source(s: Source, grid, windows, sink: _BandSink, run: Run) -> None:
+    """Read band `s.band` of `s` window by window on `grid` (warped when its grid differs) into
+    `sink`; refuse a raster without CRS, one that cannot be read or aligned, or one that does not
+    overlap the first raster."""
+    with rasterio.open(s.path) as src:
+        if src.crs is None:
+            raise InputError(
+                f"LAYERS: {os.path.basename(s.path)!r} has no CRS, so it cannot be aligned "
+                "to the first raster; assign its CRS first."
+            )
+        same = (
+            CRS.from_user_input(src.crs) == CRS.from_user_input(grid.crs)
+            and src.width == grid.width
+            and src.height == grid.height
+            and np.allclose(np.array(src.transform)[:6], np.array(grid.transform)[:6])
+        )
+        if not same:
+            run.message(
+                f"{os.path.basename(s.path)}: grid differs from the first raster "
+                f"({src.crs}, {src.width}x{src.height}); warped onto it (bilinear)."
+            )
+        ds = src if same else _warped(src, s, grid)
+        overlap = False
+        try:
+            for win in windows:
+                try:
+                    data = ds.read(s.band, window=win, out_dtype="float32")
+                except rasterio.errors.RasterioError as e:
+                    raise InputError(
+                        f"LAYERS: {os.path.basename(s.path)!r} cannot be read"
+                        + (" and aligned to the first raster" if not same else "")
+                        + f" ({e}); check the file"
+                        + (" or reproject it first." if not same else ".")
+                    ) from e
+                if same:  # nodata, GDAL masks, undeclared sentinels (core.validity)
+                    data = validity.clean_block(data, src, s.band, window=win, length=False)
+                if not same and not overlap:
+                    overlap = bool(np.isfinite(data).any())
+                sink.write(data, win)
+        finally:
+            if ds is not src:
+                ds.close()
+        if not same and not overlap:
+            raise InputError(
+                f"LAYERS: {os.path.basename(s.path)!r} does not overlap the first raster "
+                "at all; check its CRS and extent."
+            )
+
+
+def _warped(src, s: Source, grid):
+    """A WarpedVRT of band `s.band` of `src` on `grid` (bilinear, NaN outside its footprint)."""
+    from rasterio.vrt import WarpedVRT
+
+    try:
+        return WarpedVRT(
+            src,
+            crs=grid.crs,
+            transform=grid.transform,
+            width=grid.width,
+            height=grid.height,
+            resampling=Resampling.bilinear,
+            src_nodata=validity.warp_nodata(src, s.band),
+            nodata=np.nan,
+            dtype="float32",
+        )
+    except rasterio.errors.RasterioError as e:
+        raise InputError(
+            f"LAYERS: {os.path.basename(s.path)!r} cannot be aligned to the first "
+            f"raster ({e}); reproject it first."
+        ) from e
 
 
 @budget_gdal_cache
@@ -160,13 +181,13 @@ def resample_stack_file(
     src_path: str,
     dst_path: str,
     interval_days: int,
+    run: Run = QUIET,
     max_bytes: int | None = None,
-    is_canceled: Callable[[], bool] = lambda: False,
-    mb: float | None = None,
 ) -> int:
     """Resample the stack at `src_path` to a regular interval (linear in time, gaps filled),
     window by window, into `dst_path`; returns the number of dates written. Windows are sized from
-    the memory budget `mb` (core.budget) or `max_bytes` (float32 bytes of one window's input)."""
+    the memory budget of `run` or `max_bytes` (float32 bytes of one window's input: tests); `run`
+    reports progress and cancels."""
     from .resample import interpolate_time, regular_grid
     from .stack import iter_windows, read_info, read_stack
 
@@ -178,10 +199,10 @@ def resample_stack_file(
             f"for an interval of {interval_days} days."
         )
     # the input window and its float64 copies in interpolate_time, the output and its float64 product
-    windows = iter_windows(info, max_bytes, copies=4 + 4 * max(1.0, len(grid) / info.count), mb=mb)
+    windows = iter_windows(info, max_bytes, copies=4 + 4 * max(1.0, len(grid) / info.count), run=run)
     with StackWriter(dst_path, grid, info.crs, info.transform, info.width, info.height, info.units) as w:
-        for win in windows:
-            if is_canceled():
-                raise InputError("Cancelled; nothing was written.")
+        for k, win in enumerate(windows):
+            run.check_cancelled()
             w.write(interpolate_time(read_stack(src_path, win), info.dates, grid), window=win)
+            run.progress((k + 1) / len(windows))
     return len(grid)

@@ -1,116 +1,32 @@
 """Cross-orbit consistency (paper §V-A-2, Fig. 15b): two LOS stacks (e.g. ascending and
 descending) converted to vertical, paired by date, compared pixel by pixel on one grid.
 
-Also holds the small pieces the validation tools share: LOS -> vertical (``dv = dLOS / cos(theta)``,
-paper §V-A-1), the check of an incidence angle, an incidence raster brought onto a stack's grid,
-nearest-date pairing, and streaming correlation/regression statistics.
+Also holds the small pieces the validation tools share: nearest-date pairing and streaming
+correlation/regression statistics (LOS -> vertical and the check of an incidence angle live in
+core.los, re-exported here; a raster read on another grid is core.resample.OnGrid).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import validity
 from .dates import to_decimal_year
 from .errors import InputError
-from .los import los_to_vertical  # dv = dLOS / cos(theta), shared with `losvertical`
-from .stack import StackInfo, budget_gdal_cache, read_stack, same_grid
+
+# dv = dLOS / cos(theta) and the check of an incidence angle, shared with `losvertical`
+from .los import check_incidence, los_to_vertical, open_incidence
+from .resample import OnGrid
+from .run import QUIET, Run
+from .stack import StackInfo, budget_gdal_cache, iter_windows, read_stack
+from .streaming import BottomK, hash_keys, pixel_index
 
 __all__ = ["los_to_vertical", "check_incidence", "cross_orbit", "nearest_pairs", "PairStats"]
-
-# ---------------------------------------------------------------- LOS geometry
-
-
-def check_incidence(theta, what: str = "incidence angle") -> None:
-    """Raise InputError unless every finite angle (degrees) lies strictly between 0 and 90."""
-    a = np.asarray(theta, dtype="float64")
-    fin = a[np.isfinite(a)]
-    if fin.size == 0:
-        raise InputError(f"The {what} has no value (only NaN).")
-    bad = fin[(fin <= 0) | (fin >= 90)]
-    if bad.size:
-        raise InputError(
-            f"The {what} must lie between 0 and 90 degrees (exclusive); got {float(bad[0]):g}. "
-            "Give the radar incidence angle in degrees from the vertical (e.g. 34.17 for the paper's "
-            "Sentinel-1 ascending track)."
-        )
-    validity.check_angle_range(float(fin.min()), float(fin.max()), f"The {what}")
-
-
-class OnGrid:
-    """Bands of raster `path` read window by window on the grid of `target`: directly when the
-    grids agree, else through a rasterio WarpedVRT (bilinear; NaN outside `path`'s footprint).
-    A context manager; ``read(bands, window)`` gives float32 (bands, rows, cols), bands 0-based."""
-
-    def __init__(self, path: str, info: StackInfo, target: StackInfo):
-        import rasterio
-        from rasterio.vrt import WarpedVRT
-        from rasterio.warp import Resampling
-
-        self.same = same_grid(info, target)
-        if not self.same and (info.crs is None or target.crs is None):
-            raise InputError(
-                f"{os.path.basename(path)!r} is on another grid than {os.path.basename(target.path)!r} "
-                "and one of them has no CRS; assign a CRS or resample one onto the other's grid."
-            )
-        self._src = rasterio.open(path)
-        self._nodata = self._src.nodata
-        self._ds = self._src
-        if not self.same:
-            self._ds = WarpedVRT(
-                self._src,
-                crs=target.crs,
-                transform=target.transform,
-                width=target.width,
-                height=target.height,
-                resampling=Resampling.bilinear,
-                src_nodata=validity.warp_nodata(self._src),
-                nodata=np.nan,
-                dtype="float32",
-            )
-
-    def read(self, bands: Sequence[int], window=None) -> np.ndarray:
-        idx = [b + 1 for b in bands]
-        arr = self._ds.read(idx, window=window, out_dtype="float32")
-        if self.same:  # nodata, GDAL masks, undeclared sentinels, m/cm -> mm (core.validity)
-            return validity.clean_block(arr, self._src, idx, window=window)
-        arr = validity.mask_sentinels(arr, self._src.name)
-        return validity.to_mm(arr, self._src, idx)
-
-    def close(self) -> None:
-        if self._ds is not self._src:
-            self._ds.close()
-        self._src.close()
-
-    def __enter__(self) -> OnGrid:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def read_band_on_grid(path: str, info: StackInfo, band: int, target: StackInfo) -> np.ndarray:
-    """Band `band` (0-based) of raster `path` on the grid of `target` (bilinear where the grids
-    differ; NaN outside `path`'s footprint), float64 (rows, cols). A whole band: the comparison
-    itself reads window by window (:class:`OnGrid`)."""
-    with OnGrid(path, info, target) as g:
-        return g.read([band])[0].astype("float64")
-
-
-def incidence_grid(path: str, target: StackInfo) -> str:
-    """An incidence-angle raster (degrees, band 1) for `target`'s grid, checked to lie in (0, 90)
-    in one windowed pass; returns `path` (the comparison reads it window by window)."""
-    from .los import IncidenceGrid
-
-    with IncidenceGrid(path, target, what=f"incidence raster {os.path.basename(path)!r}") as g:
-        g.check()
-    return path
-
 
 # ---------------------------------------------------------------- dates
 
@@ -243,51 +159,74 @@ class CrossOrbitResult:
 CROSS_COPIES = 12
 
 
+@dataclass(frozen=True)
+class Side:
+    """One stack of the comparison and its incidence angle in degrees: a number, the path of an
+    incidence raster (read on A's grid window by window), or an array on A's grid."""
+
+    path: str
+    info: StackInfo
+    incidence: float | str | np.ndarray
+
+
+@dataclass(frozen=True)
+class CrossOrbitOptions:
+    """How the stacks are paired and compared (see :func:`cross_orbit`)."""
+
+    max_days: float = 6
+    mode: str = "displacement"
+    plot_points: int = 20000
+    seed: int = 0
+    max_bytes: int | None = None  # float32 bytes of one window of A's paired dates (tests); None: the budget
+
+
 @budget_gdal_cache
 def cross_orbit(
-    path_a: str,
-    info_a: StackInfo,
-    incidence_a,
-    path_b: str,
-    info_b: StackInfo,
-    incidence_b,
-    max_days: float = 6,
-    mode: str = "displacement",
-    plot_points: int = 20000,
-    progress: Callable[[float], None] | None = None,
-    seed: int = 0,
-    mb: float | None = None,
-    max_bytes: int | None = None,
+    a: Side, b: Side, options: CrossOrbitOptions = CrossOrbitOptions(), run: Run = QUIET
 ) -> CrossOrbitResult:
-    """Compare the vertical deformation of stack B with stack A on A's grid.
+    """Compare the vertical deformation of stack `b` with stack `a` on A's grid.
 
-    `incidence_a` / `incidence_b`: a number (degrees), the path of an incidence raster (read on
-    A's grid window by window), or an array on A's grid. Dates of A are paired with the nearest
-    date of B within `max_days` (one to one). Both series are set to zero at the first pair. mode
-    "displacement": every (pixel, later pair) is one sample of (vertical A, vertical B); mode
-    "velocity": per pixel, the least-squares vertical rate (mm/yr) over the paired dates of each
-    stack is one sample. Returns per-pair and overall r, slope and intercept of
-    B = slope * A + intercept, RMSE and mean of B - A, and a random subsample for a plot.
+    Dates of A are paired with the nearest date of B within `options.max_days` (one to one). Both
+    series are set to zero at the first pair. Mode "displacement": every (pixel, later pair) is
+    one sample of (vertical A, vertical B); mode "velocity": per pixel, the least-squares vertical
+    rate (mm/yr) over the paired dates of each stack is one sample. Returns per-pair and overall
+    r, slope and intercept of B = slope * A + intercept, RMSE and mean of B - A, and a random
+    subsample for a plot.
 
     Both stacks are read window by window on A's grid (B through a WarpedVRT when its grid
-    differs), windows sized from the memory budget `mb` (core.budget; `max_bytes`, float32 bytes of
-    one window of A's paired dates, overrides it); statistics combine exactly across windows and
-    the plot subsample does not depend on the windows (core.streaming).
+    differs), windows sized from the memory budget of `run` (`options.max_bytes` overrides it);
+    statistics combine exactly across windows and the plot subsample does not depend on the
+    windows (core.streaming). `run` reports progress and cancels.
     """
-    import contextlib
+    if options.mode not in MODES:
+        raise InputError(f"Unknown comparison mode {options.mode!r}; use one of {MODES}.")
+    for side, label in ((a, "incidence angle of stack A"), (b, "incidence angle of stack B")):
+        if not isinstance(side.incidence, str):
+            check_incidence(side.incidence, label)
+    pairs = _pairs(a.info, b.info, options.max_days)
+    windows = iter_windows(a.info, options.max_bytes, bands=len(pairs), copies=CROSS_COPIES, run=run)
+    with contextlib.ExitStack() as es:
+        vertical = _Vertical(es, a, b, pairs, run)
+        compare = _displacement if options.mode == "displacement" else _velocity
+        rows, total, samples, reference = compare(vertical, windows, options, run)
+    overall = total.result()
+    if overall["n"] == 0:
+        raise InputError("The two stacks share no coherent pixel at the paired dates.")
+    rows.append(dict(date_a=None, date_b=None, gap_days=None, **overall))
+    picked = [s.result() for s in samples]
+    return CrossOrbitResult(
+        mode=options.mode,
+        pairs=vertical.date_pairs,
+        reference=reference,
+        rows=rows,
+        overall=overall,
+        sample_a=np.concatenate([p["x"] for p in picked if p]) if any(picked) else np.empty(0),
+        sample_b=np.concatenate([p["y"] for p in picked if p]) if any(picked) else np.empty(0),
+    )
 
-    from .los import IncidenceGrid
-    from .stack import iter_windows, window_slices
-    from .streaming import BottomK, hash_keys, pixel_index
 
-    if mode not in MODES:
-        raise InputError(f"Unknown comparison mode {mode!r}; use one of {MODES}.")
-    for inc, label in (
-        (incidence_a, "incidence angle of stack A"),
-        (incidence_b, "incidence angle of stack B"),
-    ):
-        if not isinstance(inc, str):
-            check_incidence(inc, label)
+def _pairs(info_a: StackInfo, info_b: StackInfo, max_days: float) -> list[tuple[int, int, int]]:
+    """The one-to-one date pairs of the comparison; at least two, else InputError."""
     pairs = nearest_pairs(info_a.dates, info_b.dates, max_days, one_to_one=True)
     if len(pairs) < 2:
         ra = f"{info_a.dates[0]}..{info_a.dates[-1]}"
@@ -296,95 +235,87 @@ def cross_orbit(
             f"Only {len(pairs)} date(s) of stack A ({ra}) have a date of stack B ({rb}) within "
             f"{max_days:g} days; at least two are needed. Raise MAX_DAYS or choose overlapping stacks."
         )
-    ia = [i for i, _, _ in pairs]
-    jb = [j for _, j, _ in pairs]
-    npairs = len(pairs)
-    date_pairs = [(info_a.dates[i], info_b.dates[j]) for i, j, _ in pairs]
-    windows = iter_windows(info_a, max_bytes, bands=npairs, copies=CROSS_COPIES, mb=mb)
+    return pairs
 
-    with contextlib.ExitStack() as stack:
 
-        def theta_of(inc, what):
-            if isinstance(inc, str):
-                g = stack.enter_context(IncidenceGrid(inc, info_a, what=what)).check(mb)
-                return lambda win: g.read(win).astype("float64")
-            arr = np.asarray(inc, dtype="float64")
-            if arr.ndim == 0:
-                return lambda win: arr
-            return lambda win: arr[window_slices(win)]
+class _Vertical:
+    """The vertical values of both stacks at their paired dates, window by window of A's grid."""
 
-        th_a = theta_of(incidence_a, "INCIDENCE_RASTER (stack A)")
-        th_b = theta_of(incidence_b, "INCIDENCE_RASTER_B (stack B)")
-        b_grid = stack.enter_context(OnGrid(path_b, info_b, info_a))
+    def __init__(
+        self, es: contextlib.ExitStack, a: Side, b: Side, pairs: list[tuple[int, int, int]], run: Run
+    ):
+        self.a, self.b, self.pairs = a, b, pairs
+        self.ia = [i for i, _, _ in pairs]
+        self.jb = [j for _, j, _ in pairs]
+        self.date_pairs = [(a.info.dates[i], b.info.dates[j]) for i, j, _ in pairs]
+        self.theta_a = open_incidence(es, a.incidence, a.info, "INCIDENCE_RASTER (stack A)", run)
+        self.theta_b = open_incidence(es, b.incidence, a.info, "INCIDENCE_RASTER_B (stack B)", run)
+        self.b_grid = es.enter_context(OnGrid(b.path, a.info, b.info))
 
-        def vertical(win):
-            va = los_to_vertical(read_stack(path_a, window=win, bands=ia), th_a(win))
-            vb = los_to_vertical(b_grid.read(jb, win), th_b(win))
-            return va, vb
+    def __call__(self, win) -> tuple[np.ndarray, np.ndarray]:
+        th_a = np.asarray(self.theta_a.read(win), dtype="float64")
+        th_b = np.asarray(self.theta_b.read(win), dtype="float64")
+        va = los_to_vertical(read_stack(self.a.path, window=win, bands=self.ia), th_a)
+        vb = los_to_vertical(self.b_grid.read(self.jb, win), th_b)
+        return va, vb
 
-        if mode == "displacement":
-            per_pair = [PairStats() for _ in range(npairs - 1)]
-            quota = max(1, plot_points // (npairs - 1))
-            samples = [BottomK(quota) for _ in range(npairs - 1)]
-            shared_reference = False
-            for k, win in enumerate(windows):
-                va, vb = vertical(win)
-                ref_a, ref_b = va[0], vb[0]
-                shared_reference |= bool(np.any(np.isfinite(ref_a) & np.isfinite(ref_b)))
-                pix = pixel_index(win, info_a.width)
-                for p in range(1, npairs):
-                    x = va[p] - ref_a
-                    y = vb[p] - ref_b
-                    ok = np.isfinite(x) & np.isfinite(y)
-                    x, y = x[ok], y[ok]
-                    per_pair[p - 1].add(x, y)
-                    samples[p - 1].add(hash_keys(pix[ok], seed * 1_000_003 + p), x=x, y=y)
-                del va, vb
-                if progress:
-                    progress(100.0 * (k + 1) / len(windows))
-            if not shared_reference:
-                raise InputError(
-                    "The two stacks share no coherent pixel (their footprints do not overlap, or every "
-                    "pixel is NaN in one of them at the reference date)."
-                )
-            rows: list[dict] = []
-            total = PairStats()
-            for p, st in enumerate(per_pair, start=1):
-                (i, j, gap) = pairs[p]
-                rows.append(dict(date_a=info_a.dates[i], date_b=info_b.dates[j], gap_days=gap, **st.result()))
-                total.merge(st)
-            reference = date_pairs[0]
-        else:
-            t_a = to_decimal_year([info_a.dates[i] for i in ia])[:, None, None]
-            t_b = to_decimal_year([info_b.dates[j] for j in jb])[:, None, None]
-            total = PairStats()
-            samples = [BottomK(plot_points)]
-            for k, win in enumerate(windows):
-                va, vb = vertical(win)
-                rates = [_rate(va, t_a), _rate(vb, t_b)]
-                del va, vb
-                ok = np.isfinite(rates[0]) & np.isfinite(rates[1])
-                x, y = rates[0][ok], rates[1][ok]
-                total.add(x, y)
-                samples[0].add(hash_keys(pixel_index(win, info_a.width)[ok], seed), x=x, y=y)
-                if progress:
-                    progress(100.0 * (k + 1) / len(windows))
-            rows = [dict(date_a=date_pairs[0][0], date_b=date_pairs[0][1], gap_days=None, **total.result())]
-            reference = None
-    overall = total.result()
-    if overall["n"] == 0:
-        raise InputError("The two stacks share no coherent pixel at the paired dates.")
-    rows.append(dict(date_a=None, date_b=None, gap_days=None, **overall))
-    picked = [s.result() for s in samples]
-    return CrossOrbitResult(
-        mode=mode,
-        pairs=date_pairs,
-        reference=reference,
-        rows=rows,
-        overall=overall,
-        sample_a=np.concatenate([p["x"] for p in picked if p]) if any(picked) else np.empty(0),
-        sample_b=np.concatenate([p["y"] for p in picked if p]) if any(picked) else np.empty(0),
-    )
+
+def _displacement(vertical: _Vertical, windows, options: CrossOrbitOptions, run: Run):
+    """Mode "displacement": one PairStats and one plot sample per later pair."""
+    npairs, width = len(vertical.pairs), vertical.a.info.width
+    per_pair = [PairStats() for _ in range(npairs - 1)]
+    quota = max(1, options.plot_points // (npairs - 1))
+    samples = [BottomK(quota) for _ in range(npairs - 1)]
+    shared_reference = False
+    for k, win in enumerate(windows):
+        run.check_cancelled()
+        va, vb = vertical(win)
+        ref_a, ref_b = va[0], vb[0]
+        shared_reference |= bool(np.any(np.isfinite(ref_a) & np.isfinite(ref_b)))
+        pix = pixel_index(win, width)
+        for p in range(1, npairs):
+            x = va[p] - ref_a
+            y = vb[p] - ref_b
+            ok = np.isfinite(x) & np.isfinite(y)
+            x, y = x[ok], y[ok]
+            per_pair[p - 1].add(x, y)
+            samples[p - 1].add(hash_keys(pix[ok], options.seed * 1_000_003 + p), x=x, y=y)
+        del va, vb
+        run.progress((k + 1) / len(windows))
+    if not shared_reference:
+        raise InputError(
+            "The two stacks share no coherent pixel (their footprints do not overlap, or every "
+            "pixel is NaN in one of them at the reference date)."
+        )
+    rows: list[dict] = []
+    total = PairStats()
+    dates_a, dates_b = vertical.a.info.dates, vertical.b.info.dates
+    for p, st in enumerate(per_pair, start=1):
+        (i, j, gap) = vertical.pairs[p]
+        rows.append(dict(date_a=dates_a[i], date_b=dates_b[j], gap_days=gap, **st.result()))
+        total.merge(st)
+    return rows, total, samples, vertical.date_pairs[0]
+
+
+def _velocity(vertical: _Vertical, windows, options: CrossOrbitOptions, run: Run):
+    """Mode "velocity": one sample per pixel, the vertical rates of both stacks."""
+    t_a = to_decimal_year([vertical.a.info.dates[i] for i in vertical.ia])[:, None, None]
+    t_b = to_decimal_year([vertical.b.info.dates[j] for j in vertical.jb])[:, None, None]
+    total = PairStats()
+    samples = [BottomK(options.plot_points)]
+    for k, win in enumerate(windows):
+        run.check_cancelled()
+        va, vb = vertical(win)
+        rates = [_rate(va, t_a), _rate(vb, t_b)]
+        del va, vb
+        ok = np.isfinite(rates[0]) & np.isfinite(rates[1])
+        x, y = rates[0][ok], rates[1][ok]
+        total.add(x, y)
+        samples[0].add(hash_keys(pixel_index(win, vertical.a.info.width)[ok], options.seed), x=x, y=y)
+        run.progress((k + 1) / len(windows))
+    first = vertical.date_pairs[0]
+    rows = [dict(date_a=first[0], date_b=first[1], gap_days=None, **total.result())]
+    return rows, total, samples, None
 
 
 def _rate(v: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ extrapolated) and re-referenced to zero at the first common date. How far each c
 from a real acquisition of each stack is reported.
 
 Stacks are read window by window on the first stack's grid (others through a WarpedVRT when their
-grid differs, as ``crossorbit`` does), windows sized from the memory budget (core.budget).
+grid differs: core.resample.OnGrid), windows sized from the memory budget (core.run.Run).
 """
 
 from __future__ import annotations
@@ -26,14 +26,16 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .dates import regular_dates, to_decimal_year, to_ordinal
 from .errors import InputError
-from .stack import StackInfo, budget_gdal_cache, read_info, read_stack
+from .resample import OnGrid
+from .run import QUIET, Run
+from .stack import StackInfo, budget_gdal_cache, read_stack
 
 DATE_MODES = ("first", "union")
 DEFAULT_MAX_CONDITION = 10.0
@@ -227,21 +229,17 @@ DECOMPOSE_COPIES = 24
 class _Geometry:
     """An orbit's incidence and heading for a window of the target grid (numbers or rasters)."""
 
-    def __init__(self, orbit: Orbit, target: StackInfo, es: contextlib.ExitStack, mb: float | None):
-        from .crossorbit import OnGrid
-        from .los import IncidenceGrid, check_incidence
+    def __init__(self, orbit: Orbit, target: StackInfo, es: contextlib.ExitStack, run: Run):
+        from .los import open_incidence
 
         self.resampled = False
-        if isinstance(orbit.incidence, str):
-            g = es.enter_context(IncidenceGrid(orbit.incidence, target, what=f"incidence of {orbit.name}"))
-            g.check(mb)
-            self._inc = lambda win: g.read(win).astype("float64")
-        else:
-            value = check_incidence(orbit.incidence, f"incidence angle of {orbit.name}")
-            self._inc = lambda win: np.asarray(value, dtype="float64")
+        raster = isinstance(orbit.incidence, str)
+        what = f"incidence of {orbit.name}" if raster else f"incidence angle of {orbit.name}"
+        angles = open_incidence(es, orbit.incidence, target, what, run)
+        self._inc = lambda win: np.asarray(angles.read(win), dtype="float64")
         if isinstance(orbit.heading, str):
-            h = es.enter_context(OnGrid(orbit.heading, read_info(orbit.heading, require_dates=False), target))
-            self._head = lambda win: h.read([0], win)[0].astype("float64")
+            h = es.enter_context(OnGrid(orbit.heading, target))
+            self._head = lambda win: h.read_band(win).astype("float64")
         else:
             heading = float(orbit.heading)
             if not np.isfinite(heading):
@@ -253,7 +251,7 @@ class _Geometry:
         return self._inc(win), self._head(win)
 
 
-def _check_geometries(geoms, windows, limit: float, progress) -> tuple[float, float, float]:
+def _check_geometries(geoms, windows, limit: float, run: Run) -> tuple[float, float, float]:
     """The largest condition number over the pixels (refused above `limit`) and the median noise
     factors of U and E (standard error per mm of LOS noise)."""
     worst = 0.0
@@ -272,8 +270,9 @@ def _check_geometries(geoms, windows, limit: float, progress) -> tuple[float, fl
         su, se = standard_errors(gw, [1.0] * len(gw))
         fu.append(float(np.nanmedian(su)))
         fe.append(float(np.nanmedian(se)))
-        if progress is not None and win is not None:
-            progress(0.1 * (k + 1) / len(scan))
+        if win is not None:
+            run.check_cancelled()
+            run.progress(0.1 * (k + 1) / len(scan))
     if not fu:
         raise InputError("The incidence/heading rasters have no value over the first stack's grid.")
     return worst, float(np.median(fu)), float(np.median(fe))
@@ -302,13 +301,13 @@ def decompose(
     dates_mode: str = "first",
     interval_days: int = 12,
     max_condition: float = DEFAULT_MAX_CONDITION,
-    progress: Callable[[float], None] | None = None,
-    mb: float | None = None,
+    run: Run = QUIET,
     max_bytes: int | None = None,
 ) -> DecomposeResult:
     """Write the vertical and east stacks (and optionally the rates) of `orbits` on the first
-    orbit's grid; see the module doc. Nothing is written when an input is refused."""
-    from .crossorbit import OnGrid
+    orbit's grid; see the module doc. Nothing is written when an input is refused. Windows are
+    sized from the memory budget of `run` (`max_bytes`, float32 bytes of one window, overrides
+    it: tests); `run` reports progress and cancels."""
     from .rates import linear_velocity
     from .stack import iter_windows
 
@@ -318,7 +317,7 @@ def decompose(
     dates = common_dates([o.info.dates for o in orbits], dates_mode, interval_days)
     gaps = np.stack([gap_days(dates, o.info.dates) for o in orbits])
     nb = max([len(dates)] + [o.info.count for o in orbits])
-    windows = iter_windows(target, max_bytes, bands=nb, copies=DECOMPOSE_COPIES, mb=mb)
+    windows = iter_windows(target, max_bytes, bands=nb, copies=DECOMPOSE_COPIES, run=run)
     t_years = to_decimal_year(dates)
     tags = {
         "DECOMPOSITION": "d_LOS = U cos(theta) + sin(theta) (N sin(h) - E cos(h)); N neglected",
@@ -327,12 +326,13 @@ def decompose(
         "STACKS": ",".join(o.name for o in orbits),
     }
     with contextlib.ExitStack() as es:
-        geoms = [_Geometry(o, target, es, mb) for o in orbits]
-        cond, fu, fe = _check_geometries(geoms, windows, max_condition, progress)
-        grids = [None] + [es.enter_context(OnGrid(o.path, o.info, target)) for o in orbits[1:]]
+        geoms = [_Geometry(o, target, es, run) for o in orbits]
+        cond, fu, fe = _check_geometries(geoms, windows, max_condition, run)
+        grids = [None] + [es.enter_context(OnGrid(o.path, target, o.info)) for o in orbits[1:]]
         w_up, w_east, w_rates, w_se = _writers(es, outputs, target, dates, tags)
         valid = 0
         for k, win in enumerate(windows):
+            run.check_cancelled()
             los = []
             for o, grid in zip(orbits, grids, strict=True):
                 raw = read_stack(o.path, window=win) if grid is None else grid.read(range(o.info.count), win)
@@ -352,8 +352,7 @@ def decompose(
                 vu, su = linear_velocity(up, t_years)
                 ve, se = linear_velocity(east, t_years)
                 w_rates.write(np.stack([vu, su, ve, se]).astype("float32"), window=win)
-            if progress is not None:
-                progress(0.1 + 0.9 * (k + 1) / len(windows))
+            run.progress(0.1 + 0.9 * (k + 1) / len(windows))
         if valid == 0:
             raise InputError(
                 "The stacks share no coherent pixel on the common dates (their footprints do not "

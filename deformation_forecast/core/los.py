@@ -8,40 +8,46 @@ sometimes done, shrinks the signal instead of restoring it).
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.warp import Resampling
+from rasterio.windows import Window
 
 from . import validity
 from .dates import format_date
 from .errors import InputError
-from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack, same_grid
+from .resample import OnGrid
+from .run import QUIET, Run
+from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack
 
 DEFAULT_INCIDENCE = 34.17  # Sentinel-1 track 128 ascending over Jinchuan (the paper)
 
 
-def check_incidence(theta: float, what: str = "INCIDENCE") -> float:
-    """A constant incidence angle in degrees, strictly between 0 and 90."""
-    theta = float(theta)
-    if not (0.0 < theta < 90.0):
+def check_incidence(theta, what: str = "INCIDENCE"):
+    """The one check of an incidence angle in the package (rates, losvertical, crossorbit,
+    decompose, benchmarks): degrees from the vertical, every finite value strictly between 0 and 90
+    and plausible (not radians, not grazing: core.validity.check_angle_range). `theta` is a number
+    (returned as a float; NaN refused) or an array (returned as float64; NaN = no value, at least
+    one value needed). `what` (the parameter, or the input) starts the InputError's message. An
+    incidence raster read window by window is checked by :class:`IncidenceStats`
+    (:func:`check_incidence_raster`), which counts the bad pixels."""
+    arr = np.asarray(theta, dtype="float64")
+    fin = arr[np.isfinite(arr)]
+    if arr.ndim and fin.size == 0:
+        raise InputError(f"{what}: the incidence angle has no value (only NaN).")
+    inside = (arr > 0.0) & (arr < 90.0)
+    bad = arr[~inside] if arr.ndim == 0 else arr[~inside & ~np.isnan(arr)]  # a NaN number is bad
+    if bad.size:
         raise InputError(
             f"{what}: the incidence angle must lie strictly between 0 and 90 degrees (from the "
-            f"vertical), not {theta:g}. Sentinel-1 IW angles are about 29-46 degrees."
+            f"vertical), not {float(bad.ravel()[0]):g}. Sentinel-1 IW angles are about 29-46 degrees."
         )
-    validity.check_angle_range(theta, theta, what)
-    return theta
-
-
-def check_incidence_array(theta: np.ndarray, what: str = "INCIDENCE_RASTER") -> np.ndarray:
-    """An incidence raster in degrees: every finite value strictly between 0 and 90 (NaN allowed)."""
-    theta = np.asarray(theta, dtype="float64")
-    stats = IncidenceStats()
-    stats.add(theta)
-    stats.check(what)
-    return theta
+    validity.check_angle_range(float(fin.min()), float(fin.max()), what)
+    return float(arr) if arr.ndim == 0 else arr
 
 
 class IncidenceStats:
@@ -88,69 +94,56 @@ class IncidenceStats:
         validity.check_angle_range(self.min, self.max, what)
 
 
-class IncidenceGrid:
-    """An incidence raster (degrees) read window by window on a stack's grid: directly when it is
-    on that grid, else through a rasterio WarpedVRT (bilinear), so that no whole band is held.
+def check_incidence_raster(grid: OnGrid, what: str, run: Run = QUIET) -> tuple[float, float]:
+    """Read the incidence raster `grid` (degrees, on a stack's grid) once, window by window, and
+    refuse it if an angle is outside (0, 90), counting the bad pixels (:class:`IncidenceStats`); returns its
+    (min, max)."""
+    from .stack import iter_windows
 
-    Use as a context manager; `check()` reads it once, window by window, and refuses bad angles
-    (as :func:`check_incidence_array`); `read(window)` gives float32 with NaN as nodata.
-    """
+    stats = IncidenceStats()
+    for win in iter_windows(grid.target, bands=1, copies=4, run=run):
+        stats.add(grid.read_band(win))
+    stats.check(what)
+    return stats.min, stats.max
 
-    def __init__(self, path: str, info: StackInfo, band: int = 1, what: str = "INCIDENCE_RASTER"):
-        from rasterio.vrt import WarpedVRT
 
-        self.path, self.info, self.band, self.what = path, info, band, what
-        inc = read_info(path, require_dates=False)
-        self.resampled = not same_grid(inc, info)
-        if self.resampled and (inc.crs is None or info.crs is None):
-            raise InputError(
-                f"{what}: {os.path.basename(path)!r} is not on the stack's grid and one of the "
-                "two has no CRS, so it cannot be resampled; assign the CRS first."
-            )
-        self._src = rasterio.open(path)
-        self._nodata = self._src.nodata
-        self._ds = self._src
-        if self.resampled:
-            self._ds = WarpedVRT(
-                self._src,
-                crs=info.crs,
-                transform=info.transform,
-                width=info.width,
-                height=info.height,
-                resampling=Resampling.bilinear,
-                src_nodata=validity.warp_nodata(self._src, band),
-                nodata=np.nan,
-                dtype="float32",
-            )
-        self.min = self.max = float("nan")
+@dataclass(frozen=True)
+class Angles:
+    """An incidence angle as the streamed algorithms read it, window by window of the stack's grid:
+    `read(window)` gives a number (degrees) or float32 (rows, cols) from a raster (NaN = nodata)."""
 
-    def read(self, window=None) -> np.ndarray:
-        arr = self._ds.read(self.band, window=window, out_dtype="float32")
-        if not self.resampled:  # nodata, GDAL masks, undeclared sentinels (core.validity)
-            return validity.clean_block(arr, self._src, self.band, window=window, length=False)
-        return validity.mask_sentinels(arr, self._src.name)
+    read: Callable[[Window | None], Any]
+    resampled: bool  # a raster on another grid, read through a WarpedVRT
+    min: float
+    max: float
 
-    def check(self, mb: float | None = None) -> IncidenceGrid:
-        """Read every window once and refuse the raster if an angle is outside (0, 90)."""
-        from .stack import iter_windows
 
-        stats = IncidenceStats()
-        for win in iter_windows(self.info, bands=1, copies=4, mb=mb):
-            stats.add(self.read(win))
-        stats.check(self.what)
-        self.min, self.max = stats.min, stats.max
-        return self
+def open_incidence(
+    es: contextlib.ExitStack,
+    incidence: float | str | np.ndarray | None,
+    info: StackInfo,
+    what: str,
+    run: Run = QUIET,
+) -> Angles:
+    """The incidence angle `incidence` of the stack `info`: a number of degrees (None: the paper's
+    DEFAULT_INCIDENCE), the path of a raster (read on the stack's grid, checked in one windowed
+    pass) or an array on the stack's grid. Every angle is checked (:func:`check_incidence`,
+    :func:`check_incidence_raster`, `what` naming the input); a raster stays open in `es`."""
+    from .stack import window_slices
 
-    def close(self) -> None:
-        if self._ds is not self._src:
-            self._ds.close()
-        self._src.close()
-
-    def __enter__(self) -> IncidenceGrid:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+    if isinstance(incidence, str):
+        grid = es.enter_context(OnGrid(incidence, info, length=False, what=what))
+        lo, hi = check_incidence_raster(grid, what, run)
+        return Angles(grid.read_band, grid.resampled, lo, hi)
+    theta = check_incidence(DEFAULT_INCIDENCE if incidence is None else incidence, what)
+    if np.ndim(theta) == 0:
+        return Angles(lambda win: theta, False, theta, theta)
+    return Angles(
+        lambda win: theta if win is None else theta[window_slices(win)],
+        False,
+        float(np.nanmin(theta)),
+        float(np.nanmax(theta)),
+    )
 
 
 def los_to_vertical(dlos: np.ndarray, theta_deg) -> np.ndarray:
@@ -161,10 +154,12 @@ def los_to_vertical(dlos: np.ndarray, theta_deg) -> np.ndarray:
 def incidence_on_grid(path: str, info: StackInfo, band: int = 1) -> tuple[np.ndarray, bool]:
     """The whole incidence raster on the stack's grid (float32, NaN = no data) and whether it had
     to be resampled (bilinear) because its grid differs from the stack's. Holds a whole band: the
-    algorithms use :class:`IncidenceGrid` window by window instead."""
-    with IncidenceGrid(path, info, band) as grid:
-        arr = grid.read()
-        check_incidence_array(arr)
+    algorithms use :func:`open_incidence` window by window instead."""
+    with OnGrid(path, info, length=False, what="INCIDENCE_RASTER") as grid:
+        arr = grid.read([band - 1])[0]
+        stats = IncidenceStats()
+        stats.add(arr)
+        stats.check("INCIDENCE_RASTER")
         return arr, grid.resampled
 
 
@@ -183,46 +178,31 @@ def convert_stack(
     out_path: str,
     incidence: float | None = None,
     incidence_path: str | None = None,
-    progress: Callable[[float], None] | None = None,
-    mb: float | None = None,
+    run: Run = QUIET,
     max_bytes: int | None = None,
 ) -> dict:
     """Write ``dLOS / cos(theta)`` of every band of `path` to `out_path`, keeping band dates/labels.
 
     Give either a constant `incidence` (degrees) or an `incidence_path` raster. Streams by windows
-    sized from the memory budget `mb` (core.budget; `max_bytes` overrides it), the incidence raster
-    too. Returns {"resampled": bool, "incidence_min": .., "incidence_max": ..}.
+    sized from the memory budget of `run` (`max_bytes`, float32 bytes of one window, overrides it:
+    tests), the incidence raster too; `run` reports progress and cancels.
+    Returns {"resampled": bool, "incidence_min": .., "incidence_max": ..}.
     """
-    import contextlib
-
     info = read_info(path, require_dates=False)
     labels = band_labels(path, info)
     # the window (float32), its float64 quotient and the float32 copy written
-    windows = iter_windows(info, max_bytes, copies=5, mb=mb)
-    with contextlib.ExitStack() as stack:
-        grid = None
-        if incidence_path:
-            grid = stack.enter_context(IncidenceGrid(incidence_path, info)).check(mb)
-            theta, resampled, tmin, tmax = None, grid.resampled, grid.min, grid.max
-        else:
-            theta = check_incidence(DEFAULT_INCIDENCE if incidence is None else incidence)
-            resampled, tmin, tmax = False, theta, theta
-        with StackWriter(
-            out_path,
-            labels,
-            info.crs,
-            info.transform,
-            info.width,
-            info.height,
-            units=info.units,
-            tags={"LOS_TO_VERTICAL": "dv = dLOS / cos(incidence)"},
-        ) as w:
+    windows = iter_windows(info, max_bytes, copies=5, run=run)
+    with contextlib.ExitStack() as es:
+        what = "INCIDENCE_RASTER" if incidence_path else "INCIDENCE"
+        angles = open_incidence(es, incidence_path or incidence, info, what, run)
+        tags = {"LOS_TO_VERTICAL": "dv = dLOS / cos(incidence)"}
+        grid = (info.crs, info.transform, info.width, info.height)
+        with StackWriter(out_path, labels, *grid, units=info.units, tags=tags) as w:
             for k, win in enumerate(windows):
+                run.check_cancelled()
                 v = read_stack(path, window=win).astype("float64")  # dLOS / cos, in place
-                th = grid.read(win)[None] if grid is not None else np.float64(theta)
-                v /= np.cos(np.deg2rad(th))
+                v /= np.cos(np.deg2rad(angles.read(win)))  # a raster's float32, as written
                 w.write(v.astype("float32"), window=win)
                 del v
-                if progress is not None:
-                    progress((k + 1) / len(windows))
-    return {"resampled": resampled, "incidence_min": tmin, "incidence_max": tmax}
+                run.progress((k + 1) / len(windows))
+    return {"resampled": angles.resampled, "incidence_min": angles.min, "incidence_max": angles.max}

@@ -31,6 +31,7 @@ from rasterio.crs import CRS
 
 from .dates import check_increasing, format_date, parse_date
 from .errors import InputError
+from .run import QUIET, Run
 
 MINTPY = "MintPy"
 LICSBAS = "LiCSBAS"
@@ -236,10 +237,8 @@ def reference_index(prod: Product, date: dt.date | None) -> int | None:
     return prod.dates.index(date)
 
 
-def _row_strips(prod: Product, mb: float | None, max_bytes: int | None) -> list[tuple[int, int]]:
-    from .budget import working_bytes
-
-    limit = max_bytes if max_bytes is not None else working_bytes(3, mb)
+def _row_strips(prod: Product, run: Run, max_bytes: int | None) -> list[tuple[int, int]]:
+    limit = max_bytes if max_bytes is not None else run.working_bytes(3)
     rows = max(1, int(limit // max(1, 4 * len(prod.dates) * prod.width)))
     return [(r0, min(prod.height, r0 + rows)) for r0 in range(0, prod.height, rows)]
 
@@ -248,14 +247,13 @@ def import_product(
     prod: Product,
     out_path: str,
     ref_index: int | None = None,
-    log: Callable[[str], None] = lambda s: None,
-    progress: Callable[[float], None] = lambda p: None,
-    is_canceled: Callable[[], bool] = lambda: False,
-    mb: float | None = None,
+    run: Run = QUIET,
     max_bytes: int | None = None,
 ) -> float:
-    """Write `prod` as a stack (mm, NaN nodata) at `out_path`, strip by strip; with `ref_index`,
-    every pixel is re-referenced to that date. Returns the largest |value| written (mm)."""
+    """Write `prod` as a stack (mm, NaN nodata) at `out_path`, strip by strip (sized from the
+    memory budget of `run`; `max_bytes` overrides it: tests); with `ref_index`, every pixel is
+    re-referenced to that date (said in a message of `run`). Returns the largest |value| written
+    (mm). `run` reports progress and cancels."""
     from rasterio.windows import Window
 
     from .stack import StackWriter
@@ -263,19 +261,20 @@ def import_product(
     tags = prod.tags()
     if ref_index is not None:
         tags["REFERENCE_DATE"] = format_date(prod.dates[ref_index])
-        log(f"Re-referenced every pixel to {prod.dates[ref_index]} (its value at that date subtracted).")
+        run.message(
+            f"Re-referenced every pixel to {prod.dates[ref_index]} (its value at that date subtracted)."
+        )
     elif prod.ref_date:
         tags["REFERENCE_DATE"] = format_date(prod.ref_date)
     biggest = 0.0
-    strips = _row_strips(prod, mb, max_bytes)
+    strips = _row_strips(prod, run, max_bytes)
     with _h5py().File(prod.path, "r") as f:
         ds = f[prod.dataset]
         with StackWriter(
             out_path, prod.dates, prod.crs, prod.transform, prod.width, prod.height, "mm", tags
         ) as w:
             for i, (r0, r1) in enumerate(strips):
-                if is_canceled():
-                    raise InputError("Cancelled; nothing was written.")
+                run.check_cancelled()
                 block = np.asarray(ds[:, r0:r1, :], dtype="float32") * np.float32(prod.factor)
                 if ref_index is not None:
                     block -= block[ref_index : ref_index + 1]
@@ -283,7 +282,7 @@ def import_product(
                 if finite.size:
                     biggest = max(biggest, float(np.abs(finite).max()))
                 w.write(block, window=Window(0, r0, prod.width, r1 - r0))
-                progress(100.0 * (i + 1) / len(strips))
+                run.progress((i + 1) / len(strips))
     return biggest
 
 
@@ -345,9 +344,23 @@ def run_import(
     progress: Callable[[float], None] = lambda p: None,
     is_canceled: Callable[[], bool] = lambda: False,
 ) -> dict:
+    """:func:`import_stack` for a caller with callbacks (the worker's ``importproduct``): `progress`
+    receives 0..100, the budget is ``params["mb"]``."""
+
+    def report(fraction: float | None, message: str | None) -> None:
+        if message:
+            log(message)
+        if fraction is not None:
+            progress(100.0 * fraction)
+
+    return import_stack(params, log, Run(budget_mb=params.get("mb"), report=report, cancelled=is_canceled))
+
+
+def import_stack(params: dict, log: Callable[[str], None] = lambda s: None, run: Run = QUIET) -> dict:
     """The whole import, for the Processing adapter and the worker alike. `params`: ``input``,
-    ``output``, optional ``geometry`` + ``output_incidence``, ``reference_date`` (text), ``mb``.
-    Log lines that start with "Warning" are warnings. Returns the algorithm's outputs."""
+    ``output``, optional ``geometry`` + ``output_incidence``, ``reference_date`` (text); `run`
+    gives the memory budget, progress and cancel. Log lines that start with "Warning" are
+    warnings. Returns the algorithm's outputs."""
     text = str(params.get("reference_date") or "").strip()
     ref_date = parse_date(text) if text else None
     if text and ref_date is None:
@@ -363,9 +376,7 @@ def run_import(
     if geometry and inc_out:
         # checked (and written) first: a bad GEOMETRY leaves no stack behind
         write_incidence(geometry, prod, inc_out, log)
-    biggest = import_product(
-        prod, params["output"], ref_index, log, progress, is_canceled, mb=params.get("mb")
-    )
+    biggest = import_product(prod, params["output"], ref_index, run)
     if 0 < biggest <= PLAUSIBLE_MM:
         log(
             f"Warning: every value lies within +-{biggest:.3g} mm after converting from the "

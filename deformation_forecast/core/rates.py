@@ -13,15 +13,17 @@ Pixels with NaN at some dates use their valid dates only.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .dates import to_decimal_year
 from .errors import InputError
-from .los import DEFAULT_INCIDENCE, IncidenceGrid, check_incidence, los_to_vertical
+from .los import los_to_vertical, open_incidence
+from .run import QUIET, Run
 from .stack import StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack
 
 MODES = ("linear", "annual")
@@ -141,6 +143,27 @@ def rate_labels(mode: str, dates: Sequence[dt.date], units: str, vertical: bool)
 RATE_COPIES = 16
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every window of a rate computation shares: the mode, the times (decimal years), the
+    year spans (annual) and whether the rates are converted to vertical."""
+
+    mode: str
+    t: np.ndarray
+    spans: list[YearSpan]
+    vertical: bool
+
+    def rates(self, data: np.ndarray, theta) -> tuple[np.ndarray, np.ndarray]:
+        """The bands written for one window of the stack, and those of them that are rates."""
+        if self.mode == "linear":
+            out = np.stack(linear_velocity(data, self.t))
+        else:
+            out = annual_rates(data, self.t, self.spans)
+        if self.vertical:
+            out = los_to_vertical(out, theta)
+        return out, (out[:1] if self.mode == "linear" else out)
+
+
 @budget_gdal_cache
 def deformation_rate(
     path: str,
@@ -149,81 +172,51 @@ def deformation_rate(
     vertical: bool = False,
     incidence: float | None = None,
     incidence_path: str | None = None,
-    progress: Callable[[float], None] | None = None,
+    run: Run = QUIET,
     max_bytes: int | None = None,
-    mb: float | None = None,
 ) -> dict:
     """Write the rate raster of the stack at `path` to `out_path` (see the module doc).
 
     With `vertical`, rates are divided by cos(incidence) (constant `incidence` in degrees, or the
     `incidence_path` raster, resampled to the stack's grid when needed).
-    Streams the stack in windows sized from the memory budget `mb` (core.budget; `max_bytes`, the
-    float32 bytes of one window, overrides it).
+    Streams the stack in windows sized from the memory budget of `run` (`max_bytes`, the float32
+    bytes of one window, overrides it: tests); `run` reports progress and cancels.
     Returns a summary: labels, min/max of the rate bands, whether the incidence was resampled,
     and for ``annual`` the years and their coverage (fraction of the year).
     """
-    import contextlib
-
     if mode not in MODES:
         raise InputError(f"MODE must be one of {MODES}, not {mode!r}.")
     info = read_info(path)
     if info.count < 2:
         raise InputError(f"INPUT: a rate needs at least two dates; the stack has {info.count}.")
-    t = to_decimal_year(info.dates)
-    spans = year_spans(info.dates) if mode == "annual" else []
+    plan = _Plan(
+        mode, to_decimal_year(info.dates), year_spans(info.dates) if mode == "annual" else [], vertical
+    )
     labels = rate_labels(mode, info.dates, info.units, vertical)
     lo, hi = np.inf, -np.inf
-    windows = iter_windows(info, max_bytes, copies=RATE_COPIES, mb=mb)
+    windows = iter_windows(info, max_bytes, copies=RATE_COPIES, run=run)
     tags = {"RATE_MODE": mode, "VERTICAL": "yes" if vertical else "no"}
     if mode == "annual":
-        tags["YEAR_COVERAGE"] = ",".join(f"{s.year}:{s.coverage:.4f}" for s in spans)
-    with contextlib.ExitStack() as stack:
-        theta = None
-        grid = None
-        resampled = False
+        tags["YEAR_COVERAGE"] = ",".join(f"{s.year}:{s.coverage:.4f}" for s in plan.spans)
+    with contextlib.ExitStack() as es:
+        angles = None
         if vertical:
-            if incidence_path:
-                grid = stack.enter_context(IncidenceGrid(incidence_path, info)).check(mb)
-                resampled = grid.resampled
-            else:
-                theta = check_incidence(DEFAULT_INCIDENCE if incidence is None else incidence)
-        w = stack.enter_context(
-            StackWriter(
-                out_path,
-                labels,
-                info.crs,
-                info.transform,
-                info.width,
-                info.height,
-                units=f"{info.units}/yr",
-                tags=tags,
-            )
-        )
+            what = "INCIDENCE_RASTER" if incidence_path else "INCIDENCE"
+            angles = open_incidence(es, incidence_path or incidence, info, what, run)
+        grid = (info.crs, info.transform, info.width, info.height)
+        w = es.enter_context(StackWriter(out_path, labels, *grid, units=f"{info.units}/yr", tags=tags))
         for k, win in enumerate(windows):
-            data = read_stack(path, window=win)
-            if mode == "linear":
-                v, se = linear_velocity(data, t)
-                del data
-                out = np.stack([v, se])
-                rate_bands = out[:1]
-            else:
-                out = annual_rates(data, t, spans)
-                del data
-                rate_bands = out
-            if vertical:
-                th = grid.read(win)[None] if grid is not None else theta
-                out = los_to_vertical(out, th)
-                rate_bands = out[:1] if mode == "linear" else out
+            run.check_cancelled()
+            out, rate_bands = plan.rates(read_stack(path, window=win), angles.read(win) if angles else None)
             if np.isfinite(rate_bands).any():
                 lo = min(lo, float(np.nanmin(rate_bands)))
                 hi = max(hi, float(np.nanmax(rate_bands)))
             w.write(out.astype("float32"), window=win)
-            if progress is not None:
-                progress((k + 1) / len(windows))
+            run.progress((k + 1) / len(windows))
     return {
         "labels": labels,
         "min": lo if np.isfinite(lo) else float("nan"),
         "max": hi if np.isfinite(hi) else float("nan"),
-        "resampled": resampled,
-        "years": [(s.year, s.coverage) for s in spans],
+        "resampled": angles is not None and angles.resampled,
+        "years": [(s.year, s.coverage) for s in plan.spans],
     }

@@ -1,18 +1,26 @@
-"""Resampling a deformation stack in time: linear in time, per pixel, with gap filling.
+"""Resampling: a deformation stack in time, and a raster in space onto a stack's grid.
 
-Irregular acquisitions are put on a regular grid of `interval_days` (the network needs a fixed time
-step); NaN samples of a pixel are filled from its valid neighbours in time. Pure numpy.
+In time: irregular acquisitions are put on a regular grid of `interval_days` (the network needs a
+fixed time step), linear in time, per pixel; NaN samples of a pixel are filled from its valid
+neighbours in time. Pure numpy.
+
+In space: :class:`OnGrid` reads a raster window by window on another raster's grid (bilinear).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .dates import to_ordinal
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from .stack import StackInfo
 
 
 def regular_grid(dates: Sequence[dt.date], interval_days: int, anchor: str = "end") -> list[dt.date]:
@@ -88,3 +96,84 @@ def resample_regular(
             f"{interval_days} days."
         )
     return interpolate_time(data, dates, grid), grid
+
+
+# ---------------------------------------------------------------- in space: a raster on a stack's grid
+
+
+class OnGrid:
+    """Bands of raster `path` read window by window on the grid of `target`: directly when the
+    grids agree, else through a rasterio WarpedVRT (bilinear; NaN outside `path`'s footprint), so
+    that no whole band is held. The one way the package reads a raster on another raster's grid
+    (a second stack, an incidence or heading raster).
+
+    `info` describes `path` (read when not given). With `length` (a displacement), bands declared in
+    m or cm are converted to mm; an angle is read as it is. `what` names the input in errors.
+    A context manager; ``read(bands, window)`` gives float32 (bands, rows, cols), bands 0-based;
+    ``read_band(window)`` the first band (rows, cols). Nodata, GDAL masks and undeclared sentinels
+    read as NaN (core.validity).
+    """
+
+    def __init__(
+        self, path: str, target: StackInfo, info: StackInfo | None = None, length: bool = True, what: str = ""
+    ):
+        import rasterio
+        from rasterio.vrt import WarpedVRT
+        from rasterio.warp import Resampling
+
+        from . import validity
+        from .stack import read_info, same_grid
+
+        info = info if info is not None else read_info(path, require_dates=False)
+        self.path, self.target, self.length = path, target, length
+        self.same = same_grid(info, target)
+        if not self.same and (info.crs is None or target.crs is None):
+            raise InputError(
+                f"{what + ': ' if what else ''}{os.path.basename(path)!r} is on another grid than "
+                f"{os.path.basename(target.path)!r} and one of them has no CRS, so it cannot be "
+                "resampled; assign the CRS first (or resample one onto the other's grid)."
+            )
+        self._src = rasterio.open(path)
+        self._ds = self._src
+        if not self.same:
+            self._ds = WarpedVRT(
+                self._src,
+                crs=target.crs,
+                transform=target.transform,
+                width=target.width,
+                height=target.height,
+                resampling=Resampling.bilinear,
+                src_nodata=validity.warp_nodata(self._src),
+                nodata=np.nan,
+                dtype="float32",
+            )
+
+    @property
+    def resampled(self) -> bool:
+        """Whether the raster is read through the WarpedVRT (its grid differs from the target's)."""
+        return not self.same
+
+    def read(self, bands: Sequence[int], window=None) -> np.ndarray:
+        from . import validity
+
+        idx = [b + 1 for b in bands]
+        arr = self._ds.read(idx, window=window, out_dtype="float32")
+        if self.same:  # nodata, GDAL masks, undeclared sentinels, m/cm -> mm (core.validity)
+            return validity.clean_block(arr, self._src, idx, window=window, length=self.length)
+        arr = validity.mask_sentinels(arr, self._src.name)
+        return validity.to_mm(arr, self._src, idx) if self.length else arr
+
+    def read_band(self, window=None) -> np.ndarray:
+        """The first band, float32 (rows, cols)."""
+        return self.read([0], window)[0]
+
+    def close(self) -> None:
+        if self._ds is not self._src:
+            self._ds.close()
+        self._src.close()
+
+    def __enter__(self) -> OnGrid:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

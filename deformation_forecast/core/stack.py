@@ -24,6 +24,7 @@ from rasterio.windows import Window
 from . import validity
 from .dates import check_increasing, format_date, parse_date
 from .errors import InputError
+from .run import Run
 
 DATE_TAG = "DATE"
 UNITS_TAG = "UNITS"
@@ -142,9 +143,10 @@ def read_stack(
 
 
 def budget_gdal_cache(fn):
-    """Decorator: run `fn` with GDAL's block cache sized from its `mb` argument (core.budget), so
-    that a streamed algorithm called directly (not through Processing, which does the same) does
-    not let GDAL cache up to 5 % of the RAM of decoded blocks."""
+    """Decorator: run `fn` with GDAL's block cache sized from its memory budget (core.budget): its
+    `run` argument's (core.run.Run), else its `mb` argument, so that a streamed algorithm called
+    directly (not through Processing, which does the same) does not let GDAL cache up to 5 % of the
+    RAM of decoded blocks."""
     import functools
     import inspect
 
@@ -154,24 +156,12 @@ def budget_gdal_cache(fn):
     def wrapper(*args, **kwargs):
         from .budget import gdal_env
 
-        mb = sig.bind_partial(*args, **kwargs).arguments.get("mb")
-        with gdal_env(mb):
+        bound = sig.bind_partial(*args, **kwargs).arguments
+        run = bound.get("run")
+        with gdal_env(run.budget_mb if run is not None else bound.get("mb")):
             return fn(*args, **kwargs)
 
     return wrapper
-
-
-def iter_row_windows(info: StackInfo, max_bytes: int | None = None) -> Iterator[Window]:
-    """Full-width row strips whose float32 pixels for all bands fit in `max_bytes` (default: the
-    memory budget's working size for 4 copies, core.budget)."""
-    if max_bytes is None:
-        from .budget import working_bytes
-
-        max_bytes = working_bytes(4)
-    row_bytes = info.width * info.count * 4
-    rows = max(1, int(max_bytes // max(row_bytes, 1)))
-    for r0 in range(0, info.height, rows):
-        yield Window(0, r0, info.width, min(rows, info.height - r0))
 
 
 def window_shape(
@@ -206,20 +196,22 @@ def iter_windows(
     bands: int | None = None,
     copies: float = 4.0,
     mb: float | None = None,
+    run: Run | None = None,
 ) -> list[Window]:
     """Windows covering the raster, row-major, each holding at most `max_bytes` of float32 pixels
     for `bands` bands (default all), aligned to the file's blocks (see :func:`window_shape`).
 
-    Without `max_bytes` the size comes from the memory budget (core.budget): the budget `mb`
-    (else $DEFORMATION_FORECAST_MEMORY_MB, else 2 GB) shared by `copies` arrays of a window's size.
+    Without `max_bytes` the size comes from the memory budget: `run`'s (core.run.Run), else the
+    budget `mb` (else $DEFORMATION_FORECAST_MEMORY_MB, else 2 GB), shared by `copies` arrays of a
+    window's size (core.budget.working_bytes). New code passes `run`; `mb` is kept for callers
+    that have not moved to the run context yet.
     """
+    run = run if run is not None else Run(budget_mb=mb)
     if max_bytes is None:
-        from .budget import working_bytes
-
-        max_bytes = working_bytes(copies, mb)
+        max_bytes = run.working_bytes(copies)
     nb = info.count if bands is None else max(1, int(bands))
     rows, cols = window_shape(info.height, info.width, 4 * nb, int(max_bytes), info.block)
-    _warn_cut_blocks(info, rows, cols, mb)
+    _warn_cut_blocks(info, rows, cols, run)
     return [
         Window(c0, r0, min(cols, info.width - c0), min(rows, info.height - r0))
         for r0 in range(0, info.height, rows)
@@ -251,14 +243,18 @@ def frame_groups(path: str, bands: Sequence[int], max_bytes: int) -> list[list[i
     return [bands[i : i + k] for i in range(0, len(bands), k)]
 
 
-def iter_frames(path: str, bands: Sequence[int], max_bytes: int | None = None, mb: float | None = None):
+def iter_frames(
+    path: str,
+    bands: Sequence[int],
+    max_bytes: int | None = None,
+    mb: float | None = None,
+    run: Run | None = None,
+):
     """Yield (band, whole frame as float32 with NaN as nodata) for the 0-based `bands` in order,
-    reading them in :func:`frame_groups` of `max_bytes` (default: the memory budget `mb` shared by
-    4 copies, core.budget)."""
+    reading them in :func:`frame_groups` of `max_bytes` (default: the memory budget of `run`, else
+    `mb`, shared by 4 copies, core.budget)."""
     if max_bytes is None:
-        from .budget import working_bytes
-
-        max_bytes = working_bytes(4, mb)
+        max_bytes = (run if run is not None else Run(budget_mb=mb)).working_bytes(4)
     for group in frame_groups(path, bands, max_bytes):
         arr = read_stack(path, bands=group)
         for k, b in enumerate(group):
@@ -266,22 +262,20 @@ def iter_frames(path: str, bands: Sequence[int], max_bytes: int | None = None, m
         del arr
 
 
-def _warn_cut_blocks(info: StackInfo, rows: int, cols: int, mb: float | None) -> None:
+def _warn_cut_blocks(info: StackInfo, rows: int, cols: int, run: Run) -> None:
     """Log (once per call) when windows of `rows` x `cols` cut the file's blocks and one block (all
     the bands it carries) is larger than GDAL's block cache of the budget: each block is then
     decoded once per window that touches it."""
-    from .budget import gdal_cache_bytes, smallest_budget
+    from .budget import budget_for_cache
 
     bh, bw = (min(int(info.block[0]), info.height), min(int(info.block[1]), info.width))
     if not all(info.block) or (rows >= bh and cols >= bw):
         return
     block = bh * bw * 4 * (info.count if pixel_interleaved(info.path) else 1)
-    if block <= gdal_cache_bytes(mb):
+    if block <= run.gdal_cache_bytes():
         return
-    raise_budget = ""
-    if block <= gdal_cache_bytes(1e9):  # the cache grows with the budget up to its cap
-        need = smallest_budget(lambda m: gdal_cache_bytes(m) >= block)
-        raise_budget = f"raise the memory budget to at least {need} MB, or "
+    need = budget_for_cache(block)
+    raise_budget = f"raise the memory budget to at least {need} MB, or " if need is not None else ""
     LOG.warning(
         "%r: its blocks (%d x %d pixels, %.0f MB decoded) do not fit in GDAL's block cache of the "
         "memory budget, so each is decoded several times; %srewrite the stack in the plugin's "
@@ -510,15 +504,17 @@ def extent_window(info: StackInfo, bounds: tuple[float, float, float, float], wh
     return Window(c0, r0, c1 - c0, r1 - r0)
 
 
-def crop_stack(info: StackInfo, window: Window, out_path: str, mb: float | None = None) -> StackInfo:
+def crop_stack(
+    info: StackInfo, window: Window, out_path: str, mb: float | None = None, run: Run | None = None
+) -> StackInfo:
     """Copy `window` of the stack to a new stack at `out_path` (dates, units and tags kept), in row
-    strips sized from the memory budget; returns its StackInfo."""
+    strips sized from the memory budget of `run` (else `mb`, for callers not on the run context
+    yet); returns its StackInfo."""
     from rasterio.windows import transform as window_transform
 
-    from .budget import working_bytes
-
+    run = run if run is not None else Run(budget_mb=mb)
     c0, r0, w, h = int(window.col_off), int(window.row_off), int(window.width), int(window.height)
-    rows = max(1, min(h, working_bytes(3, mb) // max(1, 4 * info.count * w)))
+    rows = max(1, min(h, run.working_bytes(3) // max(1, 4 * info.count * w)))
     tags = {k: v for k, v in info.tags.items() if k != UNITS_TAG}
     with StackWriter(
         out_path, info.dates, info.crs, window_transform(window, info.transform), w, h, info.units, tags

@@ -25,9 +25,9 @@ from qgis.core import (
 )
 
 from ..core import benchmarks as cb
-from ..core.crossorbit import check_incidence
 from ..core.dates import parse_date
 from ..core.errors import InputError
+from ..core.los import check_incidence
 from ..core.metric import ground_scale
 from ..core.stack import require_crs
 from .base import DeformationAlgorithm

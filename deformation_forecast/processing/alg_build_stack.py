@@ -20,7 +20,7 @@ from ..core.build import build_stack, resample_stack_file, sources_with_dates
 from ..core.dates import parse_date
 from .base import DeformationAlgorithm
 
-UNITS = ["mm", "m", "cm"]
+UNIT_CHOICES = ["mm", "m", "cm"]
 FACTORS = {"mm": 1.0, "m": 1000.0, "cm": 10.0}
 
 
@@ -29,7 +29,12 @@ class BuildStack(DeformationAlgorithm):
     DISPLAY = "Build deformation stack"
     GROUP = "stack"
     TAGS = "stack,time series,sbas,cumulative,bands"
-    ANIMATED_OUTPUTS = ("OUTPUT",)
+    LAYERS = "LAYERS"
+    DATES = "DATES"
+    UNITS = "UNITS"
+    INTERVAL_DAYS = "INTERVAL_DAYS"
+    OUTPUT = "OUTPUT"
+    ANIMATED_OUTPUTS = (OUTPUT,)
     HELP = (
         "Stacks single-date cumulative displacement rasters into one multi-band GeoTIFF, one band "
         "per acquisition in time order, with the date (YYYY-MM-DD) in each band description, values "
@@ -45,20 +50,20 @@ class BuildStack(DeformationAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "LAYERS", "Single-date displacement rasters", QgsProcessing.TypeRaster
+                self.LAYERS, "Single-date displacement rasters", QgsProcessing.TypeRaster
             )
         )
         self.addParameter(
             QgsProcessingParameterString(
-                "DATES", "Dates (comma-separated, in layer order; empty = from names)", optional=True
+                self.DATES, "Dates (comma-separated, in layer order; empty = from names)", optional=True
             )
         )
         self.addParameter(
-            QgsProcessingParameterEnum("UNITS", "Units of the input values", UNITS, defaultValue=0)
+            QgsProcessingParameterEnum(self.UNITS, "Units of the input values", UNIT_CHOICES, defaultValue=0)
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "INTERVAL_DAYS",
+                self.INTERVAL_DAYS,
                 "Resample to a regular interval (days, 0 = keep the real dates)",
                 QgsProcessingParameterNumber.Integer,
                 defaultValue=0,
@@ -67,75 +72,67 @@ class BuildStack(DeformationAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterBoolean(
-                "ANIMATE",
+                self.ANIMATE,
                 "Add one layer per date to the Temporal Controller (when loaded)",
                 defaultValue=False,
             )
         )
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Deformation stack"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Deformation stack"))
 
     def compute(self, parameters, context, feedback):
-        layers = self.parameterAsLayerList(parameters, "LAYERS", context)
-        if not layers:
-            raise QgsProcessingException("LAYERS: no rasters given; select one raster per date.")
-        paths = []
-        for lyr in layers:
-            if lyr.providerType() != "gdal":
-                raise QgsProcessingException(f"LAYERS: {lyr.name()!r} is not a GDAL raster file.")
-            paths.append(lyr.source().split("|")[0])
-        text = self.parameterAsString(parameters, "DATES", context).strip()
-        dates = None
-        if text:
-            dates = []
-            for tok in text.replace(";", ",").split(","):
-                d = parse_date(tok.strip())
-                if d is None:
-                    raise QgsProcessingException(
-                        f"DATES: {tok.strip()!r} is not a date (YYYYMMDD or YYYY-MM-DD)."
-                    )
-                dates.append(d)
-        sources = sources_with_dates(paths, dates)
-        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        paths = self._paths(parameters, context)
+        sources = sources_with_dates(paths, self._dates(parameters, context))
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         self.check_output_not_input(out, *paths)
-        factor = FACTORS[UNITS[self.parameterAsEnum(parameters, "UNITS", context)]]
-        interval = self.parameterAsInt(parameters, "INTERVAL_DAYS", context)
+        units = UNIT_CHOICES[self.parameterAsEnum(parameters, self.UNITS, context)]
+        interval = self.parameterAsInt(parameters, self.INTERVAL_DAYS, context)
         feedback.pushInfo(
             f"{len(sources)} acquisitions from {sources[0].date} to {sources[-1].date}; "
             f"grid of {sources[0].path}"
         )
+        run = self.run_context(feedback)
         if interval > 0:
             fd, tmp = tempfile.mkstemp(suffix=".tif", dir=os.path.dirname(os.path.abspath(out)))
             os.close(fd)
             try:
-                build_stack(
-                    sources,
-                    tmp,
-                    factor,
-                    feedback.pushInfo,
-                    lambda p: feedback.setProgress(p * 0.5),
-                    feedback.isCanceled,
-                    mb=self.memory_mb,
-                )
-                n = resample_stack_file(
-                    tmp, out, interval, is_canceled=feedback.isCanceled, mb=self.memory_mb
-                )
+                build_stack(sources, tmp, FACTORS[units], run.stage(0.0, 0.5))
+                n = resample_stack_file(tmp, out, interval, run.stage(0.5, 1.0))
                 feedback.pushInfo(f"Resampled to {n} dates every {interval} days (linear in time).")
             finally:
                 for p in (tmp, tmp + ".aux.xml"):
                     if os.path.exists(p):
                         os.unlink(p)
         else:
-            build_stack(
-                sources,
-                out,
-                factor,
-                feedback.pushInfo,
-                feedback.setProgress,
-                feedback.isCanceled,
-                mb=self.memory_mb,
-            )
-        self._check_plausible(out, UNITS[self.parameterAsEnum(parameters, "UNITS", context)], feedback)
-        return {"OUTPUT": out}
+            build_stack(sources, out, FACTORS[units], run)
+        self._check_plausible(out, units, feedback)
+        return {self.OUTPUT: out}
+
+    def _paths(self, parameters, context) -> list[str]:
+        """The files of the LAYERS (GDAL rasters)."""
+        layers = self.parameterAsLayerList(parameters, self.LAYERS, context)
+        if not layers:
+            raise QgsProcessingException(f"{self.LAYERS}: no rasters given; select one raster per date.")
+        paths = []
+        for lyr in layers:
+            if lyr.providerType() != "gdal":
+                raise QgsProcessingException(f"{self.LAYERS}: {lyr.name()!r} is not a GDAL raster file.")
+            paths.append(lyr.source().split("|")[0])
+        return paths
+
+    def _dates(self, parameters, context) -> list | None:
+        """The DATES given (in layer order), None when empty."""
+        text = self.parameterAsString(parameters, self.DATES, context).strip()
+        if not text:
+            return None
+        dates = []
+        for tok in text.replace(";", ",").split(","):
+            d = parse_date(tok.strip())
+            if d is None:
+                raise QgsProcessingException(
+                    f"{self.DATES}: {tok.strip()!r} is not a date (YYYYMMDD or YYYY-MM-DD)."
+                )
+            dates.append(d)
+        return dates
 
     @staticmethod
     def _check_plausible(out: str, units: str, feedback) -> None:
@@ -155,5 +152,5 @@ class BuildStack(DeformationAlgorithm):
         if 0 < biggest <= 1.0:
             feedback.pushWarning(
                 f"Warning: every value lies within +-{biggest:.3g} mm; if the rasters are in metres, "
-                "set UNITS to m (x 1000) and build the stack again."
+                f"set {BuildStack.UNITS} to m (x 1000) and build the stack again."
             )

@@ -14,6 +14,7 @@ from qgis.core import (
 )
 
 from ..core import crossorbit as cx
+from ..core.los import check_incidence
 from ..core.stack import require_crs
 from .base import DeformationAlgorithm
 from .tables import plot_destination, save_plot, table_sink, write_table
@@ -40,6 +41,10 @@ class CrossOrbit(DeformationAlgorithm):
     DISPLAY = "Cross-orbit consistency"
     GROUP = "validation"
     TAGS = "ascending,descending,orbit,track,validation,correlation,vertical"
+    INPUT, INCIDENCE, INCIDENCE_RASTER = "INPUT", "INCIDENCE", "INCIDENCE_RASTER"
+    INPUT_B, INCIDENCE_B, INCIDENCE_RASTER_B = "INPUT_B", "INCIDENCE_B", "INCIDENCE_RASTER_B"
+    MODE, MAX_DAYS, OUTPUT, OUTPUT_PLOT = "MODE", "MAX_DAYS", "OUTPUT", "OUTPUT_PLOT"
+    R, SLOPE, INTERCEPT, RMSE, BIAS, N, PAIRS = "R", "SLOPE", "INTERCEPT", "RMSE", "BIAS", "N", "PAIRS"
     HELP = (
         "Checks two LOS stacks of the same area, e.g. ascending and descending (He et al. 2022, "
         "§V-A-2, Fig. 15b: r = 0.68). Both are converted to vertical (dv = dLOS / cos(incidence)), "
@@ -55,89 +60,76 @@ class CrossOrbit(DeformationAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Stack A (e.g. ascending, LOS mm)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Stack A (e.g. ascending, LOS mm)"))
         self.addParameter(
             QgsProcessingParameterNumber(
-                "INCIDENCE", "Incidence angle of A (degrees)", QgsProcessingParameterNumber.Double, 34.17
+                self.INCIDENCE, "Incidence angle of A (degrees)", QgsProcessingParameterNumber.Double, 34.17
             )
         )
         self.addParameter(
             QgsProcessingParameterRasterLayer(
-                "INCIDENCE_RASTER", "Incidence raster of A (overrides)", optional=True
+                self.INCIDENCE_RASTER, "Incidence raster of A (overrides)", optional=True
             )
         )
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT_B", "Stack B (e.g. descending, LOS mm)"))
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(self.INPUT_B, "Stack B (e.g. descending, LOS mm)")
+        )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "INCIDENCE_B", "Incidence angle of B (degrees)", QgsProcessingParameterNumber.Double, 41.42
+                self.INCIDENCE_B, "Incidence angle of B (degrees)", QgsProcessingParameterNumber.Double, 41.42
             )
         )
         self.addParameter(
             QgsProcessingParameterRasterLayer(
-                "INCIDENCE_RASTER_B", "Incidence raster of B (overrides)", optional=True
+                self.INCIDENCE_RASTER_B, "Incidence raster of B (overrides)", optional=True
             )
         )
-        self.addParameter(QgsProcessingParameterEnum("MODE", "Compare", MODES, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.MODE, "Compare", MODES, defaultValue=0))
         p = QgsProcessingParameterNumber(
-            "MAX_DAYS", "Max days between paired acquisitions", QgsProcessingParameterNumber.Double, 6.0
+            self.MAX_DAYS, "Max days between paired acquisitions", QgsProcessingParameterNumber.Double, 6.0
         )
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(p)
-        self.addParameter(table_sink("OUTPUT", "Cross-orbit statistics"))
-        self.addParameter(plot_destination("OUTPUT_PLOT", "Scatter plot"))
+        self.addParameter(table_sink(self.OUTPUT, "Cross-orbit statistics"))
+        self.addParameter(plot_destination(self.OUTPUT_PLOT, "Scatter plot"))
         for key, label in (
-            ("R", "Pearson r"),
-            ("SLOPE", "Regression slope (B on A)"),
-            ("INTERCEPT", "Regression intercept"),
-            ("RMSE", "RMSE of B - A"),
-            ("BIAS", "Mean of B - A"),
-            ("N", "Samples compared"),
-            ("PAIRS", "Date pairs"),
+            (self.R, "Pearson r"),
+            (self.SLOPE, "Regression slope (B on A)"),
+            (self.INTERCEPT, "Regression intercept"),
+            (self.RMSE, "RMSE of B - A"),
+            (self.BIAS, "Mean of B - A"),
+            (self.N, "Samples compared"),
+            (self.PAIRS, "Date pairs"),
         ):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
-    def _incidence(self, parameters, context, value_name, raster_name, target):
+    def _incidence(self, parameters, context, value_name, raster_name):
         if self.parameterAsRasterLayer(parameters, raster_name, context) is not None:
             # a path: the comparison checks it and reads it on the grid window by window
             return self.raster_path(parameters, raster_name, context)
-        value = self.parameterAsDouble(parameters, value_name, context)
-        cx.check_incidence(value, f"{value_name} angle")
-        return value
+        return check_incidence(self.parameterAsDouble(parameters, value_name, context), value_name)
 
     def compute(self, parameters, context, feedback):
-        info_a = self.stack_info(parameters, "INPUT", context, observed=True)
-        info_b = self.stack_info(parameters, "INPUT_B", context, observed=True)
+        info_a = self.stack_info(parameters, self.INPUT, context, observed=True)
+        info_b = self.stack_info(parameters, self.INPUT_B, context, observed=True)
         if os.path.abspath(info_a.path) == os.path.abspath(info_b.path):
             feedback.reportError(
-                "INPUT and INPUT_B are the same file; the result is trivial.", fatalError=False
+                f"{self.INPUT} and {self.INPUT_B} are the same file; the result is trivial.", fatalError=False
             )
         require_crs(info_a)
         require_crs(info_b)
-        plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)
+        plot_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PLOT, context)
         self.check_output_not_input(plot_path, info_a.path, info_b.path)
-        inc_a = self._incidence(parameters, context, "INCIDENCE", "INCIDENCE_RASTER", info_a)
-        inc_b = self._incidence(parameters, context, "INCIDENCE_B", "INCIDENCE_RASTER_B", info_a)
-        mode = cx.MODES[self.parameterAsEnum(parameters, "MODE", context)]
-        max_days = self.parameterAsDouble(parameters, "MAX_DAYS", context)
-
-        def progress(p):
-            self.check_canceled(feedback)
-            feedback.setProgress(p * 0.9)
-
-        res = cx.cross_orbit(
-            info_a.path,
-            info_a,
-            inc_a,
-            info_b.path,
-            info_b,
-            inc_b,
-            max_days=max_days,
-            mode=mode,
-            progress=progress,
-            mb=self.memory_mb,
+        inc_a = self._incidence(parameters, context, self.INCIDENCE, self.INCIDENCE_RASTER)
+        inc_b = self._incidence(parameters, context, self.INCIDENCE_B, self.INCIDENCE_RASTER_B)
+        a, b = cx.Side(info_a.path, info_a, inc_a), cx.Side(info_b.path, info_b, inc_b)
+        options = cx.CrossOrbitOptions(
+            max_days=self.parameterAsDouble(parameters, self.MAX_DAYS, context),
+            mode=cx.MODES[self.parameterAsEnum(parameters, self.MODE, context)],
         )
+        res = cx.cross_orbit(a, b, options, self.run_context(feedback).stage(0.0, 0.9))
         ov = res.overall
-        unit = "mm/yr" if mode == "velocity" else "mm"
+        unit = "mm/yr" if options.mode == "velocity" else "mm"
         feedback.pushInfo(
             f"{len(res.pairs)} date pair(s)"
             + (f", zero at {res.reference[0]} / {res.reference[1]}" if res.reference else "")
@@ -145,24 +137,18 @@ class CrossOrbit(DeformationAlgorithm):
             f"RMSE {ov['rmse']:.2f} {unit}, bias {ov['bias']:.2f} {unit}"
         )
         results = {
-            "OUTPUT": write_table(self, parameters, "OUTPUT", context, COLUMNS, res.rows),
-            "OUTPUT_PLOT": None,
-            "R": ov["r"] if np.isfinite(ov["r"]) else None,
-            "SLOPE": ov["slope"] if np.isfinite(ov["slope"]) else None,
-            "INTERCEPT": ov["intercept"] if np.isfinite(ov["intercept"]) else None,
-            "RMSE": ov["rmse"],
-            "BIAS": ov["bias"],
-            "N": ov["n"],
-            "PAIRS": len(res.pairs),
+            self.OUTPUT: write_table(self, parameters, self.OUTPUT, context, COLUMNS, res.rows),
+            self.OUTPUT_PLOT: None,
+            self.R: ov["r"] if np.isfinite(ov["r"]) else None,
+            self.SLOPE: ov["slope"] if np.isfinite(ov["slope"]) else None,
+            self.INTERCEPT: ov["intercept"] if np.isfinite(ov["intercept"]) else None,
+            self.RMSE: ov["rmse"],
+            self.BIAS: ov["bias"],
+            self.N: ov["n"],
+            self.PAIRS: len(res.pairs),
         }
         if plot_path:
-            save_plot(
-                cx.plot_cross_orbit,
-                res,
-                plot_path,
-                os.path.basename(info_a.path),
-                os.path.basename(info_b.path),
-            )
-            results["OUTPUT_PLOT"] = plot_path
+            save_plot(cx.plot_cross_orbit, res, plot_path, os.path.basename(a.path), os.path.basename(b.path))
+            results[self.OUTPUT_PLOT] = plot_path
         feedback.setProgress(100)
         return results

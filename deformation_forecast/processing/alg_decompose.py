@@ -38,6 +38,9 @@ class Decompose(DeformationAlgorithm):
     DATES, INTERVAL_DAYS, MAX_CONDITION, ANIMATE = "DATES", "INTERVAL_DAYS", "MAX_CONDITION", "ANIMATE"
     OUTPUT_VERTICAL, OUTPUT_EAST, OUTPUT_RATES = "OUTPUT_VERTICAL", "OUTPUT_EAST", "OUTPUT_RATES"
     OUTPUT_STDERR = "OUTPUT_STDERR"
+    DATE_COUNT, MAX_GAP_DAYS, CONDITION_NUMBER = "DATE_COUNT", "MAX_GAP_DAYS", "CONDITION_NUMBER"
+    STDERR_FACTOR_UP, STDERR_FACTOR_EAST = "STDERR_FACTOR_UP", "STDERR_FACTOR_EAST"
+    VALID_PIXELS = "VALID_PIXELS"
     RASTER_UNITS = {OUTPUT_RATES: "mm/yr", OUTPUT_STDERR: "mm/mm"}
     ANIMATED_OUTPUTS = (OUTPUT_VERTICAL, OUTPUT_EAST)
     HELP = (
@@ -130,12 +133,12 @@ class Decompose(DeformationAlgorithm):
             )
         )
         for key, label in (
-            ("DATE_COUNT", "Common dates"),
-            ("MAX_GAP_DAYS", "Largest distance of a common date to an acquisition (days)"),
-            ("CONDITION_NUMBER", "Condition number of the geometry"),
-            ("STDERR_FACTOR_UP", "Standard error of U per mm of LOS noise"),
-            ("STDERR_FACTOR_EAST", "Standard error of E per mm of LOS noise"),
-            ("VALID_PIXELS", "Pixels decomposed at the last date"),
+            (self.DATE_COUNT, "Common dates"),
+            (self.MAX_GAP_DAYS, "Largest distance of a common date to an acquisition (days)"),
+            (self.CONDITION_NUMBER, "Condition number of the geometry"),
+            (self.STDERR_FACTOR_UP, "Standard error of U per mm of LOS noise"),
+            (self.STDERR_FACTOR_EAST, "Standard error of E per mm of LOS noise"),
+            (self.VALID_PIXELS, "Pixels decomposed at the last date"),
         ):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
@@ -172,19 +175,13 @@ class Decompose(DeformationAlgorithm):
         for out in (outs.vertical, outs.east, outs.rates or "", outs.stderr or ""):
             self.check_output_not_input(out, *(o.path for o in orbits))
         mode = dc.DATE_MODES[self.parameterAsEnum(parameters, self.DATES, context)]
-
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(100 * f)
-
         res = dc.decompose(
             orbits,
             outs,
             dates_mode=mode,
             interval_days=self.parameterAsInt(parameters, self.INTERVAL_DAYS, context),
             max_condition=self.parameterAsDouble(parameters, self.MAX_CONDITION, context),
-            progress=progress,
-            mb=self.memory_mb,
+            run=self.run_context(feedback),
         )
         self._report(feedback, orbits, res)
         return {
@@ -192,12 +189,12 @@ class Decompose(DeformationAlgorithm):
             self.OUTPUT_EAST: outs.east,
             self.OUTPUT_RATES: outs.rates,
             self.OUTPUT_STDERR: outs.stderr,
-            "DATE_COUNT": len(res.dates),
-            "MAX_GAP_DAYS": res.max_gap,
-            "CONDITION_NUMBER": res.condition,
-            "STDERR_FACTOR_UP": res.se_factor_up,
-            "STDERR_FACTOR_EAST": res.se_factor_east,
-            "VALID_PIXELS": res.valid_pixels,
+            self.DATE_COUNT: len(res.dates),
+            self.MAX_GAP_DAYS: res.max_gap,
+            self.CONDITION_NUMBER: res.condition,
+            self.STDERR_FACTOR_UP: res.se_factor_up,
+            self.STDERR_FACTOR_EAST: res.se_factor_east,
+            self.VALID_PIXELS: res.valid_pixels,
         }
 
     @staticmethod

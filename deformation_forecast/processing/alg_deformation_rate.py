@@ -22,10 +22,17 @@ MODE_LABELS = [
 ]
 
 
+class IncidenceParameters:
+    """The names of the incidence parameters deformationrate and losvertical share."""
+
+    INCIDENCE = "INCIDENCE"
+    INCIDENCE_RASTER = "INCIDENCE_RASTER"
+
+
 def incidence_parameters(alg: DeformationAlgorithm, advanced: bool = False) -> None:
     """INCIDENCE (constant, degrees) and INCIDENCE_RASTER (optional), shared with losvertical."""
     inc = QgsProcessingParameterNumber(
-        "INCIDENCE",
+        IncidenceParameters.INCIDENCE,
         "Incidence angle (degrees from the vertical)",
         QgsProcessingParameterNumber.Double,
         defaultValue=DEFAULT_INCIDENCE,
@@ -34,7 +41,7 @@ def incidence_parameters(alg: DeformationAlgorithm, advanced: bool = False) -> N
     )
     inc.setHelp("Used when no incidence raster is given; must lie strictly between 0 and 90 degrees.")
     ras = QgsProcessingParameterRasterLayer(
-        "INCIDENCE_RASTER", "Incidence angle raster (degrees)", optional=True
+        IncidenceParameters.INCIDENCE_RASTER, "Incidence angle raster (degrees)", optional=True
     )
     ras.setHelp(
         "Per-pixel incidence angle in degrees; replaces INCIDENCE. A raster on another grid is "
@@ -47,9 +54,10 @@ def incidence_parameters(alg: DeformationAlgorithm, advanced: bool = False) -> N
 
 
 def read_incidence(alg: DeformationAlgorithm, parameters, context, feedback) -> tuple[float, str | None]:
-    theta = alg.parameterAsDouble(parameters, "INCIDENCE", context)
-    layer = alg.parameterAsRasterLayer(parameters, "INCIDENCE_RASTER", context)
-    path = alg.raster_path(parameters, "INCIDENCE_RASTER", context) if layer is not None else None
+    names = IncidenceParameters
+    theta = alg.parameterAsDouble(parameters, names.INCIDENCE, context)
+    layer = alg.parameterAsRasterLayer(parameters, names.INCIDENCE_RASTER, context)
+    path = alg.raster_path(parameters, names.INCIDENCE_RASTER, context) if layer is not None else None
     return theta, path
 
 
@@ -65,9 +73,15 @@ def report_incidence(feedback, theta: float, path: str | None, resampled: bool) 
         feedback.pushInfo(f"Constant incidence angle {theta:g} degrees.")
 
 
-class DeformationRate(DeformationAlgorithm):
+class DeformationRate(IncidenceParameters, DeformationAlgorithm):
     NAME = "deformationrate"
-    RASTER_UNITS = {"OUTPUT": "mm/yr"}
+    INPUT = "INPUT"
+    MODE = "MODE"
+    VERTICAL = "VERTICAL"
+    OUTPUT = "OUTPUT"
+    MIN_RATE = "MIN_RATE"
+    MAX_RATE = "MAX_RATE"
+    RASTER_UNITS = {OUTPUT: "mm/yr"}
     DISPLAY = "Deformation rate"
     GROUP = "analysis"
     TAGS = "velocity,rate,annual,subsidence,vertical,least squares"
@@ -91,32 +105,27 @@ class DeformationRate(DeformationAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
-        self.addParameter(QgsProcessingParameterEnum("MODE", "Rate", MODE_LABELS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Deformation stack"))
+        self.addParameter(QgsProcessingParameterEnum(self.MODE, "Rate", MODE_LABELS, defaultValue=0))
         self.addParameter(
-            QgsProcessingParameterBoolean("VERTICAL", "Convert LOS to vertical", defaultValue=False)
+            QgsProcessingParameterBoolean(self.VERTICAL, "Convert LOS to vertical", defaultValue=False)
         )
         incidence_parameters(self)
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Rate raster"))
-        self.addOutput(QgsProcessingOutputNumber("MIN_RATE", "Lowest rate (units/yr)"))
-        self.addOutput(QgsProcessingOutputNumber("MAX_RATE", "Highest rate (units/yr)"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Rate raster"))
+        self.addOutput(QgsProcessingOutputNumber(self.MIN_RATE, "Lowest rate (units/yr)"))
+        self.addOutput(QgsProcessingOutputNumber(self.MAX_RATE, "Highest rate (units/yr)"))
 
     def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context)
-        mode = MODES[self.parameterAsEnum(parameters, "MODE", context)]
-        vertical = self.parameterAsBool(parameters, "VERTICAL", context)
+        info = self.stack_info(parameters, self.INPUT, context)
+        mode = MODES[self.parameterAsEnum(parameters, self.MODE, context)]
+        vertical = self.parameterAsBool(parameters, self.VERTICAL, context)
         theta, inc_path = read_incidence(self, parameters, context, feedback)
-        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         self.check_output_not_input(out, info.path, inc_path or "")
         feedback.pushInfo(
             f"{info.count} dates from {info.dates[0].isoformat()} to {info.dates[-1].isoformat()}, "
             f"{info.width} x {info.height} pixels; mode {mode}{', vertical' if vertical else ''}."
         )
-
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(100 * f)
-
         res = deformation_rate(
             info.path,
             out,
@@ -124,15 +133,14 @@ class DeformationRate(DeformationAlgorithm):
             vertical=vertical,
             incidence=theta,
             incidence_path=inc_path if vertical else None,
-            progress=progress,
-            mb=self.memory_mb,
+            run=self.run_context(feedback),
         )
         if vertical:
             report_incidence(feedback, theta, inc_path, res["resampled"])
         elif inc_path:
-            feedback.pushWarning("INCIDENCE_RASTER is ignored because VERTICAL is off.")
+            feedback.pushWarning(f"{self.INCIDENCE_RASTER} is ignored because {self.VERTICAL} is off.")
         for year, cov in res["years"]:
             if cov < 0.999:
                 feedback.pushInfo(f"Year {year} is covered for {cov:.0%} of its length by the series.")
         feedback.pushInfo(f"Bands: {', '.join(res['labels'])}; range {res['min']:.4g} to {res['max']:.4g}.")
-        return {"OUTPUT": out, "MIN_RATE": res["min"], "MAX_RATE": res["max"]}
+        return {self.OUTPUT: out, self.MIN_RATE: res["min"], self.MAX_RATE: res["max"]}

@@ -12,7 +12,7 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from ..core.products import h5py_usable, run_import
+from ..core.products import h5py_usable, import_stack
 from .base import DeformationAlgorithm
 
 H5_FILTER = "HDF5 products (*.h5 *.he5 *.hdf5);;All files (*.*)"
@@ -23,14 +23,16 @@ class ImportProduct(DeformationAlgorithm):
     DISPLAY = "Import InSAR time-series product"
     GROUP = "stack"
     TAGS = "mintpy,licsbas,hdf5,h5,timeseries,cum,sbas,import"
-    ANIMATED_OUTPUTS = ("OUTPUT",)
-    RASTER_UNITS = {"OUTPUT_INCIDENCE": "degrees"}
     INPUT = "INPUT"
     OUTPUT = "OUTPUT"
     GEOMETRY = "GEOMETRY"
     OUTPUT_INCIDENCE = "OUTPUT_INCIDENCE"
+    ANIMATED_OUTPUTS = (OUTPUT,)
+    RASTER_UNITS = {OUTPUT_INCIDENCE: "degrees"}
     REFERENCE_DATE = "REFERENCE_DATE"
     ANIMATE = "ANIMATE"
+    PROCESSOR, DATES, FIRST_DATE, LAST_DATE = "PROCESSOR", "DATES", "FIRST_DATE", "LAST_DATE"
+    REFERENCE_DATE_USED, DATE_COUNT = "REFERENCE_DATE_USED", "DATE_COUNT"
     HELP = (
         "Turns the gridded time series of an SBAS processor into a deformation stack (GeoTIFF, one "
         "band per acquisition with its date, mm, NaN nodata, CRS and transform). The format is "
@@ -88,29 +90,32 @@ class ImportProduct(DeformationAlgorithm):
                 createByDefault=False,
             )
         )
-        self.addOutput(QgsProcessingOutputString("PROCESSOR", "Processor recognised"))
-        self.addOutput(QgsProcessingOutputString("DATES", "Dates (comma-separated)"))
-        self.addOutput(QgsProcessingOutputString("FIRST_DATE", "First date"))
-        self.addOutput(QgsProcessingOutputString("LAST_DATE", "Last date"))
-        self.addOutput(QgsProcessingOutputString("REFERENCE_DATE_USED", "Reference date of the stack"))
-        self.addOutput(QgsProcessingOutputNumber("DATE_COUNT", "Dates (bands)"))
+        self.addOutput(QgsProcessingOutputString(self.PROCESSOR, "Processor recognised"))
+        self.addOutput(QgsProcessingOutputString(self.DATES, "Dates (comma-separated)"))
+        self.addOutput(QgsProcessingOutputString(self.FIRST_DATE, "First date"))
+        self.addOutput(QgsProcessingOutputString(self.LAST_DATE, "Last date"))
+        self.addOutput(QgsProcessingOutputString(self.REFERENCE_DATE_USED, "Reference date of the stack"))
+        self.addOutput(QgsProcessingOutputNumber(self.DATE_COUNT, "Dates (bands)"))
 
     def compute(self, parameters, context, feedback):
         path = self.parameterAsFile(parameters, self.INPUT, context)
         if not path:
-            raise InputError("INPUT: no file given; choose a MintPy timeseries*.h5 or LiCSBAS cum*.h5.")
+            raise InputError(
+                f"{self.INPUT}: no file given; choose a MintPy timeseries*.h5 or LiCSBAS cum*.h5."
+            )
         out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         geometry = self.parameterAsFile(parameters, self.GEOMETRY, context)
         inc_out = self.parameterAsOutputLayer(parameters, self.OUTPUT_INCIDENCE, context)
         self.check_output_not_input(out, path, geometry)
         self.check_output_not_input(inc_out, path, geometry)
+        run = self.run_context(feedback)
         params = {
             "input": path,
             "output": out,
             "geometry": geometry,
             "output_incidence": inc_out,
             "reference_date": self.parameterAsString(parameters, self.REFERENCE_DATE, context),
-            "mb": self.memory_mb,
+            "mb": run.budget_mb,
         }
         if not _in_process():
             from ..worker import run_worker
@@ -124,7 +129,7 @@ class ImportProduct(DeformationAlgorithm):
         def log(line: str) -> None:
             (feedback.pushWarning if line.startswith("Warning") else feedback.pushInfo)(line)
 
-        return run_import(params, log, feedback.setProgress, feedback.isCanceled)
+        return import_stack(params, log, run)
 
 
 _USABLE: list[bool] = []

@@ -5,12 +5,14 @@ from __future__ import annotations
 from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
 
 from ..core.los import convert_stack
-from .alg_deformation_rate import incidence_parameters, read_incidence, report_incidence
+from .alg_deformation_rate import IncidenceParameters, incidence_parameters, read_incidence, report_incidence
 from .base import DeformationAlgorithm
 
 
-class LosVertical(DeformationAlgorithm):
+class LosVertical(IncidenceParameters, DeformationAlgorithm):
     NAME = "losvertical"
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
     DISPLAY = "LOS to vertical"
     GROUP = "analysis"
     TAGS = "los,vertical,incidence,projection,cosine"
@@ -30,29 +32,23 @@ class LosVertical(DeformationAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "LOS raster or stack"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "LOS raster or stack"))
         incidence_parameters(self)
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", "Vertical displacement"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Vertical displacement"))
 
     def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context, require_dates=False)
+        info = self.stack_info(parameters, self.INPUT, context, require_dates=False)
         theta, inc_path = read_incidence(self, parameters, context, feedback)
-        out = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        out = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         self.check_output_not_input(out, info.path, inc_path or "")
-
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(100 * f)
-
-        res = convert_stack(
-            info.path, out, incidence=theta, incidence_path=inc_path, progress=progress, mb=self.memory_mb
-        )
+        run = self.run_context(feedback)
+        res = convert_stack(info.path, out, incidence=theta, incidence_path=inc_path, run=run)
         report_incidence(feedback, theta, inc_path, res["resampled"])
         feedback.pushInfo(
             f"{info.count} band(s) converted; 1 / cos(theta) from {1 / _cos(res['incidence_min']):.4f} "
             f"to {1 / _cos(res['incidence_max']):.4f}."
         )
-        return {"OUTPUT": out}
+        return {self.OUTPUT: out}
 
 
 def _cos(deg: float) -> float:

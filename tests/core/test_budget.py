@@ -18,6 +18,7 @@ from rasterio.crs import CRS
 
 from deformation_forecast.core import budget
 from deformation_forecast.core.errors import InputError
+from deformation_forecast.core.run import Run
 from deformation_forecast.core.stack import (
     StackInfo,
     StackWriter,
@@ -197,7 +198,7 @@ def test_rates_tiny_budget_equals_large(scene, monkeypatch, mode, inc):
     seen = _count_windows(monkeypatch, rates)
     d = scene["dir"]
     kw = dict(mode=mode, vertical=inc is not None, incidence_path=scene[inc] if inc else None)
-    a = rates.deformation_rate(scene["stack"], str(d / f"r_big_{mode}_{inc}.tif"), mb=4096, **kw)
+    a = rates.deformation_rate(scene["stack"], str(d / f"r_big_{mode}_{inc}.tif"), run=Run(4096), **kw)
     b = rates.deformation_rate(scene["stack"], str(d / f"r_tiny_{mode}_{inc}.tif"), max_bytes=TINY, **kw)
     assert seen[0] == 1 and seen[1] > 10
     _same(read_stack(str(d / f"r_big_{mode}_{inc}.tif")), read_stack(str(d / f"r_tiny_{mode}_{inc}.tif")))
@@ -212,7 +213,9 @@ def test_los_vertical_tiny_budget_equals_large(scene):
 
     d = scene["dir"]
     for inc in ("inc_other", "inc_same"):
-        a = convert_stack(scene["stack"], str(d / f"v_big_{inc}.tif"), incidence_path=scene[inc], mb=4096)
+        a = convert_stack(
+            scene["stack"], str(d / f"v_big_{inc}.tif"), incidence_path=scene[inc], run=Run(4096)
+        )
         b = convert_stack(
             scene["stack"], str(d / f"v_tiny_{inc}.tif"), incidence_path=scene[inc], max_bytes=TINY
         )
@@ -234,11 +237,11 @@ def test_build_and_resample_tiny_budget_equal_large(scene, tmp_path):
         origin = (X0 + 30.0, Y0) if i == 2 else (X0, Y0)
         p = _write(tmp_path / f"d{i}.tif", data[i : i + 1], [dates[i]], origin=origin)
         srcs.append(Source(p, dates[i]))
-    big = build_stack(srcs, str(tmp_path / "big.tif"), 1000.0, mb=4096)
+    big = build_stack(srcs, str(tmp_path / "big.tif"), 1000.0, Run(4096))
     tiny = build_stack(srcs, str(tmp_path / "tiny.tif"), 1000.0, max_bytes=TINY // 10)
     _same(read_stack(big), read_stack(tiny))
     np.testing.assert_allclose(read_stack(tiny)[[0, 1, 3]], data[[0, 1, 3]] * 1000, rtol=1e-6)
-    n1 = resample_stack_file(scene["stack"], str(tmp_path / "rb.tif"), 5, mb=4096)
+    n1 = resample_stack_file(scene["stack"], str(tmp_path / "rb.tif"), 5, Run(4096))
     n2 = resample_stack_file(scene["stack"], str(tmp_path / "rt.tif"), 5, max_bytes=TINY)
     assert n1 == n2 > 18
     _same(read_stack(str(tmp_path / "rb.tif")), read_stack(str(tmp_path / "rt.tif")))
@@ -270,16 +273,17 @@ def test_points_to_stack_tiny_budget_equals_whole_grid(tmp_path):
 
 @pytest.mark.parametrize("mode", ["displacement", "velocity"])
 def test_cross_orbit_tiny_budget_equals_large(scene, tmp_path, mode):
-    from deformation_forecast.core.crossorbit import cross_orbit
+    from deformation_forecast.core.crossorbit import CrossOrbitOptions, Side, cross_orbit
 
     data = scene["data"]
     # B: 1.3 x the vertical of A, two days later, on a coarser grid (read through a WarpedVRT)
     b = data[:, ::2, ::2] * 1.3 + 4.0
     pb = _write(tmp_path / "b.tif", b, make_dates(18, start=dt.date(2018, 1, 3)), res=40.0)
     ia, ib = read_info(scene["stack"]), read_info(pb)
+    a, b = Side(scene["stack"], ia, scene["inc_other"]), Side(pb, ib, 40.0)
     kw = dict(max_days=6, mode=mode, plot_points=3000)
-    big = cross_orbit(scene["stack"], ia, scene["inc_other"], pb, ib, 40.0, mb=4096, **kw)
-    tiny = cross_orbit(scene["stack"], ia, scene["inc_other"], pb, ib, 40.0, max_bytes=TINY // 4, **kw)
+    big = cross_orbit(a, b, CrossOrbitOptions(**kw), Run(4096))
+    tiny = cross_orbit(a, b, CrossOrbitOptions(**kw, max_bytes=TINY // 4))
     assert len(big.rows) == len(tiny.rows)
     for r1, r2 in zip(big.rows, tiny.rows, strict=True):
         assert r1["n"] == r2["n"]
@@ -503,7 +507,7 @@ def _peak(fn) -> int:
 def test_peak_memory_under_a_64_mb_budget(big_stack, tmp_path, monkeypatch):
     from deformation_forecast.core import evaluation as ev
     from deformation_forecast.core.controls import ControlOptions, analyse_controls
-    from deformation_forecast.core.crossorbit import cross_orbit
+    from deformation_forecast.core.crossorbit import CrossOrbitOptions, Side, cross_orbit
     from deformation_forecast.core.profiles import extract_profiles
     from deformation_forecast.core.rates import deformation_rate
 
@@ -514,7 +518,9 @@ def test_peak_memory_under_a_64_mb_budget(big_stack, tmp_path, monkeypatch):
     peaks = {
         "rates": _peak(lambda: deformation_rate(big_stack, str(tmp_path / "r.tif"), "linear")),
         "crossorbit": _peak(
-            lambda: cross_orbit(big_stack, info, 34.0, big_stack, info, 34.0, mode="velocity")
+            lambda: cross_orbit(
+                Side(big_stack, info, 34.0), Side(big_stack, info, 34.0), CrossOrbitOptions(mode="velocity")
+            )
         ),
         "evaluation": _peak(
             lambda: ev.evaluate_files(

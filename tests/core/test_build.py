@@ -8,6 +8,7 @@ from affine import Affine
 
 from deformation_forecast.core.build import build_stack, sources_with_dates
 from deformation_forecast.core.errors import InputError
+from deformation_forecast.core.run import Run
 from deformation_forecast.core.stack import read_info, read_stack
 
 
@@ -47,7 +48,8 @@ def test_misaligned_raster_is_warped_onto_the_first(tmp_path):
         tmp_path / "b_20180113.tif", plane + 2.0, transform=Affine(20, 0, 500020, 0, -20, 4300000)
     )
     logs = []
-    out = build_stack(sources_with_dates([a, shifted]), str(tmp_path / "s.tif"), log=logs.append)
+    run = Run(report=lambda fraction, message: logs.append(message) if message else None)
+    out = build_stack(sources_with_dates([a, shifted]), str(tmp_path / "s.tif"), run=run)
     assert any("warped" in m for m in logs)
     arr = read_stack(out)
     np.testing.assert_allclose(arr[1, :, 1:], plane[:, 1:], atol=1e-4)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from deformation_forecast.core.crossorbit import (
+    CrossOrbitOptions,
     PairStats,
+    Side,
     check_incidence,
     cross_orbit,
     los_to_vertical,
@@ -61,7 +63,11 @@ def test_factor_between_orbits_gives_slope(write_stack, mode):
     pa = write_stack(a, name="a.tif")
     # B acquired 2 days later, over a shifted period
     pb = write_stack(b, dates=make_dates(n, start=dt.date(2018, 1, 3)), name="b.tif")
-    res = cross_orbit(pa, read_info(pa), inc_a, pb, read_info(pb), inc_b, max_days=6, mode=mode)
+    res = cross_orbit(
+        Side(pa, read_info(pa), inc_a),
+        Side(pb, read_info(pb), inc_b),
+        CrossOrbitOptions(max_days=6, mode=mode),
+    )
     ov = res.overall
     assert ov["slope"] == pytest.approx(1.2, rel=1e-4)
     assert ov["r"] == pytest.approx(1.0, abs=1e-6)
@@ -73,6 +79,6 @@ def test_no_common_dates(write_stack):
     pa = write_stack(np.zeros((3, 4, 4)), name="a.tif")
     pb = write_stack(np.zeros((3, 4, 4)), dates=make_dates(3, start=dt.date(2021, 1, 1)), name="b.tif")
     with pytest.raises(InputError, match="within 6 days"):
-        cross_orbit(pa, read_info(pa), 34, pb, read_info(pb), 40, max_days=6)
+        cross_orbit(Side(pa, read_info(pa), 34), Side(pb, read_info(pb), 40), CrossOrbitOptions(max_days=6))
     with pytest.raises(InputError, match="between 0 and 90"):
-        cross_orbit(pa, read_info(pa), 95, pb, read_info(pb), 40, max_days=6)
+        cross_orbit(Side(pa, read_info(pa), 95), Side(pb, read_info(pb), 40), CrossOrbitOptions(max_days=6))

@@ -64,8 +64,8 @@ def test_noise_lowers_r_and_other_grid(run_alg, write_stack):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"INCIDENCE": 90}, "INCIDENCE angle must lie between 0 and 90"),
-        ({"INCIDENCE_B": -3}, "INCIDENCE_B angle must lie between 0 and 90"),
+        ({"INCIDENCE": 90}, "INCIDENCE: the incidence angle must lie strictly between 0 and 90"),
+        ({"INCIDENCE_B": -3}, "INCIDENCE_B: the incidence angle must lie strictly between 0 and 90"),
         ({"MAX_DAYS": 1}, "within 1 days"),
     ],
 )

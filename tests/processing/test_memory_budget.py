@@ -45,7 +45,8 @@ def spy(monkeypatch):
     real = rates.iter_windows
 
     def windows(*a, **k):
-        seen.append(k.get("mb"))
+        run = k.get("run")
+        seen.append(run.budget_mb if run is not None else k.get("mb"))
         return real(*a, **k)
 
     monkeypatch.setattr(rates, "iter_windows", windows)
