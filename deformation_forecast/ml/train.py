@@ -175,7 +175,8 @@ def run_train(params: dict[str, Any]) -> dict[str, Any]:
             with WorkStack(prep) as work:
                 return _train(p, info, device, prep, work, split, seed, mb, ckpt_dir)
     finally:
-        if work_dir != ckpt_dir:
+        # a checkpoint folder without a finished epoch (e.g. a full disk) cannot be resumed: removed
+        if work_dir != ckpt_dir or not os.path.isfile(os.path.join(ckpt_dir, "state.json")):
             shutil.rmtree(work_dir, ignore_errors=True)
 
 

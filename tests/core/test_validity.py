@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import zipfile
 
 import hypothesis.extra.numpy as hnp
@@ -20,6 +19,7 @@ from deformation_forecast.core import validity
 from deformation_forecast.core.errors import InputError
 from deformation_forecast.core.stack import atomic_path, check_values, read_info, read_stack
 from tests.conftest import make_dates
+from tests.tmpfs import fill, tmpfs
 
 TRANSFORM = Affine(20, 0, 500000, 0, -20, 4300000)
 
@@ -137,22 +137,11 @@ def test_band_limit():
 
 @contextlib.contextmanager
 def full_tmpfs(path):
-    path.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs ({r.stderr.strip()}): needs root")
-    try:
-        with contextlib.suppress(OSError), open(path / "filler", "wb", buffering=0) as f:
-            while True:
-                f.write(b"\0" * 4096)
-        os.unlink(path / "filler")
-        with open(path / "filler", "wb") as f:  # leave ~16 KiB: small files fit, larger ones do not
-            f.write(b"\0" * (128 * 1024 - 16 * 1024))
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+    """A 128 KiB tmpfs (tests.tmpfs: without root where user namespaces allow) with ~16 KiB free:
+    small files fit, larger ones do not."""
+    with tmpfs(path, "128k") as mnt:
+        fill(mnt, leave=16 * 1024)
+        yield mnt
 
 
 def test_model_like_zip_on_a_full_disk(tmp_path):

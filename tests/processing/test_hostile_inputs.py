@@ -10,10 +10,8 @@ mounts (skipped with the reason where mounting is not permitted).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from affine import Affine
 from qgis.core import QgsProcessingException
 
 from tests.conftest import make_dates
+from tests.tmpfs import fill, tmpfs
 
 X0, Y0, RES = 500000.0, 4300000.0, 20.0
 N, H, W = 10, 12, 16
@@ -429,31 +428,15 @@ def test_too_many_bands_refused_before_writing(tmp_path):
 # ---------------------------------------------------------------- full and read-only disks
 
 
-@contextlib.contextmanager
-def tmpfs(path, size="1M", readonly=False):
-    path.mkdir(exist_ok=True)
-    opts = f"size={size}" + (",ro" if readonly else "")
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): run as root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def _fill(folder) -> None:
     """Fill the file system of `folder` to the last byte."""
-    with contextlib.suppress(OSError), open(folder / "filler", "wb", buffering=0) as f:
-        while True:
-            f.write(b"\0" * 4096)
+    fill(folder)
 
 
 WRITERS = {
     # algorithm -> (params given the stack and the output folder, output names)
     "deformationrate": lambda s, d: {"INPUT": s, "OUTPUT": str(d / "rate.tif")},
+    "buildstack": lambda s, d: {"LAYERS": None, "UNITS": 0, "OUTPUT": str(d / "stack.tif")},
     "losvertical": lambda s, d: {"INPUT": s, "INCIDENCE": 34.17, "OUTPUT": str(d / "v.tif")},
     "extractprofiles-gpkg": lambda s, d: {"INPUT": s, "LINES": None, "OUTPUT": str(d / "p.gpkg")},
     "extractprofiles-csv": lambda s, d: {
@@ -471,17 +454,28 @@ WRITERS = {
 }
 
 
+def _single_rasters(tmp_path, data) -> list[str]:
+    """One single-band raster per date, the date in the name (buildstack's input)."""
+    paths = []
+    for k, band in enumerate(data):
+        p = tmp_path / f"cum_{DATES[k].strftime('%Y%m%d')}.tif"
+        paths.append(write_raster(p, band[None], labels=[""]))
+    return paths
+
+
 @pytest.mark.parametrize("readonly", [False, True], ids=["full", "readonly"])
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 def test_full_or_readonly_disk(run_alg, tmp_path, writer, readonly):
     stack = write_raster(tmp_path / "s.tif", clean_data())
     mnt = tmp_path / "mnt"
-    with tmpfs(mnt, "256k", readonly=readonly):
+    with tmpfs(mnt, "256k", readonly=readonly) as mnt:
         if not readonly:
             _fill(mnt)
         params = WRITERS[writer](stack, mnt)
         if "LINES" in params:
             params["LINES"] = _lines(tmp_path)
+        if "LAYERS" in params:
+            params["LAYERS"] = _single_rasters(tmp_path, clean_data()[:3])
         alg = writer.split("-")[0]
         with pytest.raises(QgsProcessingException, match=r"No space left|Read-only|cannot be written") as e:
             run_alg(alg, params)
@@ -495,7 +489,7 @@ def test_a_later_output_failing_removes_the_earlier_ones(run_alg, tmp_path, outd
     """extractprofiles writes its GeoPackage, then its CSV on a read-only disk: neither is left."""
     stack = write_raster(tmp_path / "s.tif", clean_data())
     mnt = tmp_path / "ro"
-    with tmpfs(mnt, "256k", readonly=True):
+    with tmpfs(mnt, "256k", readonly=True) as mnt:
         params = {
             "INPUT": stack,
             "LINES": _lines(tmp_path),
@@ -603,7 +597,7 @@ def test_table_sinks_on_full_or_readonly_disk(run_alg, tmp_path, readonly):
     x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
     bm = _bench_csv(tmp_path / "bm.csv", [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]])
     mnt = tmp_path / "mnt"
-    with tmpfs(mnt, "256k", readonly=readonly):
+    with tmpfs(mnt, "256k", readonly=readonly) as mnt:
         if not readonly:
             _fill(mnt)
         params = {
@@ -628,7 +622,7 @@ def test_the_plot_failing_after_two_tables_removes_them(run_alg, tmp_path, outdi
     x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
     bm = _bench_csv(tmp_path / "bm.csv", [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]])
     mnt = tmp_path / "ro"
-    with tmpfs(mnt, "256k", readonly=True):
+    with tmpfs(mnt, "256k", readonly=True) as mnt:
         params = {
             "INPUT": stack,
             "BENCHMARKS": bm,
@@ -758,7 +752,7 @@ def test_html_report_on_full_or_readonly_disk(run_alg, tmp_path, outdir, readonl
     pred = write_raster(tmp_path / "p.tif", data + 1.0)
     obs = write_raster(tmp_path / "o.tif", data)
     mnt = tmp_path / "mnt"
-    with tmpfs(mnt, "256k", readonly=readonly):
+    with tmpfs(mnt, "256k", readonly=readonly) as mnt:
         if not readonly:
             _fill(mnt)
         params = {
@@ -773,6 +767,33 @@ def test_html_report_on_full_or_readonly_disk(run_alg, tmp_path, outdir, readonl
         assert [f for f in os.listdir(mnt) if f != "filler"] == []
     assert files_in(outdir) == []
     OUTCOMES[f"evaluateforecast-html/{'readonly' if readonly else 'full'}-disk"] = "refused"
+
+
+@pytest.mark.tf
+def test_trainmodel_model_file_on_a_full_disk(run_alg, write_stack, tmp_path, outdir):
+    """OUTPUT_MODEL on a full disk: the TensorFlow worker refuses before training (its work file
+    and checkpoint go beside the model) naming the folder, and leaves neither the model, nor its
+    checkpoint folder, nor the report (elsewhere). The model file's own write on a full disk
+    (atomic zip) is tested at core level (tests/core/test_validity.py)."""
+    from tests.ml.scene import bowl_scene
+    from tests.processing.test_train_forecast import TINY
+
+    data, dates = bowl_scene(24, 16)
+    stack = write_stack(data, dates)
+    with tmpfs(tmp_path / "mnt", "256k") as mnt:
+        fill(mnt)
+        params = {
+            "INPUT": stack,
+            **TINY,
+            "OUTPUT_MODEL": str(mnt / "m.dfmodel"),
+            "OUTPUT_REPORT": str(outdir / "r.html"),
+        }
+        with pytest.raises(QgsProcessingException, match=r"'m.dfmodel': No space left") as e:
+            run_alg("trainmodel", params)
+        MESSAGES["trainmodel-model/full"] = str(e.value)
+        assert [f for f in os.listdir(mnt) if f != "filler"] == []
+    assert files_in(outdir) == []
+    OUTCOMES["trainmodel-model/full-disk"] = "refused"
 
 
 def test_zz_figures(capsys):
