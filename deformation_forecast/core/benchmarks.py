@@ -240,7 +240,7 @@ def benchmarks_from_table(
         x=np.array(xs, dtype="float64"),
         y=np.array(ys, dtype="float64"),
         dates=dates,
-        values=validity.mask_sentinels(np.asarray(values, dtype="float64"), source),
+        values=validity.clean_series(values, source),  # sentinels as NaN, counted (masked_count)
         coord_columns=(header[coords[0]], header[coords[1]]) if coords else None,
         geographic=bool(coords[2]) if coords else False,
         form=form,
@@ -332,7 +332,7 @@ def sample_circles(
             for b0 in range(0, info.count, per):
                 idx = list(range(b0 + 1, min(info.count, b0 + per) + 1))
                 block = src.read(idx, window=win, out_dtype="float32")
-                block = validity.clean_block(block, src, idx, window=win)  # nodata, masks, units
+                block = validity.clean_block(block, src, idx, window=win, count=False)  # nodata, masks, units
                 vals = block[:, inside].astype("float64")  # (bands, pixels)
                 del block
                 good = np.isfinite(vals)
@@ -512,9 +512,10 @@ def compare(
                 )
             )
         st = series_stats(lev0[use], ins0[use])
-        if st["n"] == 0:
-            warnings.append(f"Benchmark {name!r}: only the reference date pairs with an acquisition.")
-        summary.append(dict(**info, status="ok", **st))
+        if st["n"] == 0:  # too few dates: counted as skipped (BENCHMARKS_SKIPPED), never silent
+            skipped += 1
+            warnings.append(f"Benchmark {name!r} skipped: too few dates (only the reference date pairs).")
+        summary.append(dict(**info, status="ok" if st["n"] else "too few dates", **st))
         all_lev.append(lev0[use])
         all_ins.append(ins0[use])
     lev_all = np.concatenate(all_lev) if all_lev else np.empty(0)

@@ -69,6 +69,7 @@ class PointSeries:
     units: str = "mm"  # units of the input values (converted to mm in `values`)
     skipped: int = 0  # rows dropped because all their values were NaN
     null_geometry: int = 0  # layer features dropped because they had no geometry
+    outside: int = 0  # points dropped: outside the area of use of their CRS (a minority)
     reference: tuple[float, float] | None = None  # StaMPS reference point (lon, lat)
     notes: list[str] = field(default_factory=list)
 
@@ -315,6 +316,7 @@ def series_from_table(
             coords = coords[1:]
         if coords.shape != (n, 2):
             raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
+    outside = 0
     notes.extend(_mask_sentinel_cells(values))
     keep = ~np.all(np.isnan(values), axis=1)
     skipped = int(n - keep.sum())
@@ -327,13 +329,18 @@ def series_from_table(
         )
     values, coords = values[keep], coords[keep]
     if xy is None and values.shape[0]:
-        from .coordinates import check_inside
+        from .coordinates import check_inside, outside_area
 
         columns = f"{names[xcol]!r}/{names[ycol]!r}"
         notes.append(f"Coordinates from columns {columns} in {crs_in.to_string()}.")
         outside = check_inside(coords[:, 0], coords[:, 1], crs_in, columns, what)
-        if outside:
-            notes.append(f"Warning: {outside} point(s) lie outside the area of use of {crs_in.to_string()}.")
+        if outside:  # a minority (a majority is refused): wrong coordinates, dropped and counted
+            inside = ~outside_area(coords[:, 0], coords[:, 1], crs_in)
+            values, coords = values[inside], coords[inside]
+            notes.append(
+                f"Warning: {outside} point(s) in columns {columns} lie outside the area of use of "
+                f"{crs_in.to_string()}: dropped."
+            )
     if values.shape[0] == 0:
         raise InputError(
             f"{what}: no point with a displacement value ({n} rows, "
@@ -358,6 +365,7 @@ def series_from_table(
         fmt=fmt,
         units=in_units,
         skipped=skipped,
+        outside=outside,
         reference=reference,
         notes=notes,
     )
@@ -370,6 +378,7 @@ def _mask_sentinel_cells(values: np.ndarray) -> list[str]:
     if not hit.any():
         return []
     found = ", ".join(validity.fmt_value(v) for v in np.unique(values[hit]).tolist())
+    validity.count_masked(("points", values.shape), int(hit.sum()))
     values[hit] = np.nan
     return [
         f"Warning: {int(hit.sum())} value(s) equal to {found} (undeclared nodata) treated as "

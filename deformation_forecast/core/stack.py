@@ -658,7 +658,7 @@ def _read_checked(src, window: Window, bands: list[int] | None = None) -> np.nda
     """Bands (all by default) of `window` with nodata, GDAL masks and sentinels as NaN, in mm."""
     indexes = bands or list(range(1, src.count + 1))
     arr = src.read(indexes, window=window, out_dtype="float32")
-    return validity.clean_block(arr, src, indexes, window=window)
+    return validity.clean_block(arr, src, indexes, window=window, count=False)  # a sample: not counted
 
 
 LOG = logging.getLogger("deformation_forecast")

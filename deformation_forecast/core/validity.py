@@ -8,8 +8,14 @@ Every reader of the package passes what it read through :func:`clean_block` (ras
 - an **undeclared nodata sentinel** (-9999, -32768, 9999, ...: exact round values no deformation
   series takes) becomes NaN too, and is counted so that the algorithm can warn about it
   (:func:`take_warnings`);
+- a value that jumps by more than :data:`SPIKE_MM` from both neighbouring dates and back (a fill
+  value at no round number, a corrupt sample) becomes NaN, counted and reported
+  (:func:`mask_spikes`);
 - a band whose unit is declared as metres or centimetres is converted to millimetres
   (:func:`unit_scale`), the package's unit.
+
+The values each run turned into NaN that way (undeclared sentinels, GDAL masks, spikes: not the
+declared nodata) are counted per thread (:func:`masked_count`): algorithms return the number.
 
 No function here imports QGIS; the Processing layer reports :func:`take_warnings` to the user.
 """
@@ -73,6 +79,14 @@ UNIT_TO_MM = {
 _lock = threading.Lock()
 # per thread: QGIS runs algorithms in parallel background threads, each reading in its own thread
 _found: dict[int, dict[tuple[str, float], int]] = {}
+# per thread: (source, what was read) -> values turned into NaN (a block read twice counts once)
+_masked: dict[int, dict[tuple, int]] = {}
+# per thread: source -> [spikes, an example value, its band (1-based)]
+_spikes: dict[int, dict[str, list]] = {}
+
+# mm between consecutive dates, away and back: no ground motion InSAR can follow does this (a
+# Sentinel-1 pixel unwraps at most ~14 mm per 6-12 days; mining subsidence reaches ~100 mm)
+SPIKE_MM = 500.0
 
 
 def unit_scale(unit: str | None) -> float:
@@ -119,14 +133,48 @@ def mask_sentinels(arr: np.ndarray, source: str) -> np.ndarray:
 
 
 def take_warnings() -> list[str]:
-    """One sentence per (source, sentinel) found by this thread since its last call; clears them."""
+    """One sentence per (source, sentinel) and per source with spikes found by this thread since
+    its last call; clears them and the thread's :func:`masked_count`."""
+    me = threading.get_ident()
     with _lock:
-        items = sorted(_found.pop(threading.get_ident(), {}).items())
-    return [
+        items = sorted(_found.pop(me, {}).items())
+        spikes = sorted(_spikes.pop(me, {}).items())
+        _masked.pop(me, None)
+    out = [
         f"{_name(src)}: values equal to {fmt_value(v)} (an undeclared nodata sentinel) "
         "were treated as nodata; declare it as the file's nodata value to silence this warning."
         for (src, v), _n in items
     ]
+    out += [
+        f"{_name(src)}: {n} value(s) jump by more than {SPIKE_MM:g} mm from both neighbouring dates and "
+        f"back (e.g. {example:.6g} mm in band {band}): no ground motion does that; they were treated as "
+        "nodata. Check the file's nodata value and units."
+        for src, (n, example, band) in spikes
+    ]
+    return out
+
+
+def masked_count() -> int:
+    """Values this thread turned into NaN since the run began (undeclared sentinels, GDAL masks,
+    spikes; a block read twice counted once): the number an algorithm reports."""
+    with _lock:
+        return int(sum(_masked.get(threading.get_ident(), {}).values()))
+
+
+def count_masked(key: tuple, n: int) -> None:
+    with _lock:
+        _masked.setdefault(threading.get_ident(), {})[key] = n
+
+
+def dropped_summary(what: str, reasons: dict[str, int]) -> tuple[int, str]:
+    """(total, one sentence for the log naming each reason's count) of the items an algorithm
+    dropped, e.g. dropped_summary("Points", {"without geometry": 2}) -> (2, "Points dropped: 2 (2
+    without geometry)."). Nothing is ever dropped in silence: the total is an output number."""
+    total = int(sum(reasons.values()))
+    if not total:
+        return 0, f"{what} dropped: none."
+    parts = ", ".join(f"{int(n)} {reason}" for reason, n in reasons.items() if n)
+    return total, f"{what} dropped: {total} ({parts})."
 
 
 def _name(source: str) -> str:
@@ -159,14 +207,18 @@ def clean_block(
     window=None,
     out_shape=None,
     length: bool = True,
+    count: bool = True,
 ) -> np.ndarray:
     """Turn what `src.read(indexes, window=window, out_shape=out_shape, out_dtype="float32")`
     returned into valid values: nodata, GDAL masks and sentinels as NaN; with `length` (a
-    displacement, not an angle), values of a band declared in m or cm converted to mm.
-    `arr` (float32) is modified in place and returned."""
+    displacement, not an angle), values of a band declared in m or cm converted to mm and spikes
+    along consecutive dates (:func:`mask_spikes`) as NaN. The values masked are counted
+    (:func:`masked_count`) unless `count` is False or the read was decimated (`out_shape`: a
+    preview or a sample). `arr` (float32) is modified in place and returned."""
     nodata = src.nodata
     if nodata is not None and not np.isnan(nodata):
         arr[arr == np.float32(nodata)] = np.nan
+    before = int(np.isfinite(arr).sum())
     if has_gdal_mask(src):
         kw = {"window": window}
         if out_shape is not None:
@@ -174,7 +226,73 @@ def clean_block(
         m = src.read_masks(indexes, **kw)
         arr[m == 0] = np.nan
     mask_sentinels(arr, src.name)
-    return to_mm(arr, src, indexes) if length else arr
+    if length:
+        arr = to_mm(arr, src, indexes)
+        if arr.ndim == 3 and is_dated(src):
+            first = indexes if isinstance(indexes, int) else int(indexes[0])
+            mask_spikes(arr, src.name, first)
+    if count and out_shape is None:
+        idx = (indexes,) if isinstance(indexes, int) else tuple(int(i) for i in indexes)
+        where = None if window is None else tuple(int(v) for v in window.flatten())
+        count_masked((src.name, idx, where), before - int(np.isfinite(arr).sum()))
+    return arr
+
+
+def spike_mask(arr: np.ndarray, limit: float = SPIKE_MM) -> np.ndarray:
+    """True where a value of `arr` (dates, ...) differs by more than `limit` from the nearest valid
+    values before and after it, in the same direction, while those two agree within `limit` / 2:
+    a value that jumps away and back. NaN gaps are skipped; the first and last valid dates of a
+    series have one neighbour only and are never flagged. Only the series whose range exceeds
+    `limit` (two cheap reductions) are examined further, so a block costs little extra memory."""
+    a = np.asarray(arr)
+    out = np.zeros(a.shape, dtype=bool)
+    n = a.shape[0]
+    if n < 3 or a.size == 0:
+        return out
+    flat = a.reshape(n, -1)
+    with np.errstate(invalid="ignore"):
+        wide = np.fmax.reduce(flat, axis=0) - np.fmin.reduce(flat, axis=0) > limit
+    cols = np.flatnonzero(wide)
+    if cols.size:
+        out.reshape(n, -1)[:, cols] = _spikes_of(flat[:, cols].astype("float64"), limit)
+    return out
+
+
+def _spikes_of(a: np.ndarray, limit: float) -> np.ndarray:
+    """:func:`spike_mask` of series `a` (dates, series)."""
+    n = a.shape[0]
+    valid = np.isfinite(a)
+    t = np.arange(n)[:, None]
+    prev_i = np.maximum.accumulate(np.where(valid, t, -1), axis=0)  # last valid index <= t
+    next_i = np.flip(np.minimum.accumulate(np.flip(np.where(valid, t, n), 0), axis=0), 0)
+    before = np.vstack([np.full((1, a.shape[1]), -1), prev_i[:-1]])
+    after = np.vstack([next_i[1:], np.full((1, a.shape[1]), n)])
+    has = valid & (before >= 0) & (after < n)
+    vb = np.take_along_axis(a, np.clip(before, 0, n - 1), axis=0)
+    va = np.take_along_axis(a, np.clip(after, 0, n - 1), axis=0)
+    with np.errstate(invalid="ignore"):
+        up = (a - vb > limit) & (a - va > limit)
+        down = (vb - a > limit) & (va - a > limit)
+        back = np.abs(va - vb) < limit / 2
+    return has & (up | down) & back
+
+
+def mask_spikes(arr: np.ndarray, source: str, first_band: int = 1, limit: float = SPIKE_MM) -> np.ndarray:
+    """Set the spikes of `arr` (dates, rows, cols; mm) to NaN in place (:func:`spike_mask`), counted
+    for the warning of :func:`take_warnings`; `first_band` is the band of arr[0]. Returns `arr`."""
+    if arr.shape[0] < 3:
+        return arr
+    hit = spike_mask(arr, limit)
+    if hit.any():
+        k = int(np.argmax(hit.reshape(-1)))
+        band = first_band + int(np.unravel_index(k, hit.shape)[0])
+        example = float(arr.reshape(-1)[k])
+        with _lock:
+            mine = _spikes.setdefault(threading.get_ident(), {})
+            entry = mine.setdefault(source, [0, example, band])
+            entry[0] += int(hit.sum())
+        arr[hit] = np.nan
+    return arr
 
 
 def band_unit(src, index: int) -> str:
@@ -186,7 +304,10 @@ def band_unit(src, index: int) -> str:
 def clean_series(values: np.ndarray, source: str) -> np.ndarray:
     """Float64 copy of table values (points, benchmarks) with sentinels as NaN, counted."""
     out = np.array(values, dtype="float64", copy=True)
-    return mask_sentinels(out, source)
+    before = int(np.isfinite(out).sum())
+    mask_sentinels(out, source)
+    count_masked((source, "series", out.shape), before - int(np.isfinite(out).sum()))
+    return out
 
 
 def check_bands_limit(count: int, what: str = "OUTPUT") -> None:

@@ -24,6 +24,7 @@ from qgis.core import (
 )
 
 from ..core import benchmarks as cb
+from ..core import validity
 from ..core.crossorbit import check_incidence
 from ..core.dates import parse_date
 from ..core.errors import InputError
@@ -159,7 +160,8 @@ class BenchmarkCompare(DeformationAlgorithm):
             ("R", "Pearson r"),
             ("N", "Pairs compared"),
             ("BENCHMARKS_USED", "Benchmarks compared"),
-            ("BENCHMARKS_SKIPPED", "Benchmarks skipped"),
+            ("BENCHMARKS_SKIPPED", "Benchmarks skipped (outside, on NaN pixels, too few dates)"),
+            (self.MASKED_VALUES, "Benchmark values read as nodata (sentinels)"),
         ):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
@@ -311,6 +313,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             "N": ov["n"],
             "BENCHMARKS_USED": ov["benchmarks"],
             "BENCHMARKS_SKIPPED": ov["skipped"],
+            self.MASKED_VALUES: validity.masked_count(),
         }
         if plot_path:
             save_plot(cb.plot_comparison, cmp, plot_path)

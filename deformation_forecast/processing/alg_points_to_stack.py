@@ -19,6 +19,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
+from ..core import validity
 from ..core.points import FORMATS, METHODS, UNITS, points_to_stack, read_points_csv, series_from_table
 from .base import DeformationAlgorithm
 from .distance import metres_parameter
@@ -52,6 +53,7 @@ def _plain(value):
 
 class PointsToStack(DeformationAlgorithm):
     NAME = "pointstostack"
+    DROPPED_COUNT = "DROPPED_COUNT"
     DISPLAY = "Point time series to stack"
     GROUP = "stack"
     TAGS = "points,ps,psi,sbas,stamps,depsi,csv,grid,interpolation,idw"
@@ -130,6 +132,10 @@ class PointsToStack(DeformationAlgorithm):
             QgsProcessingOutputNumber("NULL_GEOMETRY_COUNT", "Points dropped: features without geometry")
         )
         self.addOutput(QgsProcessingOutputNumber("SKIPPED_COUNT", "Points skipped (no value at any date)"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.DROPPED_COUNT, "Points dropped in all (reasons in the log)")
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels)"))
         self.addOutput(QgsProcessingOutputNumber("DATE_COUNT", "Dates (bands)"))
         self.addOutput(QgsProcessingOutputNumber("FILLED_CELLS", "Cells with a value"))
         self.addOutput(QgsProcessingOutputString("OUTPUT_CRS_USED", "Output CRS"))
@@ -225,8 +231,20 @@ class PointsToStack(DeformationAlgorithm):
         )
         if not os.path.exists(out):
             raise QgsProcessingException(f"OUTPUT: {out} was not written.")
+        dropped = validity.dropped_summary(
+            "Points",
+            {
+                "outside the area of use of their CRS": series.outside,
+                "without geometry": series.null_geometry,
+                "without a value at any date": series.skipped,
+                "sharing a cell with a nearer point (METHOD nearest)": summary["merged"],
+            },
+        )
+        feedback.pushInfo(dropped[1])
         return {
             "OUTPUT": out,
+            self.DROPPED_COUNT: dropped[0],
+            self.MASKED_VALUES: validity.masked_count(),
             "POINT_COUNT": summary["points"],
             "MERGED_COUNT": summary["merged"],
             "NULL_GEOMETRY_COUNT": series.null_geometry,

@@ -123,6 +123,11 @@ def _hostile_stack(tmp_path, case: str) -> str:
         for r, c in BAD:
             one[N // 2, r, c] = 9999.0
         return write_raster(p, one)
+    if case == "spike-one-date":  # a fill value at no round number, at one date: away and back
+        one = data.copy()
+        for k, (r, c) in enumerate(BAD):
+            one[N // 2, r, c] = 4321.7 if k % 2 else -2718.3
+        return write_raster(p, one)
     if case in ("mask-internal", "mask-external"):
         valid = np.ones((H, W), bool)
         for r, c in BAD:
@@ -142,7 +147,7 @@ def _expected_rate_input(case: str) -> np.ndarray:
     data = clean_data()
     if case == "sentinel-32768-int16":
         data = np.round(data).astype("float32")
-    if case == "sentinel-9999-one-date":
+    if case in ("sentinel-9999-one-date", "spike-one-date"):
         return with_nan(data, bands=N // 2)
     return with_nan(data)
 
@@ -153,6 +158,7 @@ RASTER_CASES = [
     "sentinel-9999-other-declared",
     "sentinel-32768-int16",
     "sentinel-9999-one-date",
+    "spike-one-date",
     "mask-internal",
     "mask-external",
 ]
@@ -167,6 +173,10 @@ def test_rate_of_a_spoilt_stack_equals_the_clean_one(run_alg, tmp_path, outdir, 
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
     assert res["MIN_RATE"] == pytest.approx(ref["MIN_RATE"]) and res["MIN_RATE"] > -1000
+    # the values read as nodata are an output number: every spoilt pixel-date, once
+    one_date = case in ("sentinel-9999-one-date", "spike-one-date")
+    assert res["MASKED_VALUES"] == len(BAD) * (1 if one_date else N)
+    assert ref["MASKED_VALUES"] == 0
     OUTCOMES[f"rate/{case}"] = "correct"
 
 
@@ -309,7 +319,28 @@ def test_benchmark_csv_with_sentinels(run_alg, tmp_path):
     for key in ("MAE", "RMSE", "MAX_ABS", "BIAS", "N", "BENCHMARKS_USED"):
         assert got[key] == pytest.approx(want[key]), key
     assert got["MAX_ABS"] < 100
+    assert (got["MASKED_VALUES"], want["MASKED_VALUES"]) == (2, 0)
     OUTCOMES["benchmarkcompare/csv-sentinel-9999"] = "correct"
+
+
+def test_benchmark_with_too_few_dates_is_counted_as_skipped(run_alg, tmp_path):
+    """A benchmark whose only survey paired with an acquisition is the reference: skipped, counted
+    in BENCHMARKS_SKIPPED and named in the log; the statistics equal those without it."""
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
+    good = [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]]
+    lonely = ["BM2", x + 80, y, 0, "", "", ""]
+    kw = {"INPUT": stack, "INCIDENCE": 34.17, "RADIUS": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    fb = Recorder()
+    got = run_alg(
+        "benchmarkcompare", {**kw, "BENCHMARKS": _bench_csv(tmp_path / "b.csv", [*good, lonely])}, feedback=fb
+    )
+    want = run_alg("benchmarkcompare", {**kw, "BENCHMARKS": _bench_csv(tmp_path / "g.csv", good)})
+    for key in ("MAE", "RMSE", "MAX_ABS", "BIAS", "N"):
+        assert got[key] == pytest.approx(want[key]), key
+    assert (got["BENCHMARKS_USED"], got["BENCHMARKS_SKIPPED"]) == (2, 1)
+    assert any("'BM2' skipped: too few dates" in w for w in fb.warnings + fb.infos), fb.warnings
+    OUTCOMES["benchmarkcompare/too-few-dates-counted"] = "correct"
 
 
 def test_point_csv_with_sentinels(run_alg, tmp_path):
@@ -336,7 +367,54 @@ def test_point_csv_with_sentinels(run_alg, tmp_path):
     want = run_alg("pointstostack", {"INPUT_CSV": files["ref"], **kw, "OUTPUT": str(tmp_path / "ref.tif")})
     np.testing.assert_array_equal(read(got["OUTPUT"]), read(want["OUTPUT"]))
     assert np.nanmin(read(got["OUTPUT"])) > -100
+    assert (got["MASKED_VALUES"], want["MASKED_VALUES"]) == (3, 0)  # rows 0, 5 and 10
+    assert got["DROPPED_COUNT"] == want["DROPPED_COUNT"] == 0
     OUTCOMES["pointstostack/csv-sentinel-9999"] = "correct"
+
+
+def _points_csv(path, rows) -> str:
+    header = ["x", "y"] + ["D" + d.strftime("%Y%m%d") for d in DATES]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return str(path)
+
+
+def test_points_dropped_are_counted_with_their_reasons(run_alg, tmp_path):
+    """A point outside the CSV_CRS's area of use (a minority), a row without any value and a point
+    sharing a cell (METHOD nearest) are dropped: DROPPED_COUNT = 3, each reason in the log, and the
+    stack equals the one made from the clean rows alone."""
+    clean = []
+    for k in range(12):
+        clean.append(
+            [X0 + 40 * (k % 4) + 10, Y0 - 40 * (k // 4) - 10, *[-1.5 * i * (k % 4 + 1) for i in range(N)]]
+        )
+    hostile = [
+        *clean,
+        [X0 + 2_000_000.0, Y0, *[-1.0] * N],  # ~122 E: outside UTM 47N (96-102 E)
+        [X0 + 50, Y0 - 50, *[""] * N],  # no value at any date
+        [X0 + 12, Y0 - 12, *[-99.0] * N],  # the cell of the first point, farther from its centre
+    ]
+    kw = {"CSV_CRS": "EPSG:32647", "PIXEL_SIZE": 40.0, "OUTPUT_CRS": "EPSG:32647", "METHOD": 0}
+    fb = Recorder()
+    got = run_alg(
+        "pointstostack",
+        {"INPUT_CSV": _points_csv(tmp_path / "bad.csv", hostile), **kw, "OUTPUT": str(tmp_path / "b.tif")},
+        feedback=fb,
+    )
+    want = run_alg(
+        "pointstostack",
+        {"INPUT_CSV": _points_csv(tmp_path / "ref.csv", clean), **kw, "OUTPUT": str(tmp_path / "r.tif")},
+    )
+    np.testing.assert_array_equal(read(got["OUTPUT"]), read(want["OUTPUT"]))
+    assert (got["DROPPED_COUNT"], want["DROPPED_COUNT"]) == (3, 0)
+    assert (got["SKIPPED_COUNT"], got["MERGED_COUNT"], got["POINT_COUNT"]) == (1, 1, 12)
+    log = "\n".join(fb.infos + fb.warnings)
+    assert "1 point(s) in columns 'x'/'y' lie outside the area of use of EPSG:32647: dropped" in log, log
+    assert (
+        "Points dropped: 3 (1 outside the area of use of their CRS, 1 without a value at any date, "
+        "1 sharing a cell with a nearer point (METHOD nearest))." in log
+    ), log
+    OUTCOMES["pointstostack/dropped-counted"] = "correct"
 
 
 # ---------------------------------------------------------------- refusals
@@ -516,6 +594,15 @@ class Recorder:
             def __init__(self):
                 super().__init__()
                 self.warnings: list[str] = []
+                self.infos: list[str] = []
+
+            def pushInfo(self, info):  # noqa: N802
+                self.infos.append(info)
+                super().pushInfo(info)
+
+            def reportError(self, error, fatalError=False):  # noqa: N802, N803
+                self.warnings.append(error)
+                super().reportError(error, fatalError)
 
             def pushWarning(self, warning):  # noqa: N802
                 self.warnings.append(warning)
