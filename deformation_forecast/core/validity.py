@@ -81,8 +81,10 @@ _lock = threading.Lock()
 _found: dict[int, dict[tuple[str, float], int]] = {}
 # per thread: (source, what was read) -> values turned into NaN (a block read twice counts once)
 _masked: dict[int, dict[tuple, int]] = {}
-# per thread: source -> [spikes, an example value, its band (1-based)]
+# per thread: source -> [{what was read: spikes} (counted reads only), an example value, its band]
 _spikes: dict[int, dict[str, list]] = {}
+# per thread: what (a parameter) -> features dropped (no geometry)
+_dropped: dict[int, dict[str, int]] = {}
 
 # mm between consecutive dates, away and back: no ground motion InSAR can follow does this (a
 # Sentinel-1 pixel unwraps at most ~14 mm per 6-12 days; mining subsidence reaches ~100 mm)
@@ -140,15 +142,16 @@ def take_warnings() -> list[str]:
         items = sorted(_found.pop(me, {}).items())
         spikes = sorted(_spikes.pop(me, {}).items())
         _masked.pop(me, None)
+        _dropped.pop(me, None)
     out = [
         f"{_name(src)}: values equal to {fmt_value(v)} (an undeclared nodata sentinel) "
         "were treated as nodata; declare it as the file's nodata value to silence this warning."
         for (src, v), _n in items
     ]
     out += [
-        f"{_name(src)}: {n} value(s) jump by more than {SPIKE_MM:g} mm from both neighbouring dates and "
-        f"back (e.g. {example:.6g} mm in band {band}): no ground motion does that; they were treated as "
-        "nodata. Check the file's nodata value and units."
+        f"{_name(src)}: {sum(n.values()) or 'some'} value(s) jump by more than {SPIKE_MM:g} mm from both "
+        f"neighbouring dates and back (e.g. {example:.6g} mm in band {band}): no ground motion does that; "
+        "they were treated as nodata. Check the file's nodata value and units."
         for src, (n, example, band) in spikes
     ]
     return out
@@ -159,6 +162,19 @@ def masked_count() -> int:
     spikes; a block read twice counted once): the number an algorithm reports."""
     with _lock:
         return int(sum(_masked.get(threading.get_ident(), {}).values()))
+
+
+def count_dropped(what: str, n: int) -> None:
+    """Note that `n` features of `what` (a parameter) were dropped (no geometry) in this run."""
+    with _lock:
+        mine = _dropped.setdefault(threading.get_ident(), {})
+        mine[what] = mine.get(what, 0) + int(n)
+
+
+def dropped_count() -> int:
+    """Features this thread dropped since the run began (:func:`count_dropped`)."""
+    with _lock:
+        return int(sum(_dropped.get(threading.get_ident(), {}).values()))
 
 
 def count_masked(key: tuple, n: int) -> None:
@@ -226,15 +242,15 @@ def clean_block(
         m = src.read_masks(indexes, **kw)
         arr[m == 0] = np.nan
     mask_sentinels(arr, src.name)
+    idx = (indexes,) if isinstance(indexes, int) else tuple(int(i) for i in indexes)
+    where = None if window is None else tuple(int(v) for v in window.flatten())
+    key = (src.name, idx, where) if count and out_shape is None else None
     if length:
         arr = to_mm(arr, src, indexes)
         if arr.ndim == 3 and is_dated(src):
-            first = indexes if isinstance(indexes, int) else int(indexes[0])
-            mask_spikes(arr, src.name, first)
-    if count and out_shape is None:
-        idx = (indexes,) if isinstance(indexes, int) else tuple(int(i) for i in indexes)
-        where = None if window is None else tuple(int(v) for v in window.flatten())
-        count_masked((src.name, idx, where), before - int(np.isfinite(arr).sum()))
+            mask_spikes(arr, src.name, idx[0], key=key)
+    if key is not None:
+        count_masked(key, before - int(np.isfinite(arr).sum()))
     return arr
 
 
@@ -277,9 +293,13 @@ def _spikes_of(a: np.ndarray, limit: float) -> np.ndarray:
     return has & (up | down) & back
 
 
-def mask_spikes(arr: np.ndarray, source: str, first_band: int = 1, limit: float = SPIKE_MM) -> np.ndarray:
-    """Set the spikes of `arr` (dates, rows, cols; mm) to NaN in place (:func:`spike_mask`), counted
-    for the warning of :func:`take_warnings`; `first_band` is the band of arr[0]. Returns `arr`."""
+def mask_spikes(
+    arr: np.ndarray, source: str, first_band: int = 1, limit: float = SPIKE_MM, key: tuple | None = ()
+) -> np.ndarray:
+    """Set the spikes of `arr` (dates, rows, cols; mm) to NaN in place (:func:`spike_mask`), noted
+    for the warning of :func:`take_warnings`; `first_band` is the band of arr[0]. `key` names what
+    was read (a block read twice is counted once); None: a sample, warned about but not counted.
+    Returns `arr`."""
     if arr.shape[0] < 3:
         return arr
     hit = spike_mask(arr, limit)
@@ -289,8 +309,9 @@ def mask_spikes(arr: np.ndarray, source: str, first_band: int = 1, limit: float 
         example = float(arr.reshape(-1)[k])
         with _lock:
             mine = _spikes.setdefault(threading.get_ident(), {})
-            entry = mine.setdefault(source, [0, example, band])
-            entry[0] += int(hit.sum())
+            entry = mine.setdefault(source, [{}, example, band])
+            if key is not None:
+                entry[0][key or len(entry[0])] = int(hit.sum())
         arr[hit] = np.nan
     return arr
 

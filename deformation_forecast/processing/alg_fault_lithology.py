@@ -17,6 +17,7 @@ from qgis.core import (
 )
 
 from ..core import faults as cf
+from ..core import validity
 from ..core.controls import analyse_controls
 from ..core.errors import InputError
 from ..core.metric import ground_scale
@@ -146,6 +147,9 @@ class FaultLithology(DeformationAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("FAULT_COUNT", "Faults analysed"))
         self.addOutput(QgsProcessingOutputNumber("UNIT_COUNT", "Lithological units analysed"))
         self.addOutput(QgsProcessingOutputNumber("MAX_STEP", "Largest |step| across a fault"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Features without geometry (skipped)")
+        )
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, "INPUT", context, require_dates=False)
@@ -253,6 +257,7 @@ class FaultLithology(DeformationAlgorithm):
         # -- outputs
         results = {
             "FAULT_COUNT": len(profiles),
+            self.NULL_GEOMETRY_COUNT: validity.dropped_count(),
             "UNIT_COUNT": len(names),
             "MAX_STEP": max((abs(p.step) for p in profiles if np.isfinite(p.step)), default=None),
             "OUTPUT_DISTANCE": None,

@@ -620,6 +620,15 @@ def test_sentinels_are_reported_to_the_user(run_alg, tmp_path, outdir):
     )
 
 
+def test_spikes_are_reported_to_the_user(run_alg, tmp_path, outdir):
+    stack = _hostile_stack(tmp_path, "spike-one-date")
+    fb = Recorder()
+    res = run_alg("deformationrate", {"INPUT": stack, "OUTPUT": str(outdir / "r.tif")}, feedback=fb)
+    want = f"'spike-one-date.tif': {len(BAD)} value(s) jump by more than 500 mm from both neighbouring dates"
+    assert any(want in w and f"band {N // 2 + 1}" in w for w in fb.warnings), fb.warnings
+    assert res["MASKED_VALUES"] == len(BAD)
+
+
 def test_geojson_without_crs_holding_projected_coordinates(run_alg, tmp_path, outdir):
     stack = write_raster(tmp_path / "s.tif", clean_data())
     lines = _lines(tmp_path, crs=None)  # metres, read as WGS 84 (RFC 7946)
@@ -671,7 +680,7 @@ def test_features_without_geometry_are_counted(run_alg, tmp_path, outdir):
         },
         feedback=fb,
     )
-    assert res["FAULT_COUNT"] == 1
+    assert res["FAULT_COUNT"] == 1 and res["NULL_GEOMETRY_COUNT"] == 3
     assert any("FAULTS: 2 feature(s) without geometry" in w for w in fb.warnings), fb.warnings
     assert any("LITHOLOGY: 1 feature(s) without geometry" in w for w in fb.warnings), fb.warnings
     OUTCOMES["faultlithology/null-geometries-counted"] = "correct"
