@@ -108,14 +108,15 @@ def build_stack(
                         f"({src.crs}, {src.width}x{src.height}); warped onto it (bilinear)."
                     )
                     try:
+                        wsrc, wband = validity.warp_source(src, s.band)  # every sentinel as NaN
                         ds = WarpedVRT(
-                            src,
+                            wsrc,
                             crs=crs,
                             transform=transform,
                             width=width,
                             height=height,
                             resampling=Resampling.bilinear,
-                            src_nodata=validity.warp_nodata(src, s.band),
+                            src_nodata=validity.warp_nodata(wsrc, wband),
                             nodata=np.nan,
                             dtype="float32",
                         )
@@ -128,7 +129,7 @@ def build_stack(
                 try:
                     for win in windows:
                         try:
-                            data = ds.read(s.band, window=win, out_dtype="float32")
+                            data = ds.read(s.band if same else wband, window=win, out_dtype="float32")
                         except rasterio.errors.RasterioError as e:
                             raise InputError(
                                 f"LAYERS: {os.path.basename(s.path)!r} cannot be read"

@@ -233,7 +233,7 @@ def extract_profiles(
     if not lines:
         raise InputError("LINES: no line features given.")
     with rasterio.open(path) as src:
-        transform, height, width, count = src.transform, src.height, src.width, src.count
+        transform, height, width, count = src.transform, src.height, src.width, validity.band_count(src)
         bounds = src.bounds
     res = (
         min(abs(transform.a), abs(transform.e))

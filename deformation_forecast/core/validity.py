@@ -209,6 +209,17 @@ def has_gdal_mask(src) -> bool:
     return any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums)
 
 
+def band_count(src) -> int:
+    """Bands that hold data: all but the trailing alpha bands (GDAL writes alpha last; it is read
+    as the mask of every band by :func:`clean_block`, not as a date)."""
+    from rasterio.enums import ColorInterp
+
+    n = src.count
+    while n > 1 and src.colorinterp[n - 1] == ColorInterp.alpha:
+        n -= 1
+    return n
+
+
 def data_bands(src) -> list[int]:
     """1-based indexes of the bands that hold data (alpha bands excluded)."""
     from rasterio.enums import ColorInterp
@@ -241,6 +252,10 @@ def clean_block(
             kw["out_shape"] = out_shape
         m = src.read_masks(indexes, **kw)
         arr[m == 0] = np.nan
+    if band_count(src) < src.count:  # a trailing alpha band GDAL does not take as the mask
+        shape = None if out_shape is None else tuple(out_shape)[-2:]
+        alpha = src.read(band_count(src) + 1, window=window, out_shape=shape)
+        arr[..., alpha == 0] = np.nan
     mask_sentinels(arr, src.name)
     idx = (indexes,) if isinstance(indexes, int) else tuple(int(i) for i in indexes)
     where = None if window is None else tuple(int(v) for v in window.flatten())
@@ -374,6 +389,40 @@ def warp_nodata(src, band: int = 1):
     return np.nan if np.dtype(src.dtypes[band - 1]).kind == "f" else None
 
 
+def warp_source(src, band: int = 1, rows: int = 256):
+    """(dataset, band) to give a WarpedVRT instead of (`src`, `band`): `src` itself when GDAL can
+    be told its nodata (declared, or at most one undeclared sentinel, no GDAL mask or alpha);
+    otherwise a temporary single-band float32 copy with every sentinel and masked pixel as NaN, so
+    that no second sentinel is blended into valid pixels by the resampling. The band is scanned
+    whole, `rows` rows at a time; the copy (a file, not memory) is removed when it is closed."""
+    import tempfile
+    import weakref
+
+    import rasterio
+    from rasterio.windows import Window
+
+    found: set[float] = set()
+    for r0 in range(0, src.height, rows):
+        win = Window(0, r0, src.width, min(rows, src.height - r0))
+        arr = src.read(band, window=win, out_dtype="float32")
+        found.update(np.unique(arr[sentinel_mask(arr)]).tolist())
+    masked = has_gdal_mask(src) or band_count(src) < src.count
+    if len(found) <= 1 and not (masked and src.nodata is None):
+        return src, band
+    folder = tempfile.mkdtemp(prefix="deformation_forecast_warp_")
+    path = os.path.join(folder, "clean.tif")
+    prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="float32")
+    prof.update(crs=src.crs, transform=src.transform, nodata=np.nan, tiled=True)
+    with rasterio.open(path, "w", **prof) as dst:
+        for r0 in range(0, src.height, rows):
+            win = Window(0, r0, src.width, min(rows, src.height - r0))
+            arr = src.read(band, window=win, out_dtype="float32")
+            dst.write(clean_block(arr, src, band, window=win, length=False), 1, window=win)
+    out = rasterio.open(path)
+    weakref.finalize(out, lambda: __import__("shutil").rmtree(folder, ignore_errors=True))
+    return out, 1
+
+
 def to_mm(arr: np.ndarray, src, indexes: Sequence[int] | int) -> np.ndarray:
     """Multiply the bands of `arr` read from dated raster `src` whose unit is m or cm into mm
     (in place); undated rasters (distances, angles) are left alone."""
@@ -451,6 +500,30 @@ def check_zip_sizes(z, what: str, max_total: int = MAX_MODEL_BYTES, max_ratio: f
             f"{what}: the archive would expand to {total / 2**30:,.1f} GiB (the limit is "
             f"{max_total / 2**30:,.0f} GiB): not a model written by this plugin; nothing was extracted."
         )
+
+
+METRES_MAX_ABS = 1.0  # mm: a whole stack within +-1 mm is far more likely metres than mm
+
+
+def warn_if_metres(path: str, values: np.ndarray, units: str, what: str = "INPUT") -> bool:
+    """Warn (through the package's logger, shown in the algorithm's log) when every finite value
+    of `values` (a sample of the stack, in mm) lies within +-METRES_MAX_ABS although the file's
+    unit is mm or undeclared: metres that nothing declared. Returns whether it warned."""
+    import logging
+
+    finite = np.abs(values[np.isfinite(values)])
+    if unit_scale(units) != 1.0 or not finite.size:
+        return False
+    top = float(finite.max())
+    if not 0 < top <= METRES_MAX_ABS:
+        return False
+    name = os.path.basename(path)
+    logging.getLogger("deformation_forecast").warning(
+        f"{what}: every value of {name!r} lies within +-{top:.3g} mm: if the stack is in metres, declare "
+        f"it: set its UNITS metadata (or the band unit) to m, e.g. gdal_edit -mo UNITS=m {name}, and run "
+        "again (metres are converted to mm). Kept as mm."
+    )
+    return True
 
 
 FILL_MIN_ABS = 500.0  # mm: a fill value this large, constant in time over many pixels, is no motion

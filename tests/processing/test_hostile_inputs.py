@@ -629,6 +629,23 @@ def test_spikes_are_reported_to_the_user(run_alg, tmp_path, outdir):
     assert res["MASKED_VALUES"] == len(BAD)
 
 
+@pytest.mark.parametrize("unit", [None, "mm"])
+def test_undeclared_metres_are_warned_naming_units(run_alg, tmp_path, outdir, unit):
+    """A stack in metres that says mm (or nothing): every value within +-1. Kept as mm (the rate is
+    the clean one / 1000: nothing is guessed), with a warning naming metres and UNITS."""
+    metres = write_raster(tmp_path / "m.tif", clean_data() / 1000.0, unit=unit)
+    fb = Recorder()
+    got = read(
+        run_alg("deformationrate", {"INPUT": metres, "OUTPUT": str(outdir / "r.tif")}, feedback=fb)["OUTPUT"]
+    )
+    want, _ = _rate(run_alg, write_raster(tmp_path / "mm.tif", clean_data()), tmp_path / "w.tif")
+    np.testing.assert_allclose(got * 1000.0, want, rtol=1e-4, atol=1e-4)
+    assert any(
+        "'m.tif' lies within +-0.04 mm" in w and "UNITS" in w and "metres" in w for w in fb.warnings
+    ), fb.warnings
+    OUTCOMES[f"rate/undeclared-metres-unit-{unit}"] = "correct"
+
+
 def test_geojson_without_crs_holding_projected_coordinates(run_alg, tmp_path, outdir):
     stack = write_raster(tmp_path / "s.tif", clean_data())
     lines = _lines(tmp_path, crs=None)  # metres, read as WGS 84 (RFC 7946)
@@ -793,29 +810,38 @@ def test_other_repeated_fill_values_refused(run_alg, tmp_path, outdir, fill):
     _refused(run_alg, "deformationrate", params, f"exactly {v} .*undeclared nodata", outdir, f"rate/fill{v}")
 
 
-def test_alpha_band_in_a_stack_refused(run_alg, tmp_path, outdir):
+def test_alpha_band_is_read_as_a_mask(run_alg, tmp_path, outdir):
+    """A stack with a trailing alpha band (0 = transparent at BAD, ordinary values under it): the
+    alpha is the mask of every band, not a date; the rate equals the clean stack's with NaN there."""
     from rasterio.enums import ColorInterp
 
-    data = np.concatenate([clean_data(), np.full((1, H, W), 255.0, "float32")])
-    path = write_raster(tmp_path / "alpha.tif", data, labels=[*LABELS, ""])
+    junk = clean_data()
+    alpha = np.full((1, H, W), 255.0, "float32")
+    for r, c in BAD:
+        junk[:, r, c] = 123.0
+        alpha[0, r, c] = 0.0
+    path = write_raster(tmp_path / "alpha.tif", np.concatenate([junk, alpha]), labels=[*LABELS, ""])
     with rasterio.open(path, "r+") as dst:
         dst.colorinterp = [ColorInterp.gray] * N + [ColorInterp.alpha]
-    params = {"INPUT": path, "OUTPUT": str(outdir / "r.tif")}
-    _refused(
-        run_alg, "deformationrate", params, rf"band\(s\) \[{N + 1}\] carry no date", outdir, "rate/alpha-band"
-    )
+    got, res = _rate(run_alg, path, outdir / "r.tif")
+    want, _ = _rate(run_alg, write_raster(tmp_path / "ref.tif", with_nan(clean_data())), tmp_path / "w.tif")
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert res["MASKED_VALUES"] == len(BAD) * N
+    OUTCOMES["rate/alpha-band-mask"] = "correct"
 
 
 def test_buildstack_single_rasters_with_sentinels(run_alg, tmp_path, outdir):
-    """Single-date rasters with undeclared sentinels, one on another grid (warped): the stack holds
-    NaN there, the clean values (m -> mm) elsewhere, and never -9999 mm or -32768 m."""
+    """Single-date rasters with undeclared sentinels, one on another grid (warped) holding two
+    different ones: the stack holds NaN there, the clean values (m -> mm) elsewhere, and never
+    -9999 mm or -32768 m."""
     data = clean_data()[:3] - 1.0
     paths = []
     for k, sentinel in enumerate((-9999.0, None, -32768.0)):
         one = (data[k] / 1000.0).astype("float32")
-        if sentinel is not None:
-            for r, c in BAD:
-                one[r, c] = sentinel
+        if sentinel is not None:  # the warped raster holds two sentinels: both reach GDAL as nodata
+            for j, (r, c) in enumerate(BAD):
+                one[r, c] = sentinel if k == 0 or j % 2 else -9999.0
         origin = X0 - RES * (k == 2)  # the third raster: one column more on the west (warped)
         arr = one if k != 2 else np.concatenate([np.full((H, 1), 0.5, "float32"), one], axis=1)
         with rasterio.open(
