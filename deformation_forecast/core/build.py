@@ -76,12 +76,8 @@ def build_stack(
 
     from .stack import StackInfo, iter_windows
 
-    with rasterio.open(sources[0].path) as ref:
-        crs, transform, width, height = ref.crs, ref.transform, ref.width, ref.height
-    if crs is None:
-        raise InputError(
-            f"LAYERS: {os.path.basename(sources[0].path)!r} has no CRS; assign one before stacking."
-        )
+    with rasterio.open(sources[0].path) as ref:  # CRS: declared or lon/lat axes (core.validity)
+        crs, transform, width, height = validity.crs_of(ref), ref.transform, ref.width, ref.height
     # windows of the output grid, whole rows of its 128 x 128 tiles where they fit
     grid = StackInfo(out_path, [], crs, transform, width, height, block=(128, 128))
     windows = iter_windows(grid, max_bytes, bands=1, copies=4, mb=mb)
@@ -90,13 +86,9 @@ def build_stack(
             if is_canceled():
                 raise InputError("Cancelled; nothing was written.")
             with rasterio.open(s.path) as src:
-                if src.crs is None:
-                    raise InputError(
-                        f"LAYERS: {os.path.basename(s.path)!r} has no CRS, so it cannot be aligned "
-                        "to the first raster; assign its CRS first."
-                    )
+                src_crs = validity.crs_of(src)
                 same = (
-                    CRS.from_user_input(src.crs) == CRS.from_user_input(crs)
+                    CRS.from_user_input(src_crs) == CRS.from_user_input(crs)
                     and src.width == width
                     and src.height == height
                     and np.allclose(np.array(src.transform)[:6], np.array(transform)[:6])
@@ -111,6 +103,7 @@ def build_stack(
                         wsrc, wband = validity.warp_source(src, s.band)  # every sentinel as NaN
                         ds = WarpedVRT(
                             wsrc,
+                            src_crs=src_crs,
                             crs=crs,
                             transform=transform,
                             width=width,

@@ -389,6 +389,29 @@ def warp_nodata(src, band: int = 1):
     return np.nan if np.dtype(src.dtypes[band - 1]).kind == "f" else None
 
 
+def crs_of(src, what: str = "LAYERS"):
+    """The CRS of rasterio dataset `src`: its own; else WGS 84 when its axes are declared longitude
+    and latitude (a netCDF grid without a grid mapping, e.g. GMT's lon/lat grids, which GDAL leaves
+    without a CRS); else an InputError naming the file (and, for a grid in radar coordinates as
+    GMTSAR's sbas writes it, GMTSAR's geocoding step)."""
+    from rasterio.crs import CRS
+
+    if src.crs is not None:
+        return src.crs
+    tags = {k.lower(): str(v).lower() for k, v in src.tags().items()}
+    units = {k.split("#")[0]: v for k, v in tags.items() if k.endswith("#units")}
+    if "degrees_east" in units.values() and "degrees_north" in units.values():
+        return CRS.from_epsg(4326)
+    name = os.path.basename(src.name)
+    if src.driver == "netCDF" and {"x#long_name", "y#long_name"} <= set(tags):
+        raise InputError(
+            f"{what}: {name!r} is a grid in radar coordinates (range, azimuth: GMTSAR's sbas output), "
+            "with no map coordinates. Geocode each grid first (GMTSAR: proj_ra2ll.csh trans.dat "
+            f"{name} {os.path.splitext(name)[0]}_ll.grd) and stack the *_ll.grd files."
+        )
+    raise InputError(f"{what}: {name!r} has no CRS; assign one before stacking.")
+
+
 def warp_source(src, band: int = 1, rows: int = 256):
     """(dataset, band) to give a WarpedVRT instead of (`src`, `band`): `src` itself when GDAL can
     be told its nodata (declared, or at most one undeclared sentinel, no GDAL mask or alpha);
@@ -412,7 +435,7 @@ def warp_source(src, band: int = 1, rows: int = 256):
     folder = tempfile.mkdtemp(prefix="deformation_forecast_warp_")
     path = os.path.join(folder, "clean.tif")
     prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="float32")
-    prof.update(crs=src.crs, transform=src.transform, nodata=np.nan, tiled=True)
+    prof.update(crs=crs_of(src), transform=src.transform, nodata=np.nan, tiled=True)
     with rasterio.open(path, "w", **prof) as dst:
         for r0 in range(0, src.height, rows):
             win = Window(0, r0, src.width, min(rows, src.height - r0))
