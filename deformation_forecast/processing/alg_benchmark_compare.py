@@ -37,6 +37,7 @@ from .tables import (
     check_lonlat_extent,
     geometry_kind,
     plot_destination,
+    report_skipped,
     save_plot,
     table_sink,
     write_table,
@@ -162,6 +163,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             ("BENCHMARKS_USED", "Benchmarks compared"),
             ("BENCHMARKS_SKIPPED", "Benchmarks skipped (outside, on NaN pixels, too few dates)"),
             (self.MASKED_VALUES, "Benchmark values read as nodata (sentinels)"),
+            (self.NULL_GEOMETRY_COUNT, "Benchmark features without geometry (skipped)"),
         ):
             self.addOutput(QgsProcessingOutputNumber(key, label))
 
@@ -191,6 +193,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             for f in source.getFeatures():
                 g = f.geometry()
                 if g is None or g.isNull() or g.isEmpty():
+                    report_skipped(feedback, "BENCHMARKS", 1)  # counted: NULL_GEOMETRY_COUNT
                     continue
                 pt = g.asMultiPoint()[0] if g.isMultipart() else g.asPoint()
                 if xform is not None:
@@ -314,6 +317,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             "BENCHMARKS_USED": ov["benchmarks"],
             "BENCHMARKS_SKIPPED": ov["skipped"],
             self.MASKED_VALUES: validity.masked_count(),
+            self.NULL_GEOMETRY_COUNT: validity.dropped_count(),
         }
         if plot_path:
             save_plot(cb.plot_comparison, cmp, plot_path)

@@ -29,6 +29,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
+from ..core import validity
 from ..core.dates import field_name, parse_date
 from ..core.errors import InputError
 from ..core.metric import ground_scale
@@ -137,6 +138,9 @@ class ExtractProfiles(DeformationAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("PROFILE_COUNT", "Profiles"))
         self.addOutput(QgsProcessingOutputNumber("SAMPLE_COUNT", "Samples per date"))
         self.addOutput(QgsProcessingOutputNumber("OUTSIDE_COUNT", "Samples outside the raster"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Lines without geometry (skipped)")
+        )
 
     # -- lines ---------------------------------------------------------------------------
     def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback):
@@ -157,6 +161,7 @@ class ExtractProfiles(DeformationAlgorithm):
                 seen[name] = 1
             if geom.isNull() or geom.isEmpty():
                 feedback.pushWarning(f"Line {name!r} has no geometry; skipped.")
+                validity.count_dropped("LINES", 1)  # NULL_GEOMETRY_COUNT
                 continue
             if ct.isValid() and not ct.isShortCircuited():
                 try:
@@ -274,6 +279,7 @@ class ExtractProfiles(DeformationAlgorithm):
             "PROFILE_COUNT": len(profiles),
             "SAMPLE_COUNT": total,
             "OUTSIDE_COUNT": outside,
+            self.NULL_GEOMETRY_COUNT: validity.dropped_count(),
         }
         csv_path = self.parameterAsFileOutput(parameters, "OUTPUT_CSV", context)
         if csv_path:

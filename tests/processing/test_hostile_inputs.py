@@ -199,6 +199,42 @@ def test_losvertical_of_a_spoilt_stack_equals_the_clean_one(run_alg, tmp_path, o
     OUTCOMES[f"losvertical/{case}"] = "correct"
 
 
+def test_masked_values_and_null_geometries_are_output_numbers(run_alg, tmp_path, outdir):
+    """losvertical returns MASKED_VALUES (each spoilt pixel-date once); extractprofiles and
+    benchmarkcompare return NULL_GEOMETRY_COUNT for the features they skipped."""
+    import json
+
+    stack = _hostile_stack(tmp_path, "sentinel-9999")
+    res = run_alg("losvertical", {"INPUT": stack, "INCIDENCE": 34.17, "OUTPUT": str(outdir / "v.tif")})
+    assert res["MASKED_VALUES"] == len(BAD) * N
+    clean = write_raster(tmp_path / "clean.tif", clean_data())
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32647"}}
+    line = {"type": "LineString", "coordinates": [[X0 + 10, Y0 - 50], [X0 + 310, Y0 - 50]]}
+    lines = tmp_path / "l.geojson"
+    feats = [
+        {"type": "Feature", "properties": {"name": n}, "geometry": g} for n, g in (("I", line), ("II", None))
+    ]
+    lines.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": feats}))
+    res = run_alg("extractprofiles", {"INPUT": clean, "LINES": str(lines), "OUTPUT": "TEMPORARY_OUTPUT"})
+    assert (res["PROFILE_COUNT"], res["NULL_GEOMETRY_COUNT"]) == (1, 1)
+    pts = [((X0 + 110, Y0 - 110), "BM0"), ((X0 + 150, Y0 - 110), "BM1"), (None, "BM2"), (None, "BM3")]
+    dates = [d.strftime("%Y%m%d") for d in DATES[::3]]
+    bms = [
+        {
+            "type": "Feature",
+            "properties": {"id": n, **{f"D{d}": -float(i + k) for i, d in enumerate(dates)}},
+            "geometry": {"type": "Point", "coordinates": list(xy)} if xy else None,
+        }
+        for k, (xy, n) in enumerate(pts)
+    ]
+    bm = tmp_path / "bm.geojson"
+    bm.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": bms}))
+    kw = {"INPUT": clean, "INCIDENCE": 34.17, "RADIUS": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    res = run_alg("benchmarkcompare", {**kw, "BENCHMARKS": str(bm)})
+    assert (res["BENCHMARKS_USED"], res["NULL_GEOMETRY_COUNT"]) == (2, 2)
+    OUTCOMES["counts/masked-and-null-geometries"] = "correct"
+
+
 def _lines(tmp_path, crs: str | None = "EPSG:32647") -> str:
     import json
 
