@@ -89,6 +89,9 @@ _dropped: dict[int, dict[str, int]] = {}
 # mm between consecutive dates, away and back: no ground motion InSAR can follow does this (a
 # Sentinel-1 pixel unwraps at most ~14 mm per 6-12 days; mining subsidence reaches ~100 mm)
 SPIKE_MM = 500.0
+# a spike beyond this (100 m, core.stack.MAX_ABS_MM) is not masked: the stack check refuses the file
+# ("not a plausible displacement; check the units and the nodata value")
+SPIKE_MAX_MM = 1e5
 
 
 def unit_scale(unit: str | None) -> float:
@@ -273,7 +276,8 @@ def spike_mask(arr: np.ndarray, limit: float = SPIKE_MM) -> np.ndarray:
     """True where a value of `arr` (dates, ...) differs by more than `limit` from the nearest valid
     values before and after it, in the same direction, while those two agree within `limit` / 2:
     a value that jumps away and back. NaN gaps are skipped; the first and last valid dates of a
-    series have one neighbour only and are never flagged. Only the series whose range exceeds
+    series have one neighbour only and are never flagged, nor are values beyond SPIKE_MAX_MM (the
+    stack check refuses those). Only the series whose range exceeds
     `limit` (two cheap reductions) are examined further, so a block costs little extra memory."""
     a = np.asarray(arr)
     out = np.zeros(a.shape, dtype=bool)
@@ -305,7 +309,7 @@ def _spikes_of(a: np.ndarray, limit: float) -> np.ndarray:
         up = (a - vb > limit) & (a - va > limit)
         down = (vb - a > limit) & (va - a > limit)
         back = np.abs(va - vb) < limit / 2
-    return has & (up | down) & back
+    return has & (up | down) & back & (np.abs(a) <= SPIKE_MAX_MM)
 
 
 def mask_spikes(
