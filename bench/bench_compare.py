@@ -128,13 +128,11 @@ def main(argv=None) -> int:
         print("\niterative over the 20-frame test horizon (predictions fed back):")
         print(ev.text_table([r for r in rows if r["mode"] == "iterative"], with_paper=False))
         if args.report:
-            page = ev.comparison_report(
+            shown = ev.pick_dates(len(cmp.test_dates))
+            page = ev.comparison_report_html(
                 rows,
-                forecasts,
-                cmp.dates,
-                cmp.observed,
-                cmp.test_dates,
-                cmp.observed_test,
+                [ev.model_figures(f, cmp.observed_test, shown) for f in forecasts],
+                ev.Timeline.of(cmp.dates, cmp.observed, cmp.test_dates),
                 L,
                 f"Regular interval {cmp.interval} days; {cmp.split.describe()}.",
             )

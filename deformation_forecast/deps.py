@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 
+from . import settings_keys
+
 REQUIRED = ("rasterio", "skimage", "sklearn", "scipy", "h5py")
 
 
@@ -50,5 +52,6 @@ def ensure() -> str:
     return (
         f"deformation_forecast: Python packages missing in QGIS: {', '.join(missing())}. "
         "Install them (Debian: apt install python3-rasterio python3-skimage python3-sklearn "
-        "python3-scipy) or set DEFORMATION_FORECAST_PYTHON to a Python that has them."
+        f"python3-scipy python3-h5py) or point the plugin at a Python that has them: {settings_keys.PAGE} > "
+        f"'{settings_keys.PYTHON_FIELD}', or the environment variable DEFORMATION_FORECAST_PYTHON."
     )

@@ -24,9 +24,11 @@ from typing import Any
 
 from qgis.core import QgsProcessingException, QgsProcessingFeedback, QgsSettings
 
+from . import settings_keys
+
 PLUGIN_DIR = os.path.dirname(os.path.abspath(__file__))
-SETTINGS_KEY = "deformation_forecast/python"
-DEVICE_SETTINGS_KEY = "deformation_forecast/device"
+SETTINGS_KEY = settings_keys.PYTHON
+DEVICE_SETTINGS_KEY = settings_keys.DEVICE
 INSTALL_HINT = (
     "Training and forecasting need a Python 3 with TensorFlow, run as a separate process. "
     "Install it, e.g. `python3 -m venv ~/df-venv && ~/df-venv/bin/pip install tensorflow-cpu "

@@ -29,7 +29,8 @@ from . import validity
 from .crossorbit import check_incidence, los_to_vertical, nearest_pairs
 from .dates import date_fields, parse_date
 from .errors import InputError
-from .stack import StackInfo, budget_gdal_cache
+from .run import QUIET, Run
+from .stack import StackInfo
 
 COORD_PAIRS = [
     ("x", "y", False),
@@ -125,6 +126,96 @@ def _number(text: str, where: str) -> float:
         raise InputError(f"{where}: {text!r} is not a number.") from None
 
 
+@dataclass(frozen=True)
+class _Table:
+    """A benchmark table being read: its header, where coordinates and ids come from, its name."""
+
+    header: list[str]
+    xy: Sequence[tuple[float, float]] | None
+    coords: tuple[int, int, bool] | None
+    id_col: int | None
+    source: str
+
+    def where(self, r: int, col: int) -> str:
+        return f"{self.source}, row {r + 2}, column {self.header[col]!r}"
+
+    def coord(self, r: int, row) -> tuple[float, float]:
+        if self.xy is not None:
+            return float(self.xy[r][0]), float(self.xy[r][1])
+        assert self.coords is not None
+        xi, yi, _ = self.coords
+        return _number(str(row[xi]), self.where(r, xi)), _number(str(row[yi]), self.where(r, yi))
+
+    def ident(self, r: int, row) -> str:
+        if self.id_col is not None and self.id_col < len(row) and str(row[self.id_col]).strip():
+            return str(row[self.id_col]).strip()
+        return str(r + 1)
+
+
+# (ids, x, y, dates, values (benchmarks, dates)) of a table in one form
+_Parsed = tuple[list[str], list[float], list[float], list[dt.date], np.ndarray]
+
+
+def _blank(row) -> bool:
+    return not any(str(c).strip() for c in row)
+
+
+def _wide(t: _Table, rows: Sequence[Sequence], wide: list[tuple[str, dt.date]]) -> _Parsed:
+    """One column per survey date."""
+    cols = sorted(wide, key=lambda p: p[1])
+    idx = [t.header.index(c) for c, _ in cols]
+    dates = [d for _, d in cols]
+    if len(set(dates)) != len(dates):
+        raise InputError(f"{t.source}: two columns carry the same survey date.")
+    ids, xs, ys, vals = [], [], [], []
+    for r, row in enumerate(rows):
+        if _blank(row):
+            continue
+        if len(row) < len(t.header):
+            row = list(row) + [""] * (len(t.header) - len(row))
+        x, y = t.coord(r, row)
+        ids.append(t.ident(r, row))
+        xs.append(x)
+        ys.append(y)
+        vals.append([_number(str(row[i]) if row[i] is not None else "", t.where(r, i)) for i in idx])
+    return ids, xs, ys, dates, np.array(vals, dtype="float64").reshape(len(ids), len(dates))
+
+
+def _long(t: _Table, rows: Sequence[Sequence]) -> _Parsed:
+    """One row per benchmark and survey (``id, x, y, date, value``)."""
+    dcol, vcol = _find(t.header, DATE_NAMES), _find(t.header, VALUE_NAMES)
+    if dcol is None or vcol is None:
+        raise InputError(
+            f"{t.source} has no survey dates: give one column per date (D20170903, 20170903, "
+            "d_20170903) or a long table with 'date' and 'value' columns (one row per benchmark "
+            f"and survey); found columns {list(t.header)[:12]}."
+        )
+    order: dict[str, int] = {}
+    pos: list[tuple[float, float]] = []
+    recs: list[tuple[int, dt.date, float]] = []
+    for r, row in enumerate(rows):
+        if _blank(row):
+            continue
+        if t.id_col is None:
+            raise InputError(f"{t.source}: a long table needs an 'id' column naming the benchmark.")
+        name = t.ident(r, row)
+        d = parse_date(str(row[dcol]))
+        if d is None:
+            raise InputError(
+                f"{t.source}, row {r + 2}: {row[dcol]!r} is not a date (YYYY-MM-DD or YYYYMMDD)."
+            )
+        if name not in order:
+            order[name] = len(order)
+            pos.append(t.coord(r, row))
+        recs.append((order[name], d, _number(str(row[vcol]), t.where(r, vcol))))
+    dates = sorted({d for _, d, _ in recs})
+    di = {d: k for k, d in enumerate(dates)}
+    values = np.full((len(order), len(dates)), np.nan)
+    for b, d, v in recs:
+        values[b, di[d]] = v
+    return list(order), [p[0] for p in pos], [p[1] for p in pos], dates, values
+
+
 def benchmarks_from_table(
     header: Sequence[str],
     rows: Sequence[Sequence],
@@ -136,7 +227,6 @@ def benchmarks_from_table(
     `xy`: one (x, y) per row from a layer's geometry; without it, coordinates come from columns.
     """
     header = [str(h) for h in header]
-    id_col = _find(header, ID_NAMES)
     coords = None
     if xy is None:
         coords = find_coordinate_columns(header)
@@ -148,88 +238,9 @@ def benchmarks_from_table(
             )
     elif len(xy) != len(rows):
         raise ValueError("one (x, y) per row")
-
-    def coord(r: int, row) -> tuple[float, float]:
-        if xy is not None:
-            return float(xy[r][0]), float(xy[r][1])
-        assert coords is not None
-        xi, yi, _ = coords
-        return (
-            _number(str(row[xi]), f"{source}, row {r + 2}, column {header[xi]!r}"),
-            _number(str(row[yi]), f"{source}, row {r + 2}, column {header[yi]!r}"),
-        )
-
-    def ident(r: int, row) -> str:
-        if id_col is not None and id_col < len(row) and str(row[id_col]).strip():
-            return str(row[id_col]).strip()
-        return str(r + 1)
-
+    table = _Table(header, xy, coords, _find(header, ID_NAMES), source)
     wide = date_fields(header)
-    if wide:
-        cols = sorted(wide, key=lambda p: p[1])
-        idx = [header.index(c) for c, _ in cols]
-        dates = [d for _, d in cols]
-        if len(set(dates)) != len(dates):
-            raise InputError(f"{source}: two columns carry the same survey date.")
-        ids, xs, ys, vals = [], [], [], []
-        for r, row in enumerate(rows):
-            if not any(str(c).strip() for c in row):
-                continue
-            if len(row) < len(header):
-                row = list(row) + [""] * (len(header) - len(row))
-            x, y = coord(r, row)
-            ids.append(ident(r, row))
-            xs.append(x)
-            ys.append(y)
-            vals.append(
-                [
-                    _number(
-                        str(row[i]) if row[i] is not None else "",
-                        f"{source}, row {r + 2}, column {header[i]!r}",
-                    )
-                    for i in idx
-                ]
-            )
-        form = "wide"
-        values = np.array(vals, dtype="float64").reshape(len(ids), len(dates))
-    else:
-        dcol = _find(header, DATE_NAMES)
-        vcol = _find(header, VALUE_NAMES)
-        if dcol is None or vcol is None:
-            raise InputError(
-                f"{source} has no survey dates: give one column per date (D20170903, 20170903, "
-                "d_20170903) or a long table with 'date' and 'value' columns (one row per benchmark "
-                f"and survey); found columns {list(header)[:12]}."
-            )
-        order: dict[str, int] = {}
-        pos: list[tuple[float, float]] = []
-        recs: list[tuple[int, dt.date, float]] = []
-        for r, row in enumerate(rows):
-            if not any(str(c).strip() for c in row):
-                continue
-            name = ident(r, row) if id_col is not None else None
-            if name is None:
-                raise InputError(f"{source}: a long table needs an 'id' column naming the benchmark.")
-            d = parse_date(str(row[dcol]))
-            if d is None:
-                raise InputError(
-                    f"{source}, row {r + 2}: {row[dcol]!r} is not a date (YYYY-MM-DD or YYYYMMDD)."
-                )
-            if name not in order:
-                order[name] = len(order)
-                pos.append(coord(r, row))
-            recs.append(
-                (order[name], d, _number(str(row[vcol]), f"{source}, row {r + 2}, column {header[vcol]!r}"))
-            )
-        dates = sorted({d for _, d, _ in recs})
-        di = {d: k for k, d in enumerate(dates)}
-        values = np.full((len(order), len(dates)), np.nan)
-        for b, d, v in recs:
-            values[b, di[d]] = v
-        ids = list(order)
-        xs = [p[0] for p in pos]
-        ys = [p[1] for p in pos]
-        form = "long"
+    ids, xs, ys, dates, values = _wide(table, rows, wide) if wide else _long(table, rows)
     if not ids:
         raise InputError(f"{source} holds no benchmark.")
     if len(set(ids)) != len(ids):
@@ -243,7 +254,7 @@ def benchmarks_from_table(
         values=validity.clean_series(values, source),  # sentinels as NaN, counted (masked_count)
         coord_columns=(header[coords[0]], header[coords[1]]) if coords else None,
         geographic=bool(coords[2]) if coords else False,
-        form=form,
+        form="wide" if wide else "long",
     )
 
 
@@ -264,88 +275,112 @@ class Sampled:
     method: list[str]  # "circle" | "nearest" | "outside" | "nan"
 
 
-@budget_gdal_cache
 def sample_circles(
     path: str,
     info: StackInfo,
     x,
     y,
     radius: float,
-    mb: float | None = None,
     scale: tuple[float, float] = (1.0, 1.0),
+    run: Run = QUIET,
 ) -> Sampled:
     """Mean of the pixels whose centres lie within `radius` of each point, per band. With `scale`
     (metres per CRS unit along x and y, core.metric), `radius` is in metres on the ground.
 
     Reads only a small window around each point (in groups of bands when the window of all bands
-    would not fit in the memory budget `mb`, core.budget). Falls back to the pixel under the point
-    when no centre is within the radius ("nearest"); points off the raster are "outside"; points
-    whose pixels are NaN at every date are "nan". Both of the latter get NaN values.
+    would not fit in the memory budget of `run`, core.budget). Falls back to the pixel under the
+    point when no centre is within the radius ("nearest"); points off the raster are "outside";
+    points whose pixels are NaN at every date are "nan". Both of the latter get NaN values.
+    Progress goes to `run` per point; cancelling raises core.errors.Cancelled.
     """
     import rasterio
-    from rasterio.windows import Window
 
-    from .budget import working_bytes
-    from .faults import pixel_centres
+    from .budget import gdal_env
 
     if not radius >= 0:
         raise InputError(f"The radius must be zero or positive, not {radius}.")
     x = np.asarray(x, dtype="float64")
     y = np.asarray(y, dtype="float64")
-    inv = ~info.transform
-    rx, ry = info.res
-    values = np.full((x.size, info.count), np.nan)
-    pixels = np.zeros(x.size, dtype=np.int64)
-    method = []
+    out = Sampled(np.full((x.size, info.count), np.nan), np.zeros(x.size, dtype=np.int64), [])
     # float32 read, its float64 copy and the selection: about 4 copies of a window's bands
-    limit = working_bytes(4, mb)
-    with rasterio.open(path) as src:
+    circle = _Circle(info, radius, scale, run.working_bytes(4))
+    with gdal_env(run.budget_mb), rasterio.open(path) as src:
         for k in range(x.size):
-            if not (np.isfinite(x[k]) and np.isfinite(y[k])):
-                method.append("outside")
-                continue
-            col, row = inv * (x[k], y[k])
-            if not (0 <= col < info.width and 0 <= row < info.height):
-                method.append("outside")
-                continue
-            pc, pr = radius / (rx * scale[0]) + 1, radius / (ry * scale[1]) + 1
-            c0, c1 = max(0, math.floor(col - pc)), min(info.width, math.ceil(col + pc))
-            r0, r1 = max(0, math.floor(row - pr)), min(info.height, math.ceil(row + pr))
-            win = Window(c0, r0, c1 - c0, r1 - r0)
-            npx = int(win.width * win.height)
-            if npx * 2 * 4 * 2 > limit:  # one band of the window and its centre coordinates
-                raise InputError(
-                    f"RADIUS {radius:g} covers about {npx:,} pixels around each benchmark, more than "
-                    "the memory budget allows; choose a smaller radius (or raise the memory budget)."
-                )
-            cx, cy = pixel_centres(info.transform, info.width, info.height, win)
-            inside = ((cx - x[k]) * scale[0]) ** 2 + ((cy - y[k]) * scale[1]) ** 2 <= radius**2
-            del cx, cy
-            how = "circle"
-            if not inside.any():
-                inside = np.zeros_like(inside)
-                inside[int(row) - r0, int(col) - c0] = True
-                how = "nearest"
-            per = max(1, int(limit // (npx * 4)))  # bands read at once
-            sums = np.zeros(info.count)
-            counts = np.zeros(info.count, dtype=np.int64)
-            for b0 in range(0, info.count, per):
-                idx = list(range(b0 + 1, min(info.count, b0 + per) + 1))
-                block = src.read(idx, window=win, out_dtype="float32")
-                block = validity.clean_block(block, src, idx, window=win, count=False)  # nodata, masks, units
-                vals = block[:, inside].astype("float64")  # (bands, pixels)
-                del block
-                good = np.isfinite(vals)
-                sums[b0 : b0 + len(idx)] = np.nansum(vals, axis=1)
-                counts[b0 : b0 + len(idx)] = good.sum(axis=1)
-            if not counts.any():
-                method.append("nan")
-                continue
-            with np.errstate(invalid="ignore"):
-                values[k] = np.where(counts > 0, sums / counts, np.nan)
-            pixels[k] = int(inside.sum())
-            method.append(how)
-    return Sampled(values, pixels, method)
+            run.check_cancelled()
+            how = circle.sample(src, float(x[k]), float(y[k]))
+            out.method.append(how[0])
+            if how[1] is not None:
+                out.values[k], out.pixels[k] = how[1], how[2]
+            run.progress((k + 1) / x.size)
+    return out
+
+
+@dataclass(frozen=True)
+class _Circle:
+    """The circle of `radius` around one point at a time, on the grid of `info` (see sample_circles)."""
+
+    info: StackInfo
+    radius: float
+    scale: tuple[float, float]
+    limit: int  # bytes a window's bands may take
+
+    def window(self, x: float, y: float):
+        """The window around (x, y) that holds every centre within the radius, or None off the raster."""
+        from rasterio.windows import Window
+
+        info = self.info
+        if not (np.isfinite(x) and np.isfinite(y)):
+            return None
+        col, row = ~info.transform * (x, y)
+        if not (0 <= col < info.width and 0 <= row < info.height):
+            return None
+        rx, ry = info.res
+        pc, pr = self.radius / (rx * self.scale[0]) + 1, self.radius / (ry * self.scale[1]) + 1
+        c0, c1 = max(0, math.floor(col - pc)), min(info.width, math.ceil(col + pc))
+        r0, r1 = max(0, math.floor(row - pr)), min(info.height, math.ceil(row + pr))
+        return Window(c0, r0, c1 - c0, r1 - r0), int(row) - r0, int(col) - c0
+
+    def pixels(self, win, x: float, y: float, under: tuple[int, int]) -> tuple[np.ndarray, str]:
+        """The window's pixels to average (the centres within the radius, else the one under the point)."""
+        from .faults import pixel_centres
+
+        npx = int(win.width * win.height)
+        if npx * 2 * 4 * 2 > self.limit:  # one band of the window and its centre coordinates
+            raise InputError(
+                f"RADIUS {self.radius:g} covers about {npx:,} pixels around each benchmark, more than "
+                "the memory budget allows; choose a smaller radius (or raise the memory budget)."
+            )
+        cx, cy = pixel_centres(self.info.transform, self.info.width, self.info.height, win)
+        inside = ((cx - x) * self.scale[0]) ** 2 + ((cy - y) * self.scale[1]) ** 2 <= self.radius**2
+        if inside.any():
+            return inside, "circle"
+        inside = np.zeros_like(inside)
+        inside[under] = True
+        return inside, "nearest"
+
+    def sample(self, src, x: float, y: float) -> tuple[str, np.ndarray | None, int]:
+        """(method, mean per band or None, pixels averaged) at one point."""
+        found = self.window(x, y)
+        if found is None:
+            return "outside", None, 0
+        win, row, col = found
+        inside, how = self.pixels(win, x, y, (row, col))
+        count = self.info.count
+        per = max(1, int(self.limit // (int(win.width * win.height) * 4)))  # bands read at once
+        sums = np.zeros(count)
+        counts = np.zeros(count, dtype=np.int64)
+        for b0 in range(0, count, per):
+            idx = list(range(b0 + 1, min(count, b0 + per) + 1))
+            block = src.read(idx, window=win, out_dtype="float32")
+            block = validity.clean_block(block, src, idx, window=win, count=False)  # nodata, masks, units
+            vals = block[:, inside].astype("float64")  # (bands, pixels)
+            del block
+            sums[b0 : b0 + len(idx)] = np.nansum(vals, axis=1)
+            counts[b0 : b0 + len(idx)] = np.isfinite(vals).sum(axis=1)
+        if not counts.any():
+            return "nan", None, 0
+        with np.errstate(invalid="ignore"):
+            return how, np.where(counts > 0, sums / counts, np.nan), int(inside.sum())
 
 
 def incidence_at(path: str, x, y, crs=None) -> np.ndarray:
@@ -412,6 +447,99 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Pairing:
+    """What every benchmark's comparison shares (see :func:`compare`)."""
+
+    bms: Benchmarks
+    sampled: Sampled
+    acquisition_dates: Sequence[dt.date]
+    pairs: list  # (survey index, acquisition index, gap in days), from nearest_pairs
+    ref_pair: int | None  # the pair of the reference date, None: each benchmark's first common pair
+    vert: np.ndarray  # (benchmarks, bands) vertical InSAR values
+    inc: np.ndarray  # incidence per benchmark (NaN for a vertical stack)
+
+    def status(self, b: int, both: np.ndarray) -> tuple[str, int | None]:
+        """("ok", the reference pair) or (why benchmark `b` is skipped, None)."""
+        method = self.sampled.method[b]
+        if method == "outside":
+            return "outside the raster", None
+        if method == "nan":
+            return "on NaN (incoherent) pixels", None
+        if self.ref_pair is not None:
+            if both[self.ref_pair]:
+                return "ok", self.ref_pair
+            return "no leveling or InSAR value at the reference date", None
+        if both.any():
+            return "ok", int(np.argmax(both))
+        return "no survey paired with a coherent acquisition", None
+
+    def one(self, b: int, out: Comparison) -> tuple[np.ndarray, np.ndarray] | None:
+        """Compare benchmark `b`: its rows, summary and warnings go to `out`; returns its
+        (leveling, InSAR) values for the statistics, None when it is skipped."""
+        name = self.bms.ids[b]
+        info = dict(
+            benchmark=name,
+            x=float(self.bms.x[b]),
+            y=float(self.bms.y[b]),
+            method=self.sampled.method[b],
+            pixels=int(self.sampled.pixels[b]),
+            incidence=float(self.inc[b]),
+        )
+        lev = np.array([self.bms.values[b, i] for i, _, _ in self.pairs])
+        ins = np.array([self.vert[b, j] for _, j, _ in self.pairs])
+        both = np.isfinite(lev) & np.isfinite(ins)
+        status, r0 = self.status(b, both)
+        if r0 is None:
+            out.warnings.append(f"Benchmark {name!r} skipped: {status}.")
+            out.summary.append(dict(**info, status=status, **series_stats(np.empty(0), np.empty(0))))
+            return None
+        if self.sampled.method[b] == "nearest":
+            out.warnings.append(
+                f"Benchmark {name!r}: no pixel centre within the radius; the pixel under it is used."
+            )
+        lev0, ins0 = lev - lev[r0], ins - ins[r0]
+        use = both.copy()
+        use[r0] = False
+        for k, (i, j, gap) in enumerate(self.pairs):
+            if both[k]:
+                out.rows.append(
+                    dict(
+                        benchmark=name,
+                        survey_date=self.bms.dates[i],
+                        acquisition_date=self.acquisition_dates[j],
+                        gap_days=gap,
+                        leveling=float(lev0[k]),
+                        insar=float(ins0[k]),
+                        diff=float(ins0[k] - lev0[k]),
+                        reference=(k == r0),
+                    )
+                )
+        st = series_stats(lev0[use], ins0[use])
+        if st["n"] == 0:  # too few dates: skipped (BENCHMARKS_SKIPPED), never silent
+            out.warnings.append(f"Benchmark {name!r} skipped: too few dates (only the reference date pairs).")
+            out.summary.append(dict(**info, status="too few dates", **st))
+            return None
+        out.summary.append(dict(**info, status="ok", **st))
+        return lev0[use], ins0[use]
+
+
+def _reference_pair(
+    bms: Benchmarks, pairs: list, reference_date: dt.date | None, max_days: float
+) -> int | None:
+    """The index in `pairs` of the survey nearest `reference_date` (None without one)."""
+    if reference_date is None:
+        return None
+    gaps = [abs((bms.dates[i] - reference_date).days) for i, _, _ in pairs]
+    k = int(np.argmin(gaps))
+    if gaps[k] > max_days:
+        raise InputError(
+            f"The reference date {reference_date} is not within {max_days:g} days of any survey "
+            "that has an InSAR acquisition; choose one of the survey dates."
+        )
+    return k
+
+
 def compare(
     bms: Benchmarks,
     sampled: Sampled,
@@ -429,9 +557,11 @@ def compare(
     """
     if incidence is None:  # the stack is vertical already (e.g. from `decompose`)
         inc = np.full(len(bms.ids), np.nan)
+        vert = np.asarray(sampled.values, dtype="float64")
     else:
         inc = np.broadcast_to(np.asarray(incidence, dtype="float64"), (len(bms.ids),))
         check_incidence(inc, "incidence angle")
+        vert = los_to_vertical(sampled.values, inc[:, None])
     pairs = nearest_pairs(bms.dates, acquisition_dates, max_days)
     if not pairs:
         raise InputError(
@@ -439,96 +569,28 @@ def compare(
             f"({acquisition_dates[0]}..{acquisition_dates[-1]}) within {max_days:g} days; "
             "raise MAX_DAYS or check the dates."
         )
-    ref_pair = None
-    if reference_date is not None:
-        gaps = [abs((bms.dates[i] - reference_date).days) for i, _, _ in pairs]
-        k = int(np.argmin(gaps))
-        if gaps[k] > max_days:
-            raise InputError(
-                f"The reference date {reference_date} is not within {max_days:g} days of any survey "
-                "that has an InSAR acquisition; choose one of the survey dates."
-            )
-        ref_pair = k
-    vert = (
-        np.asarray(sampled.values, dtype="float64")
-        if incidence is None
-        else los_to_vertical(sampled.values, inc[:, None])
+    pairing = _Pairing(
+        bms,
+        sampled,
+        acquisition_dates,
+        pairs,
+        _reference_pair(bms, pairs, reference_date, max_days),
+        vert,
+        inc,
     )
-    rows, summary, warnings = [], [], []
-    all_lev, all_ins = [], []
-    skipped = 0
-    for b, name in enumerate(bms.ids):
-        info = dict(
-            benchmark=name,
-            x=float(bms.x[b]),
-            y=float(bms.y[b]),
-            method=sampled.method[b],
-            pixels=int(sampled.pixels[b]),
-            incidence=float(inc[b]),
-        )
-        status = "ok"
-        if sampled.method[b] == "outside":
-            status = "outside the raster"
-        elif sampled.method[b] == "nan":
-            status = "on NaN (incoherent) pixels"
-        lev = np.array([bms.values[b, i] for i, _, _ in pairs])
-        ins = np.array([vert[b, j] for _, j, _ in pairs])
-        both = np.isfinite(lev) & np.isfinite(ins)
-        r0 = None
-        if status == "ok":
-            if ref_pair is not None:
-                r0 = ref_pair if both[ref_pair] else None
-                if r0 is None:
-                    status = "no leveling or InSAR value at the reference date"
-            else:
-                r0 = int(np.argmax(both)) if both.any() else None
-                if r0 is None:
-                    status = "no survey paired with a coherent acquisition"
-        if status != "ok":
-            skipped += 1
-            warnings.append(f"Benchmark {name!r} skipped: {status}.")
-            summary.append(dict(**info, status=status, **series_stats(np.empty(0), np.empty(0))))
-            continue
-        if sampled.method[b] == "nearest":
-            warnings.append(
-                f"Benchmark {name!r}: no pixel centre within the radius; the pixel under it is used."
-            )
-        lev0, ins0 = lev - lev[r0], ins - ins[r0]
-        use = both.copy()
-        use[r0] = False
-        for k, (i, j, gap) in enumerate(pairs):
-            if not both[k]:
-                continue
-            rows.append(
-                dict(
-                    benchmark=name,
-                    survey_date=bms.dates[i],
-                    acquisition_date=acquisition_dates[j],
-                    gap_days=gap,
-                    leveling=float(lev0[k]),
-                    insar=float(ins0[k]),
-                    diff=float(ins0[k] - lev0[k]),
-                    reference=(k == r0),
-                )
-            )
-        st = series_stats(lev0[use], ins0[use])
-        if st["n"] == 0:  # too few dates: counted as skipped (BENCHMARKS_SKIPPED), never silent
-            skipped += 1
-            warnings.append(f"Benchmark {name!r} skipped: too few dates (only the reference date pairs).")
-        summary.append(dict(**info, status="ok" if st["n"] else "too few dates", **st))
-        all_lev.append(lev0[use])
-        all_ins.append(ins0[use])
-    lev_all = np.concatenate(all_lev) if all_lev else np.empty(0)
-    ins_all = np.concatenate(all_ins) if all_ins else np.empty(0)
-    overall = series_stats(lev_all, ins_all)
-    overall.update(benchmarks=len(bms.ids) - skipped, skipped=skipped)
-    if overall["n"] == 0:
+    out = Comparison([], [], {}, [])
+    compared = [got for b in range(len(bms.ids)) if (got := pairing.one(b, out)) is not None]
+    skipped = len(bms.ids) - len(compared)
+    lev_all = np.concatenate([lev for lev, _ in compared]) if compared else np.empty(0)
+    ins_all = np.concatenate([ins for _, ins in compared]) if compared else np.empty(0)
+    out.overall = series_stats(lev_all, ins_all)
+    out.overall.update(benchmarks=len(bms.ids) - skipped, skipped=skipped)
+    if out.overall["n"] == 0:
+        w = out.warnings
         raise InputError(
-            "No benchmark could be compared: "
-            + "; ".join(warnings[:5])
-            + (" ..." if len(warnings) > 5 else "")
+            "No benchmark could be compared: " + "; ".join(w[:5]) + (" ..." if len(w) > 5 else "")
         )
-    return Comparison(rows, summary, overall, warnings)
+    return out
 
 
 def plot_comparison(cmp: Comparison, path: str, max_panels: int = 12) -> str:

@@ -1,17 +1,15 @@
 """Tables, figures and the HTML report of the model comparison and of forecast evaluation.
 
 Figures are drawn with ``matplotlib.figure.Figure`` (no pyplot, no GUI) and embedded in the HTML as
-base64 PNGs, so a report is one self-contained file.
+base64 PNGs by the package's one report engine (core.report), so a report is one self-contained file.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import datetime as dt
 import html
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,23 +18,13 @@ import numpy as np
 
 from . import metrics as mt
 from .baselines import LABELS, Forecasts
+from .report import figure_png, fmt, html_page, img
+from .report import html_table as _table
+from .run import QUIET, Run
 
-TABLE_FIELDS = (
-    "model",
-    "mode",
-    "MAE",
-    "MSE",
-    "RMSE",
-    "SSIM",
-    "MS_SSIM",
-    "PSNR",
-    "R2",
-    "train_seconds",
-    "predict_seconds",
-    "device",
-)
+TABLE_FIELDS = ("model", "mode", *mt.METRICS, "train_seconds", "predict_seconds", "device")
 MODES = ("one-step", "iterative")
-PAPER_TABLE_III = {  # MAE, MSE, SSIM, MS-SSIM, PSNR, time (He et al. 2022, Table III)
+PAPER_TABLE_III = {  # mt.TABLE_III's metrics and the time (He et al. 2022, Table III)
     "svr": (3.7414, 171.1836, 0.9878, 0.9979, 39.9095, "2h53min15s"),
     "mlp": (2.6725, 107.0679, 0.9868, 0.9981, 42.3854, "12h10min26s"),
     "cnn-lstm": (1.5269, 7.9471, 0.9942, 0.9993, 53.9144, "2h37min59s"),
@@ -107,16 +95,6 @@ def _csv_value(v):
     return v
 
 
-def fmt(v, digits: int = 4) -> str:
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "n/a"
-        if math.isinf(v):
-            return "inf"
-        return f"{v:.{digits}f}"
-    return html.escape(str(v))
-
-
 def duration(seconds: float) -> str:
     s = int(round(seconds))
     h, rem = divmod(s, 3600)
@@ -149,19 +127,6 @@ def text_table(rows: Sequence[dict], with_paper: bool = True) -> str:
 
 
 # -- figures ----------------------------------------------------------------------------------------
-def _png(fig) -> str:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _img(b64: str, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}"/>'
-
-
 def pick_dates(n: int, k: int = 4) -> list[int]:
     """Up to `k` indexes spread over ``range(n)`` (ends included), as the paper's four dates."""
     if n <= k:
@@ -296,7 +261,7 @@ def scatter_figure(panels: dict[str, Sequence[FrameFigures]], dates: Sequence[dt
             if r == rows - 1:
                 ax.set_xlabel("observed (mm)", fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def extremes_figure(
@@ -325,7 +290,7 @@ def extremes_figure(
     ax.legend(fontsize=7, ncol=2)
     fig.autofmt_xdate()
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def error_maps_figure(
@@ -351,57 +316,17 @@ def error_maps_figure(
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _png(fig)
-
-
-def mean_abs_error(pred: np.ndarray, obs: np.ndarray) -> np.ndarray:
-    """Mean |error| over the dates of two stacks, on the decimated preview grid."""
-    acc = MeanErrorMap()
-    for i in range(np.shape(obs)[0]):
-        acc.add(pred[i], obs[i])
-    return acc.value()
-
-
-def _frame_minmax(stack: np.ndarray) -> tuple[list[float], list[float]]:
-    import warnings
-
-    lo, hi = [], []
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for frame in stack:
-            lo.append(float(np.nanmin(frame)))
-            hi.append(float(np.nanmax(frame)))
-    return lo, hi
+    return figure_png(fig)
 
 
 # -- HTML -------------------------------------------------------------------------------------------
-_CSS = (
-    "body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
-    "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}"
-    "td:first-child,td:nth-child(2){text-align:left}.note{color:#444;font-size:90%}img{max-width:100%}"
-)
+def _cell(field: str, value) -> str:
+    return fmt(label(str(value)) if field == "model" else value)
 
 
 def html_table(rows: Sequence[dict], fields: Sequence[str]) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(f)}</th>" for f in fields) + "</tr>"]
-    for r in rows:
-        cells = []
-        for f in fields:
-            v = r.get(f, "")
-            if f == "model":
-                v = label(str(v))
-            cells.append(f"<td>{fmt(v)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-def html_page(title: str, sections: Sequence[tuple[str, str]]) -> str:
-    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{content}" for h, content in sections)
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>"
-    )
+    """core.report.html_table with the models' display names."""
+    return _table(rows, fields, _cell)
 
 
 @dataclass
@@ -431,51 +356,33 @@ def model_figures(f: Forecasts, observed_test: np.ndarray, shown: Sequence[int])
     return out
 
 
-def comparison_report(
-    rows: Sequence[dict],
-    forecasts: Sequence[Forecasts],
-    all_dates: Sequence[dt.date],
-    observed_all: np.ndarray,
-    test_dates: Sequence[dt.date],
-    observed_test: np.ndarray,
-    data_range: float,
-    split_text: str,
-    notes: Sequence[str] = (),
-) -> str:
-    """The HTML report of `comparemodels` from in-memory stacks (see :func:`comparison_report_html`)."""
-    shown = pick_dates(len(test_dates))
-    figures = [model_figures(f, observed_test, shown) for f in forecasts]
-    lo, hi = _frame_minmax(observed_all)
-    return comparison_report_html(rows, figures, all_dates, lo, hi, test_dates, data_range, split_text, notes)
+@dataclass(frozen=True)
+class Timeline:
+    """The dates of a comparison and the per-date extremes of the observed stack (Fig. 18's raw
+    curves): every date, its minimum and maximum, and the test dates."""
+
+    all_dates: Sequence[dt.date]
+    observed_min: Sequence[float]
+    observed_max: Sequence[float]
+    test_dates: Sequence[dt.date]
+
+    @classmethod
+    def of(
+        cls, all_dates: Sequence[dt.date], observed: np.ndarray, test_dates: Sequence[dt.date]
+    ) -> Timeline:
+        """The Timeline of an in-memory (dates, rows, cols) observed stack."""
+        import warnings
+
+        lo, hi = [], []
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN frames
+            for frame in observed:
+                lo.append(float(np.nanmin(frame)))
+                hi.append(float(np.nanmax(frame)))
+        return cls(all_dates, lo, hi, test_dates)
 
 
-def comparison_report_html(
-    rows: Sequence[dict],
-    figures: Sequence[ModelFigures],
-    all_dates: Sequence[dt.date],
-    observed_min: Sequence[float],
-    observed_max: Sequence[float],
-    test_dates: Sequence[dt.date],
-    data_range: float,
-    split_text: str,
-    notes: Sequence[str] = (),
-) -> str:
-    """The HTML report of `comparemodels` from the figure data gathered frame by frame."""
-    fields = [f for f in TABLE_FIELDS]
-    sections = [
-        (
-            "Table III: one-step-ahead on the test set (the paper's protocol)",
-            html_table([r for r in rows if r["mode"] == "one-step"], fields),
-        ),
-        (
-            "Iterative forecast over the test horizon (each prediction fed back as input)",
-            html_table([r for r in rows if r["mode"] == "iterative"], fields),
-        ),
-    ]
-    paper = [
-        {"model": m, "MAE": v[0], "MSE": v[1], "SSIM": v[2], "MS_SSIM": v[3], "PSNR": v[4], "time": v[5]}
-        for m, v in PAPER_TABLE_III.items()
-    ]
+def _comparison_notes(figures: Sequence[ModelFigures], data_range: float, split_text: str, notes) -> str:
     items = [
         f"<li>{html.escape(split_text)}</li>",
         f"<li>Data range L = {data_range:.4g} mm (max - min of the observed test frames): SSIM's "
@@ -489,73 +396,72 @@ def comparison_report_html(
         f"<li><b>{html.escape(label(f.model))}</b>: {html.escape(f.notes)}</li>" for f in figures if f.notes
     ]
     items += [f"<li>{html.escape(n)}</li>" for n in notes]
-    sections.append(("How these numbers were made", "<ul>" + "\n".join(items) + "</ul>"))
-    sections.append(
-        (
-            "The paper's Table III (He et al. 2022, Jinchuan; their data, their hardware)",
-            html_table(paper, ["model", "MAE", "MSE", "SSIM", "MS_SSIM", "PSNR", "time"])
-            + '<p class="note">Their scene and units differ: compare the ranking, not the values.</p>',
-        )
-    )
-    idx = pick_dates(len(test_dates))
-    shown = [test_dates[i] for i in idx]
+    return "<ul>" + "\n".join(items) + "</ul>"
 
-    def extremes(mode: str) -> dict[str, tuple[list[float], list[float]]]:
-        return {
+
+def _paper_table() -> str:
+    paper = [
+        {"model": m, **dict(zip(mt.TABLE_III, v, strict=False)), "time": v[-1]}
+        for m, v in PAPER_TABLE_III.items()
+    ]
+    return (
+        html_table(paper, ["model", *mt.TABLE_III, "time"])
+        + '<p class="note">Their scene and units differ: compare the ranking, not the values.</p>'
+    )
+
+
+def _comparison_figures(figures: Sequence[ModelFigures], t: Timeline) -> list[tuple[str, str]]:
+    """The figure sections of the comparison report (Fig. 19, Fig. 18, error maps)."""
+    idx = pick_dates(len(t.test_dates))
+    shown = [t.test_dates[i] for i in idx]
+
+    def extremes(mode: str, what: str) -> str:
+        preds = {
             label(f.model): ([g.pred_min for g in getattr(f, mode)], [g.pred_max for g in getattr(f, mode)])
             for f in figures
         }
+        fig = extremes_figure(t.all_dates, t.observed_min, t.observed_max, t.test_dates, preds)
+        return img(fig, f"{mode.replace('_', '-')} extremes") + f'<p class="note">{what}</p>'
 
-    sections.append(
-        (
-            "Predicted vs observed, one-step (Fig. 19)",
-            _img(scatter_figure({f.model: [f.one_step[i] for i in idx] for f in figures}, shown), "scatter"),
-        )
+    scatter = scatter_figure({f.model: [f.one_step[i] for i in idx] for f in figures}, shown)
+    one_step = error_maps_figure({label(f.model): f.mean_error_one_step for f in figures})
+    iterative = error_maps_figure(
+        {label(f.model): f.mean_error_iterative for f in figures},
+        "mean |error| of the iterative forecast (mm)",
     )
-    sections.append(
+    return [
+        ("Predicted vs observed, one-step (Fig. 19)", img(scatter, "scatter")),
         (
             "Minimum and maximum of raw and predicted frames (Fig. 18)",
-            _img(
-                extremes_figure(all_dates, observed_min, observed_max, test_dates, extremes("one_step")),
-                "one-step extremes",
-            )
-            + '<p class="note">one-step-ahead predictions</p>'
-            + _img(
-                extremes_figure(all_dates, observed_min, observed_max, test_dates, extremes("iterative")),
-                "iterative extremes",
-            )
-            + '<p class="note">iterative forecasts</p>',
-        )
-    )
-    sections.append(
-        (
-            "Error maps",
-            _img(error_maps_figure({label(f.model): f.mean_error_one_step for f in figures}), "error maps")
-            + _img(
-                error_maps_figure(
-                    {label(f.model): f.mean_error_iterative for f in figures},
-                    "mean |error| of the iterative forecast (mm)",
-                ),
-                "iterative error maps",
-            ),
-        )
-    )
-    return html_page("Comparison of forecasting models", sections)
+            extremes("one_step", "one-step-ahead predictions") + extremes("iterative", "iterative forecasts"),
+        ),
+        ("Error maps", img(one_step, "error maps") + img(iterative, "iterative error maps")),
+    ]
 
 
-def evaluation_report(
+def comparison_report_html(
     rows: Sequence[dict],
-    total: dict,
-    pred: np.ndarray,
-    obs: np.ndarray,
-    dates: Sequence[dt.date],
+    figures: Sequence[ModelFigures],
+    timeline: Timeline,
     data_range: float,
+    split_text: str,
     notes: Sequence[str] = (),
 ) -> str:
-    """The HTML report of `evaluateforecast` from in-memory stacks."""
-    idx = pick_dates(len(dates))
-    figs = [frame_figures(pred[i], obs[i], sample=i in idx, preview=i in idx) for i in range(len(dates))]
-    return evaluation_report_html(rows, total, figs, dates, data_range, notes)
+    """The HTML report of `comparemodels` from the figure data gathered frame by frame."""
+    sections = [
+        (
+            "Table III: one-step-ahead on the test set (the paper's protocol)",
+            html_table([r for r in rows if r["mode"] == "one-step"], TABLE_FIELDS),
+        ),
+        (
+            "Iterative forecast over the test horizon (each prediction fed back as input)",
+            html_table([r for r in rows if r["mode"] == "iterative"], TABLE_FIELDS),
+        ),
+        ("How these numbers were made", _comparison_notes(figures, data_range, split_text, notes)),
+        ("The paper's Table III (He et al. 2022, Jinchuan; their data, their hardware)", _paper_table()),
+        *_comparison_figures(figures, timeline),
+    ]
+    return html_page("Comparison of forecasting models", sections)
 
 
 def evaluation_report_html(
@@ -583,11 +489,11 @@ def evaluation_report_html(
         ("Notes", "<ul>" + "".join(items) + "</ul>"),
         (
             "Predicted vs observed (Fig. 19)",
-            _img(scatter_figure({"forecast": [figures[i] for i in idx]}, shown), "scatter"),
+            img(scatter_figure({"forecast": [figures[i] for i in idx]}, shown), "scatter"),
         ),
         (
             "Minimum and maximum per date (Fig. 18)",
-            _img(
+            img(
                 extremes_figure(
                     dates,
                     [f.obs_min for f in figures],
@@ -600,7 +506,7 @@ def evaluation_report_html(
         ),
         (
             "Absolute error maps",
-            _img(
+            img(
                 error_maps_figure(
                     {dates[i].isoformat(): figures[i].error_preview for i in idx}, "|predicted - observed|"
                 ),
@@ -647,89 +553,91 @@ def evaluate_files(
     data_range: float | None = None,
     errors_path: str | None = None,
     errors_meta: dict | None = None,
-    progress=None,
-    mb: float | None = None,
+    run: Run = QUIET,
 ) -> FileEvaluation:
     """Metrics of the predicted stack at `pred_path` against the observed one at `obs_path` (same
     grid) for the band `pairs` (predicted index, observed index), one frame pair in memory at a
     time: a first pass finds the observed data range (unless `data_range` is given), the second
     scores each date, gathers the report's figure data and writes the absolute error band of
     `errors_path` (a stack with the predicted dates; `errors_meta`: crs, transform, units, tags).
-    GDAL's block cache is sized from the memory budget `mb` (core.budget).
+    GDAL's block cache and the frames read at once are sized from the memory budget of `run`
+    (core.budget); progress goes to `run` per frame pair, cancelling raises core.errors.Cancelled.
     """
     from .budget import gdal_env
+    from .stack import read_info
 
-    with gdal_env(mb):  # GDAL's block cache sized from the memory budget
-        return _evaluate_files(pred_path, obs_path, pairs, data_range, errors_path, errors_meta, progress, mb)
-
-
-def _evaluate_files(
-    pred_path: str,
-    obs_path: str,
-    pairs: Sequence[tuple[int, int]],
-    data_range: float | None = None,
-    errors_path: str | None = None,
-    errors_meta: dict | None = None,
-    progress=None,
-    mb: float | None = None,
-) -> FileEvaluation:
-    """The body of :func:`evaluate_files`."""
-    from .stack import StackWriter, iter_frames, read_info
-
-    pred_info, obs_info = read_info(pred_path), read_info(obs_path)
-    steps = len(pairs) * (2 if data_range is None else 1)
-    done = 0
-
-    def frames():
-        nonlocal done
-        # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22)
-        preds = iter_frames(pred_path, [i for i, _ in pairs], mb=mb)
-        obs = iter_frames(obs_path, [j for _, j in pairs], mb=mb)
-        for (i, p), (j, o) in zip(preds, obs, strict=True):
-            yield i, j, p, o
-            done += 1
-            if progress is not None:
-                progress(done / steps)
-
-    if data_range is None:
-        rng = mt.RangeAccumulator()
-        for _, _, p, o in frames():
-            rng.add(p, o)
-        L = rng.value()
-    else:
-        L = float(data_range)
-    acc = mt.StackAccumulator(L)
-    shown = set(pick_dates(len(pairs)))
-    rows, figures = [], []
-    meta = dict(errors_meta or {})
-    writer = (
-        StackWriter(
-            errors_path,
-            [pred_info.dates[i] for i, _ in pairs],
-            meta.get("crs", pred_info.crs),
-            meta.get("transform", pred_info.transform),
-            pred_info.width,
-            pred_info.height,
-            units=meta.get("units", obs_info.units),
-            tags=meta.get("tags"),
+    with gdal_env(run.budget_mb):  # GDAL's block cache sized from the memory budget
+        passes = _FramePairs(pred_path, obs_path, pairs, run, 1 if data_range is not None else 2)
+        if data_range is None:
+            rng = mt.RangeAccumulator()
+            for _, _, p, o in passes.frames():
+                rng.add(p, o)
+            data_range = rng.value()
+        pred_info, obs_info = read_info(pred_path), read_info(obs_path)
+        writer = _errors_writer(
+            errors_path, [pred_info.dates[i] for i, _ in pairs], pred_info, obs_info, errors_meta
         )
-        if errors_path
-        else None
-    )
-    with writer or contextlib.nullcontext():  # published when complete, removed on an exception
-        for k, (i, j, p, o) in enumerate(frames()):
-            m = acc.add(p, o)
-            rows.append(
-                {
-                    "date": pred_info.dates[i].isoformat(),
-                    **{key: m[key] for key in mt.METRICS},
-                    "N": m["N"],
-                    "observed_date": obs_info.dates[j].isoformat(),
-                }
-            )
-            figures.append(frame_figures(p, o, sample=k in shown, preview=k in shown))
-            if writer is not None:
-                writer.write_band(k, mt.abs_error_stack(p, o))
+        acc = mt.StackAccumulator(float(data_range))
+        shown = set(pick_dates(len(pairs)))
+        rows, figures = [], []
+        with writer or contextlib.nullcontext():  # published when complete, removed on an exception
+            for k, (i, j, p, o) in enumerate(passes.frames()):
+                m = acc.add(p, o)
+                rows.append(
+                    {
+                        "date": pred_info.dates[i].isoformat(),
+                        **{key: m[key] for key in mt.METRICS},
+                        "N": m["N"],
+                        "observed_date": obs_info.dates[j].isoformat(),
+                    }
+                )
+                figures.append(frame_figures(p, o, sample=k in shown, preview=k in shown))
+                if writer is not None:
+                    writer.write_band(k, mt.abs_error_stack(p, o))
     ov = acc.overall()
     total = {"date": "overall", **{key: ov[key] for key in mt.METRICS}, "N": ov["N"], "observed_date": ""}
-    return FileEvaluation(rows, total, L, figures)
+    return FileEvaluation(rows, total, float(data_range), figures)
+
+
+@dataclass
+class _FramePairs:
+    """The (predicted, observed) frame pairs of :func:`evaluate_files`, read `passes` times in all."""
+
+    pred_path: str
+    obs_path: str
+    pairs: Sequence[tuple[int, int]]
+    run: Run
+    passes: int
+    done: int = 0
+
+    def frames(self):
+        from .stack import iter_frames
+
+        steps = max(1, len(self.pairs) * self.passes)
+        # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22)
+        preds = iter_frames(self.pred_path, [i for i, _ in self.pairs], mb=self.run.budget_mb)
+        obs = iter_frames(self.obs_path, [j for _, j in self.pairs], mb=self.run.budget_mb)
+        for (i, p), (j, o) in zip(preds, obs, strict=True):
+            self.run.check_cancelled()
+            yield i, j, p, o
+            self.done += 1
+            self.run.progress(self.done / steps)
+
+
+def _errors_writer(path: str | None, dates, pred_info, obs_info, meta: dict | None):
+    """The StackWriter of the absolute error stack (None when not asked for)."""
+    from .stack import StackWriter
+
+    if not path:
+        return None
+    meta = dict(meta or {})
+    return StackWriter(
+        path,
+        dates,
+        meta.get("crs", pred_info.crs),
+        meta.get("transform", pred_info.transform),
+        pred_info.width,
+        pred_info.height,
+        units=meta.get("units", obs_info.units),
+        tags=meta.get("tags"),
+    )

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .run import QUIET, Run
+
 SCALE_DATES = 40  # the last dates of a series whose one-step differences give its scale
 FLOOR_FRACTION = 0.1  # the scale is at least this fraction of the median scale of the scene
 LEVELS = tuple(round(0.5 + 0.01 * k, 2) for k in range(50))  # 0.50 .. 0.99
@@ -179,20 +181,21 @@ class CoverageAccumulator:
 
 
 def band_coverage_files(
-    lower_path: str, upper_path: str, obs_path: str, pairs, progress=None
+    lower_path: str, upper_path: str, obs_path: str, pairs, run: Run = QUIET
 ) -> tuple[list[tuple[float, float, int]], tuple[float, float, int]]:
     """Per paired date (lower/upper band index, observed band index) and overall: (coverage, mean
     width, pixel-dates) of the band in the stacks at `lower_path`/`upper_path` against the observed
-    stack, one frame of each in memory at a time."""
+    stack, one frame of each in memory at a time; progress to `run` per date, cancelling raises
+    core.errors.Cancelled."""
     from .stack import read_stack
 
     acc = CoverageAccumulator()
     rows = []
     for k, (i, j) in enumerate(pairs):
+        run.check_cancelled()
         lo = read_stack(lower_path, bands=[i])[0]
         hi = read_stack(upper_path, bands=[i])[0]
         obs = read_stack(obs_path, bands=[j])[0]
         rows.append(acc.add(obs, lo, hi))
-        if progress is not None:
-            progress((k + 1) / len(pairs))
+        run.progress((k + 1) / len(pairs))
     return rows, acc.overall()

@@ -55,7 +55,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+# The metrics, their names and their order: the one definition every table, report, output and
+# the worker use (issue 20). TABLE_III: those the paper's Table III reports, in its order.
 METRICS = ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
+TABLE_III = ("MAE", "MSE", "SSIM", "MS_SSIM", "PSNR")
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 WINDOW = 11
 SIGMA = 1.5
@@ -311,18 +314,6 @@ def ssim(pred, obs, data_range=None) -> float:
     if not n:
         return math.nan
     return s_ssim / n
-
-
-def ssim_map(pred, obs, data_range=None) -> np.ndarray:
-    """The local SSIM of every pixel, NaN where not defined (borders, invalid pixels)."""
-    p, o, ok = _pair(pred, obs)
-    L = _range(p, o, data_range)
-    size = _window_for(p.shape)
-    lum, cs, use = _ssim_parts(p, o, ok, L, size)
-    out = np.full(p.shape, np.nan)
-    r = size // 2
-    out[r : p.shape[0] - r, r : p.shape[1] - r] = np.where(use, lum * cs, np.nan)
-    return out
 
 
 def _downsample(a: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -75,7 +75,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,6 +84,7 @@ import scipy.fft
 from affine import Affine
 
 from .dates import format_date
+from .run import QUIET, Run
 from .stack import StackWriter, atomic_path, write_stack
 
 # ---------------------------------------------------------------------------------------------
@@ -736,15 +737,6 @@ def synthetic_truth(
     return SyntheticStack(data, dates, scene.transform, scene.crs)
 
 
-def synthetic_observed(size: int = 64, seed: int = 42, orbit: str = "asc") -> SyntheticStack:
-    """The observed stack (truth + noise, NaN where incoherent) of `orbit` at `size`, in memory;
-    the same pixels that `make_sample_scene` writes for that size and seed."""
-    scene = SampleScene(size, seed)
-    dates = scene.asc_dates if orbit == "asc" else scene.desc_dates
-    data = np.stack([scene.observed(orbit, i) for i in range(len(dates))])
-    return SyntheticStack(data, dates, scene.transform, scene.crs)
-
-
 # ---------------------------------------------------------------------------------------------
 # writing
 
@@ -822,63 +814,126 @@ FILES_3D = {
 }  # fmt: skip
 
 
-def make_sample_scene(
-    outdir: str,
-    size: int = DEFAULT_SIZE,
-    seed: int = 42,
-    progress: Callable[[str], None] | None = None,
-    horizontal: bool = False,
-) -> dict[str, str]:
-    """Write the sample scene into `outdir` (created if needed); returns {key: path} (see module doc).
-    With `horizontal`, also the files of FILES_3D (the other files are the same either way)."""
-    say = progress or (lambda msg: None)
-    os.makedirs(outdir, exist_ok=True)
-    scene = SampleScene(size, seed)
-    paths = {k: os.path.join(outdir, name) for k, (name, _) in FILES.items()}
-    tags = {"SOURCE": f"deformation_forecast sample scene, size {scene.size}, seed {seed}"}
+@dataclass(frozen=True)
+class _Out:
+    """Where and how the files of one scene are written."""
 
-    def tag(orbit: str, kind: str, ref: dt.date) -> dict[str, str]:
+    scene: SampleScene
+    seed: int
+    paths: dict[str, str]
+    tags: dict[str, str]  # common to every raster
+
+    @property
+    def geo(self) -> tuple[str, Affine, int, int]:
+        return (self.scene.crs, self.scene.transform, self.scene.size, self.scene.size)
+
+    def tag(self, orbit: str, kind: str, ref: dt.date) -> dict[str, str]:
         inc = ASC_INCIDENCE if orbit == "asc" else DESC_INCIDENCE
         return {
-            **tags,
+            **self.tags,
             "ORBIT": "ascending" if orbit == "asc" else "descending",
             "INCIDENCE_DEG": f"{inc}",
             "KIND": kind,
             "REFERENCE_DATE": format_date(ref),
         }
 
-    geo = (scene.crs, scene.transform, scene.size, scene.size)
-    _write_single(paths["incidence_asc"], scene.incidence("asc"), scene, "incidence_deg", "deg")
-    _write_single(paths["incidence_desc"], scene.incidence("desc"), scene, "incidence_deg", "deg")
 
-    say(f"ascending stack and truth: {len(scene.asc_dates)} dates, {scene.size} x {scene.size} pixels")
-    final_los = None
+def make_sample_scene(
+    outdir: str,
+    size: int = DEFAULT_SIZE,
+    seed: int = 42,
+    run: Run = QUIET,
+    horizontal: bool = False,
+) -> dict[str, str]:
+    """Write the sample scene into `outdir` (created if needed); returns {key: path} (see module doc).
+    With `horizontal`, also the files of FILES_3D (the other files are the same either way). Stage
+    messages and progress go to `run`; cancelling raises core.errors.Cancelled."""
+    os.makedirs(outdir, exist_ok=True)
+    scene = SampleScene(size, seed)
+    out = _Out(
+        scene,
+        seed,
+        {k: os.path.join(outdir, name) for k, (name, _) in FILES.items()},
+        {"SOURCE": f"deformation_forecast sample scene, size {scene.size}, seed {seed}"},
+    )
+    _write_single(out.paths["incidence_asc"], scene.incidence("asc"), scene, "incidence_deg", "deg")
+    _write_single(out.paths["incidence_desc"], scene.incidence("desc"), scene, "incidence_deg", "deg")
+    final_los = _write_stacks(out, run)
+    run.message("vectors")
+    run.check_cancelled()
+    points = _write_vectors(out)
+    meta = _scene_meta(scene, seed, final_los, len(points))
+    paths = dict(out.paths)
+    if horizontal:
+        paths.update(_write_3d(scene, outdir, out.geo, out.tags, run))
+        meta["horizontal"] = {
+            "model": "3-D: horizontal displacement = -HORIZONTAL_M * grad(vertical smoothed over "
+            "HORIZONTAL_SMOOTH_M); LOS = U cos(theta) + sin(theta) (N sin(h) - E cos(h))",
+            "horizontal_m": HORIZONTAL_M,
+            "smooth_m": HORIZONTAL_SMOOTH_M,
+            "heading_deg": {"ascending": ASC_HEADING, "descending": DESC_HEADING},
+            "files": {k: {"file": name, "description": desc} for k, (name, desc) in FILES_3D.items()},
+        }
+    with atomic_path(out.paths["scene"]) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+    run.progress(1.0)
+    return paths
+
+
+def _write_stacks(out: _Out, run: Run) -> np.ndarray:
+    """The ascending observed and truth stacks, the future truth and the descending stack; returns
+    the last ascending truth frame."""
+    scene, geo = out.scene, out.geo
+    run.message(
+        f"ascending stack and truth: {len(scene.asc_dates)} dates, {scene.size} x {scene.size} pixels"
+    )
+    total = len(scene.asc_dates) + len(scene.future_dates) + len(scene.desc_dates)
+    final_los = np.zeros(0)
     with (
-        StackWriter(paths["stack_asc"], scene.asc_dates, *geo, tags=tag("asc", "observed", ASC_START)) as obs,
-        StackWriter(paths["truth_asc"], scene.asc_dates, *geo, tags=tag("asc", "truth", ASC_START)) as tru,
+        StackWriter(
+            out.paths["stack_asc"], scene.asc_dates, *geo, tags=out.tag("asc", "observed", ASC_START)
+        ) as obs,
+        StackWriter(
+            out.paths["truth_asc"], scene.asc_dates, *geo, tags=out.tag("asc", "truth", ASC_START)
+        ) as tru,
     ):
         mask = scene.nan_mask("asc")
         for i, d in enumerate(scene.asc_dates):
+            run.check_cancelled()
             truth = scene.los(d, "asc")
             tru.write_band(i, truth)
             band = truth + scene.noise("asc", i)
             band[mask] = np.nan
             obs.write_band(i, band)
             final_los = truth
-    say(f"future truth: {len(scene.future_dates)} dates")
+            run.progress(0.9 * (i + 1) / total)
+    done = len(scene.asc_dates)
+    run.message(f"future truth: {len(scene.future_dates)} dates")
     with StackWriter(
-        paths["truth_future_asc"], scene.future_dates, *geo, tags=tag("asc", "truth (future)", ASC_START)
+        out.paths["truth_future_asc"],
+        scene.future_dates,
+        *geo,
+        tags=out.tag("asc", "truth (future)", ASC_START),
     ) as fut:
         for i, d in enumerate(scene.future_dates):
+            run.check_cancelled()
             fut.write_band(i, scene.los(d, "asc"))
-    say(f"descending stack: {len(scene.desc_dates)} dates")
+            run.progress(0.9 * (done + i + 1) / total)
+    done += len(scene.future_dates)
+    run.message(f"descending stack: {len(scene.desc_dates)} dates")
     with StackWriter(
-        paths["stack_desc"], scene.desc_dates, *geo, tags=tag("desc", "observed", DESC_START)
+        out.paths["stack_desc"], scene.desc_dates, *geo, tags=out.tag("desc", "observed", DESC_START)
     ) as dst:
         for i in range(len(scene.desc_dates)):
+            run.check_cancelled()
             dst.write_band(i, scene.observed("desc", i))
+            run.progress(0.9 * (done + i + 1) / total)
+    return final_los
 
-    say("vectors")
+
+def _write_vectors(out: _Out) -> list:
+    """The benchmarks (CSV and GeoJSON), profiles, faults and lithology; returns the benchmarks."""
+    scene, paths = out.scene, out.paths
     points = scene.benchmark_points()
     values = scene.benchmark_values(points)
     fields = ["D" + d.strftime("%Y%m%d") for d in scene.survey_dates]
@@ -887,23 +942,20 @@ def make_sample_scene(
         w.writerow(["id", "x", "y", *fields])
         for (bid, x, y), row in zip(points, values, strict=True):
             w.writerow([bid, f"{x:.2f}", f"{y:.2f}", *(f"{v:.1f}" for v in row)])
-    _geojson(
-        paths["benchmarks"],
-        [
-            _feature(
-                "Point",
-                [round(x, 2), round(y, 2)],
-                {
-                    "id": bid,
-                    "x": round(x, 2),
-                    "y": round(y, 2),
-                    **{k: float(v) for k, v in zip(fields, row, strict=True)},
-                },
-            )
-            for (bid, x, y), row in zip(points, values, strict=True)
-        ],
-        "benchmarks",
-    )
+    bench = [
+        _feature(
+            "Point",
+            [round(x, 2), round(y, 2)],
+            {
+                "id": bid,
+                "x": round(x, 2),
+                "y": round(y, 2),
+                **{k: float(v) for k, v in zip(fields, row, strict=True)},
+            },
+        )
+        for (bid, x, y), row in zip(points, values, strict=True)
+    ]
+    _geojson(paths["benchmarks"], bench, "benchmarks")
     _geojson(
         paths["profiles"],
         [_feature("LineString", _xy(pts), {"name": name}) for name, pts in scene.profiles()],
@@ -925,25 +977,12 @@ def make_sample_scene(
         ],
         "lithology",
     )
+    return points
 
-    assert final_los is not None
-    meta = {
-        "generator": "deformation_forecast.core.sample",
-        "seed": seed,
-        "seeds": {
-            "noise": f"numpy default_rng([seed, stream, orbit, band]); streams atmosphere={_S_ATMO}, "
-            f"white={_S_WHITE}, amplitude={_S_AMPL}, nan={_S_NAN}, benchmarks={_S_BENCH}",
-            "dates": _DATES_SEED,
-        },
-        "size": scene.size,
-        "pixel_size_m": PIXEL_SIZE,
-        "crs": scene.crs,
-        "transform": list(scene.transform)[:6],
-        "bounds": [scene.xmin, scene.ymin, scene.xmin + scene.extent, scene.ymax],
-        "units": "mm",
-        "model": "purely vertical motion; LOS = vertical * cos(incidence); cumulative relative to each "
-        "orbit's first acquisition; Gaussian (Peck) bowls with decelerating depth and growing width, "
-        "cut by faults and scaled by lithology",
+
+def _orbit_meta(scene: SampleScene) -> dict:
+    """The ascending, future and descending parts of scene.json."""
+    return {
         "ascending": {
             "incidence_deg": ASC_INCIDENCE,
             "incidence_range_deg": [
@@ -970,6 +1009,29 @@ def make_sample_scene(
             "reference_date": format_date(DESC_START),
             "nan_fraction": round(float(scene.nan_mask("desc").mean()), 4),
         },
+    }
+
+
+def _scene_meta(scene: SampleScene, seed: int, final_los: np.ndarray, benchmarks: int) -> dict:
+    """scene.json: how the scene was made and what it holds."""
+    return {
+        "generator": "deformation_forecast.core.sample",
+        "seed": seed,
+        "seeds": {
+            "noise": f"numpy default_rng([seed, stream, orbit, band]); streams atmosphere={_S_ATMO}, "
+            f"white={_S_WHITE}, amplitude={_S_AMPL}, nan={_S_NAN}, benchmarks={_S_BENCH}",
+            "dates": _DATES_SEED,
+        },
+        "size": scene.size,
+        "pixel_size_m": PIXEL_SIZE,
+        "crs": scene.crs,
+        "transform": list(scene.transform)[:6],
+        "bounds": [scene.xmin, scene.ymin, scene.xmin + scene.extent, scene.ymax],
+        "units": "mm",
+        "model": "purely vertical motion; LOS = vertical * cos(incidence); cumulative relative to each "
+        "orbit's first acquisition; Gaussian (Peck) bowls with decelerating depth and growing width, "
+        "cut by faults and scaled by lithology",
+        **_orbit_meta(scene),
         "noise": {
             "atmosphere_std_mm": ATMO_STD,
             "atmosphere_correlation_m": ATMO_CORR_M,
@@ -985,7 +1047,7 @@ def make_sample_scene(
         "fault_steps": scene.fault_steps(),
         "lithology": scene.litho_summary(final_los.astype("float64")),
         "benchmarks": {
-            "count": len(points),
+            "count": benchmarks,
             "noise_std_mm": BENCHMARK_STD,
             "surveys": len(scene.survey_dates),
             "first_survey": format_date(scene.survey_dates[0]),
@@ -995,27 +1057,15 @@ def make_sample_scene(
         "profiles": [name for name, _, _ in PROFILES],
         "files": {k: {"file": name, "description": desc} for k, (name, desc) in FILES.items()},
     }
-    if horizontal:
-        paths.update(_write_3d(scene, outdir, geo, tags, say))
-        meta["horizontal"] = {
-            "model": "3-D: horizontal displacement = -HORIZONTAL_M * grad(vertical smoothed over "
-            "HORIZONTAL_SMOOTH_M); LOS = U cos(theta) + sin(theta) (N sin(h) - E cos(h))",
-            "horizontal_m": HORIZONTAL_M,
-            "smooth_m": HORIZONTAL_SMOOTH_M,
-            "heading_deg": {"ascending": ASC_HEADING, "descending": DESC_HEADING},
-            "files": {k: {"file": name, "description": desc} for k, (name, desc) in FILES_3D.items()},
-        }
-    with atomic_path(paths["scene"]) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=1)
-    return paths
 
 
 def _write_3d(
-    scene: SampleScene, outdir: str, geo: tuple[str, Affine, int, int], tags: dict, say: Callable[[str], None]
+    scene: SampleScene, outdir: str, geo: tuple[str, Affine, int, int], tags: dict, run: Run
 ) -> dict[str, str]:
     """The files of FILES_3D: observed LOS stacks with horizontal motion, and the U/E truth."""
     paths = {k: os.path.join(outdir, name) for k, (name, _) in FILES_3D.items()}
-    say("3-D model: stacks with horizontal motion, U and E truth")
+    run.message("3-D model: stacks with horizontal motion, U and E truth")
+    run.check_cancelled()
     for orbit, dates, ref in (("asc", scene.asc_dates, ASC_START), ("desc", scene.desc_dates, DESC_START)):
         heading = ASC_HEADING if orbit == "asc" else DESC_HEADING
         t = {
@@ -1059,7 +1109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.outdir,
         args.size,
         args.seed,
-        progress=None if args.quiet else lambda m: print(f"[sample] {m}"),
+        run=QUIET if args.quiet else Run(report=lambda _f, m: print(f"[sample] {m}") if m else None),
         horizontal=args.horizontal,
     )
     described = {**FILES, **FILES_3D}

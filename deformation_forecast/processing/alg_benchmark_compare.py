@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import numpy as np
@@ -69,13 +70,43 @@ SUMMARY_COLUMNS = [
     ("r", "float"),
 ]
 CSV_EXTENSIONS = (".csv", ".txt", ".tsv")
-VERTICAL_INPUT = "VERTICAL_INPUT"
 
 
 class BenchmarkCompare(DeformationAlgorithm):
     NAME = "benchmarkcompare"
     DISPLAY = "Compare with leveling benchmarks"
     GROUP = "validation"
+    INPUT = "INPUT"
+    BENCHMARKS = "BENCHMARKS"
+    BENCHMARKS_CRS = "BENCHMARKS_CRS"
+    INCIDENCE = "INCIDENCE"
+    INCIDENCE_RASTER = "INCIDENCE_RASTER"
+    RADIUS = "RADIUS"
+    REFERENCE_DATE = "REFERENCE_DATE"
+    VERTICAL_INPUT = "VERTICAL_INPUT"
+    MAX_DAYS = "MAX_DAYS"
+    OUTPUT = "OUTPUT"
+    OUTPUT_SUMMARY = "OUTPUT_SUMMARY"
+    OUTPUT_PLOT = "OUTPUT_PLOT"
+    MAE = "MAE"
+    RMSE = "RMSE"
+    MAX_ABS = "MAX_ABS"
+    BIAS = "BIAS"
+    R = "R"
+    N = "N"
+    BENCHMARKS_USED = "BENCHMARKS_USED"
+    BENCHMARKS_SKIPPED = "BENCHMARKS_SKIPPED"
+    # number outputs: (name, label, key in core.benchmarks.Comparison.overall)
+    NUMBERS = (
+        (MAE, "Mean absolute error (mm)", "mae"),
+        (RMSE, "Root mean square error (mm)", "rmse"),
+        (MAX_ABS, "Largest |InSAR - leveling| (mm)", "max_abs"),
+        (BIAS, "Mean InSAR - leveling (mm)", "bias"),
+        (R, "Pearson r", "r"),
+        (N, "Pairs compared", "n"),
+        (BENCHMARKS_USED, "Benchmarks compared", "benchmarks"),
+        (BENCHMARKS_SKIPPED, "Benchmarks skipped (outside, on NaN pixels, too few dates)", "skipped"),
+    )
     TAGS = "leveling,levelling,benchmark,validation,accuracy,mae,rmse,ground truth"
     HELP = (
         "Validates an InSAR LOS stack against leveling benchmarks (He et al. 2022, §V-A-1, Fig. 15a).<br>"
@@ -98,30 +129,30 @@ class BenchmarkCompare(DeformationAlgorithm):
     )
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack (LOS, mm)"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Deformation stack (LOS, mm)"))
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                "BENCHMARKS", "Benchmarks (point layer or CSV)", [QgsProcessing.TypeVector]
+                self.BENCHMARKS, "Benchmarks (point layer or CSV)", [QgsProcessing.TypeVector]
             )
         )
         self.addParameter(
             QgsProcessingParameterCrs(
-                "BENCHMARKS_CRS", "CRS of the CSV coordinates (default: the raster's)", optional=True
+                self.BENCHMARKS_CRS, "CRS of the CSV coordinates (default: the raster's)", optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "INCIDENCE", "Incidence angle (degrees)", QgsProcessingParameterNumber.Double, 34.17
+                self.INCIDENCE, "Incidence angle (degrees)", QgsProcessingParameterNumber.Double, 34.17
             )
         )
         self.addParameter(
             QgsProcessingParameterRasterLayer(
-                "INCIDENCE_RASTER", "Incidence angle raster (degrees; overrides the number)", optional=True
+                self.INCIDENCE_RASTER, "Incidence angle raster (degrees; overrides the number)", optional=True
             )
         )
         self.addParameter(
             metres_parameter(
-                "RADIUS",
+                self.RADIUS,
                 "Radius around a benchmark (metres on the ground)",
                 20.0,
                 "Pixels whose centres lie within this many metres of the benchmark are averaged; on a "
@@ -130,11 +161,13 @@ class BenchmarkCompare(DeformationAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterString(
-                "REFERENCE_DATE", "Reference date (YYYY-MM-DD; default the first common date)", optional=True
+                self.REFERENCE_DATE,
+                "Reference date (YYYY-MM-DD; default the first common date)",
+                optional=True,
             )
         )
         vert = QgsProcessingParameterBoolean(
-            VERTICAL_INPUT, "The stack is vertical already (no 1 / cos(incidence))", defaultValue=False
+            self.VERTICAL_INPUT, "The stack is vertical already (no 1 / cos(incidence))", defaultValue=False
         )
         vert.setHelp(
             "For a vertical stack, e.g. from 'Vertical and east-west from two orbits' (recognised by its "
@@ -143,36 +176,31 @@ class BenchmarkCompare(DeformationAlgorithm):
         vert.setFlags(vert.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(vert)
         p = QgsProcessingParameterNumber(
-            "MAX_DAYS",
+            self.MAX_DAYS,
             "Max days between a survey and its acquisition",
             QgsProcessingParameterNumber.Double,
             12.0,
         )
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(p)
-        self.addParameter(table_sink("OUTPUT", "Benchmark vs InSAR pairs"))
-        self.addParameter(table_sink("OUTPUT_SUMMARY", "Per-benchmark summary"))
-        self.addParameter(plot_destination("OUTPUT_PLOT", "Plot (series per benchmark, scatter)"))
-        for key, label in (
-            ("MAE", "Mean absolute error (mm)"),
-            ("RMSE", "Root mean square error (mm)"),
-            ("MAX_ABS", "Largest |InSAR - leveling| (mm)"),
-            ("BIAS", "Mean InSAR - leveling (mm)"),
-            ("R", "Pearson r"),
-            ("N", "Pairs compared"),
-            ("BENCHMARKS_USED", "Benchmarks compared"),
-            ("BENCHMARKS_SKIPPED", "Benchmarks skipped (outside, on NaN pixels, too few dates)"),
-            (self.MASKED_VALUES, "Benchmark values read as nodata (sentinels)"),
-            (self.NULL_GEOMETRY_COUNT, "Benchmark features without geometry (skipped)"),
-        ):
+        self.addParameter(table_sink(self.OUTPUT, "Benchmark vs InSAR pairs"))
+        self.addParameter(table_sink(self.OUTPUT_SUMMARY, "Per-benchmark summary"))
+        self.addParameter(plot_destination(self.OUTPUT_PLOT, "Plot (series per benchmark, scatter)"))
+        for key, label, _ in self.NUMBERS:
             self.addOutput(QgsProcessingOutputNumber(key, label))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Benchmark values read as nodata (sentinels)")
+        )
+        self.addOutput(
+            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Benchmark features without geometry")
+        )
 
     # ------------------------------------------------------------------ benchmarks in
     def _benchmarks(self, parameters, context, raster_crs, feedback) -> cb.Benchmarks:
-        source = self.parameterAsSource(parameters, "BENCHMARKS", context)
+        source = self.parameterAsSource(parameters, self.BENCHMARKS, context)
         if source is None:
             raise QgsProcessingException("BENCHMARKS: no layer or file given.")
-        layer = self.parameterAsVectorLayer(parameters, "BENCHMARKS", context)
+        layer = self.parameterAsVectorLayer(parameters, self.BENCHMARKS, context)
         kind = geometry_kind(source)
         file_path = ""
         if layer is not None and layer.providerType() == "ogr":
@@ -182,9 +210,9 @@ class BenchmarkCompare(DeformationAlgorithm):
                 f"BENCHMARKS: layer {source.sourceName()!r} has {GEOMETRY_NAMES.get(kind, 'other')} geometries; "
                 "give a point layer or a CSV file with coordinate columns."
             )
-        bm_crs = self.parameterAsCrs(parameters, "BENCHMARKS_CRS", context)
+        bm_crs = self.parameterAsCrs(parameters, self.BENCHMARKS_CRS, context)
         if kind == QgsWkbTypes.PointGeometry:
-            check_lonlat_extent(source, "BENCHMARKS")
+            check_lonlat_extent(source, self.BENCHMARKS)
             xform = None
             if source.sourceCrs().isValid() and source.sourceCrs() != raster_crs:
                 xform = QgsCoordinateTransform(source.sourceCrs(), raster_crs, context.transformContext())
@@ -193,7 +221,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             for f in source.getFeatures():
                 g = f.geometry()
                 if g is None or g.isNull() or g.isEmpty():
-                    report_skipped(feedback, "BENCHMARKS", 1)  # counted: NULL_GEOMETRY_COUNT
+                    report_skipped(feedback, self.BENCHMARKS, 1)  # counted: NULL_GEOMETRY_COUNT
                     continue
                 pt = g.asMultiPoint()[0] if g.isMultipart() else g.asPoint()
                 if xform is not None:
@@ -239,23 +267,18 @@ class BenchmarkCompare(DeformationAlgorithm):
                 bms.x[k], bms.y[k] = p.x(), p.y()
         return bms
 
-    def compute(self, parameters, context, feedback):
-        info = self.stack_info(parameters, "INPUT", context, observed=True)
-        require_crs(info)
-        raster_crs = self.parameterAsRasterLayer(parameters, "INPUT", context).crs()
-        plot_path = self.parameterAsFileOutput(parameters, "OUTPUT_PLOT", context)
-        self.check_output_not_input(plot_path, info.path)
-        radius = self.parameterAsDouble(parameters, "RADIUS", context)
-        max_days = self.parameterAsDouble(parameters, "MAX_DAYS", context)
-        ref_text = self.parameterAsString(parameters, "REFERENCE_DATE", context).strip()
-        ref_date = None
-        if ref_text:
-            ref_date = parse_date(ref_text)
-            if ref_date is None:
-                raise InputError(f"REFERENCE_DATE: {ref_text!r} is not a date (YYYY-MM-DD or YYYYMMDD).")
-        inc_layer = self.parameterAsRasterLayer(parameters, "INCIDENCE_RASTER", context)
-        incidence_value = self.parameterAsDouble(parameters, "INCIDENCE", context)
-        vertical = self.parameterAsBool(parameters, VERTICAL_INPUT, context) or (
+    def _reference_date(self, parameters, context) -> dt.date | None:
+        text = self.parameterAsString(parameters, self.REFERENCE_DATE, context).strip()
+        if not text:
+            return None
+        ref_date = parse_date(text)
+        if ref_date is None:
+            raise InputError(f"{self.REFERENCE_DATE}: {text!r} is not a date (YYYY-MM-DD or YYYYMMDD).")
+        return ref_date
+
+    def _is_vertical(self, parameters, context, info, feedback) -> bool:
+        """VERTICAL_INPUT, or the COMPONENT tag of a stack from 'Vertical and east-west from two orbits'."""
+        vertical = self.parameterAsBool(parameters, self.VERTICAL_INPUT, context) or (
             info.tags.get("COMPONENT") == "vertical"
         )
         if vertical:
@@ -263,36 +286,50 @@ class BenchmarkCompare(DeformationAlgorithm):
                 "INPUT holds vertical displacement (VERTICAL_INPUT, or the COMPONENT tag written by "
                 "'Vertical and east-west from two orbits'): compared as it is, no 1 / cos(incidence)."
             )
-            inc_layer = None
-        elif inc_layer is None:
-            check_incidence(incidence_value, "INCIDENCE angle")
+        elif self.parameterAsRasterLayer(parameters, self.INCIDENCE_RASTER, context) is None:
+            check_incidence(self.parameterAsDouble(parameters, self.INCIDENCE, context), "INCIDENCE angle")
+        return vertical
 
+    def _incidence(self, parameters, context, info, bms: cb.Benchmarks):
+        """The incidence per benchmark from INCIDENCE_RASTER, else the INCIDENCE number."""
+        if self.parameterAsRasterLayer(parameters, self.INCIDENCE_RASTER, context) is None:
+            return self.parameterAsDouble(parameters, self.INCIDENCE, context)
+        inc_path = self.raster_path(parameters, self.INCIDENCE_RASTER, context)
+        incidence = cb.incidence_at(inc_path, bms.x, bms.y, info.crs)
+        usable = np.isfinite(incidence)
+        check_incidence(incidence[usable] if usable.any() else incidence, "INCIDENCE_RASTER angle")
+        if not usable.all():
+            raise InputError(
+                f"{self.INCIDENCE_RASTER} has no value under benchmark(s) "
+                f"{[bms.ids[k] for k in np.flatnonzero(~usable)][:10]}; it must cover every benchmark."
+            )
+        return incidence
+
+    def compute(self, parameters, context, feedback):
+        info = self.stack_info(parameters, self.INPUT, context, observed=True)
+        require_crs(info)
+        raster_crs = self.parameterAsRasterLayer(parameters, self.INPUT, context).crs()
+        plot_path = self.parameterAsFileOutput(parameters, self.OUTPUT_PLOT, context)
+        self.check_output_not_input(plot_path, info.path)
+        ref_date = self._reference_date(parameters, context)
+        vertical = self._is_vertical(parameters, context, info, feedback)
         bms = self._benchmarks(parameters, context, raster_crs, feedback)
         feedback.pushInfo(
             f"{len(bms.ids)} benchmark(s), {len(bms.dates)} survey date(s) {bms.dates[0]}..{bms.dates[-1]} "
             f"({bms.form} form); stack {info.dates[0]}..{info.dates[-1]}, {info.count} date(s)."
         )
         self.check_canceled(feedback)
-        if inc_layer is not None:
-            inc_path = self.raster_path(parameters, "INCIDENCE_RASTER", context)
-            incidence = cb.incidence_at(inc_path, bms.x, bms.y, info.crs)
-            usable = np.isfinite(incidence)
-            check_incidence(incidence[usable] if usable.any() else incidence, "INCIDENCE_RASTER angle")
-            if not usable.all():
-                raise InputError(
-                    "INCIDENCE_RASTER has no value under benchmark(s) "
-                    f"{[bms.ids[k] for k in np.flatnonzero(~usable)][:10]}; it must cover every benchmark."
-                )
-        else:
-            incidence = None if vertical else incidence_value
+        incidence = None if vertical else self._incidence(parameters, context, info, bms)
         feedback.setProgressText("Sampling the stack around the benchmarks")
         scale = ground_scale(info.crs, info.bounds)
         if scale.note:
             feedback.pushInfo(scale.note)
+        radius = self.parameterAsDouble(parameters, self.RADIUS, context)
+        run = self.run_context(feedback)
         sampled = cb.sample_circles(
-            info.path, info, bms.x, bms.y, radius, mb=self.memory_mb, scale=(scale.kx, scale.ky)
+            info.path, info, bms.x, bms.y, radius, (scale.kx, scale.ky), run.stage(0, 0.5)
         )
-        feedback.setProgress(50)
+        max_days = self.parameterAsDouble(parameters, self.MAX_DAYS, context)
         cmp = cb.compare(bms, sampled, info.dates, incidence, max_days, ref_date)
         for w in cmp.warnings:
             feedback.reportError(w, fatalError=False)
@@ -303,24 +340,18 @@ class BenchmarkCompare(DeformationAlgorithm):
         )
         self.check_canceled(feedback)
         results = {
-            "OUTPUT": write_table(self, parameters, "OUTPUT", context, PAIR_COLUMNS, cmp.rows),
-            "OUTPUT_SUMMARY": write_table(
-                self, parameters, "OUTPUT_SUMMARY", context, SUMMARY_COLUMNS, cmp.summary
+            self.OUTPUT: write_table(self, parameters, self.OUTPUT, context, PAIR_COLUMNS, cmp.rows),
+            self.OUTPUT_SUMMARY: write_table(
+                self, parameters, self.OUTPUT_SUMMARY, context, SUMMARY_COLUMNS, cmp.summary
             ),
-            "OUTPUT_PLOT": None,
-            "MAE": ov["mae"],
-            "RMSE": ov["rmse"],
-            "MAX_ABS": ov["max_abs"],
-            "BIAS": ov["bias"],
-            "R": ov["r"] if np.isfinite(ov["r"]) else None,
-            "N": ov["n"],
-            "BENCHMARKS_USED": ov["benchmarks"],
-            "BENCHMARKS_SKIPPED": ov["skipped"],
-            self.MASKED_VALUES: validity.masked_count(),
-            self.NULL_GEOMETRY_COUNT: validity.dropped_count(),
+            self.OUTPUT_PLOT: None,
         }
+        for name, _, key in self.NUMBERS:  # a NaN (r of too few pairs) is no value
+            results[name] = ov[key] if np.isfinite(ov[key]) else None
+        results[self.MASKED_VALUES] = validity.masked_count()
+        results[self.NULL_GEOMETRY_COUNT] = validity.dropped_count()
         if plot_path:
             save_plot(cb.plot_comparison, cmp, plot_path)
-            results["OUTPUT_PLOT"] = plot_path
+            results[self.OUTPUT_PLOT] = plot_path
         feedback.setProgress(100)
         return results

@@ -355,10 +355,7 @@ class CompareModels(DeformationAlgorithm):
                 page = ev.comparison_report_html(
                     rows,
                     figures,
-                    cmp.dates,
-                    cmp.observed_min,
-                    cmp.observed_max,
-                    cmp.test_dates,
+                    ev.Timeline(cmp.dates, cmp.observed_min, cmp.observed_max, cmp.test_dates),
                     L,
                     f"Regular interval {cmp.interval} days; {cmp.split.describe()}.",
                     notes,

@@ -12,24 +12,13 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
+from ..core.metrics import METRICS
 from ..core.stack import atomic_path
 from . import result_hooks
 from .base import DeformationAlgorithm
 from .tables import table_sink, write_table
 
-TABLE_COLUMNS = [
-    ("date", "str"),
-    ("observed_date", "str"),
-    ("MAE", "float"),
-    ("MSE", "float"),
-    ("RMSE", "float"),
-    ("SSIM", "float"),
-    ("MS_SSIM", "float"),
-    ("PSNR", "float"),
-    ("R2", "float"),
-    ("N", "int"),
-]
-METRICS = ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
+TABLE_COLUMNS = [("date", "str"), ("observed_date", "str"), *((m, "float") for m in METRICS), ("N", "int")]
 
 
 class EvaluateForecast(DeformationAlgorithm):
@@ -54,12 +43,24 @@ class EvaluateForecast(DeformationAlgorithm):
         "and MEAN_WIDTH the mean of UPPER - LOWER (mm), pooled over the paired dates; both are also "
         "logged per date.</p>"
     )
+    PREDICTED = "PREDICTED"
+    OBSERVED = "OBSERVED"
     LOWER = "LOWER"
     UPPER = "UPPER"
+    MAX_DAYS = "MAX_DAYS"
+    DATA_RANGE = "DATA_RANGE"
+    OUTPUT_TABLE = "OUTPUT_TABLE"
+    OUTPUT_ERRORS = "OUTPUT_ERRORS"
+    OUTPUT_REPORT = "OUTPUT_REPORT"
+    MATCHED_DATES = "MATCHED_DATES"
+    DATA_RANGE_USED = "DATA_RANGE_USED"
+    COVERAGE = "COVERAGE"
+    MEAN_WIDTH = "MEAN_WIDTH"
+    # the overall metrics are number outputs named as core.metrics.METRICS
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer("PREDICTED", "Predicted stack"))
-        self.addParameter(QgsProcessingParameterRasterLayer("OBSERVED", "Observed stack"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.PREDICTED, "Predicted stack"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.OBSERVED, "Observed stack"))
         for name, label in ((self.LOWER, "Lower"), (self.UPPER, "Upper")):
             self.addParameter(
                 QgsProcessingParameterRasterLayer(
@@ -68,7 +69,7 @@ class EvaluateForecast(DeformationAlgorithm):
             )
         self.addParameter(
             QgsProcessingParameterNumber(
-                "MAX_DAYS",
+                self.MAX_DAYS,
                 "Largest date difference (days)",
                 QgsProcessingParameterNumber.Integer,
                 6,
@@ -77,7 +78,7 @@ class EvaluateForecast(DeformationAlgorithm):
             )
         )
         dr = QgsProcessingParameterNumber(
-            "DATA_RANGE",
+            self.DATA_RANGE,
             "Data range for SSIM/PSNR (0 = observed range)",
             QgsProcessingParameterNumber.Double,
             0.0,
@@ -86,13 +87,13 @@ class EvaluateForecast(DeformationAlgorithm):
         )
         dr.setFlags(dr.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(dr)
-        self.addParameter(table_sink("OUTPUT_TABLE", "Metrics per date", optional=False))
+        self.addParameter(table_sink(self.OUTPUT_TABLE, "Metrics per date", optional=False))
         self.addParameter(
-            QgsProcessingParameterRasterDestination("OUTPUT_ERRORS", "Absolute errors", optional=True)
+            QgsProcessingParameterRasterDestination(self.OUTPUT_ERRORS, "Absolute errors", optional=True)
         )
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_REPORT",
+                self.OUTPUT_REPORT,
                 "Evaluation report",
                 "HTML files (*.html)",
                 optional=True,
@@ -101,10 +102,10 @@ class EvaluateForecast(DeformationAlgorithm):
         )
         for k in METRICS:
             self.addOutput(QgsProcessingOutputNumber(k, f"Overall {k}"))
-        self.addOutput(QgsProcessingOutputNumber("MATCHED_DATES", "Dates compared"))
-        self.addOutput(QgsProcessingOutputNumber("DATA_RANGE_USED", "Data range used"))
-        self.addOutput(QgsProcessingOutputNumber("COVERAGE", "Coverage of the prediction interval"))
-        self.addOutput(QgsProcessingOutputNumber("MEAN_WIDTH", "Mean width of the prediction interval"))
+        self.addOutput(QgsProcessingOutputNumber(self.MATCHED_DATES, "Dates compared"))
+        self.addOutput(QgsProcessingOutputNumber(self.DATA_RANGE_USED, "Data range used"))
+        self.addOutput(QgsProcessingOutputNumber(self.COVERAGE, "Coverage of the prediction interval"))
+        self.addOutput(QgsProcessingOutputNumber(self.MEAN_WIDTH, "Mean width of the prediction interval"))
 
     def compute(self, parameters, context, feedback):
         import math
@@ -112,10 +113,10 @@ class EvaluateForecast(DeformationAlgorithm):
         from ..core import evaluation as ev
         from ..core.stack import same_grid
 
-        pred_info = self.stack_info(parameters, "PREDICTED", context)
-        obs_info = self.stack_info(parameters, "OBSERVED", context, observed=True)
-        max_days = self.parameterAsInt(parameters, "MAX_DAYS", context)
-        data_range = self.parameterAsDouble(parameters, "DATA_RANGE", context) or None
+        pred_info = self.stack_info(parameters, self.PREDICTED, context)
+        obs_info = self.stack_info(parameters, self.OBSERVED, context, observed=True)
+        max_days = self.parameterAsInt(parameters, self.MAX_DAYS, context)
+        data_range = self.parameterAsDouble(parameters, self.DATA_RANGE, context) or None
         if not same_grid(pred_info, obs_info):
             raise InputError(
                 f"PREDICTED ({pred_info.width} x {pred_info.height}, {pred_info.crs}) and OBSERVED "
@@ -134,16 +135,13 @@ class EvaluateForecast(DeformationAlgorithm):
             feedback.pushInfo(
                 f"{unmatched} predicted dates have no observation within {max_days} days; skipped."
             )
-        out_err = self.parameterAsOutputLayer(parameters, "OUTPUT_ERRORS", context)
-        report_path = self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context)
+        out_err = self.parameterAsOutputLayer(parameters, self.OUTPUT_ERRORS, context)
+        report_path = self.parameterAsFileOutput(parameters, self.OUTPUT_REPORT, context)
         self.check_output_not_input(out_err, pred_info.path, obs_info.path)
         self.check_output_not_input(report_path, pred_info.path, obs_info.path)
         feedback.pushInfo(f"Comparing {len(pairs)} dates, one frame pair at a time")
 
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(80 * f)
-
+        run = self.run_context(feedback)
         res = ev.evaluate_files(
             pred_info.path,
             obs_info.path,
@@ -156,24 +154,25 @@ class EvaluateForecast(DeformationAlgorithm):
                 "units": obs_info.units,
                 "tags": {"CONTENT": "absolute error |predicted - observed|"},
             },
-            progress=progress,
-            mb=self.memory_mb,
+            run=run.stage(0, 0.8),
         )
         rows, total, L = res.rows, res.total, res.data_range
         for r in rows:
             feedback.pushInfo(f"{r['date']} (observed {r['observed_date']}): {ev.mt.format_metrics(r)}")
         feedback.pushInfo(f"overall: {ev.mt.format_metrics(total)} (data range {L:.4g})")
-        dest = write_table(self, parameters, "OUTPUT_TABLE", context, TABLE_COLUMNS, [*rows, total])
-        results = {"OUTPUT_TABLE": dest, "MATCHED_DATES": len(pairs), "DATA_RANGE_USED": L}
+        dest = write_table(self, parameters, self.OUTPUT_TABLE, context, TABLE_COLUMNS, [*rows, total])
+        results = {self.OUTPUT_TABLE: dest, self.MATCHED_DATES: len(pairs), self.DATA_RANGE_USED: L}
         # the desktop's comparison dock (if loaded) shows the table once QGIS has loaded it
         result_hooks.attach(context, self.NAME, dest, feedback)
         for k in METRICS:
             v = float(total[k])
             results[k] = v if math.isfinite(v) else None
         if out_err:
-            results["OUTPUT_ERRORS"] = out_err
+            results[self.OUTPUT_ERRORS] = out_err
         if band:
-            results.update(self.band_coverage(band, obs_info.path, pairs, pred_info.dates, feedback))
+            results.update(
+                self.band_coverage(band, obs_info.path, pairs, pred_info.dates, run.stage(0.8, 0.85))
+            )
         feedback.setProgress(85)
         if report_path:
             notes = [f"PREDICTED: {pred_info.path}", f"OBSERVED: {obs_info.path}"]
@@ -182,7 +181,7 @@ class EvaluateForecast(DeformationAlgorithm):
             dates = [pred_info.dates[i] for i, _ in pairs]
             with atomic_path(report_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(ev.evaluation_report_html(rows, total, res.figures, dates, L, notes))
-            results["OUTPUT_REPORT"] = report_path
+            results[self.OUTPUT_REPORT] = report_path
         feedback.setProgress(100)
         return results
 
@@ -205,23 +204,17 @@ class EvaluateForecast(DeformationAlgorithm):
                 )
         return infos
 
-    def band_coverage(self, band, obs_path, pairs, dates, feedback) -> dict:
-        """COVERAGE and MEAN_WIDTH of the band (core/intervals.py), logged per date."""
+    def band_coverage(self, band, obs_path, pairs, dates, run) -> dict:
+        """COVERAGE and MEAN_WIDTH of the band (core.intervals), logged per date."""
         import math
 
         from ..core.intervals import band_coverage_files
 
-        def progress(f):
-            self.check_canceled(feedback)
-            feedback.setProgress(80 + 5 * f)
-
-        rows, (cov, width, n) = band_coverage_files(band[0].path, band[1].path, obs_path, pairs, progress)
+        rows, (cov, width, n) = band_coverage_files(band[0].path, band[1].path, obs_path, pairs, run)
         for (i, _), (c, w, m) in zip(pairs, rows, strict=True):
-            feedback.pushInfo(f"{dates[i]}: interval coverage {c:.3f}, mean width {w:.4g} ({m} pixels)")
-        feedback.pushInfo(
-            f"overall: interval coverage {cov:.3f}, mean width {width:.4g} over {n} pixel-dates"
-        )
+            run.message(f"{dates[i]}: interval coverage {c:.3f}, mean width {w:.4g} ({m} pixels)")
+        run.message(f"overall: interval coverage {cov:.3f}, mean width {width:.4g} over {n} pixel-dates")
         return {
-            "COVERAGE": cov if math.isfinite(cov) else None,
-            "MEAN_WIDTH": width if math.isfinite(width) else None,
+            self.COVERAGE: cov if math.isfinite(cov) else None,
+            self.MEAN_WIDTH: width if math.isfinite(width) else None,
         }

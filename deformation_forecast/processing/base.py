@@ -23,9 +23,7 @@ from ..core.dates import check_observed
 from ..core.errors import Cancelled, InputError
 from ..core.run import Run
 from ..core.stack import StackInfo, check_values, read_info
-
-# the plugin setting "Memory budget (MB)" (Settings > Options > Deformation forecast); 0 = not set
-MEMORY_SETTINGS_KEY = "deformation_forecast/memory_mb"
+from ..settings_keys import MEMORY_MB as MEMORY_SETTINGS_KEY  # the plugin setting; 0 = not set
 
 
 def memory_setting_mb() -> float:
@@ -142,6 +140,7 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     # raster outputs that also go into the Temporal Controller (one layer per date) when the
     # boolean parameter ANIMATE is true
     ANIMATED_OUTPUTS: tuple[str, ...] = ()
+    ANIMATE = "ANIMATE"  # the name of that boolean parameter, where an algorithm declares it
     # the memory budget of the current run in MB (core.budget), set by processAlgorithm; core calls
     # get it explicitly as `mb=self.memory_mb`
     memory_mb: float | None = None
@@ -336,8 +335,8 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
 
         from .postprocess import style_on_load
 
-        animate = self.parameterDefinition("ANIMATE") is not None and self.parameterAsBoolean(
-            parameters, "ANIMATE", context
+        animate = self.parameterDefinition(self.ANIMATE) is not None and self.parameterAsBoolean(
+            parameters, self.ANIMATE, context
         )
         for p in self.parameterDefinitions():
             if isinstance(p, QgsProcessingParameterRasterDestination) and results.get(p.name()):
@@ -441,12 +440,12 @@ DEVICES = ["auto", "gpu", "cpu"]
 
 
 def default_device_index() -> int:
-    """The DEVICE default: the plugin setting (Settings > Options > Deformation forecast), else auto."""
+    """The DEVICE default: the plugin setting (settings_keys.PAGE), else auto."""
     from qgis.core import QgsSettings
 
-    from ..worker import DEVICE_SETTINGS_KEY
+    from ..settings_keys import DEVICE
 
-    choice = QgsSettings().value(DEVICE_SETTINGS_KEY, "auto", type=str)
+    choice = QgsSettings().value(DEVICE, "auto", type=str)
     return DEVICES.index(choice) if choice in DEVICES else 0
 
 

@@ -207,16 +207,18 @@ def test_comparison_report_and_csv(tmp_path):
         ("linear-trend", "one-step"),
         ("linear-trend", "iterative"),
     ]
-    page = ev.comparison_report(
-        rows, fs, cmp.dates, cmp.observed, cmp.test_dates, cmp.observed_test, L, "split"
-    )
+    shown = ev.pick_dates(len(cmp.test_dates))
+    figures = [ev.model_figures(f, cmp.observed_test, shown) for f in fs]
+    timeline = ev.Timeline.of(cmp.dates, cmp.observed, cmp.test_dates)
+    page = ev.comparison_report_html(rows, figures, timeline, L, "split")
     assert page.count("data:image/png;base64,") == 5 and "Linear trend" in page and "3.7414" in page
     csv_path = ev.write_csv(rows, str(tmp_path / "t.csv"), ev.TABLE_FIELDS)
     assert open(csv_path).read().splitlines()[0].startswith("model,mode,MAE")
     txt = ev.text_table(rows)
     assert "Persistence" in txt and "paper" not in txt
     per, total, _ = ev.per_date_rows(fs[1].one_step, cmp.observed_test, cmp.test_dates)
-    html = ev.evaluation_report(per, total, fs[1].one_step, cmp.observed_test, cmp.test_dates, L)
+    figs = [ev.frame_figures(p, o) for p, o in zip(fs[1].one_step, cmp.observed_test, strict=True)]
+    html = ev.evaluation_report_html(per, total, figs, cmp.test_dates, L)
     assert html.count("data:image/png;base64,") == 3
 
 

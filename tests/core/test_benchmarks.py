@@ -79,6 +79,24 @@ def test_circle_mean_nearest_fallback_outside_and_nan(write_stack):
     assert np.isnan(s.values[2]).all() and np.isnan(s.values[3]).all()
 
 
+def test_circles_report_progress_and_stop_on_cancel(write_stack):
+    """sample_circles takes a core.run.Run: progress per benchmark up to 1, Cancelled when cancelled;
+    a small budget reads a window's bands in groups with the same means."""
+    from deformation_forecast.core.errors import Cancelled
+    from deformation_forecast.core.run import Run
+
+    data = np.arange(6 * 20 * 20, dtype="float32").reshape(6, 20, 20)
+    path = write_stack(data)
+    info = read_info(path)
+    xs, ys = zip(*(_grid_xy(c, c) for c in (3, 9, 14)), strict=True)
+    seen = []
+    s = sample_circles(path, info, xs, ys, 20.0, run=Run(report=lambda f, m: seen.append(f)))
+    assert seen == pytest.approx([1 / 3, 2 / 3, 1.0])
+    np.testing.assert_allclose(s.values[1], data[:, 9, 9])  # the mean of a centre and its 4 neighbours
+    with pytest.raises(Cancelled):
+        sample_circles(path, info, xs, ys, 20.0, run=Run(cancelled=lambda: True))
+
+
 def _scene(write_stack, rng, noise, n_bm=15, inc=34.17):
     """A LOS stack from a vertical truth, and benchmarks = truth at survey dates + noise."""
     h, w, n = 60, 60, 30

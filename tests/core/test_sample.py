@@ -207,8 +207,6 @@ def test_same_seed_same_pixels_other_seed_other_noise(tmp_path):
         assert fa.read() == fb.read()
     assert read_stack(a["truth_asc"]).tobytes() == read_stack(c["truth_asc"]).tobytes()
     assert read_stack(a["stack_asc"]).tobytes() != read_stack(c["stack_asc"]).tobytes()
-    mem = sample.synthetic_observed(32, seed=5)
-    assert mem.data.tobytes() == read_stack(a["stack_asc"]).tobytes()
 
 
 # ------------------------------------------------------------------------------------------ vectors
@@ -286,3 +284,25 @@ def test_profile_one_crosses_the_three_areas(scene_dir, meta):
             continue
         c = np.array(area["centre_xy"]) - p0
         assert abs(c[0] * d[1] - c[1] * d[0]) < 100, area["name"]
+
+
+def test_scene_reports_through_run_and_stops_on_cancel(tmp_path):
+    """make_sample_scene takes a core.run.Run: stage messages, progress ending at 1; cancelled, it
+    raises core.errors.Cancelled and leaves no partial stack behind."""
+    from deformation_forecast.core.errors import Cancelled
+    from deformation_forecast.core.run import Run
+
+    events: list[tuple] = []
+    sample.make_sample_scene(
+        str(tmp_path / "a"), size=16, seed=1, run=Run(report=lambda f, m: events.append((f, m)))
+    )
+    messages = [m for _, m in events if m]
+    assert messages[0].startswith("ascending stack and truth") and "vectors" in messages
+    fractions = [f for f, _ in events if f is not None]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    calls = iter(range(10_000))
+    with pytest.raises(Cancelled):
+        sample.make_sample_scene(
+            str(tmp_path / "b"), size=16, seed=1, run=Run(cancelled=lambda: next(calls) > 20)
+        )
+    assert not any("stack_asc" in n for n in os.listdir(tmp_path / "b"))  # nor its ".partial" file
