@@ -109,23 +109,24 @@ class IncidenceGrid:
             )
         self._src = rasterio.open(path)
         self._nodata = self._src.nodata
-        self._ds = self._src
-        if self.resampled:
+        self._ds, self._band = self._src, band
+        if self.resampled:  # every undeclared sentinel as nodata (core.validity.warp_source)
+            self._warp_src, self._band = validity.warp_source(self._src, band)
             self._ds = WarpedVRT(
-                self._src,
+                self._warp_src,
                 crs=info.crs,
                 transform=info.transform,
                 width=info.width,
                 height=info.height,
                 resampling=Resampling.bilinear,
-                src_nodata=validity.warp_nodata(self._src, band),
+                src_nodata=validity.warp_nodata(self._warp_src, self._band),
                 nodata=np.nan,
                 dtype="float32",
             )
         self.min = self.max = float("nan")
 
     def read(self, window=None) -> np.ndarray:
-        arr = self._ds.read(self.band, window=window, out_dtype="float32")
+        arr = self._ds.read(self._band, window=window, out_dtype="float32")
         if not self.resampled:  # nodata, GDAL masks, undeclared sentinels (core.validity)
             return validity.clean_block(arr, self._src, self.band, window=window, length=False)
         return validity.mask_sentinels(arr, self._src.name)

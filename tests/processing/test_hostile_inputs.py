@@ -475,6 +475,42 @@ def test_incidence_radians_or_grazing(run_alg, tmp_path, outdir, alg, angle, pat
     _refused(run_alg, alg, params, pattern, outdir, f"{alg}/incidence-{angle}")
 
 
+def test_warped_incidence_raster_with_two_sentinels(run_alg, tmp_path, outdir):
+    """An incidence raster on another grid (warped, bilinear) holding two different undeclared
+    sentinels: both reach GDAL as nodata, so the vertical stack equals the one made with NaN there
+    (never a blend of -9999 into the angles, never 'incidence angle out of range')."""
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    angles = np.full((1, H, W + 1), 34.0, "float32") + np.linspace(0, 2, W + 1)[None, None, :]
+    spoilt, nan = angles.copy(), angles.copy()
+    for j, (r, c) in enumerate(BAD):
+        spoilt[0, r, c + 1] = -9999.0 if j % 2 else -32768.0
+        nan[0, r, c + 1] = np.nan
+    kw = dict(width=W + 1, transform=Affine(RES, 0, X0 - RES / 2, 0, -RES, Y0), labels=["incidence"])
+    inc = {}
+    for name, arr in (("spoilt", spoilt), ("nan", nan)):
+        prof = dict(driver="GTiff", height=H, count=1, dtype="float32", crs="EPSG:32647")
+        with rasterio.open(
+            tmp_path / f"inc_{name}.tif", "w", width=kw["width"], transform=kw["transform"], **prof
+        ) as dst:
+            dst.write(arr)
+        inc[name] = str(tmp_path / f"inc_{name}.tif")
+    got = read(
+        run_alg(
+            "losvertical",
+            {"INPUT": stack, "INCIDENCE_RASTER": inc["spoilt"], "OUTPUT": str(outdir / "v.tif")},
+        )["OUTPUT"]
+    )
+    want = read(
+        run_alg(
+            "losvertical", {"INPUT": stack, "INCIDENCE_RASTER": inc["nan"], "OUTPUT": str(tmp_path / "w.tif")}
+        )["OUTPUT"]
+    )
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert np.isnan(got).sum() > 0 and np.nanmin(got) > -100
+    OUTCOMES["losvertical/warped-incidence-two-sentinels"] = "correct"
+
+
 def test_incidence_raster_in_radians(run_alg, tmp_path, outdir):
     stack = write_raster(tmp_path / "s.tif", clean_data())
     inc = write_raster(tmp_path / "inc.tif", np.full((1, H, W), 0.6), labels=["incidence"])
