@@ -252,7 +252,7 @@ def benchmarks_from_table(
         x=np.array(xs, dtype="float64"),
         y=np.array(ys, dtype="float64"),
         dates=dates,
-        values=validity.mask_sentinels(np.asarray(values, dtype="float64"), source),
+        values=validity.clean_series(values, source),  # sentinels as NaN, counted (masked_count)
         coord_columns=(header[coords[0]], header[coords[1]]) if coords else None,
         geographic=bool(coords[2]) if coords else False,
         form="wide" if wide else "long",
@@ -373,7 +373,7 @@ class _Circle:
         for b0 in range(0, count, per):
             idx = list(range(b0 + 1, min(count, b0 + per) + 1))
             block = src.read(idx, window=win, out_dtype="float32")
-            block = validity.clean_block(block, src, idx, window=win)  # nodata, masks, units
+            block = validity.clean_block(block, src, idx, window=win, count=False)  # nodata, masks, units
             vals = block[:, inside].astype("float64")  # (bands, pixels)
             del block
             sums[b0 : b0 + len(idx)] = np.nansum(vals, axis=1)
@@ -517,8 +517,10 @@ class _Pairing:
                     )
                 )
         st = series_stats(lev0[use], ins0[use])
-        if st["n"] == 0:
-            out.warnings.append(f"Benchmark {name!r}: only the reference date pairs with an acquisition.")
+        if st["n"] == 0:  # too few dates: skipped (BENCHMARKS_SKIPPED), never silent
+            out.warnings.append(f"Benchmark {name!r} skipped: too few dates (only the reference date pairs).")
+            out.summary.append(dict(**info, status="too few dates", **st))
+            return None
         out.summary.append(dict(**info, status="ok", **st))
         return lev0[use], ins0[use]
 

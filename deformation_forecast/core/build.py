@@ -73,12 +73,8 @@ def build_stack(
     it: tests); `run` reports progress (one step per raster) and cancels."""
     from .stack import StackInfo, iter_windows
 
-    with rasterio.open(sources[0].path) as ref:
-        crs, transform, width, height = ref.crs, ref.transform, ref.width, ref.height
-    if crs is None:
-        raise InputError(
-            f"LAYERS: {os.path.basename(sources[0].path)!r} has no CRS; assign one before stacking."
-        )
+    with rasterio.open(sources[0].path) as ref:  # CRS: declared or lon/lat axes (core.validity)
+        crs, transform, width, height = validity.crs_of(ref), ref.transform, ref.width, ref.height
     # windows of the output grid, whole rows of its 128 x 128 tiles where they fit
     grid = StackInfo(out_path, [], crs, transform, width, height, block=(128, 128))
     windows = iter_windows(grid, max_bytes, bands=1, copies=4, run=run)
@@ -109,13 +105,9 @@ def _write_source(s: Source, grid, windows, sink: _BandSink, run: Run) -> None:
     `sink`; refuse a raster without CRS, one that cannot be read or aligned, or one that does not
     overlap the first raster."""
     with rasterio.open(s.path) as src:
-        if src.crs is None:
-            raise InputError(
-                f"LAYERS: {os.path.basename(s.path)!r} has no CRS, so it cannot be aligned "
-                "to the first raster; assign its CRS first."
-            )
+        src_crs = validity.crs_of(src)  # declared, or lon/lat axes (GMT grids); else refused
         same = (
-            CRS.from_user_input(src.crs) == CRS.from_user_input(grid.crs)
+            CRS.from_user_input(src_crs) == CRS.from_user_input(grid.crs)
             and src.width == grid.width
             and src.height == grid.height
             and np.allclose(np.array(src.transform)[:6], np.array(grid.transform)[:6])
@@ -125,12 +117,12 @@ def _write_source(s: Source, grid, windows, sink: _BandSink, run: Run) -> None:
                 f"{os.path.basename(s.path)}: grid differs from the first raster "
                 f"({src.crs}, {src.width}x{src.height}); warped onto it (bilinear)."
             )
-        ds = src if same else _warped(src, s, grid)
+        ds, band = (src, s.band) if same else _warped(src, src_crs, s, grid)
         overlap = False
         try:
             for win in windows:
                 try:
-                    data = ds.read(s.band, window=win, out_dtype="float32")
+                    data = ds.read(band, window=win, out_dtype="float32")
                 except rasterio.errors.RasterioError as e:
                     raise InputError(
                         f"LAYERS: {os.path.basename(s.path)!r} cannot be read"
@@ -153,22 +145,26 @@ def _write_source(s: Source, grid, windows, sink: _BandSink, run: Run) -> None:
             )
 
 
-def _warped(src, s: Source, grid):
-    """A WarpedVRT of band `s.band` of `src` on `grid` (bilinear, NaN outside its footprint)."""
+def _warped(src, src_crs, s: Source, grid):
+    """(WarpedVRT, band) of band `s.band` of `src` on `grid` (bilinear, NaN outside its footprint;
+    every undeclared sentinel as nodata, core.validity.warp_source)."""
     from rasterio.vrt import WarpedVRT
 
     try:
-        return WarpedVRT(
-            src,
+        wsrc, wband = validity.warp_source(src, s.band)
+        vrt = WarpedVRT(
+            wsrc,
+            src_crs=src_crs,
             crs=grid.crs,
             transform=grid.transform,
             width=grid.width,
             height=grid.height,
             resampling=Resampling.bilinear,
-            src_nodata=validity.warp_nodata(src, s.band),
+            src_nodata=validity.warp_nodata(wsrc, wband),
             nodata=np.nan,
             dtype="float32",
         )
+        return vrt, wband
     except rasterio.errors.RasterioError as e:
         raise InputError(
             f"LAYERS: {os.path.basename(s.path)!r} cannot be aligned to the first "

@@ -69,6 +69,7 @@ class PointSeries:
     units: str = "mm"  # units of the input values (converted to mm in `values`)
     skipped: int = 0  # rows dropped because all their values were NaN
     null_geometry: int = 0  # layer features dropped because they had no geometry
+    outside: int = 0  # points dropped: outside the area of use of their CRS (a minority)
     reference: tuple[float, float] | None = None  # StaMPS reference point (lon, lat)
     notes: list[str] = field(default_factory=list)
 
@@ -231,7 +232,7 @@ def series_from_table(
             coords = coords[1:]
         if coords.shape != (n, 2):
             raise ValueError(f"xy has shape {coords.shape}, expected {(n, 2)}")
-    values, coords, skipped = _keep_points(values, coords, names, lay, what, xy is None)
+    values, coords, skipped, outside = _keep_points(values, coords, names, lay, what, xy is None)
     values *= UNIT_FACTORS[lay.in_units]
     if units == "auto" and lay.in_units == "mm":
         typical = float(np.nanpercentile(np.abs(values), 99))
@@ -249,6 +250,7 @@ def series_from_table(
         fmt=fmt,
         units=lay.in_units,
         skipped=skipped,
+        outside=outside,
         reference=lay.reference,
         notes=lay.notes,
     )
@@ -380,9 +382,10 @@ def _read_cells(
 
 def _keep_points(
     values: np.ndarray, coords: np.ndarray, names: list[str], lay: _Layout, what: str, coordinates: bool
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Drop the points without any value (sentinels masked first); refuse a kept point without
-    coordinates, and a table without any point. Returns (values, coords, skipped)."""
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Drop the points without any value (sentinels masked first) and the minority outside the
+    area of use of their CRS; refuse a kept point without coordinates, and a table without any
+    point. Returns (values, coords, skipped, outside)."""
     n = values.shape[0]
     lay.notes.extend(_mask_sentinel_cells(values))
     keep = ~np.all(np.isnan(values), axis=1)
@@ -395,16 +398,20 @@ def _keep_points(
             "of every point (or remove the row)."
         )
     values, coords = values[keep], coords[keep]
+    outside = 0
     if coordinates and values.shape[0]:
-        from .coordinates import check_inside
+        from .coordinates import check_inside, outside_area
 
         assert lay.crs is not None
         columns = f"{names[lay.xcol]!r}/{names[lay.ycol]!r}"
         lay.notes.append(f"Coordinates from columns {columns} in {lay.crs.to_string()}.")
         outside = check_inside(coords[:, 0], coords[:, 1], lay.crs, columns, what)
-        if outside:
+        if outside:  # a minority (a majority is refused): wrong coordinates, dropped and counted
+            inside = ~outside_area(coords[:, 0], coords[:, 1], lay.crs)
+            values, coords = values[inside], coords[inside]
             lay.notes.append(
-                f"Warning: {outside} point(s) lie outside the area of use of {lay.crs.to_string()}."
+                f"Warning: {outside} point(s) in columns {columns} lie outside the area of use of "
+                f"{lay.crs.to_string()}: dropped."
             )
     if values.shape[0] == 0:
         raise InputError(
@@ -413,7 +420,7 @@ def _keep_points(
         )
     if skipped:
         lay.notes.append(f"{skipped} point(s) without any value (incoherent) skipped.")
-    return values, coords, skipped
+    return values, coords, skipped, outside
 
 
 def _mask_sentinel_cells(values: np.ndarray) -> list[str]:
@@ -423,6 +430,7 @@ def _mask_sentinel_cells(values: np.ndarray) -> list[str]:
     if not hit.any():
         return []
     found = ", ".join(validity.fmt_value(v) for v in np.unique(values[hit]).tolist())
+    validity.count_masked(("points", values.shape), int(hit.sum()))
     values[hit] = np.nan
     return [
         f"Warning: {int(hit.sum())} value(s) equal to {found} (undeclared nodata) treated as "

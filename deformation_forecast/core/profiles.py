@@ -232,7 +232,7 @@ class _Grid:
     @classmethod
     def read(cls, path: str) -> _Grid:
         with rasterio.open(path) as src:
-            return cls(src.transform, src.height, src.width, src.count, src.bounds)
+            return cls(src.transform, src.height, src.width, validity.band_count(src), src.bounds)
 
     def resolution(self, scale: tuple[float, float]) -> float:
         """A pixel's side on the ground (the shorter one)."""

@@ -136,14 +136,17 @@ class OnGrid:
         self._src = rasterio.open(path)
         self._ds = self._src
         if not self.same:
+            # a one-band raster (incidence, heading) with several undeclared sentinels is warped
+            # from a copy where each is NaN (core.validity.warp_source), not only the most frequent
+            warp_src = validity.warp_source(self._src, 1)[0] if self._src.count == 1 else self._src
             self._ds = WarpedVRT(
-                self._src,
+                warp_src,
                 crs=target.crs,
                 transform=target.transform,
                 width=target.width,
                 height=target.height,
                 resampling=Resampling.bilinear,
-                src_nodata=validity.warp_nodata(self._src),
+                src_nodata=validity.warp_nodata(warp_src),
                 nodata=np.nan,
                 dtype="float32",
             )

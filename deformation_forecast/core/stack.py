@@ -64,7 +64,7 @@ class StackInfo:
 
 def _band_dates(src: rasterio.DatasetReader) -> list[dt.date | None]:
     out: list[dt.date | None] = []
-    for b in range(1, src.count + 1):
+    for b in range(1, validity.band_count(src) + 1):  # trailing alpha bands: a mask, no date
         d = parse_date(src.descriptions[b - 1] or "")
         if d is None:
             tags = src.tags(b)
@@ -92,9 +92,9 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
         ds_tags = src.tags()
         if any(d is None for d in dates) and "DATES" in ds_tags:
             listed = [parse_date(t) for t in ds_tags["DATES"].split(",")]
-            if len(listed) == src.count and all(listed):
+            if len(listed) == validity.band_count(src) and all(listed):
                 dates = listed
-        if src.count == 1 and dates[0] is None:
+        if validity.band_count(src) == 1 and dates[0] is None:
             dates = [parse_date(os.path.basename(path))]
         if require_dates and any(d is None for d in dates):
             bad = [i + 1 for i, d in enumerate(dates) if d is None]
@@ -136,7 +136,7 @@ def read_stack(
 ) -> np.ndarray:
     """Pixels as float32 (bands, rows, cols), nodata as NaN. `bands` are 0-based indexes."""
     with rasterio.open(path) as src:
-        idx = [b + 1 for b in bands] if bands is not None else list(range(1, src.count + 1))
+        idx = [b + 1 for b in bands] if bands is not None else list(range(1, validity.band_count(src) + 1))
         arr = src.read(idx, window=window, out_dtype="float32", boundless=False)
         # nodata, GDAL masks (internal, .msk, alpha), undeclared sentinels, m/cm -> mm
         return validity.clean_block(arr, src, idx, window=window)
@@ -586,7 +586,7 @@ def read_decimated(path: str, band: int = -1, max_side: int = 512) -> np.ndarray
     """One band (0-based, -1 = the last) read decimated by GDAL to at most `max_side` pixels a side
     (nearest), float32 with NaN as nodata: a preview in bounded memory (never the whole band)."""
     with rasterio.open(path) as src:
-        b = src.count + band if band < 0 else band
+        b = validity.band_count(src) + band if band < 0 else band
         scale = max(1.0, max(src.height, src.width) / max_side)
         shape = (max(1, int(round(src.height / scale))), max(1, int(round(src.width / scale))))
         arr = src.read(b + 1, out_shape=shape, out_dtype="float32")
@@ -652,9 +652,9 @@ def _check_block(info: StackInfo, arr: np.ndarray, what: str) -> None:
 
 def _read_checked(src, window: Window, bands: list[int] | None = None) -> np.ndarray:
     """Bands (all by default) of `window` with nodata, GDAL masks and sentinels as NaN, in mm."""
-    indexes = bands or list(range(1, src.count + 1))
+    indexes = bands or list(range(1, validity.band_count(src) + 1))
     arr = src.read(indexes, window=window, out_dtype="float32")
-    return validity.clean_block(arr, src, indexes, window=window)
+    return validity.clean_block(arr, src, indexes, window=window, count=False)  # a sample: not counted
 
 
 LOG = logging.getLogger("deformation_forecast")
@@ -719,6 +719,7 @@ def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> N
             last_valid = last_valid or bool(np.isfinite(arr[-1]).any())
             kept.append(arr[dates].reshape(len(dates), -1))
         validity.check_repeated_fill(info.path, list(np.concatenate(kept, axis=1)), what)
+        validity.warn_if_metres(info.path, np.concatenate(kept, axis=1), info.units, what)
         if not last_valid:
             bh, bw = src.block_shapes[0]
             # blocks the sample read whole (a block cut to its first rows is read again)
@@ -728,7 +729,7 @@ def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> N
                     if (r0, c0) in seen:
                         continue
                     win = Window(c0, r0, min(bw, info.width - c0), min(bh, info.height - r0))
-                    if np.isfinite(_read_checked(src, win, [src.count])).any():
+                    if np.isfinite(_read_checked(src, win, [validity.band_count(src)])).any():
                         return
             b = info.count - 1
             label = info.dates[b].isoformat() if info.dates and info.dates[b] else f"band {b + 1}"

@@ -8,8 +8,14 @@ Every reader of the package passes what it read through :func:`clean_block` (ras
 - an **undeclared nodata sentinel** (-9999, -32768, 9999, ...: exact round values no deformation
   series takes) becomes NaN too, and is counted so that the algorithm can warn about it
   (:func:`take_warnings`);
+- a value that jumps by more than :data:`SPIKE_MM` from both neighbouring dates and back (a fill
+  value at no round number, a corrupt sample) becomes NaN, counted and reported
+  (:func:`mask_spikes`);
 - a band whose unit is declared as metres or centimetres is converted to millimetres
   (:func:`unit_scale`), the package's unit.
+
+The values each run turned into NaN that way (undeclared sentinels, GDAL masks, spikes: not the
+declared nodata) are counted per thread (:func:`masked_count`): algorithms return the number.
 
 No function here imports QGIS; the Processing layer reports :func:`take_warnings` to the user.
 """
@@ -73,6 +79,19 @@ UNIT_TO_MM = {
 _lock = threading.Lock()
 # per thread: QGIS runs algorithms in parallel background threads, each reading in its own thread
 _found: dict[int, dict[tuple[str, float], int]] = {}
+# per thread: (source, what was read) -> values turned into NaN (a block read twice counts once)
+_masked: dict[int, dict[tuple, int]] = {}
+# per thread: source -> [{what was read: spikes} (counted reads only), an example value, its band]
+_spikes: dict[int, dict[str, list]] = {}
+# per thread: what (a parameter) -> features dropped (no geometry)
+_dropped: dict[int, dict[str, int]] = {}
+
+# mm between consecutive dates, away and back: no ground motion InSAR can follow does this (a
+# Sentinel-1 pixel unwraps at most ~14 mm per 6-12 days; mining subsidence reaches ~100 mm)
+SPIKE_MM = 500.0
+# a spike beyond this (100 m, core.stack.MAX_ABS_MM) is not masked: the stack check refuses the file
+# ("not a plausible displacement; check the units and the nodata value")
+SPIKE_MAX_MM = 1e5
 
 
 def unit_scale(unit: str | None) -> float:
@@ -119,14 +138,62 @@ def mask_sentinels(arr: np.ndarray, source: str) -> np.ndarray:
 
 
 def take_warnings() -> list[str]:
-    """One sentence per (source, sentinel) found by this thread since its last call; clears them."""
+    """One sentence per (source, sentinel) and per source with spikes found by this thread since
+    its last call; clears them and the thread's :func:`masked_count`."""
+    me = threading.get_ident()
     with _lock:
-        items = sorted(_found.pop(threading.get_ident(), {}).items())
-    return [
+        items = sorted(_found.pop(me, {}).items())
+        spikes = sorted(_spikes.pop(me, {}).items())
+        _masked.pop(me, None)
+        _dropped.pop(me, None)
+    out = [
         f"{_name(src)}: values equal to {fmt_value(v)} (an undeclared nodata sentinel) "
         "were treated as nodata; declare it as the file's nodata value to silence this warning."
         for (src, v), _n in items
     ]
+    out += [
+        f"{_name(src)}: {sum(n.values()) or 'some'} value(s) jump by more than {SPIKE_MM:g} mm from both "
+        f"neighbouring dates and back (e.g. {example:.6g} mm in band {band}): no ground motion does that; "
+        "they were treated as nodata. Check the file's nodata value and units."
+        for src, (n, example, band) in spikes
+    ]
+    return out
+
+
+def masked_count() -> int:
+    """Values this thread turned into NaN since the run began (undeclared sentinels, GDAL masks,
+    spikes; a block read twice counted once): the number an algorithm reports."""
+    with _lock:
+        return int(sum(_masked.get(threading.get_ident(), {}).values()))
+
+
+def count_dropped(what: str, n: int) -> None:
+    """Note that `n` features of `what` (a parameter) were dropped (no geometry) in this run."""
+    with _lock:
+        mine = _dropped.setdefault(threading.get_ident(), {})
+        mine[what] = mine.get(what, 0) + int(n)
+
+
+def dropped_count() -> int:
+    """Features this thread dropped since the run began (:func:`count_dropped`)."""
+    with _lock:
+        return int(sum(_dropped.get(threading.get_ident(), {}).values()))
+
+
+def count_masked(key: tuple, n: int) -> None:
+    with _lock:
+        _masked.setdefault(threading.get_ident(), {})[key] = n
+
+
+def dropped_summary(what: str, reasons: dict[str, int]) -> tuple[int, str]:
+    """(total, one sentence for the log naming each reason's count) of the items an algorithm
+    dropped, e.g. dropped_summary("Points", {"without geometry": 2}) -> (2, "Points dropped: 2 (2
+    without geometry)."). Nothing is ever dropped in silence: the total is an output number."""
+    total = int(sum(reasons.values()))
+    if not total:
+        return 0, f"{what} dropped: none."
+    parts = ", ".join(f"{int(n)} {reason}" for reason, n in reasons.items() if n)
+    return total, f"{what} dropped: {total} ({parts})."
 
 
 def _name(source: str) -> str:
@@ -145,6 +212,17 @@ def has_gdal_mask(src) -> bool:
     return any(MaskFlags.per_dataset in f or MaskFlags.alpha in f for f in src.mask_flag_enums)
 
 
+def band_count(src) -> int:
+    """Bands that hold data: all but the trailing alpha bands (GDAL writes alpha last; it is read
+    as the mask of every band by :func:`clean_block`, not as a date)."""
+    from rasterio.enums import ColorInterp
+
+    n = src.count
+    while n > 1 and src.colorinterp[n - 1] == ColorInterp.alpha:
+        n -= 1
+    return n
+
+
 def data_bands(src) -> list[int]:
     """1-based indexes of the bands that hold data (alpha bands excluded)."""
     from rasterio.enums import ColorInterp
@@ -159,22 +237,102 @@ def clean_block(
     window=None,
     out_shape=None,
     length: bool = True,
+    count: bool = True,
 ) -> np.ndarray:
     """Turn what `src.read(indexes, window=window, out_shape=out_shape, out_dtype="float32")`
     returned into valid values: nodata, GDAL masks and sentinels as NaN; with `length` (a
-    displacement, not an angle), values of a band declared in m or cm converted to mm.
-    `arr` (float32) is modified in place and returned."""
+    displacement, not an angle), values of a band declared in m or cm converted to mm and spikes
+    along consecutive dates (:func:`mask_spikes`) as NaN. The values masked are counted
+    (:func:`masked_count`) unless `count` is False or the read was decimated (`out_shape`: a
+    preview or a sample). `arr` (float32) is modified in place and returned."""
     nodata = src.nodata
     if nodata is not None and not np.isnan(nodata):
         arr[arr == np.float32(nodata)] = np.nan
+    before = int(np.isfinite(arr).sum())
     if has_gdal_mask(src):
         kw = {"window": window}
         if out_shape is not None:
             kw["out_shape"] = out_shape
         m = src.read_masks(indexes, **kw)
         arr[m == 0] = np.nan
+    if band_count(src) < src.count:  # a trailing alpha band GDAL does not take as the mask
+        shape = None if out_shape is None else tuple(out_shape)[-2:]
+        alpha = src.read(band_count(src) + 1, window=window, out_shape=shape)
+        arr[..., alpha == 0] = np.nan
     mask_sentinels(arr, src.name)
-    return to_mm(arr, src, indexes) if length else arr
+    idx = (indexes,) if isinstance(indexes, int) else tuple(int(i) for i in indexes)
+    where = None if window is None else tuple(int(v) for v in window.flatten())
+    key = (src.name, idx, where) if count and out_shape is None else None
+    if length:
+        arr = to_mm(arr, src, indexes)
+        if arr.ndim == 3 and is_dated(src):
+            mask_spikes(arr, src.name, idx[0], key=key)
+    if key is not None:
+        count_masked(key, before - int(np.isfinite(arr).sum()))
+    return arr
+
+
+def spike_mask(arr: np.ndarray, limit: float = SPIKE_MM) -> np.ndarray:
+    """True where a value of `arr` (dates, ...) differs by more than `limit` from the nearest valid
+    values before and after it, in the same direction, while those two agree within `limit` / 2:
+    a value that jumps away and back. NaN gaps are skipped; the first and last valid dates of a
+    series have one neighbour only and are never flagged, nor are values beyond SPIKE_MAX_MM (the
+    stack check refuses those). Only the series whose range exceeds
+    `limit` (two cheap reductions) are examined further, so a block costs little extra memory."""
+    a = np.asarray(arr)
+    out = np.zeros(a.shape, dtype=bool)
+    n = a.shape[0]
+    if n < 3 or a.size == 0:
+        return out
+    flat = a.reshape(n, -1)
+    with np.errstate(invalid="ignore"):
+        wide = np.fmax.reduce(flat, axis=0) - np.fmin.reduce(flat, axis=0) > limit
+    cols = np.flatnonzero(wide)
+    if cols.size:
+        out.reshape(n, -1)[:, cols] = _spikes_of(flat[:, cols].astype("float64"), limit)
+    return out
+
+
+def _spikes_of(a: np.ndarray, limit: float) -> np.ndarray:
+    """:func:`spike_mask` of series `a` (dates, series)."""
+    n = a.shape[0]
+    valid = np.isfinite(a)
+    t = np.arange(n)[:, None]
+    prev_i = np.maximum.accumulate(np.where(valid, t, -1), axis=0)  # last valid index <= t
+    next_i = np.flip(np.minimum.accumulate(np.flip(np.where(valid, t, n), 0), axis=0), 0)
+    before = np.vstack([np.full((1, a.shape[1]), -1), prev_i[:-1]])
+    after = np.vstack([next_i[1:], np.full((1, a.shape[1]), n)])
+    has = valid & (before >= 0) & (after < n)
+    vb = np.take_along_axis(a, np.clip(before, 0, n - 1), axis=0)
+    va = np.take_along_axis(a, np.clip(after, 0, n - 1), axis=0)
+    with np.errstate(invalid="ignore"):
+        up = (a - vb > limit) & (a - va > limit)
+        down = (vb - a > limit) & (va - a > limit)
+        back = np.abs(va - vb) < limit / 2
+    return has & (up | down) & back & (np.abs(a) <= SPIKE_MAX_MM)
+
+
+def mask_spikes(
+    arr: np.ndarray, source: str, first_band: int = 1, limit: float = SPIKE_MM, key: tuple | None = ()
+) -> np.ndarray:
+    """Set the spikes of `arr` (dates, rows, cols; mm) to NaN in place (:func:`spike_mask`), noted
+    for the warning of :func:`take_warnings`; `first_band` is the band of arr[0]. `key` names what
+    was read (a block read twice is counted once); None: a sample, warned about but not counted.
+    Returns `arr`."""
+    if arr.shape[0] < 3:
+        return arr
+    hit = spike_mask(arr, limit)
+    if hit.any():
+        k = int(np.argmax(hit.reshape(-1)))
+        band = first_band + int(np.unravel_index(k, hit.shape)[0])
+        example = float(arr.reshape(-1)[k])
+        with _lock:
+            mine = _spikes.setdefault(threading.get_ident(), {})
+            entry = mine.setdefault(source, [{}, example, band])
+            if key is not None:
+                entry[0][key or len(entry[0])] = int(hit.sum())
+        arr[hit] = np.nan
+    return arr
 
 
 def band_unit(src, index: int) -> str:
@@ -186,7 +344,10 @@ def band_unit(src, index: int) -> str:
 def clean_series(values: np.ndarray, source: str) -> np.ndarray:
     """Float64 copy of table values (points, benchmarks) with sentinels as NaN, counted."""
     out = np.array(values, dtype="float64", copy=True)
-    return mask_sentinels(out, source)
+    before = int(np.isfinite(out).sum())
+    mask_sentinels(out, source)
+    count_masked((source, "series", out.shape), before - int(np.isfinite(out).sum()))
+    return out
 
 
 def check_bands_limit(count: int, what: str = "OUTPUT") -> None:
@@ -230,6 +391,63 @@ def warp_nodata(src, band: int = 1):
         record(src.name, np.array([v], dtype="float32"))
         return v
     return np.nan if np.dtype(src.dtypes[band - 1]).kind == "f" else None
+
+
+def crs_of(src, what: str = "LAYERS"):
+    """The CRS of rasterio dataset `src`: its own; else WGS 84 when its axes are declared longitude
+    and latitude (a netCDF grid without a grid mapping, e.g. GMT's lon/lat grids, which GDAL leaves
+    without a CRS); else an InputError naming the file (and, for a grid in radar coordinates as
+    GMTSAR's sbas writes it, GMTSAR's geocoding step)."""
+    from rasterio.crs import CRS
+
+    if src.crs is not None:
+        return src.crs
+    tags = {k.lower(): str(v).lower() for k, v in src.tags().items()}
+    units = {k.split("#")[0]: v for k, v in tags.items() if k.endswith("#units")}
+    if "degrees_east" in units.values() and "degrees_north" in units.values():
+        return CRS.from_epsg(4326)
+    name = os.path.basename(src.name)
+    if src.driver == "netCDF" and {"x#long_name", "y#long_name"} <= set(tags):
+        raise InputError(
+            f"{what}: {name!r} is a grid in radar coordinates (range, azimuth: GMTSAR's sbas output), "
+            "with no map coordinates. Geocode each grid first (GMTSAR: proj_ra2ll.csh trans.dat "
+            f"{name} {os.path.splitext(name)[0]}_ll.grd) and stack the *_ll.grd files."
+        )
+    raise InputError(f"{what}: {name!r} has no CRS; assign one before stacking.")
+
+
+def warp_source(src, band: int = 1, rows: int = 256):
+    """(dataset, band) to give a WarpedVRT instead of (`src`, `band`): `src` itself when GDAL can
+    be told its nodata (declared, or at most one undeclared sentinel, no GDAL mask or alpha);
+    otherwise a temporary single-band float32 copy with every sentinel and masked pixel as NaN, so
+    that no second sentinel is blended into valid pixels by the resampling. The band is scanned
+    whole, `rows` rows at a time; the copy (a file, not memory) is removed when it is closed."""
+    import tempfile
+    import weakref
+
+    import rasterio
+    from rasterio.windows import Window
+
+    found: set[float] = set()
+    for r0 in range(0, src.height, rows):
+        win = Window(0, r0, src.width, min(rows, src.height - r0))
+        arr = src.read(band, window=win, out_dtype="float32")
+        found.update(np.unique(arr[sentinel_mask(arr)]).tolist())
+    masked = has_gdal_mask(src) or band_count(src) < src.count
+    if len(found) <= 1 and not (masked and src.nodata is None):
+        return src, band
+    folder = tempfile.mkdtemp(prefix="deformation_forecast_warp_")
+    path = os.path.join(folder, "clean.tif")
+    prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="float32")
+    prof.update(crs=crs_of(src), transform=src.transform, nodata=np.nan, tiled=True)
+    with rasterio.open(path, "w", **prof) as dst:
+        for r0 in range(0, src.height, rows):
+            win = Window(0, r0, src.width, min(rows, src.height - r0))
+            arr = src.read(band, window=win, out_dtype="float32")
+            dst.write(clean_block(arr, src, band, window=win, length=False), 1, window=win)
+    out = rasterio.open(path)
+    weakref.finalize(out, lambda: __import__("shutil").rmtree(folder, ignore_errors=True))
+    return out, 1
 
 
 def to_mm(arr: np.ndarray, src, indexes: Sequence[int] | int) -> np.ndarray:
@@ -309,6 +527,30 @@ def check_zip_sizes(z, what: str, max_total: int = MAX_MODEL_BYTES, max_ratio: f
             f"{what}: the archive would expand to {total / 2**30:,.1f} GiB (the limit is "
             f"{max_total / 2**30:,.0f} GiB): not a model written by this plugin; nothing was extracted."
         )
+
+
+METRES_MAX_ABS = 1.0  # mm: a whole stack within +-1 mm is far more likely metres than mm
+
+
+def warn_if_metres(path: str, values: np.ndarray, units: str, what: str = "INPUT") -> bool:
+    """Warn (through the package's logger, shown in the algorithm's log) when every finite value
+    of `values` (a sample of the stack, in mm) lies within +-METRES_MAX_ABS although the file's
+    unit is mm or undeclared: metres that nothing declared. Returns whether it warned."""
+    import logging
+
+    finite = np.abs(values[np.isfinite(values)])
+    if unit_scale(units) != 1.0 or not finite.size:
+        return False
+    top = float(finite.max())
+    if not 0 < top <= METRES_MAX_ABS:
+        return False
+    name = os.path.basename(path)
+    logging.getLogger("deformation_forecast").warning(
+        f"{what}: every value of {name!r} lies within +-{top:.3g} mm: if the stack is in metres, declare "
+        f"it: set its UNITS metadata (or the band unit) to m, e.g. gdal_edit -mo UNITS=m {name}, and run "
+        "again (metres are converted to mm). Kept as mm."
+    )
+    return True
 
 
 FILL_MIN_ABS = 500.0  # mm: a fill value this large, constant in time over many pixels, is no motion

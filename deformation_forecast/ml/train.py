@@ -182,7 +182,8 @@ def run_train(job: TrainJob | Mapping[str, Any]) -> dict[str, Any]:
                 data = TrainingData(info, prep, work, split)
                 return Training(job, data, device, run, checkpoint).execute()
     finally:
-        if work_dir != checkpoint.folder:
+        # a checkpoint folder without a finished epoch (e.g. a full disk) cannot be resumed: removed
+        if work_dir != checkpoint.folder or not os.path.isfile(checkpoint.path(Checkpoint.STATE)):
             shutil.rmtree(work_dir, ignore_errors=True)
 
 

@@ -25,6 +25,7 @@ from qgis.core import (
 )
 
 from ..core import benchmarks as cb
+from ..core import validity
 from ..core.dates import parse_date
 from ..core.errors import InputError
 from ..core.los import check_incidence
@@ -37,6 +38,7 @@ from .tables import (
     check_lonlat_extent,
     geometry_kind,
     plot_destination,
+    report_skipped,
     save_plot,
     table_sink,
     write_table,
@@ -103,7 +105,7 @@ class BenchmarkCompare(DeformationAlgorithm):
         (R, "Pearson r", "r"),
         (N, "Pairs compared", "n"),
         (BENCHMARKS_USED, "Benchmarks compared", "benchmarks"),
-        (BENCHMARKS_SKIPPED, "Benchmarks skipped", "skipped"),
+        (BENCHMARKS_SKIPPED, "Benchmarks skipped (outside, on NaN pixels, too few dates)", "skipped"),
     )
     TAGS = "leveling,levelling,benchmark,validation,accuracy,mae,rmse,ground truth"
     HELP = (
@@ -186,6 +188,12 @@ class BenchmarkCompare(DeformationAlgorithm):
         self.addParameter(plot_destination(self.OUTPUT_PLOT, "Plot (series per benchmark, scatter)"))
         for key, label, _ in self.NUMBERS:
             self.addOutput(QgsProcessingOutputNumber(key, label))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Benchmark values read as nodata (sentinels)")
+        )
+        self.addOutput(
+            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Benchmark features without geometry")
+        )
 
     # ------------------------------------------------------------------ benchmarks in
     def _benchmarks(self, parameters, context, raster_crs, feedback) -> cb.Benchmarks:
@@ -213,6 +221,7 @@ class BenchmarkCompare(DeformationAlgorithm):
             for f in source.getFeatures():
                 g = f.geometry()
                 if g is None or g.isNull() or g.isEmpty():
+                    report_skipped(feedback, self.BENCHMARKS, 1)  # counted: NULL_GEOMETRY_COUNT
                     continue
                 pt = g.asMultiPoint()[0] if g.isMultipart() else g.asPoint()
                 if xform is not None:
@@ -339,6 +348,8 @@ class BenchmarkCompare(DeformationAlgorithm):
         }
         for name, _, key in self.NUMBERS:  # a NaN (r of too few pairs) is no value
             results[name] = ov[key] if np.isfinite(ov[key]) else None
+        results[self.MASKED_VALUES] = validity.masked_count()
+        results[self.NULL_GEOMETRY_COUNT] = validity.dropped_count()
         if plot_path:
             save_plot(cb.plot_comparison, cmp, plot_path)
             results[self.OUTPUT_PLOT] = plot_path

@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core import validity
 from ..core.los import DEFAULT_INCIDENCE
 from ..core.rates import MODES, deformation_rate
 from .base import DeformationAlgorithm
@@ -114,6 +115,9 @@ class DeformationRate(IncidenceParameters, DeformationAlgorithm):
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Rate raster"))
         self.addOutput(QgsProcessingOutputNumber(self.MIN_RATE, "Lowest rate (units/yr)"))
         self.addOutput(QgsProcessingOutputNumber(self.MAX_RATE, "Highest rate (units/yr)"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, self.INPUT, context)
@@ -143,4 +147,9 @@ class DeformationRate(IncidenceParameters, DeformationAlgorithm):
             if cov < 0.999:
                 feedback.pushInfo(f"Year {year} is covered for {cov:.0%} of its length by the series.")
         feedback.pushInfo(f"Bands: {', '.join(res['labels'])}; range {res['min']:.4g} to {res['max']:.4g}.")
-        return {self.OUTPUT: out, self.MIN_RATE: res["min"], self.MAX_RATE: res["max"]}
+        return {
+            self.OUTPUT: out,
+            self.MIN_RATE: res["min"],
+            self.MAX_RATE: res["max"],
+            self.MASKED_VALUES: validity.masked_count(),
+        }

@@ -29,6 +29,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
+from ..core import validity
 from ..core.dates import field_name, parse_date
 from ..core.errors import InputError
 from ..core.metric import ground_scale
@@ -154,6 +155,9 @@ class ExtractProfiles(DeformationAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.PROFILE_COUNT, "Profiles"))
         self.addOutput(QgsProcessingOutputNumber(self.SAMPLE_COUNT, "Samples per date"))
         self.addOutput(QgsProcessingOutputNumber(self.OUTSIDE_COUNT, "Samples outside the raster"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Lines without geometry (skipped)")
+        )
 
     # -- lines ---------------------------------------------------------------------------
     def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback, run: Run):
@@ -175,6 +179,7 @@ class ExtractProfiles(DeformationAlgorithm):
                 seen[name] = 1
             if geom.isNull() or geom.isEmpty():
                 feedback.pushWarning(f"Line {name!r} has no geometry; skipped.")
+                validity.count_dropped("LINES", 1)  # NULL_GEOMETRY_COUNT
                 continue
             if ct.isValid() and not ct.isShortCircuited():
                 try:
@@ -258,6 +263,7 @@ class ExtractProfiles(DeformationAlgorithm):
             self.PROFILE_COUNT: len(profiles),
             self.SAMPLE_COUNT: total,
             self.OUTSIDE_COUNT: sum(p.outside for p in profiles),
+            self.NULL_GEOMETRY_COUNT: validity.dropped_count(),
         }
         csv_path = self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context)
         if csv_path:

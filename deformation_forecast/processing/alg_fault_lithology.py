@@ -19,6 +19,7 @@ from qgis.core import (
 )
 
 from ..core import faults as cf
+from ..core import validity
 from ..core.controls import ControlOptions, analyse_controls
 from ..core.errors import InputError
 from ..core.metric import ground_scale
@@ -171,6 +172,9 @@ class FaultLithology(DeformationAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.FAULT_COUNT, "Faults analysed"))
         self.addOutput(QgsProcessingOutputNumber(self.UNIT_COUNT, "Lithological units analysed"))
         self.addOutput(QgsProcessingOutputNumber(self.MAX_STEP, "Largest |step| across a fault"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Features without geometry (skipped)")
+        )
 
     def _band(self, parameters, context, info) -> int:
         """The 0-based band to analyse: BAND (1-based), the last when not set (or 0)."""
@@ -278,6 +282,7 @@ class FaultLithology(DeformationAlgorithm):
         )
         results[self.FAULT_COUNT] = len(res.profiles)
         results[self.UNIT_COUNT] = len(names)
+        results[self.NULL_GEOMETRY_COUNT] = validity.dropped_count()
         results[self.MAX_STEP] = max((abs(p.step) for p in res.profiles if np.isfinite(p.step)), default=None)
         results[self.OUTPUT_DISTANCE] = dist_path if layers.fault_geoms and dist_path else None
         results[self.OUTPUT_PLOT] = None

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer
+from qgis.core import (
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
 
+from ..core import validity
 from ..core.los import convert_stack
 from .alg_deformation_rate import IncidenceParameters, incidence_parameters, read_incidence, report_incidence
 from .base import DeformationAlgorithm
@@ -35,6 +40,9 @@ class LosVertical(IncidenceParameters, DeformationAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "LOS raster or stack"))
         incidence_parameters(self)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Vertical displacement"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     def compute(self, parameters, context, feedback):
         info = self.stack_info(parameters, self.INPUT, context, require_dates=False)
@@ -48,7 +56,7 @@ class LosVertical(IncidenceParameters, DeformationAlgorithm):
             f"{info.count} band(s) converted; 1 / cos(theta) from {1 / _cos(res['incidence_min']):.4f} "
             f"to {1 / _cos(res['incidence_max']):.4f}."
         )
-        return {self.OUTPUT: out}
+        return {self.OUTPUT: out, self.MASKED_VALUES: validity.masked_count()}
 
 
 def _cos(deg: float) -> float:

@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
 )
 
+from ..core import validity
 from ..core.points import FORMATS, METHODS, UNITS, points_to_stack, read_points_csv
 from .base import DeformationAlgorithm
 from .distance import metres_parameter
@@ -27,6 +28,7 @@ METHOD_LABELS = ["Nearest point", "Inverse distance weighting (power 2)"]
 
 class PointsToStack(DeformationAlgorithm):
     NAME = "pointstostack"
+    DROPPED_COUNT = "DROPPED_COUNT"
     DISPLAY = "Point time series to stack"
     GROUP = "stack"
     TAGS = "points,ps,psi,sbas,stamps,depsi,csv,grid,interpolation,idw"
@@ -126,6 +128,10 @@ class PointsToStack(DeformationAlgorithm):
             QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Points dropped: features without geometry")
         )
         self.addOutput(QgsProcessingOutputNumber(self.SKIPPED_COUNT, "Points skipped (no value at any date)"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.DROPPED_COUNT, "Points dropped in all (reasons in the log)")
+        )
+        self.addOutput(QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels)"))
         self.addOutput(QgsProcessingOutputNumber(self.DATE_COUNT, "Dates (bands)"))
         self.addOutput(QgsProcessingOutputNumber(self.FILLED_CELLS, "Cells with a value"))
         self.addOutput(QgsProcessingOutputString(self.OUTPUT_CRS_USED, "Output CRS"))
@@ -186,8 +192,20 @@ class PointsToStack(DeformationAlgorithm):
         )
         if not os.path.exists(out):
             raise QgsProcessingException(f"{self.OUTPUT}: {out} was not written.")
+        dropped = validity.dropped_summary(
+            "Points",
+            {
+                "outside the area of use of their CRS": series.outside,
+                "without geometry": series.null_geometry,
+                "without a value at any date": series.skipped,
+                "sharing a cell with a nearer point (METHOD nearest)": summary["merged"],
+            },
+        )
+        feedback.pushInfo(dropped[1])
         return {
             self.OUTPUT: out,
+            self.DROPPED_COUNT: dropped[0],
+            self.MASKED_VALUES: validity.masked_count(),
             self.POINT_COUNT: summary["points"],
             self.MERGED_COUNT: summary["merged"],
             self.NULL_GEOMETRY_COUNT: series.null_geometry,

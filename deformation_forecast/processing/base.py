@@ -134,6 +134,8 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     SHORT = ""  # one line for the Toolbox tooltip (default: the first sentence of HELP)
     HELP_ANCHOR = "algorithms"  # README section of the dialog's Help button
     TAGS = ""
+    MASKED_VALUES = "MASKED_VALUES"  # output: values read as nodata (core.validity.masked_count)
+    NULL_GEOMETRY_COUNT = "NULL_GEOMETRY_COUNT"  # output: features without geometry, dropped
     # units of raster outputs, for the style applied when the Toolbox loads them (default mm)
     RASTER_UNITS: dict[str, str] = {}
     # raster outputs that also go into the Temporal Controller (one layer per date) when the

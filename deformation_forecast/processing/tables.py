@@ -25,6 +25,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QDate, QVariant
 
+from ..core import validity
+
 PLOT_FILTER = "PNG files (*.png);;SVG files (*.svg);;PDF files (*.pdf)"
 
 TYPES = {
@@ -273,6 +275,8 @@ def check_lonlat_extent(source, param: str) -> None:
 
 
 def report_skipped(feedback, param: str, skipped: int) -> None:
-    """Say how many features had no geometry (NULL or empty) and were skipped."""
+    """Say how many features had no geometry (NULL or empty) and were skipped (and count them:
+    core.validity.dropped_count, the algorithm's NULL_GEOMETRY_COUNT)."""
+    validity.count_dropped(param, skipped)
     if skipped and feedback is not None:
         feedback.pushWarning(f"{param}: {skipped} feature(s) without geometry (NULL or empty) skipped.")

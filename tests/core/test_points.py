@@ -256,7 +256,7 @@ def test_all_rows_empty():
 
 
 def test_too_fine_pixel_size_rejected(tmp_path):
-    s = series_from_table(["x", "y", "D20200101"], [[0, 0, 1], [1e5, 1e5, 2]], crs="EPSG:32647")
+    s = series_from_table(["x", "y", "D20200101"], [[5e5, 4.3e6, 1], [6e5, 4.4e6, 2]], crs="EPSG:32647")
     out = tmp_path / "huge.tif"
     with pytest.raises(InputError, match="PIXEL_SIZE"):
         points_to_stack(s, str(out), 0.5)

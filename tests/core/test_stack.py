@@ -121,10 +121,12 @@ def test_round_trip_property(tmp_path_factory, data, step):
     write_stack(path, data, dates, "EPSG:4326", Affine(0.001, 0, 100, 0, -0.001, 30))
     info = read_info(path)
     assert info.dates == dates
-    # exact nodata sentinels (-9999, 9999, ...; core.validity) read back as NaN, nothing else changes
-    from deformation_forecast.core.validity import sentinel_mask
+    # exact nodata sentinels (-9999, 9999, ...; core.validity) and then spikes (away by more than
+    # SPIKE_MM from both neighbouring dates and back) read back as NaN, nothing else changes
+    from deformation_forecast.core.validity import sentinel_mask, spike_mask
 
     expected = np.where(sentinel_mask(data), np.float32(np.nan), data)
+    expected[spike_mask(expected)] = np.nan
     np.testing.assert_array_equal(read_stack(path), expected)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import zipfile
 
 import hypothesis.extra.numpy as hnp
@@ -20,6 +19,7 @@ from deformation_forecast.core import validity
 from deformation_forecast.core.errors import InputError
 from deformation_forecast.core.stack import atomic_path, check_values, read_info, read_stack
 from tests.conftest import make_dates
+from tests.tmpfs import fill, tmpfs
 
 TRANSFORM = Affine(20, 0, 500000, 0, -20, 4300000)
 
@@ -42,7 +42,8 @@ def _write(path, data, nodata, unit, mask, dtype="float32"):
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    data=hnp.arrays("float64", (4, 5, 6), elements=st.floats(-900, 900, allow_nan=False)),
+    # within +-250 mm: no two dates differ by more than SPIKE_MM (spikes: the next test)
+    data=hnp.arrays("float64", (4, 5, 6), elements=st.floats(-250, 250, allow_nan=False)),
     spoil=hnp.arrays(bool, (4, 5, 6)),
     sentinel=st.sampled_from(validity.SENTINELS[:12]),
     nodata=st.sampled_from([None, "nan", "sentinel"]),
@@ -68,10 +69,80 @@ def test_no_sentinel_reaches_a_statistic(tmp_path, data, spoil, sentinel, nodata
     assert np.array_equal(np.isnan(got), np.isnan(expected))
     finite = got[np.isfinite(got)]
     if finite.size:  # the statistics a user sees
-        assert np.abs(finite).max() <= 900 * 1.0001
-        assert abs(float(finite.mean())) <= 900 * 1.0001
+        assert np.abs(finite).max() <= 250 * 1.0001
+        assert abs(float(finite.mean())) <= 250 * 1.0001
     assert read_info(path).units == "mm" if unit else True
     validity.take_warnings()
+
+
+def _spiky(rng, n, h, w, size):
+    """A plausible random walk (< 40 mm a date, so never SPIKE_MM in 11 dates) and spikes of `size`
+    and more at interior dates, at least two clean dates apart, at no round value."""
+    clean = np.cumsum(rng.uniform(-40, 40, (n, h, w)), axis=0)
+    clean -= clean[0]  # displacement relative to the first date, steps still < 40 mm
+    spikes = np.zeros((n, h, w), bool)
+    for r in range(h):
+        for c in range(w):
+            last = -9
+            for t in range(1, n - 1):
+                if t - last >= 3 and rng.random() < 0.35:
+                    spikes[t, r, c], last = True, t
+    # + 40: the walk moves up to 40 mm to either neighbour
+    away = rng.choice([-1.0, 1.0], spikes.shape) * (size + 40) * rng.uniform(1.0, 1.5, spikes.shape) + 0.37
+    return clean, spikes, np.where(spikes, clean + away, clean)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(3, 12),
+    size=st.floats(validity.SPIKE_MM * 1.001, 6e4),  # x 1.5 + 40: below SPIKE_MAX_MM
+    unit=st.sampled_from([None, "mm", "m"]),
+    sentinel=st.sampled_from([None, -9999.0, 32767.0]),
+    use_mask=st.booleans(),
+)
+def test_no_spike_reaches_a_statistic(tmp_path, seed, n, size, unit, sentinel, use_mask):
+    """Random spikes (a value that jumps by more than SPIKE_MM from both neighbouring dates and
+    back), with sentinels on other pixels, GDAL masks and units: the reader gives the clean values
+    in mm with NaN at every spike, sentinel and masked pixel, the mean and extremes of what it gives
+    stay within the clean series', and masked_count() counts each of them once."""
+    rng = np.random.default_rng(seed)
+    h, w = 5, 6
+    clean, spikes, values = _spiky(rng, n, h, w, size)
+    spoil = np.zeros_like(spikes)
+    if sentinel is not None:  # on pixels without spikes, at random dates
+        quiet = ~spikes.any(axis=0)
+        spoil = (rng.random(spikes.shape) < 0.3) & quiet[None]
+    masked = (rng.random((h, w)) < 0.2) if use_mask else np.zeros((h, w), bool)
+    scale = validity.unit_scale(unit)
+    stored = np.where(spoil, sentinel if sentinel is not None else 0.0, values / scale)
+    path = str(tmp_path / f"k{rng.integers(1 << 30)}.tif")
+    _write(path, stored, None, unit, ~masked if use_mask else None)
+    validity.take_warnings()
+    got = read_stack(path)
+    expected = (values / scale).astype("float32") * np.float32(scale)
+    expected[spikes | spoil] = np.nan
+    expected[:, masked] = np.nan
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    finite = np.isfinite(got)
+    if finite.any():  # the statistics a user sees
+        lo, hi = np.nanmin(clean) - 0.01, np.nanmax(clean) + 0.01
+        assert lo <= np.nanmin(got) and np.nanmax(got) <= hi
+        assert lo <= float(np.nanmean(got)) <= hi
+    hidden = (spikes | spoil) & ~masked[None]
+    assert validity.masked_count() == int(hidden.sum() + n * masked.sum())
+    warnings = validity.take_warnings()
+    assert any("jump by more than" in m for m in warnings) == bool((spikes & ~masked[None]).any())
+
+
+def test_a_steady_fast_subsidence_is_not_a_spike():
+    """Real motion, however fast, goes one way: 400 mm a date for 10 dates is kept whole; a step
+    (away, not back) too."""
+    ramp = (-400.0 * np.arange(10))[:, None, None] * np.ones((10, 2, 2))
+    assert not validity.spike_mask(ramp).any()
+    step = np.where(np.arange(10)[:, None, None] < 5, 0.0, -3000.0) * np.ones((10, 2, 2))
+    assert not validity.spike_mask(step).any()
 
 
 def test_sentinel_warning_names_the_file_and_value(tmp_path):
@@ -137,22 +208,11 @@ def test_band_limit():
 
 @contextlib.contextmanager
 def full_tmpfs(path):
-    path.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs ({r.stderr.strip()}): needs root")
-    try:
-        with contextlib.suppress(OSError), open(path / "filler", "wb", buffering=0) as f:
-            while True:
-                f.write(b"\0" * 4096)
-        os.unlink(path / "filler")
-        with open(path / "filler", "wb") as f:  # leave ~16 KiB: small files fit, larger ones do not
-            f.write(b"\0" * (128 * 1024 - 16 * 1024))
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+    """A 128 KiB tmpfs (tests.tmpfs: without root where user namespaces allow) with ~16 KiB free:
+    small files fit, larger ones do not."""
+    with tmpfs(path, "128k") as mnt:
+        fill(mnt, leave=16 * 1024)
+        yield mnt
 
 
 def test_model_like_zip_on_a_full_disk(tmp_path):

@@ -169,3 +169,64 @@ def test_full_and_readonly_disks(qgis_process, tmp_path):
             OUTPUT_CSV=ro / "p.csv",
         )
     assert os.listdir(keep) == []
+
+
+def test_spikes_alpha_and_counts(qgis_process, tmp_path):
+    """A spike at one date (no round value) and a trailing alpha band: the rates of the clean stack
+    with NaN there, and MASKED_VALUES counts each spoilt pixel-date once."""
+    from rasterio.enums import ColorInterp
+
+    from tests.processing.test_hostile_inputs import LABELS, N
+
+    spiky = _hostile_stack(tmp_path, "spike-one-date")
+    ref = write_raster(tmp_path / "ref1.tif", with_nan(clean_data(), bands=N // 2))
+    got = run(qgis_process, "deformationrate", INPUT=spiky, OUTPUT=tmp_path / "s.tif")
+    want = run(qgis_process, "deformationrate", INPUT=ref, OUTPUT=tmp_path / "w.tif")
+    np.testing.assert_allclose(
+        read(got["OUTPUT"]), read(want["OUTPUT"]), rtol=1e-6, atol=1e-6, equal_nan=True
+    )
+    assert (got["MASKED_VALUES"], want["MASKED_VALUES"]) == (len(BAD), 0)
+    junk = clean_data()
+    alpha = np.full((1,) + junk.shape[1:], 255.0, "float32")
+    for r, c in BAD:
+        junk[:, r, c], alpha[0, r, c] = 123.0, 0.0
+    path = write_raster(tmp_path / "alpha.tif", np.concatenate([junk, alpha]), labels=[*LABELS, ""])
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = [ColorInterp.gray] * N + [ColorInterp.alpha]
+    got = run(qgis_process, "deformationrate", INPUT=path, OUTPUT=tmp_path / "a.tif")
+    clean = write_raster(tmp_path / "ref.tif", with_nan(clean_data()))
+    want = run(qgis_process, "deformationrate", INPUT=clean, OUTPUT=tmp_path / "c.tif")
+    np.testing.assert_allclose(
+        read(got["OUTPUT"]), read(want["OUTPUT"]), rtol=1e-6, atol=1e-6, equal_nan=True
+    )
+    assert got["MASKED_VALUES"] == len(BAD) * N
+
+
+def test_points_dropped_count(qgis_process, tmp_path):
+    """pointstostack: a point outside UTM 47N's area of use and a row without values are dropped,
+    DROPPED_COUNT = 2, and the stack equals the one from the clean rows."""
+    from tests.processing.test_hostile_inputs import DATES, X0, Y0, N, _points_csv
+
+    clean = [
+        [X0 + 40 * (k % 4) + 10, Y0 - 40 * (k // 4) - 10, *[-1.5 * i * (k % 4 + 1) for i in range(N)]]
+        for k in range(12)
+    ]
+    bad = [*clean, [X0 + 2_000_000.0, Y0, *[-1.0] * N], [X0 + 50, Y0 - 50, *[""] * N]]
+    kw = dict(CSV_CRS="EPSG:32647", PIXEL_SIZE=40, OUTPUT_CRS="EPSG:32647")
+    got = run(
+        qgis_process,
+        "pointstostack",
+        INPUT_CSV=_points_csv(tmp_path / "b.csv", bad),
+        OUTPUT=tmp_path / "b.tif",
+        **kw,
+    )
+    want = run(
+        qgis_process,
+        "pointstostack",
+        INPUT_CSV=_points_csv(tmp_path / "c.csv", clean),
+        OUTPUT=tmp_path / "c.tif",
+        **kw,
+    )
+    np.testing.assert_array_equal(read(got["OUTPUT"]), read(want["OUTPUT"]))
+    assert (got["DROPPED_COUNT"], want["DROPPED_COUNT"], got["POINT_COUNT"]) == (2, 0, 12)
+    assert len(DATES) == N

@@ -52,3 +52,45 @@ def test_importproduct_refuses_foreign_hdf5(qgis_process, tmp_path):
     assert p.returncode != 0
     assert "neither a MintPy time series" in p.stdout + p.stderr
     assert not out.exists()
+
+
+def test_gmtsar_netcdf_series_then_rate(qgis_process, tmp_path):
+    """GMTSAR SBAS output (disp_YYYYDDD_ll.grd, netCDF-4 as GMT writes it: tests/gmtsar.py) through
+    buildstack (dates from year + day of year, EPSG:4326 from the lon/lat axes) then deformationrate:
+    the rates of the source; radar-coordinate grids refused naming proj_ra2ll.csh."""
+    from tests.processing.test_gmtsar_buildstack import DATES, RATE, gmtsar_series
+
+    paths, data = gmtsar_series(str(tmp_path))
+    stack, rate = tmp_path / "stack.tif", tmp_path / "rate.tif"
+    qgis_process(
+        "run",
+        "deformation_forecast:buildstack",
+        "--",
+        *[f"LAYERS={p}" for p in paths],
+        "UNITS=0",
+        f"OUTPUT={stack}",
+    )
+    info = read_info(str(stack))
+    assert info.dates == DATES and info.crs.to_epsg() == 4326
+    np.testing.assert_allclose(read_stack(str(stack)), data, atol=1e-6, equal_nan=True)
+    qgis_process(
+        "run", "deformation_forecast:deformationrate", "--", f"INPUT={stack}", "MODE=0", f"OUTPUT={rate}"
+    )
+    v = read_stack(str(rate))[0]
+    ok = np.isfinite(data[0])
+    np.testing.assert_allclose(v[ok], RATE[ok], atol=1e-3)
+    radar = tmp_path / "radar"
+    radar.mkdir()
+    rpaths, _ = gmtsar_series(str(radar), geographic=False)
+    out = tmp_path / "radar_stack.tif"
+    p = qgis_process(
+        "run",
+        "deformation_forecast:buildstack",
+        "--",
+        *[f"LAYERS={q}" for q in rpaths],
+        f"OUTPUT={out}",
+        check=False,
+    )
+    assert p.returncode != 0 and "proj_ra2ll.csh" in p.stdout + p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+    assert not out.exists()

@@ -10,10 +10,8 @@ mounts (skipped with the reason where mounting is not permitted).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from affine import Affine
 from qgis.core import QgsProcessingException
 
 from tests.conftest import make_dates
+from tests.tmpfs import fill, tmpfs
 
 X0, Y0, RES = 500000.0, 4300000.0, 20.0
 N, H, W = 10, 12, 16
@@ -124,6 +123,11 @@ def _hostile_stack(tmp_path, case: str) -> str:
         for r, c in BAD:
             one[N // 2, r, c] = 9999.0
         return write_raster(p, one)
+    if case == "spike-one-date":  # a fill value at no round number, at one date: away and back
+        one = data.copy()
+        for k, (r, c) in enumerate(BAD):
+            one[N // 2, r, c] = 4321.7 if k % 2 else -2718.3
+        return write_raster(p, one)
     if case in ("mask-internal", "mask-external"):
         valid = np.ones((H, W), bool)
         for r, c in BAD:
@@ -143,7 +147,7 @@ def _expected_rate_input(case: str) -> np.ndarray:
     data = clean_data()
     if case == "sentinel-32768-int16":
         data = np.round(data).astype("float32")
-    if case == "sentinel-9999-one-date":
+    if case in ("sentinel-9999-one-date", "spike-one-date"):
         return with_nan(data, bands=N // 2)
     return with_nan(data)
 
@@ -154,6 +158,7 @@ RASTER_CASES = [
     "sentinel-9999-other-declared",
     "sentinel-32768-int16",
     "sentinel-9999-one-date",
+    "spike-one-date",
     "mask-internal",
     "mask-external",
 ]
@@ -168,6 +173,10 @@ def test_rate_of_a_spoilt_stack_equals_the_clean_one(run_alg, tmp_path, outdir, 
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
     assert res["MIN_RATE"] == pytest.approx(ref["MIN_RATE"]) and res["MIN_RATE"] > -1000
+    # the values read as nodata are an output number: every spoilt pixel-date, once
+    one_date = case in ("sentinel-9999-one-date", "spike-one-date")
+    assert res["MASKED_VALUES"] == len(BAD) * (1 if one_date else N)
+    assert ref["MASKED_VALUES"] == 0
     OUTCOMES[f"rate/{case}"] = "correct"
 
 
@@ -188,6 +197,42 @@ def test_losvertical_of_a_spoilt_stack_equals_the_clean_one(run_alg, tmp_path, o
     np.testing.assert_allclose(got, want, rtol=1e-6, equal_nan=True)
     assert np.nanmin(got) > -100
     OUTCOMES[f"losvertical/{case}"] = "correct"
+
+
+def test_masked_values_and_null_geometries_are_output_numbers(run_alg, tmp_path, outdir):
+    """losvertical returns MASKED_VALUES (each spoilt pixel-date once); extractprofiles and
+    benchmarkcompare return NULL_GEOMETRY_COUNT for the features they skipped."""
+    import json
+
+    stack = _hostile_stack(tmp_path, "sentinel-9999")
+    res = run_alg("losvertical", {"INPUT": stack, "INCIDENCE": 34.17, "OUTPUT": str(outdir / "v.tif")})
+    assert res["MASKED_VALUES"] == len(BAD) * N
+    clean = write_raster(tmp_path / "clean.tif", clean_data())
+    crs = {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32647"}}
+    line = {"type": "LineString", "coordinates": [[X0 + 10, Y0 - 50], [X0 + 310, Y0 - 50]]}
+    lines = tmp_path / "l.geojson"
+    feats = [
+        {"type": "Feature", "properties": {"name": n}, "geometry": g} for n, g in (("I", line), ("II", None))
+    ]
+    lines.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": feats}))
+    res = run_alg("extractprofiles", {"INPUT": clean, "LINES": str(lines), "OUTPUT": "TEMPORARY_OUTPUT"})
+    assert (res["PROFILE_COUNT"], res["NULL_GEOMETRY_COUNT"]) == (1, 1)
+    pts = [((X0 + 110, Y0 - 110), "BM0"), ((X0 + 150, Y0 - 110), "BM1"), (None, "BM2"), (None, "BM3")]
+    dates = [d.strftime("%Y%m%d") for d in DATES[::3]]
+    bms = [
+        {
+            "type": "Feature",
+            "properties": {"id": n, **{f"D{d}": -float(i + k) for i, d in enumerate(dates)}},
+            "geometry": {"type": "Point", "coordinates": list(xy)} if xy else None,
+        }
+        for k, (xy, n) in enumerate(pts)
+    ]
+    bm = tmp_path / "bm.geojson"
+    bm.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": bms}))
+    kw = {"INPUT": clean, "INCIDENCE": 34.17, "RADIUS": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    res = run_alg("benchmarkcompare", {**kw, "BENCHMARKS": str(bm)})
+    assert (res["BENCHMARKS_USED"], res["NULL_GEOMETRY_COUNT"]) == (2, 2)
+    OUTCOMES["counts/masked-and-null-geometries"] = "correct"
 
 
 def _lines(tmp_path, crs: str | None = "EPSG:32647") -> str:
@@ -310,7 +355,28 @@ def test_benchmark_csv_with_sentinels(run_alg, tmp_path):
     for key in ("MAE", "RMSE", "MAX_ABS", "BIAS", "N", "BENCHMARKS_USED"):
         assert got[key] == pytest.approx(want[key]), key
     assert got["MAX_ABS"] < 100
+    assert (got["MASKED_VALUES"], want["MASKED_VALUES"]) == (2, 0)
     OUTCOMES["benchmarkcompare/csv-sentinel-9999"] = "correct"
+
+
+def test_benchmark_with_too_few_dates_is_counted_as_skipped(run_alg, tmp_path):
+    """A benchmark whose only survey paired with an acquisition is the reference: skipped, counted
+    in BENCHMARKS_SKIPPED and named in the log; the statistics equal those without it."""
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
+    good = [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]]
+    lonely = ["BM2", x + 80, y, 0, "", "", ""]
+    kw = {"INPUT": stack, "INCIDENCE": 34.17, "RADIUS": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    fb = Recorder()
+    got = run_alg(
+        "benchmarkcompare", {**kw, "BENCHMARKS": _bench_csv(tmp_path / "b.csv", [*good, lonely])}, feedback=fb
+    )
+    want = run_alg("benchmarkcompare", {**kw, "BENCHMARKS": _bench_csv(tmp_path / "g.csv", good)})
+    for key in ("MAE", "RMSE", "MAX_ABS", "BIAS", "N"):
+        assert got[key] == pytest.approx(want[key]), key
+    assert (got["BENCHMARKS_USED"], got["BENCHMARKS_SKIPPED"]) == (2, 1)
+    assert any("'BM2' skipped: too few dates" in w for w in fb.warnings + fb.infos), fb.warnings
+    OUTCOMES["benchmarkcompare/too-few-dates-counted"] = "correct"
 
 
 def test_point_csv_with_sentinels(run_alg, tmp_path):
@@ -337,7 +403,54 @@ def test_point_csv_with_sentinels(run_alg, tmp_path):
     want = run_alg("pointstostack", {"INPUT_CSV": files["ref"], **kw, "OUTPUT": str(tmp_path / "ref.tif")})
     np.testing.assert_array_equal(read(got["OUTPUT"]), read(want["OUTPUT"]))
     assert np.nanmin(read(got["OUTPUT"])) > -100
+    assert (got["MASKED_VALUES"], want["MASKED_VALUES"]) == (3, 0)  # rows 0, 5 and 10
+    assert got["DROPPED_COUNT"] == want["DROPPED_COUNT"] == 0
     OUTCOMES["pointstostack/csv-sentinel-9999"] = "correct"
+
+
+def _points_csv(path, rows) -> str:
+    header = ["x", "y"] + ["D" + d.strftime("%Y%m%d") for d in DATES]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    return str(path)
+
+
+def test_points_dropped_are_counted_with_their_reasons(run_alg, tmp_path):
+    """A point outside the CSV_CRS's area of use (a minority), a row without any value and a point
+    sharing a cell (METHOD nearest) are dropped: DROPPED_COUNT = 3, each reason in the log, and the
+    stack equals the one made from the clean rows alone."""
+    clean = []
+    for k in range(12):
+        clean.append(
+            [X0 + 40 * (k % 4) + 10, Y0 - 40 * (k // 4) - 10, *[-1.5 * i * (k % 4 + 1) for i in range(N)]]
+        )
+    hostile = [
+        *clean,
+        [X0 + 2_000_000.0, Y0, *[-1.0] * N],  # ~122 E: outside UTM 47N (96-102 E)
+        [X0 + 50, Y0 - 50, *[""] * N],  # no value at any date
+        [X0 + 12, Y0 - 12, *[-99.0] * N],  # the cell of the first point, farther from its centre
+    ]
+    kw = {"CSV_CRS": "EPSG:32647", "PIXEL_SIZE": 40.0, "OUTPUT_CRS": "EPSG:32647", "METHOD": 0}
+    fb = Recorder()
+    got = run_alg(
+        "pointstostack",
+        {"INPUT_CSV": _points_csv(tmp_path / "bad.csv", hostile), **kw, "OUTPUT": str(tmp_path / "b.tif")},
+        feedback=fb,
+    )
+    want = run_alg(
+        "pointstostack",
+        {"INPUT_CSV": _points_csv(tmp_path / "ref.csv", clean), **kw, "OUTPUT": str(tmp_path / "r.tif")},
+    )
+    np.testing.assert_array_equal(read(got["OUTPUT"]), read(want["OUTPUT"]))
+    assert (got["DROPPED_COUNT"], want["DROPPED_COUNT"]) == (3, 0)
+    assert (got["SKIPPED_COUNT"], got["MERGED_COUNT"], got["POINT_COUNT"]) == (1, 1, 12)
+    log = "\n".join(fb.infos + fb.warnings)
+    assert "1 point(s) in columns 'x'/'y' lie outside the area of use of EPSG:32647: dropped" in log, log
+    assert (
+        "Points dropped: 3 (1 outside the area of use of their CRS, 1 without a value at any date, "
+        "1 sharing a cell with a nearer point (METHOD nearest))." in log
+    ), log
+    OUTCOMES["pointstostack/dropped-counted"] = "correct"
 
 
 # ---------------------------------------------------------------- refusals
@@ -360,6 +473,42 @@ def test_incidence_radians_or_grazing(run_alg, tmp_path, outdir, alg, angle, pat
     else:
         params = {"INPUT": stack, "INPUT_B": stack, "INCIDENCE": angle, "OUTPUT": str(outdir / "c.csv")}
     _refused(run_alg, alg, params, pattern, outdir, f"{alg}/incidence-{angle}")
+
+
+def test_warped_incidence_raster_with_two_sentinels(run_alg, tmp_path, outdir):
+    """An incidence raster on another grid (warped, bilinear) holding two different undeclared
+    sentinels: both reach GDAL as nodata, so the vertical stack equals the one made with NaN there
+    (never a blend of -9999 into the angles, never 'incidence angle out of range')."""
+    stack = write_raster(tmp_path / "s.tif", clean_data())
+    angles = np.full((1, H, W + 1), 34.0, "float32") + np.linspace(0, 2, W + 1)[None, None, :]
+    spoilt, nan = angles.copy(), angles.copy()
+    for j, (r, c) in enumerate(BAD):
+        spoilt[0, r, c + 1] = -9999.0 if j % 2 else -32768.0
+        nan[0, r, c + 1] = np.nan
+    kw = dict(width=W + 1, transform=Affine(RES, 0, X0 - RES / 2, 0, -RES, Y0), labels=["incidence"])
+    inc = {}
+    for name, arr in (("spoilt", spoilt), ("nan", nan)):
+        prof = dict(driver="GTiff", height=H, count=1, dtype="float32", crs="EPSG:32647")
+        with rasterio.open(
+            tmp_path / f"inc_{name}.tif", "w", width=kw["width"], transform=kw["transform"], **prof
+        ) as dst:
+            dst.write(arr)
+        inc[name] = str(tmp_path / f"inc_{name}.tif")
+    got = read(
+        run_alg(
+            "losvertical",
+            {"INPUT": stack, "INCIDENCE_RASTER": inc["spoilt"], "OUTPUT": str(outdir / "v.tif")},
+        )["OUTPUT"]
+    )
+    want = read(
+        run_alg(
+            "losvertical", {"INPUT": stack, "INCIDENCE_RASTER": inc["nan"], "OUTPUT": str(tmp_path / "w.tif")}
+        )["OUTPUT"]
+    )
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert np.isnan(got).sum() > 0 and np.nanmin(got) > -100
+    OUTCOMES["losvertical/warped-incidence-two-sentinels"] = "correct"
 
 
 def test_incidence_raster_in_radians(run_alg, tmp_path, outdir):
@@ -429,31 +578,15 @@ def test_too_many_bands_refused_before_writing(tmp_path):
 # ---------------------------------------------------------------- full and read-only disks
 
 
-@contextlib.contextmanager
-def tmpfs(path, size="1M", readonly=False):
-    path.mkdir(exist_ok=True)
-    opts = f"size={size}" + (",ro" if readonly else "")
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True, text=True
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): run as root")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def _fill(folder) -> None:
     """Fill the file system of `folder` to the last byte."""
-    with contextlib.suppress(OSError), open(folder / "filler", "wb", buffering=0) as f:
-        while True:
-            f.write(b"\0" * 4096)
+    fill(folder)
 
 
 WRITERS = {
     # algorithm -> (params given the stack and the output folder, output names)
     "deformationrate": lambda s, d: {"INPUT": s, "OUTPUT": str(d / "rate.tif")},
+    "buildstack": lambda s, d: {"LAYERS": None, "UNITS": 0, "OUTPUT": str(d / "stack.tif")},
     "losvertical": lambda s, d: {"INPUT": s, "INCIDENCE": 34.17, "OUTPUT": str(d / "v.tif")},
     "extractprofiles-gpkg": lambda s, d: {"INPUT": s, "LINES": None, "OUTPUT": str(d / "p.gpkg")},
     "extractprofiles-csv": lambda s, d: {
@@ -471,17 +604,28 @@ WRITERS = {
 }
 
 
+def _single_rasters(tmp_path, data) -> list[str]:
+    """One single-band raster per date, the date in the name (buildstack's input)."""
+    paths = []
+    for k, band in enumerate(data):
+        p = tmp_path / f"cum_{DATES[k].strftime('%Y%m%d')}.tif"
+        paths.append(write_raster(p, band[None], labels=[""]))
+    return paths
+
+
 @pytest.mark.parametrize("readonly", [False, True], ids=["full", "readonly"])
 @pytest.mark.parametrize("writer", sorted(WRITERS))
 def test_full_or_readonly_disk(run_alg, tmp_path, writer, readonly):
     stack = write_raster(tmp_path / "s.tif", clean_data())
     mnt = tmp_path / "mnt"
-    with tmpfs(mnt, "256k", readonly=readonly):
+    with tmpfs(mnt, "256k", readonly=readonly) as mnt:
         if not readonly:
             _fill(mnt)
         params = WRITERS[writer](stack, mnt)
         if "LINES" in params:
             params["LINES"] = _lines(tmp_path)
+        if "LAYERS" in params:
+            params["LAYERS"] = _single_rasters(tmp_path, clean_data()[:3])
         alg = writer.split("-")[0]
         with pytest.raises(QgsProcessingException, match=r"No space left|Read-only|cannot be written") as e:
             run_alg(alg, params)
@@ -495,7 +639,7 @@ def test_a_later_output_failing_removes_the_earlier_ones(run_alg, tmp_path, outd
     """extractprofiles writes its GeoPackage, then its CSV on a read-only disk: neither is left."""
     stack = write_raster(tmp_path / "s.tif", clean_data())
     mnt = tmp_path / "ro"
-    with tmpfs(mnt, "256k", readonly=True):
+    with tmpfs(mnt, "256k", readonly=True) as mnt:
         params = {
             "INPUT": stack,
             "LINES": _lines(tmp_path),
@@ -522,6 +666,15 @@ class Recorder:
             def __init__(self):
                 super().__init__()
                 self.warnings: list[str] = []
+                self.infos: list[str] = []
+
+            def pushInfo(self, info):  # noqa: N802
+                self.infos.append(info)
+                super().pushInfo(info)
+
+            def reportError(self, error, fatalError=False):  # noqa: N802, N803
+                self.warnings.append(error)
+                super().reportError(error, fatalError)
 
             def pushWarning(self, warning):  # noqa: N802
                 self.warnings.append(warning)
@@ -537,6 +690,32 @@ def test_sentinels_are_reported_to_the_user(run_alg, tmp_path, outdir):
     assert any("'sentinel-9999.tif'" in w and "-9999" in w and "nodata" in w for w in fb.warnings), (
         fb.warnings
     )
+
+
+def test_spikes_are_reported_to_the_user(run_alg, tmp_path, outdir):
+    stack = _hostile_stack(tmp_path, "spike-one-date")
+    fb = Recorder()
+    res = run_alg("deformationrate", {"INPUT": stack, "OUTPUT": str(outdir / "r.tif")}, feedback=fb)
+    want = f"'spike-one-date.tif': {len(BAD)} value(s) jump by more than 500 mm from both neighbouring dates"
+    assert any(want in w and f"band {N // 2 + 1}" in w for w in fb.warnings), fb.warnings
+    assert res["MASKED_VALUES"] == len(BAD)
+
+
+@pytest.mark.parametrize("unit", [None, "mm"])
+def test_undeclared_metres_are_warned_naming_units(run_alg, tmp_path, outdir, unit):
+    """A stack in metres that says mm (or nothing): every value within +-1. Kept as mm (the rate is
+    the clean one / 1000: nothing is guessed), with a warning naming metres and UNITS."""
+    metres = write_raster(tmp_path / "m.tif", clean_data() / 1000.0, unit=unit)
+    fb = Recorder()
+    got = read(
+        run_alg("deformationrate", {"INPUT": metres, "OUTPUT": str(outdir / "r.tif")}, feedback=fb)["OUTPUT"]
+    )
+    want, _ = _rate(run_alg, write_raster(tmp_path / "mm.tif", clean_data()), tmp_path / "w.tif")
+    np.testing.assert_allclose(got * 1000.0, want, rtol=1e-4, atol=1e-4)
+    assert any(
+        "'m.tif' lies within +-0.04 mm" in w and "UNITS" in w and "metres" in w for w in fb.warnings
+    ), fb.warnings
+    OUTCOMES[f"rate/undeclared-metres-unit-{unit}"] = "correct"
 
 
 def test_geojson_without_crs_holding_projected_coordinates(run_alg, tmp_path, outdir):
@@ -590,7 +769,7 @@ def test_features_without_geometry_are_counted(run_alg, tmp_path, outdir):
         },
         feedback=fb,
     )
-    assert res["FAULT_COUNT"] == 1
+    assert res["FAULT_COUNT"] == 1 and res["NULL_GEOMETRY_COUNT"] == 3
     assert any("FAULTS: 2 feature(s) without geometry" in w for w in fb.warnings), fb.warnings
     assert any("LITHOLOGY: 1 feature(s) without geometry" in w for w in fb.warnings), fb.warnings
     OUTCOMES["faultlithology/null-geometries-counted"] = "correct"
@@ -603,7 +782,7 @@ def test_table_sinks_on_full_or_readonly_disk(run_alg, tmp_path, readonly):
     x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
     bm = _bench_csv(tmp_path / "bm.csv", [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]])
     mnt = tmp_path / "mnt"
-    with tmpfs(mnt, "256k", readonly=readonly):
+    with tmpfs(mnt, "256k", readonly=readonly) as mnt:
         if not readonly:
             _fill(mnt)
         params = {
@@ -628,7 +807,7 @@ def test_the_plot_failing_after_two_tables_removes_them(run_alg, tmp_path, outdi
     x, y = X0 + 5.5 * RES, Y0 - 5.5 * RES
     bm = _bench_csv(tmp_path / "bm.csv", [["BM0", x, y, 0, -1, -2, -3], ["BM1", x + 40, y, 0, -2, -3, -4]])
     mnt = tmp_path / "ro"
-    with tmpfs(mnt, "256k", readonly=True):
+    with tmpfs(mnt, "256k", readonly=True) as mnt:
         params = {
             "INPUT": stack,
             "BENCHMARKS": bm,
@@ -703,29 +882,38 @@ def test_other_repeated_fill_values_refused(run_alg, tmp_path, outdir, fill):
     _refused(run_alg, "deformationrate", params, f"exactly {v} .*undeclared nodata", outdir, f"rate/fill{v}")
 
 
-def test_alpha_band_in_a_stack_refused(run_alg, tmp_path, outdir):
+def test_alpha_band_is_read_as_a_mask(run_alg, tmp_path, outdir):
+    """A stack with a trailing alpha band (0 = transparent at BAD, ordinary values under it): the
+    alpha is the mask of every band, not a date; the rate equals the clean stack's with NaN there."""
     from rasterio.enums import ColorInterp
 
-    data = np.concatenate([clean_data(), np.full((1, H, W), 255.0, "float32")])
-    path = write_raster(tmp_path / "alpha.tif", data, labels=[*LABELS, ""])
+    junk = clean_data()
+    alpha = np.full((1, H, W), 255.0, "float32")
+    for r, c in BAD:
+        junk[:, r, c] = 123.0
+        alpha[0, r, c] = 0.0
+    path = write_raster(tmp_path / "alpha.tif", np.concatenate([junk, alpha]), labels=[*LABELS, ""])
     with rasterio.open(path, "r+") as dst:
         dst.colorinterp = [ColorInterp.gray] * N + [ColorInterp.alpha]
-    params = {"INPUT": path, "OUTPUT": str(outdir / "r.tif")}
-    _refused(
-        run_alg, "deformationrate", params, rf"band\(s\) \[{N + 1}\] carry no date", outdir, "rate/alpha-band"
-    )
+    got, res = _rate(run_alg, path, outdir / "r.tif")
+    want, _ = _rate(run_alg, write_raster(tmp_path / "ref.tif", with_nan(clean_data())), tmp_path / "w.tif")
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, equal_nan=True)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert res["MASKED_VALUES"] == len(BAD) * N
+    OUTCOMES["rate/alpha-band-mask"] = "correct"
 
 
 def test_buildstack_single_rasters_with_sentinels(run_alg, tmp_path, outdir):
-    """Single-date rasters with undeclared sentinels, one on another grid (warped): the stack holds
-    NaN there, the clean values (m -> mm) elsewhere, and never -9999 mm or -32768 m."""
+    """Single-date rasters with undeclared sentinels, one on another grid (warped) holding two
+    different ones: the stack holds NaN there, the clean values (m -> mm) elsewhere, and never
+    -9999 mm or -32768 m."""
     data = clean_data()[:3] - 1.0
     paths = []
     for k, sentinel in enumerate((-9999.0, None, -32768.0)):
         one = (data[k] / 1000.0).astype("float32")
-        if sentinel is not None:
-            for r, c in BAD:
-                one[r, c] = sentinel
+        if sentinel is not None:  # the warped raster holds two sentinels: both reach GDAL as nodata
+            for j, (r, c) in enumerate(BAD):
+                one[r, c] = sentinel if k == 0 or j % 2 else -9999.0
         origin = X0 - RES * (k == 2)  # the third raster: one column more on the west (warped)
         arr = one if k != 2 else np.concatenate([np.full((H, 1), 0.5, "float32"), one], axis=1)
         with rasterio.open(
@@ -758,7 +946,7 @@ def test_html_report_on_full_or_readonly_disk(run_alg, tmp_path, outdir, readonl
     pred = write_raster(tmp_path / "p.tif", data + 1.0)
     obs = write_raster(tmp_path / "o.tif", data)
     mnt = tmp_path / "mnt"
-    with tmpfs(mnt, "256k", readonly=readonly):
+    with tmpfs(mnt, "256k", readonly=readonly) as mnt:
         if not readonly:
             _fill(mnt)
         params = {
@@ -773,6 +961,33 @@ def test_html_report_on_full_or_readonly_disk(run_alg, tmp_path, outdir, readonl
         assert [f for f in os.listdir(mnt) if f != "filler"] == []
     assert files_in(outdir) == []
     OUTCOMES[f"evaluateforecast-html/{'readonly' if readonly else 'full'}-disk"] = "refused"
+
+
+@pytest.mark.tf
+def test_trainmodel_model_file_on_a_full_disk(run_alg, write_stack, tmp_path, outdir):
+    """OUTPUT_MODEL on a full disk: the TensorFlow worker refuses before training (its work file
+    and checkpoint go beside the model) naming the folder, and leaves neither the model, nor its
+    checkpoint folder, nor the report (elsewhere). The model file's own write on a full disk
+    (atomic zip) is tested at core level (tests/core/test_validity.py)."""
+    from tests.ml.scene import bowl_scene
+    from tests.processing.test_train_forecast import TINY
+
+    data, dates = bowl_scene(24, 16)
+    stack = write_stack(data, dates)
+    with tmpfs(tmp_path / "mnt", "256k") as mnt:
+        fill(mnt)
+        params = {
+            "INPUT": stack,
+            **TINY,
+            "OUTPUT_MODEL": str(mnt / "m.dfmodel"),
+            "OUTPUT_REPORT": str(outdir / "r.html"),
+        }
+        with pytest.raises(QgsProcessingException, match=r"'m.dfmodel': No space left") as e:
+            run_alg("trainmodel", params)
+        MESSAGES["trainmodel-model/full"] = str(e.value)
+        assert [f for f in os.listdir(mnt) if f != "filler"] == []
+    assert files_in(outdir) == []
+    OUTCOMES["trainmodel-model/full-disk"] = "refused"
 
 
 def test_zz_figures(capsys):
