@@ -34,6 +34,7 @@ class DockSpec:
     cls: str
     area: Qt.DockWidgetArea = Qt.RightDockWidgetArea
     results: tuple[str, ...] = field(default_factory=tuple)  # algorithm names whose output it shows
+    icon: str = "icon.svg"  # its menu entry's icon, a file in deformation_forecast/icons
 
 
 DOCKS: list[DockSpec] = [
@@ -44,9 +45,15 @@ DOCKS: list[DockSpec] = [
         "ProfileDock",
         Qt.BottomDockWidgetArea,
         ("extractprofiles",),
+        "profile.svg",
     ),
     DockSpec(
-        "timeseries", "Time series at a pixel", "timeseries_dock", "TimeSeriesDock", Qt.BottomDockWidgetArea
+        "timeseries",
+        "Time series at a pixel",
+        "timeseries_dock",
+        "TimeSeriesDock",
+        Qt.BottomDockWidgetArea,
+        icon="timeseries.svg",
     ),
     DockSpec(
         "comparison",
@@ -55,6 +62,7 @@ DOCKS: list[DockSpec] = [
         "ComparisonDock",
         Qt.RightDockWidgetArea,
         ("comparemodels", "evaluateforecast"),
+        "comparison.svg",
     ),
 ]
 
@@ -101,7 +109,7 @@ class PluginGui:
         self.iface.addPluginToMenu(MENU, style)
         self.actions.append(style)
         for spec in self.specs.values():
-            action = QAction(spec.title, parent)
+            action = QAction(plugin_icon(spec.icon), spec.title, parent)
             action.setObjectName(f"deformation_forecast_{spec.key}")
             action.triggered.connect(partial(self.show_dock, spec.key))
             self.iface.addPluginToMenu(MENU, action)
@@ -236,6 +244,15 @@ def quiet_matplotlib() -> None:
 
     for note in MATPLOTLIB_NOTES:
         warnings.filterwarnings("ignore", message=f".*{note}", category=UserWarning)
+
+
+def plugin_icon(name: str):
+    """An icon of the plugin's own (deformation_forecast/icons)."""
+    import os
+
+    from qgis.PyQt.QtGui import QIcon
+
+    return QIcon(os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", name))
 
 
 def _icon(name: str):

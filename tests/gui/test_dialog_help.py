@@ -37,19 +37,59 @@ def test_first_sentence_drops_markup():
     assert first_sentence("<b>Rate</b> maps of a stack (Fig. 9). More text.") == "Rate maps of a stack."
 
 
-def test_shipped_model_is_in_the_toolbox(qgis_app):
-    from qgis.core import QgsProcessingModelAlgorithm
+def test_shipped_model_is_in_the_toolbox(qgis_app, qgis_processing):
+    from qgis.core import QgsApplication
 
     from deformation_forecast.processing.provider import DeformationForecastProvider
 
-    provider = DeformationForecastProvider()
-    provider.loadAlgorithms()
+    registry = QgsApplication.processingRegistry()
+    provider = registry.providerById("deformation_forecast")
+    added = provider is None  # registered here: the models' outputs need their child algorithms
+    if added:
+        provider = DeformationForecastProvider()
+        registry.addProvider(provider)
+    try:
+        provider.refreshAlgorithms()
+        check_shipped_models(provider)
+    finally:
+        if added:
+            registry.removeProvider(provider)
+
+
+def check_shipped_models(provider):
+    from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingParameterDefinition
+
     models = [a for a in provider.algorithms() if isinstance(a, QgsProcessingModelAlgorithm)]
     shipped = sorted(f for f in os.listdir(os.path.join(PLUGIN, "models")) if f.endswith(".model3"))
     assert len(models) == len(shipped) == 2  # every shipped .model3, and nothing else
     assert "Stack, train and forecast (CNN-PhLSTM)" in [m.displayName() for m in models]
     for m in models:
         assert [p.name() for p in m.parameterDefinitions()], f"{m.displayName()} has inputs"
+    (forecast,) = [m for m in models if m.name() == "Stack, train and forecast (CNN-PhLSTM)"]
+    inputs = [p.name() for p in forecast.parameterDefinitions() if not p.isDestination()]
+    # what a person does first comes first: the rasters to stack, then training, then the forecast
+    assert inputs == [
+        "input_rasters",
+        "test_dates",
+        "max_epochs",
+        "steps",
+        "method",
+        "prediction_confidence",
+        "worker_device",
+    ]
+    assert min(inputs) == "input_rasters"  # first also where QGIS sorts the inputs by name
+    optional = {
+        p.description(): bool(p.flags() & QgsProcessingParameterDefinition.FlagOptional)
+        for p in forecast.parameterDefinitions()
+        if p.isDestination()
+    }
+    assert (
+        optional["Lower bound of the prediction interval"]
+        and optional["Upper bound of the prediction interval"]
+    )
+    assert not optional["Forecast stack"]
+    assert forecast.helpUrl().split("#")[1] in readme_anchors()
+    assert "prediction_confidence" not in forecast.shortHelpString().split("<h2>")[0]  # no bare ids
 
 
 def test_shared_settings_have_one_label_and_placement(qgis_app):
@@ -118,3 +158,13 @@ def test_help_names_some_dialog_labels(qgis_app):
         words = {re.split(r"[(,]", label)[0].strip().lower() for label in labels}
         help_text = re.sub(r"<[^>]+>", "", alg.shortHelpString()).lower()
         assert any(w and w in help_text for w in words), alg.name()
+
+
+def test_toolbox_groups_sort_in_the_order_of_the_work(qgis_app):
+    """The Toolbox sorts groups by name: stack preparation first, forecasting last."""
+    from deformation_forecast.processing.base import GROUPS
+
+    names = [GROUPS[g] for g in ("stack", "analysis", "validation", "forecasting")]
+    assert sorted(names) == names
+    used = {cls().group() for cls in algorithm_classes()}
+    assert used == set(names)
