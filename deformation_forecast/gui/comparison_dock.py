@@ -199,7 +199,7 @@ def _date_lines(ax, table: MetricsTable, metric: str) -> int:
     ax.legend(fontsize="x-small")
     if x and isinstance(x[0], dt.date):
         ax.tick_params(axis="x", labelrotation=30)
-        ax.xaxis.set_major_locator(AutoDateLocator(maxticks=5))
+        ax.xaxis.set_major_locator(AutoDateLocator())
         ax.xaxis.set_major_formatter(ConciseDateFormatter(ax.xaxis.get_major_locator()))
     return 1
 

@@ -50,7 +50,10 @@ from matplotlib.figure import Figure
 
 REQUIRED_FIELDS = ("profile", "distance")
 HOVER_GID = "df-profile-hover"
-HOVER_COLOUR = "#e31a1c"
+# the hovered sample: yellow with a black rim on the map (it reads on the red and blue ramps), black
+# on the chart (the curves run from purple to yellow)
+HOVER_FILL = "#ffe000"
+HOVER_LINE = "#000000"
 
 
 def profiles_from_layer(layer: QgsVectorLayer) -> tuple[list[Profile], list[dt.date]]:
@@ -256,9 +259,9 @@ class ProfileDock(LayerDock):
         if self.hover_marker is None:
             self.hover_marker = QgsVertexMarker(canvas)
             self.hover_marker.setIconType(QgsVertexMarker.ICON_CIRCLE)
-            self.hover_marker.setColor(QColor(HOVER_COLOUR))
-            self.hover_marker.setFillColor(QColor(HOVER_COLOUR))
-            self.hover_marker.setIconSize(10)
+            self.hover_marker.setColor(QColor(HOVER_LINE))
+            self.hover_marker.setFillColor(QColor(HOVER_FILL))
+            self.hover_marker.setIconSize(14)
             self.hover_marker.setPenWidth(2)
         dest = canvas.mapSettings().destinationCrs()
         point = QgsPointXY(x, y)
@@ -271,7 +274,7 @@ class ProfileDock(LayerDock):
         for ax, _ in self._profile_axes:
             for line in [ln for ln in ax.get_lines() if ln.get_gid() == HOVER_GID]:
                 line.remove()
-        hovered_ax.axvline(distance, color=HOVER_COLOUR, lw=0.8, gid=HOVER_GID)
+        hovered_ax.axvline(distance, color=HOVER_LINE, lw=1.0, ls="--", gid=HOVER_GID)
         self.canvas.draw_idle()
 
     def hide_hover(self) -> None:

@@ -3,6 +3,7 @@ metrics per date as lines, PNG export, and the plugin's hook that opens it after
 evaluateforecast ran with the table loaded (as from the Toolbox)."""
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -172,10 +173,12 @@ def test_chart_has_room_at_the_docked_size(qgis_app, qgis_iface, tmp_path, kind)
     dock.resize(380, 760)  # QGIS's right dock area beside a 1280 x 880 window
     dock.show()
     qgis_app.processEvents()
-    dock.show_layer(_models_layer() if kind == "models" else _dates_layer(40))
-    qgis_app.processEvents()
-    assert dock.stacked()
-    dock.canvas.draw()
+    with warnings.catch_warnings():  # matplotlib's notes reach the QGIS log as warnings
+        warnings.simplefilter("error")
+        dock.show_layer(_models_layer() if kind == "models" else _dates_layer(40))
+        qgis_app.processEvents()
+        assert dock.stacked()
+        dock.canvas.draw()
     renderer = dock.canvas.get_renderer()
     fig_box = dock.figure.bbox
     boxes = [ax.get_window_extent(renderer) for ax in dock.figure.axes]
