@@ -105,7 +105,8 @@ def main() -> int:
     ap.add_argument("--small", action="store_true", help="one 100 x 100 stack: a quick check")
     args = ap.parse_args()
     sizes = [100] if args.small else [int(s) for s in args.sizes.split(",")]
-    canvas_size = tuple(int(v) for v in args.canvas.lower().split("x"))
+    width, height = (int(v) for v in args.canvas.lower().split("x"))
+    canvas_size = (width, height)
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qgis.core import QgsApplication

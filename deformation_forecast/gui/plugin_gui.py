@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from qgis.core import Qgis
+from qgis.core import Qgis, QgsProject
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QAction, QDockWidget
 
@@ -63,6 +63,14 @@ DOCKS: list[DockSpec] = [
         Qt.RightDockWidgetArea,
         ("comparemodels", "evaluateforecast"),
         "comparison.svg",
+    ),
+    DockSpec(
+        "failure",
+        "Inverse velocity (failure time)",
+        "failure_dock",
+        "FailureDock",
+        Qt.RightDockWidgetArea,
+        icon="failure.svg",
     ),
 ]
 
@@ -118,6 +126,8 @@ class PluginGui:
                 listener = partial(self._on_result, spec.key)
                 result_hooks.connect(alg, listener)
                 self._listeners.append((alg, listener))
+        if "failure" in self.specs:  # failuretime's points, loaded from the Toolbox or by hand
+            QgsProject.instance().layersAdded.connect(self._on_layers_added)
 
     def animate_active_layer(self, *_args) -> int:
         """Add the active stack as one layer per date for the Temporal Controller; returns the
@@ -189,6 +199,11 @@ class PluginGui:
         if self.settings_factory is not None:
             _call(self.iface, "unregisterOptionsWidgetFactory", self.settings_factory)
             self.settings_factory = None
+        if "failure" in self.specs:
+            try:
+                QgsProject.instance().layersAdded.disconnect(self._on_layers_added)
+            except TypeError:  # never connected
+                pass
         for alg, listener in self._listeners:
             result_hooks.disconnect(alg, listener)
         self._listeners.clear()
@@ -224,6 +239,14 @@ class PluginGui:
 
     def _on_result(self, key: str, layer) -> None:
         self.show_dock(key).show_layer(layer)
+
+    def _on_layers_added(self, layers) -> None:
+        """The inverse-velocity dock opens with a failuretime output (recognised by its fields)."""
+        from .failure_dock import is_failure_layer
+
+        found = next((lyr for lyr in layers if is_failure_layer(lyr)), None)
+        if found is not None:
+            self.show_dock("failure").show_layer(found)
 
 
 # matplotlib's notes about its own layout or backends: QGIS shows every Python warning in its message

@@ -109,6 +109,7 @@ def test_menu_entries_open_the_docks(gui):
         "Profile plot",
         "Time series at a pixel",
         "Model comparison",
+        "Inverse velocity (failure time)",
     ]
     gui.actions[2].trigger()
     assert "profiles" in gui.docks and not gui.docks["profiles"].isHidden()
