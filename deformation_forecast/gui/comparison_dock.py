@@ -187,12 +187,26 @@ def _model_bars(ax, table: MetricsTable, metric: str, mode: str | None) -> int:
     return len(bars)
 
 
+def _flat_axis(ax, values) -> None:
+    """A metric that does not change (rounding noise of 1e-9 around 1 mm) is drawn flat on a
+    readable axis, not as noise under an offset such as "1e-9+1"."""
+    finite = [v for v in values if math.isfinite(v)]
+    ax.ticklabel_format(axis="y", useOffset=False)
+    if finite:
+        lo, hi = min(finite), max(finite)
+        if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+            pad = 0.1 * max(abs(hi), 1e-3)
+            ax.set_ylim(lo - pad, hi + pad)
+
+
 def _date_lines(ax, table: MetricsTable, metric: str) -> int:
     rows = [r for r in table.rows if str(r.get("date")) != OVERALL]
     dates = [_date(r.get("date")) for r in rows]
     x = dates if all(d is not None for d in dates) else list(range(len(rows)))
-    (line,) = ax.plot(x, [_num(r[metric]) for r in rows], marker="o", label=metric)
+    values = [_num(r[metric]) for r in rows]
+    (line,) = ax.plot(x, values, marker="o", label=metric)
     line.set_gid(LINE_GID)
+    _flat_axis(ax, values)
     overall = [_num(r[metric]) for r in table.rows if str(r.get("date")) == OVERALL]
     if overall and not math.isnan(overall[0]):
         ax.axhline(overall[0], color="0.4", linestyle="--", linewidth=1, label=f"overall {overall[0]:.3g}")

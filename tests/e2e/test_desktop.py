@@ -276,6 +276,7 @@ def test_desktop_shows_styles_series_and_animation_as_a_person_sees_them(tmp_pat
         "styled_outputs.png",
         "profile_dock_hover.png",
         "toolbox.png",
+        "comparison_dock.png",
     ):
         assert (tmp_path / name).stat().st_size > 20000, name
     for name in os.listdir(tmp_path):

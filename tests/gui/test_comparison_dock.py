@@ -197,3 +197,17 @@ def test_chart_has_room_at_the_docked_size(qgis_app, qgis_iface, tmp_path, kind)
     dock.plot()
     assert not dock.stacked()
     dock.close()
+
+
+def test_a_constant_metric_is_drawn_flat(qgis_app, qgis_iface):
+    """MAE 1 mm at every date up to rounding noise: a flat line on an axis around 1, no offset."""
+    from deformation_forecast.gui.comparison_dock import DATES_KIND, ComparisonDock, MetricsTable
+
+    rows = [{"date": f"2021-0{k + 1}-01", "MAE": 1.0 + (k % 2) * 2e-9, "SSIM": 0.9} for k in range(6)]
+    dock = ComparisonDock(qgis_iface)
+    dock.set_table(MetricsTable(DATES_KIND, ["date", "MAE", "SSIM"], rows))
+    dock.canvas.draw()
+    ax = dock.figure.axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo < 1.0 < hi and hi - lo > 0.1
+    assert ax.yaxis.get_major_formatter().get_offset() == ""

@@ -67,6 +67,7 @@ def comparison_dock():
     stacked one above the other, each as wide as the chart area."""
     dock = plugins["deformation_forecast"].gui.docks["comparison"]
     dock.canvas.draw()
+    shot("comparison_dock.png", dock)
     renderer = dock.canvas.get_renderer()
     return {
         "visible": dock.isVisible(),
