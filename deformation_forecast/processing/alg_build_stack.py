@@ -48,6 +48,7 @@ class BuildStack(DeformationAlgorithm):
         "centred on zero (mm)."
     )
     HELP_ANCHOR = "build-deformation-stack-buildstack"
+    SHORT = "Makes one deformation stack (one dated band per acquisition, in mm) from single-date displacement rasters."
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(

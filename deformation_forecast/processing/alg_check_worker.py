@@ -21,8 +21,9 @@ class CheckWorker(WorkerAlgorithm):
         "Starts the TensorFlow worker process (the one training and forecasting use) and reports the "
         "Python it runs, TensorFlow's version and the GPUs it sees, after checking a tiny matrix "
         "product. Run it first when training or forecasting does not start.<br><br><b>Device</b>: auto "
-        "uses a CUDA GPU when TensorFlow sees one, else the CPU; gpu and cpu ask for one of "
-        "them.<br><br>TensorFlow never runs inside QGIS itself. Which Python runs it is set in "
+        "uses a CUDA GPU when TensorFlow sees one, else the CPU; gpu stops with the reason when "
+        "TensorFlow sees none; cpu never uses one.<br><br>TensorFlow never runs inside QGIS itself. "
+        "Which Python runs it is set in "
         "Settings > Options > Deformation forecast (its Test button does the same check)."
     )
     HELP_ANCHOR = "check-tensorflow-worker-checkworker"

@@ -106,6 +106,7 @@ class CompareModels(DeformationAlgorithm):
         "In the desktop the model comparison dock charts the table.</p>"
     )
     HELP_ANCHOR = "compare-forecasting-models-comparemodels"
+    SHORT = "Scores persistence, trends, SVR, MLP and the networks on the same test dates of a stack, as the paper's Table III."
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", "Deformation stack"))
