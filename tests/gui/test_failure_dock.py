@@ -113,3 +113,33 @@ def test_the_dock_opens_when_failuretime_points_are_loaded(gui):
     assert dock is not None and not dock.isHidden()
     assert dock.layer_combo.currentLayer() is out and dock.source_combo.currentLayer() is source
     assert dock.items and dock.items[0][2] == "point 1"
+
+
+def test_series_from_a_stack_pixel(qgis_app, qgis_iface, write_stack):
+    """For a stack, the run's point sits on the alerted pixel's centre: the dock reads that pixel."""
+    from qgis.core import QgsRasterLayer
+
+    from deformation_forecast.gui.failure_dock import FailureDock, series_at
+
+    dates, values, _ = _scene(n_linear=8)
+    cube = np.zeros((len(dates), 3, 3), dtype="float32")
+    cube[:, 1, 2] = values[0]  # the accelerating series at row 1, column 2; the others stable
+    path = write_stack(cube, dates)
+    stack = QgsRasterLayer(path, "stack", "gdal")
+    centre = QgsPointXY(500000.0 + 20 * 2.5, 4300000.0 - 20 * 1.5)
+    got = series_at(stack, centre, stack.crs())
+    assert got is not None and got[0] == dates
+    np.testing.assert_allclose(got[1], values[0], atol=1e-3)
+    _, out, _ = _layers(dates, values[:1])
+    out.dataProvider().changeGeometryValues(
+        {f.id(): QgsGeometry.fromPointXY(centre) for f in out.getFeatures()}
+    )
+    QgsProject.instance().addMapLayers([stack, out])
+    try:
+        dock = FailureDock(qgis_iface)
+        dock.source_combo.setLayer(stack)
+        assert dock.show_layer(out) == 1
+        assert len(dock.fitted_lines()) == 1
+        dock.close()
+    finally:
+        QgsProject.instance().removeMapLayers([stack.id(), out.id()])
