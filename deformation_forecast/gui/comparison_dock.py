@@ -44,6 +44,7 @@ try:  # matplotlib >= 3.5 picks the Qt binding already imported (PyQt5 in QGIS 3
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 except ImportError:  # pragma: no cover - older matplotlib
     from matplotlib.backends.backend_qt5agg import FigureCanvasQTAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 METRICS = ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
@@ -128,8 +129,11 @@ def _date(v):
         return None
 
 
-def draw_metrics(fig: Figure, table: MetricsTable | None, metrics, mode: str | None = None) -> int:
-    """Draw `metrics` of `table` on `fig`, one axes per metric; returns the bars or lines drawn."""
+def draw_metrics(
+    fig: Figure, table: MetricsTable | None, metrics, mode: str | None = None, stacked: bool = False
+) -> int:
+    """Draw `metrics` of `table` on `fig`, one axes per metric, side by side or, `stacked`, one
+    above the other (a tall, narrow dock); returns the bars or lines drawn."""
     fig.clear()
     metrics = [m for m in metrics if table is not None and m in table.metrics]
     if table is None or not table.rows or not metrics:
@@ -137,19 +141,25 @@ def draw_metrics(fig: Figure, table: MetricsTable | None, metrics, mode: str | N
         ax.set_axis_off()
         ax.text(0.5, 0.5, "No metrics to show", ha="center", va="center", transform=ax.transAxes)
         return 0
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    n = len(metrics)
+    shape = (n, 1) if stacked else (1, n)
+    axes = fig.subplots(*shape, squeeze=False, sharex=stacked and table.kind == DATES_KIND).ravel()
     drawn = 0
     for ax, metric in zip(axes, metrics, strict=False):
         if table.kind == MODELS_KIND:
             drawn += _model_bars(ax, table, metric, mode)
         else:
             drawn += _date_lines(ax, table, metric)
-        ax.set_title(metric)
+        ax.set_title(metric, fontsize=9, loc="left" if stacked else "center")
+        ax.tick_params(labelsize=7)
         ax.grid(True, axis="y", alpha=0.3)
+    if stacked and table.kind == DATES_KIND:
+        for ax in axes[:-1]:
+            ax.tick_params(labelbottom=False)
     if table.kind == MODELS_KIND and mode:
-        fig.suptitle(f"Models compared ({mode})")
+        fig.suptitle(f"Models compared ({mode})", fontsize=10)
     elif table.kind == DATES_KIND:
-        fig.suptitle("Forecast metrics per date")
+        fig.suptitle("Forecast metrics per date", fontsize=10)
     return drawn
 
 
@@ -171,23 +181,40 @@ def _model_bars(ax, table: MetricsTable, metric: str, mode: str | None) -> int:
             va="bottom",
             fontsize="small",
         )
+    ax.margins(y=0.15)  # room for the value above the highest bar
     ax.set_xticks(range(len(models)))
     ax.set_xticklabels(models, rotation=30, ha="right")
     return len(bars)
+
+
+def _flat_axis(ax, values) -> None:
+    """A metric that does not change (rounding noise of 1e-9 around 1 mm) is drawn flat on a
+    readable axis, not as noise under an offset such as "1e-9+1"."""
+    finite = [v for v in values if math.isfinite(v)]
+    ax.ticklabel_format(axis="y", useOffset=False)
+    if finite:
+        lo, hi = min(finite), max(finite)
+        if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+            pad = 0.1 * max(abs(hi), 1e-3)
+            ax.set_ylim(lo - pad, hi + pad)
 
 
 def _date_lines(ax, table: MetricsTable, metric: str) -> int:
     rows = [r for r in table.rows if str(r.get("date")) != OVERALL]
     dates = [_date(r.get("date")) for r in rows]
     x = dates if all(d is not None for d in dates) else list(range(len(rows)))
-    (line,) = ax.plot(x, [_num(r[metric]) for r in rows], marker="o", label=metric)
+    values = [_num(r[metric]) for r in rows]
+    (line,) = ax.plot(x, values, marker="o", label=metric)
     line.set_gid(LINE_GID)
+    _flat_axis(ax, values)
     overall = [_num(r[metric]) for r in table.rows if str(r.get("date")) == OVERALL]
     if overall and not math.isnan(overall[0]):
         ax.axhline(overall[0], color="0.4", linestyle="--", linewidth=1, label=f"overall {overall[0]:.3g}")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="x-small")
     if x and isinstance(x[0], dt.date):
         ax.tick_params(axis="x", labelrotation=30)
+        ax.xaxis.set_major_locator(AutoDateLocator())
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(ax.xaxis.get_major_locator()))
     return 1
 
 
@@ -202,7 +229,12 @@ class ComparisonDock(LayerDock):
         self.iface = iface
         self.table: MetricsTable | None = None
 
-        body = QWidget(self)
+        self._build(QWidget(self))
+        self.plot()
+
+    def _build(self, body: QWidget) -> None:
+        """Picker and mode above, then the chart, then the table and the metrics to chart: one column
+        that reads in a narrow dock beside the map (the chart takes the room it needs)."""
         lay = QVBoxLayout(body)
         top = QHBoxLayout()
         top.addWidget(QLabel("Metrics table"))
@@ -212,14 +244,16 @@ class ComparisonDock(LayerDock):
         self.layer_combo.setLayer(None)
         self.layer_combo.layerChanged.connect(self._layer_chosen)
         top.addWidget(self.layer_combo, 1)
-        top.addWidget(QLabel("Mode"))
+        lay.addLayout(top)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Mode"))
         self.mode_combo = QComboBox(body)
         self.mode_combo.currentIndexChanged.connect(self._selection_changed)
-        top.addWidget(self.mode_combo)
+        row.addWidget(self.mode_combo, 1)
         self.export_button = QPushButton("Export PNG…", body)
         self.export_button.clicked.connect(self._export_dialog)
-        top.addWidget(self.export_button)
-        lay.addLayout(top)
+        row.addWidget(self.export_button)
+        lay.addLayout(row)
 
         self.message = QLabel(
             "Run 'Compare forecasting models' or 'Evaluate forecast' or pick its table.", body
@@ -227,28 +261,42 @@ class ComparisonDock(LayerDock):
         self.message.setWordWrap(True)
         lay.addWidget(self.message)
 
-        split = QSplitter(Qt.Horizontal, body)
-        left = QWidget(split)
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
-        self.table_widget = QTableWidget(left)
-        self.table_widget.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table_widget.setSortingEnabled(False)
-        ll.addWidget(self.table_widget, 4)
-        ll.addWidget(QLabel("Metrics charted"))
-        self.metric_list = QListWidget(left)
-        self.metric_list.itemChanged.connect(self._selection_changed)
-        ll.addWidget(self.metric_list, 1)
-
-        self.figure = Figure(figsize=(6, 4), layout="constrained")
+        split = QSplitter(Qt.Vertical, body)
+        self.figure = Figure(figsize=(4, 4), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setParent(split)
-        split.addWidget(left)
+        self.canvas.setMinimumHeight(220)
         split.addWidget(self.canvas)
-        split.setStretchFactor(1, 3)
+        below = QSplitter(Qt.Horizontal, split)
+        self.table_widget = QTableWidget(below)
+        self.table_widget.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table_widget.setSortingEnabled(False)
+        metrics = QWidget(below)
+        ml = QVBoxLayout(metrics)
+        ml.setContentsMargins(0, 0, 0, 0)
+        ml.addWidget(QLabel("Charted"))
+        self.metric_list = QListWidget(metrics)
+        self.metric_list.itemChanged.connect(self._selection_changed)
+        ml.addWidget(self.metric_list, 1)
+        below.addWidget(self.table_widget)
+        below.addWidget(metrics)
+        below.setStretchFactor(0, 3)
+        below.setStretchFactor(1, 1)
+        split.addWidget(below)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         lay.addWidget(split, 1)
         self.setWidget(body)
-        self.plot()
+        self._stacked = self.stacked()
+        self.canvas.mpl_connect("resize_event", self._resized)
+
+    def stacked(self) -> bool:
+        """One chart above the other when the chart is narrow (docked beside the map)."""
+        return self.canvas.width() < 1.3 * self.canvas.height()
+
+    def _resized(self, _event=None) -> None:
+        if self.stacked() != self._stacked:
+            self.plot()
 
     # -- data ---------------------------------------------------------------------------
     def show_layer(self, layer: QgsVectorLayer) -> int:
@@ -308,17 +356,17 @@ class ComparisonDock(LayerDock):
 
     # -- drawing ------------------------------------------------------------------------
     def plot(self) -> int:
-        n = draw_metrics(self.figure, self.table, self.selected_metrics(), self.selected_mode())
+        self._stacked = self.stacked()
+        n = draw_metrics(
+            self.figure, self.table, self.selected_metrics(), self.selected_mode(), self._stacked
+        )
         self.canvas.draw_idle()
         return n
 
     def bar_counts(self) -> dict[str, int]:
         """Bars drawn per metric axes (comparemodels), as counted from the figure."""
-        return {
-            ax.get_title(): sum(1 for p in ax.patches if p.get_gid() == BAR_GID)
-            for ax in self.figure.axes
-            if ax.get_title()
-        }
+        titles = [(ax, ax.get_title() or ax.get_title(loc="left")) for ax in self.figure.axes]
+        return {title: sum(1 for p in ax.patches if p.get_gid() == BAR_GID) for ax, title in titles if title}
 
     def line_count(self) -> int:
         return sum(1 for ax in self.figure.axes for ln in ax.get_lines() if ln.get_gid() == LINE_GID)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from qgis.core import Qgis
+from qgis.core import Qgis, QgsProject
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtWidgets import QAction, QDockWidget
 
@@ -34,6 +34,7 @@ class DockSpec:
     cls: str
     area: Qt.DockWidgetArea = Qt.RightDockWidgetArea
     results: tuple[str, ...] = field(default_factory=tuple)  # algorithm names whose output it shows
+    icon: str = "icon.svg"  # its menu entry's icon, a file in deformation_forecast/icons
 
 
 DOCKS: list[DockSpec] = [
@@ -44,9 +45,15 @@ DOCKS: list[DockSpec] = [
         "ProfileDock",
         Qt.BottomDockWidgetArea,
         ("extractprofiles",),
+        "profile.svg",
     ),
     DockSpec(
-        "timeseries", "Time series at a pixel", "timeseries_dock", "TimeSeriesDock", Qt.BottomDockWidgetArea
+        "timeseries",
+        "Time series at a pixel",
+        "timeseries_dock",
+        "TimeSeriesDock",
+        Qt.BottomDockWidgetArea,
+        icon="timeseries.svg",
     ),
     DockSpec(
         "comparison",
@@ -55,6 +62,15 @@ DOCKS: list[DockSpec] = [
         "ComparisonDock",
         Qt.RightDockWidgetArea,
         ("comparemodels", "evaluateforecast"),
+        "comparison.svg",
+    ),
+    DockSpec(
+        "failure",
+        "Inverse velocity (failure time)",
+        "failure_dock",
+        "FailureDock",
+        Qt.RightDockWidgetArea,
+        icon="failure.svg",
     ),
 ]
 
@@ -101,7 +117,7 @@ class PluginGui:
         self.iface.addPluginToMenu(MENU, style)
         self.actions.append(style)
         for spec in self.specs.values():
-            action = QAction(spec.title, parent)
+            action = QAction(plugin_icon(spec.icon), spec.title, parent)
             action.setObjectName(f"deformation_forecast_{spec.key}")
             action.triggered.connect(partial(self.show_dock, spec.key))
             self.iface.addPluginToMenu(MENU, action)
@@ -110,6 +126,8 @@ class PluginGui:
                 listener = partial(self._on_result, spec.key)
                 result_hooks.connect(alg, listener)
                 self._listeners.append((alg, listener))
+        if "failure" in self.specs:  # failuretime's points, loaded from the Toolbox or by hand
+            QgsProject.instance().layersAdded.connect(self._on_layers_added)
 
     def animate_active_layer(self, *_args) -> int:
         """Add the active stack as one layer per date for the Temporal Controller; returns the
@@ -181,6 +199,11 @@ class PluginGui:
         if self.settings_factory is not None:
             _call(self.iface, "unregisterOptionsWidgetFactory", self.settings_factory)
             self.settings_factory = None
+        if "failure" in self.specs:
+            try:
+                QgsProject.instance().layersAdded.disconnect(self._on_layers_added)
+            except TypeError:  # never connected
+                pass
         for alg, listener in self._listeners:
             result_hooks.disconnect(alg, listener)
         self._listeners.clear()
@@ -217,6 +240,14 @@ class PluginGui:
     def _on_result(self, key: str, layer) -> None:
         self.show_dock(key).show_layer(layer)
 
+    def _on_layers_added(self, layers) -> None:
+        """The inverse-velocity dock opens with a failuretime output (recognised by its fields)."""
+        from .failure_dock import is_failure_layer
+
+        found = next((lyr for lyr in layers if is_failure_layer(lyr)), None)
+        if found is not None:
+            self.show_dock("failure").show_layer(found)
+
 
 # matplotlib's notes about its own layout or backends: QGIS shows every Python warning in its message
 # log as if something had gone wrong; the docks' charts draw fine without acting on them
@@ -236,6 +267,15 @@ def quiet_matplotlib() -> None:
 
     for note in MATPLOTLIB_NOTES:
         warnings.filterwarnings("ignore", message=f".*{note}", category=UserWarning)
+
+
+def plugin_icon(name: str):
+    """An icon of the plugin's own (deformation_forecast/icons)."""
+    import os
+
+    from qgis.PyQt.QtGui import QIcon
+
+    return QIcon(os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", name))
 
 
 def _icon(name: str):

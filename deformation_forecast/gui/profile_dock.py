@@ -3,7 +3,9 @@
 It shows the layer of the last `extractprofiles` run (the plugin hands it over once QGIS has loaded
 it) or any point layer of the project with the fields `profile`, `distance` and one field per date.
 The user picks profiles and dates and exports the figure (PNG, SVG, PDF). The chart is drawn by
-core.profile_plot on a Figure owned by the dock's Qt canvas; pyplot is never used.
+core.profile_plot on a Figure owned by the dock's Qt canvas; pyplot is never used. Moving the mouse
+along a profile's chart marks the sample under it on the map canvas (as Profile Tool does) and on the
+chart with a vertical line.
 """
 
 from __future__ import annotations
@@ -12,9 +14,17 @@ import datetime as dt
 import os
 
 import numpy as np
-from qgis.core import QgsMapLayerProxyModel, QgsVectorLayer
-from qgis.gui import QgsMapLayerComboBox
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsMapLayerProxyModel,
+    QgsPointXY,
+    QgsProject,
+    QgsVectorLayer,
+)
+from qgis.gui import QgsMapLayerComboBox, QgsVertexMarker
 from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -39,6 +49,11 @@ except ImportError:  # pragma: no cover - older matplotlib
 from matplotlib.figure import Figure
 
 REQUIRED_FIELDS = ("profile", "distance")
+HOVER_GID = "df-profile-hover"
+# the hovered sample: yellow with a black rim on the map (it reads on the red and blue ramps), black
+# on the chart (the curves run from purple to yellow)
+HOVER_FILL = "#ffe000"
+HOVER_LINE = "#000000"
 
 
 def profiles_from_layer(layer: QgsVectorLayer) -> tuple[list[Profile], list[dt.date]]:
@@ -97,6 +112,9 @@ class ProfileDock(LayerDock):
         self.profiles: list[Profile] = []
         self.dates: list[dt.date] = []
         self._curves = 0
+        self.crs = QgsCoordinateReferenceSystem()  # of the samples' x, y (the layer's)
+        self.hover_marker: QgsVertexMarker | None = None
+        self._profile_axes: list = []  # (matplotlib axes, Profile) as drawn
 
         body = QWidget(self)
         lay = QVBoxLayout(body)
@@ -148,6 +166,8 @@ class ProfileDock(LayerDock):
         split.setStretchFactor(1, 4)
         lay.addWidget(split, 1)
         self.setWidget(body)
+        self.canvas.mpl_connect("motion_notify_event", self._mouse_moved)
+        self.canvas.mpl_connect("figure_leave_event", lambda _event: self.hide_hover())
         self.plot()
 
     # -- data ---------------------------------------------------------------------------
@@ -161,6 +181,7 @@ class ProfileDock(LayerDock):
             self.message.setText(str(e))
             return 0
         self.message.setText(f"{layer.name()}: {len(profiles)} profile(s), {len(dates)} date(s)")
+        self.crs = layer.crs()
         return self.set_data(profiles, dates)
 
     def set_data(self, profiles: list[Profile], dates: list[dt.date], date_indexes=None) -> int:
@@ -199,12 +220,83 @@ class ProfileDock(LayerDock):
 
     # -- drawing ------------------------------------------------------------------------
     def plot(self) -> int:
-        self._curves = draw_profiles(
-            self.figure, self.selected_profiles(), self.dates, self.selected_date_indexes()
-        )
+        self.hide_hover()
+        chosen = self.selected_profiles()
+        self._curves = draw_profiles(self.figure, chosen, self.dates, self.selected_date_indexes())
+        drawn = [ax for ax in self.figure.axes if any(ln.get_gid() == CURVE_GID for ln in ax.get_lines())]
+        self._profile_axes = list(zip(drawn, chosen, strict=False))
         share_y_label(self.figure)
         self.canvas.draw_idle()
         return self._curves
+
+    # -- the hovered position, on the map and on the chart ------------------------------------
+    def _mouse_moved(self, event) -> None:
+        axes = [ax for ax, _ in self._profile_axes]
+        if event.inaxes not in axes or event.xdata is None:
+            self.hide_hover()
+            return
+        self.hover_at(axes.index(event.inaxes), float(event.xdata))
+
+    def hover_at(self, k: int, distance: float) -> tuple[float, float] | None:
+        """Mark the sample of the k-th drawn profile nearest to `distance` (along the line) on the
+        map canvas and on its chart; returns its (x, y) in the layer's CRS, None where there is no
+        sample with a position."""
+        ax, profile = self._profile_axes[k]
+        ok = np.isfinite(profile.distance) & np.isfinite(profile.x) & np.isfinite(profile.y)
+        if not ok.any():
+            self.hide_hover()
+            return None
+        i = int(np.flatnonzero(ok)[np.argmin(np.abs(profile.distance[ok] - distance))])
+        xy = (float(profile.x[i]), float(profile.y[i]))
+        self._show_on_map(*xy)
+        self._show_on_chart(ax, float(profile.distance[i]))
+        return xy
+
+    def _show_on_map(self, x: float, y: float) -> None:
+        if self.iface is None:
+            return
+        canvas = self.iface.mapCanvas()
+        if self.hover_marker is None:
+            self.hover_marker = QgsVertexMarker(canvas)
+            self.hover_marker.setIconType(QgsVertexMarker.ICON_CIRCLE)
+            self.hover_marker.setColor(QColor(HOVER_LINE))
+            self.hover_marker.setFillColor(QColor(HOVER_FILL))
+            self.hover_marker.setIconSize(14)
+            self.hover_marker.setPenWidth(2)
+        dest = canvas.mapSettings().destinationCrs()
+        point = QgsPointXY(x, y)
+        if self.crs.isValid() and dest.isValid() and self.crs != dest:
+            point = QgsCoordinateTransform(self.crs, dest, QgsProject.instance()).transform(point)
+        self.hover_marker.setCenter(point)
+        self.hover_marker.show()
+
+    def _show_on_chart(self, hovered_ax, distance: float) -> None:
+        for ax, _ in self._profile_axes:
+            for line in [ln for ln in ax.get_lines() if ln.get_gid() == HOVER_GID]:
+                line.remove()
+        hovered_ax.axvline(distance, color=HOVER_LINE, lw=1.0, ls="--", gid=HOVER_GID)
+        self.canvas.draw_idle()
+
+    def hide_hover(self) -> None:
+        """No hovered position: the mouse left the chart, or the chart was redrawn."""
+        if self.hover_marker is not None:
+            self.hover_marker.hide()
+        removed = False
+        for ax, _ in self._profile_axes:
+            for line in [ln for ln in ax.get_lines() if ln.get_gid() == HOVER_GID]:
+                line.remove()
+                removed = True
+        if removed:
+            self.canvas.draw_idle()
+
+    def closeEvent(self, event):  # noqa: N802
+        self.remove_hover_marker()
+        super().closeEvent(event)
+
+    def remove_hover_marker(self) -> None:
+        if self.hover_marker is not None and self.iface is not None:
+            self.iface.mapCanvas().scene().removeItem(self.hover_marker)
+        self.hover_marker = None
 
     def curve_count(self) -> int:
         """Curves drawn (one per selected profile and date), as counted from the axes."""

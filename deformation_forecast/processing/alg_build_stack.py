@@ -36,16 +36,24 @@ class BuildStack(DeformationAlgorithm):
     OUTPUT = "OUTPUT"
     ANIMATED_OUTPUTS = (OUTPUT,)
     HELP = (
-        "Stacks single-date cumulative displacement rasters into one multi-band GeoTIFF, one band "
-        "per acquisition in time order, with the date (YYYY-MM-DD) in each band description, values "
-        "in mm and NaN as nodata. Dates come from the file names (e.g. cum_20170903.tif or "
-        "2017-09-03.tif) or from the DATES parameter (comma-separated, in the order of the layers). "
-        "Rasters on another grid or CRS are warped onto the first one (bilinear), and the log says "
-        "so. With INTERVAL_DAYS > 0, irregular acquisitions are resampled linearly in time to a "
-        "regular interval (the forecasting network needs one); gaps in a pixel's series are filled "
-        "linearly between its valid dates. Loaded in QGIS, the stack gets a diverging colour ramp "
-        "centred on zero (mm); with ANIMATE, one layer per date is added for the Temporal Controller."
+        "Makes a deformation stack from single-date rasters of cumulative displacement: one multi-band "
+        "GeoTIFF, one band per acquisition in time order, the date in each band's description, values "
+        "in mm, NaN as nodata. The other algorithms of the plugin read such a "
+        "stack.<br><br><b>Single-date displacement rasters</b>: one raster per acquisition. Their "
+        "dates come from the file names (cum_20170903.tif, 2017-09-03.tif), or type them in "
+        "<b>Dates</b>, comma-separated, in the order of the layers. Rasters on another grid or CRS are "
+        "warped onto the first one (bilinear), and the log says so.<br><b>Units of the input "
+        "values</b>: mm, m or cm; the stack is always in mm.<br><b>Resample to a regular interval</b> "
+        "(days): the forecasting network needs dates at a regular interval. Give one here (12 for "
+        "Sentinel-1) to resample the acquisitions linearly in time, gaps in a pixel's series filled "
+        "linearly between its valid dates; leave 0 to keep the real dates (training resamples by "
+        "itself).<br><b>Add one layer per date to the Temporal Controller</b>: when the stack is "
+        "loaded, one layer per date goes into a group at the bottom of the layer tree, ready to "
+        "animate.<br><br>Loaded in QGIS, the stack is coloured on its last date with a diverging ramp "
+        "centred on zero (mm)."
     )
+    HELP_ANCHOR = "build-deformation-stack-buildstack"
+    SHORT = "Makes one deformation stack (one dated band per acquisition, in mm) from single-date displacement rasters."
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(

@@ -22,10 +22,15 @@ class CheckWorker(WorkerAlgorithm):
     GROUP = "forecasting"
     TAGS = "tensorflow,gpu,cuda"
     HELP = (
-        "Starts the TensorFlow worker process (the one training and forecasting use), reports the "
-        "Python it runs, TensorFlow's version and the GPUs it sees, and checks a tiny matrix "
-        "product. TensorFlow never runs inside QGIS itself."
+        "Starts the TensorFlow worker process (the one training and forecasting use) and reports the "
+        "Python it runs, TensorFlow's version and the GPUs it sees, after checking a tiny matrix "
+        "product. Run it first when training or forecasting does not start.<br><br><b>Device</b>: auto "
+        "uses a CUDA GPU when TensorFlow sees one, else the CPU; gpu stops with the reason when "
+        "TensorFlow sees none; cpu never uses one.<br><br>TensorFlow never runs inside QGIS itself. "
+        "Which Python runs it is set in "
+        "Settings > Options > Deformation forecast (its Test button does the same check)."
     )
+    HELP_ANCHOR = "check-tensorflow-worker-checkworker"
 
     def initAlgorithm(self, config=None):  # noqa: N802
         add_job_parameters(self, InfoJob)  # DEVICE (jobs.py)

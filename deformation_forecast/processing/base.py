@@ -75,11 +75,12 @@ def configured_budget_mb() -> tuple[float, str]:
     return value, "default"
 
 
+# the Toolbox sorts groups by name: the numbers keep them in the order of the work
 GROUPS = {
-    "stack": "Stack preparation",
-    "analysis": "Analysis",
-    "validation": "Validation",
-    "forecasting": "Forecasting",
+    "stack": "1. Stack preparation",
+    "analysis": "2. Analysis",
+    "validation": "3. Validation",
+    "forecasting": "4. Forecasting",
 }
 ICON_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "icons", "icon.svg")
 

@@ -212,6 +212,17 @@ def test_desktop_shows_styles_series_and_animation_as_a_person_sees_them(tmp_pat
         "points": points,
         "benchmark_xy": bench,
         "dialogs": ["deformation_forecast:deformationrate", "deformation_forecast:forecast"],
+        "profile_runs": [
+            [
+                "deformation_forecast:extractprofiles",
+                {
+                    "INPUT": scene["stack_asc"],
+                    "LINES": scene["profiles"],
+                    "ID_FIELD": "name",
+                    "OUTPUT": str(tmp_path / "profiles.gpkg"),
+                },
+            ]
+        ],
     }
     res = run_desktop(
         spec, tmp_path, timeout=600, script=os.path.join(ROOT, "tests", "e2e", "desktop", "screen_script.py")
@@ -240,8 +251,33 @@ def test_desktop_shows_styles_series_and_animation_as_a_person_sees_them(tmp_pat
     days = (dt.date(2021, 4, 28) - dt.date(2014, 10, 14)).days
     assert anim["animated"] and anim["panel_visible"] and anim["frames"] == -(-days // 12)  # 12-day frames
     assert anim["tree"][-1] == "observed stack (animation)"  # below the user's layers
+    # mid-animation, as the screenshot shows it: the canvas on the frame's date, drawing that date only
+    assert anim["frame_number"] == anim["frames"] // 2 and anim["frame"] > "2017-01-01"
+    assert anim["canvas_range"] == anim["frame"]
+    assert len(anim["drawn"]) == 1 and anim["drawn"][0].startswith("observed stack (animation) 20")
+    assert anim["drawn"][0][-10:] <= anim["frame"]
+    # the comparison dock at its docked size: charts one above the other, as wide as the chart area
+    comp = res["comparison"]
+    assert comp["visible"] and comp["stacked"], comp
+    assert len(comp["axes_widths"]) == 2 and min(comp["axes_widths"]) > 0.6 * comp["figure_width"], comp
+    # hovering the profile chart puts the marker on the map on that sample (canvas in the stack's CRS)
+    hover = res["profile_hover"]
+    assert hover["marker_visible"] and hover["hover_lines"] == 1
+    assert hover["marker"] == pytest.approx(hover["sample"])
+    # the Toolbox lists the groups in the order of the work, the shipped models after them; the menu
+    # entries have icons
+    groups = res["toolbox"]["groups"]
+    assert groups[:4] == ["1. Stack preparation", "2. Analysis", "3. Validation", "4. Forecasting"], groups
+    assert res["toolbox"]["menu"] and all(has_icon for _, has_icon in res["toolbox"]["menu"])
     assert res["log"] == [], res["log"]
-    for name in ("timeseries_dock_clicked.png", "temporal_controller.png", "styled_outputs.png"):
+    for name in (
+        "timeseries_dock_clicked.png",
+        "temporal_controller.png",
+        "styled_outputs.png",
+        "profile_dock_hover.png",
+        "toolbox.png",
+        "comparison_dock.png",
+    ):
         assert (tmp_path / name).stat().st_size > 20000, name
     for name in os.listdir(tmp_path):
         if name.endswith(".png"):

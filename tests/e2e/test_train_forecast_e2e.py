@@ -107,17 +107,17 @@ def test_shipped_graphical_model_runs(qgis_process, tmp_path):
     for frame, d in zip(data, dates, strict=True):
         path = str(tmp_path / f"cum_{d.strftime('%Y%m%d')}.tif")
         write_stack(path, frame[None], [format_date(d)], "EPSG:32647", Affine(20, 0, 5e5, 0, -20, 4.3e6))
-        args.append(f"layers={path}")
+        args.append(f"input_rasters={path}")
     out = str(tmp_path / "forecast.tif")
     res = qgis_process(
         "run",
         MODEL3,
         "--",
         *args,
-        "epochs=2",
-        "test_count=4",
+        "max_epochs=2",
+        "test_dates=4",
         "steps=5",
-        "device=2",
+        "worker_device=2",
         f"train:Trained model={tmp_path / 'm.dfmodel'}",
         f"train:Training report={tmp_path / 'r.html'}",
         f"forecast:Forecast stack={out}",

@@ -3,6 +3,7 @@ metrics per date as lines, PNG export, and the plugin's hook that opens it after
 evaluateforecast ran with the table loaded (as from the Toolbox)."""
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -160,3 +161,53 @@ def test_dock_opens_after_evaluateforecast_loads_its_table(gui, write_stack):
     assert not dock.isHidden()
     assert dock.table.kind == "evaluateforecast" and dock.table_widget.rowCount() == 7
     assert dock.line_count() == 2
+
+
+@pytest.mark.parametrize("kind", ["models", "dates"])
+def test_chart_has_room_at_the_docked_size(qgis_app, qgis_iface, tmp_path, kind):
+    """Docked beside the map (narrow and tall), the charts stack one above the other, each as wide
+    as the dock, their tick labels inside the figure; side by side again when the dock is wide."""
+    from deformation_forecast.gui.comparison_dock import ComparisonDock
+
+    dock = ComparisonDock(qgis_iface)
+    dock.resize(380, 760)  # QGIS's right dock area beside a 1280 x 880 window
+    dock.show()
+    qgis_app.processEvents()
+    with warnings.catch_warnings():  # matplotlib's notes reach the QGIS log as warnings
+        warnings.simplefilter("error")
+        dock.show_layer(_models_layer() if kind == "models" else _dates_layer(40))
+        qgis_app.processEvents()
+        assert dock.stacked()
+        dock.canvas.draw()
+    renderer = dock.canvas.get_renderer()
+    fig_box = dock.figure.bbox
+    boxes = [ax.get_window_extent(renderer) for ax in dock.figure.axes]
+    assert len(boxes) == 2
+    for box in boxes:
+        assert box.width > 0.6 * fig_box.width and box.height > 60, (box, fig_box)
+    assert boxes[0].y0 > boxes[1].y1  # one above the other, not overlapping
+    for ax in dock.figure.axes:
+        for label in ax.get_xticklabels() + ax.get_yticklabels():
+            if label.get_visible() and label.get_text():
+                extent = label.get_window_extent(renderer)
+                assert fig_box.x0 - 1 <= extent.x0 and extent.x1 <= fig_box.x1 + 1, label.get_text()
+    assert dock.grab().save(str(tmp_path / f"comparison_docked_{kind}.png"), "PNG")
+    dock.resize(1200, 400)
+    qgis_app.processEvents()
+    dock.plot()
+    assert not dock.stacked()
+    dock.close()
+
+
+def test_a_constant_metric_is_drawn_flat(qgis_app, qgis_iface):
+    """MAE 1 mm at every date up to rounding noise: a flat line on an axis around 1, no offset."""
+    from deformation_forecast.gui.comparison_dock import DATES_KIND, ComparisonDock, MetricsTable
+
+    rows = [{"date": f"2021-0{k + 1}-01", "MAE": 1.0 + (k % 2) * 2e-9, "SSIM": 0.9} for k in range(6)]
+    dock = ComparisonDock(qgis_iface)
+    dock.set_table(MetricsTable(DATES_KIND, ["date", "MAE", "SSIM"], rows))
+    dock.canvas.draw()
+    ax = dock.figure.axes[0]
+    lo, hi = ax.get_ylim()
+    assert lo < 1.0 < hi and hi - lo > 0.1
+    assert ax.yaxis.get_major_formatter().get_offset() == ""

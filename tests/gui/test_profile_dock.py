@@ -109,6 +109,7 @@ def test_menu_entries_open_the_docks(gui):
         "Profile plot",
         "Time series at a pixel",
         "Model comparison",
+        "Inverse velocity (failure time)",
     ]
     gui.actions[2].trigger()
     assert "profiles" in gui.docks and not gui.docks["profiles"].isHidden()
@@ -168,3 +169,60 @@ def test_dock_opens_after_a_run_that_loads_its_output(gui, write_stack):
     # nobody listens any more once the GUI is unloaded
     gui.unload()
     assert not result_hooks.listeners("extractprofiles")
+
+
+def test_hovering_the_chart_marks_the_sample_on_the_map(qgis_app, qgis_iface):
+    """As Profile Tool does: the mouse over a profile's chart puts a marker on the map canvas at the
+    sample under it (and a line on the chart); leaving the chart hides both."""
+    from qgis.core import QgsCoordinateReferenceSystem
+    from qgis.gui import QgsVertexMarker
+
+    from deformation_forecast.gui.profile_dock import HOVER_GID, ProfileDock
+
+    canvas = qgis_iface.mapCanvas()
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32647"))
+    dock = ProfileDock(qgis_iface)
+    layer = _profile_layer(n_profiles=2, n_samples=25)
+    dock.show_layer(layer)
+    markers = lambda: [i for i in canvas.scene().items() if isinstance(i, QgsVertexMarker) and i.isVisible()]  # noqa: E731
+    before = len(markers())
+    # the second profile (II: y = Y0 - 100), 203 m along it: the sample at 200 m, the 11th
+    assert dock.hover_at(1, 203.0) == (X0 + 200.0, Y0 - 100.0)
+    centre = dock.hover_marker.center()
+    assert (centre.x(), centre.y()) == (X0 + 200.0, Y0 - 100.0)
+    assert len(markers()) == before + 1
+    hover_lines = [ln for ax in dock.figure.axes for ln in ax.get_lines() if ln.get_gid() == HOVER_GID]
+    assert len(hover_lines) == 1 and list(hover_lines[0].get_xdata()) == [200.0, 200.0]
+    # on the map in the canvas's CRS: a geographic canvas gets the point in degrees
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    dock.hover_at(0, 0.0)
+    centre = dock.hover_marker.center()
+    assert 98 < centre.x() < 100 and 38 < centre.y() < 40  # UTM 47N, 500 km E, 4300 km N
+    dock.hide_hover()
+    assert len(markers()) == before
+    assert not [ln for ax in dock.figure.axes for ln in ax.get_lines() if ln.get_gid() == HOVER_GID]
+    dock.close()
+    assert dock.hover_marker is None
+
+
+def test_mouse_events_over_the_chart_drive_the_marker(qgis_app, qgis_iface):
+    """The matplotlib events the canvas emits when the mouse moves over a profile's axes."""
+    from matplotlib.backend_bases import MouseEvent
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    from deformation_forecast.gui.profile_dock import ProfileDock
+
+    qgis_iface.mapCanvas().setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32647"))
+    dock = ProfileDock(qgis_iface)
+    dock.resize(900, 500)
+    dock.show_layer(_profile_layer(n_profiles=1, n_samples=25))
+    dock.canvas.draw()
+    ax = dock._profile_axes[0][0]
+    x, y = ax.transData.transform((100.0, -5.0))
+    dock.canvas.callbacks.process("motion_notify_event", MouseEvent("motion_notify_event", dock.canvas, x, y))
+    assert dock.hover_marker is not None and dock.hover_marker.isVisible()
+    assert dock.hover_marker.center().x() == X0 + 100.0
+    outside = MouseEvent("motion_notify_event", dock.canvas, 1, 1)
+    dock.canvas.callbacks.process("motion_notify_event", outside)
+    assert not dock.hover_marker.isVisible()
+    dock.close()

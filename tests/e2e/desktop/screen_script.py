@@ -1,8 +1,9 @@
 """Runs inside a real qgis.bin (``--code``): what a person sees. Runs algorithms with
 "open output after running" (processing.runAndLoadResults, as the Toolbox does), records the
-renderer band and legend of every loaded output, triggers the animate action and reads the Temporal
-Controller, clicks the map with the time-series tool, opens two algorithm dialogs, saves
-screenshots, and records every warning of the QGIS message log. Writes $DF_OUT/result.json."""
+renderer band and legend of every loaded output, reads the comparison dock at its docked size,
+hovers the profile chart (a marker on the map), triggers the animate action and reads the Temporal
+Controller mid-animation, clicks the map with the time-series tool, opens two algorithm dialogs,
+saves screenshots, and records every warning of the QGIS message log. Writes $DF_OUT/result.json."""
 
 import json
 import os
@@ -61,8 +62,55 @@ def loaded_outputs(alg, params):
     return [renderer_of(lyr) for lyr in new if isinstance(lyr, QgsRasterLayer)]
 
 
+def comparison_dock():
+    """The comparison dock as it opened after evaluateforecast, at its docked size: its charts
+    stacked one above the other, each as wide as the chart area."""
+    dock = plugins["deformation_forecast"].gui.docks["comparison"]
+    dock.canvas.draw()
+    shot("comparison_dock.png", dock)
+    renderer = dock.canvas.get_renderer()
+    return {
+        "visible": dock.isVisible(),
+        "dock_width": dock.width(),
+        "chart": [dock.canvas.width(), dock.canvas.height()],
+        "stacked": dock.stacked(),
+        "axes_widths": [round(ax.get_window_extent(renderer).width) for ax in dock.figure.axes],
+        "figure_width": round(dock.figure.bbox.width),
+    }
+
+
+def profile_hover():
+    """The profile dock (opened by extractprofiles' output) hovered half-way along profile I: the
+    marker on the map sits on that sample."""
+    gui = plugins["deformation_forecast"].gui
+    gui.docks["timeseries"].clear()  # its pixel markers off the map
+    for key, dock in gui.docks.items():
+        if key != "profiles":
+            dock.hide()
+    dock = gui.docks["profiles"]
+    profile = dock._profile_axes[0][1]
+    middle = float(profile.distance[len(profile.distance) // 2])
+    x, y = dock.hover_at(0, middle)
+    settle()
+    shot("profile_dock_hover.png")
+    centre = dock.hover_marker.center()
+    out = {
+        "profile": profile.name,
+        "sample": [x, y],
+        "marker": [centre.x(), centre.y()],
+        "marker_visible": dock.hover_marker.isVisible(),
+        "hover_lines": sum(
+            1 for ax in dock.figure.axes for ln in ax.get_lines() if ln.get_gid() == "df-profile-hover"
+        ),
+    }
+    dock.hide_hover()
+    dock.hide()
+    return out
+
+
 def animate(stack):
-    """The plugin's animate action on the stack; the controller's range, step, mode; one frame."""
+    """The plugin's animate action on the stack; the controller's range, step, mode; a frame half-way
+    through the series, drawn, in the screenshot."""
     from qgis.core import QgsTemporalNavigationObject
 
     iface.setActiveLayer(stack)
@@ -84,18 +132,37 @@ def animate(stack):
         "tree": [child.name() for child in root.children()],
     }
     for node in root.children():  # what a person does to watch the animation: other layers off
+        node.setExpanded(False)
         if node.name() != "observed stack (animation)":
             node.setItemVisibilityChecked(False)
-    for dock in plugins["deformation_forecast"].gui.docks.values():
+    gui = plugins["deformation_forecast"].gui
+    gui.docks["timeseries"].clear()  # its pixel markers off the map
+    for dock in gui.docks.values():
         dock.hide()
+    group = root.findGroup("observed stack (animation)")
+    view = iface.layerTreeView()
+    view.scrollTo(view.layerTreeModel().node2index(group))
     settle()
     frame = nav.totalFrameCount() // 2
+    canvas = iface.mapCanvas()
+    loop = QEventLoop()
+    canvas.mapCanvasRefreshed.connect(loop.quit)
+    QTimer.singleShot(30000, loop.quit)
     t0 = time.perf_counter()
-    nav.setCurrentFrameNumber(frame)
-    iface.mapCanvas().refresh()
-    iface.mapCanvas().waitWhileRendering()
-    out["frame_redraw_s"] = time.perf_counter() - t0
-    out["frame"] = nav.dateTimeRangeForFrameNumber(frame).begin().toString("yyyy-MM-dd")
+    nav.setCurrentFrameNumber(frame)  # the canvas redraws by itself, as when the animation plays
+    loop.exec_()
+    out["frame_redraw_s"] = time.perf_counter() - t0  # bench/bench_frame_redraw.py measures it
+    canvas.mapCanvasRefreshed.disconnect(loop.quit)
+    frame_range = nav.dateTimeRangeForFrameNumber(frame)
+    out["frame_number"] = frame
+    out["frame"] = frame_range.begin().toString("yyyy-MM-dd")
+    out["canvas_range"] = canvas.temporalRange().begin().toString("yyyy-MM-dd")
+    out["drawn"] = [
+        lyr.name()
+        for lyr in canvas.layers()
+        if lyr.temporalProperties().isActive()
+        and lyr.temporalProperties().isVisibleInTemporalRange(frame_range)
+    ]
     settle()
     shot("temporal_controller.png")
     return out
@@ -148,6 +215,49 @@ def click_series(views, stack, layers):
         "status": dock.status.text(),
         "map_tool_is_dock": canvas.mapTool() is dock.tool,
     }
+
+
+def toolbox_and_menu():
+    """The Processing Toolbox with the provider expanded (groups in the order of the work, the
+    plugin's icon) and the plugin's menu (entries with icons): screenshots and what they list."""
+    from qgis.gui import QgsProcessingToolboxTreeView
+    from qgis.PyQt.QtWidgets import QDockWidget, QMenu
+
+    out = {}
+    panel = iface.mainWindow().findChild(QDockWidget, "ProcessingToolbox")
+    panel.show()
+    panel.raise_()
+    tree = panel.findChild(QgsProcessingToolboxTreeView)
+    model = tree.model()
+    provider = next(
+        model.index(r, 0)
+        for r in range(model.rowCount())
+        if model.index(r, 0).data() == "Deformation forecast"
+    )
+    tree.expand(provider)
+    out["groups"] = [model.index(r, 0, provider).data() for r in range(model.rowCount(provider))]
+    for r in range(model.rowCount(provider)):
+        if model.index(r, 0, provider).data().startswith("1."):
+            tree.expand(model.index(r, 0, provider))
+    tree.scrollTo(provider, tree.PositionAtTop)
+    settle(500)
+    shot("toolbox.png", panel)
+    menu = next(  # QGIS parents a plugin's submenu on the main window
+        (
+            m
+            for m in iface.mainWindow().findChildren(QMenu)
+            if m.title().replace("&", "") == "Deformation forecast"
+        ),
+        None,
+    )
+    if menu is not None:
+        out["menu"] = [(a.text(), not a.icon().isNull()) for a in menu.actions()]
+        menu.popup(iface.mainWindow().mapToGlobal(QPoint(300, 150)))
+        settle(500)
+        shot("plugin_menu.png", menu)
+        menu.hide()
+    panel.hide()
+    return out
 
 
 def dialogs(algs):
@@ -203,10 +313,18 @@ def go():
         canvas.refresh()
         settle()
         shot("styled_outputs.png")
+        res["comparison"] = comparison_dock()
         step("series")
         res["series"] = click_series(spec, stack, layers)
+        step("profiles")
+        for alg, params in spec.get("profile_runs", []):
+            loaded_outputs(alg, params)
+            settle()
+        res["profile_hover"] = profile_hover() if spec.get("profile_runs") else None
         step("animation")
         res["animation"] = animate(stack)
+        step("toolbox")
+        res["toolbox"] = toolbox_and_menu()
         step("dialogs")
         res["dialogs"] = dialogs(spec["dialogs"])
         step("done")
