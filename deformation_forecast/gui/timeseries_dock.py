@@ -46,7 +46,14 @@ from qgis.PyQt.QtWidgets import (
 from ..core.dates import date_fields
 from ..core.errors import InputError
 from ..core.stack import read_info, read_pixel_series, same_grid
-from ..processing.styling import INTERVAL_TAG, ROLE_FORECAST, ROLE_INTERVAL, ROLE_STACK, describe_raster
+from ..processing.styling import (
+    CONFIDENCE_TAG,
+    INTERVAL_TAG,
+    ROLE_FORECAST,
+    ROLE_INTERVAL,
+    ROLE_STACK,
+    describe_raster,
+)
 
 ROLE_POINTS = "points"
 
@@ -164,7 +171,7 @@ def _interval_at(forecast, p: QgsPointXY, project) -> dict:
         series = read_pixel_series(info.path, p.x(), p.y())
         if series is not None:
             found[side] = series[1]
-            found["confidence"] = float(info.tags.get("CONFIDENCE", "nan"))
+            found["confidence"] = float(info.tags.get(CONFIDENCE_TAG, "nan"))
     return found if "lower" in found and "upper" in found else {}
 
 

@@ -182,7 +182,7 @@ class ExtractProfiles(DeformationAlgorithm):
                 seen[name] = 1
             if geom.isNull() or geom.isEmpty():
                 feedback.pushWarning(f"Line {name!r} has no geometry; skipped.")
-                validity.count_dropped("LINES", 1)  # NULL_GEOMETRY_COUNT
+                validity.count_dropped(self.LINES, 1)  # NULL_GEOMETRY_COUNT
                 continue
             if ct.isValid() and not ct.isShortCircuited():
                 try:

@@ -33,7 +33,8 @@ ROLE_RATE = "rate"  # velocity / annual rates (units per year)
 ROLE_ERROR = "error"  # absolute errors or a standard error: >= 0, sequential ramp
 ROLE_OTHER = "other"  # anything else (e.g. a distance raster): first band
 ROLE_INTERVAL = "interval"  # a forecast's lower or upper bound (tag INTERVAL): its last date
-INTERVAL_TAG = "INTERVAL"  # lower | upper, written by the forecast beside CONFIDENCE
+INTERVAL_TAG = "INTERVAL"  # lower | upper, written by the forecast beside CONFIDENCE_TAG
+CONFIDENCE_TAG = "CONFIDENCE"  # the band's confidence level (a raster tag, as ml/forecast.py writes it)
 
 
 @dataclass(frozen=True)

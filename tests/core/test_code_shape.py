@@ -106,10 +106,8 @@ def test_jobs_module_declares_names(tmp_path):
     assert sorted(v for _, v in cs.measure_ast(pkg).literals) == ["B", "EPOCHS"]
 
 
-# The package's targets: they fail until every branch of issue 20 has landed (the lead flips the
-# xfail once the counts reach 0). Counts on main at f7210da: 25 long, 19 with > 8 parameters,
-# 343 literals, 14 mypy errors (13 in ml/, 1 in processing/).
-@pytest.mark.xfail(strict=False, reason="issue 20 not finished: shape targets missed on main")
+# The package's targets (issue 20). Counts before the redesign (f7210da): 25 long, 19 with > 8
+# parameters, 343 literals, 14 mypy errors (13 in ml/, 1 in processing/); all 0 since.
 def test_package_meets_the_shape_targets():
     shape = cs.measure_ast()
     assert shape.long == []
@@ -119,7 +117,6 @@ def test_package_meets_the_shape_targets():
 
 
 @pytest.mark.slow  # ~30 s with a cold cache on 2 shared cores, ~5 s cached (.mypy_cache)
-@pytest.mark.xfail(strict=False, reason="issue 20 not finished: mypy errors remain in ml/ and processing/")
 def test_mypy_over_the_whole_package():
     pytest.importorskip("mypy")
     assert cs.mypy_errors() == {}
