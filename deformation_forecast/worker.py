@@ -1,6 +1,6 @@
 """QGIS side of the TensorFlow process boundary.
 
-TensorFlow aborts a QGIS process when imported there (protobuf clash, see DESIGN.md), so every
+TensorFlow aborts a QGIS process when imported there (protobuf clash, see the README's "Installing into your QGIS"), so every
 TensorFlow computation runs in a child process: ``[python, -m, deformation_forecast.ml, command,
 --params, file.json]``, started as an argument list (never a shell string). The child prints one JSON
 object per line (see :mod:`deformation_forecast.ml.protocol`); this module relays them to a
@@ -41,7 +41,7 @@ INSTALL_HINT = (
 
 
 def candidate_pythons() -> list[tuple[str, str]]:
-    """(path, where it came from) in the order of DESIGN.md: setting, env var, project .venv."""
+    """(path, where it came from) in this order: setting, env var, project .venv."""
     out: list[tuple[str, str]] = []
     setting = QgsSettings().value(SETTINGS_KEY, "", type=str)
     if setting:

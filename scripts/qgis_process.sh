@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs /usr/bin/qgis_process.bin with this repository's built plugin enabled, in a throw-away
 # (or given) QGIS profile: ./scripts/qgis_process.sh list | run deformation_forecast:ALG -- K=V ...
-# (/usr/bin/qgis_process adds --noversioncheck, which QGIS 3.22 rejects; see DESIGN.md.)
+# (/usr/bin/qgis_process adds --noversioncheck, which QGIS 3.22 rejects; measured on these machines.)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}

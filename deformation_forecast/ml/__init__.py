@@ -3,5 +3,5 @@
 Entry point: ``python -m deformation_forecast.ml <command> --params PARAMS.json``; the worker
 prints one JSON object per line on stdout (see :mod:`deformation_forecast.ml.protocol`).
 Never import this package from a QGIS process: TensorFlow's protobuf clashes with QGIS's and
-aborts the program (see DESIGN.md).
+aborts the program (protobuf clash; see the README's "Installing into your QGIS").
 """

@@ -1,33 +1,35 @@
-"""The training report: one HTML file with the loss/SSIM curves (Fig. 17), the min/max trends
-(Fig. 18), the test metrics and a map of the last test date; images embedded as base64 PNG."""
+"""The training report: one HTML file with the test metrics, the iterative backtest per horizon
+against persistence and the trend (issue 17), the loss/SSIM curves (Fig. 17), the min/max trends
+(Fig. 18) and a map of the last test date; built with the package's one report engine
+(core/report.py: matplotlib Figures without pyplot, images embedded as base64 PNG)."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from typing import Any
 
 import numpy as np
 
+from ..core.metrics import METRICS
+from ..core.report import figure_png
 from ..core.stack import atomic_path
 from .modelfile import ModelMeta
 
 
 def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    return "data:image/png;base64," + figure_png(fig)
 
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+def _figure(cols: int, size: tuple[float, float]):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    return fig, fig.subplots(1, cols)
 
 
 def _curves(history: dict[str, list[float]]) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = _figure(2, (10, 3.5))
     for ax, key, title in ((axes[0], "loss", "Loss (eq. 11)"), (axes[1], "ssim", "SSIM (compressed frames)")):
         for k, style in ((key, "-"), ("val_" + key, "--")):
             if history.get(k):
@@ -40,11 +42,9 @@ def _curves(history: dict[str, list[float]]) -> str:
 
 
 def _extremes(ext: dict[str, Any], test_dates: list[str]) -> str:
-    import matplotlib.pyplot as plt
-
     dates = np.array(ext["dates"], dtype="datetime64[D]")
     td = np.array(test_dates, dtype="datetime64[D]")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = _figure(2, (10, 3.5))
     for ax, which in ((axes[0], "min"), (axes[1], "max")):
         ax.plot(dates, ext[which], "k-", lw=1, label=f"observed {which}")
         if f"gru_one_step_{which}" in ext:
@@ -59,10 +59,8 @@ def _extremes(ext: dict[str, Any], test_dates: list[str]) -> str:
 
 
 def _maps(pred: np.ndarray, obs: np.ndarray, label: str) -> str:
-    import matplotlib.pyplot as plt
-
     lo, hi = np.nanmin(obs), np.nanmax(obs)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    fig, axes = _figure(3, (12, 3.8))
     for ax, img, title in ((axes[0], obs, "observed"), (axes[1], pred, "predicted (one step)")):
         im = ax.imshow(img, vmin=lo, vmax=hi, cmap="jet_r")
         ax.set_title(f"{title} {label}")
@@ -77,7 +75,7 @@ def _maps(pred: np.ndarray, obs: np.ndarray, label: str) -> str:
 
 
 def _table(metrics: dict[str, dict[str, float]]) -> str:
-    keys = ["MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2"]
+    keys = list(METRICS)  # core.metrics: the one list and order
     rows = [
         "<tr><th>test set</th>" + "".join(f"<th>{k}</th>" for k in keys) + "</tr>",
     ]
@@ -98,10 +96,32 @@ def _table(metrics: dict[str, dict[str, float]]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def write_report(path: str, meta: ModelMeta, one_step: np.ndarray, targets: np.ndarray, test: Any) -> str:
-    import matplotlib
+def _backtest(hz: dict[str, Any] | None) -> str:
+    """The iterative backtest (the way 'forecast' is used): MAE per horizon of the network,
+    persistence and the trend line, the overall MAE and the skills; '' without a backtest."""
+    if not hz or not hz.get("horizon"):
+        return ""
+    names = ("network", "persistence", "trend")
 
-    matplotlib.use("Agg")
+    def cell(v: Any) -> str:
+        return f"<td>{v:.4g}</td>" if isinstance(v, float) and math.isfinite(v) else "<td>-</td>"
+
+    head = "<tr><th>horizon (dates ahead)</th>" + "".join(f"<th>MAE {n}</th>" for n in names) + "</tr>"
+    rows = [
+        f"<tr><td>{h}</td>" + "".join(cell(hz[f"{n}_mae"][i]) for n in names) + "</tr>"
+        for i, h in enumerate(hz["horizon"])
+    ]
+    rows.append("<tr><td>all horizons</td>" + "".join(cell(hz[f"{n}_overall_mae"]) for n in names) + "</tr>")
+    skills = (
+        f"Skill (1 - MAE / MAE of the baseline; above 0, the network is better): vs persistence "
+        f"{hz['skill_vs_persistence']:.3f}, vs the trend over the last {hz.get('trend_window', '?')} "
+        f"dates {hz['skill_vs_trend']:.3f}."
+    )
+    return "<table>" + head + "".join(rows) + "</table><p>" + html.escape(skills) + "</p>"
+
+
+def write_report(path: str, meta: ModelMeta, one_step: np.ndarray, targets: np.ndarray, test: Any) -> str:
+    backtest = _backtest(meta.backtest)
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>CNN-PhLSTM training report</title>",
         "<style>body{font-family:sans-serif;max-width:1100px}table{border-collapse:collapse}"
@@ -116,6 +136,7 @@ def write_report(path: str, meta: ModelMeta, one_step: np.ndarray, targets: np.n
         + "</p>",
         f"<h2>Test metrics ({len(meta.test_dates)} dates, {html.escape(meta.units)})</h2>",
         _table(meta.metrics),
+        *(("<h2>Iterative backtest over the test dates, per horizon</h2>", backtest) if backtest else ()),
         "<h2>Loss and SSIM during training (Fig. 17)</h2>",
         f"<img src='{_curves(meta.history)}'>",
         "<h2>Minimum and maximum of the raw and predicted data (Fig. 18)</h2>",

@@ -1,4 +1,4 @@
-"""ML tests import TensorFlow, which aborts a process that loaded QGIS (protobuf clash, DESIGN.md).
+"""ML tests import TensorFlow, which aborts a process that loaded QGIS (protobuf clash).
 
 Run them in their own pytest process without the pytest-qgis plugin:
 
