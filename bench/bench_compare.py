@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 from deformation_forecast.core import baselines as bl  # noqa: E402
 from deformation_forecast.core import evaluation as ev  # noqa: E402
 from deformation_forecast.core.stack import read_info, read_stack  # noqa: E402
+from tests import inmemory_comparison as imc  # noqa: E402  (the in-memory oracle, kept in the tests)
 
 
 def train_network(arch: str, stack: str, args, tmp: str, test_dates) -> bl.Forecasts:
@@ -96,7 +97,7 @@ def main(argv=None) -> int:
         stack = scene["stack_asc"]
         info = read_info(stack)
         data = read_stack(stack)
-        cmp = bl.prepare_comparison(data, info.dates, args.time_step, args.test_count, 0.2)
+        cmp = imc.prepare_comparison(data, info.dates, args.time_step, args.test_count, 0.2)
         print(
             f"sample scene {info.width} x {info.height} px, {info.count} acquisitions "
             f"({time.perf_counter() - t0:.1f} s to generate); regular {cmp.interval}-day grid of "
@@ -105,7 +106,7 @@ def main(argv=None) -> int:
         )
         forecasts = []
         for name in bl.BASELINES:
-            f = bl.run_baseline(bl.make_baseline(name, args.time_step), cmp.frames, cmp.dates, cmp.split)
+            f = imc.run_baseline(bl.make_baseline(name, args.time_step), cmp.frames, cmp.dates, cmp.split)
             print(
                 f"  {name}: train {f.train_seconds:.1f} s, predict {f.predict_seconds:.1f} s; {f.notes}",
                 flush=True,
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
                 if f.notes:
                     print(f"  {arch}: {f.notes}", file=sys.stderr)
                 forecasts.append(f)
-        rows, L = ev.comparison_rows(forecasts, cmp.observed_test)
+        rows, L = imc.comparison_rows(forecasts, cmp.observed_test)
         print(f"\nTable III on the sample scene (data range L = {L:.1f} mm; PSNR = 10 log10(L^2/MSE))")
         print("one-step-ahead on the test set (the paper's protocol), the paper's values below each model:")
         print(ev.text_table([r for r in rows if r["mode"] == "one-step"]))

@@ -15,8 +15,8 @@ budget (core.budget):
    observed range of the test frames as data range, the report's figure data, and the absolute
    error stacks when asked.
 
-The numbers equal those of the in-memory path (core.baselines.run_baseline +
-core.evaluation.comparison_rows) on the same stack.
+The numbers equal those of the in-memory oracle kept in the tests (tests/inmemory_comparison.py:
+run_baseline + comparison_rows) on the same stack.
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ class StreamedComparison:
         errors_dir: str | None = None,
         run: Run = QUIET,
     ) -> tuple[list[dict], float, list[ModelFigures]]:
-        """Rows (model, mode, metrics, seconds, device) as core.evaluation.comparison_rows, the
+        """Rows (model, mode, metrics, seconds, device) as the in-memory oracle (tests/inmemory_comparison.py), the
         data range, and each model's figure data; with `errors_dir`, the absolute error stack of
         every model and mode (abs_error_<model>_<mode>.tif). `run`: progress and cancellation."""
         if not self._observed_done:

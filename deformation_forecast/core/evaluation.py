@@ -36,30 +36,6 @@ def label(model: str) -> str:
     return LABELS.get(model, model)
 
 
-def comparison_rows(
-    forecasts: Sequence[Forecasts], observed: np.ndarray, data_range: float | None = None
-) -> tuple[list[dict], float]:
-    """One row per (model, mode) with every metric over the test set; and the data range used.
-
-    The data range is the observed test stack's (unless given), the same for every model.
-    """
-    L = data_range or mt.default_data_range(observed)
-    rows = []
-    for f in forecasts:
-        for mode in MODES:
-            pred = f.one_step if mode == "one-step" else f.iterative
-            _, overall = mt.stack_metrics(pred, observed, L)
-            row: dict[str, object] = {"model": f.model, "mode": mode}
-            row.update({k: overall[k] for k in mt.METRICS})
-            row.update(
-                train_seconds=round(f.train_seconds, 3),
-                predict_seconds=round(f.predict_seconds, 3),
-                device=f.device,
-            )
-            rows.append(row)
-    return rows, L
-
-
 def per_date_rows(
     pred: np.ndarray, obs: np.ndarray, dates: Sequence[dt.date], data_range: float | None = None
 ) -> tuple[list[dict], dict, float]:

@@ -12,6 +12,7 @@ from deformation_forecast.core import baselines as bl
 from deformation_forecast.core import evaluation as ev
 from deformation_forecast.core.errors import InputError
 from deformation_forecast.core.split import make_split, observed_on_grid, regular_stack, windows
+from tests import inmemory_comparison as imc
 from tests.conftest import make_dates
 
 
@@ -54,8 +55,8 @@ def test_regular_stack_and_observed_on_grid():
 
 # -- baselines -------------------------------------------------------------------------------------------
 def _run(name, data, dates, ts=5, test=8, **opt):
-    cmp = bl.prepare_comparison(data, dates, ts, test, 0.2)
-    f = bl.run_baseline(
+    cmp = imc.prepare_comparison(data, dates, ts, test, 0.2)
+    f = imc.run_baseline(
         bl.make_baseline(name, ts, bl.BaselineOptions(**opt)), cmp.frames, cmp.dates, cmp.split
     )
     return cmp, f
@@ -66,7 +67,7 @@ def test_persistence_on_a_static_scene_scores_zero():
     frame = rng.normal(size=(20, 22)).cumsum(0) * 5
     data = np.repeat(frame[None], 30, axis=0).astype("float32")
     cmp, f = _run("persistence", data, make_dates(30))
-    rows, _ = ev.comparison_rows([f], cmp.observed_test)
+    rows, _ = imc.comparison_rows([f], cmp.observed_test)
     for r in rows:
         assert r["MAE"] == 0 and r["MSE"] == 0 and r["PSNR"] == math.inf
         assert r["SSIM"] == pytest.approx(1.0) and r["MS_SSIM"] == pytest.approx(1.0)
@@ -102,7 +103,7 @@ def test_every_baseline_gives_finite_metrics(name):
     cmp, f = _run(name, data, dates, svr_samples=500, mlp_samples=5000, mlp_max_epochs=20)
     assert f.one_step.shape == f.iterative.shape == cmp.observed_test.shape
     assert np.isnan(f.one_step[:, 0, 0]).all()
-    rows, _ = ev.comparison_rows([f], cmp.observed_test)
+    rows, _ = imc.comparison_rows([f], cmp.observed_test)
     for r in rows:
         for k in ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2"):
             assert np.isfinite(r[k]), (name, r["mode"], k)
@@ -130,18 +131,18 @@ def test_svr_states_its_subsample():
 
 def test_cancel_stops():
     data, dates = bowl_scene()
-    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    cmp = imc.prepare_comparison(data, dates, 5, 8, 0.2)
     with pytest.raises(bl.Cancelled):
-        bl.run_baseline(
+        imc.run_baseline(
             bl.make_baseline("mlp", 5), cmp.frames, cmp.dates, cmp.split, should_stop=lambda: True
         )
 
 
 def test_progress_is_reported_in_order():
     data, dates = bowl_scene()
-    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    cmp = imc.prepare_comparison(data, dates, 5, 8, 0.2)
     seen = []
-    bl.run_baseline(
+    imc.run_baseline(
         bl.make_baseline("linear-trend", 5), cmp.frames, cmp.dates, cmp.split, lambda f, m: seen.append(f)
     )
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
@@ -195,12 +196,12 @@ def test_match_dates():
 
 def test_comparison_report_and_csv(tmp_path):
     data, dates = bowl_scene()
-    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    cmp = imc.prepare_comparison(data, dates, 5, 8, 0.2)
     fs = [
-        bl.run_baseline(bl.make_baseline(m, 5), cmp.frames, cmp.dates, cmp.split)
+        imc.run_baseline(bl.make_baseline(m, 5), cmp.frames, cmp.dates, cmp.split)
         for m in ("persistence", "linear-trend")
     ]
-    rows, L = ev.comparison_rows(fs, cmp.observed_test)
+    rows, L = imc.comparison_rows(fs, cmp.observed_test)
     assert [(r["model"], r["mode"]) for r in rows] == [
         ("persistence", "one-step"),
         ("persistence", "iterative"),
@@ -238,7 +239,7 @@ def test_metrics_csv_writes_numpy_numbers_as_plain_numbers(tmp_path):
 
 def test_svr_fast_decision_function_equals_sklearn():
     data, dates = bowl_scene()
-    cmp = bl.prepare_comparison(data, dates, 5, 8, 0.2)
+    cmp = imc.prepare_comparison(data, dates, 5, 8, 0.2)
     m = bl.make_baseline("svr", 5, bl.BaselineOptions(svr_samples=400))
     m.fit(cmp.frames, bl.times_of(cmp.dates), cmp.split)
     x = np.random.default_rng(0).normal(size=(1000, 4))
@@ -253,7 +254,7 @@ def _line_scene(n=100, slope=0.15, noise=1.0, seed=4):
 
 def _iterative_mae(name, data, dates, **opt):
     cmp, f = _run(name, data, dates, test=20, **opt)
-    rows, _ = ev.comparison_rows([f], cmp.observed_test)
+    rows, _ = imc.comparison_rows([f], cmp.observed_test)
     return {r["mode"]: r["MAE"] for r in rows}["iterative"], f
 
 
@@ -273,7 +274,7 @@ def test_trend_window_choice_is_persistence_on_a_random_walk():
     rng = np.random.default_rng(5)
     data = rng.normal(size=(100, 8, 8)).cumsum(axis=0).astype("float32")
     lt = bl.LinearTrend(0)
-    cmp = bl.prepare_comparison(data, make_dates(100), 5, 20, 0.2)
+    cmp = imc.prepare_comparison(data, make_dates(100), 5, 20, 0.2)
     lt.fit(cmp.frames, bl.times_of(cmp.dates), cmp.split)
     assert lt.window in (1, 5)  # a walk has no trend to extrapolate
 

@@ -378,6 +378,7 @@ def test_comparison_streamed_equals_in_memory(scene, tmp_path):
     from deformation_forecast.core import evaluation as ev
     from deformation_forecast.core.comparison import StreamedComparison
     from deformation_forecast.core.run import Run
+    from tests import inmemory_comparison as imc
 
     names = ["persistence", "linear-trend", "svr", "mlp"]
     opts = bl.BaselineOptions(svr_samples=300, mlp_samples=3000, mlp_max_epochs=8)
@@ -396,9 +397,9 @@ def test_comparison_streamed_equals_in_memory(scene, tmp_path):
         for k in ev.mt.METRICS:
             assert r1[k] == pytest.approx(r2[k], rel=1e-6, nan_ok=True), (r1["model"], k)
     # known answer: the in-memory comparison of the same stack
-    mem = bl.prepare_comparison(scene["data"], make_dates(18), 4, 6, 0.2)
-    fs = [bl.run_baseline(bl.make_baseline(n, 4, opts), mem.frames, mem.dates, mem.split) for n in names]
-    rows, L = ev.comparison_rows(fs, mem.observed_test)
+    mem = imc.prepare_comparison(scene["data"], make_dates(18), 4, 6, 0.2)
+    fs = [imc.run_baseline(bl.make_baseline(n, 4, opts), mem.frames, mem.dates, mem.split) for n in names]
+    rows, L = imc.comparison_rows(fs, mem.observed_test)
     assert out["tiny"][3] == pytest.approx(L)
     for r1, r2 in zip(rows, out["tiny"][2], strict=True):
         assert (r1["model"], r1["mode"]) == (r2["model"], r2["mode"])
