@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import jobs
 from ..core.run import Run
 from ..jobs import ForecastJob
 from . import protocol
@@ -305,7 +306,7 @@ def annual_rates(
     return np.stack(rates).astype("float32"), labels
 
 
-METHODS = ("network", "best", "persistence", "trend")
+METHODS = jobs.METHODS  # declared once, in jobs.py
 
 
 def baseline_frames(hist: np.ndarray, steps: int, baseline: dict[str, Any]) -> np.ndarray:
