@@ -47,7 +47,8 @@ except ImportError:  # pragma: no cover - older matplotlib
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-METRICS = ("MAE", "MSE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
+from ..core.metrics import METRICS  # the one list and order
+
 DEFAULT_METRICS = ("MAE", "SSIM")
 MODELS_KIND = "comparemodels"
 DATES_KIND = "evaluateforecast"

@@ -15,6 +15,7 @@ from qgis.core import (
 
 from ..core.comparison import ComparisonResult, compare
 from ..core.errors import Cancelled
+from ..core.metrics import METRICS
 from ..core.run import Run
 from ..jobs import (
     COMPARE_MODEL_NAMES,
@@ -33,17 +34,11 @@ from .base import DeformationAlgorithm
 from .jobparams import add_job_parameters
 from .tables import write_table
 
-NUMBER_METRICS = ("MAE", "RMSE", "SSIM", "MS_SSIM", "PSNR", "R2")
+NUMBER_METRICS = tuple(m for m in METRICS if m != "MSE")  # core.metrics: the one list and order
 TABLE_COLUMNS = [
     ("model", "str"),
     ("mode", "str"),
-    ("MAE", "float"),
-    ("MSE", "float"),
-    ("RMSE", "float"),
-    ("SSIM", "float"),
-    ("MS_SSIM", "float"),
-    ("PSNR", "float"),
-    ("R2", "float"),
+    *((m, "float") for m in METRICS),
     ("SKILL", "float"),
     ("train_seconds", "float"),
     ("predict_seconds", "float"),
