@@ -31,7 +31,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core import failure
+from ..core import failure, validity
 from ..core.failure_run import analyse_points, analyse_stack, save_chart
 from ..core.points import FORMATS, UNITS, read_points_csv
 from .base import DeformationAlgorithm
@@ -192,6 +192,9 @@ class FailureTime(DeformationAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber(self.ALERTS, "Points or pixels with an alert (class 1-3)"))
         self.addOutput(
+            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Features without geometry (skipped)")
+        )
+        self.addOutput(
             QgsProcessingOutputNumber(
                 self.EARLIEST_FAILURE, "Days from the last acquisition to the earliest forecast"
             )
@@ -220,7 +223,7 @@ class FailureTime(DeformationAlgorithm):
             confidence=self.parameterAsDouble(parameters, self.CONFIDENCE, context),
         )
 
-    def _area_geometry(self, parameters, context, target_crs) -> QgsGeometry | None:
+    def _area_geometry(self, parameters, context, target_crs, feedback) -> QgsGeometry | None:
         """The union of the AREA polygons in `target_crs`, None when AREA is not given."""
         source = self.parameterAsSource(parameters, self.AREA, context)
         if source is None:
@@ -229,16 +232,20 @@ class FailureTime(DeformationAlgorithm):
         xform = None
         if source.sourceCrs().isValid() and target_crs.isValid() and source.sourceCrs() != target_crs:
             xform = QgsCoordinateTransform(source.sourceCrs(), target_crs, context.transformContext())
-        parts = []
+        parts, before = [], validity.dropped_count()
         for f in source.getFeatures():
             g = QgsGeometry(f.geometry())
             if g.isNull() or g.isEmpty():
+                validity.count_dropped(self.AREA, 1)  # NULL_GEOMETRY_COUNT
                 continue
             if xform is not None:
                 g.transform(xform)
             parts.append(g)
         if not parts:
             raise QgsProcessingException(f"{self.AREA}: the layer {source.sourceName()!r} holds no polygon.")
+        skipped = validity.dropped_count() - before
+        if skipped:
+            feedback.pushWarning(f"{self.AREA}: {skipped} feature(s) without geometry skipped.")
         return QgsGeometry.unaryUnion(parts)
 
     def _inputs(self, parameters, context) -> str:
@@ -295,6 +302,7 @@ class FailureTime(DeformationAlgorithm):
         if earliest is not None:
             feedback.pushInfo(f"Earliest forecast failure date: {earliest.isoformat()}.")
         results[self.ALERTS] = alerts
+        results[self.NULL_GEOMETRY_COUNT] = validity.dropped_count()
         results[self.EARLIEST_FAILURE] = (
             float((earliest - dates[-1]).days) if earliest is not None else math.nan
         )
@@ -315,7 +323,7 @@ class FailureTime(DeformationAlgorithm):
         if out:
             self.check_output_not_input(out, info.path)
         crs = self.parameterAsRasterLayer(parameters, self.STACK, context).crs()
-        area = self._area_geometry(parameters, context, crs)
+        area = self._area_geometry(parameters, context, crs, feedback)
         geoms = [json.loads(area.asJson())] if area is not None else None
         feedback.pushInfo(
             f"{info.count} dates {info.dates[0]}..{info.dates[-1]}, {info.width} x {info.height} pixels."
@@ -336,12 +344,13 @@ class FailureTime(DeformationAlgorithm):
         else:
             source = self.parameterAsSource(parameters, self.POINTS, context)
             series = layer_series(source, self.POINTS, fmt, units, run.stage(0.0, 0.1))
+            validity.count_dropped(self.POINTS, series.null_geometry)  # NULL_GEOMETRY_COUNT
         for note in series.notes:
             (feedback.pushWarning if note.startswith("Warning") else feedback.pushInfo)(note)
         crs = QgsCoordinateReferenceSystem(series.crs.to_string())
         if not crs.isValid():
             crs = QgsCoordinateReferenceSystem.fromWkt(series.crs.to_wkt())
-        area = self._area_geometry(parameters, context, crs)
+        area = self._area_geometry(parameters, context, crs, feedback)
         keep = list(range(series.count))
         if area is not None:
             engine = QgsGeometry.createGeometryEngine(area.constGet())

@@ -170,11 +170,13 @@ def test_csv_with_area(run_alg, tmp_path):
             f"POLYGON(({ORIGIN[0]} {y0},{x1} {y0},{x1} {ORIGIN[1]},{ORIGIN[0]} {ORIGIN[1]},{ORIGIN[0]} {y0}))"
         )
     )
-    area.dataProvider().addFeatures([feat])
+    # two features without geometry (issue 15): skipped, counted, the result unchanged
+    area.dataProvider().addFeatures([feat, QgsFeature(), QgsFeature()])
     res = run_alg(
         "failuretime",
         {"POINTS_CSV": str(p), "CSV_CRS": "EPSG:32648", "AREA": area, "OUTPUT": "memory:"},
     )
+    assert res["NULL_GEOMETRY_COUNT"] == 2
     out = res["OUTPUT"]
     if isinstance(out, str):
         from qgis.core import QgsProcessingContext, QgsProcessingUtils
