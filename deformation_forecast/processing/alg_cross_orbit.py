@@ -107,6 +107,9 @@ class CrossOrbit(DeformationAlgorithm):
             (self.PAIRS, "Date pairs"),
         ):
             self.addOutput(QgsProcessingOutputNumber(key, label))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     def _incidence(self, parameters, context, value_name, raster_name):
         if self.parameterAsRasterLayer(parameters, raster_name, context) is not None:

@@ -143,6 +143,9 @@ class Decompose(DeformationAlgorithm):
             (self.VALID_PIXELS, "Pixels decomposed at the last date"),
         ):
             self.addOutput(QgsProcessingOutputNumber(key, label))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     def _geometry(self, parameters, context, name: str, incidence: bool) -> float | str:
         """A number, or the path of the raster given in `name` + _RASTER."""

@@ -110,6 +110,9 @@ class EvaluateForecast(DeformationAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.DATA_RANGE_USED, "Data range used"))
         self.addOutput(QgsProcessingOutputNumber(self.COVERAGE, "Coverage of the prediction interval"))
         self.addOutput(QgsProcessingOutputNumber(self.MEAN_WIDTH, "Mean width of the prediction interval"))
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     def compute(self, parameters, context, feedback):
         import math

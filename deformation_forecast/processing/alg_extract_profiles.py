@@ -161,6 +161,9 @@ class ExtractProfiles(DeformationAlgorithm):
         self.addOutput(
             QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Lines without geometry (skipped)")
         )
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     # -- lines ---------------------------------------------------------------------------
     def _lines(self, source, id_field: str, crs: QgsCoordinateReferenceSystem, context, feedback, run: Run):

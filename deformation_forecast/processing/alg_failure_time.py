@@ -202,6 +202,9 @@ class FailureTime(DeformationAlgorithm):
         self.addOutput(
             QgsProcessingOutputString(self.EARLIEST_FAILURE_DATE, "Earliest forecast failure date")
         )
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     def _advanced(self, p):
         p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)

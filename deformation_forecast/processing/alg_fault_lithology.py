@@ -178,6 +178,9 @@ class FaultLithology(DeformationAlgorithm):
         self.addOutput(
             QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Features without geometry (skipped)")
         )
+        self.addOutput(
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
 
     def _band(self, parameters, context, info) -> int:
         """The 0-based band to analyse: BAND (1-based), the last when not set (or 0)."""

@@ -135,7 +135,9 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
     SHORT = ""  # one line for the Toolbox tooltip (default: the first sentence of HELP)
     HELP_ANCHOR = "algorithms"  # README section of the dialog's Help button
     TAGS = ""
-    MASKED_VALUES = "MASKED_VALUES"  # output: values read as nodata (core.validity.masked_count)
+    # output: values read as nodata (core.validity.masked_count); an algorithm that declares it
+    # gets it filled by processAlgorithm
+    MASKED_VALUES = "MASKED_VALUES"
     NULL_GEOMETRY_COUNT = "NULL_GEOMETRY_COUNT"  # output: features without geometry, dropped
     # units of raster outputs, for the style applied when the Toolbox loads them (default mm)
     RASTER_UNITS: dict[str, str] = {}
@@ -207,6 +209,8 @@ class DeformationAlgorithm(QgsProcessingAlgorithm):
             # GDAL's block cache sized from the budget for every read and write of this run
             with budget.gdal_env(self.memory_mb), core_warnings_to(feedback):
                 results = self.compute(parameters, context, feedback)
+                if self.outputDefinition(self.MASKED_VALUES) is not None:  # declared: always given
+                    results.setdefault(self.MASKED_VALUES, validity.masked_count())
         except BaseException as e:
             # a later output failing (or cancel) leaves no earlier output of the run behind
             self._remove_new_outputs(before)

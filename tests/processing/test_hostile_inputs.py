@@ -216,7 +216,10 @@ def test_masked_values_and_null_geometries_are_output_numbers(run_alg, tmp_path,
     ]
     lines.write_text(json.dumps({"type": "FeatureCollection", "crs": crs, "features": feats}))
     res = run_alg("extractprofiles", {"INPUT": clean, "LINES": str(lines), "OUTPUT": "TEMPORARY_OUTPUT"})
-    assert (res["PROFILE_COUNT"], res["NULL_GEOMETRY_COUNT"]) == (1, 1)
+    assert (res["PROFILE_COUNT"], res["NULL_GEOMETRY_COUNT"], res["MASKED_VALUES"]) == (1, 1, 0)
+    # on the spoilt stack the line (row 2) reads the two spoilt pixels of that row at every date
+    res = run_alg("extractprofiles", {"INPUT": stack, "LINES": str(lines), "OUTPUT": "TEMPORARY_OUTPUT"})
+    assert res["MASKED_VALUES"] == sum(r == 2 for r, _ in BAD) * N == 2 * N
     pts = [((X0 + 110, Y0 - 110), "BM0"), ((X0 + 150, Y0 - 110), "BM1"), (None, "BM2"), (None, "BM3")]
     dates = [d.strftime("%Y%m%d") for d in DATES[::3]]
     bms = [
@@ -1001,3 +1004,17 @@ def test_zz_figures(capsys):
             for k, v in MESSAGES.items():
                 print(f"{k}: {v}")
     assert set(counts) <= {"correct", "refused"}
+
+
+def test_every_algorithm_that_reads_a_raster_reports_masked_values():
+    """MASKED_VALUES is an output of every algorithm that reads a deformation raster (filled by
+    processing.base when the algorithm does not set it)."""
+    from qgis.core import QgsApplication
+
+    readers = {
+        "benchmarkcompare", "crossorbit", "decompose", "deformationrate", "evaluateforecast",
+        "extractprofiles", "failuretime", "faultlithology", "losvertical", "pointstostack",
+    }  # fmt: skip
+    for name in sorted(readers):
+        alg = QgsApplication.processingRegistry().algorithmById(f"deformation_forecast:{name}")
+        assert alg is not None and alg.outputDefinition("MASKED_VALUES") is not None, name
