@@ -136,9 +136,9 @@ class OnGrid:
         self._src = rasterio.open(path)
         self._ds = self._src
         if not self.same:
-            # a one-band raster (incidence, heading) with several undeclared sentinels is warped
-            # from a copy where each is NaN (core.validity.warp_source), not only the most frequent
-            warp_src = validity.warp_source(self._src, 1)[0] if self._src.count == 1 else self._src
+            # a raster with several undeclared sentinels (or a mask) is warped from a copy where
+            # each is NaN (core.validity.warp_source_bands), not only the most frequent one
+            warp_src = validity.warp_source_bands(self._src, range(1, validity.band_count(self._src) + 1))
             self._ds = WarpedVRT(
                 warp_src,
                 crs=target.crs,

@@ -422,32 +422,42 @@ def warp_source(src, band: int = 1, rows: int = 256):
     otherwise a temporary single-band float32 copy with every sentinel and masked pixel as NaN, so
     that no second sentinel is blended into valid pixels by the resampling. The band is scanned
     whole, `rows` rows at a time; the copy (a file, not memory) is removed when it is closed."""
+    out = warp_source_bands(src, [band], rows)
+    return (src, band) if out is src else (out, 1)
+
+
+def warp_source_bands(src, bands: Sequence[int], rows: int = 256):
+    """The dataset to give a WarpedVRT reading `bands` (1-based) of `src`: `src` itself when GDAL
+    can be told its nodata (see :func:`warp_source`), else a temporary float32 copy of those bands,
+    in that order (band k of the copy is bands[k - 1]), every sentinel and masked pixel NaN. Read
+    `rows` rows at a time (fewer when the bands are many: at most 32 MB a read)."""
     import tempfile
     import weakref
 
     import rasterio
     from rasterio.windows import Window
 
+    idx = [int(b) for b in bands]
+    rows = max(1, min(rows, 2**25 // max(1, src.width * len(idx) * 4)))
+    wins = [Window(0, r0, src.width, min(rows, src.height - r0)) for r0 in range(0, src.height, rows)]
     found: set[float] = set()
-    for r0 in range(0, src.height, rows):
-        win = Window(0, r0, src.width, min(rows, src.height - r0))
-        arr = src.read(band, window=win, out_dtype="float32")
+    for win in wins:
+        arr = src.read(idx, window=win, out_dtype="float32")
         found.update(np.unique(arr[sentinel_mask(arr)]).tolist())
     masked = has_gdal_mask(src) or band_count(src) < src.count
     if len(found) <= 1 and not (masked and src.nodata is None):
-        return src, band
+        return src
     folder = tempfile.mkdtemp(prefix="deformation_forecast_warp_")
     path = os.path.join(folder, "clean.tif")
-    prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="float32")
-    prof.update(crs=crs_of(src), transform=src.transform, nodata=np.nan, tiled=True)
+    prof = dict(driver="GTiff", width=src.width, height=src.height, count=len(idx), dtype="float32")
+    prof.update(crs=crs_of(src), transform=src.transform, nodata=np.nan, tiled=True, interleave="band")
     with rasterio.open(path, "w", **prof) as dst:
-        for r0 in range(0, src.height, rows):
-            win = Window(0, r0, src.width, min(rows, src.height - r0))
-            arr = src.read(band, window=win, out_dtype="float32")
-            dst.write(clean_block(arr, src, band, window=win, length=False), 1, window=win)
+        for win in wins:
+            arr = src.read(idx, window=win, out_dtype="float32")
+            dst.write(clean_block(arr, src, idx, window=win, length=False), window=win)
     out = rasterio.open(path)
     weakref.finalize(out, lambda: __import__("shutil").rmtree(folder, ignore_errors=True))
-    return out, 1
+    return out
 
 
 def to_mm(arr: np.ndarray, src, indexes: Sequence[int] | int) -> np.ndarray:

@@ -303,6 +303,38 @@ def test_crossorbit_second_stack_with_sentinels(run_alg, tmp_path):
     OUTCOMES["crossorbit/INPUT_B-sentinel-32768"] = "correct"
 
 
+def test_crossorbit_second_stack_on_another_grid_with_two_sentinels(run_alg, tmp_path):
+    """A second stack on a shifted grid is warped: with two different undeclared sentinels, both
+    are nodata for the warp (core.validity.warp_source_bands), not only the most frequent, so the
+    numbers equal those of the same stack with NaN there."""
+    import rasterio
+    from affine import Affine
+
+    data = clean_data()
+    b = data * 0.9
+    spoilt = b.copy()
+    for k, (r, c) in enumerate(BAD):
+        spoilt[:, r, c] = -9999.0 if k % 2 else -32768.0
+    shifted = TRANSFORM * Affine.translation(0.3, 0.4)  # 0.3 and 0.4 of a pixel
+
+    def write(name, arr):
+        prof = dict(driver="GTiff", width=W, height=H, count=N, dtype="float32", crs="EPSG:32647")
+        with rasterio.open(str(tmp_path / name), "w", transform=shifted, **prof) as dst:
+            dst.write(arr)
+            for i, lab in enumerate(LABELS, start=1):
+                dst.set_band_description(i, lab)
+        return str(tmp_path / name)
+
+    a_path = write_raster(tmp_path / "a.tif", data)
+    kw = {"INPUT": a_path, "INCIDENCE": 34.17, "INCIDENCE_B": 41.42, "MODE": 0, "OUTPUT": "TEMPORARY_OUTPUT"}
+    got = run_alg("crossorbit", {**kw, "INPUT_B": write("b.tif", spoilt)})
+    want = run_alg("crossorbit", {**kw, "INPUT_B": write("bref.tif", with_nan(b))})
+    for key in ("R", "SLOPE", "RMSE", "BIAS", "N"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-9), key
+    assert got["N"] > 0 and abs(got["BIAS"]) < 100  # no -9999 blended into a valid pixel
+    OUTCOMES["crossorbit/INPUT_B-warped-two-sentinels"] = "correct"
+
+
 def test_band_unit_metres_is_converted(run_alg, tmp_path, outdir):
     data = clean_data()
     metres = write_raster(tmp_path / "m.tif", data / 1000.0, unit="m")
