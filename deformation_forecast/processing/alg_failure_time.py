@@ -190,20 +190,20 @@ class FailureTime(DeformationAlgorithm):
                 createByDefault=False,
             )
         )
-        self.addOutput(QgsProcessingOutputNumber(self.ALERTS, "Points or pixels with an alert (class 1-3)"))
-        self.addOutput(
-            QgsProcessingOutputNumber(self.NULL_GEOMETRY_COUNT, "Features without geometry (skipped)")
+        self._outputs()
+
+    def _outputs(self) -> None:
+        """The number and text outputs."""
+        numbers = (
+            (self.ALERTS, "Points or pixels with an alert (class 1-3)"),
+            (self.NULL_GEOMETRY_COUNT, "Features without geometry (skipped)"),
+            (self.EARLIEST_FAILURE, "Days from the last acquisition to the earliest forecast"),
+            (self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)"),
         )
-        self.addOutput(
-            QgsProcessingOutputNumber(
-                self.EARLIEST_FAILURE, "Days from the last acquisition to the earliest forecast"
-            )
-        )
+        for name, label in numbers:
+            self.addOutput(QgsProcessingOutputNumber(name, label))
         self.addOutput(
             QgsProcessingOutputString(self.EARLIEST_FAILURE_DATE, "Earliest forecast failure date")
-        )
-        self.addOutput(
-            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
         )
 
     def _advanced(self, p):
