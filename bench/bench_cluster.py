@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,19 +21,12 @@ import time
 
 from _common import ROOT, machine  # noqa: I001  (bench/ is on sys.path when run)
 
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+sys.path.insert(0, ROOT)
+from tests.ports import free_ports  # noqa: E402  (one helper for tests and bench)
 
 
 def run(workers: int, stack: str, folder: str, args: argparse.Namespace) -> dict[str, float]:
-    addresses = [f"127.0.0.1:{p}" for p in _ports(workers)]
+    addresses = [f"127.0.0.1:{p}" for p in free_ports(workers)]
     params = os.path.join(folder, "params.json")
     with open(params, "w", encoding="utf-8") as f:
         json.dump({"device": "cpu", "test_tiles": 1, "gru_epochs": 8, "test_count": 10}, f)

@@ -354,7 +354,6 @@ class BenchmarkCompare(DeformationAlgorithm):
         }
         for name, _, key in self.NUMBERS:  # a NaN (r of too few pairs) is no value
             results[name] = ov[key] if np.isfinite(ov[key]) else None
-        results[self.MASKED_VALUES] = validity.masked_count()
         results[self.NULL_GEOMETRY_COUNT] = validity.dropped_count()
         if plot_path:
             save_plot(cb.plot_comparison, cmp, plot_path)

@@ -12,7 +12,6 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core import validity
 from ..core.los import DEFAULT_INCIDENCE
 from ..core.rates import MODES, deformation_rate
 from .base import DeformationAlgorithm
@@ -151,5 +150,4 @@ class DeformationRate(IncidenceParameters, DeformationAlgorithm):
             self.OUTPUT: out,
             self.MIN_RATE: res["min"],
             self.MAX_RATE: res["max"],
-            self.MASKED_VALUES: validity.masked_count(),
         }

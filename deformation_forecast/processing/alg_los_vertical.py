@@ -8,7 +8,6 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core import validity
 from ..core.los import convert_stack
 from .alg_deformation_rate import IncidenceParameters, incidence_parameters, read_incidence, report_incidence
 from .base import DeformationAlgorithm
@@ -59,7 +58,7 @@ class LosVertical(IncidenceParameters, DeformationAlgorithm):
             f"{info.count} band(s) converted; 1 / cos(theta) from {1 / _cos(res['incidence_min']):.4f} "
             f"to {1 / _cos(res['incidence_max']):.4f}."
         )
-        return {self.OUTPUT: out, self.MASKED_VALUES: validity.masked_count()}
+        return {self.OUTPUT: out}  # MASKED_VALUES: filled by processing.base
 
 
 def _cos(deg: float) -> float:

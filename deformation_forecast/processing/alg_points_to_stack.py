@@ -210,7 +210,6 @@ class PointsToStack(DeformationAlgorithm):
         return {
             self.OUTPUT: out,
             self.DROPPED_COUNT: dropped[0],
-            self.MASKED_VALUES: validity.masked_count(),
             self.POINT_COUNT: summary["points"],
             self.MERGED_COUNT: summary["merged"],
             self.NULL_GEOMETRY_COUNT: series.null_geometry,

@@ -40,6 +40,27 @@ def qgis_env(profile: str) -> dict[str, str]:
     return env
 
 
+def run_sample_step(step: str, scene: str, out: str, profile: str):
+    """Run scripts/sample_job.d/`step` as the main job does (qgis_process, the venv's Python) on
+    sample scene `scene`, writing into `out`; the finished process."""
+    import subprocess
+
+    env = qgis_env(profile)
+    env.update(
+        OUT=str(out),
+        SAMPLE=str(scene),
+        QP=os.path.join(ROOT, "scripts", "qgis_process.sh"),
+        PY=os.path.join(ROOT, ".venv", "bin", "python"),
+    )
+    return subprocess.run(
+        ["bash", os.path.join(ROOT, "scripts", "sample_job.d", step)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
 @pytest.fixture(scope="session")
 def qgis_process(qgis_profile):
     env = qgis_env(qgis_profile)

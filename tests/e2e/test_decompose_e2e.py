@@ -82,30 +82,15 @@ def test_shipped_model_decompose_then_benchmarks(qgis_process, tmp_path, write_s
 @pytest.mark.slow
 def test_sample_job_step(qgis_profile, tmp_path):
     """scripts/sample_job.d/45-decompose.sh, as the main job runs it, on a small 3-D sample scene."""
-    import os
-    import subprocess
 
     from deformation_forecast.core import sample
-    from tests.e2e.conftest import ROOT, qgis_env
+    from tests.e2e.conftest import run_sample_step
 
     scene = tmp_path / "scene"
     sample.make_sample_scene(str(scene), size=48, seed=42, horizontal=True)
     out = tmp_path / "out"
     out.mkdir()
-    env = qgis_env(qgis_profile)
-    env.update(
-        OUT=str(out),
-        SAMPLE=str(scene),
-        QP=os.path.join(ROOT, "scripts", "qgis_process.sh"),
-        PY=os.path.join(ROOT, ".venv", "bin", "python"),
-    )
-    p = subprocess.run(
-        ["bash", os.path.join(ROOT, "scripts", "sample_job.d", "45-decompose.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = run_sample_step("45-decompose.sh", scene, out, qgis_profile)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     table = (out / "decompose_vs_los.md").read_text()
     rows = {line.split("|")[1].strip(): float(line.split("|")[3]) for line in table.splitlines()[4:]}

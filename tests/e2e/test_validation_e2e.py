@@ -114,29 +114,15 @@ def test_crossorbit(qgis_process, tmp_path, write_stack):
 @pytest.mark.slow
 def test_sample_job_step_writes_tables_and_plots(qgis_profile, tmp_path):
     """scripts/sample_job.d/40-validation.sh, as the main job runs it, on a (smaller) sample scene."""
-    import subprocess
 
-    from tests.e2e.conftest import ROOT, qgis_env
+    from tests.e2e.conftest import run_sample_step
 
     sample = pytest.importorskip("deformation_forecast.core.sample")
     scene = tmp_path / "scene"
     sample.make_sample_scene(str(scene), size=120, seed=42)
     out = tmp_path / "out"
     out.mkdir()
-    env = qgis_env(qgis_profile)
-    env.update(
-        OUT=str(out),
-        SAMPLE=str(scene),
-        QP=os.path.join(ROOT, "scripts", "qgis_process.sh"),
-        PY=os.path.join(ROOT, ".venv", "bin", "python"),
-    )
-    p = subprocess.run(
-        ["bash", os.path.join(ROOT, "scripts", "sample_job.d", "40-validation.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    p = run_sample_step("40-validation.sh", scene, out, qgis_profile)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     for name in (
         "benchmarks_pairs.csv",

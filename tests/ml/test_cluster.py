@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.ml.scene import bowl_scene
+from tests.ports import free_ports
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,16 +43,6 @@ def stack(tmp_path_factory):
     return folder, path
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _start(args: list[str], tf_config: dict | None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_CONFIG", None)
@@ -64,7 +54,7 @@ def _start(args: list[str], tf_config: dict | None) -> subprocess.Popen:
 
 def _cluster(per_worker_args: list[list[str]], timeout: float = 600) -> list[tuple[int, list[dict], str]]:
     """Run one worker process per argument list on 127.0.0.1; (returncode, JSON lines, stderr) each."""
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(len(per_worker_args))]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(len(per_worker_args))]
     procs = [
         _start(a, {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
         for i, a in enumerate(per_worker_args)
@@ -194,7 +184,7 @@ def test_a_dead_worker_stops_the_other_and_resume_continues_from_the_chiefs_chec
     model = str(tmp_path / "m.dfmodel")
     args = ["--stack", path, "--output-model", model, "--params", str(folder / "params.json")]
     args += ["--seed", "3", "--tile-size", "16", "--samples-per-epoch", "16", "--timeout", "120"]
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     cfg = [{"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}} for i in range(2)]
     chief, other = (_start([*args, "--epochs", "50"], c) for c in cfg)
     try:

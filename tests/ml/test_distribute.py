@@ -18,6 +18,7 @@ import pytest
 
 from deformation_forecast.ml.device import configure_device, cpu_device
 from deformation_forecast.ml.distribute import FLOAT32, MIXED, float32_twin, global_policy, plan_training
+from tests.ports import free_ports
 
 pytestmark = pytest.mark.tf
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -453,18 +454,6 @@ MULTI_WORKER = textwrap.dedent(
 )
 
 
-def _free_ports(n):
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
@@ -476,7 +465,7 @@ def test_keras_fit_under_multi_worker_mirrored_strategy(tmp_path):
     """docs/multi_gpu.md's TF_CONFIG with both 'machines' on localhost, two worker processes."""
     script = tmp_path / "worker.py"
     script.write_text(MULTI_WORKER)
-    workers = [f"localhost:{p}" for p in _free_ports(2)]
+    workers = [f"localhost:{p}" for p in free_ports(2)]
     procs = []
     for index in range(2):
         env = dict(
