@@ -16,8 +16,11 @@ the bytes it read (/proc/self/io ``rchar``: what GDAL pulled from the files, pag
 Algorithms: check (the input check alone), profiles (extractprofiles: 6 lines of 0.6 x the raster's
 side, every date), rate (deformationrate, linear), los (losvertical, constant incidence), evaluate
 (evaluateforecast: the last 10 dates of the stack against themselves), faults (faultlithology: 3
-faults, 4 units, history of every date). `forecast` needs a trained network (TensorFlow): it reads
-the stack with the same windows as `rate` (core.stack.iter_windows) and is not timed here.
+faults, 4 units, history of every date), forecast (the forecast's pass over the stack,
+ml.forecast.stream_regular: every window resampled to the regular interval, the last 20 regular
+dates kept in its tail file and each pixel's interval scale measured; what comes after reads only
+that tail file, written by the plugin in one layout, so the network's part does not depend on the
+input's layout and is not timed here: it needs a trained network for the grid).
 The files are written to --dir (default a temporary folder) and removed unless --keep.
 """
 
@@ -71,7 +74,7 @@ LAYOUTS: dict[str, list[str] | None] = {
     "VRT of single-date files": None,
     "COG (deflate)": None,
 }
-ALGS = ("check", "profiles", "rate", "los", "evaluate", "faults")
+ALGS = ("check", "profiles", "rate", "los", "evaluate", "faults", "forecast")
 
 
 def _gdal(args: list[str]) -> None:
@@ -186,6 +189,25 @@ def run_one(alg: str, path: str, out: str) -> dict:
             geoms, names = _units(size)
             opts = ControlOptions(max_distance=2000.0, history=True)
             analyse_controls(path, info, info.count - 1, faults, geoms, names, opts)
+        elif alg == "forecast":
+            from deformation_forecast.core.dates import median_interval
+            from deformation_forecast.ml.blocks import TailStore
+            from deformation_forecast.ml.forecast import stream_regular, window_bytes
+
+            keep = min(20, info.count)
+            scale = np.full((info.height, info.width), np.nan, "float32")
+            with TailStore(keep, info.height, info.width, False, out) as tail:
+                interval = median_interval(info.dates)
+                stream_regular(
+                    path,
+                    info,
+                    interval,
+                    keep,
+                    tail,
+                    window_bytes(budget.DEFAULT_MB * 2**20 // 2, info),
+                    None,
+                    scale,
+                )
     return dict(
         wall=time.perf_counter() - t0,
         cpu=time.process_time() - c0,

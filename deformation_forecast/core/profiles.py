@@ -28,7 +28,7 @@ from . import validity
 from .dates import format_date
 from .errors import InputError
 from .run import QUIET, Run
-from .stack import atomic_path
+from .stack import atomic_path, file_block
 
 INTERPOLATIONS = ("nearest", "bilinear")
 
@@ -349,7 +349,7 @@ class _Sampler:
 
     def open(self) -> None:
         self.src = rasterio.open(self.path)
-        bh, bw = self.src.block_shapes[0]
+        bh, bw = file_block(self.src)
         self.block = (bh, bw)
         self.tile_bytes = bh * bw * 4 * len(self.idx)
 

@@ -77,6 +77,35 @@ def _band_dates(src: rasterio.DatasetReader) -> list[dt.date | None]:
     return out
 
 
+def file_block(src: rasterio.DatasetReader) -> tuple[int, int]:
+    """(rows, cols) of the blocks GDAL decodes when `src` is read: its own block shape, except for a
+    VRT whose sources all share one block shape and lie on its grid unshifted (a VRT of single-date
+    GeoTIFFs, gdalbuildvrt -separate): then the sources' blocks (a VRT's own 128 px blocks would cut
+    each source tile of 256 or 512 px into pieces, each decoding the whole tile: issue 22)."""
+    bh, bw = (int(v) for v in src.block_shapes[0])
+    if src.driver != "VRT" or not os.path.isfile(src.name):
+        return bh, bw
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(src.name).getroot()
+    except (ET.ParseError, OSError):
+        return bh, bw
+    shapes = set()
+    for source in root.iter():
+        if not source.tag.endswith("Source"):
+            continue
+        props, srect, drect = (source.find(t) for t in ("SourceProperties", "SrcRect", "DstRect"))
+        if props is None or srect is None or drect is None or srect.attrib != drect.attrib:
+            return bh, bw
+        if drect.attrib != {"xOff": "0", "yOff": "0", "xSize": str(src.width), "ySize": str(src.height)}:
+            return bh, bw
+        shapes.add((int(props.get("BlockYSize", 0)), int(props.get("BlockXSize", 0))))
+    if len(shapes) == 1 and all(next(iter(shapes))):
+        return next(iter(shapes))
+    return bh, bw
+
+
 def read_info(path: str, require_dates: bool = True) -> StackInfo:
     """Open `path` and describe it; with `require_dates`, every band must carry a date.
 
@@ -120,7 +149,7 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
             nodata=nodata,
             units=units or "mm",
             tags=dict(ds_tags),
-            block=tuple(int(v) for v in src.block_shapes[0]),  # type: ignore[arg-type]
+            block=file_block(src),
         )
 
 
@@ -721,7 +750,7 @@ def check_values(info: StackInfo, what: str = "INPUT", max_side: int = 512) -> N
         validity.check_repeated_fill(info.path, list(np.concatenate(kept, axis=1)), what)
         validity.warn_if_metres(info.path, np.concatenate(kept, axis=1), info.units, what)
         if not last_valid:
-            bh, bw = src.block_shapes[0]
+            bh, bw = file_block(src)
             # blocks the sample read whole (a block cut to its first rows is read again)
             seen = {(w.row_off, w.col_off) for w in wins if w.height == min(bh, info.height - w.row_off)}
             for r0 in range(0, info.height, bh):

@@ -36,7 +36,7 @@ from rasterio.windows import Window
 from ..core.errors import InputError
 from ..core.resample import interpolate_time, regular_grid
 from ..core.run import QUIET, Run
-from ..core.stack import StackInfo, atomic_path, check_free_space, read_stack
+from ..core.stack import StackInfo, atomic_path, check_free_space, file_block, read_stack
 
 BLOCK = 64  # the work file's tile edge: a 64 x 64 training crop touches at most 4 blocks per band
 WORK_NAME = "regular.tif"
@@ -151,7 +151,7 @@ def prepare(
         "write OUTPUT_MODEL to a disk with more room (the work file goes beside it)",
     )
     with rasterio.open(info.path) as src:
-        bh, bw = src.block_shapes[0] if src.block_shapes else (1, w)
+        bh, bw = file_block(src) if src.block_shapes else (1, w)
     if window_pixels is None:
         window_pixels = run.worker_pixel_bytes() // prepare_bytes_per_pixel(info.count, n)
     windows = prep_windows(h, w, max(int(window_pixels), 1), _align(bh), _align(bw))

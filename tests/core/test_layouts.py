@@ -272,3 +272,46 @@ def test_profiles_identical_across_layouts(write_stack, tmp_path):
         for r, g in zip(ref, got, strict=True):
             np.testing.assert_array_equal(g.values, r.values)
             assert np.isfinite(g.values).sum() > 100
+
+
+def _vrt_of_singles(base: str, folder, tile: int, shift: int = 0) -> str:
+    """A VRT (gdalbuildvrt -separate) of single-date GeoTIFFs tiled `tile` px, the first shifted
+    by `shift` pixels to the east when given (then its sources no longer lie on the VRT's grid)."""
+    from osgeo import gdal
+
+    with rasterio.open(base) as src:
+        labels, prof, data = list(src.descriptions), src.profile, src.read()
+    singles = []
+    for b, lab in enumerate(labels):
+        p = dict(prof, count=1, tiled=True, blockxsize=tile, blockysize=tile, compress="deflate")
+        if shift and b == 0:
+            p["transform"] = prof["transform"] * rasterio.Affine.translation(shift, 0)
+        one = str(folder / f"d_{b}.tif")
+        with rasterio.open(one, "w", **p) as dst:
+            dst.write(data[b], 1)
+        singles.append(one)
+    vrt = str(folder / "stack.vrt")
+    ds = gdal.BuildVRT(vrt, singles, separate=True)
+    for b, lab in enumerate(labels, start=1):
+        ds.GetRasterBand(b).SetDescription(lab)
+    ds = None
+    return vrt
+
+
+def test_a_vrt_of_single_date_files_is_read_by_its_sources_blocks(write_stack, tmp_path):
+    # a VRT's own blocks are 128 px; its sources' tiles are 32 px here (64 px below): windows
+    # and the input check's sample must follow the tiles GDAL decodes, not the VRT's blocks
+    base = write_stack(_data(), make_dates(N))
+    (tmp_path / "a").mkdir()
+    vrt = _vrt_of_singles(base, tmp_path / "a", 32)
+    with rasterio.open(vrt) as src:
+        own = src.block_shapes[0]
+    assert own[1] == 128  # the VRT's own blocks (at most its 96 rows high)
+    info = read_info(vrt)
+    assert info.block == (32, 32)
+    np.testing.assert_array_equal(read_stack(vrt), read_stack(base))
+    assert all(w.width <= 32 and w.height <= 32 for w in sample_blocks(info, max_bytes=32 * 32 * 4 * N))
+    # a source off the VRT's grid: the VRT's own blocks (no claim about the sources)
+    (tmp_path / "b").mkdir()
+    shifted = _vrt_of_singles(base, tmp_path / "b", 64, shift=3)
+    assert read_info(shifted).block == own
