@@ -207,6 +207,9 @@ def score(obs: np.ndarray, fc: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> di
         "need": float(np.quantile(ratio[ok & (half > 0)], CONFIDENCE)) if n else math.nan,
         "coverage_per_date": per_date,
         "MAE_per_date": [float(np.nanmean(np.abs(np.where(ok[i], err[i], np.nan)))) for i in range(len(err))],
+        "need_per_date": [
+            float(np.quantile(ratio[i][ok[i] & (half[i] > 0)], CONFIDENCE)) for i in range(len(err))
+        ],
     }
 
 
@@ -233,8 +236,18 @@ def model_facts(model: str) -> dict:
         "q90": [float(v) for v in horizon_quantiles(cal, CONFIDENCE, len(cal["quantiles"]))] if cal else [],
         "backtest_mae": {m: bt.get(f"{m}_overall_mae") for m in METHODS},
         "floor": cal.get("floor"),
+        "trend_window": bt.get("trend_window"),
     }
     return facts
+
+
+def acquired_targets(dates: list[dt.date], interval: int, n_test: int) -> int:
+    """How many of the calibration's targets (the last `n_test` dates of the regular grid the worker
+    resamples `dates` to, ending on the last date) are acquisitions, not interpolated values."""
+    from deformation_forecast.core.resample import regular_grid
+
+    grid = regular_grid(dates, interval, anchor="end")
+    return sum(d in set(dates) for d in grid[len(grid) - n_test :]) if n_test else 0
 
 
 def run_dataset(ds: Dataset, args, folder: str) -> dict:
@@ -252,6 +265,7 @@ def run_dataset(ds: Dataset, args, folder: str) -> dict:
     model, tres, t_train = train(split, ds, folder, args)
     facts = model_facts(model)
     interval = int(facts["interval_days"])
+    facts["calibration_acquisitions"] = acquired_targets(info.dates, interval, facts["calibrated_horizons"])
     steps = max(1, math.ceil((split.withheld[-1] - info.dates[-1]).days / interval))
     truth = read_stack(split.full)[-len(split.withheld) :]
     rows: dict[str, dict] = {}
@@ -263,7 +277,7 @@ def run_dataset(ds: Dataset, args, folder: str) -> dict:
         wi, fi = [p[0] for p in pairs], [p[1] for p in pairs]
         arrays = [read_stack(res[k])[fi][:, split.cells] for k in ("output", "output_lower", "output_upper")]
         rows[method] = score(truth[wi][:, split.cells], *arrays)
-    print_tables(ds, split, facts, tres, t_train, rows, pairs)
+    print_tables(split, info.dates[-1], facts, tres, t_train, rows, pairs)
     return {
         "dataset": dataclasses.asdict(ds),
         "points": split.series.count,
@@ -279,12 +293,15 @@ def run_dataset(ds: Dataset, args, folder: str) -> dict:
     }
 
 
-def print_tables(ds: Dataset, split: Split, facts: dict, tres: dict, t_train: float, rows, pairs) -> None:
+def print_tables(split: Split, last: dt.date, facts: dict, tres: dict, t_train: float, rows, pairs) -> None:
+    """The dataset's model facts, its score table and the per-date table."""
     scored = [split.withheld[j] for j, _ in pairs]
     print(
-        f"trained in {t_train:.0f} s wall ({tres.get('epochs_run')} epochs) at {facts['interval_days']} d; "
+        f"trained in {t_train:.0f} s wall ({tres.get('epochs_run')} epochs) at {facts['interval_days']} d, "
+        f"trend window {facts['trend_window']} dates; "
         f"intervals calibrated on {facts['calibrated_horizons']} horizon(s), "
-        f"{min(facts['calibration_pixels'] or [0])} pixels each; q90 per horizon "
+        f"{min(facts['calibration_pixels'] or [0])} pixels each, their target dates "
+        f"{facts['calibration_acquisitions']} acquisition(s), the others interpolated; q90 per horizon "
         + ", ".join(f"{q:.2f}" for q in facts["q90"])
         + "; backtest MAE "
         + ", ".join(f"{m} {v:.2f}" for m, v in facts["backtest_mae"].items() if v is not None)
@@ -301,16 +318,15 @@ def print_tables(ds: Dataset, split: Split, facts: dict, tres: dict, t_train: fl
             f"{label:<22}{s['MAE']:>9.2f}{s['RMSE']:>9.2f}{s['coverage']:>11.3f}{s['width']:>10.2f}"
             f"{s['need']:>8.2f}{s['n']:>7d}"
         )
-    print(
-        "coverage / MAE per scored date: "
-        + "; ".join(
-            f"{d}: "
-            + ", ".join(
-                f"{m} {rows[m]['coverage_per_date'][i]:.2f}/{rows[m]['MAE_per_date'][i]:.1f}" for m in rows
-            )
-            for i, d in enumerate(scored)
+    print("per scored date (days after the last trained date): coverage / MAE mm / need x")
+    print(f"{'date':<12}{'days':>5}" + "".join(f"{m:>22}" for m in rows))
+    for i, d in enumerate(scored):
+        cells = (
+            f"{rows[m]['coverage_per_date'][i]:.2f} / {rows[m]['MAE_per_date'][i]:.2f} / "
+            f"{rows[m]['need_per_date'][i]:.2f}"
+            for m in rows
         )
-    )
+        print(f"{d.isoformat():<12}{(d - last).days:>5}" + "".join(f"{c:>22}" for c in cells))
 
 
 def main() -> int:
