@@ -4,6 +4,8 @@
 # BENCH_FULL=1 also runs the 6000 x 6000 x 156 stack (about 22 GB generated on disk, hours on 2 cores):
 # bench_memory.py in full (every algorithm within the 2 GB budget) and bench_scaling.py up to 6000^2.
 # Without it, `make bench` runs bench_memory.py --small and bench_scaling.py on 1000^2 and 3000^2 only.
+# bench_backtest_real.py backtests the 90 % band on the real exports in ../shared/data (Maoxian StaMPS,
+# Amsterdam DePSI; a few minutes) and says "skipped" where that folder is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(lscpu | sed -n 's/^Model name: *//p'), $(. /etc/os-release; echo "$PRETTY_NAME")"
