@@ -593,12 +593,14 @@ class _FramePairs:
     done: int = 0
 
     def frames(self):
-        from .stack import iter_frames
+        from .validity import iter_dated_frames
 
         steps = max(1, len(self.pairs) * self.passes)
-        # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22)
-        preds = iter_frames(self.pred_path, [i for i, _ in self.pairs], mb=self.run.budget_mb)
-        obs = iter_frames(self.obs_path, [j for _, j in self.pairs], mb=self.run.budget_mb)
+        # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22),
+        # each with its spikes masked against its neighbouring dates as a read of all dates does
+        max_bytes = self.run.working_bytes(4)
+        preds = iter_dated_frames(self.pred_path, [i for i, _ in self.pairs], max_bytes)
+        obs = iter_dated_frames(self.obs_path, [j for _, j in self.pairs], max_bytes)
         for (i, p), (j, o) in zip(preds, obs, strict=True):
             self.run.check_cancelled()
             yield i, j, p, o

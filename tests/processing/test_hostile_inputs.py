@@ -736,6 +736,62 @@ def test_spikes_are_reported_to_the_user(run_alg, tmp_path, outdir):
     assert res["MASKED_VALUES"] == len(BAD)
 
 
+def _spikes_at_two_dates(data: np.ndarray, nan: bool = False) -> np.ndarray:
+    """`data` with a spike (or NaN) at band N // 2 on half of BAD and at band N - 3 on the rest:
+    values at no round number that jump away and come back."""
+    out = data.copy()
+    for k, (r, c) in enumerate(BAD):
+        band = N // 2 if k < len(BAD) // 2 else N - 3
+        out[band, r, c] = np.nan if nan else (4321.7 if k % 2 else -2718.3) + data[band, r, c]
+    return out
+
+
+@pytest.mark.parametrize("interleave", ["band", "pixel"])
+def test_evaluateforecast_sees_a_spike_in_the_observed_stack(run_alg, tmp_path, interleave):
+    """evaluateforecast reads one date at a time (and its interval coverage too): a spike in the
+    OBSERVED stack, whatever its layout (a band-interleaved file is read band by band), is NaN as
+    in every other reader: the metrics, the coverage and the width equal those of the stack with
+    NaN there, and MASKED_VALUES counts each spike once; the user is warned."""
+    data = clean_data() - 5.0
+    kw = {
+        "PREDICTED": write_raster(tmp_path / "p.tif", data + 1.0),
+        "LOWER": write_raster(tmp_path / "lo.tif", data + np.where(np.arange(W) % 3, -1.0, 0.5)),
+        "UPPER": write_raster(tmp_path / "hi.tif", data + 2.0),
+        "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+    }
+    spiky = write_raster(tmp_path / "o.tif", _spikes_at_two_dates(data), interleave=interleave)
+    ref = write_raster(tmp_path / "r.tif", _spikes_at_two_dates(data, nan=True), interleave=interleave)
+    fb = Recorder()
+    got = run_alg("evaluateforecast", {**kw, "OBSERVED": spiky}, feedback=fb)
+    want = run_alg("evaluateforecast", {**kw, "OBSERVED": ref})
+    for key in ("MAE", "RMSE", "SSIM", "PSNR", "R2", "COVERAGE", "MEAN_WIDTH", "DATA_RANGE_USED"):
+        assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    assert 0.3 < want["COVERAGE"] < 1 and want["MAE"] == pytest.approx(1.0)
+    assert got["MASKED_VALUES"] == len(BAD) and want["MASKED_VALUES"] == 0
+    assert any("'o.tif'" in w and "jump by more than 500 mm" in w for w in fb.warnings), fb.warnings
+    OUTCOMES[f"evaluateforecast/spike-observed-{interleave}"] = "correct"
+
+
+def test_comparemodels_sees_a_spike_in_the_stack(run_alg, tmp_path):
+    """comparemodels (every model, both modes, the observed test frames) on a stack with spikes at
+    a training and a test date equals the stack with NaN there; MASKED_VALUES counts them."""
+    data = clean_data() - 5.0
+    kw = {"MODELS": [0, 1, 6], "TIME_STEP": 2, "TEST_COUNT": 4, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"}
+    spiky = write_raster(tmp_path / "o.tif", _spikes_at_two_dates(data), interleave="band")
+    ref = write_raster(tmp_path / "r.tif", _spikes_at_two_dates(data, nan=True), interleave="band")
+    got = run_alg("comparemodels", {**kw, "INPUT": spiky})
+    want = run_alg("comparemodels", {**kw, "INPUT": ref})
+    keys = [k for k in want if k.startswith(("MAE_", "RMSE_", "SSIM_", "R2_"))] + ["DATA_RANGE_USED"]
+    assert len(keys) > 6
+    for key in keys:
+        assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    rows = [[f.attributes() for f in r[k].getFeatures()] for r in (got, want) for k in ["OUTPUT_TABLE"]]
+    cols = [i for i, f in enumerate(got["OUTPUT_TABLE"].fields()) if "seconds" not in f.name()]
+    assert [[r[i] for i in cols] for r in rows[0]] == [[r[i] for i in cols] for r in rows[1]]
+    assert got["MASKED_VALUES"] == len(BAD) and want["MASKED_VALUES"] == 0
+    OUTCOMES["comparemodels/spike"] = "correct"
+
+
 @pytest.mark.parametrize("unit", [None, "mm"])
 def test_undeclared_metres_are_warned_naming_units(run_alg, tmp_path, outdir, unit):
     """A stack in metres that says mm (or nothing): every value within +-1. Kept as mm (the rate is
@@ -1044,7 +1100,7 @@ def test_every_algorithm_that_reads_a_raster_reports_masked_values():
     from qgis.core import QgsApplication
 
     readers = {
-        "benchmarkcompare", "crossorbit", "decompose", "deformationrate", "evaluateforecast",
+        "benchmarkcompare", "comparemodels", "crossorbit", "decompose", "deformationrate", "evaluateforecast",
         "extractprofiles", "failuretime", "faultlithology", "losvertical", "pointstostack",
     }  # fmt: skip
     for name in sorted(readers):
