@@ -10,6 +10,7 @@ mounts (skipped with the reason where mounting is not permitted).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 
@@ -1079,6 +1080,73 @@ def test_trainmodel_model_file_on_a_full_disk(run_alg, write_stack, tmp_path, ou
         assert [f for f in os.listdir(mnt) if f != "filler"] == []
     assert files_in(outdir) == []
     OUTCOMES["trainmodel-model/full-disk"] = "refused"
+
+
+def _fill_when(path, folder, stop, held: list) -> None:
+    """Fill the file system of `folder` to the last byte as soon as `path` exists (polled; give up
+    when `stop`, a threading.Event, is set). The files beside `path` are opened first and kept open
+    in `held`: removing them later frees no room (the training's work file, which the worker
+    deletes before it writes the model, would otherwise make room for a small model)."""
+    while not stop.is_set():
+        if os.path.exists(path):
+            held.extend(open(p, "rb") for p in path.parent.iterdir() if p.is_file())
+            with contextlib.suppress(OSError), open(os.path.join(folder, "filler"), "wb", buffering=0) as f:
+                for size in (2**20, 4096):  # big chunks first, then the last pages
+                    with contextlib.suppress(OSError):
+                        while True:
+                            f.write(b"\0" * size)
+            return
+        stop.wait(0.005)
+
+
+@pytest.mark.tf
+def test_trainmodel_model_file_fails_during_its_own_write(run_alg, write_stack, tmp_path, outdir):
+    """The disk of OUTPUT_MODEL fills after training (once the last epoch is checkpointed), so the
+    model file's own write fails: a QgsProcessingException names the output, the disk error and the
+    fix; no model file and no temporary file are left, nor the training's work file; the
+    checkpoint (weights and state, for RESUME) is what remains, and the message says so."""
+    import threading
+
+    from tests.ml.scene import bowl_scene
+    from tests.processing.test_train_forecast import TINY
+
+    data, dates = bowl_scene(20, 12)
+    stack = write_stack(data, dates)
+    with tmpfs(tmp_path / "mnt", "80m") as mnt:  # room for the up-front check (64 MiB + work file)
+        model = mnt / "m.dfmodel"
+        stop = threading.Event()
+        state = mnt / "m.dfmodel.checkpoint" / "state.json"
+        held: list = []
+        filler = threading.Thread(target=_fill_when, args=(state, mnt, stop, held), daemon=True)
+        filler.start()
+        params = {
+            "INPUT": stack,
+            **TINY,
+            "EPOCHS": 1,
+            "GRU_EPOCHS": 1,
+            "SAMPLES_PER_EPOCH": 8,
+            "OUTPUT_MODEL": str(model),
+            "OUTPUT_REPORT": str(outdir / "r.html"),
+        }
+        try:
+            with pytest.raises(QgsProcessingException) as e:
+                run_alg("trainmodel", params)
+        finally:
+            stop.set()
+            filler.join()
+            for f in held:
+                f.close()
+        msg = str(e.value)
+        MESSAGES["trainmodel-model/filled-during-write"] = msg.split("\nWorker log")[0]
+        assert "Cannot write the output 'm.dfmodel': No space left on device" in msg, msg
+        assert "free some space" in msg and "run again with RESUME" in msg, msg
+        assert not model.exists()
+        left = sorted(str(p.relative_to(mnt)) for p in mnt.rglob("*"))
+        # the checkpoint RESUME needs, and nothing else: no temporary file, no work file
+        kept = ["compressor.weights.h5", "network.weights.h5", "state.json"]
+        assert left == ["filler", "m.dfmodel.checkpoint", *(f"m.dfmodel.checkpoint/{k}" for k in kept)]
+    assert files_in(outdir) == []
+    OUTCOMES["trainmodel-model/filled-during-write"] = "refused"
 
 
 def test_zz_figures(capsys):
