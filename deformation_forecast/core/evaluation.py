@@ -23,6 +23,9 @@ from .report import html_table as _table
 from .run import QUIET, Run
 
 TABLE_FIELDS = ("model", "mode", *mt.METRICS, "train_seconds", "predict_seconds", "device")
+# the comparison report's columns: the table's, with the skill against persistence (comparemodels'
+# SKILL = 1 - MAE / MAE of persistence in the same mode, core.comparison.add_skill) after the metrics
+REPORT_FIELDS = ("model", "mode", *mt.METRICS, "SKILL", "train_seconds", "predict_seconds", "device")
 MODES = ("one-step", "iterative")
 PAPER_TABLE_III = {  # mt.TABLE_III's metrics and the time (He et al. 2022, Table III)
     "svr": (3.7414, 171.1836, 0.9878, 0.9979, 39.9095, "2h53min15s"),
@@ -363,6 +366,9 @@ def _comparison_notes(figures: Sequence[ModelFigures], data_range: float, split_
         f"<li>{html.escape(split_text)}</li>",
         f"<li>Data range L = {data_range:.4g} mm (max - min of the observed test frames): SSIM's "
         "constants and PSNR = 10 log10(L² / MSE) use it; R² is the coefficient of determination.</li>",
+        "<li>SKILL is the skill against persistence in the same mode, 1 - MAE / MAE of persistence: "
+        "above 0 the model beats holding the last observed date, 0 is persistence itself, n/a without "
+        "persistence among the models.</li>",
         "<li>Metrics ignore pixels that are NaN in the observation or the prediction. SSIM: Gaussian "
         "window 11, σ 1.5; MS-SSIM as TensorFlow's ssim_multiscale (fewer scales on small images).</li>",
         f"<li>Scatter plots show a random subsample of at most {SCATTER_POINTS} pixels per panel; "
@@ -427,11 +433,11 @@ def comparison_report_html(
     sections = [
         (
             "Table III: one-step-ahead on the test set (the paper's protocol)",
-            html_table([r for r in rows if r["mode"] == "one-step"], TABLE_FIELDS),
+            html_table([r for r in rows if r["mode"] == "one-step"], REPORT_FIELDS),
         ),
         (
             "Iterative forecast over the test horizon (each prediction fed back as input)",
-            html_table([r for r in rows if r["mode"] == "iterative"], TABLE_FIELDS),
+            html_table([r for r in rows if r["mode"] == "iterative"], REPORT_FIELDS),
         ),
         ("How these numbers were made", _comparison_notes(figures, data_range, split_text, notes)),
         ("The paper's Table III (He et al. 2022, Jinchuan; their data, their hardware)", _paper_table()),
@@ -587,12 +593,14 @@ class _FramePairs:
     done: int = 0
 
     def frames(self):
-        from .stack import iter_frames
+        from .validity import iter_dated_frames
 
         steps = max(1, len(self.pairs) * self.passes)
-        # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22)
-        preds = iter_frames(self.pred_path, [i for i, _ in self.pairs], mb=self.run.budget_mb)
-        obs = iter_frames(self.obs_path, [j for _, j in self.pairs], mb=self.run.budget_mb)
+        # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22),
+        # each with its spikes masked against its neighbouring dates as a read of all dates does
+        max_bytes = self.run.working_bytes(4)
+        preds = iter_dated_frames(self.pred_path, [i for i, _ in self.pairs], max_bytes)
+        obs = iter_dated_frames(self.obs_path, [j for _, j in self.pairs], max_bytes)
         for (i, p), (j, o) in zip(preds, obs, strict=True):
             self.run.check_cancelled()
             yield i, j, p, o

@@ -185,17 +185,22 @@ def band_coverage_files(
 ) -> tuple[list[tuple[float, float, int]], tuple[float, float, int]]:
     """Per paired date (lower/upper band index, observed band index) and overall: (coverage, mean
     width, pixel-dates) of the band in the stacks at `lower_path`/`upper_path` against the observed
-    stack, one frame of each in memory at a time; progress to `run` per date, cancelling raises
-    core.errors.Cancelled."""
-    from .stack import read_stack
+    stack, one frame of each in memory at a time; each frame cleaned as a read of all dates
+    (core.validity.DatedFrames: sentinels, masks and spikes against the neighbouring dates as NaN,
+    counted); progress to `run` per date, cancelling raises core.errors.Cancelled."""
+    from .validity import iter_dated_frames
 
     acc = CoverageAccumulator()
     rows = []
-    for k, (i, j) in enumerate(pairs):
+    max_bytes = run.working_bytes(4)
+    frames = zip(
+        iter_dated_frames(lower_path, [i for i, _ in pairs], max_bytes),
+        iter_dated_frames(upper_path, [i for i, _ in pairs], max_bytes),
+        iter_dated_frames(obs_path, [j for _, j in pairs], max_bytes),
+        strict=True,
+    )
+    for k, ((_, lo), (_, hi), (_, obs)) in enumerate(frames):
         run.check_cancelled()
-        lo = read_stack(lower_path, bands=[i])[0]
-        hi = read_stack(upper_path, bands=[i])[0]
-        obs = read_stack(obs_path, bands=[j])[0]
         rows.append(acc.add(obs, lo, hi))
         run.progress((k + 1) / len(pairs))
     return rows, acc.overall()

@@ -238,13 +238,14 @@ def clean_block(
     out_shape=None,
     length: bool = True,
     count: bool = True,
+    spikes: bool = True,
 ) -> np.ndarray:
     """Turn what `src.read(indexes, window=window, out_shape=out_shape, out_dtype="float32")`
     returned into valid values: nodata, GDAL masks and sentinels as NaN; with `length` (a
-    displacement, not an angle), values of a band declared in m or cm converted to mm and spikes
-    along consecutive dates (:func:`mask_spikes`) as NaN. The values masked are counted
-    (:func:`masked_count`) unless `count` is False or the read was decimated (`out_shape`: a
-    preview or a sample). `arr` (float32) is modified in place and returned."""
+    displacement, not an angle), values of a band declared in m or cm converted to mm and, with
+    `spikes` too, spikes along consecutive dates (:func:`mask_spikes`) as NaN. The values masked
+    are counted (:func:`masked_count`) unless `count` is False or the read was decimated
+    (`out_shape`: a preview or a sample). `arr` (float32) is modified in place and returned."""
     nodata = src.nodata
     if nodata is not None and not np.isnan(nodata):
         arr[arr == np.float32(nodata)] = np.nan
@@ -265,7 +266,7 @@ def clean_block(
     key = (src.name, idx, where) if count and out_shape is None else None
     if length:
         arr = to_mm(arr, src, indexes)
-        if arr.ndim == 3 and is_dated(src):
+        if spikes and arr.ndim == 3 and is_dated(src):
             mask_spikes(arr, src.name, idx[0], key=key)
     if key is not None:
         count_masked(key, before - int(np.isfinite(arr).sum()))
@@ -325,14 +326,148 @@ def mask_spikes(
     if hit.any():
         k = int(np.argmax(hit.reshape(-1)))
         band = first_band + int(np.unravel_index(k, hit.shape)[0])
-        example = float(arr.reshape(-1)[k])
-        with _lock:
-            mine = _spikes.setdefault(threading.get_ident(), {})
-            entry = mine.setdefault(source, [{}, example, band])
-            if key is not None:
-                entry[0][key or len(entry[0])] = int(hit.sum())
+        note_spikes(source, key, int(hit.sum()), float(arr.reshape(-1)[k]), band)
         arr[hit] = np.nan
     return arr
+
+
+def note_spikes(source: str, key: tuple | None, n: int, example: float, band: int) -> None:
+    """Note `n` spikes found in `source` by the read `key` (see :func:`mask_spikes`) for the
+    warning of :func:`take_warnings`; `example` is one of them, in 1-based `band`."""
+    with _lock:
+        mine = _spikes.setdefault(threading.get_ident(), {})
+        entry = mine.setdefault(source, [{}, example, band])
+        if key is not None:
+            entry[0][key or len(entry[0])] = int(n)
+
+
+class DatedFrames:
+    """Whole frames of the stack at `path`, one date at a time, cleaned as :func:`clean_block`
+    cleans a read of every date at once: nodata, masks, sentinels and units, and the **spikes**
+    (:func:`spike_mask`: a value more than SPIKE_MM away from the nearest valid values before and
+    after it, which agree) found with the neighbouring dates. Readers that score one date at a
+    time (evaluateforecast, the interval coverage) see the same values as the readers of windows
+    of all dates, whatever the file's layout.
+
+    Each date's neighbours come from a small cache of frames (the previous and next dates; from a
+    pixel-interleaved file `max_bytes` of consecutive frames per read, as core.stack.iter_frames);
+    only the few pixels that differ from an immediate neighbour by about SPIKE_MM, or whose
+    neighbour is NaN, are followed further, through reads of the window that holds them. The
+    values each :meth:`frame` turned into NaN are counted once per date (:func:`masked_count`)."""
+
+    def __init__(self, path: str, max_bytes: int, limit: float = SPIKE_MM):
+        import rasterio
+        from rasterio.enums import Interleaving
+
+        self.src = rasterio.open(path)
+        self.n = band_count(self.src)
+        self.limit = float(limit)
+        self.dated = is_dated(self.src)
+        frame_bytes = max(1, 4 * self.src.width * self.src.height)
+        pixel = self.n > 1 and self.src.interleaving == Interleaving.pixel
+        self.chunk = max(1, int(max_bytes // frame_bytes)) if pixel else 1
+        self.cache: dict[int, tuple[np.ndarray, int]] = {}  # band -> (cleaned frame, valid before cleaning)
+
+    def __enter__(self) -> DatedFrames:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.cache.clear()
+        self.src.close()
+
+    def _read(self, bands: Sequence[int], window=None) -> tuple[np.ndarray, np.ndarray]:
+        """(cleaned values, values not declared nodata per band) of 0-based `bands`, no spikes
+        masked, nothing counted."""
+        idx = [b + 1 for b in bands]
+        arr = self.src.read(idx, window=window, out_dtype="float32")
+        nodata = self.src.nodata
+        if nodata is not None and not np.isnan(nodata):
+            arr[arr == np.float32(nodata)] = np.nan
+        before = np.isfinite(arr).reshape(len(idx), -1).sum(axis=1)
+        return clean_block(arr, self.src, idx, window=window, count=False, spikes=False), before
+
+    def _cached(self, b: int) -> tuple[np.ndarray, int]:
+        if b not in self.cache:
+            group = list(range(b, min(self.n, b + self.chunk)))
+            arr, before = self._read(group)
+            for k, g in enumerate(group):
+                self.cache[g] = (arr[k], int(before[k]))
+            keep = set(range(b - 2, b + self.chunk + 1))  # t - 1 stays while t + 1 is read
+            for old in [k for k in self.cache if k not in keep]:
+                del self.cache[old]
+        return self.cache[b]
+
+    def frame(self, b: int) -> np.ndarray:
+        """The cleaned frame of 0-based band `b` (a new float32 array), its spikes NaN."""
+        a, before = self._cached(b)
+        a = a.copy()
+        if self.dated and 0 < b < self.n - 1:
+            flat = self._spikes(b, a)
+            if flat.size:
+                k = int(flat[0])
+                note_spikes(
+                    self.src.name, (self.src.name, (b + 1,), None), flat.size, float(a.flat[k]), b + 1
+                )
+                a.flat[flat] = np.nan
+        count_masked((self.src.name, (b + 1,), None), before - int(np.isfinite(a).sum()))
+        return a
+
+    def _spikes(self, t: int, a: np.ndarray) -> np.ndarray:
+        """Flat indexes of the spikes of frame `a` (band `t`), as spike_mask over all dates."""
+        lim = self.limit
+        with np.errstate(invalid="ignore"):
+            cand = np.isfinite(a) & (np.abs(a) <= SPIKE_MAX_MM)
+            for s in (t - 1, t + 1):  # float32 pre-filter; the exact test below is in float64
+                cand &= ~(np.abs(a - self._cached(s)[0]) < lim - 1.0)
+        idx = np.flatnonzero(cand)
+        if not idx.size:
+            return idx
+        av = a.reshape(-1)[idx].astype("float64")
+        vb = self._nearest(t, -1, idx)
+        keep = np.abs(av - vb) > lim  # NaN (no valid date before): never a spike
+        idx, av, vb = idx[keep], av[keep], vb[keep]
+        va = self._nearest(t, 1, idx)
+        up = (av - vb > lim) & (av - va > lim)
+        down = (vb - av > lim) & (va - av > lim)
+        return idx[(up | down) & (np.abs(va - vb) < lim / 2)]
+
+    def _nearest(self, t: int, step: int, idx: np.ndarray) -> np.ndarray:
+        """Float64 values at flat pixels `idx` of the nearest date before (`step` -1) or after (1)
+        band `t` where each is valid; NaN where none is."""
+        out = np.full(idx.size, np.nan)
+        todo = np.arange(idx.size)
+        s = t + step
+        while todo.size and 0 <= s < self.n:
+            vals = self._values(s, idx[todo])
+            hit = np.isfinite(vals)
+            out[todo[hit]] = vals[hit]
+            todo = todo[~hit]
+            s += step
+        return out
+
+    def _values(self, s: int, flat: np.ndarray) -> np.ndarray:
+        """Cleaned values of band `s` at flat pixels `flat`: from the cache, else a read of the
+        window around them."""
+        from rasterio.windows import Window
+
+        if s in self.cache:
+            return self.cache[s][0].reshape(-1)[flat].astype("float64")
+        rows, cols = np.divmod(flat, self.src.width)
+        r0, c0 = int(rows.min()), int(cols.min())
+        win = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
+        arr = self._read([s], window=win)[0][0]
+        return arr[rows - r0, cols - c0].astype("float64")
+
+
+def iter_dated_frames(path: str, bands: Sequence[int], max_bytes: int):
+    """Yield (band, frame) for the 0-based `bands` of the stack at `path`, each frame cleaned with
+    its spikes masked as in a read of all dates (:class:`DatedFrames`)."""
+    with DatedFrames(path, max_bytes) as frames:
+        for b in bands:
+            yield b, frames.frame(b)
 
 
 def band_unit(src, index: int) -> str:

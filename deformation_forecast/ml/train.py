@@ -15,6 +15,7 @@ held whole in memory. :class:`Training` runs these steps; :class:`Checkpoint` ke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.run import Run
 from ..jobs import TrainJob
 from . import protocol
@@ -277,6 +279,31 @@ class Checkpoint:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def remove_work(self, work_path: str) -> None:
+        """Remove the training's work file (ml/source.py) and its summary from the folder."""
+        from .source import SUMMARY_NAME
+
+        for path in (work_path, os.path.join(os.path.dirname(work_path), SUMMARY_NAME)):
+            if os.path.dirname(os.path.abspath(path)) == os.path.abspath(self.folder):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    def failed_write(self, model_path: str, e: BaseException) -> None:
+        """When the model file could not be written for want of room or rights (the InputError of
+        core.outputs.write_error, or an OSError with a disk errno) after an epoch was checkpointed,
+        raise that message saying that the trained network waits in this folder for RESUME."""
+        from ..core.outputs import DISK_ERRNOS, write_error
+
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS:
+            e = write_error(model_path, e)
+        if not os.path.isfile(self.path(self.STATE)) or not str(e).startswith("Cannot write the output"):
+            return
+        raise InputError(
+            f"{e} The trained network is kept in {self.folder!r}: once there is room, run again with "
+            "RESUME ('Resume an interrupted run from its checkpoint') to write the model without "
+            "training again, or delete that folder."
+        ) from e
 
 
 class Training:
@@ -586,10 +613,17 @@ class Training:
 
         job, device = self.job, self.device
         meta = self.meta(scored, seconds)
-        # a network trained in mixed precision is saved as float32 (it would compute in float16 wherever
-        # it is loaded otherwise, also on a CPU)
-        save_model(job.output_model, float32_twin(net, self.build), self.gru.model, meta)
+        # the work file is read no more: its room (beside the model) goes to the model file, and a
+        # failed write leaves only the checkpoint that RESUME needs
         self.data.work.close()
+        self.checkpoint.remove_work(self.data.prep.path)
+        try:
+            # a network trained in mixed precision is saved as float32 (it would compute in float16
+            # wherever it is loaded otherwise, also on a CPU)
+            save_model(job.output_model, float32_twin(net, self.build), self.gru.model, meta)
+        except (OSError, InputError) as e:  # atomic_path says a full or read-only disk as InputError
+            self.checkpoint.failed_write(job.output_model, e)
+            raise
         self.checkpoint.remove()
         m = scored["metrics"]
         out: dict[str, Any] = {

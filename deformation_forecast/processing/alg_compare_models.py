@@ -105,6 +105,9 @@ class CompareModels(DeformationAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber(self.DATA_RANGE_USED, "Data range used (mm)"))
         self.addOutput(QgsProcessingOutputNumber(self.TEST_DATES, "Test dates"))
+        self.addOutput(  # filled by processing.base (core.validity.masked_count)
+            QgsProcessingOutputNumber(self.MASKED_VALUES, "Values read as nodata (sentinels, masks, spikes)")
+        )
         for m, label in zip(COMPARE_MODELS, COMPARE_MODEL_NAMES, strict=True):
             for k in NUMBER_METRICS:
                 self.addOutput(QgsProcessingOutputNumber(f"{k}_{key(m)}", f"{label}: one-step {k}"))

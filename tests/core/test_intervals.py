@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from deformation_forecast.core import intervals as iv
 
@@ -121,3 +123,52 @@ def test_one_bad_date_is_averaged_not_carried_to_every_later_horizon():
     np.testing.assert_allclose(iv.monotone_in_horizon(table)[:, 0], [1.0, 7 / 3, 7 / 3, 7 / 3])
     ok = np.array([[1.0, 2.0], [1.5, 2.5]])
     np.testing.assert_array_equal(iv.monotone_in_horizon(ok), ok)  # already monotone: unchanged
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(3, 9), gaps=st.floats(0.0, 0.5))
+def test_band_coverage_files_sees_spikes_in_the_observed_stack(tmp_path, seed, n, gaps):
+    """Cross-check of band_coverage_files, one date of each stack at a time, against coverage_width
+    of whole in-memory stacks: with spikes in the observed stack (a value more than SPIKE_MM away
+    from both neighbouring dates and back, across NaN gaps) its numbers are those of the same stack
+    with NaN at the spikes, and the spikes are counted in masked_count()."""
+    from affine import Affine
+
+    from deformation_forecast.core import validity
+    from deformation_forecast.core.stack import write_stack
+    from tests.conftest import make_dates
+
+    rng = np.random.default_rng(seed)
+    h, w = 4, 5
+    obs = np.cumsum(rng.normal(0, 5, (n, h, w)), axis=0).astype("float32")
+    obs[(rng.random(obs.shape) < gaps)] = np.nan
+    spikes = np.zeros(obs.shape, bool)
+    spikes[1 : n - 1] = rng.random((n - 2, h, w)) < 0.15
+    spikes[1 : n - 1] &= ~spikes[: n - 2] & np.isfinite(obs[1 : n - 1])  # never two in a row
+    spiky = np.where(spikes, obs + rng.choice([-1, 1], obs.shape) * rng.uniform(600, 3000, obs.shape), obs)
+    # the oracle: what a read of every date at once finds (not always the values placed: a value
+    # between two spikes two dates apart is itself one, a spike beside a gap may not be)
+    spikes = validity.spike_mask(spiky)
+    half = rng.uniform(0, 8, (n, h, w)).astype("float32")
+    centre = obs + rng.normal(0, 4, obs.shape).astype("float32")
+    t = Affine(20, 0, 500000, 0, -20, 4300000)
+    dates = make_dates(n)
+
+    def stack(name, data):
+        return write_stack(str(tmp_path / f"{name}{seed}_{n}.tif"), data, dates, "EPSG:32647", t)
+
+    lo, hi = stack("lo", centre - half), stack("hi", centre + half)
+    pairs = sorted({(int(k), int(k)) for k in rng.choice(n, size=rng.integers(1, n + 1))})
+    validity.take_warnings()
+    rows, total = iv.band_coverage_files(lo, hi, stack("spiky", spiky), pairs)
+    assert validity.masked_count() == int(spikes[[j for _, j in pairs]].sum())
+    validity.take_warnings()
+    want_rows, want_total = iv.band_coverage_files(
+        lo, hi, stack("nan", np.where(spikes, np.nan, spiky)), pairs
+    )
+    assert rows == want_rows and total == want_total
+    clean = np.where(spikes, np.nan, spiky)  # the in-memory oracle
+    oracle = [iv.coverage_width(clean[j], centre[i] - half[i], centre[i] + half[i]) for i, j in pairs]
+    for got, want in zip(rows, oracle, strict=True):
+        assert got[2] == want[2] and (got[2] == 0 or got[:2] == pytest.approx(want[:2], rel=1e-5))
+    assert total[2] == sum(r[2] for r in oracle)

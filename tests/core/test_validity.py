@@ -136,6 +136,53 @@ def test_no_spike_reaches_a_statistic(tmp_path, seed, n, size, unit, sentinel, u
     assert any("jump by more than" in m for m in warnings) == bool((spikes & ~masked[None]).any())
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(3, 12),
+    gaps=st.floats(0.0, 0.7),
+    interleave=st.sampled_from(["band", "pixel"]),
+    frames_per_read=st.sampled_from([1, 2, 5]),
+    sentinel=st.sampled_from([None, -9999.0]),
+    use_mask=st.booleans(),
+)
+def test_dated_frames_equal_a_read_of_every_date(
+    tmp_path, seed, n, gaps, interleave, frames_per_read, sentinel, use_mask
+):
+    """Cross-check of the per-date reader (evaluateforecast, the interval coverage): each frame of
+    DatedFrames, read alone in any order, equals that date of a read of every date at once
+    (spikes found across NaN gaps of any length, sentinels, masks), and the values it masks are
+    counted as that read counts them, each pixel-date once however often it is read."""
+    rng = np.random.default_rng(seed)
+    h, w = 5, 6
+    _, spikes, values = _spiky(rng, n, h, w, validity.SPIKE_MM * 2)
+    values[(rng.random(values.shape) < gaps) & ~spikes] = np.nan  # gaps beside the spikes too
+    if sentinel is not None:
+        values[(rng.random(values.shape) < 0.1) & ~spikes] = sentinel
+    masked = (rng.random((h, w)) < 0.2) if use_mask else None
+    path = str(tmp_path / f"d{rng.integers(1 << 30)}.tif")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK="YES"), rasterio.open(
+        path, "w", driver="GTiff", width=w, height=h, count=n, dtype="float32", crs="EPSG:32647",
+        transform=TRANSFORM, interleave=interleave,
+    ) as dst:  # fmt: skip
+        dst.write(values.astype("float32"))
+        dst.descriptions = tuple(d.isoformat() for d in make_dates(n))
+        if masked is not None:
+            dst.write_mask(np.where(masked, 0, 255).astype("uint8"))
+    validity.take_warnings()
+    want = read_stack(path)
+    want_count = validity.masked_count()
+    validity.take_warnings()
+    order = list(rng.permutation(n)) + list(range(n))  # any order; each date twice
+    with validity.DatedFrames(path, frames_per_read * 4 * h * w) as frames:
+        got = {int(b): frames.frame(int(b)) for b in order}
+    for b in range(n):
+        np.testing.assert_array_equal(got[b], want[b], err_msg=f"band {b + 1}")
+    assert validity.masked_count() == want_count
+    hit = spikes & ~np.isnan(values) & (masked is None or ~masked[None])
+    assert any("jump by more than" in m for m in validity.take_warnings()) == bool(np.isnan(want[hit]).any())
+
+
 def test_a_steady_fast_subsidence_is_not_a_spike():
     """Real motion, however fast, goes one way: 400 mm a date for 10 dates is kept whole; a step
     (away, not back) too."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from qgis.core import QgsProcessingException, QgsVectorLayer
 
+from deformation_forecast.core.baselines import LABELS
 from deformation_forecast.core.stack import read_info, read_stack
 from tests.conftest import make_dates
 
@@ -68,6 +69,17 @@ def test_comparemodels_baselines(run_alg, write_stack, tmp_path):
     assert res["TEST_DATES"] == 6 and res["DATA_RANGE_USED"] > 0
     html = open(res["OUTPUT_REPORT"], encoding="utf-8").read()
     assert html.count("data:image/png;base64,") == 5 and "subsample of 300" in html
+    # issue 17 §2: the report's one-step and iterative tables carry the table's SKILL column
+    by_key = {(r["model"], r["mode"]): r for r in rows}
+    one_step, iterative = _report_tables(res["OUTPUT_REPORT"])[:2]
+    for mode, table in (("one-step", one_step), ("iterative", iterative)):
+        assert [r["mode"] for r in table] == [mode] * 4
+        for r in table:
+            want = by_key[({v: k for k, v in LABELS.items()}[r["model"]], mode)]
+            assert float(r["SKILL"]) == pytest.approx(float(want["SKILL"]), abs=6e-5), (r["model"], mode)
+            assert float(r["MAE"]) == pytest.approx(float(want["MAE"]), abs=6e-5)
+        assert float(table[0]["SKILL"]) == 0 and table[0]["model"] == "Persistence"
+        assert any(float(r["SKILL"]) != 0 for r in table[1:])
     err = os.path.join(res["OUTPUT_ERRORS"], "abs_error_svr_one_step.tif")
     info = read_info(err)
     assert info.count == 6 and info.dates == make_dates(34)[-6:]
@@ -274,6 +286,19 @@ def test_evaluateforecast_interval_coverage_and_width(run_alg, write_stack, tmp_
     assert res["MEAN_WIDTH"] == pytest.approx(2 * 1.645, rel=1e-4)
     with pytest.raises(QgsProcessingException, match="UPPER: give both"):
         run_alg("evaluateforecast", {**base, "LOWER": paths[2]})
+
+
+def _report_tables(path) -> list[list[dict]]:
+    """The tables of an HTML report: rows as {header: cell text}."""
+    import re
+
+    text = open(path, encoding="utf-8").read()
+    tables = []
+    for body in re.findall(r"<table>(.*?)</table>", text, re.S):
+        head = re.findall(r"<th>(.*?)</th>", body)
+        cells = [re.findall(r"<td>(.*?)</td>", tr) for tr in re.findall(r"<tr>(.*?)</tr>", body)]
+        tables.append([dict(zip(head, c, strict=True)) for c in cells if c])
+    return tables
 
 
 def test_comparemodels_ranks_a_strong_trend_above_persistence_iteratively(run_alg, write_stack):

@@ -10,6 +10,7 @@ mounts (skipped with the reason where mounting is not permitted).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 
@@ -736,6 +737,62 @@ def test_spikes_are_reported_to_the_user(run_alg, tmp_path, outdir):
     assert res["MASKED_VALUES"] == len(BAD)
 
 
+def _spikes_at_two_dates(data: np.ndarray, nan: bool = False) -> np.ndarray:
+    """`data` with a spike (or NaN) at band N // 2 on half of BAD and at band N - 3 on the rest:
+    values at no round number that jump away and come back."""
+    out = data.copy()
+    for k, (r, c) in enumerate(BAD):
+        band = N // 2 if k < len(BAD) // 2 else N - 3
+        out[band, r, c] = np.nan if nan else (4321.7 if k % 2 else -2718.3) + data[band, r, c]
+    return out
+
+
+@pytest.mark.parametrize("interleave", ["band", "pixel"])
+def test_evaluateforecast_sees_a_spike_in_the_observed_stack(run_alg, tmp_path, interleave):
+    """evaluateforecast reads one date at a time (and its interval coverage too): a spike in the
+    OBSERVED stack, whatever its layout (a band-interleaved file is read band by band), is NaN as
+    in every other reader: the metrics, the coverage and the width equal those of the stack with
+    NaN there, and MASKED_VALUES counts each spike once; the user is warned."""
+    data = clean_data() - 5.0
+    kw = {
+        "PREDICTED": write_raster(tmp_path / "p.tif", data + 1.0),
+        "LOWER": write_raster(tmp_path / "lo.tif", data + np.where(np.arange(W) % 3, -1.0, 0.5)),
+        "UPPER": write_raster(tmp_path / "hi.tif", data + 2.0),
+        "OUTPUT_TABLE": "TEMPORARY_OUTPUT",
+    }
+    spiky = write_raster(tmp_path / "o.tif", _spikes_at_two_dates(data), interleave=interleave)
+    ref = write_raster(tmp_path / "r.tif", _spikes_at_two_dates(data, nan=True), interleave=interleave)
+    fb = Recorder()
+    got = run_alg("evaluateforecast", {**kw, "OBSERVED": spiky}, feedback=fb)
+    want = run_alg("evaluateforecast", {**kw, "OBSERVED": ref})
+    for key in ("MAE", "RMSE", "SSIM", "PSNR", "R2", "COVERAGE", "MEAN_WIDTH", "DATA_RANGE_USED"):
+        assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    assert 0.3 < want["COVERAGE"] < 1 and want["MAE"] == pytest.approx(1.0)
+    assert got["MASKED_VALUES"] == len(BAD) and want["MASKED_VALUES"] == 0
+    assert any("'o.tif'" in w and "jump by more than 500 mm" in w for w in fb.warnings), fb.warnings
+    OUTCOMES[f"evaluateforecast/spike-observed-{interleave}"] = "correct"
+
+
+def test_comparemodels_sees_a_spike_in_the_stack(run_alg, tmp_path):
+    """comparemodels (every model, both modes, the observed test frames) on a stack with spikes at
+    a training and a test date equals the stack with NaN there; MASKED_VALUES counts them."""
+    data = clean_data() - 5.0
+    kw = {"MODELS": [0, 1, 6], "TIME_STEP": 2, "TEST_COUNT": 4, "OUTPUT_TABLE": "TEMPORARY_OUTPUT"}
+    spiky = write_raster(tmp_path / "o.tif", _spikes_at_two_dates(data), interleave="band")
+    ref = write_raster(tmp_path / "r.tif", _spikes_at_two_dates(data, nan=True), interleave="band")
+    got = run_alg("comparemodels", {**kw, "INPUT": spiky})
+    want = run_alg("comparemodels", {**kw, "INPUT": ref})
+    keys = [k for k in want if k.startswith(("MAE_", "RMSE_", "SSIM_", "R2_"))] + ["DATA_RANGE_USED"]
+    assert len(keys) > 6
+    for key in keys:
+        assert got[key] == pytest.approx(want[key], rel=1e-9), key
+    rows = [[f.attributes() for f in r[k].getFeatures()] for r in (got, want) for k in ["OUTPUT_TABLE"]]
+    cols = [i for i, f in enumerate(got["OUTPUT_TABLE"].fields()) if "seconds" not in f.name()]
+    assert [[r[i] for i in cols] for r in rows[0]] == [[r[i] for i in cols] for r in rows[1]]
+    assert got["MASKED_VALUES"] == len(BAD) and want["MASKED_VALUES"] == 0
+    OUTCOMES["comparemodels/spike"] = "correct"
+
+
 @pytest.mark.parametrize("unit", [None, "mm"])
 def test_undeclared_metres_are_warned_naming_units(run_alg, tmp_path, outdir, unit):
     """A stack in metres that says mm (or nothing): every value within +-1. Kept as mm (the rate is
@@ -1025,6 +1082,73 @@ def test_trainmodel_model_file_on_a_full_disk(run_alg, write_stack, tmp_path, ou
     OUTCOMES["trainmodel-model/full-disk"] = "refused"
 
 
+def _fill_when(path, folder, stop, held: list) -> None:
+    """Fill the file system of `folder` to the last byte as soon as `path` exists (polled; give up
+    when `stop`, a threading.Event, is set). The files beside `path` are opened first and kept open
+    in `held`: removing them later frees no room (the training's work file, which the worker
+    deletes before it writes the model, would otherwise make room for a small model)."""
+    while not stop.is_set():
+        if os.path.exists(path):
+            held.extend(open(p, "rb") for p in path.parent.iterdir() if p.is_file())
+            with contextlib.suppress(OSError), open(os.path.join(folder, "filler"), "wb", buffering=0) as f:
+                for size in (2**20, 4096):  # big chunks first, then the last pages
+                    with contextlib.suppress(OSError):
+                        while True:
+                            f.write(b"\0" * size)
+            return
+        stop.wait(0.005)
+
+
+@pytest.mark.tf
+def test_trainmodel_model_file_fails_during_its_own_write(run_alg, write_stack, tmp_path, outdir):
+    """The disk of OUTPUT_MODEL fills after training (once the last epoch is checkpointed), so the
+    model file's own write fails: a QgsProcessingException names the output, the disk error and the
+    fix; no model file and no temporary file are left, nor the training's work file; the
+    checkpoint (weights and state, for RESUME) is what remains, and the message says so."""
+    import threading
+
+    from tests.ml.scene import bowl_scene
+    from tests.processing.test_train_forecast import TINY
+
+    data, dates = bowl_scene(20, 12)
+    stack = write_stack(data, dates)
+    with tmpfs(tmp_path / "mnt", "80m") as mnt:  # room for the up-front check (64 MiB + work file)
+        model = mnt / "m.dfmodel"
+        stop = threading.Event()
+        state = mnt / "m.dfmodel.checkpoint" / "state.json"
+        held: list = []
+        filler = threading.Thread(target=_fill_when, args=(state, mnt, stop, held), daemon=True)
+        filler.start()
+        params = {
+            "INPUT": stack,
+            **TINY,
+            "EPOCHS": 1,
+            "GRU_EPOCHS": 1,
+            "SAMPLES_PER_EPOCH": 8,
+            "OUTPUT_MODEL": str(model),
+            "OUTPUT_REPORT": str(outdir / "r.html"),
+        }
+        try:
+            with pytest.raises(QgsProcessingException) as e:
+                run_alg("trainmodel", params)
+        finally:
+            stop.set()
+            filler.join()
+            for f in held:
+                f.close()
+        msg = str(e.value)
+        MESSAGES["trainmodel-model/filled-during-write"] = msg.split("\nWorker log")[0]
+        assert "Cannot write the output 'm.dfmodel': No space left on device" in msg, msg
+        assert "free some space" in msg and "run again with RESUME" in msg, msg
+        assert not model.exists()
+        left = sorted(str(p.relative_to(mnt)) for p in mnt.rglob("*"))
+        # the checkpoint RESUME needs, and nothing else: no temporary file, no work file
+        kept = ["compressor.weights.h5", "network.weights.h5", "state.json"]
+        assert left == ["filler", "m.dfmodel.checkpoint", *(f"m.dfmodel.checkpoint/{k}" for k in kept)]
+    assert files_in(outdir) == []
+    OUTCOMES["trainmodel-model/filled-during-write"] = "refused"
+
+
 def test_zz_figures(capsys):
     """Print the outcome of every case of this module (the report's figures); nothing else."""
     counts: dict[str, int] = {}
@@ -1044,7 +1168,7 @@ def test_every_algorithm_that_reads_a_raster_reports_masked_values():
     from qgis.core import QgsApplication
 
     readers = {
-        "benchmarkcompare", "crossorbit", "decompose", "deformationrate", "evaluateforecast",
+        "benchmarkcompare", "comparemodels", "crossorbit", "decompose", "deformationrate", "evaluateforecast",
         "extractprofiles", "failuretime", "faultlithology", "losvertical", "pointstostack",
     }  # fmt: skip
     for name in sorted(readers):
