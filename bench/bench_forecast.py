@@ -13,8 +13,9 @@ acquisitions, extrapolated to the forecast dates.
         [--epochs 12] [--samples 256] [--max-seconds 150] [--small] [--json FILE]
 
 It also scores the 90 % prediction interval (OUTPUT_LOWER/OUTPUT_UPPER, issue 17): coverage and
-mean width at 20 and 61 steps against the noisy future observations (the noise-free future plus
-the scene's own noise model drawn for the dates after the last acquisition, --seed) and the truth.
+mean width at 20 and 61 steps against the noisy future observations (the sample's
+``observed_future_asc.tif``: the noise-free future plus the scene's own noise model drawn for the
+dates after the last acquisition) and the truth.
 
 Run it once: it trains a network on shared CPUs.
 """
@@ -93,22 +94,18 @@ def score(pred: np.ndarray, truth: np.ndarray, area: np.ndarray, data_range: flo
     }
 
 
-def noisy_future(size: int, seed: int, truth: np.ndarray, n_observed: int) -> np.ndarray:
-    """The sample scene's future observations: the noise-free future plus the scene's own noise
-    model (atmosphere + white) drawn for the bands after the `n_observed` acquisitions."""
-    from deformation_forecast.core.sample import SampleScene
-
-    sc = SampleScene(size, seed)
-    return np.stack([truth[k] + sc.noise("asc", n_observed + k) for k in range(truth.shape[0])])
-
-
-def interval_scores(args, info, truth, lower_path, upper_path, area, nan) -> dict:
+def interval_scores(observed_path, truth, lower_path, upper_path, area, nan) -> dict:
     """Coverage and mean width of the forecast's 90 % band at 20 and all steps, against the noisy
-    future observations (what the band promises) and the noise-free truth, whole scene and deforming."""
+    future observations (the sample's observed_future_asc.tif, what the band promises) and the
+    noise-free truth, whole scene and deforming."""
     from deformation_forecast.core.intervals import coverage_width
 
+    if not os.path.exists(observed_path):
+        raise SystemExit(
+            f"{observed_path} is missing: regenerate the scene (python -m deformation_forecast.core.sample)"
+        )
     lo, hi = read_stack(lower_path), read_stack(upper_path)
-    noisy = np.where(nan, np.nan, noisy_future(info.width, args.seed, truth, info.count))
+    noisy = np.where(nan, np.nan, read_stack(observed_path))
     out = {}
     print(
         f"\n90 % prediction interval{'':<8}{'coverage':>10}{'width mm':>10}{'cov def':>10}{'width def':>10}"
@@ -134,7 +131,7 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=256)
     ap.add_argument("--max-seconds", type=int, default=150)
     ap.add_argument("--deforming", type=float, default=20.0)
-    ap.add_argument("--seed", type=int, default=42, help="the sample scene's seed (its noise)")
+    ap.add_argument("--seed", type=int, default=42, help="the generated sample scene's seed (its noise)")
     ap.add_argument("--small", action="store_true", help="smoke test: 64 x 64 scene, 2 short epochs")
     args = ap.parse_args()
     if args.small:
@@ -222,7 +219,8 @@ def main() -> int:
             s = score(pred[:h], truth[:h], area, rng)
             scores[f"{h}/{name}"] = s
             print(f"{h:<9}{name:<22}" + "".join(f"{s[c]:>11.4f}" for c in cols))
-    scores["interval"] = interval_scores(args, info, truth, lower, upper, area, nan)
+    observed_future = os.path.join(scene, "observed_future_asc.tif")
+    scores["interval"] = interval_scores(observed_future, truth, lower, upper, area, nan)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(

@@ -35,6 +35,10 @@ Files written into OUTDIR by `make_sample_scene` (keys of the returned dict in b
 - ``truth_asc.tif`` [truth_asc]: noise-free ascending LOS, mm, same 156 dates, no NaN.
 - ``truth_future_asc.tif`` [truth_future_asc]: noise-free ascending LOS, mm, the 61 regular
   12-day steps after 2021-04-16 (2021-04-28 .. 2023-04-17), still relative to 2014-10-14.
+- ``observed_future_asc.tif`` [observed_future_asc]: the future as it would be observed, mm, the same
+  61 dates: truth_future_asc + the scene's own noise model (atmosphere + white noise) drawn for
+  these dates as bands 156 .. 216 of the ascending orbit, NaN where stack_asc is incoherent. What a
+  forecast's prediction interval must hold.
 - ``stack_desc.tif`` [stack_desc]: observed descending LOS, mm, 71 dates 2018-03-27 .. 2020-10-06,
   relative to 2018-03-27, own noise and NaN mask.
 - ``incidence_asc.tif`` / ``incidence_desc.tif`` [incidence_asc, incidence_desc]: incidence angle,
@@ -543,6 +547,14 @@ class SampleScene:
         out[self.nan_mask(orbit)] = np.nan
         return out
 
+    def observed_future(self, truth: np.ndarray, index: int) -> np.ndarray:
+        """The ascending observation (mm, float32) of future date `index` (0 = the first date after
+        the last acquisition) whose noise-free LOS is `truth`: the noise of ascending band
+        ``len(asc_dates) + index`` added, NaN where the ascending stack is incoherent."""
+        out = (truth + self.noise("asc", len(self.asc_dates) + int(index))).astype("float32")
+        out[self.nan_mask("asc")] = np.nan
+        return out
+
     # -- vectors
     def profiles(self) -> list[tuple[str, list[tuple[float, float]]]]:
         out = []
@@ -789,6 +801,11 @@ FILES = {
         "noise-free ascending LOS displacement, mm, 61 regular 12-day steps after the last acquisition, "
         "relative to the first acquisition (2014-10-14)",
     ),
+    "observed_future_asc": (
+        "observed_future_asc.tif",
+        "noisy future ascending LOS displacement, mm, the dates of truth_future_asc: the future truth plus "
+        "the scene's noise model (atmosphere + white) drawn for these dates, NaN = incoherent (stack_asc's mask)",
+    ),
     "stack_desc": (
         "stack_desc.tif",
         "observed descending LOS displacement, mm, 71 dates 2018-2020, relative to 2018-03-27, NaN = incoherent",
@@ -908,16 +925,26 @@ def _write_stacks(out: _Out, run: Run) -> np.ndarray:
             final_los = truth
             run.progress(0.9 * (i + 1) / total)
     done = len(scene.asc_dates)
-    run.message(f"future truth: {len(scene.future_dates)} dates")
-    with StackWriter(
-        out.paths["truth_future_asc"],
-        scene.future_dates,
-        *geo,
-        tags=out.tag("asc", "truth (future)", ASC_START),
-    ) as fut:
+    run.message(f"future truth and observations: {len(scene.future_dates)} dates")
+    with (
+        StackWriter(
+            out.paths["truth_future_asc"],
+            scene.future_dates,
+            *geo,
+            tags=out.tag("asc", "truth (future)", ASC_START),
+        ) as fut,
+        StackWriter(
+            out.paths["observed_future_asc"],
+            scene.future_dates,
+            *geo,
+            tags=out.tag("asc", "observed (future)", ASC_START),
+        ) as fut_obs,
+    ):
         for i, d in enumerate(scene.future_dates):
             run.check_cancelled()
-            fut.write_band(i, scene.los(d, "asc"))
+            truth = scene.los(d, "asc")
+            fut.write_band(i, truth)
+            fut_obs.write_band(i, scene.observed_future(truth, i))
             run.progress(0.9 * (done + i + 1) / total)
     done += len(scene.future_dates)
     run.message(f"descending stack: {len(scene.desc_dates)} dates")
@@ -1000,6 +1027,8 @@ def _orbit_meta(scene: SampleScene) -> dict:
             "interval_days": INTERVAL_DAYS,
             "first": format_date(scene.future_dates[0]),
             "last": format_date(scene.future_dates[-1]),
+            "observed_noise": f"ascending noise bands {len(scene.asc_dates)} .. "
+            f"{len(scene.asc_dates) + len(scene.future_dates) - 1}, the ascending NaN mask",
         },
         "descending": {
             "incidence_deg": DESC_INCIDENCE,

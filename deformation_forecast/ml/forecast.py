@@ -353,12 +353,14 @@ def resolve_method(job: ForecastJob, meta: ModelMeta) -> str:
 @dataclass(frozen=True)
 class Bands:
     """The prediction intervals asked for (core/intervals.py): per-step quantiles of the scaled
-    errors at `confidence`, the scale's floor, and the horizons the model was calibrated for."""
+    errors at `confidence`, the scale's floor, the horizons the model was calibrated for and the
+    coefficient of the forecast's motion in each pixel's spread (0 for a format-1 calibration)."""
 
     confidence: float
     quantiles: np.ndarray
     floor: float
     calibrated: int
+    motion: float = 0.0
 
 
 def interval_setup(job: ForecastJob, meta: ModelMeta, method: str, steps: int) -> Bands | None:
@@ -366,7 +368,7 @@ def interval_setup(job: ForecastJob, meta: ModelMeta, method: str, steps: int) -
     for the forecast by `method`; None when no bound is asked for. InputError when the model
     carries no calibration or the level is out of range."""
     from ..core.errors import InputError
-    from ..core.intervals import check_confidence, horizon_quantiles
+    from ..core.intervals import check_confidence, growth_exponent, horizon_quantiles, motion_of
 
     if not (job.output_lower or job.output_upper):
         return None
@@ -394,11 +396,18 @@ def interval_setup(job: ForecastJob, meta: ModelMeta, method: str, steps: int) -
         )
     n_cal = len(cal["quantiles"])
     if steps > n_cal:
+        growth = growth_exponent(cal, confidence)
+        how = (
+            f"with the horizon to the power {growth:.2f} (fitted on the calibrated horizons) and with "
+            "each pixel's forecast motion"
+            if cal.get("growth")
+            else "with the square root of the horizon (a model file of format 1)"
+        )
         protocol.warning(
             f"Prediction intervals are calibrated for horizons 1..{n_cal} (the model's test dates); "
-            f"beyond them the band grows with the square root of the horizon, not calibrated."
+            f"beyond them the band grows {how}, not calibrated."
         )
-    return Bands(confidence, q, float(cal["floor"]), n_cal)
+    return Bands(confidence, q, float(cal["floor"]), n_cal, motion_of(cal))
 
 
 def forecast_job(job: ForecastJob | Mapping[str, Any]) -> ForecastJob:
@@ -699,7 +708,7 @@ def write_bounds(
 
     r0, c0 = int(window.row_off), int(window.col_off)
     s = scale[r0 : r0 + int(window.height), c0 : c0 + int(window.width)]
-    lower, upper = bounds(frames, s, bands.quantiles, bands.floor)
+    lower, upper = bounds(frames, s, bands.quantiles, bands.floor, bands.motion)
     for side, arr in (("lower", lower), ("upper", upper)):
         if side in writers:
             writers[side].write(arr, window)

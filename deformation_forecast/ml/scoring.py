@@ -167,7 +167,7 @@ class ScoreSums:
         persistence_it = np.repeat(reg[ftl - 1 : ftl], n_test, axis=0)  # the last observation held
         reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
         one_step, iterative = self._predict(reg, mask, tl, ftl)
-        self.cal.add(iterative - targets, scale)
+        self.cal.add(iterative - targets, scale, iterative)
         preds = {
             "test_one_step": one_step,
             "test_iterative": iterative,
@@ -180,8 +180,8 @@ class ScoreSums:
         self.horizons.add(
             targets, preds["test_iterative"], preds["persistence_iterative"], preds["trend_iterative"]
         )
-        self.cal_base["persistence"].add(persistence_it - targets, scale)
-        self.cal_base["trend"].add(preds["trend_iterative"] - targets, scale)
+        self.cal_base["persistence"].add(persistence_it - targets, scale, persistence_it)
+        self.cal_base["trend"].add(preds["trend_iterative"] - targets, scale, preds["trend_iterative"])
         del reg
         for kind, pred in preds.items():
             overall = stack_metrics(pred, targets, self.data_range)[1]
@@ -334,8 +334,8 @@ def _trend_iterative(hist: np.ndarray, mask: np.ndarray, steps: int, window: int
 
 
 class CalibrationSample:
-    """The iterative backtest's errors (horizons 1..n_test from the first test date) and the pixels'
-    scales, gathered block by block (at most MAX_PIXELS pixels in all, a seeded sample), for the
+    """The iterative backtest's errors (horizons 1..n_test from the first test date), the pixels'
+    scales and the backtest's forecasts (their motion), gathered block by block (at most MAX_PIXELS pixels in all, a seeded sample), for the
     prediction intervals' calibration (core/intervals.py) stored in the model file."""
 
     MAX_PIXELS = 200_000
@@ -345,8 +345,9 @@ class CalibrationSample:
         self.rng = np.random.default_rng(seed + 2)
         self.errors: list[np.ndarray] = []
         self.scales: list[np.ndarray] = []
+        self.forecasts: list[np.ndarray] = []
 
-    def add(self, errors: np.ndarray, scale: np.ndarray) -> None:
+    def add(self, errors: np.ndarray, scale: np.ndarray, forecast: np.ndarray) -> None:
         e = errors.reshape(errors.shape[0], -1)
         s = scale.reshape(-1)
         ok = np.flatnonzero(np.isfinite(e).all(axis=0) & np.isfinite(s))
@@ -354,11 +355,16 @@ class CalibrationSample:
             ok = np.sort(self.rng.choice(ok, size=self.per_block, replace=False))
         self.errors.append(e[:, ok].astype("float32"))
         self.scales.append(s[ok].astype("float32"))
+        self.forecasts.append(forecast.reshape(forecast.shape[0], -1)[:, ok].astype("float32"))
 
     def result(self) -> dict[str, Any] | None:
         if not self.errors or not sum(s.size for s in self.scales):
             return None
-        return calibrate(np.concatenate(self.errors, axis=1), np.concatenate(self.scales))
+        return calibrate(
+            np.concatenate(self.errors, axis=1),
+            np.concatenate(self.scales),
+            forecast=np.concatenate(self.forecasts, axis=1),
+        )
 
 
 TREND_BASELINE_DATES = 40  # the linear-trend baseline's line (the bench's baseline uses 40 dates)

@@ -91,9 +91,12 @@ def test_band_widens_with_horizon_and_noise_and_level():
     assert np.median(width[:, 2000:]) > 5 * np.median(width[:, :2000])
     q80, q90 = iv.horizon_quantiles(cal, 0.8, H), iv.horizon_quantiles(cal, 0.9, H)
     assert (q90 > q80).all()
-    # beyond the calibrated horizons: sqrt growth from the last one
+    # beyond the calibrated horizons: the growth fitted on the last half of the calibrated ones
     q = iv.horizon_quantiles(cal, 0.9, 4 * H)
-    assert q[4 * H - 1] == pytest.approx(2 * q[H - 1], rel=1e-5)
+    b = iv.growth_exponent(cal, 0.9)
+    assert iv.GROWTH_MIN < b < iv.GROWTH_MAX
+    assert q[4 * H - 1] == pytest.approx(4**b * q[H - 1], rel=1e-5)
+    assert (np.diff(q) >= 0).all()
 
 
 def test_nan_where_the_forecast_is_nan_finite_elsewhere_and_flat_pixels_get_the_floor():
@@ -172,3 +175,113 @@ def test_band_coverage_files_sees_spikes_in_the_observed_stack(tmp_path, seed, n
     for got, want in zip(rows, oracle, strict=True):
         assert got[2] == want[2] and (got[2] == 0 or got[:2] == pytest.approx(want[:2], rel=1e-5))
     assert total[2] == sum(r[2] for r in oracle)
+
+
+# ------------------------------------------------------------- beyond the calibrated horizons
+
+
+def slope_error_scene(pixels=4000, horizons=3 * H, seed=1):
+    """Errors that grow linearly with the horizon: a random slope error (0.3 mm per step, one per
+    pixel) on top of white noise of 1 mm; two independent draws (the backtest, the future)."""
+    rng = np.random.default_rng(seed)
+    h = np.arange(1, horizons + 1)[:, None]
+    draw = [h * rng.normal(0, 0.3, pixels) + rng.normal(0, 1.0, (horizons, pixels)) for _ in range(2)]
+    return draw[0][:H], draw[1], np.ones(pixels, "float32")
+
+
+def band_at(cal, errors, scale, steps, motion_frames=None):
+    """Coverage per horizon of the band around a forecast of 0 (observed = -error) or `motion_frames`."""
+    frames = np.zeros((steps, 1, errors.shape[1]), "float32") if motion_frames is None else motion_frames
+    q = iv.horizon_quantiles(cal, 0.9, steps)
+    lo, hi = iv.bounds(frames, scale[None], q, cal["floor"], iv.motion_of(cal))
+    obs = frames - errors[:, None]
+    return np.array([iv.coverage_width(obs[h], lo[h], hi[h])[0] for h in range(steps)])
+
+
+def as_format_1(cal):
+    """The calibration as a model file of format 1 stores it: no growth, no motion."""
+    return {k: v for k, v in cal.items() if k not in ("growth", "motion")} | {"format": 1}
+
+
+def test_linearly_growing_errors_stay_covered_at_three_times_the_calibrated_horizons():
+    """Known answer: the quantile grows like sqrt(1 + 0.09 h^2), nearly linear by h = 10..20; the
+    fitted exponent follows it to 3H, where a square-root growth (format 1) covers far too little."""
+    cal_err, future, scale = slope_error_scene()
+    cal = iv.calibrate(cal_err, scale)
+    assert 0.85 < iv.growth_exponent(cal, 0.9) <= 1.0
+    cov = band_at(cal, future, scale, 3 * H)
+    assert 0.85 <= cov[H - 1] <= 0.95  # calibrated
+    assert 0.85 <= cov[3 * H - 1] <= 0.95  # extrapolated to 3H
+    assert 0.85 <= cov[2 * H :].mean() <= 0.95
+    assert band_at(as_format_1(cal), future, scale, 3 * H)[3 * H - 1] < 0.8  # sqrt growth fails
+
+
+def test_format_1_calibration_gives_the_bounds_it_always_gave():
+    """Older model files (format 1: no motion, no growth) still give q_H sqrt(h / H) beyond H and
+    bounds = forecast -/+ q_h max(scale, floor), whatever the forecast's motion."""
+    data, _ = scene()
+    old = as_format_1(
+        iv.calibrate(line_forecast(data[:80], H) - data[80 : 80 + H], iv.pixel_scale(data[:80]))
+    )
+    q = iv.horizon_quantiles(old, 0.9, 4 * H)
+    table = np.array(old["quantiles"])[:, old["levels"].index(0.9)]
+    np.testing.assert_allclose(q[:H], table, rtol=1e-6)
+    np.testing.assert_allclose(q[H:], table[-1] * np.sqrt(np.arange(H + 1, 4 * H + 1) / H), rtol=1e-5)
+    assert iv.motion_of(old) == 0.0
+    frames = np.cumsum(np.full((4 * H, 2, 3), 5.0, "float32"), axis=0)  # fast motion: ignored
+    scale = np.array([[1.0, 0.01, 2.0], [3.0, np.nan, 0.5]], "float32")
+    lo, hi = iv.bounds(frames, scale, q, old["floor"], iv.motion_of(old))
+    half = q[:, None, None] * np.maximum(scale, np.float32(old["floor"]))[None]  # what format 1 did
+    np.testing.assert_array_equal(lo, frames - half)
+    np.testing.assert_array_equal(hi, frames + half)
+
+
+def moving_scene(pixels=4000, horizons=3 * H, seed=2):
+    """Half the pixels stable, half moving 2-4 mm per step; the forecast extrapolates each pixel's
+    rate, which is wrong by 5 % (one draw per pixel), with 1 mm of white noise. Returns the backtest's
+    (errors, forecast) and the future's (errors, forecast) and the scale."""
+    rng = np.random.default_rng(seed)
+    rate = np.where(np.arange(pixels) < pixels // 2, 0.0, rng.uniform(2, 4, pixels))
+    h = np.arange(1, horizons + 1)[:, None]
+    out = []
+    for _ in range(2):
+        fc = (rate * h).astype("float32")
+        out.append(
+            (fc - rate * (1 + rng.normal(0, 0.05, pixels)) * h - rng.normal(0, 1, (horizons, pixels)), fc)
+        )
+    (e_cal, f_cal), (e_fut, f_fut) = out
+    return e_cal[:H], f_cal[:H], e_fut, f_fut[:, None], np.ones(pixels, "float32")
+
+
+def test_the_band_grows_with_each_pixels_forecast_motion():
+    """Errors proportional to how far the forecast moves a pixel: with the motion term both the
+    stable and the moving half are covered 85-95 % at H and at 3H; without it (one spread for all,
+    k = 0) the moving half is under-covered far out and the stable half over-covered."""
+    e_cal, f_cal, e_fut, f_fut, scale = moving_scene()
+    cal = iv.calibrate(e_cal, scale, forecast=f_cal)
+    assert iv.motion_of(cal) == pytest.approx(0.05, rel=0.25)
+    cov_stable = band_at(cal, e_fut[:, :2000], scale[:2000], 3 * H, f_fut[:, :, :2000])
+    cov_moving = band_at(cal, e_fut[:, 2000:], scale[2000:], 3 * H, f_fut[:, :, 2000:])
+    for cov in (cov_stable, cov_moving):
+        assert 0.85 <= cov[:H].mean() <= 0.95 and 0.85 <= cov[2 * H :].mean() <= 0.95
+    flat = iv.calibrate(e_cal, scale)  # no forecast given: no motion term
+    assert iv.motion_of(flat) == 0.0
+    assert band_at(flat, e_fut[:, 2000:], scale[2000:], 3 * H)[2 * H :].mean() < 0.85
+    assert band_at(flat, e_fut[:, :2000], scale[:2000], 3 * H)[2 * H :].mean() > 0.95
+
+
+def test_forecast_motion_and_motion_coefficient_known_answers():
+    line = np.arange(1, 6, dtype="float32")[:, None] * np.array([2.0, -3.0, 0.0], "float32")
+    np.testing.assert_allclose(iv.forecast_motion(line), np.abs(line))  # h |rate| on a line
+    back = np.array([[0.0], [2.0], [1.0], [np.nan]], "float32")  # turns back: never shrinks
+    m = iv.forecast_motion(back)
+    np.testing.assert_allclose(m[:3, 0], [2.0, 4.0, 4.0])
+    assert np.isnan(m[3, 0])
+    np.testing.assert_array_equal(iv.forecast_motion(line[:1]), [[0.0, 0.0, 0.0]])
+    rng = np.random.default_rng(3)
+    s = rng.uniform(0.5, 2, 20000)
+    mot = rng.uniform(0, 30, (10, 20000))
+    err = rng.normal(size=(10, 20000)) * np.sqrt(s**2 + (0.2 * mot) ** 2)
+    assert iv.motion_coefficient(err, s, mot) == pytest.approx(0.2, rel=0.1)
+    assert iv.motion_coefficient(err, s, np.zeros_like(mot)) == 0.0
+    assert iv.motion_coefficient(rng.normal(size=(10, 20000)) * s, s, mot) < 0.01  # noise only

@@ -82,6 +82,7 @@ def test_all_files_written_with_crs_and_dates(scene_dir):
         "stack_asc": sample.asc_dates(),
         "truth_asc": sample.asc_dates(),
         "truth_future_asc": sample.future_dates(),
+        "observed_future_asc": sample.future_dates(),
         "stack_desc": sample.desc_dates(),
     }
     for key, dates in expected.items():
@@ -197,11 +198,37 @@ def test_observed_noise_and_incoherent_pixels(scene_dir, meta):
     assert np.nanmin(desc[-1]) < -100
 
 
+def test_noisy_future_has_the_scenes_noise_and_the_truths_dates(scene_dir):
+    """observed_future_asc = the future truth + the scene's noise model: its dates are the truth's,
+    its residual has the past's noise level (per-date std and its spread over dates), spatially
+    correlated, the past's NaN mask, and fresh draws (not a copy of past bands' noise)."""
+    fut_truth, fut_obs = (
+        read_stack(scene_dir["truth_future_asc"]),
+        read_stack(scene_dir["observed_future_asc"]),
+    )
+    assert read_info(scene_dir["observed_future_asc"]).dates == read_info(scene_dir["truth_future_asc"]).dates
+    past = read_stack(scene_dir["stack_asc"])[1:] - read_stack(scene_dir["truth_asc"])[1:]
+    future = fut_obs - fut_truth
+    nan = np.isnan(read_stack(scene_dir["stack_asc"], bands=[0])[0])
+    assert (np.isnan(fut_obs) == nan[None]).all(), "the stack's incoherent pixels, on every date"
+    past_std, fut_std = np.nanstd(past, axis=(1, 2)), np.nanstd(future, axis=(1, 2))
+    assert np.median(fut_std) == pytest.approx(np.median(past_std), rel=0.2)
+    assert np.std(fut_std) == pytest.approx(np.std(past_std), rel=0.5)  # the per-date amplitude varies alike
+    assert np.nanstd(future) == pytest.approx(np.nanstd(past), rel=0.15)
+    assert abs(np.nanmean(future)) < 0.5  # zero-mean noise around the truth
+    r = future[len(future) // 2]
+    a, b = r[:, :-1].ravel(), r[:, 1:].ravel()
+    ok = ~np.isnan(a) & ~np.isnan(b)
+    assert np.corrcoef(a[ok], b[ok])[0, 1] > 0.7  # the atmosphere, spatially correlated
+    d = np.abs(future[:, None] - past[None]).reshape(len(future), len(past), -1)
+    assert np.nanmin(np.nanmax(d, axis=2)) > 0.1, "no future date repeats a past date's noise"
+
+
 def test_same_seed_same_pixels_other_seed_other_noise(tmp_path):
     a = sample.make_sample_scene(str(tmp_path / "a"), size=32, seed=5)
     b = sample.make_sample_scene(str(tmp_path / "b"), size=32, seed=5)
     c = sample.make_sample_scene(str(tmp_path / "c"), size=32, seed=6)
-    for key in ("stack_asc", "stack_desc", "truth_asc", "truth_future_asc"):
+    for key in ("stack_asc", "stack_desc", "truth_asc", "truth_future_asc", "observed_future_asc"):
         assert read_stack(a[key]).tobytes() == read_stack(b[key]).tobytes(), key
     with open(a["benchmarks_csv"]) as fa, open(b["benchmarks_csv"]) as fb:
         assert fa.read() == fb.read()

@@ -52,7 +52,7 @@ def test_train_then_forecast(run_alg, write_stack, tmp_path):
     ok = np.isfinite(f)
     np.testing.assert_array_equal(ok, np.isfinite(lo))
     assert (lo[ok] < f[ok]).all() and (f[ok] < hi[ok]).all()
-    # calibrated on 4 test dates, then sqrt growth: wider at the last of 61 horizons
+    # calibrated on 4 test dates, then the fitted growth and each pixel's forecast motion: wider at the last of 61 horizons
     assert np.median((hi - lo)[-1][ok[-1]]) > 2 * np.median((hi - lo)[0][ok[0]])
     assert read_info(upper).dates == read_info(out).dates
     assert fc["OUTPUT"] == out and fc["STEPS_DONE"] == 61  # two years of 12 days
