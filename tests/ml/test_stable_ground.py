@@ -114,3 +114,49 @@ def test_forecast_adds_no_noise_on_stable_ground():
     s_plain = np.mean([ssim(plain[k], truth[k], L) for k in range(STEPS)])
     assert s_new > s_plain
     assert np.abs(new - truth)[:, bowl].mean() <= 1.05 * np.abs(plain - truth)[:, bowl].mean()
+
+
+@pytest.mark.tf
+def test_blocks_weigh_the_dates_alike():
+    """forecast's first pass gathers the dates' noise over the whole raster (NoiseTail): a forecast
+    cut into 4 blocks equals the one-block forecast; with each block's own noise it would not."""
+    from deformation_forecast.ml.blocks import BlockPlan, split_axis
+    from deformation_forecast.ml.compressor import frame_extremes
+    from deformation_forecast.ml.forecast import Extremes, ForecastPlan, NoiseTail, Predictor, forecast_blocks
+    from tests.ml.test_forecast_blocks import OVERLAP, TILE, TS, make_parts
+
+    obs, _, _, _ = atmosphere_scene(seed=4)
+    net, gru, trend = make_parts(obs, trend_window=WINDOW, kernel_scale=0.0)
+    model = Predictor(net, TS, TILE, OVERLAP, trend, line={"weighted": True, "shrink": 2.0})
+    fmin, fmax = frame_extremes(obs)
+    pmin, pmax = gru.iterate(fmin, fmax, STEPS)
+
+    class Tail:  # the first pass writes two row strips
+        def write(self, win, data):
+            pass
+
+    seen = NoiseTail(Tail(), model)
+    seen.write(None, obs[-WINDOW:, : SIZE // 2])
+    seen.write(None, obs[-WINDOW:, SIZE // 2 :])
+    ext = Extremes(fmin, fmax, pmin, pmax, seen.sums.result())
+
+    def run(core):
+        axis = split_axis(SIZE, core, TILE - OVERLAP, TILE, TILE - OVERLAP)
+        p = BlockPlan(axis, axis)
+        out = np.zeros((STEPS, SIZE, SIZE), "float32")
+
+        def sink(win, frames):
+            r, c = int(win.row_off), int(win.col_off)
+            out[:, r : r + int(win.height), c : c + int(win.width)] = frames
+
+        def read(win):
+            r, c = int(win.row_off), int(win.col_off)
+            return obs[-WINDOW:, r : r + int(win.height), c : c + int(win.width)].copy()
+
+        forecast_blocks(ForecastPlan(model, p, ext, STEPS), read, sink)
+        return out, p.n_blocks
+
+    one, n1 = run(SIZE)
+    four, n4 = run(24)
+    assert (n1, n4) == (1, 4)
+    np.testing.assert_allclose(four, one, atol=0.01)  # mm (each block's own noise: 1.3 mm)
