@@ -41,7 +41,8 @@ OnStep = Callable[[int], None]
 class Predictor:
     """A trained network and how it is called: its input window (``time_step`` dates), its tiles
     (``tile`` with ``overlap``, ``tile_batch`` per call) and, for a "trend" network (ml/trend.py),
-    its trend settings."""
+    its trend settings, and ``line``: the base line of its forecast (ml/trend.py ``stable_line``:
+    {"weighted": true, "shrink": k}; None: the plain least-squares line, model files before it)."""
 
     net: Any
     time_step: int
@@ -49,10 +50,12 @@ class Predictor:
     overlap: int
     trend: TrendParams | None = None
     tile_batch: int = 32
+    line: Mapping[str, Any] | None = None
 
     @classmethod
     def of_model(cls, net: Any, meta: ModelMeta, tile_batch: int = 32) -> Predictor:
-        return cls(net, int(meta.time_step), int(meta.tile), int(meta.overlap), meta.trend, tile_batch)
+        line = meta.trend_line if meta.trend else None
+        return cls(net, int(meta.time_step), int(meta.tile), int(meta.overlap), meta.trend, tile_batch, line)
 
     def predict(self, x: np.ndarray, line: np.ndarray | None = None) -> np.ndarray:
         """The next frame after the window `x` (T, H, W[, C]) (ml/blocks.py predict_tiles)."""
@@ -63,12 +66,15 @@ class Predictor:
 @dataclass(frozen=True)
 class Extremes:
     """Per-date extremes for eqs. 3/4: observed (`fmin`, `fmax`, whose last entries are the dates of
-    the window forecast from) and the GRU's predictions for the forecast dates (`pmin`, `pmax`)."""
+    the window forecast from) and the GRU's predictions for the forecast dates (`pmin`, `pmax`);
+    `noise`: the per-date noise variances of the last ``trend_window`` dates over the whole raster
+    (ml/trend.py ``date_noise``; None: each block's own)."""
 
     fmin: np.ndarray
     fmax: np.ndarray
     pmin: np.ndarray
     pmax: np.ndarray
+    noise: np.ndarray | None = None
 
 
 def iterate_compressed(
@@ -94,13 +100,15 @@ def iterate_trend(
     steps: int,
     mask: np.ndarray,
     on_step: OnStep | None = None,
+    noise: np.ndarray | None = None,
 ) -> np.ndarray:
     """`steps` frames (mm) after the observed (n, H, W) `hist` (mm) with a "trend" network.
 
     The line is fitted at every pixel to the last ``trend_window`` dates of `hist` and extrapolated;
     `comp_win` holds the last ``time_step`` observed frames compressed by eq. 3; predicted frames
     are compressed with the GRU's predicted extremes (`predicted` = (pmin, pmax)) before they are
-    fed back.
+    fed back. With ``model.line`` the network's frames are then moved from that line onto the
+    weighted, shrunk line (:func:`base_shift`; `noise`: the per-date variances, None: `hist`'s own).
     """
     from .trend import fit_line, window_inputs
 
@@ -126,7 +134,25 @@ def iterate_trend(
         mm_win = np.concatenate([mm_win[1:], nxt[None]], axis=0)
         if on_step:
             on_step(k)
+    if model.line:
+        out += np.where(mask, base_shift(model.line, z[-int(trend.trend_window) :], mask, steps, noise), 0.0)
     return out
+
+
+def base_shift(
+    line: Mapping[str, Any], hist: np.ndarray, mask: np.ndarray, steps: int, noise: np.ndarray | None = None
+) -> np.ndarray:
+    """(steps, H, W): the forecast's base line (ml/trend.py ``stable_line``: weighted by the dates'
+    noise, its slope shrunk by ``line["shrink"]``) minus the plain least-squares line the network
+    was given, at the forecast dates. The network predicts the residual over its line; on stable
+    noisy ground that line's slope is noise, and extrapolating it is what the forecast must not do."""
+    from .trend import date_noise, fit_line, line_at, stable_line
+
+    if noise is None:
+        noise = date_noise(hist[:, mask])[0]
+    last0, slope0 = fit_line(hist)
+    last1, slope1 = stable_line(hist, noise, float(line.get("shrink", 0.0)), mask)
+    return line_at(last1 - last0, slope1 - slope0, np.arange(1, steps + 1)).astype("float32")
 
 
 def forecast_window(
@@ -140,7 +166,7 @@ def forecast_window(
     mask = np.isfinite(hist).all(axis=0)
     comp = compress(hist[-ts:], ext.fmin[-ts:], ext.fmax[-ts:])
     if model.trend:
-        frames = iterate_trend(model, hist, comp, (ext.pmin, ext.pmax), steps, mask, on_step)
+        frames = iterate_trend(model, hist, comp, (ext.pmin, ext.pmax), steps, mask, on_step, ext.noise)
     else:
         frames_c = iterate_compressed(model, comp, steps, mask, on_step)
         frames = decompress(frames_c, ext.pmin, ext.pmax)
@@ -603,8 +629,9 @@ def _write_forecast(s: ForecastSetup, device: dict[str, Any]) -> float:
             protocol.progress(2 + 18 * k / n, f"Reading and resampling: window {k}/{n}")
 
         scale = np.full((info.height, info.width), np.nan, "float32") if s.bands else None
+        seen = NoiseTail(tail, s.model)
         fmin, fmax, n_valid = stream_regular(
-            job.input, info, s.interval, s.keep, tail, window_bytes(s.rest, info), on_window, scale
+            job.input, info, s.interval, s.keep, seen, window_bytes(s.rest, info), on_window, scale
         )
         if not n_valid:
             raise InputError("INPUT: the stack has no pixel with a value at any date; nothing to forecast.")
@@ -617,10 +644,28 @@ def _write_forecast(s: ForecastSetup, device: dict[str, Any]) -> float:
             where = f", block {b + 1}/{n_blocks}" if n_blocks > 1 else ""
             protocol.progress(20 + 78 * (b * steps + k) / (n_blocks * steps), f"step {k}/{steps}{where}")
 
-        fp = ForecastPlan(s.model, s.blocks, Extremes(fmin, fmax, pmin, pmax), steps, s.baseline)
+        ext = Extremes(fmin, fmax, pmin, pmax, seen.sums.result())
+        fp = ForecastPlan(s.model, s.blocks, ext, steps, s.baseline)
         with tf.device(device["tf_device"]):
             forecast_blocks(fp, tail.read, sink, on_step)
     return sink.min_forecast
+
+
+class NoiseTail:
+    """The TailStore as the first pass writes it, gathering on the way the per-date noise of the
+    trend window's dates over the whole raster (ml/trend.py NoiseSums) when the network's base
+    line is weighted by it (``Predictor.line``), so that every block weighs the dates alike."""
+
+    def __init__(self, tail: Any, model: Predictor):
+        from .trend import NoiseSums
+
+        self.tail, self.sums = tail, NoiseSums()
+        self.window = int(model.trend.trend_window) if model.trend and model.line else 0
+
+    def write(self, window: Any, data: np.ndarray) -> None:
+        self.tail.write(window, data)
+        if self.window:
+            self.sums.add(data[-self.window :])
 
 
 class ForecastSink:

@@ -65,6 +65,7 @@ class ModelMeta:
     compressor: dict[str, Any]  # ExtremumGRU.params()
     residual: str | None = None  # "none" | "last" | "trend"; None: format 1 (compressed frames)
     trend: TrendParams | None = None  # for residual "trend"
+    trend_line: dict[str, Any] | None = None  # the forecast's base line (ml/trend.py stable_line)
     width: int = 8
     lstm_units: list[int] | None = None
     mae_weight: float = 0.7

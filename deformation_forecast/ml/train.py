@@ -323,6 +323,7 @@ class Training:
         self.attempts: list[int] = []
         self.gru: Any = None
         self.trend: TrendParams | None = None
+        self.trend_line: dict[str, Any] | None = None
 
     def execute(self) -> dict[str, Any]:
         import tensorflow as tf
@@ -383,7 +384,7 @@ class Training:
             default_residual(job.architecture) if job.residual in ("auto", "", None) else job.residual
         )
         if self.residual == "trend":
-            self.trend = trend_settings(job, self.data, self.seed, self.run)
+            self.trend, self.trend_line = trend_settings(job, self.data, self.seed, self.run)
         self.read = tile_reader(self.data.work, prep.fmin, prep.fmax, self.ts, self.tile, self.trend)
         rows, cols = tile_grid(info.height, info.width, self.tile, self.overlap)
         self.spec = TileSpec(rows, cols, self.ts, self.tile, trend=bool(self.trend))
@@ -558,7 +559,7 @@ class Training:
         from .forecast import Predictor
         from .scoring import TestScoring, score_test
 
-        model = Predictor(net, self.ts, self.tile, self.overlap, self.trend)
+        model = Predictor(net, self.ts, self.tile, self.overlap, self.trend, line=self.trend_line)
         return score_test(
             TestScoring(model, self.gru, self.data, self.run, int(self.job.test_tiles), self.seed)
         )
@@ -573,6 +574,7 @@ class Training:
             architecture=job.architecture,
             residual=self.residual,
             trend=self.trend,
+            trend_line=self.trend_line,
             time_step=self.ts,
             interval_days=prep.interval,
             tile=self.tile,
@@ -728,11 +730,14 @@ def _local_copy(net: Any, build: Any) -> Any:
     return twin
 
 
-def trend_settings(job: TrainJob, data: TrainingData, seed: int, run: Run) -> TrendParams:
-    """The trend window (chosen on the validation dates when TREND_WINDOW is 0) and the frame and
-    residual scales (ml/trend.py). The frame scale comes from the per-date extremes (exact); the
-    window and the residual scale from the finite pixels of a seeded sample of 64 x 64 blocks of
-    at most ``stats_pixels`` pixels (the whole raster when it has fewer), read chunk by chunk."""
+def trend_settings(
+    job: TrainJob, data: TrainingData, seed: int, run: Run
+) -> tuple[TrendParams, dict[str, Any]]:
+    """The trend window (chosen on the validation dates when TREND_WINDOW is 0), the frame and
+    residual scales (ml/trend.py) and the forecast's base line (``trend_line``: the weighted line
+    with the slope shrinkage chosen on the validation dates). The frame scale comes from the
+    per-date extremes (exact); the rest from the finite pixels of a seeded sample of 64 x 64 blocks
+    of at most ``stats_pixels`` pixels (the whole raster when it has fewer), read chunk by chunk."""
     from .source import sample_blocks, sample_series
     from .trend import EPS, residual_scale_of, residual_sums
 
@@ -747,9 +752,10 @@ def trend_settings(job: TrainJob, data: TrainingData, seed: int, run: Run) -> Tr
         return sample_series(data.work, blocks, 0, first_test, chunk)
 
     tw = int(job.trend_window)
+    first_val = int(split.val[0]) if len(split.val) else max(int(job.time_step), first_test - 20)
     if tw <= 0:
-        first_val = int(split.val[0]) if len(split.val) else max(int(job.time_step), first_test - 20)
         tw = _choose_trend_window(series(), first_val, first_test, len(blocks))
+    line = _choose_shrink(series(), first_val, first_test, tw)
     sq, cnt = 0.0, 0
     for z in series():
         a, b = residual_sums(z, labels, tw)
@@ -759,7 +765,27 @@ def trend_settings(job: TrainJob, data: TrainingData, seed: int, run: Run) -> Tr
         f"Residual over the linear trend of the last {tw} dates: frame scale {fscale:.4g}, "
         f"one-step trend residual RMS {rscale:.4g} ({data.info.units or 'stack units'})"
     )
-    return TrendParams(int(tw), float(rscale), float(fscale))
+    return TrendParams(int(tw), float(rscale), float(fscale)), line
+
+
+def _choose_shrink(chunks: Any, first_val: int, first_test: int, window: int) -> dict[str, Any]:
+    """The forecast's base line (ml/trend.py stable_line): the slope shrinkage of least pooled MAE
+    1..20 steps ahead on the validation dates (ties the weaker shrinkage), said in the log."""
+    from .trend import SHRINK_CANDIDATES, shrink_error_sums
+
+    sums = {k: (0.0, 0) for k in SHRINK_CANDIDATES}
+    for z in chunks:
+        for k, (e, c) in shrink_error_sums(z, first_val, first_test, window).items():
+            sums[k] = (sums[k][0] + e, sums[k][1] + c)
+    maes = {k: e / c for k, (e, c) in sums.items() if c}
+    shrink = min(maes, key=lambda k: (maes[k], k)) if maes else 0.0
+    protocol.message(
+        "Forecast base line: least squares weighted by each date's noise, slope shrunk toward zero by "
+        "its significance; shrinkage chosen on the validation dates (MAE 1..20 steps ahead): "
+        + ", ".join(f"{k:g} {e:.4g}" for k, e in maes.items())
+        + f" -> {shrink:g}"
+    )
+    return {"weighted": True, "shrink": float(shrink)}
 
 
 def _choose_trend_window(chunks: Any, first_val: int, first_test: int, n_blocks: int) -> int:

@@ -199,7 +199,7 @@ def test_sampled_trend_statistics_equal_whole_raster(big):
     job = train_job({"input": path, "output_model": str(folder / "m.dfmodel"), "trend_window": 0})
     with WorkStack(prep) as work:
         data_ = TrainingData(info, prep, work, split)
-        got = trend_settings(job, data_, 3, Run(budget_mb=64))  # ~1 block per chunk
+        got, _ = trend_settings(job, data_, 3, Run(budget_mb=64))  # ~1 block per chunk
         assert work.max_crop_pixels <= split.test[0] * 64 * 64
     first_test, first_val = int(split.test[0]), int(split.val[0])
     tw, errs = choose_window(np.nan_to_num(reg[:first_test]), mask, first_val, first_test)
@@ -212,7 +212,7 @@ def test_sampled_trend_statistics_equal_whole_raster(big):
     assert 2 <= len(few) <= 4 and few == sample_blocks(prep, 3 * 4096, seed=3)
     with WorkStack(prep) as work:
         few_job = dataclasses.replace(job, stats_pixels=3 * 4096)
-        sampled = trend_settings(few_job, TrainingData(info, prep, work, split), 3, Run(budget_mb=64))
+        sampled, _ = trend_settings(few_job, TrainingData(info, prep, work, split), 3, Run(budget_mb=64))
     assert sampled.frame_scale == got.frame_scale  # exact, from the extremes
     assert sampled.residual_scale == pytest.approx(rs, rel=0.5)
 

@@ -68,6 +68,12 @@ def test_training_beats_persistence_and_writes_everything(trained):
     )
     assert bt["persistence_mae"][-1] > bt["persistence_mae"][0]  # the bowl deepens: holding it lags
     assert bt["skill_vs_persistence"] > 0.3  # the trend-residual network beats holding a deepening bowl
+    # issue 17: the forecast's base line (weighted, its shrinkage chosen on the validation dates)
+    from deformation_forecast.ml.modelfile import read_model_meta
+    from deformation_forecast.ml.trend import SHRINK_CANDIDATES
+
+    line = read_model_meta(params["output_model"]).trend_line
+    assert line["weighted"] is True and line["shrink"] in SHRINK_CANDIDATES
     html = open(params["output_report"], encoding="utf-8").read()
     assert html.count("data:image/png;base64,") >= 3 and "persistence" in html
     pred = np.load(params["predictions"])

@@ -153,5 +153,5 @@ def test_network_and_comparison_pick_the_same_trend_window(kind, tmp_path):
     prep = prepare(info, 12, str(tmp_path / "work"))
     job = train_job({"input": path, "output_model": str(tmp_path / "m.dfmodel"), "trend_window": 0})
     with WorkStack(prep) as work:
-        trend = trend_settings(job, TrainingData(info, prep, work, split), 3, Run())
+        trend, _ = trend_settings(job, TrainingData(info, prep, work, split), 3, Run())
     assert trend.trend_window == window
