@@ -282,7 +282,7 @@ def _vrt_of_singles(base: str, folder, tile: int, shift: int = 0) -> str:
     with rasterio.open(base) as src:
         labels, prof, data = list(src.descriptions), src.profile, src.read()
     singles = []
-    for b, lab in enumerate(labels):
+    for b in range(len(labels)):
         p = dict(prof, count=1, tiled=True, blockxsize=tile, blockysize=tile, compress="deflate")
         if shift and b == 0:
             p["transform"] = prof["transform"] * rasterio.Affine.translation(shift, 0)
