@@ -21,7 +21,8 @@ ml.forecast.stream_regular: every window resampled to the regular interval, the 
 dates kept in its tail file and each pixel's interval scale measured; what comes after reads only
 that tail file, written by the plugin in one layout, so the network's part does not depend on the
 input's layout and is not timed here: it needs a trained network for the grid).
-The files are written to --dir (default a temporary folder) and removed unless --keep.
+The files are written to --dir (default a temporary folder) and removed unless --keep; with --keep
+the files an earlier run kept in --dir are used again.
 """
 
 from __future__ import annotations
@@ -115,6 +116,14 @@ def make_layout(name: str, src: str, dst: str, size: int, bands: int) -> str:
         ds.GetRasterBand(b).SetDescription(lab)
     ds = None
     return vrt
+
+
+def _existing(work: str, i: int) -> str | None:
+    """Layout `i` kept in `work` by an earlier run with --keep, if there."""
+    for p in (os.path.join(work, f"layout{i}.tif"), os.path.join(work, f"layout{i}.vrt")):
+        if os.path.exists(p):
+            return p
+    return None
 
 
 def _lines(size: int) -> list:
@@ -279,8 +288,10 @@ def main(argv=None) -> int:
         base = os.path.join(work, "plugin.tif")
         if not os.path.exists(base):
             bc.generate_stack(base, size, bc.dates_for(bands))
-        for i, name in enumerate(names):
-            path = make_layout(name, base, os.path.join(work, f"layout{i}.tif"), size, bands)
+        for name in names:
+            i = list(LAYOUTS).index(name)  # the file's name does not depend on --layouts
+            path = _existing(work, i) if a.keep else None
+            path = path or make_layout(name, base, os.path.join(work, f"layout{i}.tif"), size, bands)
             mb = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(work) for f in fs if f.startswith(f"layout{i}") or dp.endswith(f"layout{i}.tif.d")) / 2**20  # fmt: skip
             results[name] = {}
             for alg in algs:

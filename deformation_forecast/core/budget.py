@@ -143,3 +143,26 @@ def gdal_env(mb: float | None = None, **options) -> Iterator[None]:
 
     with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(mb), **options):
         yield
+
+
+def direct_io_options(src) -> dict[str, str]:
+    """GDAL options for reading the open rasterio dataset `src` window by window: direct I/O for an
+    uncompressed pixel-interleaved GeoTIFF, whose reads through GDAL's block cache slow down 4-5
+    times once a stack being written shares that cache (bench/bench_layouts.py, issue 22)."""
+    from rasterio.enums import Interleaving
+
+    pixel = src.count > 1 and src.interleaving == Interleaving.pixel
+    if src.driver == "GTiff" and pixel and src.compression is None:
+        return {"GTIFF_DIRECT_IO": "YES"}
+    return {}
+
+
+def open_for_reads(path: str):
+    """The raster at `path` opened (rasterio) for a pass of windowed reads, with
+    :func:`direct_io_options`: GDAL takes GTIFF_DIRECT_IO when it opens the file."""
+    import rasterio
+
+    with rasterio.open(path) as probe:
+        options = direct_io_options(probe)
+    with rasterio.Env(**options):
+        return rasterio.open(path)

@@ -185,7 +185,7 @@ def resample_stack_file(
     the memory budget of `run` or `max_bytes` (float32 bytes of one window's input: tests); `run`
     reports progress and cancels."""
     from .resample import interpolate_time, regular_grid
-    from .stack import iter_windows, read_info, read_stack
+    from .stack import iter_windows, read_info, read_windows
 
     info = read_info(src_path)
     grid = regular_grid(info.dates, interval_days)
@@ -197,8 +197,8 @@ def resample_stack_file(
     # the input window and its float64 copies in interpolate_time, the output and its float64 product
     windows = iter_windows(info, max_bytes, copies=4 + 4 * max(1.0, len(grid) / info.count), run=run)
     with StackWriter(dst_path, grid, info.crs, info.transform, info.width, info.height, info.units) as w:
-        for k, win in enumerate(windows):
+        for k, (win, block) in enumerate(read_windows(src_path, windows)):
             run.check_cancelled()
-            w.write(interpolate_time(read_stack(src_path, win), info.dates, grid), window=win)
+            w.write(interpolate_time(block, info.dates, grid), window=win)
             run.progress((k + 1) / len(windows))
     return len(grid)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+from rasterio.windows import Window
 
 from . import metrics as mt
 from .baselines import (
@@ -62,6 +63,7 @@ from .stack import (
     iter_windows,
     read_info,
     read_stack,
+    read_windows,
 )
 
 if TYPE_CHECKING:  # the jobs' declarations (jobs.py), imported only for the types
@@ -146,10 +148,14 @@ class StreamedComparison:
     def test_dates(self) -> list[dt.date]:
         return [self.dates[t] for t in self.split.test]
 
-    def _window(self, win) -> tuple[np.ndarray, np.ndarray]:
-        """(frames, observations) of a window on the regular grid: frames gap-filled, observations
-        the acquisition itself (NaN kept) where a grid date was acquired, else interpolated."""
-        data = read_stack(self.path, window=win)
+    def _windows(self) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+        """(window, frames, observations) of each window on the regular grid, one pass over the
+        stack: frames gap-filled, observations the acquisition itself (NaN kept) where a grid date
+        was acquired, else interpolated."""
+        for win, data in read_windows(self.path, self.windows):
+            yield (win, *self._on_grid(data))
+
+    def _on_grid(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frames = interpolate_time(data, self.info.dates, self.dates)
         pos = {d: i for i, d in enumerate(self.info.dates)}
         observed = frames.copy()
@@ -171,9 +177,8 @@ class StreamedComparison:
         auto = [m for m in models.values() if isinstance(m, LinearTrend) and m.auto]
         if not auto:
             return
-        for win in self.windows:
+        for _, frames, _ in self._windows():
             check()
-            frames, _ = self._window(win)
             for m in auto:
                 m.gather(frames, self.times, self.split)
             del frames
@@ -225,10 +230,9 @@ class StreamedComparison:
         """Gather the regressors' samples window by window (a quarter of `run`), then fit them."""
         samplers = {n: m.samplers() for n, m in regressors.items()}
         nw = len(self.windows)
-        for k, win in enumerate(self.windows):
+        for k, (win, frames, _) in enumerate(self._windows()):
             run.check_cancelled()
             t0 = time.perf_counter()
-            frames, _ = self._window(win)
             ids = _pixel_ids(win, self.info.width)
             for n, m in regressors.items():
                 m.gather(frames, ids, self.times, self.split, *samplers[n])
@@ -277,9 +281,8 @@ class StreamedComparison:
         lo, hi = np.inf, -np.inf
         any_valid = False
         nw = len(self.windows)
-        for k, win in enumerate(self.windows):
+        for k, (win, frames, observed) in enumerate(self._windows()):
             run.check_cancelled()
-            frames, observed = self._window(win)
             any_valid = any_valid or bool(np.isfinite(frames).all(axis=0).any())
             _minmax(observed, obs_min, obs_max)
             ot = observed[test]

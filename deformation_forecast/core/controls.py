@@ -34,7 +34,7 @@ from .faults import (
 )
 from .lithology import UnitGroups, UnitHistory
 from .run import QUIET, Run
-from .stack import StackInfo, StackWriter, iter_windows, read_stack
+from .stack import StackInfo, StackReader, StackWriter, iter_windows
 from .streaming import BottomK, box_stats, hash_keys, pixel_index
 
 # float32 arrays of a window's size (one band) alive at once besides the bands read: the float64
@@ -104,11 +104,11 @@ def analyse_controls(
     bands = list(range(info.count)) if history else [band]
     windows, chunk_elements = _windows(info, len(bands), bool(faults), bool(names), options, run)
     state = _Pass(info, faults, names, history, options)
-    with gdal_env(run.budget_mb):
+    with gdal_env(run.budget_mb), StackReader(path) as stack:
         state.open_writer()
         try:
             for k, win in enumerate(windows):
-                state.add(path, win, bands, band, shapes, chunk_elements)
+                state.add(stack, win, bands, band, shapes, chunk_elements)
                 run.progress((k + 1) / len(windows))
                 run.check_cancelled()
             state.close_writer()
@@ -182,7 +182,7 @@ class _Pass:
         if self.writer is not None:
             self.writer.abort(e)
 
-    def add(self, path: str, win, bands: list[int], band: int, shapes, chunk_elements: int) -> None:
+    def add(self, stack: StackReader, win, bands: list[int], band: int, shapes, chunk_elements: int) -> None:
         """Gather one window's values per fault group and per unit."""
         info, o = self.info, self.options
         h, w = int(win.height), int(win.width)
@@ -193,7 +193,7 @@ class _Pass:
             del x, y
             if self.writer is not None:
                 self.writer.write(dist.reshape(1, h, w), window=win)
-        block = read_stack(path, window=win, bands=bands)
+        block = stack.read(win, bands)
         values = block[bands.index(band)]
         if self.faults:
             self._add_faults(win, values, dist, nearest, along)

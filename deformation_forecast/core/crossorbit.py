@@ -23,7 +23,7 @@ from .errors import InputError
 from .los import check_incidence, los_to_vertical, open_incidence
 from .resample import OnGrid
 from .run import QUIET, Run
-from .stack import StackInfo, budget_gdal_cache, iter_windows, read_stack
+from .stack import StackInfo, StackReader, budget_gdal_cache, iter_windows
 from .streaming import BottomK, hash_keys, pixel_index
 
 __all__ = ["los_to_vertical", "check_incidence", "cross_orbit", "nearest_pairs", "PairStats"]
@@ -251,11 +251,12 @@ class _Vertical:
         self.theta_a = open_incidence(es, a.incidence, a.info, "INCIDENCE_RASTER (stack A)", run)
         self.theta_b = open_incidence(es, b.incidence, a.info, "INCIDENCE_RASTER_B (stack B)", run)
         self.b_grid = es.enter_context(OnGrid(b.path, a.info, b.info))
+        self.a_stack = es.enter_context(StackReader(a.path))
 
     def __call__(self, win) -> tuple[np.ndarray, np.ndarray]:
         th_a = np.asarray(self.theta_a.read(win), dtype="float64")
         th_b = np.asarray(self.theta_b.read(win), dtype="float64")
-        va = los_to_vertical(read_stack(self.a.path, window=win, bands=self.ia), th_a)
+        va = los_to_vertical(self.a_stack.read(win, self.ia), th_a)
         vb = los_to_vertical(self.b_grid.read(self.jb, win), th_b)
         return va, vb
 

@@ -35,7 +35,7 @@ from .dates import regular_dates, to_decimal_year, to_ordinal
 from .errors import InputError
 from .resample import OnGrid
 from .run import QUIET, Run
-from .stack import StackInfo, budget_gdal_cache, read_stack
+from .stack import StackInfo, StackReader, budget_gdal_cache
 
 DATE_MODES = ("first", "union")
 DEFAULT_MAX_CONDITION = 10.0
@@ -328,6 +328,7 @@ def decompose(
     with contextlib.ExitStack() as es:
         geoms = [_Geometry(o, target, es, run) for o in orbits]
         cond, fu, fe = _check_geometries(geoms, windows, max_condition, run)
+        first = es.enter_context(StackReader(orbits[0].path))
         grids = [None] + [es.enter_context(OnGrid(o.path, target, o.info)) for o in orbits[1:]]
         w_up, w_east, w_rates, w_se = _writers(es, outputs, target, dates, tags)
         valid = 0
@@ -335,7 +336,7 @@ def decompose(
             run.check_cancelled()
             los = []
             for o, grid in zip(orbits, grids, strict=True):
-                raw = read_stack(o.path, window=win) if grid is None else grid.read(range(o.info.count), win)
+                raw = first.read(win) if grid is None else grid.read(range(o.info.count), win)
                 series = interpolate_series(raw, o.info.dates, dates)
                 del raw
                 los.append(series - series[:1])  # zero at the first common date

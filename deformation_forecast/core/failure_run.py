@@ -29,7 +29,7 @@ from .failure import (
     to_date,
 )
 from .run import QUIET, Run
-from .stack import StackWriter, atomic_path, iter_windows, read_info, read_stack
+from .stack import StackWriter, atomic_path, iter_windows, read_info, read_windows
 
 RASTER_BANDS = ["velocity_mm_per_yr", "acceleration_mm_per_yr2", "days_to_failure", "alert"]
 RASTER_UNITS = ["mm/yr", "mm/yr2", "days", "class"]
@@ -195,9 +195,9 @@ def analyse_stack(
     with gdal_env(run.budget_mb):
         writer = _raster_writer(out_path, info)
         try:
-            for k, win in enumerate(windows):
+            for k, (win, block) in enumerate(read_windows(path, windows)):
                 run.check_cancelled()
-                out = acc.add(read_stack(path, window=win), win, _area_mask(geoms, win, info), params)
+                out = acc.add(block, win, _area_mask(geoms, win, info), params)
                 if writer is not None:
                     writer.write(out, window=win)
                 run.progress((k + 1) / len(windows))

@@ -22,7 +22,7 @@ from .dates import format_date
 from .errors import InputError
 from .resample import OnGrid
 from .run import QUIET, Run
-from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack
+from .stack import StackInfo, StackWriter, budget_gdal_cache, iter_windows, read_info, read_windows
 
 DEFAULT_INCIDENCE = 34.17  # Sentinel-1 track 128 ascending over Jinchuan (the paper)
 
@@ -198,9 +198,9 @@ def convert_stack(
         tags = {"LOS_TO_VERTICAL": "dv = dLOS / cos(incidence)"}
         grid = (info.crs, info.transform, info.width, info.height)
         with StackWriter(out_path, labels, *grid, units=info.units, tags=tags) as w:
-            for k, win in enumerate(windows):
+            for k, (win, block) in enumerate(read_windows(path, windows)):
                 run.check_cancelled()
-                v = read_stack(path, window=win).astype("float64")  # dLOS / cos, in place
+                v = block.astype("float64")  # dLOS / cos, in place
                 v /= np.cos(np.deg2rad(angles.read(win)))  # a raster's float32, as written
                 w.write(v.astype("float32"), window=win)
                 del v

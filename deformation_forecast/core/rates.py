@@ -24,7 +24,7 @@ from .dates import to_decimal_year
 from .errors import InputError
 from .los import los_to_vertical, open_incidence
 from .run import QUIET, Run
-from .stack import StackWriter, budget_gdal_cache, iter_windows, read_info, read_stack
+from .stack import StackWriter, budget_gdal_cache, iter_windows, read_info, read_windows
 
 MODES = ("linear", "annual")
 
@@ -205,9 +205,9 @@ def deformation_rate(
             angles = open_incidence(es, incidence_path or incidence, info, what, run)
         grid = (info.crs, info.transform, info.width, info.height)
         w = es.enter_context(StackWriter(out_path, labels, *grid, units=f"{info.units}/yr", tags=tags))
-        for k, win in enumerate(windows):
+        for k, (win, block) in enumerate(read_windows(path, windows)):
             run.check_cancelled()
-            out, rate_bands = plan.rates(read_stack(path, window=win), angles.read(win) if angles else None)
+            out, rate_bands = plan.rates(block, angles.read(win) if angles else None)
             if np.isfinite(rate_bands).any():
                 lo = min(lo, float(np.nanmin(rate_bands)))
                 hi = max(hi, float(np.nanmax(rate_bands)))

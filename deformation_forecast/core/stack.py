@@ -22,6 +22,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from . import validity
+from .budget import open_for_reads
 from .dates import check_increasing, format_date, parse_date
 from .errors import InputError
 from .run import Run
@@ -163,12 +164,49 @@ def read_stack(
     window: Window | None = None,
     bands: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Pixels as float32 (bands, rows, cols), nodata as NaN. `bands` are 0-based indexes."""
-    with rasterio.open(path) as src:
-        idx = [b + 1 for b in bands] if bands is not None else list(range(1, validity.band_count(src) + 1))
-        arr = src.read(idx, window=window, out_dtype="float32", boundless=False)
+    """Pixels as float32 (bands, rows, cols), nodata as NaN. `bands` are 0-based indexes. A pass
+    over many windows opens one :class:`StackReader` instead."""
+    with StackReader(path) as reader:
+        return reader.read(window, bands)
+
+
+class StackReader:
+    """One open dataset for a pass of windowed reads of a stack, each read cleaned as
+    :func:`read_stack` cleans it. Reopening the file for each window of a pass made reads of a
+    compressed pixel-interleaved file 3-4 times slower while a stack was being written (its cache
+    of decoded tiles dropped at each close); an uncompressed pixel-interleaved file is read with
+    direct I/O (core.budget.open_for_reads)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.src = open_for_reads(path)
+        self.count = validity.band_count(self.src)
+
+    def read(self, window: Window | None = None, bands: Sequence[int] | None = None) -> np.ndarray:
+        """Pixels as float32 (bands, rows, cols), nodata as NaN; `bands` are 0-based indexes."""
+        idx = [b + 1 for b in bands] if bands is not None else list(range(1, self.count + 1))
+        arr = self.src.read(idx, window=window, out_dtype="float32", boundless=False)
         # nodata, GDAL masks (internal, .msk, alpha), undeclared sentinels, m/cm -> mm
-        return validity.clean_block(arr, src, idx, window=window)
+        return validity.clean_block(arr, self.src, idx, window=window)
+
+    def close(self) -> None:
+        self.src.close()
+
+    def __enter__(self) -> StackReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_windows(
+    path: str, windows: Sequence[Window], bands: Sequence[int] | None = None
+) -> Iterator[tuple[Window, np.ndarray]]:
+    """(window, its pixels as :func:`read_stack` reads them) for each of `windows`, in order, all
+    read through one :class:`StackReader`: the loop of a streamed algorithm."""
+    with StackReader(path) as reader:
+        for win in windows:
+            yield win, reader.read(win, bands)
 
 
 def budget_gdal_cache(fn):
@@ -258,37 +296,6 @@ def pixel_interleaved(path: str) -> bool:
             return src.count > 1 and src.interleaving == Interleaving.pixel
     except rasterio.errors.RasterioIOError:  # not a file (a StackInfo describing a grid): no
         return False
-
-
-def frame_groups(path: str, bands: Sequence[int], max_bytes: int) -> list[list[int]]:
-    """`bands` (0-based) cut into consecutive groups read together by :func:`iter_frames`: one band
-    at a time from a band-interleaved file, as many whole frames as fit in `max_bytes` from a
-    pixel-interleaved one (each group decodes the whole file once, whatever its size)."""
-    bands = list(bands)
-    k = 1
-    if len(bands) > 1 and pixel_interleaved(path):
-        info = read_info(path, require_dates=False)
-        k = max(1, int(max_bytes // max(1, 4 * info.width * info.height)))
-    return [bands[i : i + k] for i in range(0, len(bands), k)]
-
-
-def iter_frames(
-    path: str,
-    bands: Sequence[int],
-    max_bytes: int | None = None,
-    mb: float | None = None,
-    run: Run | None = None,
-):
-    """Yield (band, whole frame as float32 with NaN as nodata) for the 0-based `bands` in order,
-    reading them in :func:`frame_groups` of `max_bytes` (default: the memory budget of `run`, else
-    `mb`, shared by 4 copies, core.budget)."""
-    if max_bytes is None:
-        max_bytes = (run if run is not None else Run(budget_mb=mb)).working_bytes(4)
-    for group in frame_groups(path, bands, max_bytes):
-        arr = read_stack(path, bands=group)
-        for k, b in enumerate(group):
-            yield b, arr[k]
-        del arr
 
 
 def _warn_cut_blocks(info: StackInfo, rows: int, cols: int, run: Run) -> None:
@@ -548,9 +555,9 @@ def crop_stack(
     with StackWriter(
         out_path, info.dates, info.crs, window_transform(window, info.transform), w, h, info.units, tags
     ) as wr:
-        for k in range(0, h, rows):
-            n = min(rows, h - k)
-            wr.write(read_stack(info.path, window=Window(c0, r0 + k, w, n)), window=Window(0, k, w, n))
+        strips = [Window(c0, r0 + k, w, min(rows, h - k)) for k in range(0, h, rows)]
+        for win, data in read_windows(info.path, strips):
+            wr.write(data, window=Window(0, int(win.row_off) - r0, w, int(win.height)))
     return read_info(out_path)
 
 

@@ -350,16 +350,17 @@ class DatedFrames:
     of all dates, whatever the file's layout.
 
     Each date's neighbours come from a small cache of frames (the previous and next dates; from a
-    pixel-interleaved file `max_bytes` of consecutive frames per read, as core.stack.iter_frames);
+    pixel-interleaved file `max_bytes` of consecutive frames per read, from the date before);
     only the few pixels that differ from an immediate neighbour by about SPIKE_MM, or whose
     neighbour is NaN, are followed further, through reads of the window that holds them. The
     values each :meth:`frame` turned into NaN are counted once per date (:func:`masked_count`)."""
 
     def __init__(self, path: str, max_bytes: int, limit: float = SPIKE_MM):
-        import rasterio
         from rasterio.enums import Interleaving
 
-        self.src = rasterio.open(path)
+        from .budget import open_for_reads
+
+        self.src = open_for_reads(path)  # direct I/O for an uncompressed pixel-interleaved file
         self.n = band_count(self.src)
         self.limit = float(limit)
         self.dated = is_dated(self.src)
@@ -391,11 +392,14 @@ class DatedFrames:
 
     def _cached(self, b: int) -> tuple[np.ndarray, int]:
         if b not in self.cache:
-            group = list(range(b, min(self.n, b + self.chunk)))
+            # from a pixel-interleaved file, the group starts at the date before: the neighbour
+            # the first frame's spike test asks for next is not a second decode of the file
+            b0 = max(0, b - 1) if self.chunk > 2 else b
+            group = list(range(b0, min(self.n, b0 + self.chunk)))
             arr, before = self._read(group)
             for k, g in enumerate(group):
                 self.cache[g] = (arr[k], int(before[k]))
-            keep = set(range(b - 2, b + self.chunk + 1))  # t - 1 stays while t + 1 is read
+            keep = set(range(b0 - 2, b0 + self.chunk + 1))  # t - 1 stays while t + 1 is read
             for old in [k for k in self.cache if k not in keep]:
                 del self.cache[old]
         return self.cache[b]

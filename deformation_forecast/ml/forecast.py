@@ -273,15 +273,14 @@ def stream_regular(
     write the last `keep` dates to `tail`. `scale` (H, W), when given, receives each pixel's
     dispersion at the forecast origin (core/intervals.py, for the prediction intervals)."""
     from ..core.intervals import pixel_scale
-    from ..core.stack import iter_windows, read_stack
+    from ..core.stack import iter_windows, read_windows
     from .dataset import regularize
 
     fmin: np.ndarray | None = None
     fmax: np.ndarray | None = None
     n_valid = 0
     windows = iter_windows(info, window_bytes)
-    for k, win in enumerate(windows):
-        raw = read_stack(path, window=win)
+    for k, (win, raw) in enumerate(read_windows(path, windows)):
         reg, _, _ = regularize(raw, info.dates, interval)
         del raw
         flat = reg.reshape(reg.shape[0], -1)

@@ -36,7 +36,7 @@ from rasterio.windows import Window
 from ..core.errors import InputError
 from ..core.resample import interpolate_time, regular_grid
 from ..core.run import QUIET, Run
-from ..core.stack import StackInfo, atomic_path, check_free_space, file_block, read_stack
+from ..core.stack import StackInfo, atomic_path, check_free_space, file_block, read_windows
 
 BLOCK = 64  # the work file's tile edge: a 64 x 64 training crop touches at most 4 blocks per band
 WORK_NAME = "regular.tif"
@@ -161,8 +161,7 @@ def prepare(
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_work_profile(info, n)) as dst:
         for i, d in enumerate(grid, start=1):
             dst.set_band_description(i, d.isoformat())
-        for win in windows:
-            data = read_stack(info.path, win)
+        for win, data in read_windows(info.path, windows):
             reg = interpolate_time(data, info.dates, grid)
             del data
             ok = np.isfinite(reg).all(axis=0)

@@ -193,14 +193,16 @@ def test_rates_identical_across_layouts(write_stack, tmp_path):
 
 def test_frames_of_a_pixel_interleaved_stack_are_read_in_groups(write_stack, tmp_path, monkeypatch):
     from deformation_forecast.core.evaluation import evaluate_files
-    from deformation_forecast.core.stack import frame_groups
+    from deformation_forecast.core.validity import DatedFrames
 
     base = write_stack(_data(), make_dates(N))
     band = _rewrite(base, str(tmp_path / "band.tif"), **LAYOUTS["band_tiles64"])
-    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"])
+    # compressed: every read of a tile is a decode (an uncompressed one is read with direct I/O)
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"], compress="deflate")
     frame = H * W * 4
-    assert frame_groups(band, range(N), 5 * frame) == [[b] for b in range(N)]
-    assert frame_groups(pixel, range(N), 5 * frame) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+    for path, chunk in ((band, 1), (pixel, 5)):  # frames read one at a time, or 5 at a time
+        with DatedFrames(path, 5 * frame) as frames:
+            assert frames.chunk == chunk
     pairs = [(i, i) for i in range(2, N)]
     ref = evaluate_files(band, base, pairs)
     got = evaluate_files(pixel, pixel, pairs)
@@ -315,3 +317,62 @@ def test_a_vrt_of_single_date_files_is_read_by_its_sources_blocks(write_stack, t
     (tmp_path / "b").mkdir()
     shifted = _vrt_of_singles(base, tmp_path / "b", 64, shift=3)
     assert read_info(shifted).block == own
+
+
+def test_reads_of_a_pass_while_a_stack_is_written_match_across_layouts(write_stack, tmp_path):
+    """The reader of a streamed pass (one open dataset, direct I/O for an uncompressed
+    pixel-interleaved file) returns the values of a plain read, window by window, while a stack
+    is being written through a block cache smaller than one window."""
+    from deformation_forecast.core.budget import direct_io_options
+    from deformation_forecast.core.stack import StackWriter, iter_windows, read_windows
+
+    data = _data(3)
+    data[4, 50:60, 100:110] = -9999.0  # nodata
+    base = _rewrite(
+        write_stack(data, make_dates(N)), str(tmp_path / "base.tif"), nodata=-9999.0, interleave="band"
+    )
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"])
+    packed = _rewrite(
+        base, str(tmp_path / "pixel_deflate.tif"), **LAYOUTS["pixel_tiles64"], compress="deflate"
+    )
+    expected = read_stack(base)
+    assert np.isnan(expected[4, 50:60, 100:110]).all()
+    for path, direct in ((pixel, True), (packed, False), (base, False)):
+        with rasterio.open(path) as src:
+            assert direct_io_options(src) == ({"GTIFF_DIRECT_IO": "YES"} if direct else {})
+        info = read_info(path)
+        out = str(tmp_path / "out.tif")
+        with rasterio.Env(GDAL_CACHEMAX=64 * 1024):
+            wins = iter_windows(info, max_bytes=N * 4 * 32 * 160)
+            assert len(wins) > 2
+            with StackWriter(out, info.dates, info.crs, info.transform, W, H) as w:
+                for win, block in read_windows(path, wins):
+                    r0, c0 = int(win.row_off), int(win.col_off)
+                    want = expected[:, r0 : r0 + int(win.height), c0 : c0 + int(win.width)]
+                    np.testing.assert_array_equal(block, want)
+                    w.write(block * 2, window=win)
+        np.testing.assert_array_equal(read_stack(out), expected * 2)
+
+
+def test_a_streamed_pass_opens_its_input_once(write_stack, tmp_path, monkeypatch):
+    """losvertical's pass reads all its windows through one open dataset, not one per window."""
+    from deformation_forecast.core.los import convert_stack
+
+    base = write_stack(_data(), make_dates(N))
+    tiles16 = dict(interleave="pixel", tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **tiles16)
+    max_bytes = N * 4 * 16 * 16  # windows of one 16 x 16 tile: 60 of them
+    assert len(stack_mod.iter_windows(read_info(pixel), max_bytes=max_bytes)) == 60
+    opened: list[str] = []
+    real_open = rasterio.open
+
+    def counting(path, *a, **kw):
+        if str(path) == pixel and not a and kw.get("mode", "r") == "r":
+            opened.append(str(path))
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(rasterio, "open", counting)
+    out = str(tmp_path / "los.tif")
+    convert_stack(pixel, out, incidence=30.0, max_bytes=max_bytes)
+    assert len(opened) <= 6, opened  # the grid, the labels, the input check, the pass: not 60 more
+    np.testing.assert_allclose(read_stack(out), read_stack(base) / np.cos(np.deg2rad(30.0)), rtol=1e-6)
