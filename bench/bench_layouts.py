@@ -292,7 +292,8 @@ def main(argv=None) -> int:
             i = list(LAYOUTS).index(name)  # the file's name does not depend on --layouts
             path = _existing(work, i) if a.keep else None
             path = path or make_layout(name, base, os.path.join(work, f"layout{i}.tif"), size, bands)
-            mb = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(work) for f in fs if f.startswith(f"layout{i}") or dp.endswith(f"layout{i}.tif.d")) / 2**20  # fmt: skip
+            mine = (f"layout{i}.tif", f"layout{i}.vrt")
+            mb = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(work) for f in fs if f in mine or dp.endswith(f"layout{i}.tif.d")) / 2**20  # fmt: skip
             results[name] = {}
             for alg in algs:
                 out = tempfile.mkdtemp(dir=work)

@@ -356,11 +356,12 @@ class DatedFrames:
     values each :meth:`frame` turned into NaN are counted once per date (:func:`masked_count`)."""
 
     def __init__(self, path: str, max_bytes: int, limit: float = SPIKE_MM):
+        import rasterio
         from rasterio.enums import Interleaving
 
-        from .budget import open_for_reads
-
-        self.src = open_for_reads(path)  # direct I/O for an uncompressed pixel-interleaved file
+        # no direct I/O (core.budget.open_for_reads): the reads around candidate spikes would
+        # fetch the whole pixel-interleaved file again each time instead of the cached blocks
+        self.src = rasterio.open(path)
         self.n = band_count(self.src)
         self.limit = float(limit)
         self.dated = is_dated(self.src)
