@@ -35,7 +35,7 @@ def _in_memory(data, dates, interval):
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
     """300 x 260 pixels, 40 irregular dates; prepared with a 64 MB budget (many windows)."""
-    from deformation_forecast.core.stack import read_info
+    from deformation_forecast.core.stack import StackReader, read_info
     from deformation_forecast.ml import source
 
     folder = tmp_path_factory.mktemp("stream")
@@ -43,18 +43,18 @@ def big(tmp_path_factory):
     path = _write(folder, data, dates)
     info = read_info(path)
     seen = []
-    real = source.read_stack
+    real = StackReader.read
 
-    def spy(p, window=None, bands=None):
+    def spy(self, window=None, bands=None):
         assert window is not None, "the input was read whole"
         seen.append((int(window.height), int(window.width)))
-        return real(p, window, bands)
+        return real(self, window, bands)
 
-    source.read_stack = spy
+    StackReader.read = spy  # type: ignore[method-assign]
     try:
         prep = source.prepare(info, 12, str(folder / "work"), Run(budget_mb=64))
     finally:
-        source.read_stack = real
+        StackReader.read = real  # type: ignore[method-assign]
     return folder, path, info, data, dates, prep, seen
 
 
@@ -234,14 +234,14 @@ def test_training_reads_the_stack_from_disk_in_tiles(tmp_path, monkeypatch):
 
     monkeypatch.setattr(core_stack, "read_stack", whole_read)
     windows = []
-    real = source.read_stack
+    real = core_stack.StackReader.read
 
-    def windowed(p, window=None, bands=None):
+    def windowed(self, window=None, bands=None):
         assert window is not None
         windows.append(int(window.height) * int(window.width))
-        return real(p, window, bands)
+        return real(self, window, bands)
 
-    monkeypatch.setattr(source, "read_stack", windowed)
+    monkeypatch.setattr(core_stack.StackReader, "read", windowed)
     crops = []
     real_read = source.WorkStack.read
 

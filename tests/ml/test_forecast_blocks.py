@@ -304,16 +304,16 @@ def test_worker_with_a_tiny_budget_streams_and_blends(worker_scene, monkeypatch)
     from deformation_forecast.core.stack import read_info, read_stack
 
     folder, path, model, data, dates = worker_scene
-    real_read = stack_mod.read_stack
+    real_read = stack_mod.StackReader.read
     reads = []
 
-    def spy(p, window=None, bands=None):
-        if os.path.abspath(p) == os.path.abspath(path):
+    def spy(self, window=None, bands=None):
+        if os.path.abspath(self.path) == os.path.abspath(path):
             reads.append((window, bands))
-        return real_read(p, window, bands)
+        return real_read(self, window, bands)
 
     with monkeypatch.context() as m:
-        m.setattr(stack_mod, "read_stack", spy)
+        m.setattr(stack_mod.StackReader, "read", spy)
         m.setattr(fc, "MIN_DATA_MB", 3)
         warned = []
         m.setattr(fc.protocol, "warning", warned.append)
