@@ -238,6 +238,24 @@ def _child(alg: str, path: str, out: str) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def _merged(path: str, results: dict[str, dict[str, dict]], algs: list[str]):
+    """This run's `results` joined with those of the --json file at `path`: per layout and
+    algorithm, the run of least CPU time; the layouts in the order of LAYOUTS."""
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)["results"]
+    out: dict[str, dict[str, dict]] = {}
+    for name in LAYOUTS:
+        cells = dict(old.get(name, {}))
+        for alg, r in results.get(name, {}).items():
+            prev = cells.get(alg, {})
+            if "cpu" not in prev or ("cpu" in r and r["cpu"] < prev["cpu"]):
+                cells[alg] = r
+        if cells:
+            out[name] = cells
+    every = [x for x in ALGS if x in algs or any(x in c for c in out.values())]
+    return out, every
+
+
 def _table(results: dict[str, dict[str, dict]], algs: list[str]) -> str:
     lines = []
     for key, unit in (("wall", "s"), ("cpu", "s"), ("read", "MB")):
@@ -271,6 +289,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dir", default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", default=None, help="write the figures to this file")
+    ap.add_argument(
+        "--merge",
+        default=None,
+        help="a --json file of an earlier run on the same machine: its cells join this run's, each "
+        "cell the run of least CPU time (on a shared machine a run slowed by a neighbour is dropped)",
+    )
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -305,6 +329,8 @@ def main(argv=None) -> int:
                     if os.path.isfile(p):
                         os.unlink(p)
                 shutil.rmtree(os.path.join(work, f"layout{i}.tif.d"), ignore_errors=True)
+        if a.merge:
+            results, algs = _merged(a.merge, results, algs)
         print(_table(results, algs))
         if a.json:
             bc.dump_json(a.json, dict(size=size, bands=bands, machine=bc.machine(), results=results))
