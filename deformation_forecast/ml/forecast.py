@@ -333,6 +333,11 @@ def annual_rates(
 
 
 METHODS = jobs.METHODS  # declared once, in jobs.py
+# the bound stacks' INTERVAL_METHOD tag (core/intervals.py, calibration format 2 and later)
+INTERVAL_METHOD = (
+    "split-conformal per horizon; spread = pixel dispersion and forecast motion; "
+    "beyond the calibrated horizons grown by the fitted power of the horizon"
+)
 
 
 def baseline_frames(hist: np.ndarray, steps: int, baseline: dict[str, Any]) -> np.ndarray:
@@ -736,7 +741,7 @@ def open_bound_writers(
             **tags,
             "INTERVAL": side,
             "CONFIDENCE": f"{bands.confidence:.4g}",
-            "INTERVAL_METHOD": "split-conformal, scaled by each pixel's dispersion",
+            "INTERVAL_METHOD": INTERVAL_METHOD,
             "INTERVAL_CALIBRATED_STEPS": str(int(bands.calibrated)),
         }
         writers[side] = stack.enter_context(
