@@ -1,7 +1,8 @@
 """The test-set scores of a trained network (ml/train.py ``Training.score``): one step ahead and
 iterative (Fig. 8) next to persistence and the linear trend, the iterative backtest per horizon
-(issue 17) and the prediction intervals' calibration (core/intervals.py), block by block from the
-work file within the memory budget."""
+(issue 17) and the prediction intervals' calibration (core/intervals.py) from rolling origins over
+the test dates (NETWORK_ORIGINS for the network, every test date for persistence and the line),
+block by block from the work file within the memory budget."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ class ScoreBlocks:
         # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
         # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
         # for the whole test arrays and an eighth for the windows predicted at once
-        per_px = 8 * (prep.count - b0) + 104 * n_test  # + the iterative persistence and trend (issue 17)
+        # + the iterative persistence and trend, the rolling origins' forecasts and scales (issue 17)
+        per_px = 8 * (prep.count - b0) + 128 * n_test
         block_bytes = budget * 2 // 3 - budget // 8
         rss = resident_bytes()
         fits = test_predictions_fit(prep.height, prep.width, n_test, mb)
