@@ -22,9 +22,9 @@ Method (pure numpy, no model needed):
    quantile q_h(c) = the ceil((n + 1) c)-th smallest of the n scores (split conformal), for a grid of
    confidence levels ``LEVELS``. The pooled quantiles never shrink with the horizon (isotonic
    regression over h, per level). With a motion term they are also computed per *motion group*
-   (Mondrian conformal; groups by the motion's share of S_h^2, ``SHARE_EDGES``): a fast bowl whose
-   error is mostly its motion and stable ground whose error is noise have differently shaped score
-   distributions, and each group gets the nominal coverage on its own.
+   (Mondrian conformal; groups by the motion in units of the pixel's noise, m_h / s, ``RATIO_EDGES``):
+   a fast bowl whose error is mostly its motion and stable ground whose error is noise have
+   differently shaped score distributions, and each group gets the nominal coverage on its own.
 4. Bounds: forecast -/+ q_h(c) S_h(p), q_h of the pixel-horizon's motion group. Beyond the
    calibrated horizons, S_h keeps growing with each pixel's motion, and q_h = q_H (h / H)^b with b
    fitted per level (and group) on the last half of the calibrated horizons (log-log least squares,
@@ -59,7 +59,7 @@ FORMAT = 3  # of the calibration's dict (1: no motion term, sqrt growth; 2: no m
 GROWTH_MIN, GROWTH_MAX = 0.0, 1.5  # bounds of the fitted exponent of q_h beyond the calibrated horizons
 SQRT_GROWTH = 0.5  # the exponent of format 1, and of a calibration too short to fit one
 MOTION_MAX = 10.0  # the largest motion coefficient k (the error as 10 times the forecast's motion)
-SHARE_EDGES = (0.5, 0.9)  # motion groups by the motion's share of the squared spread (format 3)
+RATIO_EDGES = (1.0, 4.0)  # motion groups by m_h / s, the motion in units of the pixel's noise (format 3)
 GROUP_MIN = 200  # the fewest scores of a group at a horizon for its own quantile (else the pooled one)
 
 
@@ -184,21 +184,21 @@ def quantile_table(r: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(monotone_in_horizon(table), axis=1)
 
 
-def motion_share(spread_h: np.ndarray, scale: np.ndarray, floor: float) -> np.ndarray:
-    """The share of the motion in each pixel's squared spread, 1 - max(s, floor)^2 / S_h^2, in [0, 1]."""
+def motion_ratio(motion: np.ndarray, scale: np.ndarray, floor: float) -> np.ndarray:
+    """m_h / max(s, floor): how far the pixel moves by horizon h in units of its noise (NaN stays NaN)."""
     s = floored(scale, floor).astype("float64")
     with np.errstate(all="ignore"):
-        return np.clip(1.0 - (s * s) / np.asarray(spread_h, "float64") ** 2, 0.0, 1.0)
+        return np.asarray(motion, "float64") / s
 
 
-def group_tables(r: np.ndarray, share: np.ndarray, pooled: np.ndarray) -> list[np.ndarray]:
-    """Per motion group (SHARE_EDGES: noise-dominated, motion-dominated) the quantile table of the
-    scores of the pixel-horizons in it (Mondrian conformal: each group calibrated on its own, so a
+def group_tables(r: np.ndarray, ratio: np.ndarray, pooled: np.ndarray) -> list[np.ndarray]:
+    """Per motion group (`ratio` = m_h / s binned by RATIO_EDGES) the quantile table of the scores of
+    the pixel-horizons in it (Mondrian conformal: each group calibrated on its own, so a
     fast bowl and stable ground both get the nominal coverage); a horizon with fewer than
     GROUP_MIN scores in a group takes the pooled row."""
-    group = np.digitize(np.nan_to_num(share, nan=0.0), SHARE_EDGES)
+    group = np.digitize(np.nan_to_num(ratio, nan=0.0), RATIO_EDGES)
     out = []
-    for g in range(len(SHARE_EDGES) + 1):
+    for g in range(len(RATIO_EDGES) + 1):
         rg = np.where(group == g, r, np.nan)
         n = np.isfinite(rg).sum(axis=1)
         raw = np.array([[conformal_quantile(row, c) for c in LEVELS] for row in rg])
@@ -248,10 +248,11 @@ def calibrate(
         "counts": [int(n) for n in counts],
     }
     if k:
-        share = motion_share(np.broadcast_to(sp, e.shape), scale, floor).reshape(e.shape[0], -1)
-        tables = group_tables(r, share, table)
+        assert motion is not None
+        ratio = motion_ratio(motion, scale, floor).reshape(e.shape[0], -1)
+        tables = group_tables(r, ratio, table)
         out["groups"] = {
-            "edges": [float(v) for v in SHARE_EDGES],
+            "edges": [float(v) for v in RATIO_EDGES],
             "quantiles": [[[float(v) for v in row] for row in t] for t in tables],
             "growth": [growth_exponents(t) for t in tables],
         }
@@ -336,14 +337,15 @@ def bounds(
     """(lower, upper) of `frames` (steps, H, W): frames -/+ q_h * S_h, S_h =
     sqrt(max(scale, floor)^2 + (motion * forecast_motion(moving)_h)^2) (motion 0: max(scale, floor);
     `moving` defaults to `frames`); `quantiles` (steps,), or (groups, steps) per motion group
-    (:func:`group_quantiles`, chosen per pixel and horizon by the motion's share of S_h^2); the
+    (:func:`group_quantiles`, chosen per pixel and horizon by m_h / max(scale, floor)); the
     half-width never shrinks with the horizon; NaN where the frame or the scale is NaN."""
     f = np.asarray(frames, dtype="float32")
     moved = forecast_motion(f if moving is None else moving) if motion else None
     sp = spread(scale, floor, moved, motion)
     q = np.asarray(quantiles, dtype="float32")
     if q.ndim == 2:
-        group = np.digitize(np.nan_to_num(motion_share(sp, scale, floor), nan=0.0), SHARE_EDGES)
+        assert moved is not None
+        group = np.digitize(np.nan_to_num(motion_ratio(moved, scale, floor), nan=0.0), RATIO_EDGES)
         q = np.take_along_axis(q[:, :, None, None], group[None], axis=0)[0]
     else:
         q = q[:, None, None]

@@ -37,7 +37,7 @@ class ForecastDeformation(WorkerAlgorithm):
         "each method forecasts the held-out test dates iteratively from several of them in turn "
         "(rolling origins: every test date for persistence and the line, up to 5 for the network), "
         "and the errors at each horizon, divided by each pixel's own spread, give split-conformal "
-        "quantiles per horizon, separately for pixels whose spread is mostly noise and mostly motion. "
+        "quantiles per horizon, separately for pixels that move less or more than their noise by then. "
         "The spread combines the pixel's dispersion (the robust spread, MAD, of its one-step changes "
         "over its last 40 dates) with how far the forecast moves it by that horizon (for persistence, "
         "which does not move: the pixel's recent rate times the horizon; the weight of that motion "
