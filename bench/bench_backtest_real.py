@@ -233,6 +233,7 @@ def model_facts(model: str) -> dict:
         "best": best_method(meta),
         "calibrated_horizons": len(cal.get("quantiles", [])),
         "calibration_pixels": cal.get("counts"),
+        "calibration_origins": cal.get("origins", 1),
         "q90": [float(v) for v in horizon_quantiles(cal, CONFIDENCE, len(cal["quantiles"]))] if cal else [],
         "backtest_mae": {m: bt.get(f"{m}_overall_mae") for m in METHODS},
         "floor": cal.get("floor"),
@@ -300,7 +301,8 @@ def print_tables(split: Split, last: dt.date, facts: dict, tres: dict, t_train: 
         f"trained in {t_train:.0f} s wall ({tres.get('epochs_run')} epochs) at {facts['interval_days']} d, "
         f"trend window {facts['trend_window']} dates; "
         f"intervals calibrated on {facts['calibrated_horizons']} horizon(s), "
-        f"{min(facts['calibration_pixels'] or [0])} pixels each, their target dates "
+        f"{min(facts['calibration_pixels'] or [0])} pixel-origins each ({facts['calibration_origins']} "
+        "rolling origins), the first origin's target dates "
         f"{facts['calibration_acquisitions']} acquisition(s), the others interpolated; q90 per horizon "
         + ", ".join(f"{q:.2f}" for q in facts["q90"])
         + "; backtest MAE "

@@ -12,7 +12,9 @@ acquisitions, extrapolated to the forecast dates.
         [--architecture cnn-phlstm] [--residual auto|trend|last|none] [--trend-window 0]
         [--epochs 12] [--samples 256] [--max-seconds 150] [--small] [--json FILE]
 
-It also scores the 90 % prediction interval (OUTPUT_LOWER/OUTPUT_UPPER, issue 17): coverage and
+It forecasts with every METHOD (network, persistence, trend: the plugin's own simple methods, the
+line's window chosen on the validation dates) and scores each forecast and its 90 % prediction
+interval (OUTPUT_LOWER/OUTPUT_UPPER, issue 17): coverage and
 mean width at 20 and 61 steps against the noisy future observations (the sample's
 ``observed_future_asc.tif``: the noise-free future plus the scene's own noise model drawn for the
 dates after the last acquisition) and the truth.
@@ -41,6 +43,7 @@ from deformation_forecast.core.resample import fill_gaps  # noqa: E402
 from deformation_forecast.core.stack import read_info, read_stack  # noqa: E402
 
 PY = os.path.join(ROOT, ".venv", "bin", "python")
+METHODS = ("network", "persistence", "trend")  # forecast's METHOD, each with its 90 % band
 
 
 def worker(command: str, params: dict) -> dict:
@@ -174,23 +177,27 @@ def main() -> int:
             f"trained {args.architecture} in {time.monotonic() - t0:.0f} s wall ({res['epochs_run']} epochs); "
             f"test one-step {json.dumps({k: round(v, 4) for k, v in res['test_metrics'].items()})}"
         )
-    out = os.path.join(tmp, "forecast.tif")
-    t0 = time.monotonic()
-    lower, upper = os.path.join(tmp, "lower.tif"), os.path.join(tmp, "upper.tif")
-    fc_res = worker(
-        "forecast",
-        {
-            "input": stack,
-            "model": model,
-            "steps": len(future),
-            "device": "auto",
-            "output": out,
-            "output_lower": lower,
-            "output_upper": upper,
-            "confidence": 0.9,
-        },
-    )
-    print(f"forecast {fc_res['steps']} steps in {time.monotonic() - t0:.0f} s wall")
+    runs = {}  # METHOD -> (forecast, lower, upper) paths
+    for method in METHODS:
+        paths = tuple(os.path.join(tmp, f"{k}_{method}.tif") for k in ("forecast", "lower", "upper"))
+        t0 = time.monotonic()
+        fc_res = worker(
+            "forecast",
+            {
+                "input": stack,
+                "model": model,
+                "steps": len(future),
+                "device": "auto",
+                "output": paths[0],
+                "output_lower": paths[1],
+                "output_upper": paths[2],
+                "confidence": 0.9,
+                "method": method,
+            },
+        )
+        print(f"forecast ({method}) {fc_res['steps']} steps in {time.monotonic() - t0:.0f} s wall")
+        runs[method] = paths
+    out = runs["network"][0]
     fc = read_stack(out)
     fc_dates = read_info(out).dates
     if fc_dates != future:
@@ -215,12 +222,17 @@ def main() -> int:
             ("persistence", persistence),
             ("linear trend (40)", trend),
             (label, fc),
+            ("METHOD persistence", read_stack(runs["persistence"][0])),
+            ("METHOD trend", read_stack(runs["trend"][0])),
         ):
             s = score(pred[:h], truth[:h], area, rng)
             scores[f"{h}/{name}"] = s
             print(f"{h:<9}{name:<22}" + "".join(f"{s[c]:>11.4f}" for c in cols))
     observed_future = os.path.join(scene, "observed_future_asc.tif")
-    scores["interval"] = interval_scores(observed_future, truth, lower, upper, area, nan)
+    for method, (_, lower, upper) in runs.items():
+        print(f"\nMETHOD {method}:", end="")
+        key = "interval" if method == "network" else f"interval/{method}"
+        scores[key] = interval_scores(observed_future, truth, lower, upper, area, nan)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(

@@ -12,18 +12,29 @@ Method (pure numpy, no model needed):
    (a few % of a rate wrong, an acceleration missed). The pixel's spread at horizon h is
    S_h(p) = sqrt(s(p)^2 + (k m_h(p))^2), k the ``motion`` coefficient fitted on the backtest: least
    squares of the squared errors on [s^2, m^2] (non-negative), k = sqrt(c_m / c_s).
-3. Calibration: a backtest forecasts the held-out end of the observed series from an origin before it
-   (rolling origin, horizons 1..H); the normalized scores r = |forecast - observed| / S_h(p) of every
-   pixel at horizon h give the conformal quantile q_h(c) = the ceil((n + 1) c)-th smallest of the n
-   scores (split conformal), for a grid of confidence levels ``LEVELS``.
-   The quantiles never shrink with the horizon (isotonic regression over h, per level).
-4. Bounds: forecast -/+ q_h(c) S_h(p). Beyond the calibrated horizons, S_h keeps growing with each
-   pixel's own forecast motion, and q_h = q_H (h / H)^b with b fitted per level on the last half of
-   the calibrated horizons (log-log least squares, bounded to [GROWTH_MIN, GROWTH_MAX]): the growth
-   the backtest showed, an extrapolation the help says is not calibrated.
+   A forecast that does not move (persistence) takes m_h from the per-pixel line over the trend
+   window instead (h |recent rate|; ``motion_from`` "trend"): a held value on a bowl that keeps
+   sinking is wrong by about that much.
+3. Calibration: backtests forecast the held-out end of the observed series from rolling origins
+   (the first held-out date and later ones, horizons 1..H from each; ml/scoring.py), so that a
+   horizon's quantile pools several target dates, not one date's luck; the normalized scores
+   r = |forecast - observed| / S_h(p) of every pixel and origin at horizon h give the conformal
+   quantile q_h(c) = the ceil((n + 1) c)-th smallest of the n scores (split conformal), for a grid of
+   confidence levels ``LEVELS``. The pooled quantiles never shrink with the horizon (isotonic
+   regression over h, per level). With a motion term they are also computed per *motion group*
+   (Mondrian conformal; groups by the motion in units of the pixel's noise, m_h / s, ``RATIO_EDGES``):
+   a fast bowl whose error is mostly its motion and stable ground whose error is noise have
+   differently shaped score distributions, and each group gets the nominal coverage on its own.
+4. Bounds: forecast -/+ q_h(c) S_h(p), q_h of the pixel-horizon's motion group. Beyond the
+   calibrated horizons, S_h keeps growing with each pixel's motion, and q_h = q_H (h / H)^b with b
+   fitted per level (and group) on the last half of the calibrated horizons (log-log least squares,
+   bounded to [GROWTH_MIN, GROWTH_MAX]): the growth the backtest showed, an extrapolation the help
+   says is not calibrated.
 
 Calibrations of format 1 (model files written before the motion term): no motion (k = 0) and
-q_h = q_H sqrt(h / H) beyond H, exactly as those files gave their bounds.
+q_h = q_H sqrt(h / H) beyond H, exactly as those files gave their bounds. Format 2: no motion
+groups, the motion always the forecast's own, one origin. Format 3 adds ``groups``, ``motion_from``
+and ``origins``; older files give the bounds they always gave.
 
 Assumption: after division by S_h(p), the forecast errors at a horizon are exchangeable across pixels
 and between the backtest and the future (the ground keeps behaving as in the held-out dates). The
@@ -44,10 +55,12 @@ SCALE_DATES = 40  # the last dates of a series whose one-step differences give i
 FLOOR_FRACTION = 0.1  # the scale is at least this fraction of the median scale of the scene
 LEVELS = tuple(round(0.5 + 0.01 * k, 2) for k in range(50))  # 0.50 .. 0.99
 MAD_TO_SIGMA = 1.4826 / math.sqrt(2.0)  # MAD of differences of white noise -> its sigma
-FORMAT = 2  # of the calibration's dict in the model file (1: no motion term, sqrt extrapolation)
+FORMAT = 3  # of the calibration's dict (1: no motion term, sqrt growth; 2: no motion groups, no motion_from)
 GROWTH_MIN, GROWTH_MAX = 0.0, 1.5  # bounds of the fitted exponent of q_h beyond the calibrated horizons
 SQRT_GROWTH = 0.5  # the exponent of format 1, and of a calibration too short to fit one
 MOTION_MAX = 10.0  # the largest motion coefficient k (the error as 10 times the forecast's motion)
+RATIO_EDGES = (1.0, 4.0)  # motion groups by m_h / s, the motion in units of the pixel's noise (format 3)
+GROUP_MIN = 200  # the fewest scores of a group at a horizon for its own quantile (else the pooled one)
 
 
 def pixel_scale(hist: np.ndarray, dates: int = SCALE_DATES) -> np.ndarray:
@@ -164,36 +177,86 @@ def growth_exponents(table: np.ndarray) -> list[float]:
     return out
 
 
+def quantile_table(r: np.ndarray) -> np.ndarray:
+    """(H, len(LEVELS)) conformal quantiles of the scores `r` (H, n) per horizon and level (NaN
+    scores left out), isotonic in the horizon and never narrower at a higher level."""
+    table = np.array([[conformal_quantile(row, c) for c in LEVELS] for row in r])
+    return np.maximum.accumulate(monotone_in_horizon(table), axis=1)
+
+
+def motion_ratio(motion: np.ndarray, scale: np.ndarray, floor: float) -> np.ndarray:
+    """m_h / max(s, floor): how far the pixel moves by horizon h in units of its noise (NaN stays NaN)."""
+    s = floored(scale, floor).astype("float64")
+    with np.errstate(all="ignore"):
+        return np.asarray(motion, "float64") / s
+
+
+def group_tables(r: np.ndarray, ratio: np.ndarray, pooled: np.ndarray) -> list[np.ndarray]:
+    """Per motion group (`ratio` = m_h / s binned by RATIO_EDGES) the quantile table of the scores of
+    the pixel-horizons in it (Mondrian conformal: each group calibrated on its own, so a
+    fast bowl and stable ground both get the nominal coverage); a horizon with fewer than
+    GROUP_MIN scores in a group takes the pooled row."""
+    group = np.digitize(np.nan_to_num(ratio, nan=0.0), RATIO_EDGES)
+    out = []
+    for g in range(len(RATIO_EDGES) + 1):
+        rg = np.where(group == g, r, np.nan)
+        n = np.isfinite(rg).sum(axis=1)
+        raw = np.array([[conformal_quantile(row, c) for c in LEVELS] for row in rg])
+        raw[n < GROUP_MIN] = pooled[n < GROUP_MIN]
+        out.append(np.maximum.accumulate(raw, axis=1))
+    return out
+
+
 def calibrate(
-    errors: np.ndarray, scale: np.ndarray, floor: float | None = None, forecast: np.ndarray | None = None
+    errors: np.ndarray,
+    scale: np.ndarray,
+    floor: float | None = None,
+    forecast: np.ndarray | None = None,
+    motion_from: str = "forecast",
+    origins: int = 1,
 ) -> dict[str, Any]:
-    """The calibration of a backtest: `errors` (H, ...) forecast - observed at horizons 1..H, `scale`
-    (...) the pixels' scale at the backtest's origin (:func:`pixel_scale`), `forecast` (H, ...) the
-    backtest's forecast (its motion widens the band, :func:`forecast_motion`; none: k = 0). Returns
-    the JSON-ready dict the model file stores: per-horizon quantiles at LEVELS, their growth exponents
-    beyond H, the motion coefficient, the scale floor and the counts."""
+    """The calibration of a backtest: `errors` (H, ...) forecast - observed at horizons 1..H (NaN
+    where a horizon was not reached), `scale` (...) the pixels' scale at the backtest's origin
+    (:func:`pixel_scale`), `forecast` (H, ...) the frames whose motion widens the band
+    (:func:`forecast_motion`; none: k = 0): the backtest's forecast itself, or (`motion_from`
+    "trend") the per-pixel line over the trend window at the same origin, for a forecast that does
+    not move (persistence). `origins`: how many rolling origins the columns pool. Returns the
+    JSON-ready dict the model file stores: per-horizon quantiles at LEVELS (pooled, and per motion
+    group), their growth exponents beyond H, the motion coefficient, the scale floor and the counts."""
     e = np.asarray(errors, dtype="float64")
     if floor is None:
         floor = scale_floor(scale)
     motion = None if forecast is None else forecast_motion(forecast)
     k = 0.0 if motion is None else motion_coefficient(e, floored(scale, floor), motion)
+    sp = spread(scale, floor, motion, k)
     with np.errstate(all="ignore"):
-        r = np.abs(e) / spread(scale, floor, motion, k)
-    table = np.array([[conformal_quantile(r[h], c) for c in LEVELS] for h in range(e.shape[0])])
-    table = np.maximum.accumulate(monotone_in_horizon(table), axis=1)  # and never narrower at a higher level
-    counts = np.isfinite(r.reshape(e.shape[0], -1)).sum(axis=1)
-    return {
+        r = (np.abs(e) / sp).reshape(e.shape[0], -1)
+    table = quantile_table(r)
+    counts = np.isfinite(r).sum(axis=1)
+    out: dict[str, Any] = {
         "format": FORMAT,
         "method": "split-conformal, |error| / sqrt(scale^2 + (motion x forecast motion)^2), scale = MAD of "
-        "one-step differences; beyond the calibrated horizons q_H (h / H)^growth",
+        "one-step differences; per motion group; beyond the calibrated horizons q_H (h / H)^growth",
         "scale_dates": SCALE_DATES,
         "floor": float(floor),
         "motion": float(k),
+        "motion_from": motion_from,
+        "origins": int(origins),
         "levels": [float(c) for c in LEVELS],
         "quantiles": [[float(v) for v in row] for row in table],
         "growth": growth_exponents(table),
         "counts": [int(n) for n in counts],
     }
+    if k:
+        assert motion is not None
+        ratio = motion_ratio(motion, scale, floor).reshape(e.shape[0], -1)
+        tables = group_tables(r, ratio, table)
+        out["groups"] = {
+            "edges": [float(v) for v in RATIO_EDGES],
+            "quantiles": [[[float(v) for v in row] for row in t] for t in tables],
+            "growth": [growth_exponents(t) for t in tables],
+        }
+    return out
 
 
 def check_confidence(confidence: float) -> None:
@@ -216,8 +279,32 @@ def horizon_quantiles(calibration: dict[str, Any], confidence: float, steps: int
     calibrated ones (interpolated between LEVELS), then q_H (h / H)^b beyond the last one, b from
     :func:`growth_exponent` (0.5, a square root, for a format-1 calibration)."""
     check_confidence(confidence)
+    return _extend(
+        calibration, calibration["quantiles"], growth_exponent(calibration, confidence), confidence, steps
+    )
+
+
+def group_quantiles(calibration: dict[str, Any], confidence: float, steps: int) -> np.ndarray | None:
+    """(groups, steps) multipliers per motion group (:func:`group_tables`) like
+    :func:`horizon_quantiles`; None for a calibration without groups (formats 1 and 2, or k = 0)."""
+    check_confidence(confidence)
+    groups = calibration.get("groups")
+    if not groups:
+        return None
+    levels = np.asarray(calibration["levels"], "float64")
+    rows = []
+    for table, growth in zip(groups["quantiles"], groups["growth"], strict=True):
+        b = float(np.interp(float(confidence), levels, growth))
+        rows.append(_extend(calibration, table, b, confidence, steps))
+    return np.stack(rows)
+
+
+def _extend(
+    calibration: dict[str, Any], quantiles: Any, b: float, confidence: float, steps: int
+) -> np.ndarray:
+    """The (steps,) quantiles of one table at `confidence`, grown by (h / H)^b beyond its H horizons."""
     levels = np.asarray(calibration["levels"], dtype="float64")
-    table = np.asarray(calibration["quantiles"], dtype="float64")
+    table = np.asarray(quantiles, dtype="float64")
     if table.ndim != 2 or not table.shape[0]:
         raise ValueError("the calibration holds no horizon")
     q = np.array([np.interp(float(confidence), levels, row) for row in table])
@@ -225,8 +312,13 @@ def horizon_quantiles(calibration: dict[str, Any], confidence: float, steps: int
     if steps <= n_cal:
         return q[:steps].astype("float32")
     h = np.arange(n_cal + 1, steps + 1, dtype="float64")
-    b = growth_exponent(calibration, confidence)
     return np.concatenate([q, q[-1] * (h / n_cal) ** b]).astype("float32")
+
+
+def motion_from(calibration: dict[str, Any]) -> str:
+    """Whose motion widens the band: "forecast" (the forecast's own; formats 1 and 2) or "trend"
+    (the per-pixel line over the backtest's trend window, for persistence)."""
+    return str(calibration.get("motion_from") or "forecast")
 
 
 def motion_of(calibration: dict[str, Any]) -> float:
@@ -235,14 +327,31 @@ def motion_of(calibration: dict[str, Any]) -> float:
 
 
 def bounds(
-    frames: np.ndarray, scale: np.ndarray, quantiles: np.ndarray, floor: float, motion: float = 0.0
+    frames: np.ndarray,
+    scale: np.ndarray,
+    quantiles: np.ndarray,
+    floor: float,
+    motion: float = 0.0,
+    moving: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(lower, upper) of `frames` (steps, H, W): frames -/+ quantiles[h] * S_h, S_h =
-    sqrt(max(scale, floor)^2 + (motion * forecast_motion(frames)_h)^2) (motion 0: max(scale, floor));
-    NaN where the frame or the scale is NaN."""
+    """(lower, upper) of `frames` (steps, H, W): frames -/+ q_h * S_h, S_h =
+    sqrt(max(scale, floor)^2 + (motion * forecast_motion(moving)_h)^2) (motion 0: max(scale, floor);
+    `moving` defaults to `frames`); `quantiles` (steps,), or (groups, steps) per motion group
+    (:func:`group_quantiles`, chosen per pixel and horizon by m_h / max(scale, floor)); the
+    half-width never shrinks with the horizon; NaN where the frame or the scale is NaN."""
     f = np.asarray(frames, dtype="float32")
-    moved = forecast_motion(f) if motion else None
-    half = np.asarray(quantiles, dtype="float32")[:, None, None] * spread(scale, floor, moved, motion)
+    moved = forecast_motion(f if moving is None else moving) if motion else None
+    sp = spread(scale, floor, moved, motion)
+    q = np.asarray(quantiles, dtype="float32")
+    if q.ndim == 2:
+        assert moved is not None
+        group = np.digitize(np.nan_to_num(motion_ratio(moved, scale, floor), nan=0.0), RATIO_EDGES)
+        q = np.take_along_axis(q[:, :, None, None], group[None], axis=0)[0]
+    else:
+        q = q[:, None, None]
+    half = q * sp
+    if half.shape[0] > 1:  # never narrower at a longer horizon (a pixel may change motion group)
+        half = np.fmax.accumulate(half, axis=0)
     return (f - half).astype("float32"), (f + half).astype("float32")
 
 

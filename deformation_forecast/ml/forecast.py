@@ -332,6 +332,12 @@ def annual_rates(
 
 
 METHODS = jobs.METHODS  # declared once, in jobs.py
+# the bound stacks' INTERVAL_METHOD tag (core/intervals.py, calibration format 2 and later)
+INTERVAL_METHOD = (
+    "split-conformal per horizon and motion group, rolling origins; spread = pixel dispersion and "
+    "forecast motion (persistence: the recent rate); beyond the calibrated horizons grown by the "
+    "fitted power of the horizon"
+)
 
 
 def baseline_frames(hist: np.ndarray, steps: int, baseline: dict[str, Any]) -> np.ndarray:
@@ -386,6 +392,7 @@ class Bands:
     floor: float
     calibrated: int
     motion: float = 0.0
+    motion_from: str = "forecast"  # or "trend": the per-pixel line's motion (persistence, format 3)
 
 
 def interval_setup(job: ForecastJob, meta: ModelMeta, method: str, steps: int) -> Bands | None:
@@ -393,7 +400,14 @@ def interval_setup(job: ForecastJob, meta: ModelMeta, method: str, steps: int) -
     for the forecast by `method`; None when no bound is asked for. InputError when the model
     carries no calibration or the level is out of range."""
     from ..core.errors import InputError
-    from ..core.intervals import check_confidence, growth_exponent, horizon_quantiles, motion_of
+    from ..core.intervals import (
+        check_confidence,
+        group_quantiles,
+        growth_exponent,
+        horizon_quantiles,
+        motion_from,
+        motion_of,
+    )
 
     if not (job.output_lower or job.output_upper):
         return None
@@ -432,7 +446,10 @@ def interval_setup(job: ForecastJob, meta: ModelMeta, method: str, steps: int) -
             f"Prediction intervals are calibrated for horizons 1..{n_cal} (the model's test dates); "
             f"beyond them the band grows {how}, not calibrated."
         )
-    return Bands(confidence, q, float(cal["floor"]), n_cal, motion_of(cal))
+    groups = group_quantiles(cal, confidence, steps)  # per motion group (format 3)
+    if groups is not None and np.isfinite(groups).all():
+        q = groups
+    return Bands(confidence, q, float(cal["floor"]), n_cal, motion_of(cal), motion_from(cal))
 
 
 def forecast_job(job: ForecastJob | Mapping[str, Any]) -> ForecastJob:
@@ -703,7 +720,8 @@ class ForecastSink:
         self.writer.write(frames, window)
         if s.bands:
             assert self.scale is not None
-            write_bounds(self.bound_writers, frames, window, self.scale, s.bands)
+            moving = band_motion_frames(s.bands, s.meta.backtest, lambda: self.tail.read(window), s.steps)
+            write_bounds(self.bound_writers, frames, window, self.scale, s.bands, moving)
         if np.isfinite(frames[-1]).any():
             m = float(np.nanmin(frames[-1]))
             self.min_forecast = m if math.isnan(self.min_forecast) else min(m, self.min_forecast)
@@ -735,7 +753,7 @@ def open_bound_writers(
             **tags,
             "INTERVAL": side,
             "CONFIDENCE": f"{bands.confidence:.4g}",
-            "INTERVAL_METHOD": "split-conformal, scaled by each pixel's dispersion",
+            "INTERVAL_METHOD": INTERVAL_METHOD,
             "INTERVAL_CALIBRATED_STEPS": str(int(bands.calibrated)),
         }
         writers[side] = stack.enter_context(
@@ -744,15 +762,33 @@ def open_bound_writers(
     return writers
 
 
+def band_motion_frames(
+    bands: Bands, backtest: Mapping[str, Any] | None, read_hist: Callable[[], np.ndarray], steps: int
+) -> np.ndarray | None:
+    """The frames whose motion widens the band when it is not the forecast's own: for a calibration
+    with ``motion_from`` "trend" (persistence), the per-pixel line over the backtest's trend window
+    of the kept dates ``read_hist()``, extrapolated (core/intervals.py); None otherwise."""
+    if bands.motion_from != "trend" or not backtest:
+        return None
+    line = {"method": "trend", "trend_window": int(backtest["trend_window"])}
+    return baseline_frames(read_hist(), steps, line)
+
+
 def write_bounds(
-    writers: dict[str, Any], frames: np.ndarray, window: Any, scale: np.ndarray, bands: Bands
+    writers: dict[str, Any],
+    frames: np.ndarray,
+    window: Any,
+    scale: np.ndarray,
+    bands: Bands,
+    moving: np.ndarray | None = None,
 ) -> None:
-    """Write the lower/upper bounds of a finished piece of the forecast (core/intervals.py)."""
+    """Write the lower/upper bounds of a finished piece of the forecast (core/intervals.py);
+    `moving`: the frames whose motion widens the band, when not the forecast's own."""
     from ..core.intervals import bounds
 
     r0, c0 = int(window.row_off), int(window.col_off)
     s = scale[r0 : r0 + int(window.height), c0 : c0 + int(window.width)]
-    lower, upper = bounds(frames, s, bands.quantiles, bands.floor, bands.motion)
+    lower, upper = bounds(frames, s, bands.quantiles, bands.floor, bands.motion, moving)
     for side, arr in (("lower", lower), ("upper", upper)):
         if side in writers:
             writers[side].write(arr, window)

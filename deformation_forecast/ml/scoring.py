@@ -1,7 +1,8 @@
 """The test-set scores of a trained network (ml/train.py ``Training.score``): one step ahead and
 iterative (Fig. 8) next to persistence and the linear trend, the iterative backtest per horizon
-(issue 17) and the prediction intervals' calibration (core/intervals.py), block by block from the
-work file within the memory budget."""
+(issue 17) and the prediction intervals' calibration (core/intervals.py) from rolling origins over
+the test dates (NETWORK_ORIGINS for the network, every test date for persistence and the line),
+block by block from the work file within the memory budget."""
 
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ class ScoreBlocks:
         # float64 copies core.metrics makes (~60 bytes per test date; measured on 1500 x 1500 x 120:
         # 1.97 GB peak RSS at 2 GB with 48 bytes per test date here); a third of the budget is kept
         # for the whole test arrays and an eighth for the windows predicted at once
-        per_px = 8 * (prep.count - b0) + 104 * n_test  # + the iterative persistence and trend (issue 17)
+        # + the iterative persistence and trend, the rolling origins' forecasts and scales (issue 17)
+        per_px = 8 * (prep.count - b0) + 128 * n_test
         block_bytes = budget * 2 // 3 - budget // 8
         rss = resident_bytes()
         fits = test_predictions_fit(prep.height, prep.width, n_test, mb)
@@ -151,8 +153,13 @@ class ScoreSums:
         if len(blocks.chosen) > 1:
             self.data_range = float(np.max(prep.fmax[test]) - np.min(prep.fmin[test])) or None
         n_blocks, seed = len(blocks.chosen), sc.seed
-        self.cal = CalibrationSample(n_test, n_blocks, seed)
-        self.cal_base = {k: CalibrationSample(n_test, n_blocks, seed) for k in ("persistence", "trend")}
+        self.offsets = origin_offsets(n_test, NETWORK_ORIGINS)
+        self.iext = [  # the GRU's iterated extremes from every rolling origin of the network's backtest
+            sc.gru.iterate(prep.fmin[: self.first_test + j], prep.fmax[: self.first_test + j], n_test - j)
+            for j in self.offsets
+        ]
+        self.cal = CalibrationSample(n_test, n_blocks, seed, len(self.offsets))
+        self.cal_base = BaselineCalibration(n_test, n_blocks, seed, self.tw or TREND_BASELINE_DATES)
         self.horizons = HorizonTable(n_test, self.tw or TREND_BASELINE_DATES)
 
     def add_block(self, r: int, c: int, h: int, w: int) -> None:
@@ -162,12 +169,14 @@ class ScoreSums:
         tl, ftl = self.test - b0, self.first_test - b0
         reg = self.sc.data.work.read(b0, self.sc.data.prep.count, r, c, h, w)
         mask = np.isfinite(reg[ftl])  # the work file is NaN at every date outside the mask
-        scale = pixel_scale(reg[:ftl])  # each pixel's dispersion at the backtest's origin
+        scales = [pixel_scale(reg[: int(t)]) for t in tl]  # each pixel's dispersion at every origin
         targets, persistence = reg[tl], reg[tl - 1]
         persistence_it = np.repeat(reg[ftl - 1 : ftl], n_test, axis=0)  # the last observation held
         reg[:, ~mask] = 0.0  # the networks' inputs are 0 outside the mask (compress(0) = 0)
-        one_step, iterative = self._predict(reg, mask, tl, ftl)
-        self.cal.add(iterative - targets, scale, iterative)
+        one_step, iteratives = self._predict(reg, mask, tl, ftl)
+        iterative = iteratives[0]
+        for j, it in zip(self.offsets, iteratives, strict=True):
+            self.cal.add(it - targets[j:], scales[j], it)
         preds = {
             "test_one_step": one_step,
             "test_iterative": iterative,
@@ -180,8 +189,7 @@ class ScoreSums:
         self.horizons.add(
             targets, preds["test_iterative"], preds["persistence_iterative"], preds["trend_iterative"]
         )
-        self.cal_base["persistence"].add(persistence_it - targets, scale, persistence_it)
-        self.cal_base["trend"].add(preds["trend_iterative"] - targets, scale, preds["trend_iterative"])
+        self.cal_base.add(reg, mask, tl, scales)
         del reg
         for kind, pred in preds.items():
             overall = stack_metrics(pred, targets, self.data_range)[1]
@@ -198,11 +206,11 @@ class ScoreSums:
 
     def _predict(
         self, reg: np.ndarray, mask: np.ndarray, tl: np.ndarray, ftl: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(one step ahead, iterative) forecasts of the test dates on a block (mm, NaN off the mask)."""
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(one step ahead, iterative from every rolling origin ``offsets``) forecasts of the test
+        dates on a block (mm, NaN off the mask); the first iterative one starts at the first test date."""
         from .compressor import compress, decompress
         from .dataset import predict_frames
-        from .forecast import iterate_compressed, iterate_trend
         from .trend import label_inputs
 
         model, b0, n_test = self.sc.model, self.blocks.b0, len(self.test)
@@ -223,9 +231,6 @@ class ScoreSums:
                     predict_frames(model.net, np.stack(xs), tile, overlap, trend=np.stack(lines)) * fs
                 )
                 del xs, lines
-            iterative = iterate_trend(
-                model, reg[:ftl], comp[ftl - ts : ftl], (self.imin, self.imax), n_test, mask
-            )
         else:
             for i in range(0, n_test, chunk):
                 windows = np.stack([comp[t - ts : t] for t in tl[i : i + chunk]])
@@ -234,12 +239,26 @@ class ScoreSums:
                     pred_c, self.smin[i : i + chunk], self.smax[i : i + chunk]
                 )
                 del windows
-            it_c = iterate_compressed(model, comp[ftl - ts : ftl], n_test, mask)
-            iterative = decompress(it_c, self.imin, self.imax)
+        iteratives = [self._iterate(reg, comp, mask, ftl + j, k) for k, j in enumerate(self.offsets)]
         del comp
         one_step[:, ~mask] = np.nan
-        iterative[:, ~mask] = np.nan
-        return one_step, iterative
+        return one_step, iteratives
+
+    def _iterate(self, reg: np.ndarray, comp: np.ndarray, mask: np.ndarray, o: int, k: int) -> np.ndarray:
+        """The network's iterative forecast from origin `o` (block date index, the `k`-th rolling
+        origin) to the last test date (mm, NaN off the mask)."""
+        from .compressor import decompress
+        from .forecast import iterate_compressed, iterate_trend
+
+        model, ts = self.sc.model, self.sc.model.time_step
+        imin, imax = self.iext[k]
+        n = reg.shape[0] - o
+        if model.trend:
+            out = iterate_trend(model, reg[:o], comp[o - ts : o], (imin, imax), n, mask)
+        else:
+            out = decompress(iterate_compressed(model, comp[o - ts : o], n, mask), imin, imax)
+        out[:, ~mask] = np.nan
+        return out
 
     def result(self) -> dict[str, Any]:
         from ..core.metrics import psnr_from_mse
@@ -283,8 +302,7 @@ class ScoreSums:
             "report_obs": report[1],
             "full": self.full,
             "calibration": self.cal.result(),
-            "horizons": self.horizons.result()
-            | {"calibration": {k: c.result() for k, c in self.cal_base.items()}},
+            "horizons": self.horizons.result() | {"calibration": self.cal_base.result()},
         }
 
 
@@ -333,38 +351,84 @@ def _trend_iterative(hist: np.ndarray, mask: np.ndarray, steps: int, window: int
     return out
 
 
+NETWORK_ORIGINS = 5  # rolling origins of the network's calibration backtest (each an iterative forecast)
+
+
+def origin_offsets(n_test: int, origins: int) -> list[int]:
+    """At most `origins` rolling origins of a backtest over `n_test` dates, as offsets from the first
+    test date, evenly spaced from 0 (horizon 1 gets them all, the last horizon only the first)."""
+    step = max(1, math.ceil(n_test / max(int(origins), 1)))
+    return list(range(0, n_test, step))
+
+
 class CalibrationSample:
-    """The iterative backtest's errors (horizons 1..n_test from the first test date), the pixels'
-    scales and the backtest's forecasts (their motion), gathered block by block (at most MAX_PIXELS pixels in all, a seeded sample), for the
+    """A backtest's errors at horizons 1..n_test (fewer from a later rolling origin: NaN beyond),
+    the pixels' scales at the origin and the frames whose motion widens the band, gathered block by
+    block and origin by origin (at most MAX_PIXELS pixel-origins in all, a seeded sample), for the
     prediction intervals' calibration (core/intervals.py) stored in the model file."""
 
     MAX_PIXELS = 200_000
 
-    def __init__(self, n_test: int, n_blocks: int, seed: int):
-        self.per_block = max(1, self.MAX_PIXELS // max(n_blocks, 1))
+    def __init__(self, n_test: int, n_blocks: int, seed: int, origins: int = 1):
+        self.n_test, self.origins = n_test, int(origins)
+        self.per_block = max(1, self.MAX_PIXELS // max(n_blocks * self.origins, 1))
         self.rng = np.random.default_rng(seed + 2)
         self.errors: list[np.ndarray] = []
         self.scales: list[np.ndarray] = []
         self.forecasts: list[np.ndarray] = []
 
-    def add(self, errors: np.ndarray, scale: np.ndarray, forecast: np.ndarray) -> None:
-        e = errors.reshape(errors.shape[0], -1)
+    def add(self, errors: np.ndarray, scale: np.ndarray, moving: np.ndarray) -> None:
+        n = errors.shape[0]
+        e = errors.reshape(n, -1)
         s = scale.reshape(-1)
         ok = np.flatnonzero(np.isfinite(e).all(axis=0) & np.isfinite(s))
         if ok.size > self.per_block:
             ok = np.sort(self.rng.choice(ok, size=self.per_block, replace=False))
-        self.errors.append(e[:, ok].astype("float32"))
+        for store, arr in ((self.errors, e), (self.forecasts, moving.reshape(n, -1))):
+            padded = np.full((self.n_test, ok.size), np.nan, "float32")
+            padded[:n] = arr[:, ok]
+            store.append(padded)
         self.scales.append(s[ok].astype("float32"))
-        self.forecasts.append(forecast.reshape(forecast.shape[0], -1)[:, ok].astype("float32"))
 
-    def result(self) -> dict[str, Any] | None:
+    def result(self, motion_from: str = "forecast") -> dict[str, Any] | None:
         if not self.errors or not sum(s.size for s in self.scales):
             return None
         return calibrate(
             np.concatenate(self.errors, axis=1),
             np.concatenate(self.scales),
             forecast=np.concatenate(self.forecasts, axis=1),
+            motion_from=motion_from,
+            origins=self.origins,
         )
+
+
+class BaselineCalibration:
+    """The calibration backtests of persistence and of the trend line (its window `trend_window`)
+    from every test date as a rolling origin (cheap, unlike the network's). Persistence's band
+    widens with the line's motion (h |recent rate|, ``motion_from`` "trend"): a held value on a bowl
+    that keeps sinking is wrong by about that much, which its own (flat) forecast cannot show."""
+
+    def __init__(self, n_test: int, n_blocks: int, seed: int, trend_window: int):
+        self.tw = int(trend_window)
+        self.samples = {
+            k: CalibrationSample(n_test, n_blocks, seed, n_test) for k in ("persistence", "trend")
+        }
+
+    def add(self, reg: np.ndarray, mask: np.ndarray, tl: np.ndarray, scales: list[np.ndarray]) -> None:
+        """One block: `reg` its dates (the test dates `tl` last), `scales` each pixel's scale at
+        every test date as origin."""
+        for j, o in enumerate(int(t) for t in tl):
+            targets = reg[tl[j:]]
+            line = _trend_iterative(reg[:o], mask, len(targets), self.tw)
+            held = np.where(mask, reg[o - 1], np.nan)[None].repeat(len(targets), axis=0)
+            self.samples["persistence"].add(held - targets, scales[j], line)
+            self.samples["trend"].add(line - targets, scales[j], line)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "persistence": self.samples["persistence"].result(motion_from="trend"),
+            "trend": self.samples["trend"].result(),
+        }
 
 
 TREND_BASELINE_DATES = 40  # the linear-trend baseline's line (the bench's baseline uses 40 dates)

@@ -705,7 +705,10 @@ def _say_backtest(scored: dict[str, Any]) -> None:
         q90 = [row[cal["levels"].index(0.9)] for row in cal["quantiles"]]
         protocol.message(
             f"Prediction intervals calibrated on the iterative test backtest ({min(cal['counts'])} pixels, "
-            f"horizons 1..{len(q90)}): the 90 % band is +/- {q90[0]:.3g} .. {q90[-1]:.3g} x each pixel's scale"
+            f"{cal.get('origins', 1)} rolling origins, "
+            f"horizons 1..{len(q90)}): the 90 % band is +/- {q90[0]:.3g} .. {q90[-1]:.3g} x each pixel's spread "
+            f"sqrt(dispersion^2 + ({cal.get('motion', 0.0):.3g} x forecast motion)^2), grown beyond "
+            "the calibrated horizons"
         )
 
 
