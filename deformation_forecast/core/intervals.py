@@ -25,6 +25,9 @@ Method (pure numpy, no model needed):
    (Mondrian conformal; groups by the motion in units of the pixel's noise, m_h / s, ``RATIO_EDGES``):
    a fast bowl whose error is mostly its motion and stable ground whose error is noise have
    differently shaped score distributions, and each group gets the nominal coverage on its own.
+   Each group's table is isotonic in h too (weighted by the group's scores per horizon): a raw
+   per-horizon quantile is the luck of the few dates the origins reach there, and as the band
+   never narrows, a raw table would carry a pixel's worst horizon so far to every later one.
 4. Bounds: forecast -/+ q_h(c) S_h(p), q_h of the pixel-horizon's motion group. Beyond the
    calibrated horizons, S_h keeps growing with each pixel's motion, and q_h = q_H (h / H)^b with b
    fitted per level (and group) on the last half of the calibrated horizons (log-log least squares,
@@ -34,7 +37,8 @@ Method (pure numpy, no model needed):
 Calibrations of format 1 (model files written before the motion term): no motion (k = 0) and
 q_h = q_H sqrt(h / H) beyond H, exactly as those files gave their bounds. Format 2: no motion
 groups, the motion always the forecast's own, one origin. Format 3 adds ``groups``, ``motion_from``
-and ``origins``; older files give the bounds they always gave.
+and ``origins``; format 4 only computes the group tables differently (isotonic in h) and is read as
+format 3. Older files give the bounds they always gave (their stored tables are used as they are).
 
 Assumption: after division by S_h(p), the forecast errors at a horizon are exchangeable across pixels
 and between the backtest and the future (the ground keeps behaving as in the held-out dates). The
@@ -55,7 +59,8 @@ SCALE_DATES = 40  # the last dates of a series whose one-step differences give i
 FLOOR_FRACTION = 0.1  # the scale is at least this fraction of the median scale of the scene
 LEVELS = tuple(round(0.5 + 0.01 * k, 2) for k in range(50))  # 0.50 .. 0.99
 MAD_TO_SIGMA = 1.4826 / math.sqrt(2.0)  # MAD of differences of white noise -> its sigma
-FORMAT = 3  # of the calibration's dict (1: no motion term, sqrt growth; 2: no motion groups, no motion_from)
+FORMAT = 4  # of the calibration's dict (1: no motion term, sqrt growth; 2: no motion groups, no motion_from;
+# 3: raw motion-group tables; 4: isotonic ones, read as format 3)
 GROWTH_MIN, GROWTH_MAX = 0.0, 1.5  # bounds of the fitted exponent of q_h beyond the calibrated horizons
 SQRT_GROWTH = 0.5  # the exponent of format 1, and of a calibration too short to fit one
 MOTION_MAX = 10.0  # the largest motion coefficient k (the error as 10 times the forecast's motion)
@@ -100,18 +105,21 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(s[max(k, 1) - 1])
 
 
-def monotone_in_horizon(table: np.ndarray) -> np.ndarray:
+def monotone_in_horizon(table: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Per level (column), the least-squares non-decreasing fit over the horizons (rows): isotonic
     regression, which averages a dip instead of carrying one bad date's quantile (the running
-    maximum would) to every later horizon. Infinite quantiles stay infinite."""
+    maximum would) to every later horizon; `weights` (rows,): how much each horizon's quantile
+    counts (its number of scores: a horizon reached from more rolling origins rests on more dates;
+    None: equal). Infinite quantiles stay infinite."""
     from sklearn.isotonic import IsotonicRegression
 
     out = np.array(table, dtype="float64")
     h = np.arange(out.shape[0], dtype="float64")
+    w = None if weights is None else np.maximum(np.asarray(weights, dtype="float64"), 1.0)
     for j in range(out.shape[1]):
         col = out[:, j]
         if np.isfinite(col).all() and col.size > 1:
-            out[:, j] = IsotonicRegression(increasing=True).fit_transform(h, col)
+            out[:, j] = IsotonicRegression(increasing=True).fit_transform(h, col, sample_weight=w)
         else:
             out[:, j] = np.maximum.accumulate(col)
     return out
@@ -195,15 +203,18 @@ def group_tables(r: np.ndarray, ratio: np.ndarray, pooled: np.ndarray) -> list[n
     """Per motion group (`ratio` = m_h / s binned by RATIO_EDGES) the quantile table of the scores of
     the pixel-horizons in it (Mondrian conformal: each group calibrated on its own, so a
     fast bowl and stable ground both get the nominal coverage); a horizon with fewer than
-    GROUP_MIN scores in a group takes the pooled row."""
+    GROUP_MIN scores in a group takes the pooled row. Each table is isotonic in the horizon like
+    the pooled one (weighted by the group's scores per horizon): the raw quantile of a horizon is
+    one or a few dates' luck, and :func:`bounds` never lets a pixel's band narrow, so a raw table
+    would carry its worst date to every later horizon (format 3 did; see the README)."""
     group = np.digitize(np.nan_to_num(ratio, nan=0.0), RATIO_EDGES)
     out = []
     for g in range(len(RATIO_EDGES) + 1):
         rg = np.where(group == g, r, np.nan)
         n = np.isfinite(rg).sum(axis=1)
         raw = np.array([[conformal_quantile(row, c) for c in LEVELS] for row in rg])
-        raw[n < GROUP_MIN] = pooled[n < GROUP_MIN]
-        out.append(np.maximum.accumulate(raw, axis=1))
+        raw[n < GROUP_MIN] = pooled[n < GROUP_MIN]  # a stand-in that weighs as little as the group's scores
+        out.append(np.maximum.accumulate(monotone_in_horizon(raw, n), axis=1))
     return out
 
 
