@@ -25,7 +25,8 @@ Method (pure numpy, no model needed):
    (Mondrian conformal; groups by the motion in units of the pixel's noise, m_h / s, ``RATIO_EDGES``):
    a fast bowl whose error is mostly its motion and stable ground whose error is noise have
    differently shaped score distributions, and each group gets the nominal coverage on its own.
-   Each group's table is isotonic in h too (weighted by the group's scores per horizon): a raw
+   Each group's table is isotonic in h too, in units of the group's typical half-width (q_h times
+   the median S_h / s of the group at h; weighted by the group's scores per horizon): a raw
    per-horizon quantile is the luck of the few dates the origins reach there, and as the band
    never narrows, a raw table would carry a pixel's worst horizon so far to every later one.
 4. Bounds: forecast -/+ q_h(c) S_h(p), q_h of the pixel-horizon's motion group. Beyond the
@@ -37,7 +38,7 @@ Method (pure numpy, no model needed):
 Calibrations of format 1 (model files written before the motion term): no motion (k = 0) and
 q_h = q_H sqrt(h / H) beyond H, exactly as those files gave their bounds. Format 2: no motion
 groups, the motion always the forecast's own, one origin. Format 3 adds ``groups``, ``motion_from``
-and ``origins``; format 4 only computes the group tables differently (isotonic in h) and is read as
+and ``origins``; format 4 only computes the group tables differently (fitted over h) and is read as
 format 3. Older files give the bounds they always gave (their stored tables are used as they are).
 
 Assumption: after division by S_h(p), the forecast errors at a horizon are exchangeable across pixels
@@ -60,7 +61,7 @@ FLOOR_FRACTION = 0.1  # the scale is at least this fraction of the median scale 
 LEVELS = tuple(round(0.5 + 0.01 * k, 2) for k in range(50))  # 0.50 .. 0.99
 MAD_TO_SIGMA = 1.4826 / math.sqrt(2.0)  # MAD of differences of white noise -> its sigma
 FORMAT = 4  # of the calibration's dict (1: no motion term, sqrt growth; 2: no motion groups, no motion_from;
-# 3: raw motion-group tables; 4: isotonic ones, read as format 3)
+# 3: raw motion-group tables; 4: fitted ones (group_tables), read as format 3)
 GROWTH_MIN, GROWTH_MAX = 0.0, 1.5  # bounds of the fitted exponent of q_h beyond the calibrated horizons
 SQRT_GROWTH = 0.5  # the exponent of format 1, and of a calibration too short to fit one
 MOTION_MAX = 10.0  # the largest motion coefficient k (the error as 10 times the forecast's motion)
@@ -199,14 +200,20 @@ def motion_ratio(motion: np.ndarray, scale: np.ndarray, floor: float) -> np.ndar
         return np.asarray(motion, "float64") / s
 
 
-def group_tables(r: np.ndarray, ratio: np.ndarray, pooled: np.ndarray) -> list[np.ndarray]:
+def group_tables(
+    r: np.ndarray, ratio: np.ndarray, pooled: np.ndarray, widening: np.ndarray
+) -> list[np.ndarray]:
     """Per motion group (`ratio` = m_h / s binned by RATIO_EDGES) the quantile table of the scores of
     the pixel-horizons in it (Mondrian conformal: each group calibrated on its own, so a
     fast bowl and stable ground both get the nominal coverage); a horizon with fewer than
-    GROUP_MIN scores in a group takes the pooled row. Each table is isotonic in the horizon like
-    the pooled one (weighted by the group's scores per horizon): the raw quantile of a horizon is
-    one or a few dates' luck, and :func:`bounds` never lets a pixel's band narrow, so a raw table
-    would carry its worst date to every later horizon (format 3 did; see the README)."""
+    GROUP_MIN scores in a group takes the pooled row. The raw quantile of a horizon is the luck of
+    the few dates the origins reach there, and :func:`bounds` never lets a pixel's band narrow, so
+    a raw table carried each pixel's worst horizon so far to every later one (format 3; see the
+    README). Each table is therefore fitted like the pooled one, isotonic in the horizon (weighted
+    by the group's scores per horizon), but in units of the group's typical half-width: q_h G_h,
+    G_h the median `widening` S_h / max(s, floor) of the group's pixel-horizons at h (never
+    shrinking), the fit then divided by G_h. A typical pixel's band never narrows, while the
+    multiplier may fall where the spread grows faster than the errors (a fast bowl's)."""
     group = np.digitize(np.nan_to_num(ratio, nan=0.0), RATIO_EDGES)
     out = []
     for g in range(len(RATIO_EDGES) + 1):
@@ -214,7 +221,11 @@ def group_tables(r: np.ndarray, ratio: np.ndarray, pooled: np.ndarray) -> list[n
         n = np.isfinite(rg).sum(axis=1)
         raw = np.array([[conformal_quantile(row, c) for c in LEVELS] for row in rg])
         raw[n < GROUP_MIN] = pooled[n < GROUP_MIN]  # a stand-in that weighs as little as the group's scores
-        out.append(np.maximum.accumulate(monotone_in_horizon(raw, n), axis=1))
+        with warnings.catch_warnings():  # a horizon without pixels in the group: no widening there
+            warnings.simplefilter("ignore", RuntimeWarning)
+            wide = np.nanmedian(np.where(group == g, widening, np.nan), axis=1)
+        wide = np.maximum.accumulate(np.where(np.isfinite(wide), wide, 1.0))[:, None]
+        out.append(np.maximum.accumulate(monotone_in_horizon(raw * wide, n) / wide, axis=1))
     return out
 
 
@@ -261,7 +272,8 @@ def calibrate(
     if k:
         assert motion is not None
         ratio = motion_ratio(motion, scale, floor).reshape(e.shape[0], -1)
-        tables = group_tables(r, ratio, table)
+        widening = (sp / floored(scale, floor)[None]).reshape(e.shape[0], -1)
+        tables = group_tables(r, ratio, table, widening)
         out["groups"] = {
             "edges": [float(v) for v in RATIO_EDGES],
             "quantiles": [[[float(v) for v in row] for row in t] for t in tables],

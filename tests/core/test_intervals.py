@@ -320,15 +320,13 @@ def test_motion_groups_do_not_carry_one_dates_quantile_to_every_later_horizon():
     """Known answer: a motion group's raw per-horizon quantile rests on the few dates the rolling
     origins reach, and the band never narrows (core.intervals.bounds), so raw group tables (format 3
     as first merged) carried each pixel's worst horizon so far to every later one: over 6 scenes
-    their nominal 90 % band covered 0.950 of later dates on average (0.92-0.99). Isotonic group
-    tables, as the pooled one, average the dates instead: 0.907 (0.86-0.95)."""
+    their nominal 90 % band covered 0.950 of later dates on average (0.92-0.99). Group tables fitted
+    isotonic over the horizons (core.intervals.group_tables) average the dates: 0.907 (0.86-0.95)."""
     covs = []
     for seed in range(6):
         (e_cal, f_cal), future, scale = date_luck_scene(seed, runs=6)
         cal = iv.calibrate(e_cal, np.tile(scale, 5), forecast=f_cal, origins=5)
         assert iv.motion_of(cal) > 0 and "groups" in cal
-        for table in cal["groups"]["quantiles"]:  # every group's table non-decreasing in the horizon
-            assert (np.diff(np.asarray(table), axis=0) >= -1e-9).all()
         q = iv.group_quantiles(cal, 0.9, H)
         acc = iv.CoverageAccumulator()
         for err, fc in future:
