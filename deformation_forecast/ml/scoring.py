@@ -1,12 +1,15 @@
 """The test-set scores of a trained network (ml/train.py ``Training.score``): one step ahead and
 iterative (Fig. 8) next to persistence and the linear trend, the iterative backtest per horizon
 (issue 17) and the prediction intervals' calibration (core/intervals.py) from rolling origins over
-the test dates (NETWORK_ORIGINS for the network, every test date for persistence and the line),
-block by block from the work file within the memory budget."""
+the test dates (NETWORK_ORIGINS for the network, every test date for persistence and the line;
+on an irregular stack only those whose last known grid date is an acquisition, and the first:
+:func:`calibration_origins`), block by block from the work file within the memory budget."""
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -153,13 +156,29 @@ class ScoreSums:
         if len(blocks.chosen) > 1:
             self.data_range = float(np.max(prep.fmax[test]) - np.min(prep.fmin[test])) or None
         n_blocks, seed = len(blocks.chosen), sc.seed
-        self.offsets = origin_offsets(n_test, NETWORK_ORIGINS)
+        acquired = origins_held_acquisitions(prep.grid, sc.data.info.dates, test)
+        self.offsets = calibration_origins(acquired, NETWORK_ORIGINS)
+        base_offsets = calibration_origins(acquired, n_test)
+        if not acquired.all():
+            protocol.message(
+                f"Interval calibration: {int(acquired.sum())} of the {n_test} rolling origins hold an "
+                "acquisition (the others a value interpolated on the regular grid, smoother than an "
+                "observation); "
+                + (
+                    f"calibrated from those and the first (network: {len(self.offsets)} origins, "
+                    f"persistence and trend: {len(base_offsets)})"
+                    if acquired[1:].any()
+                    else "none after the first, so calibrated from every origin as on a regular stack"
+                )
+            )
         self.iext = [  # the GRU's iterated extremes from every rolling origin of the network's backtest
             sc.gru.iterate(prep.fmin[: self.first_test + j], prep.fmax[: self.first_test + j], n_test - j)
             for j in self.offsets
         ]
         self.cal = CalibrationSample(n_test, n_blocks, seed, len(self.offsets))
-        self.cal_base = BaselineCalibration(n_test, n_blocks, seed, self.tw or TREND_BASELINE_DATES)
+        self.cal_base = BaselineCalibration(
+            n_test, n_blocks, seed, self.tw or TREND_BASELINE_DATES, base_offsets
+        )
         self.horizons = HorizonTable(n_test, self.tw or TREND_BASELINE_DATES)
 
     def add_block(self, r: int, c: int, h: int, w: int) -> None:
@@ -361,6 +380,30 @@ def origin_offsets(n_test: int, origins: int) -> list[int]:
     return list(range(0, n_test, step))
 
 
+def origins_held_acquisitions(
+    grid: Sequence[dt.date], acquisitions: Sequence[dt.date], test: np.ndarray
+) -> np.ndarray:
+    """(len(test),) whether each rolling origin's last known date (the grid date before test date j,
+    the value persistence holds) is an acquisition, not a value interpolated between two."""
+    acq = set(acquisitions)
+    return np.array([grid[int(t) - 1] in acq for t in test], dtype=bool)
+
+
+def calibration_origins(acquired: np.ndarray, origins: int) -> list[int]:
+    """At most `origins` rolling origins (offsets from the first test date, evenly spaced) among
+    those whose last known date is an acquisition (`acquired`, see
+    :func:`origins_held_acquisitions`), as the forecast's own origin always is (the grid ends on the
+    last acquisition): an interpolated value is smoother than an observation, and a forecast carries
+    its origin's noise into every horizon, so errors from interpolated origins are too small. The
+    first origin is kept in any case (it alone reaches the last horizons). When every origin is an
+    acquisition (a regular stack) or none after the first is, all candidates stay, as before."""
+    cand = list(range(len(acquired)))
+    if acquired[1:].any():
+        cand = [j for j in cand if j == 0 or acquired[j]]
+    step = max(1, math.ceil(len(cand) / max(int(origins), 1)))
+    return cand[::step]
+
+
 class CalibrationSample:
     """A backtest's errors at horizons 1..n_test (fewer from a later rolling origin: NaN beyond),
     the pixels' scales at the origin and the frames whose motion widens the band, gathered block by
@@ -408,16 +451,20 @@ class BaselineCalibration:
     widens with the line's motion (h |recent rate|, ``motion_from`` "trend"): a held value on a bowl
     that keeps sinking is wrong by about that much, which its own (flat) forecast cannot show."""
 
-    def __init__(self, n_test: int, n_blocks: int, seed: int, trend_window: int):
+    def __init__(
+        self, n_test: int, n_blocks: int, seed: int, trend_window: int, offsets: Sequence[int] | None = None
+    ):
         self.tw = int(trend_window)
+        self.offsets = list(range(n_test)) if offsets is None else [int(j) for j in offsets]
         self.samples = {
-            k: CalibrationSample(n_test, n_blocks, seed, n_test) for k in ("persistence", "trend")
+            k: CalibrationSample(n_test, n_blocks, seed, len(self.offsets)) for k in ("persistence", "trend")
         }
 
     def add(self, reg: np.ndarray, mask: np.ndarray, tl: np.ndarray, scales: list[np.ndarray]) -> None:
         """One block: `reg` its dates (the test dates `tl` last), `scales` each pixel's scale at
-        every test date as origin."""
-        for j, o in enumerate(int(t) for t in tl):
+        every test date as origin; the origins are the test dates at `offsets` (default: all)."""
+        for j in self.offsets:
+            o = int(tl[j])
             targets = reg[tl[j:]]
             line = _trend_iterative(reg[:o], mask, len(targets), self.tw)
             held = np.where(mask, reg[o - 1], np.nan)[None].repeat(len(targets), axis=0)
