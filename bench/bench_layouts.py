@@ -239,17 +239,14 @@ def _child(alg: str, path: str, out: str) -> dict:
 
 
 def _merged(path: str, results: dict[str, dict[str, dict]], algs: list[str]):
-    """This run's `results` joined with those of the --json file at `path`: per layout and
-    algorithm, the run of least CPU time; the layouts in the order of LAYOUTS."""
+    """The results of the --json file at `path` with this run's `results` in place of theirs;
+    the layouts in the order of LAYOUTS."""
     with open(path, encoding="utf-8") as f:
         old = json.load(f)["results"]
     out: dict[str, dict[str, dict]] = {}
     for name in LAYOUTS:
         cells = dict(old.get(name, {}))
-        for alg, r in results.get(name, {}).items():
-            prev = cells.get(alg, {})
-            if "cpu" not in prev or ("cpu" in r and r["cpu"] < prev["cpu"]):
-                cells[alg] = r
+        cells.update(results.get(name, {}))
         if cells:
             out[name] = cells
     every = [x for x in ALGS if x in algs or any(x in c for c in out.values())]
@@ -292,8 +289,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--merge",
         default=None,
-        help="a --json file of an earlier run on the same machine: its cells join this run's, each "
-        "cell the run of least CPU time (on a shared machine a run slowed by a neighbour is dropped)",
+        help="a --json file of an earlier run on the same machine: its cells fill the table where "
+        "this run (fewer --layouts or --algs, e.g. after a change) has none",
     )
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
