@@ -499,6 +499,8 @@ class StackWriter:
     Use as a context manager: on an exception nothing is left under the final name.
     """
 
+    _dst: rasterio.io.DatasetWriter  # the temporary file, reopened for update by _flush
+
     def __init__(
         self,
         path: str,
