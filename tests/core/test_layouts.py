@@ -351,7 +351,11 @@ def test_reads_of_a_pass_while_a_stack_is_written_match_across_layouts(write_sta
                     r0, c0 = int(win.row_off), int(win.col_off)
                     want = expected[:, r0 : r0 + int(win.height), c0 : c0 + int(win.width)]
                     np.testing.assert_array_equal(block, want)
+                    # the writer writes its windows out only while a compressed pixel-interleaved
+                    # input is being read (StackWriter._flush)
+                    assert stack_mod._PACKED_READERS[0] == (1 if path == packed else 0)
                     w.write(block * 2, window=win)
+        assert stack_mod._PACKED_READERS[0] == 0
         np.testing.assert_array_equal(read_stack(out), expected * 2)
 
 
@@ -397,6 +401,7 @@ def test_the_writer_writes_whole_tiles_out_once(tmp_path, monkeypatch):
         real(self)
 
     monkeypatch.setattr(StackWriter, "_flush", spy)
+    monkeypatch.setattr(stack_mod, "_PACKED_READERS", [1])  # as while a packed input is read
     sizes = {}
     for name, rows in (("aligned", 128), ("cut", 100), ("whole", h)):
         out = str(tmp_path / f"{name}.tif")
