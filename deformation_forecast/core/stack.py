@@ -188,56 +188,20 @@ class StackReader:
         self.src = open_for_reads(path)
         self.count = validity.band_count(self.src)
         src = self.src
-        # a compressed pixel-interleaved tile decodes every band into GDAL's block cache at once
-        self.tile_bytes = 0
-        if src.count > 1 and src.interleaving == Interleaving.pixel and src.compression is not None:
-            bh, bw = src.block_shapes[0]
-            self.tile_bytes = bh * bw * src.count * np.dtype(src.dtypes[0]).itemsize
-            _PACKED_READERS[0] += 1  # StackWriter writes its windows out while this one is open
+        # a compressed pixel-interleaved file: StackWriter writes its windows out while it is open
+        self.packed = src.count > 1 and src.interleaving == Interleaving.pixel and src.compression is not None
+        if self.packed:
+            _PACKED_READERS[0] += 1
 
     def read(self, window: Window | None = None, bands: Sequence[int] | None = None) -> np.ndarray:
         """Pixels as float32 (bands, rows, cols), nodata as NaN; `bands` are 0-based indexes."""
         idx = [b + 1 for b in bands] if bands is not None else list(range(1, self.count + 1))
-        win = window if window is not None else Window(0, 0, self.src.width, self.src.height)
-        parts = self._parts(win)
-        if len(parts) == 1:
-            arr = self.src.read(idx, window=window, out_dtype="float32", boundless=False)
-        else:
-            arr = np.empty((len(idx), int(win.height), int(win.width)), dtype="float32")
-            r0, c0 = int(win.row_off), int(win.col_off)
-            for p in parts:
-                rows = slice(int(p.row_off) - r0, int(p.row_off) - r0 + int(p.height))
-                cols = slice(int(p.col_off) - c0, int(p.col_off) - c0 + int(p.width))
-                arr[:, rows, cols] = self.src.read(idx, window=p, out_dtype="float32")
+        arr = self.src.read(idx, window=window, out_dtype="float32", boundless=False)
         # nodata, GDAL masks (internal, .msk, alpha), undeclared sentinels, m/cm -> mm
         return validity.clean_block(arr, self.src, idx, window=window)
 
-    def _parts(self, win: Window) -> list[Window]:
-        """`win` cut, for a compressed pixel-interleaved file, into runs of whole tiles whose
-        decoded bands fill at most a quarter of GDAL's block cache, so that each tile is decoded
-        once: a window whose row of tiles overflowed the cache decoded each tile up to once per
-        band (losvertical 5-8x slower on 128 px LZW tiles and on a COG, bench_layouts.py)."""
-        if not self.tile_bytes:
-            return [win]
-        cache = _gdal_cache_bytes()
-        if int(win.height) * int(win.width) * self.tile_bytes // max(1, _tile_pixels(self.src)) <= cache // 4:
-            return [win]
-        bh, bw = self.src.block_shapes[0]
-        across = max(1, cache // 4 // self.tile_bytes) * bw  # columns of one run of tiles
-        r0, c0 = int(win.row_off), int(win.col_off)
-        r1, c1 = r0 + int(win.height), c0 + int(win.width)
-        out = []
-        for r in range(r0, r1, bh) if r0 % bh == 0 else [r0, *range((r0 // bh + 1) * bh, r1, bh)]:
-            re = min(r1, (r // bh + 1) * bh)
-            c = c0
-            while c < c1:
-                ce = min(c1, (c // bw) * bw + across)
-                out.append(Window(c, r, ce - c, re - r))
-                c = ce
-        return out
-
     def close(self) -> None:
-        if self.tile_bytes and not self.src.closed:
+        if self.packed and not self.src.closed:
             _PACKED_READERS[0] -= 1
         self.src.close()
 
@@ -246,22 +210,6 @@ class StackReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _gdal_cache_bytes() -> int:
-    """GDAL's block cache size in force (GDAL_CACHEMAX: bytes, MB or a % of the RAM)."""
-    from .budget import gdal_cache_bytes
-
-    v = str(rasterio.env.get_gdal_config("GDAL_CACHEMAX") or "")
-    if v.isdigit():
-        n = int(v)
-        return n if n > 100_000 else n * 2**20  # GDAL reads small numbers as MB
-    return gdal_cache_bytes(None)
-
-
-def _tile_pixels(src) -> int:
-    bh, bw = src.block_shapes[0]
-    return bh * bw
 
 
 def read_windows(
