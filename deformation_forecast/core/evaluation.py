@@ -538,12 +538,14 @@ def evaluate_files(
     run: Run = QUIET,
 ) -> FileEvaluation:
     """Metrics of the predicted stack at `pred_path` against the observed one at `obs_path` (same
-    grid) for the band `pairs` (predicted index, observed index), one frame pair in memory at a
-    time: a first pass finds the observed data range (unless `data_range` is given), the second
-    scores each date, gathers the report's figure data and writes the absolute error band of
-    `errors_path` (a stack with the predicted dates; `errors_meta`: crs, transform, units, tags).
-    GDAL's block cache and the frames read at once are sized from the memory budget of `run`
-    (core.budget); progress goes to `run` per frame pair, cancelling raises core.errors.Cancelled.
+    grid) for the band `pairs` (predicted index, observed index), frame by frame: a first pass
+    finds the observed data range (unless `data_range` is given), the second scores each date,
+    gathers the report's figure data and writes the absolute error band of `errors_path` (a stack
+    with the predicted dates; `errors_meta`: crs, transform, units, tags). The second pass takes
+    the first pass's frames from memory when they all fit in half the working memory, else reads
+    them again. GDAL's block cache and the frames read at once are sized from the memory budget of
+    `run` (core.budget); progress goes to `run` per frame pair, cancelling raises
+    core.errors.Cancelled.
     """
     from .budget import gdal_env
     from .stack import read_info
@@ -583,7 +585,12 @@ def evaluate_files(
 
 @dataclass
 class _FramePairs:
-    """The (predicted, observed) frame pairs of :func:`evaluate_files`, read `passes` times in all."""
+    """The (predicted, observed) frame pairs of :func:`evaluate_files`, read `passes` times in all.
+
+    When every pair fits in half the working memory, the first pass keeps the frames it read and
+    the second takes them from memory: from a pixel-interleaved compressed file each pass decodes
+    the whole file whatever the dates asked for (issue 22), and the second would decode it again.
+    Each kept frame is released as the second pass hands it out."""
 
     pred_path: str
     obs_path: str
@@ -591,21 +598,45 @@ class _FramePairs:
     run: Run
     passes: int
     done: int = 0
+    kept: list | None = None
 
     def frames(self):
+        steps = max(1, len(self.pairs) * self.passes)
+        if self.kept is not None:  # the first pass's frames, in order
+            kept, self.kept = self.kept, None
+            kept.reverse()
+            while kept:
+                self.run.check_cancelled()
+                yield kept.pop()
+                self.done += 1
+                self.run.progress(self.done / steps)
+            return
+        keep: list | None = [] if self.passes > 1 and self._fit_in_memory() else None
+        for quad in self._read():
+            self.run.check_cancelled()
+            yield quad
+            if keep is not None:
+                keep.append(quad)
+            self.done += 1
+            self.run.progress(self.done / steps)
+        self.kept = keep
+
+    def _fit_in_memory(self) -> bool:
+        from .stack import read_info
+
+        info = read_info(self.obs_path)
+        return 2 * len(self.pairs) * 4 * info.width * info.height <= self.run.working_bytes(2)
+
+    def _read(self):
         from .validity import iter_dated_frames
 
-        steps = max(1, len(self.pairs) * self.passes)
         # frames read in groups from a pixel-interleaved file, one at a time otherwise (issue 22),
         # each with its spikes masked against its neighbouring dates as a read of all dates does
         max_bytes = self.run.working_bytes(4)
         preds = iter_dated_frames(self.pred_path, [i for i, _ in self.pairs], max_bytes)
         obs = iter_dated_frames(self.obs_path, [j for _, j in self.pairs], max_bytes)
         for (i, p), (j, o) in zip(preds, obs, strict=True):
-            self.run.check_cancelled()
             yield i, j, p, o
-            self.done += 1
-            self.run.progress(self.done / steps)
 
 
 def _errors_writer(path: str | None, dates, pred_info, obs_info, meta: dict | None):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from deformation_forecast.core import evaluation as ev
 from deformation_forecast.core import stack as stack_mod
 from deformation_forecast.core.errors import InputError
 from deformation_forecast.core.rates import deformation_rate
@@ -209,9 +210,37 @@ def test_frames_of_a_pixel_interleaved_stack_are_read_in_groups(write_stack, tmp
     got = evaluate_files(pixel, pixel, pairs)
     assert got.rows == ref.rows and got.total == ref.total
     # the whole evaluation (two passes over 10 frames of each of the two files) decodes each tile
-    # of the pixel-interleaved file at most 4 times: once per pass and file, not once per frame
+    # of the pixel-interleaved file at most twice: once per file, not once per frame; the frames
+    # fit in memory, so the scoring pass takes the range pass's frames instead of reading again
     counts = _reads_per_tile(pixel, monkeypatch, lambda: evaluate_files(pixel, pixel, pairs))
-    assert max(counts) <= 4, counts
+    assert max(counts) <= 2, counts
+    # frames that do not fit are read again, once per pass and file, with the same figures
+    monkeypatch.setattr(ev._FramePairs, "_fit_in_memory", lambda self: False)
+    again = _reads_per_tile(pixel, monkeypatch, lambda: evaluate_files(pixel, pixel, pairs))
+    assert 2 < max(again) <= 4, again
+    reread = evaluate_files(pixel, pixel, pairs)
+    assert reread.rows == got.rows and reread.total == got.total and reread.data_range == got.data_range
+
+
+def test_the_scoring_pass_keeps_frames_only_within_the_budget(write_stack):
+    from deformation_forecast.core.run import Run
+
+    path = write_stack(_data(), make_dates(N))
+    pairs = [(i, i) for i in range(N)]  # 2 x 12 frames of 96 x 160 float32: 1.4 MiB
+    need = 2 * N * H * W * 4
+    fits = ev._FramePairs(path, path, pairs, Run(), 2)
+    assert fits._fit_in_memory()
+    assert Run(budget_mb=1).working_bytes(2) >= need  # the smallest budget holds these
+    big = write_stack(np.zeros((2, 2000, 2000), "float32"), make_dates(2), name="big.tif")
+    tiny = ev._FramePairs(big, big, [(0, 0), (1, 1)], Run(budget_mb=1), 2)  # 64 MB of frames
+    assert not tiny._fit_in_memory()
+    assert ev._FramePairs(big, big, [(0, 0), (1, 1)], Run(budget_mb=2048), 2)._fit_in_memory()
+    frames = ev._FramePairs(path, path, pairs, Run(), 2)
+    first = list(frames.frames())
+    assert frames.kept is not None and len(frames.kept) == N
+    second = list(frames.frames())
+    assert frames.kept is None  # released as handed out
+    assert all(a[:2] == b[:2] and a[2] is b[2] and a[3] is b[3] for a, b in zip(first, second, strict=True))
 
 
 def test_a_slow_layout_is_named_once_with_the_fix(write_stack, tmp_path, monkeypatch, caplog):
@@ -416,3 +445,28 @@ def test_the_writer_writes_whole_tiles_out_once(tmp_path, monkeypatch):
     # no tile stored twice (3 x 60 of them would double the file); each reopening stores the
     # tile index again (about 2 % here, 0.6 % on a 3000 x 3000 x 60 stack written in 20 windows)
     assert sizes["aligned"] <= sizes["whole"] * 1.07
+
+
+def test_open_for_reads_opens_again_only_for_direct_io(write_stack, tmp_path, monkeypatch):
+    """Only an uncompressed pixel-interleaved GeoTIFF is opened a second time (GDAL takes
+    GTIFF_DIRECT_IO when it opens a file); any other file is opened once and read as it is."""
+    from deformation_forecast.core.budget import open_for_reads
+
+    base = write_stack(_data(), make_dates(N))
+    pixel = _rewrite(base, str(tmp_path / "pixel.tif"), **LAYOUTS["pixel_tiles64"])
+    packed = _rewrite(base, str(tmp_path / "packed.tif"), **LAYOUTS["pixel_tiles64"], compress="deflate")
+    with rasterio.open(base) as src:
+        expected = src.read()
+    opened: list[str] = []
+    real_open = rasterio.open
+
+    def counting(path, *a, **kw):
+        opened.append(str(path))
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(rasterio, "open", counting)
+    for path, opens in ((base, 1), (packed, 1), (pixel, 2)):
+        opened.clear()
+        with open_for_reads(path) as src:
+            np.testing.assert_array_equal(src.read(), expected)
+        assert opened == [path] * opens
