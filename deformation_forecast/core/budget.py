@@ -162,7 +162,10 @@ def open_for_reads(path: str):
     :func:`direct_io_options`: GDAL takes GTIFF_DIRECT_IO when it opens the file."""
     import rasterio
 
-    with rasterio.open(path) as probe:
-        options = direct_io_options(probe)
+    src = rasterio.open(path)
+    options = direct_io_options(src)
+    if not options:
+        return src
+    src.close()  # opened again: GDAL takes the option only when it opens the file
     with rasterio.Env(**options):
         return rasterio.open(path)
