@@ -133,7 +133,7 @@ def generate_stack(
 ) -> None:
     """Cumulative displacement (mm) of smooth bowls growing in time (linear rate plus a slight
     acceleration) times `scale`, plus Gaussian noise, written with StackWriter (its layout: 128 px
-    tiles, deflate, predictor 3, BIGTIFF when needed) one 128-row strip and one band at a time: the
+    tiles, deflate, BIGTIFF when needed) one 128-row strip and one band at a time: the
     memory used is a few strips of (128 x size) floats whatever the stack's size."""
     from rasterio.windows import Window
 

@@ -784,7 +784,6 @@ def _write_single(path: str, data: np.ndarray, scene: SampleScene, description: 
         transform=scene.transform,
         nodata=float("nan"),
         compress="deflate",
-        predictor=3,
     )
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **prof) as dst:
         dst.write(data.astype("float32"), 1)

@@ -19,6 +19,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
+from rasterio.enums import Interleaving
 from rasterio.windows import Window
 
 from . import validity
@@ -45,6 +46,7 @@ class StackInfo:
     units: str = "mm"
     tags: dict[str, str] = field(default_factory=dict)
     block: tuple[int, int] = (0, 0)  # (rows, cols) of the file's blocks (tiles or strips); 0 = unknown
+    interleave: str = "band"  # "pixel": one block holds every band; "band": a block per band
 
     @property
     def count(self) -> int:
@@ -151,6 +153,7 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
             units=units or "mm",
             tags=dict(ds_tags),
             block=file_block(src),
+            interleave="pixel" if src.count > 1 and src.interleaving == Interleaving.pixel else "band",
         )
 
 
@@ -170,7 +173,9 @@ def read_stack(
         return reader.read(window, bands)
 
 
-# open StackReaders of compressed pixel-interleaved files (see StackWriter._flush)
+# open StackReaders of compressed pixel-interleaved files (see StackWriter._flush). A count for the
+# whole process, not per pass or thread, because what it protects is too: GDAL's block cache, in
+# which any writer's unwritten blocks push out the tiles such a reader decoded
 _PACKED_READERS = [0]
 
 
@@ -182,8 +187,6 @@ class StackReader:
     direct I/O (core.budget.open_for_reads)."""
 
     def __init__(self, path: str):
-        from rasterio.enums import Interleaving
-
         self.path = path
         self.src = open_for_reads(path)
         self.count = validity.band_count(self.src)
@@ -302,8 +305,6 @@ def iter_windows(
 def pixel_interleaved(path: str) -> bool:
     """Whether a read of one band decodes the pixels of every band (a pixel-interleaved GeoTIFF: one
     tile or strip carries all bands), so that reading several bands at once costs what one does."""
-    from rasterio.enums import Interleaving
-
     try:
         with rasterio.open(path) as src:
             return src.count > 1 and src.interleaving == Interleaving.pixel
@@ -437,7 +438,8 @@ def _profile(count: int, height: int, width: int, crs: CRS | str | None, transfo
         nodata=float("nan"),
         compress="deflate",
         zlevel=1,  # fast: level 6 is ~4x slower for a few % smaller float stacks
-        predictor=3,
+        # no predictor: the floating-point one (3) made displacement stacks 2-11 % smaller (a mostly
+        # masked one 20 % larger) and doubled the decoding of every later read (README, issue 22)
         interleave="band",
         BIGTIFF="YES" if big else "IF_SAFER",
     )
@@ -679,9 +681,11 @@ def sample_blocks(
     info: StackInfo, max_blocks: int = CHECK_BLOCKS, max_bytes: int = CHECK_BYTES
 ) -> list[Window]:
     """Windows of whole blocks (tiles or strips) of the file, all bands of each taking at most
-    `max_bytes` together: every block when they fit, else a deterministic pseudo-random choice
-    (core.streaming keys of the block index), in file order. A block larger than `max_bytes` alone
-    (a strip holding the whole band) is cut to its first rows."""
+    `max_bytes` together and at most `max_blocks` blocks read (a window of a band-interleaved file
+    reads one block per band: 60 one-row strips for a row of 60 dates): every block when they fit,
+    else a deterministic pseudo-random choice (core.streaming keys of the block index), in file
+    order. A block larger than `max_bytes` alone (a strip holding the whole band) is cut to its
+    first rows."""
     from .streaming import hash_keys
 
     bh, bw = (int(v) for v in info.block) if all(info.block) else (1, info.width)
@@ -689,7 +693,8 @@ def sample_blocks(
     px = 4 * max(1, info.count)
     rows_fit = max(1, int(max_bytes // (bw * px)))
     nr, nc = -(-info.height // bh), -(-info.width // bw)
-    k = max(1, min(nr * nc, int(max_blocks), int(max_bytes // (min(bh, rows_fit) * bw * px))))
+    per_window = 1 if info.interleave == "pixel" else max(1, info.count)  # blocks read per window
+    k = max(1, min(nr * nc, int(max_blocks) // per_window, int(max_bytes // (min(bh, rows_fit) * bw * px))))
     chosen = np.sort(np.argsort(hash_keys(np.arange(nr * nc)), kind="stable")[:k])
     out = []
     for i in chosen.tolist():
@@ -732,7 +737,7 @@ LOG = logging.getLogger("deformation_forecast")
 # the layout the plugin writes (see _profile and the README), as gdal_translate options
 PREFERRED_LAYOUT_OPTIONS = (
     "-co TILED=YES -co BLOCKXSIZE=128 -co BLOCKYSIZE=128 -co INTERLEAVE=BAND "
-    "-co COMPRESS=DEFLATE -co ZLEVEL=1 -co PREDICTOR=3 -co BIGTIFF=IF_SAFER"
+    "-co COMPRESS=DEFLATE -co ZLEVEL=1 -co BIGTIFF=IF_SAFER"
 )
 # a compressed block that decodes to more than this (all the bands it carries) makes small windows
 # (profiles) decode far more than they use: one strip per band (1500 x 1500: 130x slower profiles in
@@ -744,8 +749,6 @@ SLOW_BLOCK_BYTES = 8 * 2**20
 def layout_advice(path: str) -> str | None:
     """A sentence naming what makes the file at `path` slow to stream and the command that rewrites
     it in the plugin's layout, or None for a layout read efficiently (issue 22, bench_layouts.py)."""
-    from rasterio.enums import Interleaving
-
     with rasterio.open(path) as src:
         if src.driver != "GTiff" or src.count < 2:
             return None

@@ -130,11 +130,19 @@ def test_input_check_samples_a_bounded_deterministic_set_of_whole_blocks(write_s
     info = read_info(write_stack(_data(), make_dates(N)))
     import dataclasses
 
-    big = dataclasses.replace(info, width=8000, height=8000, block=(512, 512))
+    assert info.interleave == "band"
+    big = dataclasses.replace(info, width=8000, height=8000, block=(512, 512), interleave="pixel")
     wins = sample_blocks(big, max_blocks=32, max_bytes=64 * 2**20)
     # 512 x 512 x 12 bands x 4 bytes = 12 MiB a block: 5 fit in 64 MiB
     assert len(wins) == 5
     assert wins == sample_blocks(big, max_blocks=32, max_bytes=64 * 2**20)
+    # band-interleaved, each window reads 12 blocks, one per band: 2 windows are 24 of the 32 reads
+    banded = sample_blocks(dataclasses.replace(big, interleave="band"), max_blocks=32, max_bytes=64 * 2**20)
+    assert len(banded) == 2 and set(banded) <= set(wins)
+    # one-row strips of a band-interleaved file (GDAL's default): bounded by the reads, not the bytes
+    rows = dataclasses.replace(info, width=3000, height=3000, block=(1, 3000))
+    assert len(sample_blocks(rows, max_blocks=1024, max_bytes=64 * 2**20)) == 1024 // 12
+    assert len(sample_blocks(dataclasses.replace(rows, interleave="pixel"), 1024, 64 * 2**20)) == 466
     assert all(w.row_off % 512 == 0 and w.col_off % 512 == 0 and w.width == 512 == w.height for w in wins)
     assert len({(w.row_off, w.col_off) for w in wins}) == 5
     # one strip holding the whole band: cut to the rows that fit
