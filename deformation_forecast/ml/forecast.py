@@ -243,11 +243,17 @@ PASS_MAX_BYTES = 64 * 2**20
 
 def window_bytes(budget: int, info=None) -> int:
     """Bytes of raw pixels (all bands) one window of the first pass may hold: at most
-    PASS_MAX_BYTES, at least one block of the file (all bands), so no block is decoded twice."""
+    PASS_MAX_BYTES, at least one block of the file (all bands) so that no block is decoded twice,
+    unless that block is more than the budget's share (`budget` / PASS_COPIES): a file of one
+    compressed strip per band (a block of all bands is the whole stack) is then read in windows of
+    that share, each decoding the strips again, within the budget (the log names the layout)."""
+    share = budget / PASS_COPIES
     least = 2**20
     if info is not None and all(getattr(info, "block", (0, 0))):
-        least = max(least, int(info.block[0]) * int(info.block[1]) * info.count * 4)
-    return int(max(least, min(PASS_MAX_BYTES, budget / PASS_COPIES)))
+        block = int(info.block[0]) * int(info.block[1]) * info.count * 4
+        if block <= share:
+            least = max(least, block)
+    return int(max(least, min(PASS_MAX_BYTES, share)))
 
 
 def kept_dates(meta: ModelMeta, n_regular: int) -> int:

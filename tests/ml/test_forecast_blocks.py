@@ -375,6 +375,30 @@ def test_blocks_sized_from_the_budget():
     assert plan_blocks((300, 300), 64, 16, 1536 * 2**20, per, 24).n_blocks == 1
 
 
+def test_first_pass_windows_hold_whole_blocks_only_within_the_budget():
+    """The first pass's windows hold at least one block of the file (all bands), so that no
+    block is decoded twice, but never more than the budget's share: a file of one strip per
+    band, whose block of all bands is the whole stack (2 GB here), is cut (its forecast pass
+    peaked at 23 GB of RSS within a 2 GB budget before)."""
+    import dataclasses
+
+    from deformation_forecast.core.stack import StackInfo
+    from deformation_forecast.ml.forecast import PASS_COPIES, PASS_MAX_BYTES, window_bytes
+
+    dates = [dt.date(2020, 1, 1) + dt.timedelta(days=12 * i) for i in range(60)]
+    info = StackInfo("x.tif", dates, None, None, 3000, 3000, block=(128, 128))
+    budget = 1536 * 2**20
+    assert window_bytes(budget, info) == PASS_MAX_BYTES  # 3.9 MB blocks: the usual windows
+    big = dataclasses.replace(info, block=(512, 512))  # 63 MB of all bands: still whole
+    assert window_bytes(budget, big) == max(PASS_MAX_BYTES, 512 * 512 * 60 * 4)
+    assert budget / PASS_COPIES == 192 * 2**20  # the share: 1024 px blocks (240 MB) are cut
+    assert window_bytes(budget, dataclasses.replace(info, block=(896, 896))) == 896 * 896 * 60 * 4
+    assert window_bytes(budget, dataclasses.replace(info, block=(1024, 1024))) == PASS_MAX_BYTES
+    strip = dataclasses.replace(info, block=(3000, 3000))
+    assert window_bytes(budget, strip) == PASS_MAX_BYTES <= budget / PASS_COPIES
+    assert window_bytes(64 * 2**20, strip) == 8 * 2**20  # a small budget's share
+
+
 def test_worker_failure_leaves_nothing(worker_scene, monkeypatch):
     import deformation_forecast.ml.forecast as fc
 
