@@ -103,19 +103,24 @@ def is_length_unit(unit: str | None) -> bool:
     return (unit or "").strip().lower() in UNIT_TO_MM
 
 
+SENTINEL_CHUNK = 2**22  # values of a block :func:`sentinel_mask` looks at together
+
+
 def sentinel_mask(arr: np.ndarray) -> np.ndarray:
     """True where `arr` holds exactly one of :data:`SENTINELS` (compared as float32)."""
     a = np.asarray(arr)
     if a.dtype.kind not in "fiu":
         return np.zeros(a.shape, dtype=bool)
-    a32 = a.astype("float32", copy=False)
-    with np.errstate(invalid="ignore"):
-        big = np.abs(a32) >= _SMALLEST  # one cheap pass; sentinels are rare
-    if not big.any():
-        return np.zeros(a.shape, dtype=bool)
-    out = np.zeros(a.shape, dtype=bool)
-    out[big] = np.isin(a32[big], _SENTINELS32)
-    return out
+    flat = np.ravel(a.astype("float32", copy=False))
+    out = np.zeros(flat.shape, dtype=bool)
+    # a few million values at a time: np.abs of a whole block was a float32 copy of it (+1 block)
+    for i in range(0, flat.size, SENTINEL_CHUNK):
+        part = flat[i : i + SENTINEL_CHUNK]
+        with np.errstate(invalid="ignore"):
+            big = np.abs(part) >= _SMALLEST  # one cheap pass; sentinels are rare
+        if big.any():
+            out[i : i + SENTINEL_CHUNK][big] = np.isin(part[big], _SENTINELS32)
+    return out.reshape(a.shape)
 
 
 def record(source: str, values: np.ndarray) -> None:
@@ -289,9 +294,17 @@ def spike_mask(arr: np.ndarray, limit: float = SPIKE_MM) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         wide = np.fmax.reduce(flat, axis=0) - np.fmin.reduce(flat, axis=0) > limit
     cols = np.flatnonzero(wide)
-    if cols.size:
-        out.reshape(n, -1)[:, cols] = _spikes_of(flat[:, cols].astype("float64"), limit)
+    # the wide series a few at a time: _spikes_of holds ~60 bytes per value (float64 and int64
+    # temporaries), 15 times the float32 block, when a deforming area makes most series wide
+    step = max(1, SPIKE_CHUNK // n)
+    for i in range(0, cols.size, step):
+        part = cols[i : i + step]
+        out.reshape(n, -1)[:, part] = _spikes_of(flat[:, part].astype("float64"), limit)
     return out
+
+
+# values of the wide series given to _spikes_of at once (about 120 MB of its temporaries)
+SPIKE_CHUNK = 2**21
 
 
 def _spikes_of(a: np.ndarray, limit: float) -> np.ndarray:
