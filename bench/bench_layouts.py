@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -170,7 +169,7 @@ def run_one(alg: str, path: str, out: str) -> dict:
             wall=min(r["wall"] for r in runs),
             cpu=min(r["cpu"] for r in runs),
             read=runs[0]["read"],
-            rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            rss_mb=_peak_rss_mb(),
         )
     r0, t0, c0 = rchar(), time.perf_counter(), time.process_time()
     with budget.gdal_env(None):
@@ -229,8 +228,15 @@ def run_one(alg: str, path: str, out: str) -> dict:
         wall=time.perf_counter() - t0,
         cpu=time.process_time() - c0,
         read=rchar() - r0,
-        rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        rss_mb=_peak_rss_mb(),
     )
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM): unlike getrusage's ru_maxrss, which Linux
+    carries over exec from the forked parent, it starts afresh in the child."""
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmHWM:")) / 1024.0
 
 
 def _check_once(path: str, rchar) -> dict:
