@@ -153,7 +153,7 @@ def read_info(path: str, require_dates: bool = True) -> StackInfo:
             units=units or "mm",
             tags=dict(ds_tags),
             block=file_block(src),
-            interleave="pixel" if src.count > 1 and src.interleaving == Interleaving.pixel else "band",
+            interleave="pixel" if _is_pixel_interleaved(src) else "band",
         )
 
 
@@ -192,7 +192,7 @@ class StackReader:
         self.count = validity.band_count(self.src)
         src = self.src
         # a compressed pixel-interleaved file: StackWriter writes its windows out while it is open
-        self.packed = src.count > 1 and src.interleaving == Interleaving.pixel and src.compression is not None
+        self.packed = _is_pixel_interleaved(src) and src.compression is not None
         if self.packed:
             _PACKED_READERS[0] += 1
 
@@ -302,12 +302,17 @@ def iter_windows(
     ]
 
 
+def _is_pixel_interleaved(src: rasterio.DatasetReader) -> bool:
+    """Whether each block of the open `src` carries every band."""
+    return src.count > 1 and src.interleaving == Interleaving.pixel
+
+
 def pixel_interleaved(path: str) -> bool:
     """Whether a read of one band decodes the pixels of every band (a pixel-interleaved GeoTIFF: one
     tile or strip carries all bands), so that reading several bands at once costs what one does."""
     try:
         with rasterio.open(path) as src:
-            return src.count > 1 and src.interleaving == Interleaving.pixel
+            return _is_pixel_interleaved(src)
     except rasterio.errors.RasterioIOError:  # not a file (a StackInfo describing a grid): no
         return False
 
